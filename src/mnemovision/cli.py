@@ -1,0 +1,144 @@
+"""The ``mnemovision`` command line: ``info``, ``train``, ``test``, ``demo``.
+
+Each command imports what it needs when it runs, so ``mnemovision --help`` stays fast and
+``mnemovision info`` works without mmengine or gradio being importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import mnemovision
+    from mnemovision.kernels import backend_report
+
+    report = {"mnemovision": mnemovision.__version__, "python": platform.python_version(), **backend_report()}
+    for name in ("torchvision", "numpy", "mmengine", "av", "cv2", "gradio", "open3d"):
+        report[name] = _version_of(name)
+    report["backends"] = {
+        "torch": True,
+        "triton": bool(report["triton"]) and bool(report["cuda"]),
+        "triton_interpreter": bool(report["triton"]),
+        "gsplat": bool(report["gsplat"]),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mnemovision", show_header=True)
+    table.add_column("component")
+    table.add_column("status")
+    for key, value in report.items():
+        if key == "backends":
+            continue
+        table.add_row(key, "-" if value in (None, []) else str(value))
+    for key, usable in report["backends"].items():
+        table.add_row(f"backend: {key}", "[green]usable[/green]" if usable else "[red]not usable[/red]")
+    Console().print(table)
+    return 0
+
+
+def _version_of(module: str) -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"cv2": "opencv-python-headless", "mmengine": "mmengine-lite", "open3d": "open3d-cpu"}.get(module, module)
+    for name in (dist, module):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "installed"
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mnemovision.engine import build_runner, parse_cfg_options
+
+    resume: bool | str = args.resume if args.resume not in (None, "auto") else args.resume == "auto"
+    runner = build_runner(args.config, args.work_dir, resume, parse_cfg_options(args.cfg_options), args.launcher)
+    try:
+        runner.train()
+    finally:
+        _finish_distributed()
+    return 0
+
+
+def _finish_distributed() -> None:
+    """Tear the process group down before exit (a live gloo group aborts the interpreter at exit)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from mnemovision.engine import build_runner, parse_cfg_options
+
+    options = parse_cfg_options(args.cfg_options)
+    options["load_from"] = args.checkpoint
+    runner = build_runner(args.config, args.work_dir, False, options, args.launcher)
+    try:
+        metrics = runner.test()
+    finally:
+        _finish_distributed()
+    print(json.dumps({k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in metrics.items()}, indent=2))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mnemovision.demos.hub import serve
+
+    serve(host=args.host, port=args.port, open_browser=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnemovision", description="Vision and 3D perception built around memory.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="versions and which kernel backends are usable here")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=_cmd_info)
+
+    launcher = dict(choices=["none", "pytorch"], default="none", help="'pytorch' under torchrun")
+    train = sub.add_parser("train", help="train from a Python config (path or bundled name)")
+    train.add_argument("config")
+    train.add_argument("--work-dir", default=None)
+    train.add_argument("--resume", nargs="?", const="auto", default=None, help="resume from the latest checkpoint in the work dir, or from the given one")
+    train.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE", help="override config fields, e.g. train_cfg.max_iters=100")
+    train.add_argument("--launcher", **launcher)
+    train.set_defaults(func=_cmd_train)
+
+    test = sub.add_parser("test", help="evaluate a checkpoint with a config's test loop")
+    test.add_argument("config")
+    test.add_argument("checkpoint")
+    test.add_argument("--work-dir", default=None)
+    test.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE")
+    test.add_argument("--launcher", **launcher)
+    test.set_defaults(func=_cmd_test)
+
+    demo = sub.add_parser("demo", help="serve the Gradio demo hub on this machine")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; never shared publicly)")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Shared kernels: the Gaussian rasterizer and memory attention (torch and triton only).
+
+Each op has a readable PyTorch path (the CPU path and the test oracle) and a Triton path for GPUs.
+Importing this package queries no device; backends are resolved per call (see ``_backend``).
+"""
+
+from mnemovision.kernels._backend import (
+    BACKENDS,
+    backend_report,
+    cuda_available,
+    resolve_backend,
+    triton_importable,
+    triton_interpreter_enabled,
+)
+
+__all__ = [
+    "BACKENDS",
+    "backend_report",
+    "cuda_available",
+    "resolve_backend",
+    "triton_importable",
+    "triton_interpreter_enabled",
+]

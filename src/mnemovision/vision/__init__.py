@@ -1,0 +1,10 @@
+"""What every method shares: cameras, image/video/mask/PLY IO, metrics, checkpoints, progress, data paths.
+
+Submodules: ``cameras``, ``io``, ``metrics``, ``checkpoints``, ``progress``, ``plots``, ``data``, ``errors``.
+``vision`` may import ``kernels``; it never imports a method package or mmengine.
+"""
+
+from mnemovision.vision import cameras, checkpoints, data, errors, io, metrics, plots, progress
+from mnemovision.vision.errors import CheckpointError, FileFormatError
+
+__all__ = ["CheckpointError", "FileFormatError", "cameras", "checkpoints", "data", "errors", "io", "metrics", "plots", "progress"]

@@ -1,0 +1,101 @@
+"""Images: reading with EXIF orientation applied, writing, and uint8 <-> float conversions.
+
+Arrays are ``[H, W, 3]`` (or ``[H, W, 4]`` with alpha) in RGB order; uint8 in [0, 255] or float32 in [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mnemovision.vision.errors import FileFormatError
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [0, 1]. Float input is returned as float32 unchanged."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if np.issubdtype(image.dtype, np.floating):
+        return image.astype(np.float32, copy=False)
+    raise ValueError(f"image must be uint8 or float, got dtype {image.dtype}")
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint8 by clipping and rounding half to even (``(x * 255).round()``, as BasicSR's
+    ``tensor2img``). uint8 input is returned unchanged."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"image must be uint8 or float, got dtype {image.dtype}")
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
+    """Read an image file as uint8, with its EXIF orientation applied.
+
+    Args:
+        path: any format Pillow reads (PNG, JPEG, ...).
+        mode: ``RGB`` ([H, W, 3]), ``RGBA`` ([H, W, 4]), ``L`` ([H, W]) or ``keep`` (as stored:
+            RGB, RGBA or L; palette images become RGB/RGBA).
+
+    Raises:
+        FileNotFoundError: no such file. FileFormatError: not a readable image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: image not found")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise FileFormatError(path, "image data", "an image Pillow can decode", str(err)) from err
+    if mode == "keep":
+        if img.mode == "P":
+            mode = "RGBA" if "transparency" in img.info else "RGB"
+        elif img.mode in ("RGB", "RGBA", "L"):
+            mode = img.mode
+        elif img.mode in ("LA",):
+            mode = "RGBA"
+        elif img.mode in ("I", "I;16", "F"):
+            raise FileFormatError(path, "mode", "an 8-bit image", f"{img.mode} (use read_image_raw for high bit depth)")
+        else:
+            mode = "RGB"
+    if mode not in ("RGB", "RGBA", "L"):
+        raise ValueError(f"mode must be RGB, RGBA, L or keep, got {mode!r}")
+    return np.asarray(img.convert(mode))
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
+    """Write ``[H, W]``, ``[H, W, 3]`` or ``[H, W, 4]`` uint8 (or float [0, 1]) to PNG/JPEG, atomically."""
+    from PIL import Image
+
+    from mnemovision.vision.checkpoints import atomic_write
+
+    array = to_uint8(np.asarray(image))
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"image must be [H, W], [H, W, 3] or [H, W, 4], got {array.shape}")
+    path = Path(path)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unsupported image suffix {path.suffix!r} (png, jpg, jpeg, webp, bmp)")
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_write(path, "wb") as handle:
+        Image.fromarray(array).save(handle, format=fmt, **kwargs)
+
+
+def composite_alpha(rgba: np.ndarray, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Composite ``[H, W, 4]`` RGBA (uint8 or float) over a constant ``background`` -> float32 [H, W, 3]."""
+    rgba = to_float(rgba)
+    if rgba.ndim != 3 or rgba.shape[-1] != 4:
+        raise ValueError(f"rgba must be [H, W, 4], got {rgba.shape}")
+    alpha = rgba[..., 3:4]
+    return rgba[..., :3] * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha)

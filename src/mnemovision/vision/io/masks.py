@@ -1,0 +1,115 @@
+"""DAVIS-style masks: indexed-palette PNGs where pixel value k is object k (0 = background).
+
+Reading also accepts binary masks (grayscale 0/255: any value > 0 is object 1) and RGB masks
+coloured with the DAVIS palette.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mnemovision.vision.errors import FileFormatError
+
+
+def davis_palette(n: int = 256) -> np.ndarray:
+    """The DAVIS / PASCAL VOC palette [n, 3] uint8 (0 black, 1 red, 2 green, 3 yellow, ...).
+
+    Colour k takes bit b of k's bit-groups into channel (b mod 3), filling bits from the most
+    significant end, which is the standard VOC colour map.
+    """
+    palette = np.zeros((n, 3), dtype=np.uint8)
+    for index in range(n):
+        value, rgb = index, [0, 0, 0]
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+        palette[index] = rgb
+    return palette
+
+
+def read_mask(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask as [H, W] uint8 object indices.
+
+    Args:
+        path: a palette ("P") PNG, a grayscale PNG (binary: > 0 becomes 1; multi-valued grayscale with
+            values < 128 is taken as indices), or an RGB PNG in the DAVIS palette.
+        expected_shape: (H, W) the mask must have, e.g. its frame's size.
+
+    Raises:
+        FileFormatError: unreadable file, unknown colours, or a size other than ``expected_shape``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: mask not found")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            array = np.asarray(img)
+    except (UnidentifiedImageError, OSError) as err:
+        raise FileFormatError(path, "image data", "a PNG mask", str(err)) from err
+    if mode == "P":
+        mask = array.astype(np.uint8)
+    elif mode in ("L", "1", "I", "I;16"):
+        array = array.astype(np.int64)
+        values = np.unique(array)
+        if set(values.tolist()) <= {0, 1, 255} or (mode == "1"):
+            mask = (array > 0).astype(np.uint8)
+        elif values.max() < 256:
+            mask = array.astype(np.uint8)
+        else:
+            raise FileFormatError(path, "pixel values", "indices below 256", f"max {values.max()}")
+    elif mode in ("RGB", "RGBA"):
+        mask = _rgb_to_indices(path, array[..., :3])
+    else:
+        raise FileFormatError(path, "mode", "P, L or RGB", mode)
+    if expected_shape is not None and tuple(mask.shape) != tuple(expected_shape):
+        raise FileFormatError(path, "size", f"{expected_shape[1]}x{expected_shape[0]} (W x H) like its frame", f"{mask.shape[1]}x{mask.shape[0]}")
+    return mask
+
+
+def _rgb_to_indices(path: Path, rgb: np.ndarray) -> np.ndarray:
+    palette = davis_palette().astype(np.int64)
+    codes = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
+    lookup = {int(c): i for i, c in reversed(list(enumerate(codes)))}
+    pixels = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    unique, inverse = np.unique(pixels, return_inverse=True)
+    unknown = [int(u) for u in unique if int(u) not in lookup]
+    if unknown:
+        shown = ", ".join(f"#{u:06x}" for u in unknown[:5])
+        raise FileFormatError(path, "colours", "colours of the DAVIS palette", shown)
+    return np.array([lookup[int(u)] for u in unique], dtype=np.uint8)[inverse].reshape(rgb.shape[:2])
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write [H, W] integer object indices (0..255) as an indexed-palette PNG, atomically."""
+    from PIL import Image
+
+    from mnemovision.vision.checkpoints import atomic_write
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be [H, W], got {mask.shape}")
+    if mask.size and (mask.min() < 0 or mask.max() > 255):
+        raise ValueError(f"mask values must be in 0..255, got {mask.min()}..{mask.max()}")
+    img = Image.fromarray(mask.astype(np.uint8), mode="P")
+    img.putpalette((davis_palette() if palette is None else np.asarray(palette, dtype=np.uint8)).reshape(-1).tolist())
+    with atomic_write(path, "wb") as handle:
+        img.save(handle, format="PNG")
+
+
+def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend palette colours of ``mask`` [H, W] onto ``image`` [H, W, 3] uint8 (background untouched)."""
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} sizes differ")
+    colours = davis_palette()[mask].astype(np.float32)
+    out = image.astype(np.float32)
+    fg = mask > 0
+    out[fg] = (1.0 - alpha) * out[fg] + alpha * colours[fg]
+    return np.round(out).astype(np.uint8)

@@ -1,0 +1,61 @@
+"""Shared fixtures and marker handling for the test suite.
+
+Markers (declared in pyproject.toml, run with --strict-markers): ``gpu`` skips without CUDA,
+``browser`` skips without Chromium and Playwright, ``data`` tests get their paths from the
+``shared_data`` fixture, which skips with a reason when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+
+
+def chromium_path() -> str | None:
+    for candidate in CHROMIUM_CANDIDATES:
+        if os.path.exists(candidate):
+            return candidate
+    return shutil.which("chromium")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    no_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    no_browser = pytest.mark.skip(reason="needs Debian's chromium and the playwright package (apt-get install chromium; pip install -e '.[dev]')")
+    has_browser = chromium_path() is not None and importlib.util.find_spec("playwright") is not None
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_cuda)
+        if "browser" in item.keywords and not has_browser:
+            item.add_marker(no_browser)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Return a function ``(*parts) -> Path`` into the shared data; skips when it is absent."""
+    from mnemovision.vision.data import shared_data_path
+
+    def get(*parts: str) -> Path:
+        path = shared_data_path(*parts, start=REPO_ROOT)
+        if path is None:
+            pytest.skip(f"shared data {'/'.join(parts)} not found (set MNEMOVISION_DATA or place it at ../shared/data)")
+        return path
+
+    return get
+
+
+@pytest.fixture
+def artifacts_dir(tmp_path) -> Path:
+    """Where a test saves things a person may look at (screenshots, renders): $MNEMOVISION_ARTIFACTS or tmp."""
+    root = os.environ.get("MNEMOVISION_ARTIFACTS")
+    path = Path(root) if root else tmp_path / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,310 @@
+import json
+
+import numpy as np
+import pytest
+
+from mnemovision.vision.cameras import (
+    Cameras,
+    focal_from_fov,
+    fov_from_focal,
+    invert_pose,
+    look_at,
+    model_to_cameras,
+    opencv_to_opengl,
+    opengl_to_opencv,
+    orbit,
+    read_model,
+    read_transforms,
+    write_model,
+    write_transforms,
+)
+from mnemovision.vision.cameras.colmap import (
+    ColmapCamera,
+    ColmapImage,
+    ColmapModel,
+    ColmapPoints,
+    quat_to_rotmat,
+    read_cameras_bin,
+    read_cameras_txt,
+    read_images_txt,
+    rotmat_to_quat,
+)
+from mnemovision.vision.errors import FileFormatError
+
+
+def random_rotation(rng):
+    q = rng.standard_normal(4)
+    return quat_to_rotmat(q / np.linalg.norm(q))
+
+
+def random_pose(rng):
+    pose = np.eye(4)
+    pose[:3, :3] = random_rotation(rng)
+    pose[:3, 3] = rng.standard_normal(3)
+    return pose
+
+
+def in_image(uv, depth, cams):
+    return (depth > 0.1) & (uv[..., 0] >= 0) & (uv[..., 0] < cams.width) & (uv[..., 1] >= 0) & (uv[..., 1] < cams.height)
+
+
+def test_focal_fov_round_trip():
+    assert focal_from_fov(np.pi / 2, 200) == pytest.approx(100.0)
+    assert fov_from_focal(focal_from_fov(0.7, 640), 640) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="fov_rad"):
+        focal_from_fov(0.0, 10)
+
+
+def test_invert_pose_is_exact_inverse():
+    rng = np.random.default_rng(0)
+    poses = np.stack([random_pose(rng) for _ in range(5)])
+    np.testing.assert_allclose(invert_pose(poses) @ poses, np.broadcast_to(np.eye(4), poses.shape), atol=1e-12)
+
+
+def test_opencv_opengl_flip_y_and_z_axes():
+    rng = np.random.default_rng(1)
+    c2w = random_pose(rng)
+    gl = opencv_to_opengl(c2w)
+    np.testing.assert_allclose(gl[:3, 0], c2w[:3, 0])
+    np.testing.assert_allclose(gl[:3, 1], -c2w[:3, 1])
+    np.testing.assert_allclose(gl[:3, 2], -c2w[:3, 2])
+    np.testing.assert_allclose(opengl_to_opencv(gl), c2w)
+
+
+def test_quaternion_round_trip():
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        rot = random_rotation(rng)
+        np.testing.assert_allclose(quat_to_rotmat(rotmat_to_quat(rot)), rot, atol=1e-10)
+
+
+def test_look_at_puts_target_on_the_optical_axis_with_up_upward():
+    eye, target = np.array([3.0, -2.0, 1.5]), np.array([0.2, 0.1, 0.3])
+    viewmat = look_at(eye, target, up=(0, 0, 1))
+    cam = viewmat[:3, :3] @ target + viewmat[:3, 3]
+    assert cam[0] == pytest.approx(0.0, abs=1e-12) and cam[1] == pytest.approx(0.0, abs=1e-12)
+    assert cam[2] == pytest.approx(np.linalg.norm(eye - target))
+    above = viewmat[:3, :3] @ (target + [0, 0, 1]) + viewmat[:3, 3]
+    assert above[1] < 0  # world up appears towards the top of the image (-y in OpenCV axes)
+    with pytest.raises(ValueError, match="parallel"):
+        look_at([0, 0, 5], [0, 0, 0], up=(0, 0, 1))
+
+
+def test_orbit_circles_the_centre_at_the_radius():
+    center = np.array([1.0, 2.0, 0.5])
+    poses = orbit(center, radius=4.0, n_views=12, elevation_deg=30.0)
+    assert poses.shape == (12, 4, 4)
+    centres = invert_pose(poses)[:, :3, 3]
+    np.testing.assert_allclose(np.linalg.norm(centres - center, axis=1), 4.0)
+    np.testing.assert_allclose(centres[:, 2] - center[2], 4.0 * np.sin(np.deg2rad(30.0)))
+    depth = np.einsum("vij,j->vi", poses[:, :3, :3], center) + poses[:, :3, 3]
+    np.testing.assert_allclose(depth[:, :2], 0.0, atol=1e-12)
+
+
+def test_cameras_scaled_and_projection():
+    k = np.array([[[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]]])
+    cams = Cameras(np.eye(4)[None], k, 64, 48)
+    uv, depth = cams.project(np.array([[0.0, 0.0, 2.0], [0.2, -0.1, 1.0]]))
+    np.testing.assert_allclose(uv[0], [[32, 24], [52, 14]])
+    np.testing.assert_allclose(depth[0], [2.0, 1.0])
+    half = cams.scaled(2)
+    assert (half.width, half.height) == (32, 24)
+    np.testing.assert_allclose(half.Ks[0], [[50, 0, 16], [0, 50, 12], [0, 0, 1]])
+    with pytest.raises(ValueError, match="Ks"):
+        Cameras(np.eye(4)[None], np.eye(3)[None].repeat(2, 0), 64, 48)
+
+
+# ---------------------------------------------------------------------------------------------
+# transforms.json
+
+
+def test_transforms_camera_angle_x_with_image_size_from_file(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "train").mkdir()
+    Image.new("RGB", (80, 60)).save(tmp_path / "train" / "r_0.png")
+    c2w_gl = random_pose(np.random.default_rng(3))
+    meta = {"camera_angle_x": 0.8, "frames": [{"file_path": "./train/r_0", "transform_matrix": c2w_gl.tolist()}]}
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    frames = read_transforms(tmp_path / "transforms.json")
+    cams = frames.cameras
+    assert (cams.width, cams.height) == (80, 60)
+    assert frames.image_paths[0] == (tmp_path / "train" / "r_0.png").resolve()
+    assert cams.Ks[0, 0, 0] == pytest.approx(focal_from_fov(0.8, 80))
+    assert cams.Ks[0, 1, 1] == pytest.approx(cams.Ks[0, 0, 0])
+    assert (cams.Ks[0, 0, 2], cams.Ks[0, 1, 2]) == (40.0, 30.0)
+    np.testing.assert_allclose(cams.c2w[0], opengl_to_opencv(c2w_gl), atol=1e-12)
+
+
+def test_transforms_per_frame_intrinsics_and_distortion(tmp_path):
+    rng = np.random.default_rng(4)
+    meta = {
+        "fl_x": 500.0, "fl_y": 510.0, "cx": 320.0, "cy": 240.0, "w": 640, "h": 480,
+        "k1": -0.1, "k2": 0.01, "p1": 0.001, "p2": -0.002,
+        "frames": [
+            {"file_path": "a.png", "transform_matrix": random_pose(rng).tolist()},
+            {"file_path": "b.png", "transform_matrix": random_pose(rng).tolist(), "fl_x": 600.0, "fl_y": 610.0, "k1": 0.2},
+        ],
+    }
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    cams = read_transforms(tmp_path / "transforms.json").cameras
+    np.testing.assert_allclose(cams.Ks[0], [[500, 0, 320], [0, 510, 240], [0, 0, 1]])
+    np.testing.assert_allclose(cams.Ks[1], [[600, 0, 320], [0, 610, 240], [0, 0, 1]])
+    np.testing.assert_allclose(cams.dist, [[-0.1, 0.01, 0.001, -0.002], [0.2, 0.01, 0.001, -0.002]])
+
+
+def test_transforms_round_trip_on_the_real_garden_cameras(tmp_path, shared_data):
+    data = np.load(shared_data("splatting", "garden", "test_garden.npz"))
+    cams = Cameras(data["viewmats"].astype(np.float64), data["Ks"].astype(np.float64), int(data["width"]), int(data["height"]))
+    write_transforms(tmp_path / "transforms.json", cams, [f"images/{i:03d}.png" for i in range(len(cams))])
+    back = read_transforms(tmp_path / "transforms.json").cameras
+    np.testing.assert_allclose(back.viewmats, cams.viewmats, atol=1e-6)
+    np.testing.assert_allclose(back.Ks, cams.Ks, atol=1e-9)
+    assert (back.width, back.height) == (648, 420)
+    # Points seen by the real cameras project to the same pixels after the round trip (the stored
+    # rotations are float32, so exactness is to about 1e-4 px).
+    uv_a, depth = cams.project(data["means3d"][:2000])
+    uv_b, _ = back.project(data["means3d"][:2000])
+    seen = in_image(uv_a, depth, cams)
+    assert seen.sum() > 1000
+    np.testing.assert_allclose(uv_a[seen], uv_b[seen], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "content, field",
+    [
+        ("{not json", "JSON"),
+        (json.dumps({"camera_angle_x": 0.5}), "frames"),
+        (json.dumps({"camera_angle_x": 0.5, "w": 4, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": [[1, 0], [0, 1]]}]}), "transform_matrix"),
+        (json.dumps({"w": 4, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": np.eye(4).tolist()}]}), "intrinsics"),
+        (json.dumps({"camera_angle_x": "wide", "w": 4, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": np.eye(4).tolist()}]}), "camera_angle_x"),
+    ],
+)
+def test_transforms_errors_name_the_file_and_field(tmp_path, content, field):
+    path = tmp_path / "transforms.json"
+    path.write_text(content)
+    with pytest.raises(FileFormatError, match=field) as info:
+        read_transforms(path)
+    assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# COLMAP
+
+
+def garden_colmap_model(data) -> ColmapModel:
+    """A COLMAP model built from the real garden cameras and 500 of its SfM points."""
+    n_points = 500
+    xyz = data["means3d"][:n_points].astype(np.float64)
+    ks = data["Ks"].astype(np.float64)
+    ks[2, 1, 1] = ks[2, 0, 0]  # camera 3 becomes SIMPLE_RADIAL, which has one focal length
+    cams = Cameras(data["viewmats"].astype(np.float64), ks, int(data["width"]), int(data["height"]))
+    uv, _ = cams.project(xyz)
+    cameras = {
+        1: ColmapCamera(1, "PINHOLE", cams.width, cams.height, np.array([cams.Ks[0, 0, 0], cams.Ks[0, 1, 1], cams.Ks[0, 0, 2], cams.Ks[0, 1, 2]])),
+        2: ColmapCamera(2, "OPENCV", cams.width, cams.height, np.array([cams.Ks[1, 0, 0], cams.Ks[1, 1, 1], cams.Ks[1, 0, 2], cams.Ks[1, 1, 2], -0.05, 0.01, 0.0, 0.001])),
+        3: ColmapCamera(3, "SIMPLE_RADIAL", cams.width, cams.height, np.array([cams.Ks[2, 0, 0], cams.Ks[2, 0, 2], cams.Ks[2, 1, 2], 0.02])),
+    }
+    images = {}
+    for v in range(len(cams)):
+        images[v + 1] = ColmapImage(
+            id=v + 1,
+            qvec=rotmat_to_quat(cams.viewmats[v, :3, :3]),
+            tvec=cams.viewmats[v, :3, 3].copy(),
+            camera_id=v + 1,
+            name=f"frame_{v:05d}.jpg",
+            xys=uv[v],
+            point3d_ids=np.arange(n_points, dtype=np.int64),
+        )
+    tracks = [np.array([[v + 1, i] for v in range(len(cams))]) for i in range(n_points)]
+    points = ColmapPoints(np.arange(n_points, dtype=np.int64), xyz, data["colors"][:n_points].copy(), np.full(n_points, 0.5), tracks)
+    return ColmapModel(cameras, images, points)
+
+
+def assert_models_equal(a: ColmapModel, b: ColmapModel) -> None:
+    assert a.cameras.keys() == b.cameras.keys()
+    for k in a.cameras:
+        assert (a.cameras[k].model, a.cameras[k].width, a.cameras[k].height) == (b.cameras[k].model, b.cameras[k].width, b.cameras[k].height)
+        np.testing.assert_array_equal(a.cameras[k].params, b.cameras[k].params)
+    assert a.images.keys() == b.images.keys()
+    for k in a.images:
+        ia, ib = a.images[k], b.images[k]
+        assert (ia.name, ia.camera_id) == (ib.name, ib.camera_id)
+        np.testing.assert_array_equal(ia.qvec, ib.qvec)
+        np.testing.assert_array_equal(ia.tvec, ib.tvec)
+        np.testing.assert_array_equal(ia.xys, ib.xys)
+        np.testing.assert_array_equal(ia.point3d_ids, ib.point3d_ids)
+    np.testing.assert_array_equal(a.points.ids, b.points.ids)
+    np.testing.assert_array_equal(a.points.xyz, b.points.xyz)
+    np.testing.assert_array_equal(a.points.rgb, b.points.rgb)
+    np.testing.assert_array_equal(a.points.error, b.points.error)
+    for ta, tb in zip(a.points.tracks, b.points.tracks):
+        np.testing.assert_array_equal(ta, tb)
+
+
+@pytest.mark.parametrize("ext", [".bin", ".txt"])
+def test_colmap_round_trip_on_real_garden_cameras(tmp_path, shared_data, ext):
+    data = np.load(shared_data("splatting", "garden", "test_garden.npz"))
+    model = garden_colmap_model(data)
+    write_model(tmp_path, model, ext)
+    back = read_model(tmp_path)
+    assert_models_equal(model, back)
+    cams = model_to_cameras(back)
+    np.testing.assert_allclose(cams.viewmats, data["viewmats"], atol=1e-6)
+    np.testing.assert_allclose(cams.dist[1], [-0.05, 0.01, 0.0, 0.001])
+    np.testing.assert_allclose(cams.dist[2], [0.02, 0.0, 0.0, 0.0])
+    # Keypoints are the projections of their 3D points through the recovered cameras.
+    # (the stored rotations are float32 and slightly off orthonormal, hence 1e-3 px)
+    uv, depth = cams.project(back.points.xyz)
+    seen = in_image(uv, depth, cams)
+    assert seen.sum() > 500
+    for v, image in enumerate(sorted(back.images.values(), key=lambda im: im.name)):
+        np.testing.assert_allclose(uv[v][seen[v]], image.xys[seen[v]], atol=1e-3)
+
+
+def test_colmap_bin_and_txt_give_the_same_model(tmp_path, shared_data):
+    data = np.load(shared_data("splatting", "garden", "test_garden.npz"))
+    model = garden_colmap_model(data)
+    write_model(tmp_path / "bin", model, ".bin")
+    write_model(tmp_path / "txt", model, ".txt")
+    assert_models_equal(read_model(tmp_path / "bin"), read_model(tmp_path / "txt"))
+
+
+def test_colmap_bin_wrong_header_count_names_the_file(tmp_path):
+    cameras = {1: ColmapCamera(1, "PINHOLE", 64, 48, np.array([50.0, 50.0, 32.0, 24.0]))}
+    write_model(tmp_path, ColmapModel(cameras, {}, ColmapPoints(np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0), [])), ".bin")
+    path = tmp_path / "cameras.bin"
+    raw = bytearray(path.read_bytes())
+    raw[0] = 2  # header claims two cameras, the file holds one
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FileFormatError, match="camera record 1") as info:
+        read_cameras_bin(path)
+    assert str(path) in str(info.value)
+    raw[0:8] = (10**12).to_bytes(8, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FileFormatError, match="header"):
+        read_cameras_bin(path)
+    raw[0:8] = (1).to_bytes(8, "little")
+    path.write_bytes(bytes(raw) + b"junk")
+    with pytest.raises(FileFormatError, match="trailing"):
+        read_cameras_bin(path)
+
+
+def test_colmap_txt_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "cameras.txt"
+    path.write_text("# comment\n1 PINHOLE 640 480 500 500 320\n")
+    with pytest.raises(FileFormatError, match=r"line 2 PARAMS.*4 params for PINHOLE") as info:
+        read_cameras_txt(path)
+    assert str(path) in str(info.value)
+    path.write_text("1 PINHOLEY 640 480 500 500 320 240\n")
+    with pytest.raises(FileFormatError, match="MODEL"):
+        read_cameras_txt(path)
+    images = tmp_path / "images.txt"
+    images.write_text("1 1 0 0 0 0 0 0 1\n\n")
+    with pytest.raises(FileFormatError, match="10 fields"):
+        read_images_txt(images)
+
+
+def test_colmap_missing_model_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no COLMAP model"):
+        read_model(tmp_path)
