@@ -25,13 +25,20 @@ def image_report(pred: np.ndarray | None, target: np.ndarray | None, crop_border
         metrics = compare_images(pred, target, crop_border=int(crop_border))
     except ValueError as err:
         return f"**Error**: {err}", None
-    error = np.abs(pred.astype(np.float32) - target.astype(np.float32)).mean(-1)
-    heat = np.clip(error * 4.0, 0, 255).astype(np.uint8)
     workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "error_map.png"
-    write_image(out, np.stack([heat, heat // 3, 255 - heat], axis=-1))
+    write_image(out, error_map(pred, target))
     rows = "\n".join(f"| {name} | {_fmt(value)} |" for name, value in metrics.items())
     return f"| metric | value |\n|---|---|\n{rows}\n", str(out)
+
+
+def error_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Mean absolute RGB error [H, W] coloured with 'inferno', scaled to its 99th percentile."""
+    from matplotlib import colormaps
+
+    error = np.abs(pred.astype(np.float32) - target.astype(np.float32)).mean(-1)
+    scale = max(float(np.percentile(error, 99)), 1.0)
+    return colormaps["inferno"](np.clip(error / scale, 0.0, 1.0))[..., :3].astype(np.float32)
 
 
 def video_report(pred_path: str | None, target_path: str | None, workdir: Path) -> tuple[str, str | None]:

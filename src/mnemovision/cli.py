@@ -69,16 +69,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     runner = build_runner(args.config, args.work_dir, resume, parse_cfg_options(args.cfg_options), args.launcher)
     try:
         runner.train()
-    finally:
-        _finish_distributed()
+    except BaseException:
+        _finish_distributed(synchronize=False)
+        raise
+    del runner  # release DDP's reducer and its pending gloo work before the group goes
+    _finish_distributed()
     return 0
 
 
-def _finish_distributed() -> None:
-    """Tear the process group down before exit (a live gloo group aborts the interpreter at exit)."""
+def _finish_distributed(synchronize: bool = True) -> None:
+    """Tear the process group down before exit: a live gloo group aborts the interpreter at exit, and
+    one rank destroying it while another still uses it does too, hence the barrier on success."""
     import torch.distributed as dist
 
+    import gc
+
+    gc.collect()
     if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -90,8 +99,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
     runner = build_runner(args.config, args.work_dir, False, options, args.launcher)
     try:
         metrics = runner.test()
-    finally:
-        _finish_distributed()
+    except BaseException:
+        _finish_distributed(synchronize=False)
+        raise
+    del runner
+    _finish_distributed()
     print(json.dumps({k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in metrics.items()}, indent=2))
     return 0
 

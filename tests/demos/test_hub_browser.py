@@ -1,0 +1,94 @@
+"""Drive the demo hub in real headless Chromium (Debian's package) through Playwright."""
+
+import re
+import socket
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from mnemovision.vision.io import write_image
+from mnemovision.vision.metrics import image_psnr
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def hub_url():
+    from mnemovision.demos.hub import serve
+
+    port = free_port()
+    app = serve(host="127.0.0.1", port=port, block=False)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        pytest.fail(f"demo hub did not answer at {url}")
+    yield url
+    app.close()
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import chromium_path
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 1400})
+        yield context.new_page()
+        browser.close()
+
+
+def test_hub_binds_loopback_only(hub_url):
+    assert hub_url.startswith("http://127.0.0.1:")
+
+
+def test_metrics_tab_in_a_real_browser(hub_url, page, tmp_path, artifacts_dir):
+    import skimage.data
+
+    ref = skimage.data.astronaut()[::2, ::2].copy()
+    rng = np.random.default_rng(0)
+    pred = np.clip(ref.astype(np.float64) + rng.normal(0, 10, ref.shape), 0, 255).round().astype(np.uint8)
+    write_image(tmp_path / "pred.png", pred)
+    write_image(tmp_path / "ref.png", ref)
+    expected = image_psnr(pred, ref, crop_border=2)
+
+    page.goto(hub_url, wait_until="domcontentloaded")
+    page.get_by_text("mnemovision", exact=False).first.wait_for(timeout=30000)
+    page.locator("#metrics-pred input[type=file]").set_input_files(str(tmp_path / "pred.png"))
+    page.locator("#metrics-target input[type=file]").set_input_files(str(tmp_path / "ref.png"))
+    page.locator("#metrics-pred img").first.wait_for(timeout=30000)
+    page.locator("#metrics-target img").first.wait_for(timeout=30000)
+    crop = page.locator("#metrics-crop input")
+    crop.fill("2")
+    crop.press("Tab")
+    page.locator("#metrics-compute").click()
+    table = page.locator("#metrics-table")
+    table.get_by_text("psnr_y").wait_for(timeout=60000)
+    text = table.inner_text()
+    match = re.search(r"psnr\s+([0-9.]+)", text)
+    assert match, text
+    assert float(match.group(1)) == pytest.approx(expected, abs=1e-3)
+    page.locator("#metrics-error-map img").first.wait_for(timeout=30000)
+    page.screenshot(path=str(artifacts_dir / "demo_metrics_tab.png"), full_page=True)
+    assert (artifacts_dir / "demo_metrics_tab.png").stat().st_size > 10000

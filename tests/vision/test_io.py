@@ -1,0 +1,230 @@
+import numpy as np
+import pytest
+
+from mnemovision.vision.errors import FileFormatError
+from mnemovision.vision.io import (
+    composite_alpha,
+    davis_palette,
+    iter_video,
+    overlay_mask,
+    read_image,
+    read_mask,
+    read_ply,
+    read_video,
+    to_float,
+    to_uint8,
+    write_image,
+    write_mask,
+    write_ply,
+    write_video,
+)
+
+
+def photo():
+    import skimage.data
+
+    return skimage.data.astronaut()[::4, ::4].copy()  # real photo, 128x128
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+
+
+def test_uint8_float_round_trip_is_exact():
+    img = photo()
+    f = to_float(img)
+    assert f.dtype == np.float32 and f.max() <= 1.0
+    np.testing.assert_array_equal(to_uint8(f), img)
+    np.testing.assert_array_equal(to_uint8(np.array([-0.5, 0.5 / 255, 1.5 / 255, 2.0])), [0, 0, 2, 255])  # clip, round half to even
+    with pytest.raises(ValueError, match="dtype"):
+        to_float(np.zeros(3, dtype=np.int32))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp"])
+def test_image_write_read_lossless(tmp_path, suffix):
+    img = photo()
+    write_image(tmp_path / f"a{suffix}", img)
+    np.testing.assert_array_equal(read_image(tmp_path / f"a{suffix}"), img)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    img = np.zeros((20, 40, 3), dtype=np.uint8)
+    img[:, :20] = 255  # white left half, stored landscape 40x20
+    pil = Image.fromarray(img)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    pil.save(tmp_path / "rot.jpg", exif=exif, quality=100)
+    out = read_image(tmp_path / "rot.jpg")
+    assert out.shape == (40, 20, 3)  # displayed portrait
+    assert out[:15].mean() > 200 and out[-15:].mean() < 50  # the white half is now on top
+
+
+def test_read_image_modes_and_errors(tmp_path):
+    rgba = np.dstack([photo(), np.full((128, 128), 128, np.uint8)])
+    write_image(tmp_path / "a.png", rgba)
+    assert read_image(tmp_path / "a.png").shape == (128, 128, 3)
+    assert read_image(tmp_path / "a.png", mode="keep").shape == (128, 128, 4)
+    assert read_image(tmp_path / "a.png", mode="L").shape == (128, 128)
+    over = composite_alpha(read_image(tmp_path / "a.png", mode="RGBA"), background=(0, 0, 0))
+    np.testing.assert_allclose(over, to_float(photo()) * (128 / 255), atol=1e-6)
+    (tmp_path / "bad.png").write_bytes(b"not a png at all")
+    with pytest.raises(FileFormatError, match="bad.png"):
+        read_image(tmp_path / "bad.png")
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        read_image(tmp_path / "missing.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# video
+
+
+def moving_frames(n=12, h=64, w=96):
+    base = photo()
+    frames = []
+    for t in range(n):
+        frames.append(np.ascontiguousarray(np.roll(base, 4 * t, axis=1)[:h, :w]))
+    return np.stack(frames)
+
+
+def test_h264_mp4_round_trip(tmp_path):
+    import av
+
+    frames = moving_frames()
+    path = tmp_path / "clip.mp4"
+    assert write_video(path, frames, fps=24, crf=12) == len(frames)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert (stream.width, stream.height) == (96, 64)
+    back, fps = read_video(path)
+    assert back.shape == frames.shape and fps == pytest.approx(24.0)
+    from mnemovision.vision.metrics import image_psnr
+
+    # Luma is near-lossless at crf 12 (measured 43 dB); RGB pays for yuv420p's half-resolution chroma (34 dB).
+    assert min(image_psnr(a, b, y_channel=True) for a, b in zip(back, frames)) > 40.0
+    assert min(image_psnr(a, b) for a, b in zip(back, frames)) > 32.0
+
+
+def test_odd_sized_video_is_padded_to_even(tmp_path):
+    frames = moving_frames(n=3, h=33, w=51)
+    write_video(tmp_path / "odd.mp4", frames, fps=10)
+    back, _ = read_video(tmp_path / "odd.mp4")
+    assert back.shape == (3, 34, 52, 3)
+
+
+def test_video_errors(tmp_path):
+    with pytest.raises(ValueError, match="mp4"):
+        write_video(tmp_path / "a.avi", moving_frames(2))
+    with pytest.raises(ValueError, match="frame 1"):
+        write_video(tmp_path / "a.mp4", [np.zeros((8, 8, 3), np.uint8), np.zeros((10, 8, 3), np.uint8)])
+    assert not (tmp_path / "a.mp4").exists()  # nothing half-written is left behind
+    (tmp_path / "junk.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(FileFormatError, match="junk.mp4"):
+        next(iter_video(tmp_path / "junk.mp4"))
+
+
+def test_reads_the_real_driving_video(shared_data):
+    frames, fps = read_video(shared_data("talking", "tpsmm", "driving.mp4"), max_frames=10)
+    assert frames.shape == (10, 412, 410, 3) or frames.shape[1:3] in ((412, 410), (410, 412))
+    assert fps == pytest.approx(25.0)
+    assert frames.std() > 10  # real content, not a blank decode
+
+
+# ---------------------------------------------------------------------------------------------
+# masks
+
+
+def test_palette_mask_round_trip(tmp_path):
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:10, 5:15], mask[20:25, 10:30], mask[0, 0] = 1, 2, 7
+    write_mask(tmp_path / "m.png", mask)
+    from PIL import Image
+
+    with Image.open(tmp_path / "m.png") as img:
+        assert img.mode == "P"
+        assert img.getpalette()[3:6] == [128, 0, 0]
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), mask)
+
+
+def test_binary_and_rgb_masks(tmp_path):
+    from PIL import Image
+
+    binary = np.zeros((10, 10), np.uint8)
+    binary[2:5, 2:5] = 255
+    Image.fromarray(binary, mode="L").save(tmp_path / "bin.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "bin.png"), (binary > 0).astype(np.uint8))
+    indices = np.array([[0, 1, 2], [3, 2, 1]], dtype=np.uint8)
+    Image.fromarray(davis_palette()[indices]).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "rgb.png"), indices)
+    odd = davis_palette()[indices].copy()
+    odd[0, 0] = [1, 2, 3]
+    Image.fromarray(odd).save(tmp_path / "odd.png")
+    with pytest.raises(FileFormatError, match="#010203"):
+        read_mask(tmp_path / "odd.png")
+
+
+def test_mask_of_the_wrong_size_names_the_file(tmp_path):
+    write_mask(tmp_path / "m.png", np.zeros((30, 40), np.uint8))
+    with pytest.raises(FileFormatError, match=r"m\.png: size: expected 64x48") as info:
+        read_mask(tmp_path / "m.png", expected_shape=(48, 64))
+    assert "40x30" in str(info.value)
+
+
+def test_real_davis_annotation(shared_data):
+    from mnemovision.vision.io import read_image
+
+    seq = shared_data("vos", "davis2016", "Annotations", "blackswan")
+    frame = read_image(shared_data("vos", "davis2016", "JPEGImages", "blackswan") / "00000.jpg")
+    mask = read_mask(seq / "00000.png", expected_shape=frame.shape[:2])
+    assert set(np.unique(mask).tolist()) == {0, 1}
+    assert 0.02 < mask.mean() < 0.5  # the swan covers a real part of the frame
+    over = overlay_mask(frame, mask)
+    assert over.shape == frame.shape and not np.array_equal(over, frame)
+
+
+# ---------------------------------------------------------------------------------------------
+# PLY
+
+
+def gaussian_props(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"] + [f"f_rest_{i}" for i in range(45)]
+    names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    return {name: rng.standard_normal(n).astype(np.float32) for name in names}
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_ply_round_trip_with_arbitrary_properties(tmp_path, binary):
+    props = gaussian_props()
+    props["label"] = np.arange(50, dtype=np.uint8)
+    write_ply(tmp_path / "g.ply", props, binary=binary)
+    back = read_ply(tmp_path / "g.ply")
+    assert list(back) == list(props)  # file order kept
+    for name in props:
+        if binary:
+            np.testing.assert_array_equal(back[name], props[name])
+        else:
+            np.testing.assert_allclose(back[name], props[name], rtol=1e-6)
+    assert back["label"].dtype == np.uint8
+
+
+def test_truncated_ply_names_the_file(tmp_path):
+    write_ply(tmp_path / "g.ply", gaussian_props(n=200))
+    raw = (tmp_path / "g.ply").read_bytes()
+    (tmp_path / "cut.ply").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(FileFormatError, match="cut.ply"):
+        read_ply(tmp_path / "cut.ply")
+    (tmp_path / "notply.ply").write_bytes(b"hello\nworld\n")
+    with pytest.raises(FileFormatError, match="notply.ply"):
+        read_ply(tmp_path / "notply.ply")
+    with pytest.raises(FileFormatError, match="face"):
+        read_ply(tmp_path / "g.ply", element="face")
+
+
+def test_write_ply_validates(tmp_path):
+    with pytest.raises(ValueError, match="same length"):
+        write_ply(tmp_path / "a.ply", {"x": np.zeros(3), "y": np.zeros(4)})
+    with pytest.raises(ValueError, match="1-D"):
+        write_ply(tmp_path / "a.ply", {"x": np.zeros((3, 2))})

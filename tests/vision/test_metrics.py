@@ -1,0 +1,152 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mnemovision.vision.errors import CheckpointError
+from mnemovision.vision.metrics import LPIPS, compare_images, image_psnr, image_ssim, psnr, rgb_to_y, ssim
+
+
+def photo(name="astronaut"):
+    import skimage.data
+
+    return getattr(skimage.data, name)()
+
+
+def noisy(img, sigma, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.clip(img.astype(np.float64) + rng.normal(0, sigma, img.shape), 0, 255).round().astype(np.uint8)
+
+
+def test_psnr_known_value_and_identity():
+    a = torch.zeros(2, 3, 8, 8)
+    b = torch.full((2, 3, 8, 8), 0.1)
+    np.testing.assert_allclose(psnr(a, b).numpy(), [20.0, 20.0], rtol=1e-6)  # mse 0.01 -> 20 dB
+    assert torch.isinf(psnr(a, a)).all()
+    with pytest.raises(ValueError, match="one shape"):
+        psnr(a, b[:1])
+
+
+def test_y_channel_matches_the_bt601_matlab_constants():
+    colours = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255]]], dtype=np.uint8)
+    np.testing.assert_allclose(rgb_to_y(colours)[0], [16.0, 235.0, 81.481, 144.553, 40.966], atol=1e-4)
+
+
+def test_image_psnr_matches_skimage_on_a_real_photo():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    img = photo()
+    other = noisy(img, 8.0)
+    assert image_psnr(other, img) == pytest.approx(peak_signal_noise_ratio(img, other, data_range=255), abs=1e-10)
+    crop = 4
+    expected = peak_signal_noise_ratio(img[crop:-crop, crop:-crop], other[crop:-crop, crop:-crop], data_range=255)
+    assert image_psnr(other, img, crop_border=crop) == pytest.approx(expected, abs=1e-10)
+    assert image_psnr(img, img) == math.inf
+
+
+def test_image_metrics_round_float_inputs_to_uint8_first():
+    img = photo()
+    as_float = img.astype(np.float32) / 255.0 + 0.4 / 255.0  # rounds back to img
+    assert image_psnr(as_float, img) == math.inf
+
+
+def test_image_ssim_matches_skimage_gaussian_ssim():
+    from skimage.metrics import structural_similarity
+
+    img = photo("coffee")
+    other = noisy(img, 12.0)
+    expected = structural_similarity(img, other, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1)
+    assert image_ssim(other, img) == pytest.approx(expected, abs=1e-6)
+    y_expected = structural_similarity(rgb_to_y(img), rgb_to_y(other), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    assert image_ssim(other, img, y_channel=True) == pytest.approx(y_expected, abs=1e-6)
+
+
+def test_y_channel_psnr_on_real_set5(shared_data):
+    """PSNR-Y of Set5 HR against its own uint8 noisy copy equals a direct float64 computation."""
+    from mnemovision.vision.io import read_image
+
+    hr = read_image(shared_data("sr", "Set5", "HR") / "baby.png")
+    other = noisy(hr, 5.0)
+    ya, yb = rgb_to_y(other)[2:-2, 2:-2], rgb_to_y(hr)[2:-2, 2:-2]
+    expected = 10 * math.log10(255**2 / np.mean((ya - yb) ** 2))
+    assert image_psnr(other, hr, crop_border=2, y_channel=True) == pytest.approx(expected, abs=1e-9)
+    assert 30 < expected < 50
+
+
+def test_ssim_same_padding_and_small_images():
+    a = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="smaller than"):
+        ssim(a, a)
+    assert ssim(a, a, padding="same").item() == pytest.approx(1.0)
+
+
+def test_ssim_gradcheck():
+    torch.manual_seed(0)
+    a = torch.rand(1, 2, 12, 12, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(1, 2, 12, 12, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: ssim(x, b, window_size=5, padding="same"), (a,))
+    assert torch.autograd.gradcheck(lambda x: psnr(x, b), (a,))
+
+
+def test_compare_images_reports_every_metric():
+    img = photo()[:64, :64]
+    out = compare_images(noisy(img, 6.0), img, crop_border=2)
+    assert set(out) == {"psnr", "ssim", "psnr_y", "ssim_y"}
+    assert 25 < out["psnr"] < 40 and 0.5 < out["ssim"] < 1.0
+    with pytest.raises(ValueError, match="differ in size"):
+        compare_images(img, img[:32])
+
+
+# ---------------------------------------------------------------------------------------------
+# LPIPS
+
+
+def write_official_layout(tmp_path, net="alex"):
+    """Checkpoints in the official layouts: the lpips package's real linear weights, and a torchvision
+    backbone checkpoint (random weights: the ImageNet ones would need a download)."""
+    import lpips  # dev extra: the reference implementation
+    from torchvision import models
+
+    torch.manual_seed(0)
+    backbone = models.alexnet(weights=None) if net == "alex" else models.vgg16(weights=None)
+    backbone_path = tmp_path / f"{net}_backbone.pth"
+    torch.save(backbone.state_dict(), backbone_path)
+    from pathlib import Path
+
+    lin_path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    return backbone, backbone_path, lin_path
+
+
+def test_lpips_matches_the_reference_implementation(tmp_path):
+    pytest.importorskip("lpips")
+    import lpips
+
+    backbone, backbone_path, lin_path = write_official_layout(tmp_path)
+    ours = LPIPS.from_pretrained(lin_path, backbone_path, net="alex")
+    reference = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    # Put the same backbone into the reference: its slices keep torchvision's layer indices.
+    features = {f"{i}.{name}": v for i, layer in enumerate(backbone.features) for name, v in layer.state_dict().items()}
+    for slice_module in (reference.net.slice1, reference.net.slice2, reference.net.slice3, reference.net.slice4, reference.net.slice5):
+        for key, value in slice_module.state_dict().items():
+            value.copy_(features[key])
+    torch.manual_seed(1)
+    a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference(a, b, normalize=True).flatten()
+        got = ours(a, b)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert torch.all(ours(a, a) == 0)
+
+
+def test_lpips_never_downloads_and_says_what_it_needs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        LPIPS.from_pretrained(None, None)
+    pytest.importorskip("lpips")
+    _, backbone_path, lin_path = write_official_layout(tmp_path)
+    bad = tmp_path / "bad_lin.pth"
+    state = torch.load(lin_path, map_location="cpu", weights_only=True)
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, bad)
+    with pytest.raises(CheckpointError, match="unexpected keys.*extra.weight"):
+        LPIPS.from_pretrained(bad, backbone_path)
