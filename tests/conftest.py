@@ -15,6 +15,19 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _use_triton_interpreter_without_cuda() -> None:
+    """Triton reads TRITON_INTERPRET when @triton.jit decorates a kernel, so it is set here, before any
+    test imports a kernel module: on a machine without CUDA the Triton tests run in the interpreter,
+    on a GPU they run natively."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+_use_triton_interpreter_without_cuda()
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
 

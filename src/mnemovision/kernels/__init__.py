@@ -12,9 +12,12 @@ from mnemovision.kernels._backend import (
     triton_importable,
     triton_interpreter_enabled,
 )
+from mnemovision.kernels.attention import AttentionOutput, memory_attention
 
 __all__ = [
+    "AttentionOutput",
     "BACKENDS",
+    "memory_attention",
     "backend_report",
     "cuda_available",
     "resolve_backend",

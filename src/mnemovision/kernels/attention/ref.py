@@ -1,0 +1,276 @@
+"""Memory attention in plain PyTorch: the materialised reference, and the chunked CPU path.
+
+Every similarity reduces to scaled dot products plus a per-key bias:
+
+- ``dot``:    s = scale * q.k
+- ``cosine``: s = scale * q^.k^ with q^, k^ unit vectors (scale = 1 / temperature)
+- ``neg_l2``: s = -scale * |q - k|^2 = scale * (2 q.k - |k|^2) - scale * |q|^2; the last term is the
+  same for every key of a query, so softmax and top-k ignore it, and it is dropped (as XMem does).
+
+``prepare`` turns (q, k, similarity, scale, key_padding_mask) into (q', k', bias) with
+``s = q'.k' + bias``: the scale is folded into q', a padded key gets bias -inf. The kernels then only
+know "dot product plus key bias", in both backends, and autograd carries gradients through ``prepare``.
+
+Shapes: q [B, H, Nq, D], k [B, H, M, D], v [B, H, M, Dv], bias [B, H, M]; out [B, H, Nq, Dv];
+lse [B, H, Nq] (log-sum-exp of each query's logits); usage [B, H, M].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# Queries per chunk in the CPU path: bounds the [chunk, M] logits block held at any time.
+DEFAULT_CHUNK = 512
+# Top-k selection holds a [chunk, M] logits block; smaller chunks keep it in cache and out of the peak.
+TOPK_CHUNK = 64
+
+
+def prepare(q, k, similarity: str, scale: float, key_padding_mask):
+    """(q', k', bias) with logits = q' k'^T + bias[..., None, :]; differentiable in q and k."""
+    if similarity == "cosine":
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        bias = torch.zeros(k.shape[:-1], dtype=k.dtype, device=k.device)
+        q = q * scale
+    elif similarity == "neg_l2":
+        bias = -scale * k.pow(2).sum(-1)
+        q = q * (2.0 * scale)
+    else:
+        bias = torch.zeros(k.shape[:-1], dtype=k.dtype, device=k.device)
+        q = q * scale
+    if key_padding_mask is not None:
+        bias = bias.masked_fill(key_padding_mask[:, None, :], float("-inf"))
+    return q, k, bias
+
+
+def _safe_lse(logits: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the last dim; a row of only -inf gives -inf (and no NaN downstream)."""
+    return torch.logsumexp(logits, dim=-1)
+
+
+def _weights(logits: torch.Tensor, lse: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """softmax given its log-normaliser; rows whose lse is -inf (every key masked) give zeros.
+
+    ``inplace`` reuses ``logits``' memory (only for temporaries outside autograd)."""
+    if inplace and bool(torch.isfinite(lse).all()):
+        return logits.sub_(lse[..., None]).exp_()
+    finite = torch.isfinite(lse)
+    shifted = logits - torch.where(finite, lse, torch.zeros_like(lse))[..., None]
+    return torch.where(finite[..., None], torch.exp(shifted), torch.zeros_like(shifted))
+
+
+# ---------------------------------------------------------------------------------------------
+# materialised reference (the test oracle and the "naive" benchmark peer)
+
+
+def attention_naive(q, k, v, bias, top_k: int | None = None):
+    """Materialise the [Nq, M] logits; plain autograd. Returns (out, lse, weights [B, H, Nq, M])."""
+    logits = q @ k.transpose(-1, -2) + bias[..., None, :]
+    if top_k is not None and top_k < logits.shape[-1]:
+        vals, idx = torch.topk(logits, top_k, dim=-1)
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, vals)
+    lse = _safe_lse(logits)
+    weights = _weights(logits, lse)
+    return weights @ v, lse, weights
+
+
+def attention_naive_topk_gather(q, k, v, bias, top_k: int):
+    """The usual top-k implementation (materialise logits, ``torch.topk``, gather the values): the
+    benchmark's naive peer for top-k. Returns out [B, H, Nq, Dv]."""
+    logits = q @ k.transpose(-1, -2) + bias[..., None, :]
+    vals, idx = torch.topk(logits, top_k, dim=-1)
+    weights = torch.softmax(vals, dim=-1)
+    return torch.einsum("bhqk,bhqke->bhqe", weights, _gather_rows(v, idx))
+
+
+# ---------------------------------------------------------------------------------------------
+# chunked dense attention: flash-style on the CPU (nothing of size [Nq, M] is ever held)
+
+
+class _DenseChunkedFn(torch.autograd.Function):
+    """Dense softmax attention computed over query chunks; backward recomputes each chunk's weights
+    from the saved log-sum-exp, so neither pass holds more than a [chunk, M] block."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, chunk: int):
+        out = q.new_empty(*q.shape[:-1], v.shape[-1])
+        lse = q.new_empty(q.shape[:-1])
+        kt = k.transpose(-1, -2)
+        for start in range(0, q.shape[-2], chunk):
+            sl = slice(start, start + chunk)
+            logits = torch.matmul(q[..., sl, :], kt).add_(bias[..., None, :])
+            chunk_lse = _safe_lse(logits)
+            out[..., sl, :] = torch.matmul(_weights(logits, chunk_lse, inplace=True), v)
+            lse[..., sl] = chunk_lse
+        ctx.save_for_backward(q, k, v, bias, out, lse)
+        ctx.chunk = chunk
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_lse):
+        q, k, v, bias, out, lse = ctx.saved_tensors
+        chunk = ctx.chunk
+        grad_out = torch.zeros_like(out) if grad_out is None else grad_out
+        delta = (grad_out * out).sum(-1)  # rowsum(dO * O) = sum_m p * (dO . v_m)
+        if grad_lse is not None:
+            delta = delta - grad_lse  # d lse / d s = p, so ds = p * (dp - delta + dlse)
+        dq = torch.zeros_like(q)
+        dk = torch.zeros_like(k)
+        dv = torch.zeros_like(v)
+        dbias = torch.zeros_like(bias)
+        kt = k.transpose(-1, -2)
+        for start in range(0, q.shape[-2], chunk):
+            sl = slice(start, start + chunk)
+            logits = torch.matmul(q[..., sl, :], kt).add_(bias[..., None, :])
+            p = _weights(logits, lse[..., sl], inplace=True)
+            go = grad_out[..., sl, :]
+            dv += torch.matmul(p.transpose(-1, -2), go)
+            ds = torch.matmul(go, v.transpose(-1, -2)).sub_(delta[..., sl, None]).mul_(p)
+            dq[..., sl, :] = torch.matmul(ds, k)
+            dk += torch.matmul(ds.transpose(-1, -2), q[..., sl, :])
+            dbias += ds.sum(-2)
+        return dq, dk, dv, dbias, None
+
+
+def dense_attention(q, k, v, bias, chunk: int = DEFAULT_CHUNK):
+    """(out, lse) of dense softmax attention; both differentiable, memory bounded by ``chunk``."""
+    return _DenseChunkedFn.apply(q, k, v, bias, chunk)
+
+
+def dense_usage(q, k, bias, lse, chunk: int = DEFAULT_CHUNK):
+    """usage [B, H, M] = sum over queries of exp(s - lse): the weight each key received (no grad)."""
+    with torch.no_grad():
+        usage = torch.zeros(bias.shape, dtype=usage_dtype(q.dtype), device=bias.device)
+        kt = k.transpose(-1, -2)
+        for start in range(0, q.shape[-2], chunk):
+            sl = slice(start, start + chunk)
+            logits = torch.matmul(q[..., sl, :], kt).add_(bias[..., None, :])
+            usage += _weights(logits, lse[..., sl], inplace=True).sum(-2).to(usage.dtype)
+        return usage
+
+
+# ---------------------------------------------------------------------------------------------
+# top-k: chunked selection, then a gather readout over the selected keys only
+
+
+def topk_select(q, k, bias, top_k: int, chunk: int = TOPK_CHUNK):
+    """Indices [B, H, Nq, top_k] of each query's largest logits, chunk by chunk (no grad)."""
+    with torch.no_grad():
+        idx = torch.empty(*q.shape[:-1], top_k, dtype=torch.long, device=q.device)
+        kt = k.transpose(-1, -2)
+        for start in range(0, q.shape[-2], chunk):
+            sl = slice(start, start + chunk)
+            logits = torch.matmul(q[..., sl, :], kt).add_(bias[..., None, :])
+            idx[..., sl, :] = torch.topk(logits, top_k, dim=-1, sorted=False).indices
+        return idx
+
+
+def _flat_index(idx: torch.Tensor, m: int) -> torch.Tensor:
+    """idx [B, H, c, K] into M rows per (batch, head) -> flat row numbers into [B*H*M]."""
+    offsets = torch.arange(idx.shape[0] * idx.shape[1], device=idx.device).view(idx.shape[0], idx.shape[1], 1, 1) * m
+    return (idx + offsets).reshape(-1)
+
+
+def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x [B, H, M, E] (contiguous), idx [B, H, c, K] -> [B, H, c, K, E] (``index_select``: fast on CPU)."""
+    b, h, m, e = x.shape
+    return x.reshape(b * h * m, e).index_select(0, _flat_index(idx, m)).view(*idx.shape, e)
+
+
+def _scatter_rows_(target: torch.Tensor, idx: torch.Tensor, src: torch.Tensor) -> None:
+    """target [B, H, M, E] (contiguous) += src [B, H, c, K, E] at rows idx [B, H, c, K]."""
+    b, h, m, e = target.shape
+    target.view(b * h * m, e).index_add_(0, _flat_index(idx, m), src.reshape(-1, e))
+
+
+def _selected_logits(q, k, bias, idx):
+    """s [B, H, c, K] = q . k[idx] + bias[idx] for a chunk of queries q [B, H, c, D]; also k[idx]."""
+    kg = _gather_rows(k, idx)
+    logits = torch.matmul(kg, q[..., None]).squeeze(-1)
+    return logits.add_(_gather_rows(bias[..., None], idx).squeeze(-1)), kg
+
+
+class _TopkGatherFn(torch.autograd.Function):
+    """Softmax over the selected keys only; gradients reach q and the selected k, v and bias."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, idx, chunk: int):
+        k, v, bias = k.contiguous(), v.contiguous(), bias.contiguous()
+        out = q.new_empty(*q.shape[:-1], v.shape[-1])
+        lse = q.new_empty(q.shape[:-1])
+        for start in range(0, q.shape[-2], chunk):
+            sl = slice(start, start + chunk)
+            ci = idx[..., sl, :]
+            logits, _ = _selected_logits(q[..., sl, :], k, bias, ci)
+            chunk_lse = _safe_lse(logits)
+            weights = _weights(logits, chunk_lse, inplace=True)
+            out[..., sl, :] = torch.matmul(weights[..., None, :], _gather_rows(v, ci)).squeeze(-2)
+            lse[..., sl] = chunk_lse
+        ctx.save_for_backward(q, k, v, bias, idx, out, lse)
+        ctx.chunk = chunk
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_lse):
+        q, k, v, bias, idx, out, lse = ctx.saved_tensors
+        grad_out = torch.zeros_like(out) if grad_out is None else grad_out
+        delta = (grad_out * out).sum(-1)
+        if grad_lse is not None:
+            delta = delta - grad_lse
+        dq = torch.zeros_like(q)
+        dk = torch.zeros_like(k, memory_format=torch.contiguous_format)
+        dv = torch.zeros_like(v, memory_format=torch.contiguous_format)
+        dbias = torch.zeros_like(bias, memory_format=torch.contiguous_format)
+        for start in range(0, q.shape[-2], ctx.chunk):
+            sl = slice(start, start + ctx.chunk)
+            ci = idx[..., sl, :]
+            qc, go = q[..., sl, :], grad_out[..., sl, :]
+            logits, kg = _selected_logits(qc, k, bias, ci)
+            p = _weights(logits, lse[..., sl], inplace=True)
+            ds = torch.matmul(_gather_rows(v, ci), go[..., None]).squeeze(-1).sub_(delta[..., sl, None]).mul_(p)
+            dq[..., sl, :] = torch.matmul(ds[..., None, :], kg).squeeze(-2)
+            _scatter_rows_(dk, ci, ds[..., None] * qc[..., None, :])
+            _scatter_rows_(dv, ci, p[..., None] * go[..., None, :])
+            _scatter_rows_(dbias[..., None], ci, ds[..., None])
+        return dq, dk, dv, dbias, None, None
+
+
+def topk_attention(q, k, v, bias, idx, chunk: int = TOPK_CHUNK):
+    """(out, lse) of softmax attention restricted to the keys in ``idx``; both differentiable."""
+    return _TopkGatherFn.apply(q, k, v, bias, idx, chunk)
+
+
+def topk_usage(q, k, bias, idx, lse, chunk: int = TOPK_CHUNK):
+    """usage [B, H, M] of a top-k readout: each selected key's final weight exp(s - lse), summed."""
+    with torch.no_grad():
+        usage = torch.zeros(bias.shape, dtype=usage_dtype(q.dtype), device=bias.device)
+        k, bias = k.contiguous(), bias.contiguous()
+        for start in range(0, q.shape[-2], chunk):
+            sl = slice(start, start + chunk)
+            ci = idx[..., sl, :]
+            logits, _ = _selected_logits(q[..., sl, :], k, bias, ci)
+            _scatter_rows_(usage[..., None], ci, _weights(logits, lse[..., sl], inplace=True).to(usage.dtype)[..., None])
+        return usage
+
+
+def merge(out_a, lse_a, out_b, lse_b):
+    """Combine two attentions over disjoint key sets into the attention over their union."""
+    lse = torch.logaddexp(lse_a, lse_b)
+    finite = torch.isfinite(lse)
+    safe = torch.where(finite, lse, torch.zeros_like(lse))
+    wa = torch.where(finite, torch.exp(lse_a - safe), torch.zeros_like(lse))
+    wb = torch.where(finite, torch.exp(lse_b - safe), torch.zeros_like(lse))
+    return wa[..., None] * out_a + wb[..., None] * out_b, lse
+
+
+def usage_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Usage accumulates in float64 for float64 inputs, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def default_scale(similarity: str, head_dim: int) -> float:
+    """1/sqrt(D) for dot and neg_l2 (the usual attention scale), 1 for cosine."""
+    return 1.0 if similarity == "cosine" else 1.0 / math.sqrt(head_dim)

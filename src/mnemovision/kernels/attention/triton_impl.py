@@ -1,0 +1,332 @@
+"""Triton memory attention: flash-style dense softmax attention with a per-key bias.
+
+Fused: logits = q k^T + bias (scale folded into q, padding as bias = -inf, see ``ref.prepare``),
+online softmax, and P V, without ever writing the [Nq, M] matrix. Forward returns (out, lse); the
+backward accepts a gradient on lse too, so partial attentions can be merged (``ref.merge``).
+Algorithm: FlashAttention (Dao et al. 2022) forward; the backward is split into three kernels
+(dV; dK with d(bias); dQ) so no atomics are needed and the value width Dv can exceed what one
+program holds (Dv is tiled; the memory-attention shapes have Dv up to 768 with D as small as 64).
+``usage`` (column sums of the softmax) is a separate pass over key blocks.
+
+Limits: D <= 256. fp32 accumulation for every dtype. Top-k selection and the top-k gather readout
+use the PyTorch implementations (``ref``) on this backend too.
+Under ``TRITON_INTERPRET=1`` the kernels run on CPU with fixed block sizes (no autotuning there).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from mnemovision.kernels.attention import ref
+
+MAX_HEAD_DIM = 256
+
+
+def _fwd_configs():
+    """Static candidate tiles for the forward kernel (pruned per call, never by querying the device)."""
+    shapes = ((64, 64, 128, 4), (128, 64, 128, 8), (64, 64, 256, 8), (128, 32, 256, 8), (64, 128, 64, 4), (128, 128, 128, 8), (32, 32, 128, 4))
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_DV": bdv}, num_warps=w, num_stages=2) for bm, bn, bdv, w in shapes]
+
+
+def _prune_fwd(configs, named_args, **kwargs):
+    dv = named_args["DV"]
+    block_d = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
+    kept = []
+    for c in configs:
+        bm, bn, bdv = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_DV"]
+        if bdv > max(16, triton.next_power_of_2(dv)):
+            continue  # a slice wider than Dv only wastes registers
+        if block_d > 128 and (bm * bn > 64 * 64 or bdv > 128):
+            continue  # large head dims: keep the tiles within shared memory
+        kept.append(c)
+    return kept or [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_DV": 64}, num_warps=4, num_stages=1)]
+
+
+@triton.jit
+def _attn_fwd_kernel(
+    Q, K, V, Bias, Out, Lse,
+    NQ, M, D, DV,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+):
+    """One program: BLOCK_M queries x one BLOCK_DV slice of the values, of one (batch, head)."""
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    pid_e = tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = pid_e * BLOCK_DV + tl.arange(0, BLOCK_DV)
+    q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    for start_n in range(0, M, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
+        bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf")).to(tl.float32)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) + bias[None, :]
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.exp(s - m_safe[:, None])
+        alpha = tl.exp(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(V + bh * M * DV + offs_n[:, None] * DV + offs_e[None, :], mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV), other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        m_i = m_new
+    has_keys = l_i > 0.0
+    out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
+    tl.store(Out + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], out.to(Out.dtype.element_ty), mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV))
+    if pid_e == 0:
+        lse = tl.where(has_keys, m_i + tl.log(tl.where(has_keys, l_i, 1.0)), float("-inf"))
+        tl.store(Lse + bh * NQ + offs_m, lse, mask=offs_m < NQ)
+
+
+@triton.jit
+def _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC: tl.constexpr):
+    """p [BLOCK_M, BLOCK_N] = exp(q k^T + bias - lse), zero where lse is -inf or out of range."""
+    k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
+    bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf")).to(tl.float32)
+    lse = tl.load(Lse + bh * NQ + offs_m, mask=offs_m < NQ, other=float("-inf"))
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) + bias[None, :]
+    valid = (lse != float("-inf"))[:, None] & (offs_n < M)[None, :]
+    return tl.where(valid, tl.exp(s - tl.where(lse == float("-inf"), 0.0, lse)[:, None]), 0.0), k
+
+
+@triton.jit
+def _dp_block(DO, V, bh, offs_m, offs_n, NQ, M, DV, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr):
+    """dp [BLOCK_M, BLOCK_N] = dO V^T, reduced over Dv in BLOCK_DV slices."""
+    dp = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for e0 in range(0, DV, BLOCK_DV):
+        offs_e = e0 + tl.arange(0, BLOCK_DV)
+        do = tl.load(DO + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV), other=0.0)
+        v = tl.load(V + bh * M * DV + offs_n[:, None] * DV + offs_e[None, :], mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV), other=0.0)
+        dp += tl.dot(do, tl.trans(v), input_precision=PREC)
+    return dp
+
+
+@triton.jit
+def _attn_bwd_dv_kernel(
+    Q, K, Bias, Lse, DO, DVout,
+    NQ, M, D, DV,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+):
+    """dV[n, e-slice] = sum over queries of p[q, n] dO[q, e-slice]."""
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    pid_e = tl.program_id(2)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = pid_e * BLOCK_DV + tl.arange(0, BLOCK_DV)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
+    for start_m in range(0, NQ, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
+        do = tl.load(DO + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV), other=0.0)
+        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
+    tl.store(DVout + bh * M * DV + offs_n[:, None] * DV + offs_e[None, :], dv.to(DVout.dtype.element_ty), mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV))
+
+
+@triton.jit
+def _attn_bwd_dk_kernel(
+    Q, K, V, Bias, Lse, DO, Delta, DK, DBias,
+    NQ, M, D, DV,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+):
+    """dK[n] = sum_q ds[q, n] q[q] and d(bias)[n] = sum_q ds[q, n], ds = p (dp - delta)."""
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dbias = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for start_m in range(0, NQ, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
+        dp = _dp_block(DO, V, bh, offs_m, offs_n, NQ, M, DV, BLOCK_M, BLOCK_N, BLOCK_DV, PREC)
+        delta = tl.load(Delta + bh * NQ + offs_m, mask=offs_m < NQ, other=0.0)
+        ds = p * (dp - delta[:, None])
+        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+        dbias += tl.sum(ds, 0)
+    tl.store(DK + bh * M * D + offs_n[:, None] * D + offs_d[None, :], dk.to(DK.dtype.element_ty), mask=(offs_n[:, None] < M) & (offs_d[None, :] < D))
+    tl.store(DBias + bh * M + offs_n, dbias, mask=offs_n < M)
+
+
+@triton.jit
+def _attn_bwd_dq_kernel(
+    Q, K, V, Bias, Lse, DO, Delta, DQ,
+    NQ, M, D, DV,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+):
+    """dQ[q] = sum_n ds[q, n] k[n]."""
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+    delta = tl.load(Delta + bh * NQ + offs_m, mask=offs_m < NQ, other=0.0)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    for start_n in range(0, M, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
+        dp = _dp_block(DO, V, bh, offs_m, offs_n, NQ, M, DV, BLOCK_M, BLOCK_N, BLOCK_DV, PREC)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+    tl.store(DQ + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], dq.to(DQ.dtype.element_ty), mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D))
+
+
+@triton.jit
+def _attn_usage_kernel(
+    Q, K, Bias, Lse, Usage,
+    NQ, M, D,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
+):
+    """usage[n] = sum over queries of exp(s[q, n] - lse[q])."""
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    usage = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for start_m in range(0, NQ, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
+        usage += tl.sum(p, 0)
+    tl.store(Usage + bh * M + offs_n, usage, mask=offs_n < M)
+
+
+# ---------------------------------------------------------------------------------------------
+# launchers
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _block_d(d: int) -> int:
+    return max(16, triton.next_power_of_2(d))
+
+
+def _block_dv(dv: int) -> int:
+    return min(128, max(16, triton.next_power_of_2(dv)))
+
+
+def _blocks(block_d: int) -> dict:
+    """Fixed tile sizes: small under the interpreter (it is slow), else sized for shared memory."""
+    if _interpreting():
+        return {"BLOCK_M": 16, "BLOCK_N": 16}
+    if block_d > 128:
+        return {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 4}
+    return {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4}
+
+
+def _precision(dtype: torch.dtype) -> str:
+    """fp32 tiles multiply in full IEEE precision (Triton's default would be TF32); 16-bit ones natively."""
+    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """[B, H, L, E] -> contiguous [B*H, L, E]."""
+    return t.reshape(-1, *t.shape[2:]).contiguous()
+
+
+def _check_inputs(q, k, v, bias) -> None:
+    if q.shape[-1] > MAX_HEAD_DIM:
+        raise ValueError(f"the triton backend supports D <= {MAX_HEAD_DIM}, got D = {q.shape[-1]}")
+    if not (q.is_cuda or _interpreting()):
+        raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1)")
+
+
+_attn_fwd_tuned = triton.autotune(configs=_fwd_configs(), key=["NQ", "M", "D", "DV"], prune_configs_by={"early_config_prune": _prune_fwd})(_attn_fwd_kernel)
+
+
+def _fwd(q, k, v, bias):
+    _check_inputs(q, k, v, bias)
+    b, h, nq, d = q.shape
+    m, dv = k.shape[2], v.shape[3]
+    qf, kf, vf = _flat(q), _flat(k), _flat(v)
+    biasf = bias.reshape(-1, m).contiguous().float()
+    out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
+    lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
+    block_d = _block_d(d)
+    if _interpreting():  # the autotuner needs a GPU driver: fixed small tiles under the interpreter
+        cfg, block_dv = _blocks(block_d), _block_dv(dv)
+        grid = (triton.cdiv(nq, cfg["BLOCK_M"]), b * h, triton.cdiv(dv, block_dv))
+        _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=_precision(q.dtype), **cfg)
+    else:
+        def grid(meta):
+            return (triton.cdiv(nq, meta["BLOCK_M"]), b * h, triton.cdiv(dv, meta["BLOCK_DV"]))
+
+        _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, BLOCK_D=block_d, PREC=_precision(q.dtype))
+    return out.view(b, h, nq, dv), lse.view(b, h, nq)
+
+
+def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse):
+    b, h, nq, d = q.shape
+    m, dv = k.shape[2], v.shape[3]
+    grad_out = torch.zeros_like(out) if grad_out is None else grad_out
+    delta = (grad_out.float() * out.float()).sum(-1)
+    if grad_lse is not None:
+        delta = delta - grad_lse.float()
+    qf, kf, vf, dof = _flat(q), _flat(k), _flat(v), _flat(grad_out.to(q.dtype))
+    biasf = bias.reshape(-1, m).contiguous().float()
+    lsef, deltaf = lse.reshape(-1, nq).contiguous(), delta.reshape(-1, nq).contiguous()
+    dq, dk, dvv = torch.empty_like(qf), torch.empty_like(kf), torch.empty_like(vf)
+    dbias = torch.empty(b * h, m, device=q.device, dtype=torch.float32)
+    block_d, block_dv = _block_d(d), _block_dv(dv)
+    cfg = _blocks(block_d)
+    sizes = dict(BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=_precision(q.dtype), **cfg)
+    _attn_bwd_dv_kernel[(triton.cdiv(m, cfg["BLOCK_N"]), b * h, triton.cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, **sizes)
+    _attn_bwd_dk_kernel[(triton.cdiv(m, cfg["BLOCK_N"]), b * h)](qf, kf, vf, biasf, lsef, dof, deltaf, dk, dbias, nq, m, d, dv, **sizes)
+    _attn_bwd_dq_kernel[(triton.cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, deltaf, dq, nq, m, d, dv, **sizes)
+    return dq.view_as(q), dk.view_as(k), dvv.view_as(v), dbias.view(b, h, m).to(bias.dtype)
+
+
+class _DenseTritonFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, bias):
+        out, lse = _fwd(q, k, v, bias)
+        ctx.save_for_backward(q, k, v, bias, out, lse)
+        return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_lse):
+        q, k, v, bias, out, lse = ctx.saved_tensors
+        return _bwd(q, k, v, bias, out, lse, grad_out, grad_lse)
+
+
+def dense_attention(q, k, v, bias):
+    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of dense softmax attention; differentiable in q, k, v, bias and
+    through lse."""
+    return _DenseTritonFn.apply(q, k, v, bias)
+
+
+def dense_usage(q, k, bias, lse):
+    """usage [B, H, M] float32: the softmax weight each key received, summed over queries."""
+    _check_inputs(q, k, None, bias)
+    b, h, nq, d = q.shape
+    m = k.shape[2]
+    usage = torch.empty(b * h, m, device=q.device, dtype=torch.float32)
+    block_d = _block_d(d)
+    cfg = _blocks(block_d)
+    grid = (triton.cdiv(m, cfg["BLOCK_N"]), b * h)
+    _attn_usage_kernel[grid](_flat(q), _flat(k), bias.reshape(-1, m).contiguous().float(), lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, BLOCK_D=block_d, PREC=_precision(q.dtype), **cfg)
+    return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
+
+
+def topk_select(q, k, bias, top_k: int):
+    """Top-k indices through chunked matmul + torch.topk, with chunks sized for the GPU."""
+    per_query = max(1, k.shape[0] * k.shape[1] * k.shape[2])
+    chunk = max(16, min(q.shape[2], (1 << 25) // per_query))
+    return ref.topk_select(q, k, bias, top_k, chunk=chunk)
+
+
+def topk_attention(q, k, v, bias, idx):
+    """Top-k gather readout (the PyTorch implementation, with GPU-sized chunks)."""
+    per_query = max(1, idx.shape[0] * idx.shape[1] * idx.shape[3] * max(k.shape[3], v.shape[3]))
+    chunk = max(16, min(q.shape[2], (1 << 26) // per_query))
+    return ref.topk_attention(q, k, v, bias, idx, chunk=chunk)

@@ -1,0 +1,242 @@
+"""memory_attention: both backends against a materialised float64 reference."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from mnemovision.kernels import AttentionOutput, memory_attention
+from mnemovision.kernels._testing import assert_kernel_close
+from mnemovision.kernels.attention import ref
+
+SIMS = ("dot", "cosine", "neg_l2")
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+def make(b, h, nq, m, d, dv, dtype=torch.float64, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, h, nq, d, generator=g, dtype=torch.float64)
+    k = torch.randn(b, h, m, d, generator=g, dtype=torch.float64)
+    v = torch.randn(b, h, m, dv, generator=g, dtype=torch.float64)
+    return [t.to(device=device, dtype=dtype).requires_grad_(True) for t in (q, k, v)]
+
+
+def oracle(q, k, v, *, top_k=None, similarity="dot", scale=None, mask=None, extra=None):
+    """Materialised float64 reference: full logits, top-k on memory keys only, one joint softmax."""
+    q64, k64, v64 = (t.double() for t in (q, k, v))
+    scale = ref.default_scale(similarity, q.shape[-1]) if scale is None else scale
+    qp, kp, bias = ref.prepare(q64, k64, similarity, scale, mask)
+    logits = qp @ kp.transpose(-1, -2) + bias[..., None, :]
+    if top_k is not None and top_k < logits.shape[-1]:
+        vals, idx = torch.topk(logits, top_k, dim=-1)
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, vals)
+    values = v64
+    if extra is not None:
+        ke, ve = (t.double() for t in extra)
+        qe, ke, be = ref.prepare(q64, ke, similarity, scale, None)
+        logits = torch.cat([logits, qe @ ke.transpose(-1, -2) + be[..., None, :]], dim=-1)
+        values = torch.cat([v64, ve], dim=2)
+    lse = torch.logsumexp(logits, -1, keepdim=True)
+    weights = torch.where(torch.isfinite(lse), torch.exp(logits - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))), torch.zeros_like(logits))
+    return weights @ values, weights[..., : k.shape[2]].sum(-2)
+
+
+def grads(out, inputs, seed=1):
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(out)
+    return torch.autograd.grad((out * g).sum(), inputs, allow_unused=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch path against the oracle, float64
+
+
+@pytest.mark.parametrize("similarity", SIMS)
+@pytest.mark.parametrize("top_k", [None, 1, 7])
+@pytest.mark.parametrize("shape", [(2, 3, 37, 53, 8, 5), (1, 1, 1, 1, 4, 3), (1, 2, 1, 29, 16, 16), (1, 1, 300, 70, 3, 2)])
+def test_torch_path_matches_the_oracle(similarity, top_k, shape):
+    q, k, v = make(*shape)
+    mask = torch.zeros(shape[0], shape[3], dtype=torch.bool)
+    mask[:, -max(1, shape[3] // 5) :] = shape[3] > 1  # pad the tail (keeps at least one key)
+    result = memory_attention(q, k, v, top_k=top_k, similarity=similarity, key_padding_mask=mask, return_usage=True, backend="torch")
+    assert isinstance(result, AttentionOutput)
+    expected, usage = oracle(q, k, v, top_k=top_k, similarity=similarity, mask=mask)
+    torch.testing.assert_close(result.out, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(result.usage, usage, rtol=1e-10, atol=1e-10)
+    assert torch.all(result.usage[:, :, mask[0]] == 0)
+    for got, want in zip(grads(result.out, (q, k, v)), grads(expected, (q, k, v))):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("top_k", [None, 4])
+def test_extra_tokens_share_one_softmax_with_the_memory(top_k):
+    q, k, v = make(2, 2, 19, 23, 8, 6)
+    ke, ve = make(2, 2, 11, 11, 8, 6, seed=5)[1:]
+    result = memory_attention(q, k, v, top_k=top_k, extra_q_kv=(ke, ve), return_usage=True, backend="torch")
+    expected, usage = oracle(q, k, v, top_k=top_k, extra=(ke, ve))
+    torch.testing.assert_close(result.out, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(result.usage, usage, rtol=1e-10, atol=1e-10)
+    assert float(result.usage.sum()) < 19 * 2 * 2  # the extra tokens took part of every query's weight
+    for got, want in zip(grads(result.out, (q, k, v, ke, ve)), grads(expected, (q, k, v, ke, ve))):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_topk_gradients_reach_only_selected_keys():
+    q, k, v = make(1, 1, 1, 40, 8, 4)
+    out = memory_attention(q, k, v, top_k=3, backend="torch")
+    dk, dv = torch.autograd.grad(out.sum(), (k, v))
+    assert int((dv.abs().sum(-1) > 0).sum()) == 3
+    assert int((dk.abs().sum(-1) > 0).sum()) == 3
+
+
+def test_gradcheck_float64():
+    q, k, v = make(1, 2, 5, 7, 3, 2)
+    mask = torch.tensor([[False] * 6 + [True]])
+    for top_k in (None, 3):
+        for sim in SIMS:
+            fn = lambda q, k, v: memory_attention(q, k, v, top_k=top_k, similarity=sim, key_padding_mask=mask, backend="torch")  # noqa: E731
+            assert torch.autograd.gradcheck(fn, (q, k, v))
+
+
+def test_temperature_and_cosine_as_m3_uses_them():
+    q, k, v = make(1, 1, 6, 9, 16, 4)
+    a = memory_attention(q, k, v, similarity="cosine", temperature=0.05, backend="torch")
+    b = memory_attention(q, k, v, similarity="cosine", scale=20.0, backend="torch")
+    torch.testing.assert_close(a, b)
+    qn, kn = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
+    torch.testing.assert_close(a, torch.softmax(qn @ kn.transpose(-1, -2) / 0.05, -1) @ v)
+
+
+def test_neg_l2_is_xmem_similarity():
+    q, k, v = make(1, 1, 5, 8, 4, 3)
+    scale = 0.5
+    out = memory_attention(q, k, v, similarity="neg_l2", scale=scale, backend="torch")
+    logits = -scale * torch.cdist(q, k) ** 2
+    torch.testing.assert_close(out, torch.softmax(logits, -1) @ v)
+
+
+def test_all_keys_masked_gives_zeros_not_nan():
+    q, k, v = make(1, 1, 4, 5, 3, 2)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    result = memory_attention(q, k, v, key_padding_mask=mask, return_usage=True, backend="torch")
+    assert torch.equal(result.out, torch.zeros_like(result.out))
+    (dq,) = torch.autograd.grad(result.out.sum(), (q,))
+    assert torch.isfinite(dq).all()
+
+
+def test_chunking_bounds_memory_but_not_results():
+    q, k, v = make(1, 1, 100, 30, 4, 3)
+    qp, kp, bias = ref.prepare(q, k, "dot", 0.5, None)
+    full = ref.dense_attention(qp, kp, v, bias, chunk=1000)[0]
+    small = ref.dense_attention(qp, kp, v, bias, chunk=7)[0]
+    torch.testing.assert_close(full, small, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(similarity="euclid"), "similarity"),
+        (dict(top_k=0), "top_k"),
+        (dict(scale=1.0, temperature=1.0), "not both"),
+        (dict(key_padding_mask=torch.zeros(1, 3)), "key_padding_mask"),
+        (dict(extra_q_kv=(torch.zeros(1, 1, 2, 4),)), "extra_q_kv"),
+        (dict(backend="cuda"), "backend"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    q, k, v = (t.detach().float() for t in make(1, 1, 2, 5, 4, 3))
+    with pytest.raises(ValueError, match=message):
+        memory_attention(q, k, v, **kwargs)
+
+
+def test_bad_shapes_are_named():
+    q, k, v = (t.detach().float() for t in make(1, 1, 2, 5, 4, 3))
+    with pytest.raises(ValueError, match=r"k must have shape \[B=1, H=1, M, D=4\]"):
+        memory_attention(q, k[..., :3], v)
+    with pytest.raises(ValueError, match="v must have shape"):
+        memory_attention(q, k, v[:, :, :4])
+    with pytest.raises(ValueError, match="q must have shape"):
+        memory_attention(q[0], k, v)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        memory_attention(q.half(), k.half(), v.half())
+
+
+# ---------------------------------------------------------------------------------------------
+# triton path: under TRITON_INTERPRET=1 on CPU (set by conftest), natively on a GPU
+
+
+def triton_case(shape, dtype, similarity, top_k, masked, device=DEVICE):
+    q, k, v = make(*shape, dtype=dtype, device=device)
+    mask = None
+    if masked:
+        mask = torch.zeros(shape[0], shape[3], dtype=torch.bool, device=device)
+        mask[:, ::4] = True
+    args = dict(top_k=top_k, similarity=similarity, key_padding_mask=mask, return_usage=True)
+    got = memory_attention(q, k, v, backend="triton", **args)
+    same = memory_attention(q, k, v, backend="torch", **args) if device == "cpu" else None
+    q64, k64, v64 = (t.detach().double().cpu().requires_grad_(True) for t in (q, k, v))
+    mask64 = None if mask is None else mask.cpu()
+    expected, usage = oracle(q64, k64, v64, top_k=top_k, similarity=similarity, mask=mask64)
+    return (q, k, v), got, same, (q64, k64, v64), expected, usage
+
+
+def same_precision_reference(inputs, top_k, similarity, mask):
+    """The PyTorch path at the inputs' precision (float32 on GPU: the cuda tensors in float32)."""
+    q, k, v = (t.detach().float().requires_grad_(True) for t in inputs)
+    res = memory_attention(q, k, v, top_k=top_k, similarity=similarity, key_padding_mask=mask, return_usage=True, backend="torch")
+    return (q, k, v), res
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("similarity", SIMS)
+@pytest.mark.parametrize("top_k", [None, 5])
+@pytest.mark.parametrize("shape", [(1, 2, 37, 45, 20, 24), (2, 1, 1, 1, 8, 3), (1, 1, 17, 33, 64, 130)])
+def test_triton_matches_the_reference(similarity, top_k, shape):
+    masked = shape[3] > 4
+    inputs, got, _, inputs64, expected, usage = triton_case(shape, torch.float32, similarity, top_k, masked)
+    mask = None
+    if masked:
+        mask = torch.zeros(shape[0], shape[3], dtype=torch.bool, device=DEVICE)
+        mask[:, ::4] = True
+    ref_inputs, same = same_precision_reference(inputs, top_k, similarity, mask)
+    assert_kernel_close(got.out, same.out, expected.to(got.out.device), "out")
+    assert_kernel_close(got.usage.float(), same.usage.float(), usage.to(got.out.device), "usage")
+    g = torch.randn(expected.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    got_grads = torch.autograd.grad((got.out * g.to(got.out)).sum(), inputs)
+    same_grads = torch.autograd.grad((same.out * g.to(same.out)).sum(), ref_inputs)
+    want_grads = torch.autograd.grad((expected * g).sum(), inputs64)
+    for name, a, b_, c in zip("qkv", got_grads, same_grads, want_grads):
+        assert_kernel_close(a, b_, c.to(a.device), f"d{name}")
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_extra_tokens_and_lse_gradient():
+    q, k, v = make(1, 2, 13, 21, 16, 8, dtype=torch.float32, device=DEVICE)
+    ke, ve = make(1, 2, 9, 9, 16, 8, dtype=torch.float32, device=DEVICE, seed=7)[1:]
+    got = memory_attention(q, k, v, top_k=4, extra_q_kv=(ke, ve), backend="triton")
+    same = memory_attention(q, k, v, top_k=4, extra_q_kv=(ke, ve), backend="torch")
+    expected, _ = oracle(*(t.detach().cpu() for t in (q, k, v)), top_k=4, extra=(ke.detach().cpu(), ve.detach().cpu()))
+    assert_kernel_close(got, same, expected.to(got.device), "out")
+    for a, b_ in zip(grads(got, (q, k, v, ke, ve)), grads(same, (q, k, v, ke, ve))):
+        torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("similarity", SIMS)
+def test_triton_half_precision_on_gpu(dtype, similarity):
+    shape = (2, 2, 200, 333, 64, 96)
+    q, k, v = make(*shape, dtype=dtype, device="cuda")
+    got = memory_attention(q, k, v, similarity=similarity, backend="triton")
+    same = memory_attention(q, k, v, similarity=similarity, backend="torch")
+    expected, _ = oracle(*(t.detach().cpu() for t in (q, k, v)), similarity=similarity)
+    assert_kernel_close(got, same, expected.cuda(), "out")
+    g = torch.randn(got.shape, device="cuda", dtype=dtype)
+    for name, a, b_ in zip("qkv", torch.autograd.grad((got * g).sum(), (q, k, v)), torch.autograd.grad((same * g).sum(), (q, k, v))):
+        q64 = [t.detach().double().requires_grad_(True) for t in (q, k, v)]
+        want = torch.autograd.grad((oracle(*q64, similarity=similarity)[0] * g.double()).sum(), q64)["qkv".index(name)]
+        assert_kernel_close(a, b_, want, f"d{name}")
