@@ -62,6 +62,7 @@ def time_ms(fn: Callable[[], object], device: str, warmup: int, repeats: int) ->
 def peak_mb(fn: Callable[[], object], device: str) -> float:
     """Extra memory ``fn`` needs at its peak, in MB, beyond what is allocated before it runs."""
     if device.startswith("cuda"):
+        fn()  # warm up: autotuning and compilation buffers are not the op's memory
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()

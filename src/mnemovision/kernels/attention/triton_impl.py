@@ -28,7 +28,10 @@ MAX_HEAD_DIM = 256
 
 def _fwd_configs():
     """Static candidate tiles for the forward kernel (pruned per call, never by querying the device)."""
-    shapes = ((64, 64, 128, 4), (128, 64, 128, 8), (64, 64, 256, 8), (128, 32, 256, 8), (64, 128, 64, 4), (128, 128, 128, 8), (32, 32, 128, 4))
+    shapes = (
+        (64, 64, 128, 4), (128, 64, 128, 8), (64, 64, 256, 8), (128, 32, 256, 8), (64, 128, 64, 4),
+        (128, 128, 128, 8), (32, 32, 128, 4), (64, 32, 256, 4), (128, 64, 256, 8),
+    )
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_DV": bdv}, num_warps=w, num_stages=2) for bm, bn, bdv, w in shapes]
 
 
@@ -40,7 +43,7 @@ def _prune_fwd(configs, named_args, **kwargs):
         bm, bn, bdv = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_DV"]
         if bdv > max(16, triton.next_power_of_2(dv)):
             continue  # a slice wider than Dv only wastes registers
-        if block_d > 128 and (bm * bn > 64 * 64 or bdv > 128):
+        if block_d > 128 and (bm * bn > 64 * 64 or bdv > 256):
             continue  # large head dims: keep the tiles within shared memory
         kept.append(c)
     return kept or [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_DV": 64}, num_warps=4, num_stages=1)]
@@ -319,9 +322,10 @@ def dense_usage(q, k, bias, lse):
 
 
 def topk_select(q, k, bias, top_k: int):
-    """Top-k indices through chunked matmul + torch.topk, with chunks sized for the GPU."""
+    """Top-k indices through chunked matmul + torch.topk, with chunks sized for the GPU (logits blocks
+    of up to 2^27 elements: few launches, bounded memory)."""
     per_query = max(1, k.shape[0] * k.shape[1] * k.shape[2])
-    chunk = max(16, min(q.shape[2], (1 << 25) // per_query))
+    chunk = max(16, min(q.shape[2], (1 << 27) // per_query))
     return ref.topk_select(q, k, bias, top_k, chunk=chunk)
 
 
