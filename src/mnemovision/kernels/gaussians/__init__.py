@@ -1,0 +1,190 @@
+"""Differentiable tile-based Gaussian rasterizer.
+
+``rasterize_gaussians`` is built from visible stages that can be called alone (``ref``):
+``quat_scale_to_covar`` -> ``project_gaussians`` -> ``spherical_harmonics`` -> ``isect_tiles`` ->
+``composite``. The PyTorch path (``ref``) runs everywhere and is the reference; the brute-force
+``ref.composite_dense`` is the test oracle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from mnemovision.kernels._backend import resolve_backend
+from mnemovision.kernels.gaussians import ref
+from mnemovision.kernels.gaussians.ref import isect_tiles, project_gaussians, quat_scale_to_covar, spherical_harmonics
+
+RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
+MAX_CHANNELS = 512
+
+
+@dataclass
+class AbsGrad:
+    """Filled by the backward pass when ``absgrad=True``: the sum over pixels of |dL/d means2d|,
+    shaped like ``info["means2d"]`` ([..., V, N, 2]), the statistic densification uses."""
+
+    value: torch.Tensor | None = None
+    shape: tuple = field(default_factory=tuple)
+
+
+def _check(name: str, t, shape: tuple, expected: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor {expected}, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be floating point {expected}, got {t.dtype}")
+    if t.ndim != len(shape) or any(s is not None and a != s for a, s in zip(t.shape, shape)):
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
+
+
+def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds):
+    _check("means", means, (*means.shape[:-1], 3) if isinstance(means, torch.Tensor) and means.ndim >= 2 else (None, 3), "[..., N, 3]")
+    batch, n = means.shape[:-2], means.shape[-2]
+    _check("quats", quats, (*batch, n, 4), f"[{', '.join(map(str, (*batch, n)))}, 4]")
+    _check("scales", scales, (*batch, n, 3), f"[{', '.join(map(str, (*batch, n)))}, 3]")
+    _check("opacities", opacities, (*batch, n), f"[{', '.join(map(str, (*batch, n)))}]")
+    _check("viewmats", viewmats, (*batch, viewmats.shape[-3] if isinstance(viewmats, torch.Tensor) and viewmats.ndim >= 3 else None, 4, 4), "[..., V, 4, 4]")
+    v = viewmats.shape[-3]
+    _check("Ks", Ks, (*batch, v, 3, 3), f"[..., {v}, 3, 3]")
+    if sh_degree is None:
+        _check("colors", colors, (*batch, n, colors.shape[-1] if isinstance(colors, torch.Tensor) and colors.ndim else None), "[..., N, C]")
+        c = colors.shape[-1]
+    else:
+        if not 0 <= sh_degree <= 3:
+            raise ValueError(f"sh_degree must be in 0..3, got {sh_degree}")
+        _check("colors", colors, (*batch, n, colors.shape[-2] if isinstance(colors, torch.Tensor) and colors.ndim >= 2 else None, 3), "[..., N, K, 3] SH coefficients")
+        if colors.shape[-2] < (sh_degree + 1) ** 2:
+            raise ValueError(f"colors has {colors.shape[-2]} SH coefficients; sh_degree={sh_degree} needs {(sh_degree + 1) ** 2}")
+        c = 3
+    if not 1 <= c <= MAX_CHANNELS:
+        raise ValueError(f"colors must have 1..{MAX_CHANNELS} channels, got {c}")
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        raise ValueError(f"width and height must be positive ints, got {width!r} x {height!r}")
+    if render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
+    if backgrounds is not None:
+        _check("backgrounds", backgrounds, (*batch, v, c), f"[..., {v}, {c}]")
+    dtypes = {t.dtype for t in (means, quats, scales, opacities, colors, viewmats, Ks)}
+    if len(dtypes) != 1:
+        raise ValueError(f"all inputs must share one dtype, got {sorted(map(str, dtypes))}")
+    return batch, n, v, c
+
+
+def rasterize_gaussians(
+    means: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    colors: torch.Tensor,
+    viewmats: torch.Tensor,
+    Ks: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    near: float = 0.01,
+    far: float = 1e10,
+    sh_degree: int | None = None,
+    backgrounds: torch.Tensor | None = None,
+    render_mode: str = "RGB",
+    antialiased: bool = False,
+    absgrad: bool = False,
+    tile_size: int = ref.TILE_SIZE,
+    backend: str = "auto",
+):
+    """Render Gaussians into V cameras.
+
+    Args:
+        means [..., N, 3]; quats [..., N, 4] wxyz (unnormalised is fine); scales [..., N, 3];
+        opacities [..., N] in [0, 1]; colors [..., N, C] (any C in 1..512, rendered in one pass) or,
+        with ``sh_degree``, SH coefficients [..., N, K, 3]; viewmats [..., V, 4, 4] world-to-camera
+        (OpenCV axes); Ks [..., V, 3, 3]; backgrounds [..., V, C] added where transmittance remains.
+        render_mode: RGB (C channels), D (accumulated depth sum w z), ED (expected depth D / alpha),
+        RGB+D, RGB+ED (depth as the last channel).
+        antialiased: opacity compensation for the 0.3 px low-pass (Mip-Splatting's 2-D filter).
+        absgrad: also accumulate |dL/d means2d| per pixel into ``info["absgrad"].value``.
+
+    Returns:
+        render [..., V, H, W, C'], alpha [..., V, H, W, 1], info dict with ``means2d``
+        [..., V, N, 2] (call ``retain_grad()`` on it before backward to read its gradient),
+        ``absgrad`` (AbsGrad), ``radii`` [..., V, N, 2], ``depths`` [..., V, N], ``visible``
+        [..., V, N] bool, ``conics``, ``n_isects``, ``tile_size``.
+    """
+    batch, n, v, c = _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds)
+    chosen = resolve_backend(backend, means.device.type)
+    if chosen == "triton":
+        raise ValueError("backend='triton' is not available for the rasterizer yet; use backend='torch' (or 'auto')")
+    b = math.prod(batch)
+    means_b, quats_b, scales_b = means.reshape(b, n, 3), quats.reshape(b, n, 4), scales.reshape(b, n, 3)
+    opac_b = opacities.reshape(b, n)
+    views_b, ks_b = viewmats.reshape(b, v, 4, 4), Ks.reshape(b, v, 3, 3)
+    projected = [
+        project_gaussians(means_b[i], quat_scale_to_covar(quats_b[i], scales_b[i]), views_b[i], ks_b[i], width, height, near, far, antialiased)
+        for i in range(b)
+    ]
+    means2d, conics, depths, radii, comps = (torch.cat([p[j] for p in projected]) for j in range(5))  # [B*V, N, ...]
+    opac_v = (opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)) * comps
+    if sh_degree is not None:
+        centers = torch.linalg.inv(views_b)[..., :3, 3]  # [B, V, 3]
+        dirs = means_b[:, None] - centers[:, :, None]  # [B, V, N, 3]
+        values = spherical_harmonics(sh_degree, dirs, colors.reshape(b, 1, n, *colors.shape[-2:])).reshape(b * v * n, 3)
+        feature_ids_of = lambda flat: flat  # noqa: E731
+    else:
+        values = colors.reshape(b * n, c)
+        feature_ids_of = lambda flat: torch.div(flat, v * n, rounding_mode="floor") * n + flat % n  # noqa: E731
+    want_rgb = render_mode.startswith("RGB")
+    want_depth = render_mode != "RGB"
+    if not want_rgb:
+        values = values[:, :0]
+    tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
+    holder = AbsGrad(shape=(*batch, v, n, 2))
+    meta = {
+        "views": b * v, "height": height, "width": width, "tile_size": tile_size,
+        "tiles_x": math.ceil(width / tile_size), "tiles_y": math.ceil(height / tile_size),
+        "block": 64, "chunk_isects": 1 << 14, "absgrad": absgrad, "absgrad_out": _AbsGradSink(holder),
+    }
+    bg = backgrounds.reshape(b * v, c) if (backgrounds is not None and want_rgb) else None
+    render, alpha = ref.composite(
+        means2d.reshape(b * v * n, 2), conics.reshape(b * v * n, 3), opac_v.reshape(-1), values,
+        depths.reshape(-1) if want_depth else None, bg, flat_ids, feature_ids_of(flat_ids), offsets, meta,
+    )
+    if render_mode in ("ED", "RGB+ED"):
+        expected = render[..., -1:] / alpha.clamp_min(1e-10)
+        render = torch.cat([render[..., :-1], torch.where(alpha > 0, expected, torch.zeros_like(expected))], -1)
+    means2d_out = means2d.reshape(*batch, v, n, 2)
+    if means2d_out.requires_grad:
+        means2d_out.retain_grad()
+    info = {
+        "means2d": means2d_out,
+        "absgrad": holder,
+        "radii": radii.reshape(*batch, v, n, 2),
+        "depths": depths.reshape(*batch, v, n),
+        "conics": conics.reshape(*batch, v, n, 3),
+        "visible": (radii > 0).all(-1).reshape(*batch, v, n),
+        "n_isects": int(flat_ids.numel()),
+        "tile_size": tile_size,
+        "backend": chosen,
+    }
+    return render.reshape(*batch, v, height, width, -1), alpha.reshape(*batch, v, height, width, 1), info
+
+
+class _AbsGradSink:
+    """Receives the flat absgrad from the backward and stores it, reshaped, in the AbsGrad holder."""
+
+    def __init__(self, holder: AbsGrad) -> None:
+        self.holder = holder
+
+    def append(self, value: torch.Tensor) -> None:
+        self.holder.value = value.reshape(self.holder.shape)
+
+
+__all__ = [
+    "AbsGrad",
+    "RENDER_MODES",
+    "isect_tiles",
+    "project_gaussians",
+    "quat_scale_to_covar",
+    "rasterize_gaussians",
+    "spherical_harmonics",
+]

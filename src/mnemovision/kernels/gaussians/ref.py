@@ -1,0 +1,439 @@
+"""Gaussian splatting in PyTorch: the CPU path of the rasterizer and its readable reference.
+
+Stages (each callable on its own, each differentiable through plain autograd except compositing,
+which has its own memory-bounded backward):
+
+1. ``quat_scale_to_covar``: Sigma = R S S^T R^T from wxyz quaternions (normalised here) and scales.
+2. ``project_gaussians``: EWA splatting (Zwicker et al. 2002) as in 3D Gaussian Splatting: camera
+   transform, perspective Jacobian (with the off-screen clamp of 1.3x the half field of view),
+   Sigma_2D = J W Sigma W^T J^T + 0.3 I (the low-pass filter), and with ``antialiased`` the opacity
+   compensation sqrt(det(Sigma_2D) / det(Sigma_2D + 0.3 I)) (Mip-Splatting style); conics, per-axis
+   radii ceil(3.33 sigma), culling by near/far planes and by the image rectangle.
+3. ``spherical_harmonics``: degree 0-3 real SH, rgb = SH(view direction) + 0.5, clamped at 0.
+4. ``isect_tiles``: 16x16 tiles, one entry per (view, tile, Gaussian) overlap, sorted by view and
+   tile then by depth (one int64 key: tile in the high bits, the float32 depth's bits in the low).
+5. ``composite``: per tile, front to back: alpha = min(0.99, o exp(-q/2)), skipped below 1/255,
+   stopped once transmittance would fall below 1e-4; C = sum w c + T_final * background.
+
+Shapes (flattened batch): V views, N Gaussians, C channels, H x W image, I intersections.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+TILE_SIZE = 16
+ALPHA_MAX = 0.99
+ALPHA_MIN = 1.0 / 255.0
+T_MIN = 1e-4
+EPS_2D = 0.3
+RADIUS_SIGMAS = 3.33
+
+# Real spherical-harmonics constants (degrees 0-3), the standard normalisation used by 3DGS.
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+
+
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[..., 4] wxyz (any norm) -> [..., 3, 3] rotation matrices."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(*quats.shape[:-1], 3, 3)
+
+
+def quat_scale_to_covar(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """[..., N, 4], [..., N, 3] -> world covariances [..., N, 3, 3]."""
+    m = quat_to_rotmat(quats) * scales[..., None, :]
+    return m @ m.transpose(-1, -2)
+
+
+def project_gaussians(
+    means: torch.Tensor,
+    covars: torch.Tensor,
+    viewmats: torch.Tensor,
+    Ks: torch.Tensor,
+    width: int,
+    height: int,
+    near: float = 0.01,
+    far: float = 1e10,
+    antialiased: bool = False,
+):
+    """EWA projection of N Gaussians into V cameras.
+
+    Args:
+        means: [N, 3]; covars: [N, 3, 3]; viewmats: [V, 4, 4] world-to-camera; Ks: [V, 3, 3].
+
+    Returns:
+        means2d [V, N, 2] pixels; conics [V, N, 3] (a, b, c of the inverse 2-D covariance);
+        depths [V, N] camera z; radii [V, N, 2] int32 (0 = not visible); compensations [V, N]
+        (ones unless ``antialiased``).
+    """
+    rot = viewmats[:, None, :3, :3]  # [V, 1, 3, 3]
+    cam = (rot @ means[None, :, :, None]).squeeze(-1) + viewmats[:, None, :3, 3]  # [V, N, 3]
+    x, y, z = cam.unbind(-1)
+    fx, fy = Ks[:, 0, 0][:, None], Ks[:, 1, 1][:, None]
+    cx, cy = Ks[:, 0, 2][:, None], Ks[:, 1, 2][:, None]
+    valid_depth = (z > near) & (z < far)
+    z_safe = torch.where(valid_depth, z, torch.ones_like(z))
+    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
+    lim_x_pos, lim_x_neg = (width - cx) / fx + 0.3 * tan_x, cx / fx + 0.3 * tan_x
+    lim_y_pos, lim_y_neg = (height - cy) / fy + 0.3 * tan_y, cy / fy + 0.3 * tan_y
+    tx = z_safe * torch.minimum(torch.maximum(x / z_safe, -lim_x_neg), lim_x_pos)
+    ty = z_safe * torch.minimum(torch.maximum(y / z_safe, -lim_y_neg), lim_y_pos)
+    zero = torch.zeros_like(z_safe)
+    jac = torch.stack([fx / z_safe, zero, -fx * tx / z_safe**2, zero, fy / z_safe, -fy * ty / z_safe**2], -1).reshape(*z.shape, 2, 3)
+    cov_cam = rot @ covars[None] @ rot.transpose(-1, -2)  # [V, N, 3, 3]
+    cov2d = jac @ cov_cam @ jac.transpose(-1, -2)  # [V, N, 2, 2]
+    a, b, c = cov2d[..., 0, 0], cov2d[..., 0, 1], cov2d[..., 1, 1]
+    det_orig = a * c - b * b
+    a, c = a + EPS_2D, c + EPS_2D
+    det = a * c - b * b
+    compensations = torch.sqrt(torch.clamp(det_orig / det.clamp_min(1e-20), min=0.0)) if antialiased else torch.ones_like(det)
+    valid = valid_depth & (det > 0)
+    det_safe = torch.where(valid, det, torch.ones_like(det))
+    conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], -1)
+    means2d = torch.stack([fx * x / z_safe + cx, fy * y / z_safe + cy], -1)
+    with torch.no_grad():
+        rx = torch.ceil(RADIUS_SIGMAS * torch.sqrt(a.clamp_min(0)))
+        ry = torch.ceil(RADIUS_SIGMAS * torch.sqrt(c.clamp_min(0)))
+        mx, my = means2d[..., 0], means2d[..., 1]
+        inside = (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
+        keep = valid & inside & torch.isfinite(mx) & torch.isfinite(my)
+        radii = torch.stack([torch.where(keep, rx, 0), torch.where(keep, ry, 0)], -1).to(torch.int32)
+    return means2d, conics, z, radii, compensations
+
+
+def spherical_harmonics(degree: int, dirs: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
+    """Evaluate real SH of ``degree`` (0-3) for view directions.
+
+    Args:
+        dirs: [..., 3] (need not be unit length); coeffs: [..., K, 3] with K >= (degree + 1)^2.
+
+    Returns:
+        [..., 3] colours: SH value + 0.5, clamped at 0 (the 3DGS convention).
+    """
+    if not 0 <= degree <= 3:
+        raise ValueError(f"sh_degree must be in 0..3, got {degree}")
+    if coeffs.shape[-2] < (degree + 1) ** 2:
+        raise ValueError(f"SH degree {degree} needs {(degree + 1) ** 2} coefficients, got {coeffs.shape[-2]}")
+    out = SH_C0 * coeffs[..., 0, :]
+    if degree >= 1:
+        d = torch.nn.functional.normalize(dirs, dim=-1)
+        x, y, z = d[..., 0:1], d[..., 1:2], d[..., 2:3]
+        out = out - SH_C1 * y * coeffs[..., 1, :] + SH_C1 * z * coeffs[..., 2, :] - SH_C1 * x * coeffs[..., 3, :]
+        if degree >= 2:
+            xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+            out = (
+                out
+                + SH_C2[0] * xy * coeffs[..., 4, :]
+                + SH_C2[1] * yz * coeffs[..., 5, :]
+                + SH_C2[2] * (2.0 * zz - xx - yy) * coeffs[..., 6, :]
+                + SH_C2[3] * xz * coeffs[..., 7, :]
+                + SH_C2[4] * (xx - yy) * coeffs[..., 8, :]
+            )
+            if degree >= 3:
+                out = (
+                    out
+                    + SH_C3[0] * y * (3.0 * xx - yy) * coeffs[..., 9, :]
+                    + SH_C3[1] * xy * z * coeffs[..., 10, :]
+                    + SH_C3[2] * y * (4.0 * zz - xx - yy) * coeffs[..., 11, :]
+                    + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * coeffs[..., 12, :]
+                    + SH_C3[4] * x * (4.0 * zz - xx - yy) * coeffs[..., 13, :]
+                    + SH_C3[5] * z * (xx - yy) * coeffs[..., 14, :]
+                    + SH_C3[6] * x * (xx - 3.0 * yy) * coeffs[..., 15, :]
+                )
+    return torch.clamp_min(out + 0.5, 0.0)
+
+
+def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor, width: int, height: int, tile_size: int = TILE_SIZE):
+    """Bin visible Gaussians into tiles, sorted by (view, tile) then depth.
+
+    Args:
+        means2d: [V, N, 2]; radii: [V, N, 2] int (0 = culled); depths: [V, N].
+
+    Returns:
+        tile_keys [I] int64 (view * n_tiles + tile, sorted), flat_ids [I] int64 (index into V*N),
+        offsets [V * n_tiles + 1] int64: the intersections of (view, tile) t are
+        ``offsets[t]:offsets[t + 1]``, front to back.
+    """
+    v, n = depths.shape
+    tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
+    n_tiles = tiles_x * tiles_y
+    with torch.no_grad():
+        mx, my = means2d[..., 0].reshape(-1), means2d[..., 1].reshape(-1)
+        rx, ry = radii[..., 0].reshape(-1).to(mx.dtype), radii[..., 1].reshape(-1).to(mx.dtype)
+        visible = (radii[..., 0].reshape(-1) > 0) & (radii[..., 1].reshape(-1) > 0)
+        x0 = torch.clamp(torch.floor((mx - rx) / tile_size), 0, tiles_x).long()
+        x1 = torch.clamp(torch.ceil((mx + rx) / tile_size), 0, tiles_x).long()
+        y0 = torch.clamp(torch.floor((my - ry) / tile_size), 0, tiles_y).long()
+        y1 = torch.clamp(torch.ceil((my + ry) / tile_size), 0, tiles_y).long()
+        w, h = (x1 - x0).clamp_min(0), (y1 - y0).clamp_min(0)
+        counts = torch.where(visible, w * h, torch.zeros_like(w))
+        ids = torch.nonzero(counts > 0).squeeze(-1)
+        counts = counts[ids]
+        flat_ids = torch.repeat_interleave(ids, counts)
+        starts = torch.cumsum(counts, 0) - counts
+        local = torch.arange(flat_ids.numel(), device=depths.device) - torch.repeat_interleave(starts, counts)
+        wi = w[flat_ids]
+        tx = x0[flat_ids] + local % wi
+        ty = y0[flat_ids] + torch.div(local, wi, rounding_mode="floor")
+        view = torch.div(flat_ids, n, rounding_mode="floor")
+        tile_keys = view * n_tiles + ty * tiles_x + tx
+        # Depth bits: positive float32 depths order like their int32 bit patterns.
+        depth_bits = depths.reshape(-1)[flat_ids].float().clamp_min(0).contiguous().view(torch.int32).long()
+        order = torch.argsort((tile_keys << 32) | depth_bits)
+        tile_keys, flat_ids = tile_keys[order], flat_ids[order]
+        offsets = torch.zeros(v * n_tiles + 1, dtype=torch.long, device=depths.device)
+        offsets[1:] = torch.cumsum(torch.bincount(tile_keys, minlength=v * n_tiles), 0)
+    return tile_keys, flat_ids, offsets
+
+
+# ---------------------------------------------------------------------------------------------
+# compositing
+
+
+def _tile_pixels(tiles: torch.Tensor, tiles_x: int, tile_size: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel coordinates [T, P] (integers, P = tile_size^2) of tile indices within their view."""
+    local = torch.arange(tile_size * tile_size, device=tiles.device)
+    px = (tiles % tiles_x)[:, None] * tile_size + local % tile_size
+    py = torch.div(tiles, tiles_x, rounding_mode="floor")[:, None] * tile_size + torch.div(local, tile_size, rounding_mode="floor")
+    return px, py
+
+
+def _composite_block(px, py, means2d, conics, opacities, values, valid, transmittance):
+    """Composite one depth-ordered block of L Gaussians over the P pixels of T tiles.
+
+    Args:
+        px, py: [T, P] pixel centres; means2d [T, L, 2]; conics [T, L, 3]; opacities [T, L];
+        values [T, L, C] (features, plus depth as the last channel when rendered); valid [T, L];
+        transmittance [T, P] entering the block.
+
+    Returns:
+        (contribution [T, P, C], transmittance leaving the block [T, P], (dx, dy) [T, P, L]).
+    """
+    dx = px[:, :, None] - means2d[:, None, :, 0]
+    dy = py[:, :, None] - means2d[:, None, :, 1]
+    sigma = 0.5 * (conics[:, None, :, 0] * dx * dx + conics[:, None, :, 2] * dy * dy) + conics[:, None, :, 1] * dx * dy
+    alpha = torch.clamp_max(opacities[:, None, :] * torch.exp(-sigma), ALPHA_MAX)
+    alpha = torch.where(valid[:, None, :] & (sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
+    one_minus = 1.0 - alpha
+    t_after = transmittance[:, :, None] * torch.cumprod(one_minus, dim=-1)
+    # A Gaussian counts only while the transmittance after it stays >= T_MIN (3DGS's early stop).
+    # t_after never increases along the block, so the kept Gaussians are a prefix.
+    keep = t_after >= T_MIN
+    weights = torch.where(keep, alpha * (t_after / one_minus), torch.zeros_like(alpha))
+    t_out = torch.where(keep, t_after, transmittance[:, :, None].expand_as(t_after)).amin(-1)
+    stopped = (~keep).any(-1)
+    # Once stopped, later blocks must add nothing: mark the pixel with transmittance 0 (its alpha
+    # output uses t_kept below).
+    return torch.bmm(weights, values), t_out, stopped, (dx, dy)
+
+
+def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta, keep_dxy: bool = False):
+    """Composite a set of (view, tile) indices.
+
+    Args:
+        tile_ids: [T] global tile indices (view * n_tiles + tile). offsets, flat_ids: from
+            ``isect_tiles``. feature_ids: [I] rows of ``values`` for each intersection.
+        means2d [V*N, 2], conics [V*N, 3], opacities [V*N]: flattened per (view, Gaussian).
+        values: [F, C] rows gathered through ``feature_ids``. depths: [V*N] or None; when given it
+            is composited as one more channel after the C feature channels.
+
+    Returns:
+        colour [T, P, C], final transmittance [T, P], and (when ``keep_dxy``) a list of
+        (dx, dy, pair ids) per block for the absolute 2-D mean gradients.
+    """
+    tile_size, tiles_x, block = meta["tile_size"], meta["tiles_x"], meta["block"]
+    n_tiles = meta["tiles_x"] * meta["tiles_y"]
+    device, dtype = means2d.device, means2d.dtype
+    starts, ends = offsets[tile_ids], offsets[tile_ids + 1]
+    px, py = _tile_pixels(tile_ids % n_tiles, tiles_x, tile_size, dtype)
+    px, py = px.to(dtype) + 0.5, py.to(dtype) + 0.5
+    n_t, n_p = tile_ids.numel(), tile_size * tile_size
+    transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
+    active = torch.ones(n_t, n_p, dtype=torch.bool, device=device)
+    out = torch.zeros(n_t, n_p, values.shape[-1] + (depths is not None), dtype=dtype, device=device)
+    dxy = []
+    max_len = int((ends - starts).max()) if n_t else 0
+    for b0 in range(0, max_len, block):
+        if not bool(active.any()):
+            break
+        pos = starts[:, None] + b0 + torch.arange(block, device=device)[None, :]
+        valid = pos < ends[:, None]
+        pos = torch.where(valid, pos, starts[:, None].clamp_max(max(flat_ids.numel() - 1, 0)))
+        pair = flat_ids[pos]
+        block_values = values[feature_ids[pos]]
+        if depths is not None:
+            block_values = torch.cat([block_values, depths[pair][..., None]], -1)
+        contrib, t_next, stopped, (dx, dy) = _composite_block(px, py, means2d[pair], conics[pair], opacities[pair], block_values, valid, transmittance)
+        contrib = torch.where(active[..., None], contrib, torch.zeros_like(contrib))
+        out = out + contrib
+        transmittance = torch.where(active, t_next, transmittance)
+        active = active & ~stopped
+        if keep_dxy:
+            dxy.append((dx, dy, pair, active))
+    return out, transmittance, dxy
+
+
+def _tile_chunks(offsets: torch.Tensor, tile_ids: torch.Tensor, budget: int) -> list[torch.Tensor]:
+    """Split tile ids into chunks whose intersection counts sum to at most ``budget`` (>= 1 tile each)."""
+    lengths = (offsets[tile_ids + 1] - offsets[tile_ids]).tolist()
+    chunks, current, total = [], [], 0
+    for tid, length in zip(tile_ids.tolist(), lengths):
+        if current and total + length > budget:
+            chunks.append(current)
+            current, total = [], 0
+        current.append(tid)
+        total += length
+    if current:
+        chunks.append(current)
+    return [torch.tensor(c, dtype=torch.long, device=offsets.device) for c in chunks]
+
+
+def _scatter_tiles(image: torch.Tensor, tile_ids: torch.Tensor, tile_values: torch.Tensor, meta) -> None:
+    """Write [T, P, C] tile values into image [V, H, W, C] (pixels past the border are dropped)."""
+    n_tiles = meta["tiles_x"] * meta["tiles_y"]
+    view = torch.div(tile_ids, n_tiles, rounding_mode="floor")
+    px, py = _tile_pixels(tile_ids % n_tiles, meta["tiles_x"], meta["tile_size"], torch.long)
+    inside = (px < meta["width"]) & (py < meta["height"])
+    flat = (view[:, None] * meta["height"] + py) * meta["width"] + px
+    image.view(-1, image.shape[-1])[flat[inside]] = tile_values[inside]
+
+
+def _gather_tiles(image: torch.Tensor, tile_ids: torch.Tensor, meta) -> torch.Tensor:
+    """Read image [V, H, W, C] at the pixels of tiles -> [T, P, C] (zeros past the border)."""
+    n_tiles = meta["tiles_x"] * meta["tiles_y"]
+    view = torch.div(tile_ids, n_tiles, rounding_mode="floor")
+    px, py = _tile_pixels(tile_ids % n_tiles, meta["tiles_x"], meta["tile_size"], torch.long)
+    inside = (px < meta["width"]) & (py < meta["height"])
+    flat = (view[:, None] * meta["height"] + py.clamp_max(meta["height"] - 1)) * meta["width"] + px.clamp_max(meta["width"] - 1)
+    out = image.reshape(-1, image.shape[-1])[flat]
+    return torch.where(inside[..., None], out, torch.zeros_like(out))
+
+
+def _nonempty_tiles(offsets: torch.Tensor) -> torch.Tensor:
+    return torch.nonzero(offsets[1:] > offsets[:-1]).squeeze(-1)
+
+
+class _CompositeFn(torch.autograd.Function):
+    """Tile compositing whose backward recomputes each chunk of tiles with autograd, so neither pass
+    holds per-pixel state for more than one chunk."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
+        v, h, w = meta["views"], meta["height"], meta["width"]
+        c = values.shape[-1] + (depths is not None)
+        render = torch.zeros(v, h, w, c, dtype=values.dtype, device=values.device)
+        final_t = torch.ones(v, h, w, 1, dtype=values.dtype, device=values.device)
+        with torch.no_grad():
+            for chunk in _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_isects"]):
+                out, trans, _ = composite_tiles(chunk, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta)
+                _scatter_tiles(render, chunk, out, meta)
+                _scatter_tiles(final_t, chunk, trans[..., None], meta)
+        ctx.meta = meta
+        ctx.has_depths = depths is not None
+        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t)
+        alpha = 1.0 - final_t
+        if background is not None:
+            n_bg = background.shape[-1]
+            render = torch.cat([render[..., :n_bg] + final_t * background[:, None, None, :], render[..., n_bg:]], -1)
+        return render, alpha
+
+    @staticmethod
+    def backward(ctx, grad_render, grad_alpha):
+        means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t = ctx.saved_tensors
+        meta = ctx.meta
+        tensors = [means2d, conics, opacities, values] + ([depths] if ctx.has_depths else [])
+        grads = [torch.zeros_like(t) for t in tensors]
+        absgrad = torch.zeros_like(means2d) if meta["absgrad"] else None
+        grad_bg = None
+        if background is not None:
+            n_bg = background.shape[-1]
+            grad_bg = (grad_render[..., :n_bg] * final_t).sum((1, 2))
+            # d(render)/d(final_t) = background, and alpha = 1 - final_t.
+            grad_final_t = (grad_render[..., :n_bg] * background[:, None, None, :]).sum(-1, keepdim=True) - grad_alpha
+        else:
+            grad_final_t = -grad_alpha
+        for chunk in _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_isects"]):
+            g_out = _gather_tiles(grad_render, chunk, meta)
+            g_t = _gather_tiles(grad_final_t, chunk, meta)[..., 0]
+            with torch.enable_grad():
+                leaves = [t.detach().requires_grad_(True) for t in tensors]
+                leaf_depths = leaves[4] if ctx.has_depths else None
+                out, trans, dxy = composite_tiles(chunk, offsets, flat_ids, feature_ids, *leaves[:4], leaf_depths, meta, keep_dxy=meta["absgrad"])
+                extra = [t for dx, dy, _, _ in dxy for t in (dx, dy)]
+                got = torch.autograd.grad((out, trans), leaves + extra, (g_out, g_t), allow_unused=True)
+            n_leaves = len(leaves)
+            for i in range(n_leaves):
+                if got[i] is not None:
+                    grads[i] += got[i]
+            if absgrad is not None:
+                for j, (_, _, pair, _) in enumerate(dxy):
+                    gdx, gdy = got[n_leaves + 2 * j], got[n_leaves + 1 + 2 * j]
+                    if gdx is None:
+                        continue
+                    # d/d(mean2d) = -d/d(dx): sum of per-pixel absolute values, per intersection.
+                    per_pair = torch.stack([gdx.abs().sum(1), gdy.abs().sum(1)], -1)
+                    absgrad.index_add_(0, pair.reshape(-1), per_pair.reshape(-1, 2))
+        if absgrad is not None:
+            meta["absgrad_out"].append(absgrad)
+        grad_depths = grads[4] if ctx.has_depths else None
+        return grads[0], grads[1], grads[2], grads[3], grad_depths, grad_bg, None, None, None, None
+
+
+def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
+    """Differentiable compositing of flattened per-(view, Gaussian) inputs (see ``_CompositeFn``).
+
+    Returns render [V, H, W, C] (background added to its first ``background.shape[-1]`` channels)
+    and alpha [V, H, W, 1]."""
+    return _CompositeFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta)
+
+
+def composite_dense(means2d, conics, opacities, values, depths, background, radii, width: int, height: int):
+    """Brute-force oracle: every visible Gaussian against every pixel, sorted by depth, plain autograd.
+
+    Args (per view, unflattened): means2d [V, N, 2], conics [V, N, 3], opacities [V, N],
+        values [V, N, C], depths [V, N] or None (rendered as an extra last channel), background
+        [V, C] or None, radii [V, N, 2].
+
+    Returns:
+        render [V, H, W, C(+1)], alpha [V, H, W, 1]. Memory is O(H W N): tiny scenes only.
+    """
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    px = xs.reshape(-1).to(means2d) + 0.5
+    py = ys.reshape(-1).to(means2d) + 0.5
+    renders, alphas = [], []
+    for v in range(means2d.shape[0]):
+        visible = (radii[v, :, 0] > 0) & (radii[v, :, 1] > 0)
+        idx = torch.nonzero(visible).squeeze(-1)
+        idx = idx[torch.argsort(depths[v, idx] if depths is not None else torch.zeros_like(idx, dtype=means2d.dtype))] if depths is not None else idx
+        vals = values[v, idx]
+        if depths is not None:
+            vals = torch.cat([vals, depths[v, idx][:, None]], -1)
+        dx = px[:, None] - means2d[v, idx, 0][None]
+        dy = py[:, None] - means2d[v, idx, 1][None]
+        con = conics[v, idx]
+        sigma = 0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) + con[:, 1] * dx * dy
+        alpha = torch.clamp_max(opacities[v, idx][None] * torch.exp(-sigma), ALPHA_MAX)
+        alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
+        t_after = torch.cumprod(1.0 - alpha, dim=-1)
+        keep = t_after >= T_MIN
+        weights = torch.where(keep, alpha * t_after / (1.0 - alpha), torch.zeros_like(alpha))
+        t_final = torch.where(keep, t_after, torch.ones_like(t_after)).amin(-1) if idx.numel() else torch.ones_like(px)
+        out = weights @ vals if idx.numel() else torch.zeros(px.shape[0], vals.shape[-1], dtype=means2d.dtype)
+        if background is not None:
+            n_bg = background.shape[-1]
+            out = torch.cat([out[:, :n_bg] + t_final[:, None] * background[v][None], out[:, n_bg:]], -1)
+        renders.append(out.reshape(height, width, -1))
+        alphas.append((1.0 - t_final).reshape(height, width, 1))
+    return torch.stack(renders), torch.stack(alphas)
