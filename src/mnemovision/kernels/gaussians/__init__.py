@@ -145,16 +145,16 @@ def rasterize_gaussians(
         "block": 64, "chunk_isects": 1 << 14, "absgrad": absgrad, "absgrad_out": _AbsGradSink(holder),
     }
     bg = backgrounds.reshape(b * v, c) if (backgrounds is not None and want_rgb) else None
+    means2d_out = means2d.reshape(*batch, v, n, 2)
+    if means2d_out.requires_grad:
+        means2d_out.retain_grad()  # densification reads info["means2d"].grad after backward
     render, alpha = ref.composite(
-        means2d.reshape(b * v * n, 2), conics.reshape(b * v * n, 3), opac_v.reshape(-1), values,
+        means2d_out.reshape(b * v * n, 2), conics.reshape(b * v * n, 3), opac_v.reshape(-1), values,
         depths.reshape(-1) if want_depth else None, bg, flat_ids, feature_ids_of(flat_ids), offsets, meta,
     )
     if render_mode in ("ED", "RGB+ED"):
         expected = render[..., -1:] / alpha.clamp_min(1e-10)
         render = torch.cat([render[..., :-1], torch.where(alpha > 0, expected, torch.zeros_like(expected))], -1)
-    means2d_out = means2d.reshape(*batch, v, n, 2)
-    if means2d_out.requires_grad:
-        means2d_out.retain_grad()
     info = {
         "means2d": means2d_out,
         "absgrad": holder,

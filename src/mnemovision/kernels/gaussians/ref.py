@@ -152,6 +152,7 @@ def spherical_harmonics(degree: int, dirs: torch.Tensor, coeffs: torch.Tensor) -
                     + SH_C3[5] * z * (xx - yy) * coeffs[..., 14, :]
                     + SH_C3[6] * x * (xx - 3.0 * yy) * coeffs[..., 15, :]
                 )
+    out = out.expand(*torch.broadcast_shapes(dirs.shape[:-1], out.shape[:-1]), out.shape[-1])
     return torch.clamp_min(out + 0.5, 0.0)
 
 
@@ -399,12 +400,12 @@ def composite(means2d, conics, opacities, values, depths, background, flat_ids, 
     return _CompositeFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta)
 
 
-def composite_dense(means2d, conics, opacities, values, depths, background, radii, width: int, height: int):
+def composite_dense(means2d, conics, opacities, values, depths, background, radii, width: int, height: int, render_depth: bool = False):
     """Brute-force oracle: every visible Gaussian against every pixel, sorted by depth, plain autograd.
 
     Args (per view, unflattened): means2d [V, N, 2], conics [V, N, 3], opacities [V, N],
-        values [V, N, C], depths [V, N] or None (rendered as an extra last channel), background
-        [V, C] or None, radii [V, N, 2].
+        values [V, N, C], depths [V, N] (the sort key; with ``render_depth`` also composited as an
+        extra last channel), background [V, C] or None, radii [V, N, 2].
 
     Returns:
         render [V, H, W, C(+1)], alpha [V, H, W, 1]. Memory is O(H W N): tiny scenes only.
@@ -416,9 +417,9 @@ def composite_dense(means2d, conics, opacities, values, depths, background, radi
     for v in range(means2d.shape[0]):
         visible = (radii[v, :, 0] > 0) & (radii[v, :, 1] > 0)
         idx = torch.nonzero(visible).squeeze(-1)
-        idx = idx[torch.argsort(depths[v, idx] if depths is not None else torch.zeros_like(idx, dtype=means2d.dtype))] if depths is not None else idx
+        idx = idx[torch.argsort(depths[v, idx].detach(), stable=True)]
         vals = values[v, idx]
-        if depths is not None:
+        if render_depth:
             vals = torch.cat([vals, depths[v, idx][:, None]], -1)
         dx = px[:, None] - means2d[v, idx, 0][None]
         dy = py[:, None] - means2d[v, idx, 1][None]

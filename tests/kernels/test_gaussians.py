@@ -1,0 +1,269 @@
+"""Gaussian rasterizer: the PyTorch path against the brute-force dense oracle (float64), stage
+gradchecks, edge cases, and agreement with gsplat's PyTorch reference on the real garden cameras."""
+
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mnemovision.kernels.gaussians import rasterize_gaussians, ref
+
+W, H = 37, 29  # not multiples of the 16-pixel tile
+
+
+def scene(n=40, c=3, batch=(), v=1, seed=0, dtype=torch.float64, sh_degree=None):
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(*batch, n, 3, generator=g, dtype=dtype) * 0.6 + torch.tensor([0.0, 0.0, 4.0], dtype=dtype)
+    quats = torch.randn(*batch, n, 4, generator=g, dtype=dtype)
+    scales = torch.rand(*batch, n, 3, generator=g, dtype=dtype) * 0.2 + 0.02
+    opac = torch.rand(*batch, n, generator=g, dtype=dtype) * 0.9 + 0.05
+    if sh_degree is None:
+        colors = torch.rand(*batch, n, c, generator=g, dtype=dtype)
+    else:
+        colors = torch.randn(*batch, n, (sh_degree + 1) ** 2, 3, generator=g, dtype=dtype) * 0.5
+    views, ks = [], []
+    for i in range(v):
+        angle = 0.15 * i
+        rot = torch.tensor([[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]], dtype=dtype)
+        view = torch.eye(4, dtype=dtype)
+        view[:3, :3] = rot
+        view[:3, 3] = torch.tensor([0.1 * i, -0.05 * i, 0.2 * i], dtype=dtype)
+        views.append(view)
+        ks.append(torch.tensor([[40.0 + i, 0, 18.5], [0, 41.0, 14.5], [0, 0, 1]], dtype=dtype))
+    viewmats = torch.stack(views).expand(*batch, v, 4, 4).clone()
+    Ks = torch.stack(ks).expand(*batch, v, 3, 3).clone()
+    return [t.requires_grad_(True) for t in (means, quats, scales, opac, colors)] + [viewmats, Ks]
+
+
+def dense_render(means, quats, scales, opac, colors, viewmats, Ks, sh_degree=None, backgrounds=None, render_mode="RGB", antialiased=False):
+    """The oracle for one batch element (no leading batch dims)."""
+    cov = ref.quat_scale_to_covar(quats, scales)
+    m2, con, dep, rad, comp = ref.project_gaussians(means, cov, viewmats, Ks, W, H, antialiased=antialiased)
+    if sh_degree is None:
+        values = colors[None].expand(viewmats.shape[0], *colors.shape)
+    else:
+        centers = torch.linalg.inv(viewmats)[:, :3, 3]
+        values = ref.spherical_harmonics(sh_degree, means[None] - centers[:, None], colors[None])
+    want_rgb = render_mode.startswith("RGB")
+    if not want_rgb:
+        values = values[..., :0]
+    r, a = ref.composite_dense(m2, con, opac[None] * comp, values, dep, backgrounds if want_rgb else None, rad, W, H, render_depth=render_mode != "RGB")
+    if render_mode.endswith("ED"):
+        e = r[..., -1:] / a.clamp_min(1e-10)
+        r = torch.cat([r[..., :-1], torch.where(a > 0, e, torch.zeros_like(e))], -1)
+    return r, a
+
+
+def check_against_oracle(inputs, **kwargs):
+    means, quats, scales, opac, colors, viewmats, Ks = inputs
+    r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, **kwargs)
+    batch = means.shape[:-2]
+    flat = [t.reshape(-1, *t.shape[len(batch):]) for t in (means, quats, scales, opac, colors, viewmats, Ks)]
+    bgs = kwargs.get("backgrounds")
+    outs = [
+        dense_render(*(t[i] for t in flat), sh_degree=kwargs.get("sh_degree"), render_mode=kwargs.get("render_mode", "RGB"),
+                     backgrounds=None if bgs is None else bgs.reshape(-1, *bgs.shape[len(batch):])[i], antialiased=kwargs.get("antialiased", False))
+        for i in range(flat[0].shape[0])
+    ]
+    rd = torch.stack([o[0] for o in outs]).reshape(r.shape)
+    ad = torch.stack([o[1] for o in outs]).reshape(a.shape)
+    torch.testing.assert_close(r, rd, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(a, ad, rtol=1e-10, atol=1e-10)
+    g = torch.randn(r.shape, generator=torch.Generator().manual_seed(5), dtype=r.dtype)
+    ga = torch.randn(a.shape, generator=torch.Generator().manual_seed(6), dtype=r.dtype)
+    leaves = [means, quats, scales, opac, colors] + ([bgs] if bgs is not None else [])
+    got = torch.autograd.grad((r * g).sum() + (a * ga).sum(), leaves)
+    want = torch.autograd.grad((rd * g).sum() + (ad * ga).sum(), leaves)
+    for name, x, y in zip(("means", "quats", "scales", "opacities", "colors", "backgrounds"), got, want):
+        torch.testing.assert_close(x, y, rtol=1e-8, atol=1e-10, msg=lambda m, name=name: f"d{name}: {m}")
+    return r, a, info
+
+
+@pytest.mark.parametrize("channels", [1, 3, 32, 160])
+def test_channels_match_the_dense_oracle(channels):
+    check_against_oracle(scene(c=channels))
+
+
+@pytest.mark.parametrize("render_mode", ["RGB", "D", "ED", "RGB+D", "RGB+ED"])
+def test_render_modes_match_the_dense_oracle(render_mode):
+    r, _, _ = check_against_oracle(scene(v=2), render_mode=render_mode)
+    assert r.shape[-1] == {"RGB": 3, "D": 1, "ED": 1, "RGB+D": 4, "RGB+ED": 4}[render_mode]
+
+
+@pytest.mark.parametrize("batch, v", [((), 1), ((2,), 2), ((1, 2), 1)])
+def test_batch_dims_and_views(batch, v):
+    r, a, info = check_against_oracle(scene(batch=batch, v=v, n=25))
+    assert r.shape == (*batch, v, H, W, 3) and a.shape == (*batch, v, H, W, 1)
+    assert info["radii"].shape == (*batch, v, 25, 2)
+
+
+@pytest.mark.parametrize("sh_degree", [0, 1, 2, 3])
+def test_spherical_harmonics_colours(sh_degree):
+    check_against_oracle(scene(v=2, sh_degree=sh_degree), sh_degree=sh_degree)
+
+
+def test_backgrounds_and_antialiasing():
+    inputs = scene(v=2, c=4)
+    bg = torch.rand(2, 4, dtype=torch.float64, requires_grad=True)
+    check_against_oracle(inputs, backgrounds=bg, antialiased=True)
+
+
+def test_edge_cases_give_finite_output():
+    means, quats, scales, opac, colors, viewmats, Ks = scene(n=6)
+    with torch.no_grad():
+        means[0] = torch.tensor([0.0, 0.0, -3.0])  # behind the camera
+        means[1] = torch.tensor([50.0, 0.0, 4.0])  # far outside the frustum
+        scales[2] = 0.0  # degenerate
+        opac[3] = 0.0  # transparent
+    r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H)
+    assert torch.isfinite(r).all() and torch.isfinite(a).all()
+    assert not info["visible"][0, 0] and not info["visible"][0, 1]
+    grads = torch.autograd.grad(r.sum() + a.sum(), (means, quats, scales, opac, colors))
+    assert all(torch.isfinite(g).all() for g in grads)
+    # single pixel image and an empty scene
+    r1, a1, _ = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, 1, 1)
+    assert r1.shape == (1, 1, 1, 3) and torch.isfinite(r1).all()
+    empty = [t[:0] for t in (means, quats, scales, opac, colors)]
+    bg = torch.tensor([[0.2, 0.4, 0.6]], dtype=torch.float64)
+    r0, a0, info0 = rasterize_gaussians(*empty, viewmats, Ks, W, H, backgrounds=bg)
+    assert info0["n_isects"] == 0 and torch.all(a0 == 0)
+    torch.testing.assert_close(r0, bg.view(1, 1, 1, 3).expand(1, H, W, 3))
+
+
+def test_early_termination_and_alpha_clamp():
+    """Ten identical opaque Gaussians stacked in depth: alpha clamps at 0.99, and compositing stops
+    before the transmittance drops below 1e-4, so the third layer onward adds nothing."""
+    n = 10
+    means = torch.tensor([[0.0, 0.0, 4.0 + 0.1 * i] for i in range(n)], dtype=torch.float64)
+    quats = torch.tensor([[1.0, 0, 0, 0]] * n, dtype=torch.float64)
+    scales = torch.full((n, 3), 0.5, dtype=torch.float64)
+    opac = torch.ones(n, dtype=torch.float64)
+    colors = torch.zeros(n, 3, dtype=torch.float64)
+    colors[0, 0], colors[1, 1], colors[2:, 2] = 1.0, 1.0, 1.0
+    viewmats, Ks = scene()[5:]
+    r, a, _ = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H)
+    centre = r[0, 14, 18]
+    torch.testing.assert_close(centre, torch.tensor([0.99, 0.0099, 0.0], dtype=torch.float64))  # blue layers are cut
+    assert a[0, 14, 18, 0].item() == pytest.approx(1 - 0.01 * 0.01)
+
+
+def test_means2d_gradient_and_absgrad():
+    means, quats, scales, opac, colors, viewmats, Ks = scene(n=20)
+    r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, absgrad=True)
+    (r.sum() + a.sum()).backward()
+    grad, absgrad = info["means2d"].grad, info["absgrad"].value
+    assert grad is not None and absgrad.shape == grad.shape == (1, 20, 2)
+    assert torch.all(absgrad >= grad.abs() - 1e-12)  # a sum of absolute values bounds the absolute sum
+    visible = info["visible"][0]
+    assert torch.all(absgrad[0, visible].sum(-1) > 0) and torch.all(absgrad[0, ~visible] == 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(render_mode="RGBD"), "render_mode"),
+        (dict(sh_degree=4), "sh_degree"),
+        (dict(width=0), "width"),
+        (dict(backgrounds=torch.zeros(2, 3, dtype=torch.float64)), "backgrounds"),
+        (dict(backend="vulkan"), "backend"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    means, quats, scales, opac, colors, viewmats, Ks = scene(n=4)
+    width = kwargs.pop("width", W)
+    with pytest.raises(ValueError, match=message):
+        rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, width, H, **kwargs)
+
+
+def test_bad_shapes_and_dtypes_are_named():
+    means, quats, scales, opac, colors, viewmats, Ks = scene(n=4)
+    with pytest.raises(ValueError, match="quats"):
+        rasterize_gaussians(means, quats[:, :3], scales, opac, colors, viewmats, Ks, W, H)
+    with pytest.raises(ValueError, match="opacities"):
+        rasterize_gaussians(means, quats, scales, opac[:3], colors, viewmats, Ks, W, H)
+    with pytest.raises(ValueError, match="Ks"):
+        rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks[..., :2, :], W, H)
+    with pytest.raises(ValueError, match="dtype"):
+        rasterize_gaussians(means.float(), quats, scales, opac, colors, viewmats, Ks, W, H)
+    with pytest.raises(ValueError, match="colors must have 1..512"):
+        rasterize_gaussians(means, quats, scales, opac, torch.rand(4, 513, dtype=torch.float64), viewmats, Ks, W, H)
+
+
+# ---------------------------------------------------------------------------------------------
+# stages: float64 gradcheck
+
+
+def test_stage_gradchecks():
+    g = torch.Generator().manual_seed(1)
+    quats = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    scales = (torch.rand(5, 3, generator=g, dtype=torch.float64) + 0.1).requires_grad_(True)
+    assert torch.autograd.gradcheck(ref.quat_scale_to_covar, (quats, scales))
+    means = (torch.randn(5, 3, generator=g, dtype=torch.float64) * 0.3 + torch.tensor([0, 0, 3.0], dtype=torch.float64)).requires_grad_(True)
+    covars = ref.quat_scale_to_covar(quats, scales).detach().requires_grad_(True)
+    viewmats, Ks = scene()[5:]
+
+    def proj(m, c):
+        m2, con, dep, _, comp = ref.project_gaussians(m, c, viewmats, Ks, W, H, antialiased=True)
+        return m2, con, dep, comp
+
+    assert torch.autograd.gradcheck(proj, (means, covars))
+    dirs = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    coeffs = torch.randn(5, 16, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda d, c: ref.spherical_harmonics(3, d, c), (dirs, coeffs))
+
+
+def test_composite_gradcheck():
+    means, quats, scales, opac, colors, viewmats, Ks = scene(n=6)
+    w, h = 9, 7
+    Ks = Ks.clone()
+    Ks[..., 0, 2], Ks[..., 1, 2], Ks[..., 0, 0], Ks[..., 1, 1] = 4.5, 3.5, 12.0, 12.0
+
+    def render(m, o, c):
+        r, a, _ = rasterize_gaussians(m, quats, scales, o, c, viewmats, Ks, w, h, render_mode="RGB+D")
+        return r, a
+
+    assert torch.autograd.gradcheck(render, (means, opac, colors))
+
+
+# ---------------------------------------------------------------------------------------------
+# gsplat's PyTorch reference on the real garden cameras (dev extra)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(importlib.util.find_spec("gsplat") is None, reason="gsplat (dev extra) is not installed")
+def test_stages_agree_with_gsplat_on_the_real_garden_cameras(shared_data):
+    from gsplat.cuda import _torch_impl as gs
+
+    data = np.load(shared_data("splatting", "garden", "test_garden.npz"))
+    n = 4000
+    g = torch.Generator().manual_seed(0)
+    means = torch.from_numpy(data["means3d"][:n]).double()
+    quats = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    scales = torch.rand(n, 3, generator=g, dtype=torch.float64) * 0.05
+    viewmats, Ks = torch.from_numpy(data["viewmats"]).double(), torch.from_numpy(data["Ks"]).double()
+    width, height = int(data["width"]), int(data["height"])
+    covars = ref.quat_scale_to_covar(quats, scales)
+    radii, means2d, depths, conics, comps = gs._fully_fused_projection(means, covars, viewmats, Ks, width, height, calc_compensations=True)
+    m2, con, dep, rad, comp = ref.project_gaussians(means, covars, viewmats, Ks, width, height, antialiased=True)
+    vis = (radii > 0).all(-1)
+    assert vis.sum() > 1000
+    assert torch.equal(vis, (rad > 0).all(-1)) and torch.equal(radii.to(torch.int32), rad)
+    torch.testing.assert_close(m2[vis], means2d[vis], rtol=1e-10, atol=1e-8)
+    torch.testing.assert_close(con[vis], conics[vis], rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(dep, depths)
+    torch.testing.assert_close(comp[vis], comps[vis])
+    # tile intersections: the same (camera, tile, gaussian) triples in the same order
+    tiles_x, tiles_y = math.ceil(width / 16), math.ceil(height / 16)
+    _, isect_ids, flatten_ids = gs._isect_tiles(means2d[None], radii[None], depths[None], 16, tiles_x, tiles_y)
+    keys, flat_ids, _ = ref.isect_tiles(m2, rad, dep, width, height)
+    tile_bits = (tiles_x * tiles_y).bit_length()
+    gs_camera = isect_ids >> (32 + tile_bits)
+    gs_tile = (isect_ids >> 32) & ((1 << tile_bits) - 1)
+    assert torch.equal(gs_camera * tiles_x * tiles_y + gs_tile, keys)
+    assert torch.equal(flatten_ids.long(), flat_ids)
+    # spherical harmonics, degree 3
+    dirs = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    coeffs = torch.randn(n, 16, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(ref.spherical_harmonics(3, dirs, coeffs), torch.clamp_min(gs._spherical_harmonics(3, dirs, coeffs) + 0.5, 0.0))
