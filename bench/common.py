@@ -34,6 +34,16 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _release_free_heap() -> None:
+    """Hand memory freed by the warm-up back to the OS, so the measured call's growth is visible."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
 def reset_peak_rss() -> None:
     """Reset VmHWM to the current RSS (Linux: writing 5 to /proc/self/clear_refs)."""
     with open("/proc/self/clear_refs", "w") as handle:
@@ -69,7 +79,8 @@ def peak_mb(fn: Callable[[], object], device: str) -> float:
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    fn()  # warm up: thread pools and allocator caches are not the op's memory
+    fn()  # warm up: thread pools and one-time buffers are not the op's memory
+    _release_free_heap()
     reset_peak_rss()
     base = rss_mb()
     fn()

@@ -118,9 +118,10 @@ def measure(backend: str, scene: str, channels: int, device: str, repeats: int, 
 
 
 def peak_mb_once(fn, device):
-    """Peak memory of a single call (quick mode: no warm-up call, the timing calls already ran)."""
-    from common import max_rss_mb, reset_peak_rss, rss_mb
+    """Peak memory of a single call (quick mode: no extra warm-up call, the timing calls already ran)."""
+    from common import _release_free_heap, max_rss_mb, reset_peak_rss, rss_mb
 
+    _release_free_heap()
     reset_peak_rss()
     base = rss_mb()
     fn()

@@ -267,3 +267,41 @@ def test_stages_agree_with_gsplat_on_the_real_garden_cameras(shared_data):
     dirs = torch.randn(n, 3, generator=g, dtype=torch.float64)
     coeffs = torch.randn(n, 16, 3, generator=g, dtype=torch.float64)
     torch.testing.assert_close(ref.spherical_harmonics(3, dirs, coeffs), torch.clamp_min(gs._spherical_harmonics(3, dirs, coeffs) + 0.5, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# triton compositor: under TRITON_INTERPRET=1 on CPU (set by conftest), natively on a GPU
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize(
+    "render_mode, channels, batch, v, background",
+    [("RGB", 3, (), 1, True), ("RGB+D", 5, (2,), 2, False), ("D", 3, (), 2, False), ("RGB+ED", 32, (), 1, True), ("RGB", 160, (), 1, False)],
+)
+def test_triton_matches_the_reference(render_mode, channels, batch, v, background):
+    from mnemovision.kernels._testing import assert_kernel_close
+
+    inputs64 = scene(n=60, c=channels, batch=batch, v=v)
+    bg64 = torch.rand(*batch, v, channels, dtype=torch.float64, requires_grad=True) if background else None
+
+    def run(inputs, bg, backend):
+        r, a, info = rasterize_gaussians(*inputs, W, H, render_mode=render_mode, backgrounds=bg, absgrad=True, backend=backend)
+        leaves = list(inputs[:5]) + ([bg] if bg is not None else [])
+        gr = torch.randn(r.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(r)
+        ga = torch.randn(a.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(a)
+        grads = torch.autograd.grad((r * gr).sum() + (a * ga).sum(), leaves)
+        return [r, a, *grads, info["absgrad"].value]
+
+    def cast(inputs, bg):
+        moved = [t.detach().float().to(DEVICE).requires_grad_(t.requires_grad) for t in inputs]
+        return moved, (None if bg is None else bg.detach().float().to(DEVICE).requires_grad_(True))
+
+    want = run(inputs64, bg64, "torch")
+    got = run(*cast(inputs64, bg64), "triton")
+    same = run(*cast(inputs64, bg64), "torch")
+    names = ["render", "alpha", "dmeans", "dquats", "dscales", "dopacities", "dcolors"] + (["dbackgrounds"] if background else []) + ["absgrad"]
+    for name, g, s, w in zip(names, got, same, want):
+        assert_kernel_close(g, s, w.to(g.device), name)

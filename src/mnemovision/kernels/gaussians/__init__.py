@@ -114,7 +114,11 @@ def rasterize_gaussians(
     batch, n, v, c = _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds)
     chosen = resolve_backend(backend, means.device.type)
     if chosen == "triton":
-        raise ValueError("backend='triton' is not available for the rasterizer yet; use backend='torch' (or 'auto')")
+        if tile_size != 16:
+            raise ValueError(f"backend='triton' composites 16x16 tiles, got tile_size={tile_size}")
+        from mnemovision.kernels.gaussians import triton_impl as impl
+    else:
+        impl = ref
     b = math.prod(batch)
     means_b, quats_b, scales_b = means.reshape(b, n, 3), quats.reshape(b, n, 4), scales.reshape(b, n, 3)
     opac_b = opacities.reshape(b, n)
@@ -148,7 +152,7 @@ def rasterize_gaussians(
     means2d_out = means2d.reshape(*batch, v, n, 2)
     if means2d_out.requires_grad:
         means2d_out.retain_grad()  # densification reads info["means2d"].grad after backward
-    render, alpha = ref.composite(
+    render, alpha = impl.composite(
         means2d_out.reshape(b * v * n, 2), conics.reshape(b * v * n, 3), opac_v.reshape(-1), values,
         depths.reshape(-1) if want_depth else None, bg, flat_ids, feature_ids_of(flat_ids), offsets, meta,
     )

@@ -1,0 +1,259 @@
+"""Triton tile compositing for the Gaussian rasterizer (forward and backward).
+
+What is fused: per 16x16 tile, the depth-sorted Gaussians are taken in batches of ``BLOCK_G``;
+alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the transmittance by a
+cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
+below 1/255), then ``weights @ features`` as a tensor-core matmul. Channels are tiled across programs
+(any C from 1 to 512 in one call). Projection, SH and tile binning stay in PyTorch (``ref``): they
+are per-Gaussian and cheap.
+
+The backward recomputes the forward front to back (no division drift), forms
+dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
+come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
+atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and |per-pixel dL/d mean2d|.
+Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN
+
+BLOCK_G = 32  # Gaussians per batch
+BLOCK_C = 32  # channels per program
+
+
+@triton.jit
+def _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac):
+    """alpha [P, G], the pieces its gradient needs, for one batch of Gaussians."""
+    mx = tl.load(Means2d + pair * 2, mask=valid_g, other=0.0)
+    my = tl.load(Means2d + pair * 2 + 1, mask=valid_g, other=0.0)
+    ca = tl.load(Conics + pair * 3, mask=valid_g, other=0.0)
+    cb = tl.load(Conics + pair * 3 + 1, mask=valid_g, other=0.0)
+    cc = tl.load(Conics + pair * 3 + 2, mask=valid_g, other=0.0)
+    op = tl.load(Opac + pair, mask=valid_g, other=0.0)
+    dx = px[:, None] - mx[None, :]
+    dy = py[:, None] - my[None, :]
+    sigma = 0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) + cb[None, :] * dx * dy
+    g = tl.exp(-sigma)
+    raw = op[None, :] * g
+    alpha = tl.minimum(raw, ALPHA_MAX_C)
+    ok = valid_g[None, :] & (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
+    alpha = tl.where(ok, alpha, 0.0)
+    return alpha, ok, raw, g, dx, dy, ca, cb, cc
+
+
+ALPHA_MAX_C = tl.constexpr(ALPHA_MAX)
+ALPHA_MIN_C = tl.constexpr(ALPHA_MIN)
+T_MIN_C = tl.constexpr(T_MIN)
+
+
+@triton.jit
+def _transmittance(alpha, t_in, done):
+    """Within a batch: (t_before [P, G], kept [P, G], t_out [P], done [P])."""
+    one_minus = 1.0 - alpha
+    t_after = t_in[:, None] * tl.cumprod(one_minus, axis=1)
+    keep = (t_after >= T_MIN_C) & (done[:, None] == 0)
+    t_before = t_after / one_minus
+    t_out = tl.min(tl.where(keep, t_after, t_in[:, None]), axis=1)
+    stopped = tl.max(tl.where(keep, 0, 1), axis=1)
+    return t_before, keep, t_out, tl.maximum(done, stopped)
+
+
+@triton.jit
+def _composite_fwd_kernel(
+    Offsets, FlatIds, FeatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
+    H, W, TILES_X, N_TILES, C, OUT_C,
+    HAS_DEPTH: tl.constexpr, TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    tile = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    view = tile // N_TILES
+    local = tile % N_TILES
+    offs_p = tl.arange(0, TILE * TILE)
+    x = (local % TILES_X) * TILE + offs_p % TILE
+    y = (local // TILES_X) * TILE + offs_p // TILE
+    px = x.to(tl.float32) + 0.5
+    py = y.to(tl.float32) + 0.5
+    offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    start = tl.load(Offsets + tile)
+    end = tl.load(Offsets + tile + 1)
+    t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
+    done = tl.zeros([TILE * TILE], dtype=tl.int32)
+    acc = tl.zeros([TILE * TILE, BLOCK_C], dtype=tl.float32)
+    acc_d = tl.zeros([TILE * TILE], dtype=tl.float32)
+    for b0 in range(start, end, BLOCK_G):
+        offs_g = b0 + tl.arange(0, BLOCK_G)
+        valid_g = offs_g < end
+        pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
+        fid = tl.load(FeatIds + offs_g, mask=valid_g, other=0)
+        alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
+        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
+        w = tl.where(keep, alpha * t_before, 0.0)
+        feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
+        acc += tl.dot(w, feats, input_precision="ieee")
+        if HAS_DEPTH:
+            z = tl.load(Depths + pair, mask=valid_g, other=0.0)
+            acc_d += tl.sum(w * z[None, :], axis=1)
+        t_run = t_run_next
+    inside = (x < W) & (y < H)
+    pix = (view * H + y) * W + x
+    tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
+    if pid_c == 0:
+        tl.store(FinalT + pix, t_run, mask=inside)
+        if HAS_DEPTH:
+            tl.store(Out + pix * OUT_C + C, acc_d, mask=inside)
+
+
+@triton.jit
+def _composite_bwd_kernel(
+    Offsets, FlatIds, FeatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
+    DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
+    H, W, TILES_X, N_TILES, C, OUT_C,
+    HAS_DEPTH: tl.constexpr, TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    tile = tl.program_id(0)
+    view = tile // N_TILES
+    local = tile % N_TILES
+    offs_p = tl.arange(0, TILE * TILE)
+    x = (local % TILES_X) * TILE + offs_p % TILE
+    y = (local // TILES_X) * TILE + offs_p // TILE
+    inside = (x < W) & (y < H)
+    pix = (view * H + y) * W + x
+    px = x.to(tl.float32) + 0.5
+    py = y.to(tl.float32) + 0.5
+    start = tl.load(Offsets + tile)
+    end = tl.load(Offsets + tile + 1)
+    # Per pixel: G . out over all channels (out without background), and the final-T gradient term.
+    g_out = tl.zeros([TILE * TILE], dtype=tl.float32)
+    for c0 in range(0, OUT_C, BLOCK_C):
+        offs_c = c0 + tl.arange(0, BLOCK_C)
+        m = inside[:, None] & (offs_c[None, :] < OUT_C)
+        g_out += tl.sum(tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=m, other=0.0) * tl.load(Out + pix[:, None] * OUT_C + offs_c[None, :], mask=m, other=0.0), axis=1)
+    t_final = tl.load(FinalT + pix, mask=inside, other=1.0)
+    g_t = tl.load(GradT + pix, mask=inside, other=0.0) * t_final
+    g_depth = tl.zeros([TILE * TILE], dtype=tl.float32)
+    if HAS_DEPTH:
+        g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
+    t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
+    done = tl.zeros([TILE * TILE], dtype=tl.int32)
+    prefix = tl.zeros([TILE * TILE], dtype=tl.float32)
+    for b0 in range(start, end, BLOCK_G):
+        offs_g = b0 + tl.arange(0, BLOCK_G)
+        valid_g = offs_g < end
+        pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
+        fid = tl.load(FeatIds + offs_g, mask=valid_g, other=0)
+        alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
+        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
+        keep = keep & inside[:, None]
+        w = tl.where(keep, alpha * t_before, 0.0)
+        # D = G . f for every (pixel, Gaussian), over all channels; dF = w^T G per channel block.
+        dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            offs_c = c0 + tl.arange(0, BLOCK_C)
+            feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
+            grad_blk = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
+            dots += tl.dot(grad_blk, tl.trans(feats), input_precision="ieee")
+            dfeat = tl.dot(tl.trans(w), grad_blk, input_precision="ieee")
+            tl.atomic_add(DValues + fid[:, None] * C + offs_c[None, :], dfeat, mask=valid_g[:, None] & (offs_c[None, :] < C))
+        if HAS_DEPTH:
+            z = tl.load(Depths + pair, mask=valid_g, other=0.0)
+            dots += g_depth[:, None] * z[None, :]
+            tl.atomic_add(DDepths + pair, tl.sum(w * g_depth[:, None], axis=0), mask=valid_g)
+        wd = w * dots
+        incl = prefix[:, None] + tl.cumsum(wd, axis=1)
+        d_alpha = t_before * dots - (g_out[:, None] - incl + g_t[:, None]) / (1.0 - alpha)
+        d_alpha = tl.where(keep & ok, d_alpha, 0.0)
+        unclamped = raw < ALPHA_MAX_C
+        d_raw = tl.where(unclamped, d_alpha, 0.0)
+        d_sigma = -d_raw * raw
+        tl.atomic_add(DOpac + pair, tl.sum(d_raw * g, axis=0), mask=valid_g)
+        tl.atomic_add(DConics + pair * 3, tl.sum(d_sigma * 0.5 * dx * dx, axis=0), mask=valid_g)
+        tl.atomic_add(DConics + pair * 3 + 1, tl.sum(d_sigma * dx * dy, axis=0), mask=valid_g)
+        tl.atomic_add(DConics + pair * 3 + 2, tl.sum(d_sigma * 0.5 * dy * dy, axis=0), mask=valid_g)
+        d_mx = -d_sigma * (ca[None, :] * dx + cb[None, :] * dy)
+        d_my = -d_sigma * (cc[None, :] * dy + cb[None, :] * dx)
+        tl.atomic_add(DMeans2d + pair * 2, tl.sum(d_mx, axis=0), mask=valid_g)
+        tl.atomic_add(DMeans2d + pair * 2 + 1, tl.sum(d_my, axis=0), mask=valid_g)
+        tl.atomic_add(AbsGrad + pair * 2, tl.sum(tl.abs(d_mx), axis=0), mask=valid_g)
+        tl.atomic_add(AbsGrad + pair * 2 + 1, tl.sum(tl.abs(d_my), axis=0), mask=valid_g)
+        prefix += tl.sum(wd, axis=1)
+        t_run = t_run_next
+
+
+def _launch_meta(meta):
+    return meta["tiles_x"], meta["tiles_x"] * meta["tiles_y"]
+
+
+class _CompositeTritonFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
+        if meta["tile_size"] != 16:
+            raise ValueError(f"the triton compositor uses 16x16 tiles, got tile_size={meta['tile_size']}")
+        v, h, w = meta["views"], meta["height"], meta["width"]
+        tiles_x, n_tiles = _launch_meta(meta)
+        c = values.shape[-1]
+        has_depth = depths is not None
+        out_c = c + int(has_depth)
+        dtype = values.dtype
+        f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
+        depths32 = depths.float().contiguous() if has_depth else f32[2]
+        out = torch.zeros(v, h, w, out_c, device=values.device, dtype=torch.float32)
+        final_t = torch.ones(v, h, w, device=values.device, dtype=torch.float32)
+        fids, pids = feature_ids.to(torch.int64).contiguous(), flat_ids.to(torch.int64).contiguous()
+        grid = (v * n_tiles, max(1, triton.cdiv(c, BLOCK_C)))
+        _composite_fwd_kernel[grid](
+            offsets, pids, fids, *f32, depths32, out, final_t, h, w, tiles_x, n_tiles, c, out_c,
+            HAS_DEPTH=has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C,
+        )
+        ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
+        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, fids, offsets, out, final_t)
+        render = out.to(dtype)
+        ft = final_t[..., None].to(dtype)
+        if background is not None:
+            n_bg = background.shape[-1]
+            render = torch.cat([render[..., :n_bg] + ft * background[:, None, None, :], render[..., n_bg:]], -1)
+        return render, 1.0 - ft
+
+    @staticmethod
+    def backward(ctx, grad_render, grad_alpha):
+        means2d, conics, opacities, values, depths, background, pids, fids, offsets, out, final_t = ctx.saved_tensors
+        meta = ctx.meta
+        v, h, w = meta["views"], meta["height"], meta["width"]
+        tiles_x, n_tiles = _launch_meta(meta)
+        c = values.shape[-1]
+        out_c = out.shape[-1]
+        grad_render = torch.zeros_like(out) if grad_render is None else grad_render.float().contiguous()
+        grad_alpha = torch.zeros(v, h, w, 1, device=out.device) if grad_alpha is None else grad_alpha.float()
+        ft = final_t[..., None]
+        grad_bg = None
+        if background is not None:
+            n_bg = background.shape[-1]
+            grad_bg = (grad_render[..., :n_bg] * ft).sum((1, 2)).to(background.dtype)
+            grad_t = (grad_render[..., :n_bg] * background[:, None, None, :].float()).sum(-1, keepdim=True) - grad_alpha
+        else:
+            grad_t = -grad_alpha
+        f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
+        depths32 = depths.float().contiguous() if ctx.has_depth else f32[2]
+        d_means, d_conics, d_opac, d_values = (torch.zeros_like(t) for t in f32)
+        d_depths = torch.zeros_like(depths32)
+        absgrad = torch.zeros_like(f32[0])
+        _composite_bwd_kernel[(v * n_tiles,)](
+            offsets, pids, fids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
+            d_means, d_conics, d_opac, d_values, d_depths, absgrad,
+            h, w, tiles_x, n_tiles, c, out_c,
+            HAS_DEPTH=ctx.has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C,
+        )
+        if meta["absgrad"]:
+            meta["absgrad_out"].append(absgrad.to(means2d.dtype))
+        grad_depths = d_depths.to(depths.dtype) if ctx.has_depth else None
+        return (d_means.to(means2d.dtype), d_conics.to(conics.dtype), d_opac.to(opacities.dtype), d_values.to(values.dtype),
+                grad_depths, grad_bg, None, None, None, None)
+
+
+def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
+    """Same contract as ``ref.composite``, on CUDA tensors (or under the Triton interpreter)."""
+    return _CompositeTritonFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta)
