@@ -1,6 +1,6 @@
 """Triton tile compositing for the Gaussian rasterizer (forward and backward).
 
-What is fused: per 16x16 tile, the depth-sorted Gaussians are taken in batches of ``BLOCK_G``;
+What is fused: per 16x16 tile, the depth-sorted Gaussians are taken in batches of ``BLOCK_G`` (16);
 alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the transmittance by a
 cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
 below 1/255), then ``weights @ features`` as a tensor-core matmul. Channels are tiled across programs
@@ -22,7 +22,8 @@ import triton.language as tl
 
 from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN
 
-BLOCK_G = 32  # Gaussians per batch
+BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step)
+NUM_WARPS = 8
 BLOCK_C = 32  # channels per program
 
 
@@ -207,7 +208,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         grid = (v * n_tiles, max(1, triton.cdiv(c, BLOCK_C)))
         _composite_fwd_kernel[grid](
             offsets, pids, fids, *f32, depths32, out, final_t, h, w, tiles_x, n_tiles, c, out_c,
-            HAS_DEPTH=has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C,
+            HAS_DEPTH=has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
         )
         ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, fids, offsets, out, final_t)
@@ -245,7 +246,7 @@ class _CompositeTritonFn(torch.autograd.Function):
             offsets, pids, fids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
             d_means, d_conics, d_opac, d_values, d_depths, absgrad,
             h, w, tiles_x, n_tiles, c, out_c,
-            HAS_DEPTH=ctx.has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C,
+            HAS_DEPTH=ctx.has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
         )
         if meta["absgrad"]:
             meta["absgrad_out"].append(absgrad.to(means2d.dtype))
