@@ -120,6 +120,7 @@ def test_edge_cases_give_finite_output():
     r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H)
     assert torch.isfinite(r).all() and torch.isfinite(a).all()
     assert not info["visible"][0, 0] and not info["visible"][0, 1]
+    assert info["visible_ids"].shape[1] == 2 and not (info["visible_ids"][:, 1] < 2).any()
     grads = torch.autograd.grad(r.sum() + a.sum(), (means, quats, scales, opac, colors))
     assert all(torch.isfinite(g).all() for g in grads)
     # single pixel image and an empty scene
@@ -279,7 +280,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.parametrize(
     "render_mode, channels, batch, v, background",
-    [("RGB", 3, (), 1, True), ("RGB+D", 5, (2,), 2, False), ("D", 3, (), 2, False), ("RGB+ED", 32, (), 1, True), ("RGB", 160, (), 1, False)],
+    [("RGB", 1, (), 1, True), ("RGB", 3, (), 1, True), ("RGB+D", 5, (2,), 2, False), ("D", 3, (), 2, False), ("RGB+ED", 32, (), 1, True), ("RGB", 160, (), 1, False)],
 )
 def test_triton_matches_the_reference(render_mode, channels, batch, v, background):
     from mnemovision.kernels._testing import assert_kernel_close

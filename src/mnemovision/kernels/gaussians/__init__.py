@@ -109,7 +109,8 @@ def rasterize_gaussians(
         render [..., V, H, W, C'], alpha [..., V, H, W, 1], info dict with ``means2d``
         [..., V, N, 2] (call ``retain_grad()`` on it before backward to read its gradient),
         ``absgrad`` (AbsGrad), ``radii`` [..., V, N, 2], ``depths`` [..., V, N], ``visible``
-        [..., V, N] bool, ``conics``, ``n_isects``, ``tile_size``.
+        [..., V, N] bool, ``visible_ids`` [K, ndim] (indices of the visible (..., view, Gaussian)
+        pairs), ``conics``, ``n_isects``, ``tile_size``, ``backend``.
     """
     batch, n, v, c = _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds)
     chosen = resolve_backend(backend, means.device.type)
@@ -166,6 +167,7 @@ def rasterize_gaussians(
         "depths": depths.reshape(*batch, v, n),
         "conics": conics.reshape(*batch, v, n, 3),
         "visible": (radii > 0).all(-1).reshape(*batch, v, n),
+        "visible_ids": torch.nonzero((radii > 0).all(-1).reshape(*batch, v, n)),
         "n_isects": int(flat_ids.numel()),
         "tile_size": tile_size,
         "backend": chosen,

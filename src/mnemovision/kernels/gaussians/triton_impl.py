@@ -65,6 +65,17 @@ def _transmittance(alpha, t_in, done):
 
 
 @triton.jit
+def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
+    """The 256 pixels of a (view, tile) index: (flat pixel index, in-image mask, centre x, centre y)."""
+    view = tile // N_TILES
+    local = tile % N_TILES
+    offs_p = tl.arange(0, TILE * TILE)
+    x = (local % TILES_X) * TILE + offs_p % TILE
+    y = (local // TILES_X) * TILE + offs_p // TILE
+    return (view * H + y) * W + x, (x < W) & (y < H), x.to(tl.float32) + 0.5, y.to(tl.float32) + 0.5
+
+
+@triton.jit
 def _composite_fwd_kernel(
     Offsets, FlatIds, FeatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
     H, W, TILES_X, N_TILES, C, OUT_C,
@@ -72,13 +83,7 @@ def _composite_fwd_kernel(
 ):
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
-    view = tile // N_TILES
-    local = tile % N_TILES
-    offs_p = tl.arange(0, TILE * TILE)
-    x = (local % TILES_X) * TILE + offs_p % TILE
-    y = (local // TILES_X) * TILE + offs_p // TILE
-    px = x.to(tl.float32) + 0.5
-    py = y.to(tl.float32) + 0.5
+    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
@@ -100,8 +105,6 @@ def _composite_fwd_kernel(
             z = tl.load(Depths + pair, mask=valid_g, other=0.0)
             acc_d += tl.sum(w * z[None, :], axis=1)
         t_run = t_run_next
-    inside = (x < W) & (y < H)
-    pix = (view * H + y) * W + x
     tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
     if pid_c == 0:
         tl.store(FinalT + pix, t_run, mask=inside)
@@ -117,15 +120,7 @@ def _composite_bwd_kernel(
     HAS_DEPTH: tl.constexpr, TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     tile = tl.program_id(0)
-    view = tile // N_TILES
-    local = tile % N_TILES
-    offs_p = tl.arange(0, TILE * TILE)
-    x = (local % TILES_X) * TILE + offs_p % TILE
-    y = (local // TILES_X) * TILE + offs_p // TILE
-    inside = (x < W) & (y < H)
-    pix = (view * H + y) * W + x
-    px = x.to(tl.float32) + 0.5
-    py = y.to(tl.float32) + 0.5
+    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
     # Per pixel: G . out over all channels (out without background), and the final-T gradient term.
