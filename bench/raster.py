@@ -3,7 +3,8 @@
     python bench/raster.py [--quick] [--device cpu|cuda] --json PATH
 
 Scene: 138,766 SfM points of ../shared/data/splatting/garden (or $MNEMOVISION_DATA), 3 real cameras
-at 648x420; scales from the mean distance to the 3 nearest neighbours, opacity 0.8, identity
+at 648x420; scales from the mean distance to the 3 nearest neighbours (in the full cloud, also for
+the reduced scene), opacity 0.8, identity
 rotations, colours from the points (C = 3) or random features (C = 160). Backends: ``torch`` and
 ``triton`` (mnemovision; triton only on CUDA), ``gsplat`` (its CUDA rasterizer, when importable on a
 GPU) and ``dense`` (the brute-force oracle, on a reduced scene ``garden_small`` that the torch
@@ -54,8 +55,6 @@ def load_scene(name: str, channels: int, device: str):
         Ks[:, :2] /= SMALL_DOWNSCALE
     means = torch.from_numpy(pts[idx]).float()
     scales = torch.from_numpy(np.repeat(scale[idx, None], 3, 1)).float()
-    if name == "garden_small":
-        scales = scales * 4.0  # fewer points: larger splats so the image is still covered
     quats = torch.zeros(len(idx), 4)
     quats[:, 0] = 1.0
     opac = torch.full((len(idx),), 0.8)

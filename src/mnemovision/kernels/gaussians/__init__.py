@@ -147,7 +147,7 @@ def rasterize_gaussians(
     meta = {
         "views": b * v, "height": height, "width": width, "tile_size": tile_size,
         "tiles_x": math.ceil(width / tile_size), "tiles_y": math.ceil(height / tile_size),
-        "block": 64, "chunk_isects": 1 << 14, "absgrad": absgrad, "absgrad_out": _AbsGradSink(holder),
+        "block": 64, "chunk_slots": 2048, "absgrad": absgrad, "absgrad_out": _AbsGradSink(holder),
     }
     bg = backgrounds.reshape(b * v, c) if (backgrounds is not None and want_rgb) else None
     means2d_out = means2d.reshape(*batch, v, n, 2)

@@ -266,6 +266,7 @@ def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
     out = torch.zeros(n_t, n_p, values.shape[-1] + (depths is not None), dtype=dtype, device=device)
     dxy = []
     max_len = int((ends - starts).max()) if n_t else 0
+    block = max(1, min(block, max_len))
     for b0 in range(0, max_len, block):
         if not bool(active.any()):
             break
@@ -287,15 +288,19 @@ def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
 
 
 def _tile_chunks(offsets: torch.Tensor, tile_ids: torch.Tensor, budget: int) -> list[torch.Tensor]:
-    """Split tile ids into chunks whose intersection counts sum to at most ``budget`` (>= 1 tile each)."""
-    lengths = (offsets[tile_ids + 1] - offsets[tile_ids]).tolist()
-    chunks, current, total = [], [], 0
-    for tid, length in zip(tile_ids.tolist(), lengths):
-        if current and total + length > budget:
+    """Split tile ids into chunks of at most ``budget`` padded slots (tiles x longest list), >= 1 tile each.
+
+    Tiles are taken in order of their number of Gaussians, so a chunk pads its lists to similar
+    lengths: little work is spent on padding and memory stays bounded by the budget."""
+    lengths_t = offsets[tile_ids + 1] - offsets[tile_ids]
+    order = torch.argsort(lengths_t, stable=True)
+    lengths, tile_list = lengths_t[order].tolist(), tile_ids[order].tolist()
+    chunks, current = [], []
+    for tid, length in zip(tile_list, lengths):
+        if current and (len(current) + 1) * length > budget:
             chunks.append(current)
-            current, total = [], 0
+            current = []
         current.append(tid)
-        total += length
     if current:
         chunks.append(current)
     return [torch.tensor(c, dtype=torch.long, device=offsets.device) for c in chunks]
@@ -337,13 +342,13 @@ class _CompositeFn(torch.autograd.Function):
         render = torch.zeros(v, h, w, c, dtype=values.dtype, device=values.device)
         final_t = torch.ones(v, h, w, 1, dtype=values.dtype, device=values.device)
         with torch.no_grad():
-            for chunk in _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_isects"]):
+            for chunk in _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_slots"]):
                 out, trans, _ = composite_tiles(chunk, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta)
                 _scatter_tiles(render, chunk, out, meta)
                 _scatter_tiles(final_t, chunk, trans[..., None], meta)
         ctx.meta = meta
         ctx.has_depths = depths is not None
-        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t)
+        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t, render)
         alpha = 1.0 - final_t
         if background is not None:
             n_bg = background.shape[-1]
@@ -352,11 +357,11 @@ class _CompositeFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_render, grad_alpha):
-        means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t = ctx.saved_tensors
+        means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t, render = ctx.saved_tensors
         meta = ctx.meta
-        tensors = [means2d, conics, opacities, values] + ([depths] if ctx.has_depths else [])
-        grads = [torch.zeros_like(t) for t in tensors]
-        absgrad = torch.zeros_like(means2d) if meta["absgrad"] else None
+        grads = {"means2d": torch.zeros_like(means2d), "conics": torch.zeros_like(conics), "opacities": torch.zeros_like(opacities), "values": torch.zeros_like(values)}
+        grads["depths"] = torch.zeros_like(depths) if ctx.has_depths else None
+        grads["absgrad"] = torch.zeros_like(means2d) if meta["absgrad"] else None
         grad_bg = None
         if background is not None:
             n_bg = background.shape[-1]
@@ -365,31 +370,93 @@ class _CompositeFn(torch.autograd.Function):
             grad_final_t = (grad_render[..., :n_bg] * background[:, None, None, :]).sum(-1, keepdim=True) - grad_alpha
         else:
             grad_final_t = -grad_alpha
-        for chunk in _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_isects"]):
-            g_out = _gather_tiles(grad_render, chunk, meta)
-            g_t = _gather_tiles(grad_final_t, chunk, meta)[..., 0]
-            with torch.enable_grad():
-                leaves = [t.detach().requires_grad_(True) for t in tensors]
-                leaf_depths = leaves[4] if ctx.has_depths else None
-                out, trans, dxy = composite_tiles(chunk, offsets, flat_ids, feature_ids, *leaves[:4], leaf_depths, meta, keep_dxy=meta["absgrad"])
-                extra = [t for dx, dy, _, _ in dxy for t in (dx, dy)]
-                got = torch.autograd.grad((out, trans), leaves + extra, (g_out, g_t), allow_unused=True)
-            n_leaves = len(leaves)
-            for i in range(n_leaves):
-                if got[i] is not None:
-                    grads[i] += got[i]
-            if absgrad is not None:
-                for j, (_, _, pair, _) in enumerate(dxy):
-                    gdx, gdy = got[n_leaves + 2 * j], got[n_leaves + 1 + 2 * j]
-                    if gdx is None:
-                        continue
-                    # d/d(mean2d) = -d/d(dx): sum of per-pixel absolute values, per intersection.
-                    per_pair = torch.stack([gdx.abs().sum(1), gdy.abs().sum(1)], -1)
-                    absgrad.index_add_(0, pair.reshape(-1), per_pair.reshape(-1, 2))
-        if absgrad is not None:
-            meta["absgrad_out"].append(absgrad)
-        grad_depths = grads[4] if ctx.has_depths else None
-        return grads[0], grads[1], grads[2], grads[3], grad_depths, grad_bg, None, None, None, None
+        for chunk in _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_slots"]):
+            _backward_tiles(
+                chunk, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta,
+                _gather_tiles(grad_render, chunk, meta), _gather_tiles(grad_final_t * final_t, chunk, meta)[..., 0],
+                _gather_tiles(render, chunk, meta), grads,
+            )
+        if grads["absgrad"] is not None:
+            meta["absgrad_out"].append(grads["absgrad"])
+        return grads["means2d"], grads["conics"], grads["opacities"], grads["values"], grads["depths"], grad_bg, None, None, None, None
+
+
+def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta, g_out, g_t, out, grads) -> None:
+    """Analytic gradients of one chunk of tiles, accumulated into ``grads`` (in place).
+
+    Per pixel, with G = dL/d(render) and T_i the transmittance before Gaussian i:
+    dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i), where S_i is the colour
+    still to come after i (G . S_i = G . out - sum_{j <= i} w_j (G . f_j)). The forward is
+    recomputed front to back block by block, exactly as ``composite_tiles`` does.
+
+    Args:
+        g_out [T, P, C'] = dL/d(render without background); g_t [T, P] = dL/d(T_final) * T_final;
+        out [T, P, C'] = the forward's render without background.
+    """
+    tile_size, tiles_x, block = meta["tile_size"], meta["tiles_x"], meta["block"]
+    n_tiles = meta["tiles_x"] * meta["tiles_y"]
+    device, dtype = means2d.device, means2d.dtype
+    starts, ends = offsets[tile_ids], offsets[tile_ids + 1]
+    px, py = _tile_pixels(tile_ids % n_tiles, tiles_x, tile_size, dtype)
+    px, py = px.to(dtype) + 0.5, py.to(dtype) + 0.5
+    n_t, n_p = tile_ids.numel(), tile_size * tile_size
+    g_dot_out = (g_out * out).sum(-1)
+    transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
+    active = torch.ones(n_t, n_p, dtype=torch.bool, device=device)
+    prefix = torch.zeros(n_t, n_p, dtype=dtype, device=device)
+    n_feat = values.shape[-1]
+    max_len = int((ends - starts).max())
+    block = max(1, min(block, max_len))
+    for b0 in range(0, max_len, block):
+        if not bool(active.any()):
+            break
+        pos = starts[:, None] + b0 + torch.arange(block, device=device)[None, :]
+        valid = pos < ends[:, None]
+        pos = torch.where(valid, pos, starts[:, None].clamp_max(max(flat_ids.numel() - 1, 0)))
+        pair, fid = flat_ids[pos], feature_ids[pos]
+        m2, con, op = means2d[pair], conics[pair], opacities[pair]
+        block_values = values[fid]
+        if depths is not None:
+            block_values = torch.cat([block_values, depths[pair][..., None]], -1)
+        dx = px[:, :, None] - m2[:, None, :, 0]
+        dy = py[:, :, None] - m2[:, None, :, 1]
+        ca, cb, cc = con[:, None, :, 0], con[:, None, :, 1], con[:, None, :, 2]
+        sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+        gauss = torch.exp(-sigma)
+        raw = op[:, None, :] * gauss
+        ok = valid[:, None, :] & (sigma >= 0) & (raw >= ALPHA_MIN)
+        alpha = torch.where(ok, torch.clamp_max(raw, ALPHA_MAX), torch.zeros_like(raw))
+        one_minus = 1.0 - alpha
+        t_after = transmittance[:, :, None] * torch.cumprod(one_minus, dim=-1)
+        keep = (t_after >= T_MIN) & active[:, :, None]
+        t_before = t_after / one_minus
+        weights = torch.where(keep, alpha * t_before, torch.zeros_like(alpha))
+        dots = torch.bmm(g_out, block_values.transpose(1, 2))  # [T, P, L] = G . f
+        wd = weights * dots
+        inclusive = prefix[:, :, None] + torch.cumsum(wd, -1)
+        d_alpha = t_before * dots - (g_dot_out[:, :, None] - inclusive + g_t[:, :, None]) / one_minus
+        d_raw = torch.where(keep & ok & (raw < ALPHA_MAX), d_alpha, torch.zeros_like(d_alpha))
+        d_sigma = -d_raw * raw
+        d_mx = -d_sigma * (ca * dx + cb * dy)
+        d_my = -d_sigma * (cc * dy + cb * dx)
+        flat_pair = torch.where(valid, pair, torch.zeros_like(pair)).reshape(-1)
+        vmask = valid.reshape(-1, 1).to(dtype)
+        grads["opacities"].index_add_(0, flat_pair, (d_raw * gauss).sum(1).reshape(-1) * vmask[:, 0])
+        d_con = torch.stack([(d_sigma * 0.5 * dx * dx).sum(1), (d_sigma * dx * dy).sum(1), (d_sigma * 0.5 * dy * dy).sum(1)], -1)
+        grads["conics"].index_add_(0, flat_pair, d_con.reshape(-1, 3) * vmask)
+        grads["means2d"].index_add_(0, flat_pair, torch.stack([d_mx.sum(1), d_my.sum(1)], -1).reshape(-1, 2) * vmask)
+        if grads["absgrad"] is not None:
+            grads["absgrad"].index_add_(0, flat_pair, torch.stack([d_mx.abs().sum(1), d_my.abs().sum(1)], -1).reshape(-1, 2) * vmask)
+        d_block_values = torch.bmm(weights.transpose(1, 2), g_out)  # [T, L, C']
+        if n_feat:
+            feat_rows = torch.where(valid, fid, torch.zeros_like(fid)).reshape(-1)
+            grads["values"].index_add_(0, feat_rows, d_block_values[..., :n_feat].reshape(-1, n_feat) * vmask)
+        if depths is not None:
+            grads["depths"].index_add_(0, flat_pair, d_block_values[..., n_feat].reshape(-1) * vmask[:, 0])
+        prefix = prefix + wd.sum(-1)
+        t_out = torch.where(keep, t_after, transmittance[:, :, None].expand_as(t_after)).amin(-1)
+        transmittance = torch.where(active, t_out, transmittance)
+        active = active & keep.all(-1)  # a pixel stops at the first Gaussian it does not keep
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
