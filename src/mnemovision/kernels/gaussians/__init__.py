@@ -147,7 +147,10 @@ def rasterize_gaussians(
     meta = {
         "views": b * v, "height": height, "width": width, "tile_size": tile_size,
         "tiles_x": math.ceil(width / tile_size), "tiles_y": math.ceil(height / tile_size),
-        "block": 64, "chunk_slots": 2048, "absgrad": absgrad, "absgrad_out": _AbsGradSink(holder),
+        # Padded (tile, Gaussian) slots per chunk of the PyTorch compositor: small chunks keep CPU work
+        # in cache and skip padding; on a GPU, few large chunks (each chunk costs host syncs).
+        "block": 64, "chunk_slots": 2048 if means.device.type == "cpu" else 1 << 16,
+        "absgrad": absgrad, "absgrad_out": _AbsGradSink(holder),
     }
     bg = backgrounds.reshape(b * v, c) if (backgrounds is not None and want_rgb) else None
     means2d_out = means2d.reshape(*batch, v, n, 2)
