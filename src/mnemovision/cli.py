@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -108,6 +109,44 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_scene(args: argparse.Namespace) -> int:
+    from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
+
+    path = make_scene(args.out, SceneSpec(n_views=args.views, size=args.size, seed=args.seed))
+    print(path)
+    return 0
+
+
+def _cmd_splat_fit(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from mnemovision.splatting.data.scene import load_scene
+    from mnemovision.splatting.fit import FitConfig, fit
+    from mnemovision.splatting.gaussians.density import DensityConfig
+
+    scene = load_scene(args.data, downscale=args.downscale)
+    n = args.iterations
+    # Density control scaled to the run length (3DGS: 500 -> 15k of 30k iterations, every 100).
+    density = DensityConfig(refine_start=max(1, n // 20), refine_stop=n // 2, refine_every=100, reset_every=max(n // 3, 1) if n >= 3000 else 10**9)
+    config = replace(FitConfig(), iterations=n, eval_every=max(1, n // 10), sh_every=max(1, n // 4), density=density)
+    result = fit(scene, config, out_dir=args.out)
+    if args.orbit_frames:
+        from mnemovision.splatting.render import render_orbit_video
+
+        render_orbit_video(result.model, Path(args.out) / "orbit.mp4", n_frames=args.orbit_frames)
+    print(json.dumps(result.metrics, indent=2))
+    return 0
+
+
+def _cmd_splat_render(args: argparse.Namespace) -> int:
+    from mnemovision.splatting.gaussians import load_ply
+    from mnemovision.splatting.render import render_orbit_video
+
+    model = load_ply(args.ply)
+    print(render_orbit_video(model, args.out, n_frames=args.frames, size=(args.width, args.height)))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mnemovision.demos.hub import serve
 
@@ -139,6 +178,31 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE")
     test.add_argument("--launcher", **launcher)
     test.set_defaults(func=_cmd_test)
+
+    data = sub.add_parser("data", help="data utilities").add_subparsers(dest="data_command", required=True)
+    make = data.add_parser("make-scene", help="write the bundled multi-view scene (transforms.json) to a folder")
+    make.add_argument("out")
+    make.add_argument("--views", type=int, default=50)
+    make.add_argument("--size", type=int, default=128)
+    make.add_argument("--seed", type=int, default=0)
+    make.set_defaults(func=_cmd_make_scene)
+
+    splat = sub.add_parser("splat", help="3D Gaussian splatting").add_subparsers(dest="splat_command", required=True)
+    fit = splat.add_parser("fit", help="fit Gaussians to a transforms.json or COLMAP scene folder")
+    fit.add_argument("data")
+    fit.add_argument("--out", required=True)
+    fit.add_argument("--iterations", type=int, default=3000)
+    fit.add_argument("--downscale", type=float, default=1.0)
+    fit.add_argument("--orbit-frames", type=int, default=60, help="frames of orbit.mp4 (0: no video)")
+    fit.set_defaults(func=_cmd_splat_fit)
+    render = splat.add_parser("render", help="render an orbit video of a 3DGS PLY file")
+    render.add_argument("--ply", required=True)
+    render.add_argument("--orbit", action="store_true", help="orbit around the scene (the only path so far)")
+    render.add_argument("--out", required=True)
+    render.add_argument("--frames", type=int, default=90)
+    render.add_argument("--width", type=int, default=256)
+    render.add_argument("--height", type=int, default=256)
+    render.set_defaults(func=_cmd_splat_render)
 
     demo = sub.add_parser("demo", help="serve the Gradio demo hub on this machine")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; never shared publicly)")

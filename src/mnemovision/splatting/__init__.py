@@ -1,4 +1,5 @@
-"""mnemovision.splatting: see DESIGN.md in this folder for its layers and what it may import.
+"""3D Gaussian splatting: the scene model, posed-image scenes, fitting and rendering (see DESIGN.md).
 
-The method code arrives with its issues; the package exists so the layering is fixed from the start.
+Importing this package loads nothing heavy; use the submodules: ``splatting.gaussians``,
+``splatting.data.scene``, ``splatting.data.synthetic``, ``splatting.fit``, ``splatting.render``.
 """

@@ -1,0 +1,45 @@
+"""Rendering a Gaussian scene along a camera path (orbit videos of any 3DGS PLY)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnemovision.splatting.gaussians.model import GaussianModel
+from mnemovision.vision.cameras import intrinsics_matrix, orbit
+
+
+def auto_orbit(model: GaussianModel, n_frames: int, elevation_deg: float = 25.0, up: tuple[float, float, float] = (0.0, 0.0, 1.0)):
+    """An orbit around the robust centre of the Gaussians (median), at 2.2x their 90th-percentile radius."""
+    means = model.means.detach().double().cpu().numpy()
+    center = np.median(means, axis=0)
+    radius = 2.2 * float(np.percentile(np.linalg.norm(means - center, axis=1), 90)) + 1e-6
+    return orbit(center, radius, n_frames, elevation_deg=elevation_deg, up=np.asarray(up))
+
+
+@torch.no_grad()
+def render_path(model: GaussianModel, viewmats: np.ndarray, size: tuple[int, int] = (256, 256), fov_deg: float = 50.0, background=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Render [F, H, W, 3] uint8 frames along world-to-camera ``viewmats`` [F, 4, 4] (OpenCV axes)."""
+    from mnemovision.vision.progress import track
+
+    width, height = size
+    focal = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
+    K = torch.from_numpy(intrinsics_matrix(focal, focal, width / 2, height / 2)).float()
+    bg = torch.tensor(background, dtype=torch.float32)[None]
+    frames = []
+    for viewmat in track(list(viewmats), "rendering frames"):
+        rgb, _, _ = model.render(torch.from_numpy(viewmat).float()[None], K[None], width, height, background=bg)
+        frames.append((rgb[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    return np.stack(frames)
+
+
+def render_orbit_video(model: GaussianModel, out: str | Path, n_frames: int = 60, size: tuple[int, int] = (256, 256), fps: float = 30.0) -> Path:
+    """Write an H.264 orbit video of ``model`` to ``out`` (.mp4); returns the path."""
+    from mnemovision.vision.io import write_video
+
+    frames = render_path(model, auto_orbit(model, n_frames), size)
+    write_video(out, frames, fps=fps)
+    return Path(out)
