@@ -14,7 +14,6 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,14 +21,7 @@ from common import write_json  # noqa: E402
 
 from mnemovision.splatting.data.scene import load_scene  # noqa: E402
 from mnemovision.splatting.data.synthetic import SceneSpec, make_scene  # noqa: E402
-from mnemovision.splatting.fit import FitConfig, fit  # noqa: E402
-from mnemovision.splatting.gaussians.density import DensityConfig  # noqa: E402
-
-
-def default_config(iterations: int) -> FitConfig:
-    """The `splat fit` CLI's recipe for a run of ``iterations`` steps."""
-    density = DensityConfig(refine_start=max(1, iterations // 20), refine_stop=iterations // 2, refine_every=100, reset_every=max(iterations // 3, 1) if iterations >= 3000 else 10**9)
-    return replace(FitConfig(), iterations=iterations, eval_every=max(1, iterations // 10), sh_every=max(1, iterations // 4), density=density)
+from mnemovision.splatting.fit import fit, recipe  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         make_scene(tmp, SceneSpec(size=args.size))
         scene = load_scene(tmp)
-        result = fit(scene, default_config(args.iterations), out_dir=args.out)
+        result = fit(scene, recipe(args.iterations), out_dir=args.out)
     row = {k: result.metrics[k] for k in ("psnr", "ssim", "train_seconds", "n_gaussians", "size_mb", "iterations", "render_fps", "width", "height")}
     row["curve"] = result.curve
     print(json.dumps(row, indent=2))

@@ -118,18 +118,11 @@ def _cmd_make_scene(args: argparse.Namespace) -> int:
 
 
 def _cmd_splat_fit(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from mnemovision.splatting.data.scene import load_scene
-    from mnemovision.splatting.fit import FitConfig, fit
-    from mnemovision.splatting.gaussians.density import DensityConfig
+    from mnemovision.splatting.fit import fit, recipe
 
     scene = load_scene(args.data, downscale=args.downscale)
-    n = args.iterations
-    # Density control scaled to the run length (3DGS: 500 -> 15k of 30k iterations, every 100).
-    density = DensityConfig(refine_start=max(1, n // 20), refine_stop=n // 2, refine_every=100, reset_every=max(n // 3, 1) if n >= 3000 else 10**9)
-    config = replace(FitConfig(), iterations=n, eval_every=max(1, n // 10), sh_every=max(1, n // 4), density=density)
-    result = fit(scene, config, out_dir=args.out)
+    result = fit(scene, recipe(args.iterations), out_dir=args.out)
     if args.orbit_frames:
         from mnemovision.splatting.render import render_orbit_video
 

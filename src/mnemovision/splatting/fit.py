@@ -46,6 +46,19 @@ class FitConfig:
     density: DensityConfig = field(default_factory=DensityConfig)
 
 
+def recipe(iterations: int) -> FitConfig:
+    """The default recipe for a run of ``iterations`` steps (what ``mnemovision splat fit`` uses):
+    3DGS's schedule scaled to the run (densify from 5% to 50% of it every 100 steps, SH degree up
+    every quarter, opacity resets only for runs of 3000+ steps)."""
+    density = DensityConfig(
+        refine_start=max(1, iterations // 20),
+        refine_stop=iterations // 2,
+        refine_every=100,
+        reset_every=max(iterations // 3, 1) if iterations >= 3000 else 10**9,
+    )
+    return FitConfig(iterations=iterations, eval_every=max(1, iterations // 10), sh_every=max(1, iterations // 4), density=density)
+
+
 @dataclass
 class FitResult:
     model: GaussianModel

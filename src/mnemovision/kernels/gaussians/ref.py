@@ -220,7 +220,7 @@ def _composite_block(px, py, means2d, conics, opacities, values, valid, transmit
         transmittance [T, P] entering the block.
 
     Returns:
-        (contribution [T, P, C], transmittance leaving the block [T, P], (dx, dy) [T, P, L]).
+        (contribution [T, P, C], transmittance leaving the block [T, P], stopped [T, P]).
     """
     dx = px[:, :, None] - means2d[:, None, :, 0]
     dy = py[:, :, None] - means2d[:, None, :, 1]
@@ -237,10 +237,26 @@ def _composite_block(px, py, means2d, conics, opacities, values, valid, transmit
     stopped = (~keep).any(-1)
     # Once stopped, later blocks must add nothing: mark the pixel with transmittance 0 (its alpha
     # output uses t_kept below).
-    return torch.bmm(weights, values), t_out, stopped, (dx, dy)
+    return torch.bmm(weights, values), t_out, stopped
 
 
-def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta, keep_dxy: bool = False):
+def _chunk_layout(tile_ids: torch.Tensor, offsets: torch.Tensor, meta: dict, dtype):
+    """(starts [T], ends [T], pixel centres px, py [T, P], block length, longest list) of a tile chunk."""
+    n_tiles = meta["tiles_x"] * meta["tiles_y"]
+    starts, ends = offsets[tile_ids], offsets[tile_ids + 1]
+    px, py = _tile_pixels(tile_ids % n_tiles, meta["tiles_x"], meta["tile_size"], dtype)
+    max_len = int((ends - starts).max()) if tile_ids.numel() else 0
+    return starts, ends, px.to(dtype) + 0.5, py.to(dtype) + 0.5, max(1, min(meta["block"], max_len)), max_len
+
+
+def _block_positions(starts: torch.Tensor, ends: torch.Tensor, b0: int, block: int, n_isects: int):
+    """Intersection positions [T, L] of one depth block (padding points at a valid entry) and validity."""
+    pos = starts[:, None] + b0 + torch.arange(block, device=starts.device)[None, :]
+    valid = pos < ends[:, None]
+    return torch.where(valid, pos, starts[:, None].clamp_max(max(n_isects - 1, 0))), valid
+
+
+def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta):
     """Composite a set of (view, tile) indices.
 
     Args:
@@ -251,40 +267,28 @@ def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
             is composited as one more channel after the C feature channels.
 
     Returns:
-        colour [T, P, C], final transmittance [T, P], and (when ``keep_dxy``) a list of
-        (dx, dy, pair ids) per block for the absolute 2-D mean gradients.
+        colour [T, P, C(+1)] and final transmittance [T, P].
     """
-    tile_size, tiles_x, block = meta["tile_size"], meta["tiles_x"], meta["block"]
-    n_tiles = meta["tiles_x"] * meta["tiles_y"]
     device, dtype = means2d.device, means2d.dtype
-    starts, ends = offsets[tile_ids], offsets[tile_ids + 1]
-    px, py = _tile_pixels(tile_ids % n_tiles, tiles_x, tile_size, dtype)
-    px, py = px.to(dtype) + 0.5, py.to(dtype) + 0.5
-    n_t, n_p = tile_ids.numel(), tile_size * tile_size
+    starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, meta, dtype)
+    n_t, n_p = tile_ids.numel(), meta["tile_size"] ** 2
     transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
     active = torch.ones(n_t, n_p, dtype=torch.bool, device=device)
     out = torch.zeros(n_t, n_p, values.shape[-1] + (depths is not None), dtype=dtype, device=device)
-    dxy = []
-    max_len = int((ends - starts).max()) if n_t else 0
-    block = max(1, min(block, max_len))
     for b0 in range(0, max_len, block):
         if not bool(active.any()):
             break
-        pos = starts[:, None] + b0 + torch.arange(block, device=device)[None, :]
-        valid = pos < ends[:, None]
-        pos = torch.where(valid, pos, starts[:, None].clamp_max(max(flat_ids.numel() - 1, 0)))
+        pos, valid = _block_positions(starts, ends, b0, block, flat_ids.numel())
         pair = flat_ids[pos]
         block_values = values[feature_ids[pos]]
         if depths is not None:
             block_values = torch.cat([block_values, depths[pair][..., None]], -1)
-        contrib, t_next, stopped, (dx, dy) = _composite_block(px, py, means2d[pair], conics[pair], opacities[pair], block_values, valid, transmittance)
+        contrib, t_next, stopped = _composite_block(px, py, means2d[pair], conics[pair], opacities[pair], block_values, valid, transmittance)
         contrib = torch.where(active[..., None], contrib, torch.zeros_like(contrib))
         out = out + contrib
         transmittance = torch.where(active, t_next, transmittance)
         active = active & ~stopped
-        if keep_dxy:
-            dxy.append((dx, dy, pair, active))
-    return out, transmittance, dxy
+    return out, transmittance
 
 
 def _tile_chunks(offsets: torch.Tensor, tile_ids: torch.Tensor, budget: int) -> list[torch.Tensor]:
@@ -343,7 +347,7 @@ class _CompositeFn(torch.autograd.Function):
         final_t = torch.ones(v, h, w, 1, dtype=values.dtype, device=values.device)
         with torch.no_grad():
             for chunk in _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_slots"]):
-                out, trans, _ = composite_tiles(chunk, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta)
+                out, trans = composite_tiles(chunk, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta)
                 _scatter_tiles(render, chunk, out, meta)
                 _scatter_tiles(final_t, chunk, trans[..., None], meta)
         ctx.meta = meta
@@ -393,26 +397,18 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
         g_out [T, P, C'] = dL/d(render without background); g_t [T, P] = dL/d(T_final) * T_final;
         out [T, P, C'] = the forward's render without background.
     """
-    tile_size, tiles_x, block = meta["tile_size"], meta["tiles_x"], meta["block"]
-    n_tiles = meta["tiles_x"] * meta["tiles_y"]
     device, dtype = means2d.device, means2d.dtype
-    starts, ends = offsets[tile_ids], offsets[tile_ids + 1]
-    px, py = _tile_pixels(tile_ids % n_tiles, tiles_x, tile_size, dtype)
-    px, py = px.to(dtype) + 0.5, py.to(dtype) + 0.5
-    n_t, n_p = tile_ids.numel(), tile_size * tile_size
+    starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, meta, dtype)
+    n_t, n_p = tile_ids.numel(), meta["tile_size"] ** 2
     g_dot_out = (g_out * out).sum(-1)
     transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
     active = torch.ones(n_t, n_p, dtype=torch.bool, device=device)
     prefix = torch.zeros(n_t, n_p, dtype=dtype, device=device)
     n_feat = values.shape[-1]
-    max_len = int((ends - starts).max())
-    block = max(1, min(block, max_len))
     for b0 in range(0, max_len, block):
         if not bool(active.any()):
             break
-        pos = starts[:, None] + b0 + torch.arange(block, device=device)[None, :]
-        valid = pos < ends[:, None]
-        pos = torch.where(valid, pos, starts[:, None].clamp_max(max(flat_ids.numel() - 1, 0)))
+        pos, valid = _block_positions(starts, ends, b0, block, flat_ids.numel())
         pair, fid = flat_ids[pos], feature_ids[pos]
         m2, con, op = means2d[pair], conics[pair], opacities[pair]
         block_values = values[fid]

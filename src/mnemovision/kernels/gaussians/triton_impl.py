@@ -76,6 +76,14 @@ def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
 
 
 @triton.jit
+def _load_batch(b0, end, FlatIds, FeatIds, BLOCK_G: tl.constexpr):
+    """Pair ids, feature rows and validity of the intersections b0 .. b0 + BLOCK_G of a tile."""
+    offs_g = b0 + tl.arange(0, BLOCK_G)
+    valid_g = offs_g < end
+    return tl.load(FlatIds + offs_g, mask=valid_g, other=0), tl.load(FeatIds + offs_g, mask=valid_g, other=0), valid_g
+
+
+@triton.jit
 def _composite_fwd_kernel(
     Offsets, FlatIds, FeatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
     H, W, TILES_X, N_TILES, C, OUT_C,
@@ -92,10 +100,7 @@ def _composite_fwd_kernel(
     acc = tl.zeros([TILE * TILE, BLOCK_C], dtype=tl.float32)
     acc_d = tl.zeros([TILE * TILE], dtype=tl.float32)
     for b0 in range(start, end, BLOCK_G):
-        offs_g = b0 + tl.arange(0, BLOCK_G)
-        valid_g = offs_g < end
-        pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
-        fid = tl.load(FeatIds + offs_g, mask=valid_g, other=0)
+        pair, fid, valid_g = _load_batch(b0, end, FlatIds, FeatIds, BLOCK_G)
         alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
@@ -138,10 +143,7 @@ def _composite_bwd_kernel(
     done = tl.zeros([TILE * TILE], dtype=tl.int32)
     prefix = tl.zeros([TILE * TILE], dtype=tl.float32)
     for b0 in range(start, end, BLOCK_G):
-        offs_g = b0 + tl.arange(0, BLOCK_G)
-        valid_g = offs_g < end
-        pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
-        fid = tl.load(FeatIds + offs_g, mask=valid_g, other=0)
+        pair, fid, valid_g = _load_batch(b0, end, FlatIds, FeatIds, BLOCK_G)
         alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         keep = keep & inside[:, None]
