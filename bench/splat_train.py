@@ -34,7 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         make_scene(tmp, SceneSpec(size=args.size))
         scene = load_scene(tmp)
-        result = fit(scene, recipe(args.iterations), out_dir=args.out)
+        result = fit(scene, recipe(args.iterations, scene.width, scene.height), out_dir=args.out)
     row = {k: result.metrics[k] for k in ("psnr", "ssim", "train_seconds", "n_gaussians", "size_mb", "iterations", "render_fps", "width", "height")}
     row["curve"] = result.curve
     print(json.dumps(row, indent=2))

@@ -122,7 +122,7 @@ def _cmd_splat_fit(args: argparse.Namespace) -> int:
     from mnemovision.splatting.fit import fit, recipe
 
     scene = load_scene(args.data, downscale=args.downscale)
-    result = fit(scene, recipe(args.iterations), out_dir=args.out)
+    result = fit(scene, recipe(args.iterations, scene.width, scene.height), out_dir=args.out)
     if args.orbit_frames:
         from mnemovision.splatting.render import render_orbit_video
 

@@ -46,15 +46,17 @@ class FitConfig:
     density: DensityConfig = field(default_factory=DensityConfig)
 
 
-def recipe(iterations: int) -> FitConfig:
-    """The default recipe for a run of ``iterations`` steps (what ``mnemovision splat fit`` uses):
-    3DGS's schedule scaled to the run (densify from 5% to 50% of it every 100 steps, SH degree up
-    every quarter, opacity resets only for runs of 3000+ steps)."""
+def recipe(iterations: int, width: int, height: int) -> FitConfig:
+    """The default recipe for a run of ``iterations`` steps on ``width`` x ``height`` images (what
+    ``mnemovision splat fit`` uses): 3DGS's schedule scaled to the run (densify from 5% to 50% of it
+    every 100 steps, SH degree up every quarter, opacity resets only for runs of 3000+ steps) and a
+    Gaussian budget of 1.25 per pixel of one view (at most a million)."""
     density = DensityConfig(
         refine_start=max(1, iterations // 20),
         refine_stop=iterations // 2,
         refine_every=100,
         reset_every=max(iterations // 3, 1) if iterations >= 3000 else 10**9,
+        max_gaussians=min(1_000_000, int(1.25 * width * height)),
     )
     return FitConfig(iterations=iterations, eval_every=max(1, iterations // 10), sh_every=max(1, iterations // 4), density=density)
 

@@ -37,6 +37,7 @@ class SceneSpec:
     radius: float = 4.2
     fov_deg: float = 50.0
     n_points: int = 6000
+    supersample: int = 3  # rays per pixel side, box-filtered (anti-aliasing, like a rendered dataset)
     seed: int = 0
 
 
@@ -160,6 +161,18 @@ def _render(scene: _Scene, viewmat: np.ndarray, K: np.ndarray, size: int):
     return rgba.reshape(size, size, 4), depth.reshape(size, size)
 
 
+def _box_filter(rgba: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor`` x ``factor`` blocks of premultiplied RGBA -> [H / f, W / f, 4] straight RGBA."""
+    if factor == 1:
+        return rgba
+    h, w = rgba.shape[0] // factor, rgba.shape[1] // factor
+    pre = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], -1)
+    mean = pre.reshape(h, factor, w, factor, 4).mean((1, 3))
+    alpha = mean[..., 3:]
+    color = np.where(alpha > 0, mean[..., :3] / np.maximum(alpha, 1e-12), 0.0)
+    return np.concatenate([color, alpha], -1)
+
+
 def hemisphere_cameras(spec: SceneSpec) -> Cameras:
     """``n_views`` cameras on a Fibonacci spiral over elevations 15-70 degrees, looking at the centre."""
     golden = math.pi * (3.0 - math.sqrt(5.0))
@@ -187,18 +200,20 @@ def make_scene(out_dir: str | Path, spec: SceneSpec = SceneSpec()) -> Path:
     rng = np.random.default_rng(spec.seed)
     pts, cols = [], []
     per_view = spec.n_points // spec.n_views + 1
+    ss = max(1, spec.supersample)
     for i in track(range(len(cams)), "rendering the bundled scene"):
-        image, depth = _render(scene, cams.viewmats[i], cams.Ks[i], spec.size)
-        write_image(out_dir / "images" / cams.names[i], image)
+        k = cams.Ks[i].copy()
+        k[:2] *= ss
+        fine, depth = _render(scene, cams.viewmats[i], k, spec.size * ss)
+        write_image(out_dir / "images" / cams.names[i], _box_filter(fine, ss))
         ys, xs = np.nonzero(np.isfinite(depth))
         pick = rng.choice(len(ys), size=min(per_view, len(ys)), replace=False)
         ys, xs = ys[pick], xs[pick]
         z = depth[ys, xs]
-        k = cams.Ks[i]
         cam_pts = np.stack([(xs + 0.5 - k[0, 2]) / k[0, 0] * z, (ys + 0.5 - k[1, 2]) / k[1, 1] * z, z], -1)
         c2w = np.linalg.inv(cams.viewmats[i])
         pts.append(cam_pts @ c2w[:3, :3].T + c2w[:3, 3])
-        cols.append(image[ys, xs, :3])
+        cols.append(fine[ys, xs, :3])
     pts_all, cols_all = np.concatenate(pts)[: spec.n_points], np.concatenate(cols)[: spec.n_points]
     colors_u8 = np.round(cols_all * 255).astype(np.uint8)
     write_ply(out_dir / "points3d.ply", {"x": pts_all[:, 0], "y": pts_all[:, 1], "z": pts_all[:, 2], "red": colors_u8[:, 0], "green": colors_u8[:, 1], "blue": colors_u8[:, 2]})

@@ -78,12 +78,13 @@ class DensityController:
             big_grad = avg >= cfg.grad_threshold
             max_scale = model.scales.amax(-1)
             small = max_scale <= cfg.percent_dense * self.extent
-            room = cfg.max_gaussians - len(model)
+            room = max(cfg.max_gaussians - len(model), 0)
+            if int(big_grad.sum()) > room:  # over the budget: keep the largest gradients (a split adds one net)
+                keep_idx = torch.topk(torch.where(big_grad, avg, torch.full_like(avg, -1.0)), room).indices
+                big_grad = torch.zeros_like(big_grad)
+                big_grad[keep_idx] = True
             clone = big_grad & small
             split = big_grad & ~small
-            if room <= 0:
-                clone[:] = False
-                split[:] = False
             report["cloned"], report["split"] = int(clone.sum()), int(split.sum())
             self._clone(model, optimizer, clone)
             self._split(model, optimizer, torch.cat([split, torch.zeros(int(clone.sum()), dtype=torch.bool, device=split.device)]))
