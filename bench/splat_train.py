@@ -26,7 +26,7 @@ from mnemovision.splatting.fit import fit, recipe  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--json", default=None)
     parser.add_argument("--out", default=None, help="also keep renders, curve and PLY here")

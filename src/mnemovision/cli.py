@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = splat.add_parser("fit", help="fit Gaussians to a transforms.json or COLMAP scene folder")
     fit.add_argument("data")
     fit.add_argument("--out", required=True)
-    fit.add_argument("--iterations", type=int, default=3000)
+    fit.add_argument("--iterations", type=int, default=1000)
     fit.add_argument("--downscale", type=float, default=1.0)
     fit.add_argument("--orbit-frames", type=int, default=60, help="frames of orbit.mp4 (0: no video)")
     fit.set_defaults(func=_cmd_splat_fit)

@@ -150,3 +150,19 @@ def test_a_short_fit_lowers_the_loss_and_reaches_a_psnr_floor(tiny_scene, tmp_pa
     assert read_image(tmp_path / "psnr_curve.png").shape[2] == 3
     assert read_image(tmp_path / "renders" / "r_000.png").shape == (40, 80, 3)
     assert len(load_ply(tmp_path / "point_cloud.ply")) == metrics["n_gaussians"]
+
+
+def test_density_control_respects_the_gaussian_budget():
+    model = GaussianModel.from_points(torch.arange(18.0).reshape(6, 3), torch.rand(6, 3), max_sh_degree=0)
+    with torch.no_grad():
+        model.log_scales[:] = np.log(0.005)
+        model.opacity_logits[:] = 2.0
+    optimizer = make_optimizer(model, FitConfig(), extent=1.0)
+    control = DensityController(DensityConfig(refine_start=0, refine_every=1, grad_threshold=1e-3, reset_every=10**9, max_gaussians=8), extent=1.0)
+    means2d = torch.zeros(1, 6, 2, requires_grad=True)
+    (means2d * torch.arange(1.0, 7.0)[:, None] * 0.01).sum().backward()  # every Gaussian qualifies
+    info = {"means2d": means2d, "visible": torch.ones(1, 6, dtype=torch.bool), "radii": torch.ones(1, 6, 2, dtype=torch.int32)}
+    control.observe(info, width=64, height=64)
+    report = control.step(1, model, optimizer)
+    assert report["cloned"] == 2 and len(model) == 8  # only the two largest gradients fit the budget
+    torch.testing.assert_close(model.means[-2:], torch.tensor([[12.0, 13.0, 14.0], [15.0, 16.0, 17.0]]))

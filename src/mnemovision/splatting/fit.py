@@ -27,7 +27,7 @@ from mnemovision.vision.metrics import psnr, ssim
 
 @dataclass(frozen=True)
 class FitConfig:
-    iterations: int = 3000
+    iterations: int = 1000
     lr_means: float = 1.6e-4  # x scene extent
     lr_means_final: float = 1.6e-6  # x scene extent
     lr_sh_dc: float = 2.5e-3
