@@ -150,7 +150,7 @@ def rasterize_gaussians(
         # Padded (tile, Gaussian) slots per chunk of the PyTorch compositor: small chunks keep CPU work
         # in cache and skip padding; on a GPU, few large chunks (each chunk costs host syncs).
         "block": 64, "chunk_slots": 2048 if means.device.type == "cpu" else 1 << 16,
-        "absgrad": absgrad, "absgrad_out": _AbsGradSink(holder),
+        "absgrad": absgrad, "absgrad_holder": holder,
     }
     bg = backgrounds.reshape(b * v, c) if (backgrounds is not None and want_rgb) else None
     means2d_out = means2d.reshape(*batch, v, n, 2)
@@ -176,16 +176,6 @@ def rasterize_gaussians(
         "backend": chosen,
     }
     return render.reshape(*batch, v, height, width, -1), alpha.reshape(*batch, v, height, width, 1), info
-
-
-class _AbsGradSink:
-    """Receives the flat absgrad from the backward and stores it, reshaped, in the AbsGrad holder."""
-
-    def __init__(self, holder: AbsGrad) -> None:
-        self.holder = holder
-
-    def append(self, value: torch.Tensor) -> None:
-        self.holder.value = value.reshape(self.holder.shape)
 
 
 __all__ = [

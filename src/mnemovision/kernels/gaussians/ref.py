@@ -211,6 +211,18 @@ def _tile_pixels(tiles: torch.Tensor, tiles_x: int, tile_size: int, dtype) -> tu
     return px, py
 
 
+def _block_alphas(px, py, means2d, conics, opacities, valid):
+    """Per pixel x Gaussian [T, P, L]: offsets dx, dy, exp(-q/2), raw o exp(-q/2), the mask of terms
+    that count (valid, q >= 0, raw >= 1/255) and alpha = min(raw, 0.99) where they count, else 0."""
+    dx = px[:, :, None] - means2d[:, None, :, 0]
+    dy = py[:, :, None] - means2d[:, None, :, 1]
+    sigma = 0.5 * (conics[:, None, :, 0] * dx * dx + conics[:, None, :, 2] * dy * dy) + conics[:, None, :, 1] * dx * dy
+    gauss = torch.exp(-sigma)
+    raw = opacities[:, None, :] * gauss
+    ok = valid[:, None, :] & (sigma >= 0) & (raw >= ALPHA_MIN)
+    return dx, dy, gauss, raw, ok, torch.where(ok, torch.clamp_max(raw, ALPHA_MAX), torch.zeros_like(raw))
+
+
 def _composite_block(px, py, means2d, conics, opacities, values, valid, transmittance):
     """Composite one depth-ordered block of L Gaussians over the P pixels of T tiles.
 
@@ -222,11 +234,7 @@ def _composite_block(px, py, means2d, conics, opacities, values, valid, transmit
     Returns:
         (contribution [T, P, C], transmittance leaving the block [T, P], stopped [T, P]).
     """
-    dx = px[:, :, None] - means2d[:, None, :, 0]
-    dy = py[:, :, None] - means2d[:, None, :, 1]
-    sigma = 0.5 * (conics[:, None, :, 0] * dx * dx + conics[:, None, :, 2] * dy * dy) + conics[:, None, :, 1] * dx * dy
-    alpha = torch.clamp_max(opacities[:, None, :] * torch.exp(-sigma), ALPHA_MAX)
-    alpha = torch.where(valid[:, None, :] & (sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
+    alpha = _block_alphas(px, py, means2d, conics, opacities, valid)[-1]
     one_minus = 1.0 - alpha
     t_after = transmittance[:, :, None] * torch.cumprod(one_minus, dim=-1)
     # A Gaussian counts only while the transmittance after it stays >= T_MIN (3DGS's early stop).
@@ -234,9 +242,7 @@ def _composite_block(px, py, means2d, conics, opacities, values, valid, transmit
     keep = t_after >= T_MIN
     weights = torch.where(keep, alpha * (t_after / one_minus), torch.zeros_like(alpha))
     t_out = torch.where(keep, t_after, transmittance[:, :, None].expand_as(t_after)).amin(-1)
-    stopped = (~keep).any(-1)
-    # Once stopped, later blocks must add nothing: mark the pixel with transmittance 0 (its alpha
-    # output uses t_kept below).
+    stopped = (~keep).any(-1)  # the caller stops this pixel: later blocks add nothing
     return torch.bmm(weights, values), t_out, stopped
 
 
@@ -331,6 +337,25 @@ def _gather_tiles(image: torch.Tensor, tile_ids: torch.Tensor, meta) -> torch.Te
     return torch.where(inside[..., None], out, torch.zeros_like(out))
 
 
+def add_background(render: torch.Tensor, final_t: torch.Tensor, background: torch.Tensor | None) -> torch.Tensor:
+    """render [V, H, W, C'] + final_t [V, H, W, 1] x background [V, C] on the first C channels."""
+    if background is None:
+        return render
+    n_bg = background.shape[-1]
+    return torch.cat([render[..., :n_bg] + final_t * background[:, None, None, :], render[..., n_bg:]], -1)
+
+
+def background_grads(grad_render: torch.Tensor, grad_alpha: torch.Tensor, final_t: torch.Tensor, background: torch.Tensor | None):
+    """(dL/d background [V, C] or None, dL/d final_t [V, H, W, 1]) given the output gradients;
+    the render gets final_t x background, and alpha = 1 - final_t."""
+    if background is None:
+        return None, -grad_alpha
+    n_bg = background.shape[-1]
+    grad_bg = (grad_render[..., :n_bg] * final_t).sum((1, 2))
+    grad_t = (grad_render[..., :n_bg] * background[:, None, None, :].to(grad_render.dtype)).sum(-1, keepdim=True) - grad_alpha
+    return grad_bg, grad_t
+
+
 def _nonempty_tiles(offsets: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(offsets[1:] > offsets[:-1]).squeeze(-1)
 
@@ -353,11 +378,7 @@ class _CompositeFn(torch.autograd.Function):
         ctx.meta = meta
         ctx.has_depths = depths is not None
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t, render)
-        alpha = 1.0 - final_t
-        if background is not None:
-            n_bg = background.shape[-1]
-            render = torch.cat([render[..., :n_bg] + final_t * background[:, None, None, :], render[..., n_bg:]], -1)
-        return render, alpha
+        return add_background(render, final_t, background), 1.0 - final_t
 
     @staticmethod
     def backward(ctx, grad_render, grad_alpha):
@@ -366,14 +387,7 @@ class _CompositeFn(torch.autograd.Function):
         grads = {"means2d": torch.zeros_like(means2d), "conics": torch.zeros_like(conics), "opacities": torch.zeros_like(opacities), "values": torch.zeros_like(values)}
         grads["depths"] = torch.zeros_like(depths) if ctx.has_depths else None
         grads["absgrad"] = torch.zeros_like(means2d) if meta["absgrad"] else None
-        grad_bg = None
-        if background is not None:
-            n_bg = background.shape[-1]
-            grad_bg = (grad_render[..., :n_bg] * final_t).sum((1, 2))
-            # d(render)/d(final_t) = background, and alpha = 1 - final_t.
-            grad_final_t = (grad_render[..., :n_bg] * background[:, None, None, :]).sum(-1, keepdim=True) - grad_alpha
-        else:
-            grad_final_t = -grad_alpha
+        grad_bg, grad_final_t = background_grads(grad_render, grad_alpha, final_t, background)
         for chunk in _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_slots"]):
             _backward_tiles(
                 chunk, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta,
@@ -381,7 +395,8 @@ class _CompositeFn(torch.autograd.Function):
                 _gather_tiles(render, chunk, meta), grads,
             )
         if grads["absgrad"] is not None:
-            meta["absgrad_out"].append(grads["absgrad"])
+            holder = meta["absgrad_holder"]
+            holder.value = grads["absgrad"].reshape(holder.shape)
         return grads["means2d"], grads["conics"], grads["opacities"], grads["values"], grads["depths"], grad_bg, None, None, None, None
 
 
@@ -414,14 +429,8 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
         block_values = values[fid]
         if depths is not None:
             block_values = torch.cat([block_values, depths[pair][..., None]], -1)
-        dx = px[:, :, None] - m2[:, None, :, 0]
-        dy = py[:, :, None] - m2[:, None, :, 1]
+        dx, dy, gauss, raw, ok, alpha = _block_alphas(px, py, m2, con, op, valid)
         ca, cb, cc = con[:, None, :, 0], con[:, None, :, 1], con[:, None, :, 2]
-        sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-        gauss = torch.exp(-sigma)
-        raw = op[:, None, :] * gauss
-        ok = valid[:, None, :] & (sigma >= 0) & (raw >= ALPHA_MIN)
-        alpha = torch.where(ok, torch.clamp_max(raw, ALPHA_MAX), torch.zeros_like(raw))
         one_minus = 1.0 - alpha
         t_after = transmittance[:, :, None] * torch.cumprod(one_minus, dim=-1)
         keep = (t_after >= T_MIN) & active[:, :, None]

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN
+from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN, add_background, background_grads
 
 BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step)
 NUM_WARPS = 8
@@ -209,12 +209,8 @@ class _CompositeTritonFn(torch.autograd.Function):
         )
         ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, fids, offsets, out, final_t)
-        render = out.to(dtype)
         ft = final_t[..., None].to(dtype)
-        if background is not None:
-            n_bg = background.shape[-1]
-            render = torch.cat([render[..., :n_bg] + ft * background[:, None, None, :], render[..., n_bg:]], -1)
-        return render, 1.0 - ft
+        return add_background(out.to(dtype), ft, background), 1.0 - ft
 
     @staticmethod
     def backward(ctx, grad_render, grad_alpha):
@@ -226,14 +222,8 @@ class _CompositeTritonFn(torch.autograd.Function):
         out_c = out.shape[-1]
         grad_render = torch.zeros_like(out) if grad_render is None else grad_render.float().contiguous()
         grad_alpha = torch.zeros(v, h, w, 1, device=out.device) if grad_alpha is None else grad_alpha.float()
-        ft = final_t[..., None]
-        grad_bg = None
-        if background is not None:
-            n_bg = background.shape[-1]
-            grad_bg = (grad_render[..., :n_bg] * ft).sum((1, 2)).to(background.dtype)
-            grad_t = (grad_render[..., :n_bg] * background[:, None, None, :].float()).sum(-1, keepdim=True) - grad_alpha
-        else:
-            grad_t = -grad_alpha
+        grad_bg, grad_t = background_grads(grad_render, grad_alpha, final_t[..., None], background)
+        grad_bg = None if grad_bg is None else grad_bg.to(background.dtype)
         f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
         depths32 = depths.float().contiguous() if ctx.has_depth else f32[2]
         d_means, d_conics, d_opac, d_values = (torch.zeros_like(t) for t in f32)
@@ -246,7 +236,8 @@ class _CompositeTritonFn(torch.autograd.Function):
             HAS_DEPTH=ctx.has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
         )
         if meta["absgrad"]:
-            meta["absgrad_out"].append(absgrad.to(means2d.dtype))
+            holder = meta["absgrad_holder"]
+            holder.value = absgrad.to(means2d.dtype).reshape(holder.shape)
         grad_depths = d_depths.to(depths.dtype) if ctx.has_depth else None
         return (d_means.to(means2d.dtype), d_conics.to(conics.dtype), d_opac.to(opacities.dtype), d_values.to(values.dtype),
                 grad_depths, grad_bg, None, None, None, None)
