@@ -109,7 +109,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
     commands = [c for c in (line.strip() for line in first_block.splitlines()) if c and not c.startswith("#") and c != "bash"]
     assert len(commands) == 2, commands
     main_cmd, test_cmd = commands
-    assert "mnemovision" in main_cmd
+    assert "mnemovision train splat_bundled" in main_cmd  # the main job: fit the bundled scene
     assert "pytest" in test_cmd
     ci = (REPO / ".ci" / "run").read_text()
     assert test_cmd in ci, f".ci/run must call the README's test command: {test_cmd}"

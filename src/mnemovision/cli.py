@@ -118,15 +118,11 @@ def _cmd_make_scene(args: argparse.Namespace) -> int:
 
 
 def _cmd_splat_fit(args: argparse.Namespace) -> int:
-    from mnemovision.splatting.data.scene import load_scene
-    from mnemovision.splatting.fit import fit, recipe
+    from mnemovision.splatting.engine import fit_scene
 
-    scene = load_scene(args.data, downscale=args.downscale)
-    result = fit(scene, recipe(args.iterations, scene.width, scene.height), out_dir=args.out)
-    if args.orbit_frames:
-        from mnemovision.splatting.render import render_orbit_video
-
-        render_orbit_video(result.model, Path(args.out) / "orbit.mp4", n_frames=args.orbit_frames)
+    resume: bool | str = args.resume if args.resume not in (None, "auto") else args.resume == "auto"
+    fit_overrides = {"lpips_weights": args.lpips_weights, "lpips_backbone": args.lpips_backbone} if args.lpips_weights else {}
+    result = fit_scene(args.data, args.out, args.iterations, args.downscale, fit=fit_overrides, orbit_frames=args.orbit_frames, resume=resume)
     print(json.dumps(result.metrics, indent=2))
     return 0
 
@@ -187,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--iterations", type=int, default=1000)
     fit.add_argument("--downscale", type=float, default=1.0)
     fit.add_argument("--orbit-frames", type=int, default=60, help="frames of orbit.mp4 (0: no video)")
+    fit.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from the latest checkpoint in --out, or from the given one")
+    fit.add_argument("--lpips-weights", default=None, help="local LPIPS linear weights (lpips package's weights/v0.1/alex.pth): adds LPIPS to the metrics")
+    fit.add_argument("--lpips-backbone", default=None, help="local torchvision AlexNet weights for LPIPS")
     fit.set_defaults(func=_cmd_splat_fit)
     render = splat.add_parser("render", help="render an orbit video of a 3DGS PLY file")
     render.add_argument("--ply", required=True)

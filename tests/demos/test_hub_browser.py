@@ -75,6 +75,7 @@ def test_metrics_tab_in_a_real_browser(hub_url, page, tmp_path, artifacts_dir):
 
     page.goto(hub_url, wait_until="domcontentloaded")
     page.get_by_text("mnemovision", exact=False).first.wait_for(timeout=30000)
+    page.get_by_role("tab", name="Metrics").click()
     page.locator("#metrics-pred input[type=file]").set_input_files(str(tmp_path / "pred.png"))
     page.locator("#metrics-target input[type=file]").set_input_files(str(tmp_path / "ref.png"))
     page.locator("#metrics-pred img").first.wait_for(timeout=30000)
@@ -92,3 +93,27 @@ def test_metrics_tab_in_a_real_browser(hub_url, page, tmp_path, artifacts_dir):
     page.locator("#metrics-error-map img").first.wait_for(timeout=30000)
     page.screenshot(path=str(artifacts_dir / "demo_metrics_tab.png"), full_page=True)
     assert (artifacts_dir / "demo_metrics_tab.png").stat().st_size > 10000
+
+
+def test_splat_tab_trains_the_bundled_scene_and_orbits(hub_url, page, artifacts_dir):
+    page.goto(hub_url, wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Gaussian splatting").click()
+    steps = page.locator("#splat-iterations input[type=number]")
+    steps.fill("20")
+    steps.press("Enter")
+    page.locator("#splat-train").click()
+    status = page.locator("#splat-status")
+    status.get_by_text("step 10/20").wait_for(timeout=120000)  # live progress while the run goes on
+    page.locator("#splat-preview img").first.wait_for(timeout=30000)
+    status.get_by_text("done: 20 steps").wait_for(timeout=180000)
+    assert "psnr" in page.locator("#splat-metrics").inner_text()
+    view = page.locator("#splat-orbit-view img").first
+    view.wait_for(timeout=60000)
+    first = view.get_attribute("src")
+    angle = page.locator("#splat-orbit input[type=number]")
+    angle.fill("120")
+    angle.press("Enter")
+    page.wait_for_function("([sel, old]) => { const img = document.querySelector(sel); return img && img.src !== old; }", arg=["#splat-orbit-view img", first], timeout=60000)
+    page.wait_for_timeout(1500)  # let the pending overlay fade before the screenshot
+    page.screenshot(path=str(artifacts_dir / "demo_splat_tab.png"), full_page=True)
+    assert (artifacts_dir / "demo_splat_tab.png").stat().st_size > 10000

@@ -9,7 +9,8 @@ import torch
 
 from mnemovision.splatting.data.scene import load_scene
 from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
-from mnemovision.splatting.fit import FitConfig, fit, make_optimizer
+from mnemovision.splatting.engine import fit_scene
+from mnemovision.splatting.fit import FitConfig, make_optimizer
 from mnemovision.splatting.gaussians import GaussianModel, load_ply, save_ply
 from mnemovision.splatting.gaussians.density import DensityConfig, DensityController
 from mnemovision.vision.cameras import write_model
@@ -138,18 +139,22 @@ def test_density_control_clones_splits_and_prunes_a_constructed_case():
     assert optimizer.state[model.means]["exp_avg"].shape == model.means.shape
 
 
+SHORT = {"density": {"refine_start": 20, "refine_stop": 60, "refine_every": 20}}
+
+
 def test_a_short_fit_lowers_the_loss_and_reaches_a_psnr_floor(tiny_scene, tmp_path):
-    scene = load_scene(tiny_scene)
-    config = FitConfig(iterations=80, eval_every=40, sh_every=40, density=DensityConfig(refine_start=20, refine_stop=60, refine_every=20, reset_every=10**9))
-    before = fit(scene, FitConfig(iterations=1, eval_every=1, density=config.density), progress=False).metrics["psnr"]
-    result = fit(scene, config, out_dir=tmp_path, progress=False)
+    before = fit_scene(tiny_scene, tmp_path / "one", iterations=1, fit=SHORT, orbit_frames=0, progress=False).metrics["psnr"]
+    result = fit_scene(tiny_scene, tmp_path / "fit", iterations=80, fit=SHORT, orbit_frames=0, progress=False)
     assert result.metrics["psnr"] > before + 2.0
     assert result.metrics["psnr"] > 15.0  # measured 16.5 dB at 80 iterations on this 40x40 scene
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert {"psnr", "ssim", "n_gaussians", "size_mb", "train_seconds"} <= set(metrics)
-    assert read_image(tmp_path / "psnr_curve.png").shape[2] == 3
-    assert read_image(tmp_path / "renders" / "r_000.png").shape == (40, 80, 3)
-    assert len(load_ply(tmp_path / "point_cloud.ply")) == metrics["n_gaussians"]
+    metrics = json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    assert {"psnr", "ssim", "n_gaussians", "size_mb", "train_seconds", "render_fps"} <= set(metrics)
+    assert metrics["iterations"] == 80 and metrics["n_gaussians"] > 1500  # densified beyond the 1500 points
+    assert [step for step, _ in result.curve] == [8 * i for i in range(1, 11)]
+    assert result.curve[-1][1] > result.curve[0][1]
+    assert read_image(tmp_path / "fit" / "psnr_curve.png").shape[2] == 3
+    assert read_image(tmp_path / "fit" / "renders" / "r_000.png").shape == (40, 80, 3)
+    assert len(load_ply(tmp_path / "fit" / "point_cloud.ply")) == metrics["n_gaussians"]
 
 
 def test_density_control_respects_the_gaussian_budget():

@@ -129,13 +129,13 @@ def resolve_config(config: str | os.PathLike) -> Path:
 
 
 def build_runner(
-    config: str | os.PathLike,
+    config: str | os.PathLike | Config,
     work_dir: str | os.PathLike | None = None,
     resume: bool | str = False,
     cfg_options: dict | None = None,
     launcher: str = "none",
 ) -> MnemoRunner:
-    """Build a ``MnemoRunner`` from a config file.
+    """Build a ``MnemoRunner`` from a config file (or an already loaded ``Config``).
 
     Args:
         work_dir: overrides the config's; default ``work_dirs/<config name>``.
@@ -143,12 +143,24 @@ def build_runner(
         cfg_options: dotted-key overrides (``{"train_cfg.max_iters": 10}``).
         launcher: ``none`` or ``pytorch`` (set by ``torchrun``).
     """
-    cfg = load_config(config, cfg_options)
+    if isinstance(config, Config):
+        cfg = config.copy()
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        default_name = Path(cfg.filename or "run").stem
+    else:
+        cfg = load_config(config, cfg_options)
+        default_name = resolve_config(config).stem
     cfg.launcher = launcher
+    if cfg.get("experiment_name") is None:  # mmengine names its logger per run; two runs in one second would clash
+        import time
+        import uuid
+
+        cfg.experiment_name = f"{default_name}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:6]}"
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
     elif cfg.get("work_dir") is None:
-        cfg.work_dir = str(Path("work_dirs") / resolve_config(config).stem)
+        cfg.work_dir = str(Path("work_dirs") / default_name)
     if isinstance(resume, str) and resume:
         cfg.resume, cfg.load_from = True, resume
     else:

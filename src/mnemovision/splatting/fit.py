@@ -1,10 +1,11 @@
-"""Fitting a Gaussian scene to posed images: the 3D Gaussian splatting recipe in plain PyTorch.
+"""The 3D Gaussian splatting recipe in plain PyTorch: configuration, one training step, evaluation
+and the written outputs. The training loop itself runs under mmengine (``splatting.engine``).
 
-``fit(scene, config, out_dir)`` trains, evaluates and writes the results a person looks at:
-``metrics.json`` (psnr, ssim, n_gaussians, size_mb, train_seconds, ...), ``psnr_curve.png``,
-``renders/<view>.png`` (render | truth side by side), ``point_cloud.ply`` (3DGS layout) and,
-with ``orbit_frames``, ``orbit.mp4``. Loss: (1 - lambda) L1 + lambda (1 - SSIM), lambda = 0.2;
-per-parameter Adam learning rates as in 3DGS, the position rate decaying exponentially.
+Loss: (1 - lambda) L1 + lambda (1 - SSIM), lambda = 0.2; per-parameter Adam learning rates as in
+3DGS, the position rate decaying log-linearly; SH degree raised every ``sh_every`` steps. Outputs
+(``write_outputs``): ``metrics.json`` (psnr, ssim, [lpips], n_gaussians, size_mb, train_seconds,
+render_fps, ...), ``config.json``, ``psnr_curve.png``, ``renders/<view>.png`` (render | truth side
+by side) and ``point_cloud.ply`` (3DGS layout).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ class FitConfig:
     eval_every: int = 500
     seed: int = 0
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    lpips_weights: str | None = None  # local LPIPS linear-layer weights (.pth); LPIPS is scored when set
+    lpips_backbone: str | None = None  # local AlexNet weights for LPIPS (torchvision layout)
     density: DensityConfig = field(default_factory=DensityConfig)
 
 
@@ -61,8 +64,25 @@ def recipe(iterations: int, width: int, height: int) -> FitConfig:
     return FitConfig(iterations=iterations, eval_every=max(1, iterations // 10), sh_every=max(1, iterations // 4), density=density)
 
 
+def configure(iterations: int, width: int, height: int, overrides: dict | None = None) -> FitConfig:
+    """``recipe(iterations, width, height)`` with fields replaced by ``overrides`` (a plain dict, as
+    configs hold it; ``density`` may be a dict of ``DensityConfig`` fields)."""
+    base = recipe(iterations, width, height)
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - {f.name for f in fields(FitConfig)}
+    if unknown:
+        raise ValueError(f"unknown fit config fields {sorted(unknown)}; known: {[f.name for f in fields(FitConfig)]}")
+    if isinstance(overrides.get("density"), dict):
+        overrides["density"] = replace(base.density, **overrides["density"])
+    if "background" in overrides:
+        overrides["background"] = tuple(float(v) for v in overrides["background"])
+    return replace(base, **overrides)
+
+
 @dataclass
 class FitResult:
+    """A trained scene: the model, its test metrics and the test-PSNR curve [(iteration, dB)]."""
+
     model: GaussianModel
     metrics: dict
     curve: list[tuple[int, float]]
@@ -103,73 +123,53 @@ def render_view(model: GaussianModel, view: View, width: int, height: int, backg
 
 
 @torch.no_grad()
-def evaluate(model: GaussianModel, views: list[View], width: int, height: int, background: torch.Tensor) -> dict:
-    """Mean PSNR / SSIM over ``views`` (float images in [0, 1]), and render frames per second."""
+def evaluate(model: GaussianModel, views: list[View], width: int, height: int, background: torch.Tensor, lpips: torch.nn.Module | None = None) -> dict:
+    """Mean PSNR / SSIM (and LPIPS when an ``LPIPS`` module is given) over ``views`` (float images
+    in [0, 1]), and render frames per second (rendering only, metrics excluded)."""
     if not views:
         return {"psnr": float("nan"), "ssim": float("nan"), "render_fps": float("nan")}
-    psnrs, ssims = [], []
-    start = time.perf_counter()
+    scores: dict[str, list[float]] = {"psnr": [], "ssim": [], **({"lpips": []} if lpips is not None else {})}
+    render_seconds = 0.0
     for view in views:
+        start = time.perf_counter()
         rgb, _ = render_view(model, view, width, height, background)
+        render_seconds += time.perf_counter() - start
         pred, gt = rgb.clamp(0, 1).permute(2, 0, 1), view.image.permute(2, 0, 1)
-        psnrs.append(float(psnr(pred, gt)))
-        ssims.append(float(ssim(pred, gt)))
-    seconds = time.perf_counter() - start
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "render_fps": len(views) / seconds}
+        scores["psnr"].append(float(psnr(pred, gt)))
+        scores["ssim"].append(float(ssim(pred, gt)))
+        if lpips is not None:
+            scores["lpips"].append(float(lpips(pred[None], gt[None])))
+    return {**{k: float(np.mean(v)) for k, v in scores.items()}, "render_fps": len(views) / render_seconds}
 
 
-def fit(scene: SceneData, config: FitConfig = FitConfig(), out_dir: str | Path | None = None, progress: bool = True) -> FitResult:
-    """Train a Gaussian scene on ``scene.train`` and evaluate on ``scene.test``."""
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    model = initial_model(scene, config)
-    optimizer = make_optimizer(model, config, scene.extent)
-    density = DensityController(config.density, scene.extent)
-    background = torch.tensor(config.background, dtype=torch.float32)
-    w, h = scene.width, scene.height
-    curve: list[tuple[int, float]] = []
-    start = time.perf_counter()
-    order: list[int] = []
-    if progress:
-        from mnemovision.vision.progress import make_progress
-
-        bar = make_progress()
-        bar.start()
-        task = bar.add_task("fitting Gaussians", total=config.iterations, status="")
-    try:
-        for step in range(1, config.iterations + 1):
-            if not order:
-                order = list(rng.permutation(len(scene.train)))
-            view = scene.train[order.pop()]
-            for group in optimizer.param_groups:
-                if group["name"] == "means":
-                    group["lr"] = means_lr(step, config, scene.extent)
-            rgb, info = render_view(model, view, w, h, background)
-            pred, gt = rgb.permute(2, 0, 1), view.image.permute(2, 0, 1)
-            l1 = (pred - gt).abs().mean()
-            loss = (1 - config.lambda_dssim) * l1 + config.lambda_dssim * (1 - ssim(pred, gt, padding="same"))
-            loss.backward()
-            density.observe(info, w, h)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            density.step(step, model, optimizer)
-            if step % config.sh_every == 0 and model.active_sh_degree < model.max_sh_degree:
-                model.active_sh_degree += 1
-            if step % config.eval_every == 0 or step == config.iterations:
-                curve.append((step, evaluate(model, scene.test or scene.train[:4], w, h, background)["psnr"]))
-            if progress:
-                bar.update(task, advance=1, status=f"loss {loss.item():.4f}  N {len(model)}" + (f"  psnr {curve[-1][1]:.2f}" if curve else ""))
-    finally:
-        if progress:
-            bar.stop()
-    train_seconds = time.perf_counter() - start
-    metrics = evaluate(model, scene.test, w, h, background)
-    metrics.update(n_gaussians=len(model), size_mb=model.size_mb(), train_seconds=train_seconds, iterations=config.iterations,
-                   train_views=len(scene.train), test_views=len(scene.test), width=w, height=h)
-    result = FitResult(model, metrics, curve)
-    if out_dir is not None:
-        write_outputs(result, scene, config, Path(out_dir), background)
-    return result
+def train_iteration(
+    model: GaussianModel,
+    optimizer: torch.optim.Optimizer,
+    density: DensityController,
+    view: View,
+    step: int,
+    config: FitConfig,
+    extent: float,
+    background: torch.Tensor,
+) -> torch.Tensor:
+    """One 3DGS training step (``step`` counts from 1): position-rate decay, render, L1 + D-SSIM,
+    backward, density statistics, Adam, density control, SH degree schedule. Returns the loss."""
+    height, width = view.image.shape[:2]
+    for group in optimizer.param_groups:
+        if group["name"] == "means":
+            group["lr"] = means_lr(step, config, extent)
+    rgb, info = render_view(model, view, width, height, background)
+    pred, gt = rgb.permute(2, 0, 1), view.image.permute(2, 0, 1)
+    l1 = (pred - gt).abs().mean()
+    loss = (1 - config.lambda_dssim) * l1 + config.lambda_dssim * (1 - ssim(pred, gt, padding="same"))
+    loss.backward()
+    density.observe(info, width, height)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    density.step(step, model, optimizer)
+    if step % config.sh_every == 0 and model.active_sh_degree < model.max_sh_degree:
+        model.active_sh_degree += 1
+    return loss.detach()
 
 
 def write_outputs(result: FitResult, scene: SceneData, config: FitConfig, out_dir: Path, background: torch.Tensor) -> None:

@@ -38,13 +38,27 @@ class DensityConfig:
 class DensityController:
     """Accumulates densification statistics and edits a ``GaussianModel`` and its Adam optimizer."""
 
-    def __init__(self, config: DensityConfig, extent: float) -> None:
+    def __init__(self, config: DensityConfig, extent: float, seed: int = 0) -> None:
         self.config = config
         self.extent = extent
         self.grad_accum: torch.Tensor | None = None
         self.count: torch.Tensor | None = None
         self.max_radius: torch.Tensor | None = None
         self.resets = 0
+        self.generator = torch.Generator().manual_seed(seed)  # split samples: its own stream, so resume is exact
+
+    STATE_TENSORS = ("grad_accum", "count", "max_radius")
+
+    def state_dict(self) -> dict:
+        """Accumulated statistics, reset count and the split sampler's RNG state (plain tensors)."""
+        state = {name: getattr(self, name) for name in self.STATE_TENSORS if getattr(self, name) is not None}
+        return {**state, "resets": torch.tensor(self.resets), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.STATE_TENSORS:
+            setattr(self, name, state.get(name))
+        self.resets = int(state["resets"])
+        self.generator.set_state(state["generator"])
 
     def _ensure(self, n: int, device) -> None:
         if self.grad_accum is None or self.grad_accum.shape[0] != n:
@@ -150,7 +164,7 @@ class DensityController:
             return
         scales = model.scales[mask]
         rot = quat_to_rotmat(model.quats[mask])
-        offsets = [(rot @ (torch.randn_like(scales) * scales)[..., None]).squeeze(-1) for _ in range(2)]
+        offsets = [(rot @ (torch.randn(scales.shape, generator=self.generator).to(scales) * scales)[..., None]).squeeze(-1) for _ in range(2)]
 
         def build(name, t, is_state):
             sel = t[mask]

@@ -90,6 +90,15 @@ class GaussianModel(nn.Module):
         """Size of the parameters in float32 (what a PLY export stores, normals aside)."""
         return sum(p.numel() for p in self.parameters()) * 4 / 2**20
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Loading a state dict with another Gaussian count resizes the parameters in place (the same
+        ``Parameter`` objects, so an optimizer built on them stays valid); everything else is strict."""
+        for name in PARAM_NAMES:
+            value, param = state_dict.get(prefix + name), getattr(self, name)
+            if value is not None and value.shape[0] != param.shape[0] and value.shape[1:] == param.shape[1:]:
+                param.data = torch.empty(value.shape, dtype=param.dtype, device=param.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def render(self, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int, background: torch.Tensor | None = None, **kwargs):
         """Render [V] views: returns (rgb [V, H, W, 3], alpha [V, H, W, 1], info) via the shared rasterizer."""
         bg = None if background is None else background.expand(viewmats.shape[0], 3)

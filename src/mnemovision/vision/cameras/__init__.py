@@ -11,7 +11,7 @@ from mnemovision.vision.cameras.camera import (
 )
 from mnemovision.vision.cameras.colmap import ColmapModel, model_to_cameras, read_model, write_model
 from mnemovision.vision.cameras.nerf import NerfFrames, read_transforms, write_transforms
-from mnemovision.vision.cameras.paths import look_at, orbit
+from mnemovision.vision.cameras.paths import look_at, orbit, orbit_from_cameras
 
 __all__ = [
     "Cameras",
@@ -26,6 +26,7 @@ __all__ = [
     "opencv_to_opengl",
     "opengl_to_opencv",
     "orbit",
+    "orbit_from_cameras",
     "read_model",
     "read_transforms",
     "write_model",

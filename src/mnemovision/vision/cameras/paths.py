@@ -68,3 +68,29 @@ def orbit(
         offset = radius * (np.cos(elev) * (np.cos(azim) * a + np.sin(azim) * b) + np.sin(elev) * up)
         poses.append(look_at(center + offset, center, up))
     return np.stack(poses)
+
+
+def orbit_from_cameras(viewmats: np.ndarray, n_views: int, start_deg: float = 0.0) -> np.ndarray:
+    """An orbit like the one a set of cameras was taken on: world-to-camera [n_views, 4, 4].
+
+    The orbit centre is the point closest (least squares) to all the cameras' optical axes, ``up``
+    the mean of their image-up directions, the radius their mean distance to the centre and the
+    elevation their mean elevation above the plane orthogonal to ``up``.
+
+    Args:
+        viewmats: [V, 4, 4] world-to-camera matrices (OpenCV axes), V >= 2 with non-parallel axes.
+    """
+    viewmats = np.asarray(viewmats, dtype=np.float64)
+    if viewmats.ndim != 3 or viewmats.shape[1:] != (4, 4) or len(viewmats) < 2:
+        raise ValueError(f"viewmats must be [V >= 2, 4, 4], got {list(viewmats.shape)}")
+    c2w = np.linalg.inv(viewmats)
+    eyes, forwards, ups = c2w[:, :3, 3], c2w[:, :3, 2], -c2w[:, :3, 1]
+    # sum_i (I - f_i f_i^T) (x - e_i) = 0: the point nearest every optical axis.
+    proj = np.eye(3)[None] - forwards[:, :, None] * forwards[:, None, :]
+    center = np.linalg.lstsq(proj.sum(0), np.einsum("vij,vj->i", proj, eyes), rcond=None)[0]
+    up = ups.mean(0)
+    up /= np.linalg.norm(up)
+    offsets = eyes - center
+    radius = float(np.linalg.norm(offsets, axis=1).mean())
+    elevation = float(np.degrees(np.arcsin(np.clip((offsets @ up) / np.linalg.norm(offsets, axis=1), -1, 1))).mean())
+    return orbit(center, radius, n_views, elevation_deg=elevation, up=up, start_deg=start_deg)
