@@ -136,6 +136,63 @@ def _cmd_splat_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sr_upscale(args: argparse.Namespace) -> int:
+    from mnemovision.sr.api import load_upscaler
+    from mnemovision.sr.data import IMAGE_SUFFIXES
+    from mnemovision.vision.io import read_image, write_image
+
+    upscaler = load_upscaler(args.model, args.scale, sparse=args.sparse)
+    src, dst = Path(args.input), Path(args.output)
+    if src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"{src}: no image files")
+        targets = [(f, dst / f"{f.stem}.png") for f in files]
+    else:
+        targets = [(src, dst)]
+    for file, out in targets:
+        write_image(out, upscaler(read_image(file, mode="keep"), str(file)))
+        print(out)
+    return 0
+
+
+def _cmd_sr_eval(args: argparse.Namespace) -> int:
+    from mnemovision.sr.api import evaluate_folder, load_upscaler
+    from mnemovision.vision.checkpoints import atomic_write
+
+    report = evaluate_folder(load_upscaler(args.model, args.scale), args.data, args.scale)
+    if args.json:
+        with atomic_write(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+    print(json.dumps({k: report[k] for k in ("model", "scale", "psnr_y", "ssim_y")}, indent=2))
+    return 0
+
+
+def _cmd_vos_run(args: argparse.Namespace) -> int:
+    from mnemovision.vision.progress import track
+    from mnemovision.vos.api import load_model
+    from mnemovision.vos.run import run_sequence, sequences_in
+
+    model = load_model(args.model)
+    for seq in track(sequences_in(args.frames, args.masks), "segmenting sequences"):
+        run_sequence(model, seq, args.out)
+        print(Path(args.out) / seq.name)
+    return 0
+
+
+def _cmd_vos_eval(args: argparse.Namespace) -> int:
+    from mnemovision.vision.checkpoints import atomic_write
+    from mnemovision.vos.metrics import evaluate_folders, write_csvs
+
+    report = evaluate_folders(args.pred, args.gt, args.sequences.split(",") if args.sequences else None)
+    write_csvs(report, args.csv or args.pred)
+    if args.json:
+        with atomic_write(args.json, "w") as handle:
+            json.dump({k: report[k] for k in ("J", "F", "JF", "J_recall", "J_decay", "F_recall", "F_decay", "per_sequence", "per_object")}, handle, indent=2)
+    print(json.dumps({k: round(report[k], 4) for k in ("JF", "J", "F")}))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mnemovision.demos.hub import serve
 
@@ -196,6 +253,36 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--height", type=int, default=256)
     render.set_defaults(func=_cmd_splat_render)
 
+    sr = sub.add_parser("sr", help="super-resolution").add_subparsers(dest="sr_command", required=True)
+    upscale = sr.add_parser("upscale", help="upscale an image or every image of a folder")
+    upscale.add_argument("input")
+    upscale.add_argument("output", help="output image (or folder, for a folder input)")
+    upscale.add_argument("--model", default="shipped", help="a model file, 'shipped' (ISS-P 90%% sparse EDSR x2) or 'bicubic'")
+    upscale.add_argument("--scale", type=int, default=None, help="must match the model's; required for bicubic")
+    upscale.add_argument("--sparse", action="store_true", help="run pruned convolutions as sparse (CSR) matrices")
+    upscale.set_defaults(func=_cmd_sr_upscale)
+    sr_eval = sr.add_parser("eval", help="PSNR-Y / SSIM-Y of a model on a folder of HR images (BasicSR convention)")
+    sr_eval.add_argument("--model", default="shipped")
+    sr_eval.add_argument("--data", required=True, help="folder with HR/ (and optionally LR_bicubic/X<s>/), or of HR images")
+    sr_eval.add_argument("--scale", type=int, default=None)
+    sr_eval.add_argument("--json", default=None)
+    sr_eval.set_defaults(func=_cmd_sr_eval)
+
+    vos = sub.add_parser("vos", help="video object segmentation").add_subparsers(dest="vos_command", required=True)
+    vos_run = vos.add_parser("run", help="segment videos from their annotated frames")
+    vos_run.add_argument("--frames", required=True, help="a folder of frames, or of sequence folders")
+    vos_run.add_argument("--masks", required=True, help="annotation masks named like the frames (per sequence folder)")
+    vos_run.add_argument("--out", required=True)
+    vos_run.add_argument("--model", default="flow", help="'copy-first', 'flow', or a JointFormer checkpoint")
+    vos_run.set_defaults(func=_cmd_vos_run)
+    vos_eval = vos.add_parser("eval", help="DAVIS J&F exactly as the official toolkit")
+    vos_eval.add_argument("--pred", required=True, help="results: <seq>/<frame>.png")
+    vos_eval.add_argument("--gt", required=True, help="a DAVIS root (Annotations/) or a folder of <seq>/ masks")
+    vos_eval.add_argument("--sequences", default=None, help="comma-separated subset")
+    vos_eval.add_argument("--csv", default=None, help="folder for the CSVs (default: --pred)")
+    vos_eval.add_argument("--json", default=None)
+    vos_eval.set_defaults(func=_cmd_vos_eval)
+
     demo = sub.add_parser("demo", help="serve the Gradio demo hub on this machine")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; never shared publicly)")
     demo.add_argument("--port", type=int, default=7860)
@@ -204,8 +291,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. Bad input (a missing file, a malformed file, a wrong value) ends with a one-line
+    ``mnemovision: error: ...`` and exit status 2; ``MNEMOVISION_DEBUG=1`` shows the traceback."""
+    import os
+
+    from mnemovision.vision.errors import CheckpointError, FileFormatError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, FileFormatError, CheckpointError) as err:
+        if os.environ.get("MNEMOVISION_DEBUG"):
+            raise
+        print(f"mnemovision: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -117,3 +117,24 @@ def test_splat_tab_trains_the_bundled_scene_and_orbits(hub_url, page, artifacts_
     page.wait_for_timeout(1500)  # let the pending overlay fade before the screenshot
     page.screenshot(path=str(artifacts_dir / "demo_splat_tab.png"), full_page=True)
     assert (artifacts_dir / "demo_splat_tab.png").stat().st_size > 10000
+
+
+def test_sr_tab_compares_models_in_a_real_browser(hub_url, page, tmp_path, artifacts_dir):
+    import skimage.data
+
+    from mnemovision.sr.api import SHIPPED
+
+    if not all(p.exists() for p in SHIPPED.values()):
+        pytest.skip("shipped SR models missing (bench/sr.py --ship writes them)")
+    write_image(tmp_path / "reference.png", skimage.data.astronaut()[100:292, 150:342])
+    page.goto(hub_url, wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Super-resolution").click()
+    page.locator("#sr-reference input[type=file]").set_input_files(str(tmp_path / "reference.png"))
+    page.locator("#sr-reference img").first.wait_for(timeout=30000)
+    page.locator("#sr-run").click()
+    table = page.locator("#sr-table")
+    table.get_by_text("PSNR-Y").wait_for(timeout=120000)
+    text = table.inner_text()
+    assert "bicubic" in text and "iss-p" in text
+    assert page.locator("#sr-gallery img").count() >= 3
+    page.screenshot(path=str(artifacts_dir / "demo_sr_tab.png"), full_page=True)

@@ -4,6 +4,6 @@
 ``MnemoRunner``; ``mnemovision train`` and ``mnemovision test`` are thin wrappers around it.
 """
 
-from mnemovision.engine.runner import MnemoRunner, allow_mmengine_checkpoints, build_runner, load_config, parse_cfg_options, resolve_config
+from mnemovision.engine.runner import MnemoRunner, allow_mmengine_checkpoints, build_runner, config_type, load_config, parse_cfg_options, resolve_config
 
-__all__ = ["MnemoRunner", "allow_mmengine_checkpoints", "build_runner", "load_config", "parse_cfg_options", "resolve_config"]
+__all__ = ["MnemoRunner", "allow_mmengine_checkpoints", "build_runner", "config_type", "load_config", "parse_cfg_options", "resolve_config"]

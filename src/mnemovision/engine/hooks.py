@@ -10,7 +10,7 @@ from mmengine.hooks import Hook
 
 def _scalar(value) -> float | None:
     try:
-        return float(value)
+        return float(value.detach()) if hasattr(value, "detach") else float(value)
     except (TypeError, ValueError):
         return None
 

@@ -105,6 +105,14 @@ class MnemoRunner(Runner):
         os.replace(tmp_path, final_path)
 
 
+def config_type(cls: type):
+    """``cls`` as a config ``type`` value that a loaded Python config can hold and print (a lazy
+    reference to it); for entries added to a loaded config in code, e.g. a hook."""
+    from mmengine.config.lazy import LazyObject
+
+    return LazyObject(cls.__module__, cls.__qualname__)
+
+
 def load_config(config: str | os.PathLike, cfg_options: dict | None = None) -> Config:
     """Read a Python config file (or the name of a bundled config, e.g. ``denoise_tiny``)."""
     path = resolve_config(config)

@@ -1,0 +1,143 @@
+"""Train EDSR-baseline x2 dense and at 90% sparsity (ISS-P, one-shot magnitude, L1-norm filters) with
+the shipped CPU recipe (config ``sr_edsr_x2``: same data, iterations and schedule for every method),
+score each on Set5 beside bicubic, and compare file sizes and CPU speed.
+
+    python bench/sr.py [--iterations 2000] [--methods dense,iss-p,magnitude,l1-filter] --json PATH [--ship]
+
+Pruned methods prune at half the run (ISS-P: soft shrinkage alpha 0.95 until then, then the hard
+mask; the one-shot methods: dense training until then, then the mask) and fine-tune the rest.
+``--ship`` copies the ISS-P model's compressed file into the package (``sr/weights``), and the dense
+model in float16 (for the demo's comparison).
+Writes {"results": [{"model", "method", "sparsity", "scale", "psnr_y", "ssim_y", "params_nonzero",
+"file_mb", "cpu_ms_per_mpix", "cpu_ms_per_mpix_sparse"}]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table, write_json  # noqa: E402
+
+from mnemovision.engine import build_runner, config_type, load_config  # noqa: E402
+from mnemovision.sr.data import benchmark_pairs, resolve_benchmark, to_tensor  # noqa: E402
+from mnemovision.sr.engine import FilterPruneHook, ISSPHook, MagnitudePruneHook  # noqa: E402
+from mnemovision.sr.export import load_sr_model, save_sr_model, to_sparse_inference  # noqa: E402
+from mnemovision.sr.pruning import prunable_weights  # noqa: E402
+from mnemovision.vision.metrics import image_psnr, image_ssim  # noqa: E402
+from mnemovision.vision.resize import imresize  # noqa: E402
+
+SCALE = 2
+SPARSITY = 0.9
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "mnemovision" / "sr" / "weights"
+
+
+def hook_for(method: str, iterations: int):
+    half = iterations // 2
+    return {
+        "dense": None,
+        "iss-p": dict(type=config_type(ISSPHook), sparsity=SPARSITY, alpha=0.95, prune_iters=half),
+        "magnitude": dict(type=config_type(MagnitudePruneHook), sparsity=SPARSITY, prune_at=half),
+        "l1-filter": dict(type=config_type(FilterPruneHook), sparsity=SPARSITY, prune_at=half),
+    }[method]
+
+
+def train(method: str, iterations: int, work_dir: Path):
+    cfg = load_config("sr_edsr_x2")
+    cfg.train_cfg.max_iters = iterations
+    cfg.train_cfg.val_interval = iterations
+    cfg.param_scheduler[0].T_max = cfg.param_scheduler[0].end = iterations
+    cfg.default_hooks.checkpoint.interval = iterations
+    hook = hook_for(method, iterations)
+    if hook is not None:
+        cfg.custom_hooks.append(hook)
+    runner = build_runner(cfg, work_dir=work_dir)
+    runner.train()
+    return runner.model.net.eval()
+
+
+def score(upscale, pairs) -> tuple[float, float]:
+    psnrs, ssims = [], []
+    for _, lr, gt in pairs:
+        sr = upscale(lr)
+        psnrs.append(image_psnr(sr, gt, crop_border=SCALE, y_channel=True))
+        ssims.append(image_ssim(sr, gt, crop_border=SCALE, y_channel=True))
+    return float(np.mean(psnrs)), float(np.mean(ssims))
+
+
+def net_upscaler(net):
+    @torch.no_grad()
+    def run(lr: np.ndarray) -> np.ndarray:
+        out = net(to_tensor(lr)[None])[0].clamp(0, 1)
+        return (out.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
+    return run
+
+
+def ms_per_mpix(upscale, lr: np.ndarray, repeats: int = 3) -> float:
+    upscale(lr)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        upscale(lr)
+        times.append(time.perf_counter() - start)
+    out_mpix = lr.shape[0] * lr.shape[1] * SCALE * SCALE / 1e6
+    return 1000.0 * float(np.median(times)) / out_mpix
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--methods", default="dense,iss-p,magnitude,l1-filter")
+    parser.add_argument("--data", default=None, help="benchmark folder (default: Set5 from the shared data)")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--ship", action="store_true", help="copy the ISS-P model into the package")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    pairs = benchmark_pairs(resolve_benchmark(args.data), SCALE)
+    timing_lr = pairs[0][1]  # baby, 256x256 LR -> 512x512
+    bicubic = lambda lr: imresize(lr, SCALE)  # noqa: E731
+    psnr_y, ssim_y = score(bicubic, pairs)
+    rows = [{"model": "bicubic", "method": "bicubic", "sparsity": 0.0, "scale": SCALE, "psnr_y": psnr_y, "ssim_y": ssim_y,
+             "params_nonzero": 0, "file_mb": 0.0, "cpu_ms_per_mpix": ms_per_mpix(bicubic, timing_lr), "cpu_ms_per_mpix_sparse": None}]
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in args.methods.split(","):
+            net = train(method, args.iterations, Path(tmp) / method)
+            path = save_sr_model(Path(tmp) / f"edsr_baseline_x2_{method}.safetensors", net, "edsr", "baseline", SCALE, method)
+            reloaded, meta = load_sr_model(path)
+            psnr_y, ssim_y = score(net_upscaler(reloaded), pairs)
+            weights = prunable_weights(reloaded)
+            sparse_ms = None
+            if method != "dense":
+                sparse_ms = ms_per_mpix(net_upscaler(to_sparse_inference(load_sr_model(path)[0])), timing_lr)
+            rows.append({
+                "model": "edsr-baseline", "method": method, "sparsity": float(meta["sparsity"]), "scale": SCALE,
+                "psnr_y": psnr_y, "ssim_y": ssim_y,
+                "params_nonzero": int(sum(int((p != 0).sum()) for p in reloaded.parameters())),
+                "prunable_nonzero": int(sum(int((w != 0).sum()) for w in weights.values())),
+                "file_mb": path.stat().st_size / 2**20,
+                "cpu_ms_per_mpix": ms_per_mpix(net_upscaler(reloaded), timing_lr),
+                "cpu_ms_per_mpix_sparse": sparse_ms,
+                "iterations": args.iterations,
+            })
+            print(json.dumps(rows[-1]), flush=True)
+            if args.ship and method == "iss-p":  # compressed, float32: exactly the model scored here
+                WEIGHTS.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, WEIGHTS / "edsr_baseline_x2_issp90.safetensors")
+            if args.ship and method == "dense":  # float16 (2.6 MB), for the demo's side-by-side view
+                save_sr_model(WEIGHTS / "edsr_baseline_x2_dense_fp16.safetensors", net, "edsr", "baseline", SCALE, "dense", dtype=torch.float16)
+    print_table(rows, ["method", "sparsity", "psnr_y", "ssim_y", "params_nonzero", "file_mb", "cpu_ms_per_mpix", "cpu_ms_per_mpix_sparse"])
+    write_json(args.json, {"results": rows, "device": "cpu", "threads": torch.get_num_threads()})
+
+
+if __name__ == "__main__":
+    main()

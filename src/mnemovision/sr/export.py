@@ -1,0 +1,133 @@
+"""Compressed SR model files: safetensors with pruned weights stored as a bitmask plus their nonzero
+values, and sparse CPU inference through CSR convolutions.
+
+Layout of a file (every tensor little-endian, as safetensors stores them):
+- a dense tensor ``<name>`` for each parameter that is not worth storing sparse;
+- for each sparse weight: ``<name>.__bitmask`` (uint8, ``numpy.packbits`` of the flattened
+  ``weight != 0`` in C order, big-endian bit order) and ``<name>.__values`` (the nonzero values in the
+  same order, original dtype);
+- metadata: ``format`` = ``mnemovision-sr/1``, ``arch``, ``size``, ``scale``, ``method``,
+  ``sparsity`` and ``shapes`` (JSON: name -> shape of each sparse weight).
+A weight is stored sparse when at most 95% of it is nonzero (then mask + values are smaller).
+Loading rebuilds exactly the same tensors, so outputs are bit-identical to the saved model's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnemovision.sr.models import build_sr_model
+from mnemovision.sr.pruning import sparsity_of
+from mnemovision.vision.checkpoints import atomic_write
+from mnemovision.vision.errors import CheckpointError
+
+FORMAT = "mnemovision-sr/1"
+SPARSE_MAX_DENSITY = 0.95
+
+
+def save_sr_model(path: str | Path, model: nn.Module, arch: str, size: str, scale: int, method: str = "dense", dtype: torch.dtype | None = None) -> Path:
+    """Write ``model``'s state dict to ``path`` (.safetensors), pruned weights compressed; atomic.
+    ``dtype`` (e.g. ``torch.float16``) stores floating tensors in that type (loading casts back, so
+    outputs then differ by the rounding); by default they are stored as they are (exact reload)."""
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    shapes: dict[str, list[int]] = {}
+    for name, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        nonzero = value != 0
+        if value.ndim >= 2 and value.is_floating_point() and float(nonzero.float().mean()) <= SPARSE_MAX_DENSITY:
+            bits = np.packbits(nonzero.flatten().numpy())
+            tensors[f"{name}.__bitmask"] = torch.from_numpy(bits)
+            tensors[f"{name}.__values"] = value.flatten()[nonzero.flatten()].contiguous()
+            shapes[name] = list(value.shape)
+        else:
+            tensors[name] = value
+    metadata = {"format": FORMAT, "dtype": str(dtype or "as saved"), "arch": arch, "size": size, "scale": str(scale), "method": method, "sparsity": f"{sparsity_of(model):.6f}", "shapes": json.dumps(shapes)}
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        handle.write(save(tensors, metadata=metadata))
+    return path
+
+
+def read_sr_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The dense state dict and the metadata of a file written by ``save_sr_model``.
+
+    Raises:
+        CheckpointError: not such a file, or a sparse weight whose mask/values/shape disagree (named).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            raw = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as err:  # safetensors raises its own error types for a bad header
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: metadata field 'format' is {meta.get('format')!r}, expected {FORMAT!r} (write it with save_sr_model)")
+    shapes = json.loads(meta.get("shapes", "{}"))
+    state = {k: v for k, v in raw.items() if not k.endswith((".__bitmask", ".__values"))}
+    for name, shape in shapes.items():
+        bits, values = raw.get(f"{name}.__bitmask"), raw.get(f"{name}.__values")
+        if bits is None or values is None:
+            raise CheckpointError(f"{path}: sparse weight {name!r} lacks its __bitmask or __values tensor")
+        numel = int(np.prod(shape))
+        mask = torch.from_numpy(np.unpackbits(bits.numpy(), count=numel).astype(bool))
+        if mask.numel() != numel or int(mask.sum()) != values.numel():
+            raise CheckpointError(f"{path}: sparse weight {name!r}: bitmask has {int(mask.sum())} ones for {values.numel()} values (shape {shape})")
+        dense = torch.zeros(numel, dtype=values.dtype)
+        dense[mask] = values
+        state[name] = dense.view(shape)
+    return state, meta
+
+
+def load_sr_model(path: str | Path) -> tuple[nn.Module, dict]:
+    """Build the network named in the file's metadata and load it strictly; returns (model, metadata)."""
+    from mnemovision.vision.checkpoints import load_state_dict_strict
+
+    state, meta = read_sr_file(path)
+    try:
+        model = build_sr_model(meta["arch"], meta["size"], int(meta["scale"]))
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: metadata does not name a buildable model (arch/size/scale): {err}") from err
+    load_state_dict_strict(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source=str(path))
+    return model.eval(), meta
+
+
+class SparseConv2d(nn.Module):
+    """A stride-1 Conv2d computed as a CSR matrix [C_out, C_in*k*k] times unfolded patches."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or not isinstance(conv.padding, tuple):
+            raise ValueError(f"SparseConv2d supports stride 1, dilation 1, groups 1 and numeric padding, got {conv}")
+        self.kernel_size, self.padding, self.out_channels = conv.kernel_size, conv.padding, conv.out_channels
+        self.weight = conv.weight.detach().flatten(1).to_sparse_csr()
+        self.bias = None if conv.bias is None else conv.bias.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        cols = F.unfold(x, self.kernel_size, padding=self.padding)  # [B, C_in*k*k, H*W]
+        out = torch.stack([self.weight @ cols[i] for i in range(b)])  # [B, C_out, H*W]
+        if self.bias is not None:
+            out = out + self.bias[None, :, None]
+        return out.view(b, self.out_channels, h, w)
+
+
+def to_sparse_inference(model: nn.Module, max_density: float = 0.5) -> nn.Module:
+    """Replace (in place) every Conv2d at most ``max_density`` nonzero by a ``SparseConv2d``."""
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.Conv2d) and float((child.weight != 0).float().mean()) <= max_density:
+                setattr(module, child_name, SparseConv2d(child))
+    return model

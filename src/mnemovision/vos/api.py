@@ -1,0 +1,122 @@
+"""The inference API: one ``VOSSession`` per video, numpy in and out, any propagation model behind it.
+
+    session = VOSSession(load_model("flow"))
+    session.add_mask(0, first_mask)              # [H, W] uint8 ids; objects may join at later frames
+    for frame in frames:                         # [H, W, 3] uint8, in order
+        ids = session.step(frame)                # [H, W] uint8 ids
+    session.remove_object(2); session.reset()
+
+A model implements ``VOSModel``: it keeps per-video state in an object it creates (``new_state``),
+predicts per-object probabilities for a frame (``propagate``) and memorises frames with their final
+masks (``memorize``), holding frames in a ``MemoryBank`` with a hard capacity where it keeps any.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class VOSModel(Protocol):
+    name: str
+
+    def new_state(self) -> Any: ...
+
+    def propagate(self, state: Any, frame: np.ndarray, frame_index: int, n_objects: int) -> np.ndarray:
+        """[n_objects, H, W] float probabilities of the known objects in ``frame``."""
+
+    def memorize(self, state: Any, frame: np.ndarray, frame_index: int, masks: np.ndarray, annotated: bool) -> None:
+        """Remember ``frame`` with its final per-object masks [n_objects, H, W] (bool or float)."""
+
+    def remove_object(self, state: Any, index: int) -> None:
+        """Forget object number ``index`` (0-based position among the known objects)."""
+
+
+def aggregate(probs: np.ndarray) -> np.ndarray:
+    """Soft aggregation of per-object probabilities [K, H, W] into [K + 1, H, W] (background first):
+    background = prod(1 - p_k), then renormalised in logit space as XMem / JointFormer do."""
+    probs = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    background = np.prod(1 - probs, axis=0, keepdims=True)
+    stacked = np.clip(np.concatenate([background, probs]), 1e-7, 1 - 1e-7)
+    logits = np.log(stacked / (1 - stacked))
+    logits -= logits.max(axis=0, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=0, keepdims=True)
+
+
+class VOSSession:
+    """Segments one video frame by frame. Object ids are the values of the masks given (1..254)."""
+
+    def __init__(self, model: VOSModel) -> None:
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the video: objects, pending masks, the model's memory."""
+        self.state = self.model.new_state()
+        self.object_ids: list[int] = []
+        self.pending: dict[int, list[tuple[np.ndarray, list[int]]]] = {}
+        self.next_index = 0
+
+    def add_mask(self, frame_index: int, mask: np.ndarray, object_ids: list[int] | None = None) -> None:
+        """Give the masks of ``object_ids`` (default: every nonzero id in ``mask``) at ``frame_index``
+        (the frame ``step`` processes next, or a later one). Known ids are corrected there; new ids
+        join the video from that frame on."""
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"mask must be [H, W] ids, got shape {list(mask.shape)}")
+        if frame_index < self.next_index:
+            raise ValueError(f"frame {frame_index} is already processed (next is {self.next_index}); masks can be given for the next frame or later")
+        ids = sorted(int(i) for i in np.unique(mask) if i != 0) if object_ids is None else [int(i) for i in object_ids]
+        if any(not 0 < i < 255 for i in ids):
+            raise ValueError(f"object ids must be in 1..254, got {ids}")
+        self.pending.setdefault(frame_index, []).append((mask.astype(np.uint8), ids))
+
+    def remove_object(self, object_id: int) -> None:
+        if object_id not in self.object_ids:
+            raise KeyError(f"object {object_id} is not tracked (tracked: {self.object_ids})")
+        index = self.object_ids.index(object_id)
+        self.model.remove_object(self.state, index)
+        del self.object_ids[index]
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """Segment the next frame [H, W, 3] uint8 -> [H, W] uint8 ids."""
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be [H, W, 3] uint8, got shape {list(frame.shape)} dtype {frame.dtype}")
+        t = self.next_index
+        h, w = frame.shape[:2]
+        probs = self.model.propagate(self.state, frame, t, len(self.object_ids)) if self.object_ids else np.zeros((0, h, w))
+        given = self.pending.pop(t, [])
+        annotated = bool(given)
+        for mask, ids in given:
+            if mask.shape != (h, w):
+                raise ValueError(f"mask for frame {t} is {mask.shape[1]}x{mask.shape[0]}, the frame {w}x{h}")
+            for object_id in ids:
+                if object_id not in self.object_ids:
+                    self.object_ids.append(object_id)
+                    probs = np.concatenate([probs, np.zeros((1, h, w))])
+            probs[:, np.isin(mask, ids)] = 0.0  # a given mask decides its pixels for every object
+            for object_id in ids:
+                probs[self.object_ids.index(object_id)] = mask == object_id  # and all of its objects' pixels
+        if not self.object_ids:
+            self.next_index += 1
+            return np.zeros((h, w), dtype=np.uint8)
+        labels = aggregate(probs).argmax(axis=0)
+        ids = np.array([0, *self.object_ids], dtype=np.uint8)[labels]
+        final = np.stack([ids == object_id for object_id in self.object_ids])
+        self.model.memorize(self.state, frame, t, final, annotated)
+        self.next_index += 1
+        return ids
+
+
+def load_model(name: str = "flow", **options) -> VOSModel:
+    """``copy-first``, ``flow`` (dense optical flow, OpenCV DIS), or a JointFormer checkpoint/config."""
+    from mnemovision.vos import baselines
+
+    if name == "copy-first":
+        return baselines.CopyFirst()
+    if name == "flow":
+        return baselines.FlowPropagation(**options)
+    raise ValueError(f"unknown VOS model {name!r}: use 'copy-first', 'flow' or a JointFormer checkpoint")

@@ -1,0 +1,41 @@
+"""The super-resolution tab's function, without a browser (needs the shipped models)."""
+
+import numpy as np
+import pytest
+
+from mnemovision.demos import sr_tab
+from mnemovision.sr.api import SHIPPED, load_upscaler
+from mnemovision.vision.metrics import image_psnr
+from mnemovision.vision.resize import bicubic_lr
+
+pytestmark = pytest.mark.skipif(not all(p.exists() for p in SHIPPED.values()), reason="shipped SR models missing (bench/sr.py --ship writes them)")
+
+
+def reference():
+    import skimage.data
+
+    return skimage.data.astronaut()[100:292, 150:342]  # 192x192 of a real photo
+
+
+def test_compare_scores_three_models_against_the_reference():
+    images, table = sr_tab.compare(None, reference(), 0.9)
+    assert len(images) == 3 + 4  # three full outputs, four zoom crops (with the reference's)
+    assert all(img.shape == (192, 192, 3) for img, _ in images[:3])
+    assert images[3][0].shape == (4 * sr_tab.ZOOM, 4 * sr_tab.ZOOM, 3)
+    lr, gt = bicubic_lr(reference(), 2)
+    expected = image_psnr(load_upscaler("shipped")(lr), gt, crop_border=2, y_channel=True)
+    assert f"{expected:.2f}" in table and "bicubic" in table
+    psnrs = [float(row.split("|")[3]) for row in table.splitlines()[2:]]
+    assert psnrs[1] > psnrs[0] + 1.0 and psnrs[2] > psnrs[0] + 1.0  # both networks clearly beat bicubic
+
+
+def test_pruning_further_costs_quality_and_bad_inputs_are_explained():
+    _, table90 = sr_tab.compare(None, reference(), 0.9)
+    _, table99 = sr_tab.compare(None, reference(), 0.99)
+    assert "pruned to 99%" in table99
+    assert float(table99.splitlines()[-1].split("|")[3]) < float(table90.splitlines()[-1].split("|")[3])
+    assert sr_tab.compare(None, None, 0.9)[1].startswith("Upload")
+    lr = np.zeros((50, 50, 3), np.uint8)
+    assert "smaller than the input" in sr_tab.compare(lr, np.zeros((60, 60, 3), np.uint8), 0.9)[1]
+    images, table = sr_tab.compare(lr, None, 0.9)
+    assert images[0][0].shape == (100, 100, 3) and "PSNR" not in table

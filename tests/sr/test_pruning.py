@@ -1,0 +1,120 @@
+"""Pruning selections, the hooks under a real (tiny) mmengine run, and the compressed export."""
+
+import math
+
+import pytest
+import torch
+
+from mnemovision.engine import build_runner, config_type, load_config
+from mnemovision.sr.engine import FilterPruneHook, ISSPHook, MagnitudePruneHook
+from mnemovision.sr.export import load_sr_model, read_sr_file, save_sr_model, to_sparse_inference
+from mnemovision.sr.models import build_sr_model
+from mnemovision.sr.pruning import prunable_weights, smallest_filters, smallest_fraction, smallest_n_of_m, soft_shrink, sparsity_of
+from mnemovision.vision.errors import CheckpointError
+
+
+def test_selections():
+    w = torch.tensor([[0.5, -0.1, 0.3, -0.9], [0.2, 0.0, -0.7, 0.4]])
+    assert smallest_fraction(w, 0.5).tolist() == [[False, True, True, False], [True, True, False, False]]  # 0.0, 0.1, 0.2, 0.3
+    assert smallest_n_of_m(w, 1, 4).tolist() == [[False, True, False, False], [False, True, False, False]]
+    rows = smallest_filters(torch.stack([w[0], w[0] * 0.1, w[0] * 2]), 0.5)
+    assert rows.tolist() == [[True] * 4, [True] * 4, [False] * 4]  # ceil(0.5 * 3) = 2 filters, the smallest L1 norms
+    with pytest.raises(ValueError, match="do not split into groups of 3"):
+        smallest_n_of_m(w, 1, 3, name="conv.weight")
+
+
+def test_smallest_filters_counts():
+    w = torch.randn(10, 4, 3, 3)
+    rows = smallest_filters(w, 0.9)
+    assert int(rows[:, 0, 0, 0].sum()) == 9  # ceil(0.9 * 10)
+
+
+def test_soft_shrink_scales_only_the_selection():
+    net = build_sr_model("edsr", "tiny", 2)
+    weights = prunable_weights(net)
+    before = {k: v.detach().clone() for k, v in weights.items()}
+    chosen = soft_shrink(weights, 0.9, 0.5)
+    for name, w in weights.items():
+        n = w.numel()
+        assert int(chosen[name].sum()) == min(math.ceil(0.9 * n), int(0.995 * n))
+        torch.testing.assert_close(w[chosen[name]], before[name][chosen[name]] * 0.5)
+        assert torch.equal(w[~chosen[name]], before[name][~chosen[name]])
+    assert "body.0.conv1.weight" in weights and not any(k.endswith("bias") for k in weights)
+
+
+TINY = {"model.size": "tiny", "train_dataloader.batch_size": 4, "train_dataloader.dataset.patch": 12,
+        "val_dataloader.dataset.folder": None, "log_level": "ERROR", "default_hooks.logger.interval": 1000}
+
+
+def tiny_run(work_dir, hook, max_iters=12, resume=False, val_folder=None):
+    cfg = load_config("sr_edsr_x2", {**TINY, "train_cfg.max_iters": max_iters, "train_cfg.val_interval": 1000,
+                                     "default_hooks.checkpoint.interval": 6, "param_scheduler.0.T_max": 12, "param_scheduler.0.end": 12})
+    cfg.custom_hooks = []  # no progress bar in tests
+    cfg.custom_hooks.append(hook)
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    runner = build_runner(cfg, work_dir=work_dir, resume=resume)
+    runner.train()
+    return runner
+
+
+@pytest.mark.parametrize("hook", [
+    dict(type=config_type(ISSPHook), sparsity=0.9, alpha=0.9, prune_iters=6),
+    dict(type=config_type(MagnitudePruneHook), sparsity=0.9, prune_at=6),
+])
+def test_hooks_keep_the_requested_sparsity_after_masking(tmp_path, hook):
+    runner = tiny_run(tmp_path, hook)
+    weights = prunable_weights(runner.model)
+    for name, w in weights.items():
+        n = w.numel()
+        assert int((w == 0).sum()) >= min(math.ceil(0.9 * n), int(0.995 * n)) - 1, name  # the mask held through 6 fine-tuning steps
+    assert sparsity_of(runner.model) == pytest.approx(0.9, abs=0.01)
+
+
+def test_masks_survive_resume_exactly(tmp_path):
+    hook = dict(type=config_type(ISSPHook), sparsity=0.8, alpha=0.9, prune_iters=4)
+    full = tiny_run(tmp_path / "full", hook)
+    tiny_run(tmp_path / "split", hook, max_iters=6)
+    resumed = tiny_run(tmp_path / "split", hook, max_iters=12, resume=True)
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_filter_pruning_zeroes_whole_filters_and_spares_the_output_convs(tmp_path):
+    runner = tiny_run(tmp_path, dict(type=config_type(FilterPruneHook), sparsity=0.5, prune_at=0))
+    w = runner.model.net.body[0].conv1.weight
+    zero_rows = (w.flatten(1) == 0).all(1)
+    assert int(zero_rows.sum()) == 8  # ceil(0.5 * 16) filters
+    assert (runner.model.net.conv_last.weight != 0).all()
+
+
+def test_export_round_trip_is_exact_and_small(tmp_path):
+    net = build_sr_model("edsr", "baseline", 2).eval()
+    weights = prunable_weights(net)
+    with torch.no_grad():
+        for w in weights.values():
+            w.mul_(~smallest_fraction(w, 0.9))
+    dense_path = save_sr_model(tmp_path / "dense.safetensors", build_sr_model("edsr", "baseline", 2), "edsr", "baseline", 2)
+    path = save_sr_model(tmp_path / "sparse.safetensors", net, "edsr", "baseline", 2, "iss-p")
+    back, meta = load_sr_model(path)
+    assert meta["method"] == "iss-p" and float(meta["sparsity"]) == pytest.approx(0.9, abs=1e-3)
+    for key, value in net.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    x = torch.rand(1, 3, 20, 17)
+    with torch.no_grad():
+        ref = net(x)
+        assert torch.equal(back(x), ref)
+        sparse = to_sparse_inference(load_sr_model(path)[0])(x)
+    torch.testing.assert_close(sparse, ref, atol=1e-5, rtol=1e-5)
+    assert path.stat().st_size <= 0.2 * dense_path.stat().st_size
+
+
+def test_bad_model_files_are_named(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="junk.safetensors: not a readable safetensors file"):
+        read_sr_file(tmp_path / "junk.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="other.safetensors: metadata field 'format'"):
+        read_sr_file(tmp_path / "other.safetensors")

@@ -1,0 +1,67 @@
+"""MATLAB-compatible bicubic against the benchmark's own LR files, and the published bicubic rows."""
+
+import numpy as np
+import pytest
+
+from mnemovision.sr.api import evaluate_folder, load_upscaler
+from mnemovision.sr.data import benchmark_pairs
+from mnemovision.vision.io import read_image
+from mnemovision.vision.resize import bicubic_lr, contributions, imresize
+
+@pytest.mark.data
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_downscaling_reproduces_the_set5_lr_files(shared_data, scale):
+    folder = shared_data("sr", "Set5")
+    for hr_file in sorted((folder / "HR").glob("*.png")):
+        ref = read_image(folder / "LR_bicubic" / f"X{scale}" / f"{hr_file.stem}x{scale}.png")
+        lr, gt = bicubic_lr(read_image(hr_file), scale)
+        assert lr.shape == ref.shape and gt.shape == (ref.shape[0] * scale, ref.shape[1] * scale, 3)
+        diff = np.abs(lr.astype(int) - ref.astype(int))
+        if scale == 3:
+            assert diff.max() == 0, hr_file.name  # bit-exact
+        else:  # MATLAB's own rounding of a few half-way values: measured <= 2 levels on < 1% of pixels
+            assert diff.max() <= 2 and (diff > 0).mean() < 0.01, (hr_file.name, diff.max(), (diff > 0).mean())
+
+
+# Published bicubic PSNR-Y on Set5 (crop border = scale, BT.601 Y): 33.66, 30.39, 28.42 dB.
+@pytest.mark.data
+@pytest.mark.parametrize("scale,published", [(2, 33.66), (3, 30.39), (4, 28.42)])
+def test_bicubic_baseline_matches_the_published_numbers(shared_data, scale, published):
+    report = evaluate_folder(load_upscaler("bicubic", scale), shared_data("sr", "Set5"), scale)
+    assert report["psnr_y"] == pytest.approx(published, abs=0.05)
+    assert set(report["per_image"]) == {"baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"}
+
+
+@pytest.mark.data
+def test_lr_is_made_on_the_fly_when_the_folder_has_none(shared_data, tmp_path):
+    import shutil
+
+    shutil.copytree(shared_data("sr", "Set5") / "HR", tmp_path / "HR")
+    on_the_fly = evaluate_folder(load_upscaler("bicubic", 3), tmp_path, 3)
+    assert on_the_fly["psnr_y"] == pytest.approx(30.39, abs=0.05)  # x3 LR files are reproduced exactly
+
+
+def test_imresize_basics():
+    weights, indices = contributions(8, 4, 0.5)
+    np.testing.assert_allclose(weights.sum(1), 1.0)
+    assert indices.min() >= 0 and indices.max() <= 7
+    flat = np.full((9, 7, 3), 77, np.uint8)
+    assert np.array_equal(imresize(flat, 3), np.full((27, 21, 3), 77, np.uint8))  # constants stay constant
+    assert imresize(flat, size=(4, 5)).shape == (4, 5, 3)
+    with pytest.raises(ValueError, match="exactly one of scale and size"):
+        imresize(flat)
+    with pytest.raises(ValueError, match="smaller than the scale 4"):
+        bicubic_lr(flat[:3], 4)
+
+
+def test_benchmark_errors_name_the_file(tmp_path):
+    from mnemovision.vision.io import write_image
+
+    write_image(tmp_path / "HR" / "tiny.png", np.zeros((3, 3, 3), np.uint8))
+    with pytest.raises(ValueError, match="tiny.png.*smaller than the scale 4"):
+        benchmark_pairs(tmp_path, 4)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "HR" / "tiny.png"), np.full((8, 8), 4000, np.uint16))  # a 16-bit PNG
+    with pytest.raises(ValueError, match="tiny.png: mode: expected an 8-bit image"):
+        benchmark_pairs(tmp_path, 2)

@@ -1,0 +1,95 @@
+"""The per-video session: objects joining mid-video, corrections, removal, reset; the memory bank."""
+
+import numpy as np
+import pytest
+import torch
+
+from mnemovision.vos.api import VOSSession, aggregate, load_model
+from mnemovision.vos.memory import MemoryBank
+
+
+def moving_square_video(n=8, h=48, w=64):
+    """A textured background with a bright square moving right 2 px per frame, and its masks."""
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 120, (h, w, 3), dtype=np.uint8)
+    frames, masks = [], []
+    for t in range(n):
+        frame, mask = background.copy(), np.zeros((h, w), np.uint8)
+        frame[10:26, 8 + 2 * t : 24 + 2 * t] = 230
+        mask[10:26, 8 + 2 * t : 24 + 2 * t] = 1
+        frames.append(frame)
+        masks.append(mask)
+    return frames, masks
+
+
+@pytest.mark.parametrize("model", ["copy-first", "flow"])
+def test_objects_join_later_and_ids_are_kept(model):
+    frames, masks = moving_square_video()
+    session = VOSSession(load_model(model))
+    session.add_mask(0, masks[0])
+    late = np.zeros_like(masks[0])
+    late[34:44, 40:50] = 7
+    session.add_mask(3, late)  # object 7 joins at frame 3
+    out = [session.step(f) for f in frames]
+    assert set(np.unique(out[0])) == {0, 1} and set(np.unique(out[2])) == {0, 1}
+    assert set(np.unique(out[5])) == {0, 1, 7} and session.object_ids == [1, 7]
+    assert (out[3] == 7).sum() == 100
+
+
+def test_flow_follows_motion_better_than_copying():
+    frames, masks = moving_square_video()
+    iou = {}
+    for model in ("copy-first", "flow"):
+        session = VOSSession(load_model(model))
+        session.add_mask(0, masks[0])
+        last = [session.step(f) for f in frames][-1]
+        iou[model] = ((last == 1) & (masks[-1] == 1)).sum() / ((last == 1) | (masks[-1] == 1)).sum()
+    assert iou["copy-first"] < 0.4 and iou["flow"] > 0.8  # the square moved 14 px over 7 frames
+
+
+def test_remove_reset_and_errors():
+    frames, masks = moving_square_video(4)
+    session = VOSSession(load_model("flow"))
+    two = masks[0].copy()
+    two[30:40, 30:40] = 2
+    session.add_mask(0, two)
+    session.step(frames[0])
+    session.remove_object(1)
+    assert session.object_ids == [2] and set(np.unique(session.step(frames[1]))) <= {0, 2}
+    with pytest.raises(KeyError, match="not tracked"):
+        session.remove_object(1)
+    with pytest.raises(ValueError, match="already processed"):
+        session.add_mask(0, two)
+    with pytest.raises(ValueError, match="uint8"):
+        session.step(frames[2].astype(np.float32))
+    session.reset()
+    assert session.object_ids == [] and session.next_index == 0
+    assert session.step(frames[0]).max() == 0  # nothing to track yet
+
+
+def test_aggregate_is_a_distribution_with_background_first():
+    probs = np.stack([np.full((2, 2), 0.9), np.full((2, 2), 0.2)])
+    agg = aggregate(probs)
+    assert agg.shape == (3, 2, 2) and np.allclose(agg.sum(0), 1) and (agg.argmax(0) == 1).all()
+
+
+@pytest.mark.parametrize("policy,kept", [("fifo", [3, 4, 5]), ("keep_first", [0, 4, 5]), ("usage", [0, 2, 5])])
+def test_memory_bank_policies_keep_the_capacity(policy, kept):
+    bank = MemoryBank(capacity=3, policy=policy)
+    for t in range(6):
+        bank.add(t, {"keys": torch.zeros(2, 4)})
+        if len(bank) == 3:  # one read: frame 2's slots get the most attention whenever present
+            usage = torch.tensor([1.0 if e.frame_index == 2 else 0.1 for e in bank.entries for _ in range(2)])
+            bank.record_usage(usage)
+    assert len(bank) == 3 and [e.frame_index for e in bank.entries] == kept
+    assert bank.evicted == 3 and bank.stacked("keys").shape == (6, 4) and bank.nbytes() == 3 * 2 * 4 * 4
+
+
+def test_permanent_entries_stay():
+    bank = MemoryBank(capacity=2, policy="fifo")
+    bank.add(0, {"keys": torch.zeros(1, 1)}, permanent=True)
+    for t in range(1, 5):
+        bank.add(t, {"keys": torch.zeros(1, 1)})
+    assert [e.frame_index for e in bank.entries] == [0, 4]
+    with pytest.raises(ValueError, match="policy"):
+        MemoryBank(policy="random")

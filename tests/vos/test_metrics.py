@@ -1,0 +1,63 @@
+"""DAVIS J&F as the official toolkit computes it: hand-checked cases and the protocol's rules."""
+
+import numpy as np
+import pytest
+
+from mnemovision.vos.metrics import boundary_radius, db_eval_iou, db_statistics, disk, evaluate_sequence, f_measure, seg2bmap, summarize
+
+
+def square(h=100, w=100, y=40, x=40, size=20):
+    m = np.zeros((h, w), bool)
+    m[y : y + size, x : x + size] = True
+    return m
+
+
+def test_seg2bmap_matches_a_hand_computed_boundary():
+    seg = np.zeros((4, 4), bool)
+    seg[1:3, 1:3] = True
+    expected = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]], bool)
+    assert np.array_equal(seg2bmap(seg), expected)
+
+
+def test_j_and_f_cases():
+    gt = square()
+    assert db_eval_iou(gt, gt) == 1.0 and f_measure(gt, gt) == 1.0
+    assert db_eval_iou(gt, square(x=50)) == pytest.approx(200 / 600)  # 20x10 overlap of two 20x20 squares
+    assert f_measure(square(x=41), gt) == 1.0  # 1 px off, inside the 2 px tolerance of a 100x100 image
+    assert 0.3 < f_measure(square(x=43), gt) < 1.0  # 3 px off: the vertical edges fall outside the tolerance
+    assert f_measure(square(x=43), gt, bound_th=3) == 1.0  # bound_th >= 1 is a radius in pixels
+    empty = np.zeros_like(gt)
+    assert db_eval_iou(empty, empty) == 1.0 and f_measure(empty, empty) == 1.0  # absent in both
+    assert db_eval_iou(gt, empty) == 0.0 and f_measure(empty, gt) == 0.0  # missed: P = 1, R = 0
+    assert f_measure(square(y=0, x=0, size=10), square(y=80, x=80, size=10)) == 0.0
+    assert boundary_radius((480, 854)) == 8.0 and boundary_radius((480, 910)) == 9.0
+    assert disk(2).sum() == 13 and disk(8).shape == (17, 17)
+
+
+def test_statistics_bins_and_the_uint8_quirk():
+    mean, recall, decay = db_statistics(np.arange(10) / 10)
+    assert mean == pytest.approx(0.45) and recall == pytest.approx(0.4)
+    assert decay == pytest.approx(0.1 - 0.8)  # bins [0:3] and [7:10]
+    assert np.isnan(db_statistics(np.ones(300))[2])  # the toolkit's uint8 cast wraps past 256 frames
+
+
+def test_protocol_drops_first_and_last_frames_and_pads_objects():
+    gt = np.zeros((5, 20, 20), np.uint8)
+    gt[:, 2:8, 2:8] = 1
+    gt[:, 12:18, 12:18] = 2
+    gt[:, 0, :] = 255  # void counts as background
+    pred = gt.copy()
+    pred[pred == 255] = 0
+    pred[0] = 0  # the first and last frames do not count
+    pred[-1] = 0
+    pred[2][pred[2] == 2] = 0  # object 2 missed in frame 2
+    scores = evaluate_sequence("s", gt, pred)
+    assert [s.object_id for s in scores] == [1, 2]
+    assert np.array_equal(scores[0].j, [1, 1, 1]) and np.array_equal(scores[1].j, [1, 0, 1])
+    report = summarize(scores)
+    assert report["J"] == pytest.approx((1 + 2 / 3) / 2) and report["per_sequence"]["s"]["J"] == report["J"]
+    assert report["JF"] == pytest.approx((report["J"] + report["F"]) / 2)
+    only_one = np.where(pred == 2, 0, pred)  # a prediction without object 2 is zero-padded
+    assert np.array_equal(evaluate_sequence("s", gt, only_one)[1].j, [0, 0, 0])
+    with pytest.raises(ValueError, match="object id 3"):
+        evaluate_sequence("s", gt, np.full_like(gt, 3))
