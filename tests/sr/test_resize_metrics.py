@@ -65,3 +65,21 @@ def test_benchmark_errors_name_the_file(tmp_path):
     cv2.imwrite(str(tmp_path / "HR" / "tiny.png"), np.full((8, 8), 4000, np.uint16))  # a 16-bit PNG
     with pytest.raises(ValueError, match="tiny.png: mode: expected an 8-bit image"):
         benchmark_pairs(tmp_path, 2)
+
+
+@pytest.mark.data
+def test_paired_training_patches_from_folders(shared_data):
+    import torch
+
+    from mnemovision.sr.data import SRPatches
+
+    folder = shared_data("sr", "Set5")
+    paired = SRPatches(scale=4, patch=16, length=8, images=str(folder / "HR"), lr_images=str(folder / "LR_bicubic" / "X4"))
+    made = SRPatches(scale=3, patch=16, length=8, images=str(folder / "HR"))
+    assert len(paired.pairs) == 5
+    sample = paired[3]
+    assert sample["inputs"].shape == (3, 16, 16) and sample["data_samples"].shape == (3, 64, 64)
+    # the x3 LR made on the fly equals the shipped LR files, so the pairs are the benchmark's own
+    ref = read_image(folder / "LR_bicubic" / "X3" / "babyx3.png")
+    assert np.array_equal(made.pairs[0][0], ref)
+    assert torch.equal(paired[3]["inputs"], paired[3]["inputs"])  # deterministic per index

@@ -16,37 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from mnemovision.vision.io import read_image
+from mnemovision.vision.photos import as_rgb_uint8, skimage_photos
 from mnemovision.vision.resize import bicubic_lr
 
-# scikit-image's bundled photographs that load without a download (grey ones are used as RGB).
-SKIMAGE_PHOTOS = (
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-    "camera", "coins", "moon", "grass", "gravel", "brick", "clock",
-)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def as_rgb_uint8(image: np.ndarray, source: str) -> np.ndarray:
-    """[H, W] grey, [H, W, 3] RGB or [H, W, 4] RGBA (alpha dropped) uint8 -> [H, W, 3] uint8.
-
-    Raises:
-        ValueError: another dtype or channel count (the message names ``source``).
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"{source}: expected an 8-bit image, got dtype {image.dtype}")
-    if image.ndim == 2:
-        return np.repeat(image[..., None], 3, axis=-1)
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        return np.ascontiguousarray(image[..., :3])
-    raise ValueError(f"{source}: expected a grey, RGB or RGBA image, got shape {list(image.shape)}")
-
-
-def skimage_photos(names: tuple[str, ...] = SKIMAGE_PHOTOS) -> list[tuple[str, np.ndarray]]:
-    """(name, [H, W, 3] uint8) for scikit-image's bundled photographs (no network)."""
-    import skimage.data
-
-    return [(name, as_rgb_uint8(getattr(skimage.data, name)(), f"skimage.data.{name}")) for name in names]
 
 
 def folder_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
@@ -56,6 +29,23 @@ def folder_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     if not files:
         raise FileNotFoundError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     return [(p.name, as_rgb_uint8(read_image(p, mode="keep"), str(p))) for p in files]
+
+
+def paired_lr(lr_dir: Path, name: str, hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The LR image of HR ``name`` in ``lr_dir`` (``<stem>x<s>.png`` or ``name``) and HR cropped to it.
+
+    Raises:
+        FileNotFoundError: no LR file for ``name``. ValueError: an LR larger than HR / scale.
+    """
+    stem = Path(name).stem
+    candidates = [lr_dir / f"{stem}x{scale}.png", lr_dir / name]
+    lr_file = next((c for c in candidates if c.exists()), None)
+    if lr_file is None:
+        raise FileNotFoundError(f"{lr_dir}: no LR image for {name} (looked for {', '.join(c.name for c in candidates)})")
+    lr = as_rgb_uint8(read_image(lr_file, mode="keep"), str(lr_file))
+    if lr.shape[0] * scale > hr.shape[0] or lr.shape[1] * scale > hr.shape[1]:
+        raise ValueError(f"{lr_file}: {lr.shape[1]}x{lr.shape[0]} LR is larger than its HR {hr.shape[1]}x{hr.shape[0]} / {scale}")
+    return lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -68,18 +58,21 @@ class SRPatches(Dataset):
 
     Args:
         scale: 2, 3 or 4. patch: LR patch side. length: samples per epoch.
-        images: a folder of photographs, or None for scikit-image's bundled photographs.
+        images: a folder of HR photographs, or None for scikit-image's bundled photographs.
+        lr_images: a folder of matching LR images (``<stem>x<s>.png`` or the HR file's name), for
+            paired data; None makes LR from HR with MATLAB bicubic.
     """
 
-    def __init__(self, scale: int = 2, patch: int = 24, length: int = 1000, images: str | None = None, seed: int = 0) -> None:
+    def __init__(self, scale: int = 2, patch: int = 24, length: int = 1000, images: str | None = None, lr_images: str | None = None, seed: int = 0) -> None:
         self.scale, self.patch, self.length, self.seed = scale, patch, length, seed
         named = skimage_photos() if images is None else folder_images(images)
         self.pairs = []
         for name, hr in named:
             if min(hr.shape[:2]) < scale * patch:
-                continue
-            lr, gt = bicubic_lr(hr, scale)
-            self.pairs.append((lr, gt))
+                continue  # too small for one patch
+            lr, gt = paired_lr(Path(lr_images), name, hr, scale) if lr_images else bicubic_lr(hr, scale)
+            if min(lr.shape[:2]) >= patch:
+                self.pairs.append((lr, gt))
         if not self.pairs:
             raise ValueError(f"no training image is at least {scale * patch} pixels on each side")
         self.metainfo = {"scale": scale, "patch": patch, "images": [n for n, _ in named]}
@@ -116,12 +109,9 @@ def benchmark_pairs(folder: str | Path, scale: int) -> list[tuple[str, np.ndarra
     hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
     out = []
     for name, hr in folder_images(hr_dir):
-        lr_file = folder / "LR_bicubic" / f"X{scale}" / f"{Path(name).stem}x{scale}.png"
-        if lr_file.exists():
-            lr = as_rgb_uint8(read_image(lr_file, mode="keep"), str(lr_file))
-            if lr.shape[0] * scale > hr.shape[0] or lr.shape[1] * scale > hr.shape[1]:
-                raise ValueError(f"{lr_file}: {lr.shape[1]}x{lr.shape[0]} LR is larger than its HR {hr.shape[1]}x{hr.shape[0]} / {scale}")
-            gt = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
+        lr_dir = folder / "LR_bicubic" / f"X{scale}"
+        if (lr_dir / f"{Path(name).stem}x{scale}.png").exists():
+            lr, gt = paired_lr(lr_dir, name, hr, scale)
         else:
             try:
                 lr, gt = bicubic_lr(hr, scale)

@@ -24,7 +24,7 @@ from torch import nn
 
 from mnemovision.sr.models import build_sr_model
 from mnemovision.sr.pruning import sparsity_of
-from mnemovision.vision.checkpoints import atomic_write
+from mnemovision.vision.checkpoints import load_safetensors, read_safetensors_metadata, save_safetensors
 from mnemovision.vision.errors import CheckpointError
 
 FORMAT = "mnemovision-sr/1"
@@ -35,8 +35,6 @@ def save_sr_model(path: str | Path, model: nn.Module, arch: str, size: str, scal
     """Write ``model``'s state dict to ``path`` (.safetensors), pruned weights compressed; atomic.
     ``dtype`` (e.g. ``torch.float16``) stores floating tensors in that type (loading casts back, so
     outputs then differ by the rounding); by default they are stored as they are (exact reload)."""
-    from safetensors.torch import save
-
     tensors: dict[str, torch.Tensor] = {}
     shapes: dict[str, list[int]] = {}
     for name, value in model.state_dict().items():
@@ -52,10 +50,8 @@ def save_sr_model(path: str | Path, model: nn.Module, arch: str, size: str, scal
         else:
             tensors[name] = value
     metadata = {"format": FORMAT, "dtype": str(dtype or "as saved"), "arch": arch, "size": size, "scale": str(scale), "method": method, "sparsity": f"{sparsity_of(model):.6f}", "shapes": json.dumps(shapes)}
-    path = Path(path)
-    with atomic_write(path, "wb") as handle:
-        handle.write(save(tensors, metadata=metadata))
-    return path
+    save_safetensors(path, tensors, metadata)
+    return Path(path)
 
 
 def read_sr_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -64,15 +60,9 @@ def read_sr_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     Raises:
         CheckpointError: not such a file, or a sparse weight whose mask/values/shape disagree (named).
     """
-    from safetensors import safe_open
-
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-            raw = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as err:  # safetensors raises its own error types for a bad header
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+    raw = load_safetensors(path)
+    meta = read_safetensors_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: metadata field 'format' is {meta.get('format')!r}, expected {FORMAT!r} (write it with save_sr_model)")
     shapes = json.loads(meta.get("shapes", "{}"))

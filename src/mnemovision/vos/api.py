@@ -13,6 +13,7 @@ masks (``memorize``), holding frames in a ``MemoryBank`` with a hard capacity wh
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,15 +35,22 @@ class VOSModel(Protocol):
 
 
 def aggregate(probs: np.ndarray) -> np.ndarray:
-    """Soft aggregation of per-object probabilities [K, H, W] into [K + 1, H, W] (background first):
-    background = prod(1 - p_k), then renormalised in logit space as XMem / JointFormer do."""
-    probs = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
-    background = np.prod(1 - probs, axis=0, keepdims=True)
-    stacked = np.clip(np.concatenate([background, probs]), 1e-7, 1 - 1e-7)
-    logits = np.log(stacked / (1 - stacked))
-    logits -= logits.max(axis=0, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=0, keepdims=True)
+    """Soft aggregation of per-object probabilities [K, H, W] -> [K + 1, H, W] (``aggregate_probs``)."""
+    import torch
+
+    return aggregate_probs(torch.from_numpy(np.asarray(probs, dtype=np.float64)), dim=0).numpy()
+
+
+def aggregate_probs(probs, dim: int = 1):
+    """Soft aggregation (STM / XMem / JointFormer) of per-object probabilities along ``dim`` (a torch
+    tensor, e.g. [B, K, H, W]) into background-first probabilities with K + 1 entries along ``dim``:
+    background = prod(1 - p_k), each clamped to [1e-7, 1 - 1e-7], then a softmax of the logits."""
+    import torch
+
+    probs = probs.clamp(1e-7, 1 - 1e-7)
+    background = torch.prod(1 - probs, dim=dim, keepdim=True)
+    stacked = torch.cat([background, probs], dim=dim).clamp(1e-7, 1 - 1e-7)
+    return torch.softmax(torch.log(stacked / (1 - stacked)), dim=dim)
 
 
 class VOSSession:
@@ -111,12 +119,24 @@ class VOSSession:
         return ids
 
 
+SHIPPED_JOINTFORMER = Path(__file__).resolve().parent / "weights" / "jointformer_tiny.safetensors"
+
+
 def load_model(name: str = "flow", **options) -> VOSModel:
-    """``copy-first``, ``flow`` (dense optical flow, OpenCV DIS), or a JointFormer checkpoint/config."""
+    """``copy-first``, ``flow`` (dense optical flow, OpenCV DIS), ``jointformer`` (the shipped tiny
+    model) or a JointFormer ``.safetensors`` file; ``options`` go to the model (e.g. ``top_k``,
+    ``internal_size``, ``max_memory_frames`` for JointFormer, ``method`` for flow)."""
     from mnemovision.vos import baselines
 
     if name == "copy-first":
         return baselines.CopyFirst()
     if name == "flow":
         return baselines.FlowPropagation(**options)
-    raise ValueError(f"unknown VOS model {name!r}: use 'copy-first', 'flow' or a JointFormer checkpoint")
+    path = SHIPPED_JOINTFORMER if name == "jointformer" else Path(name)
+    if path.suffix == ".safetensors":
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such JointFormer weights file")
+        from mnemovision.vos.jointformer_model import JointFormerPropagator, load_jointformer
+
+        return JointFormerPropagator(load_jointformer(path), **options)
+    raise ValueError(f"unknown VOS model {name!r}: use 'copy-first', 'flow', 'jointformer' or a JointFormer .safetensors file")

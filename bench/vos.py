@@ -1,0 +1,104 @@
+"""Video object segmentation: J&F, speed and memory of each model on DAVIS-format sequences, and a
+long-video mode that checks memory stays flat.
+
+    python bench/vos.py [--data DIR] [--sequences a,b] [--models copy-first,flow,jointformer-tiny] --json PATH
+    python bench/vos.py --long 2000 --json PATH      # memory every 100 frames of a 2,000-frame video
+
+Default data: the shared DAVIS-2016 sequences held out from training (``vos.clips.DAVIS16_HELD_OUT``).
+Models: ``copy-first``, ``flow`` (OpenCV DIS), ``jointformer-tiny`` (the shipped weights; skipped
+with a note when absent). Frames are processed at their stored size (854x480). Writes
+{"results": [{"model", "sequences", "J", "F", "JF", "fps", "peak_mem_mb"}]} (and "long" rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import max_rss_mb, print_table, reset_peak_rss, rss_mb, write_json  # noqa: E402
+
+from mnemovision.vision.data import shared_data_path  # noqa: E402
+from mnemovision.vos.api import SHIPPED_JOINTFORMER, VOSSession, load_model  # noqa: E402
+from mnemovision.vos.clips import DAVIS16_HELD_OUT  # noqa: E402
+from mnemovision.vos.data import davis_sequence  # noqa: E402
+from mnemovision.vos.metrics import evaluate_sequence, summarize  # noqa: E402
+
+
+def make_model(name: str):
+    if name == "jointformer-tiny":
+        return load_model(str(SHIPPED_JOINTFORMER), internal_size=480, top_k=60, max_memory_frames=1)
+    return load_model(name)
+
+
+def run_model(name: str, root: Path, sequences: list[str]) -> dict:
+    scores, frames_done, seconds = [], 0, 0.0
+    reset_peak_rss()
+    for seq_name in sequences:
+        seq = davis_sequence(root, seq_name)
+        session = VOSSession(make_model(name))
+        first = seq.frame(0)
+        session.add_mask(0, seq.mask(0, first.shape[:2]))
+        preds, gts = [], []
+        for t in range(len(seq)):
+            frame = seq.frame(t)
+            start = time.perf_counter()
+            preds.append(session.step(frame))
+            seconds += time.perf_counter() - start
+            gts.append(seq.mask(t, frame.shape[:2]))
+        frames_done += len(seq)
+        scores += evaluate_sequence(seq_name, np.stack(gts), np.stack(preds))
+    report = summarize(scores)
+    return {"model": name, "sequences": sequences, "J": report["J"], "F": report["F"], "JF": report["JF"], "fps": frames_done / seconds,
+            "peak_mem_mb": max_rss_mb(), "per_sequence": report["per_sequence"]}
+
+
+def run_long(name: str, root: Path, sequence: str, n_frames: int) -> dict:
+    """Feed ``n_frames`` frames (the sequence played forwards and backwards) and record memory."""
+    seq = davis_sequence(root, sequence)
+    order = list(range(len(seq))) + list(range(len(seq) - 2, 0, -1))
+    cache = {}
+    session = VOSSession(make_model(name))
+    session.add_mask(0, seq.mask(0, seq.frame(0).shape[:2]))
+    samples = []
+    for t in range(n_frames):
+        index = order[t % len(order)]
+        if index not in cache:
+            cache[index] = seq.frame(index)
+        session.step(cache[index])
+        if (t + 1) % 100 == 0:
+            state_mb = sum(obj.bank.nbytes() for obj in getattr(session.state, "objects", [])) / 2**20
+            samples.append({"frame": t + 1, "rss_mb": rss_mb(), "memory_bank_mb": state_mb})
+    return {"model": name, "frames": n_frames, "samples": samples}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--sequences", default=None)
+    parser.add_argument("--models", default="copy-first,flow,jointformer-tiny")
+    parser.add_argument("--long", type=int, default=0, help="frames of the long-video memory run (0: skip)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    root = Path(args.data) if args.data else shared_data_path("vos", "davis2016")
+    if root is None:
+        raise SystemExit("no data: give --data or place the shared data at ../shared/data")
+    sequences = args.sequences.split(",") if args.sequences else list(DAVIS16_HELD_OUT)
+    models = [m for m in args.models.split(",") if m != "jointformer-tiny" or SHIPPED_JOINTFORMER.exists()]
+    if len(models) < len(args.models.split(",")):
+        print(f"jointformer-tiny skipped: {SHIPPED_JOINTFORMER} not found (train and export it first)")
+    rows = [] if args.long else [run_model(m, root, sequences) for m in models]
+    if rows:
+        print_table(rows, ["model", "J", "F", "JF", "fps", "peak_mem_mb"])
+    long_rows = [run_long(m, root, sequences[0], args.long) for m in models] if args.long else []
+    for row in long_rows:
+        print(row["model"], [(s["frame"], round(s["rss_mb"]), round(s["memory_bank_mb"], 2)) for s in row["samples"]])
+    write_json(args.json, {"results": rows, "long": long_rows, "device": "cpu"})
+
+
+if __name__ == "__main__":
+    main()

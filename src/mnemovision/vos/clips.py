@@ -1,0 +1,155 @@
+"""Training clips for VOS.
+
+``SyntheticClips`` (stage 1): from still photographs (scikit-image's, no download) it makes short
+videos: a background crop and one or more foreground objects (textures from other photographs cut
+by smooth random blob masks), each moved frame to frame by a random affine transform and a smooth
+elastic deformation, so the model must track appearance through motion and shape change.
+``VideoClips`` (stage 2): frames sampled from DAVIS-format videos with all their annotations.
+Sample ``i`` is a pure function of (seed, i).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+# The shared DAVIS-2016 sequences split for stage-2 training and held-out evaluation (bench/vos.py).
+DAVIS16_TRAIN = ("bmx-trees", "breakdance", "camel", "car-roundabout", "cows")
+DAVIS16_HELD_OUT = ("blackswan", "car-shadow", "dance-twirl", "dog", "goat")
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def normalise(frames: np.ndarray) -> torch.Tensor:
+    """[T, H, W, 3] uint8 -> [T, 3, H, W] ImageNet-normalised float32."""
+    x = (frames.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def blob_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random blob [size, size] float in [0, 1] covering roughly 10-35% of the square."""
+    import cv2
+
+    noise = rng.standard_normal((5, 5)).astype(np.float32)
+    field = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+    cy, cx = rng.uniform(0.3, 0.7, 2)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    field = field - 25.0 * ((xx - cx) ** 2 + (yy - cy) ** 2)  # one compact blob around (cy, cx)
+    threshold = np.quantile(field, 1 - rng.uniform(0.1, 0.35))
+    return (field > threshold).astype(np.float32)
+
+
+def random_warp(rng: np.random.Generator, size: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sampling maps (map_x, map_y) of an affine transform plus a smooth elastic field."""
+    import cv2
+
+    angle = rng.uniform(-20, 20) * strength
+    scale = 1 + rng.uniform(-0.15, 0.15) * strength
+    shift = rng.uniform(-0.12, 0.12, 2) * size * strength
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    m[:, 2] += shift
+    inv = cv2.invertAffineTransform(m)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    map_x = (inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]).astype(np.float32)
+    map_y = (inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]).astype(np.float32)
+    for grid in (map_x, map_y):
+        grid += cv2.resize(rng.standard_normal((4, 4)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC) * 2.5 * strength
+    return map_x, map_y
+
+
+class SyntheticClips(Dataset):
+    """``{"inputs": [T, 3, S, S] normalised frames, "data_samples": [T, K, S, S] float masks}``.
+
+    Args:
+        length: clips per epoch. size: side S. frames: T. objects: K (each clip has exactly K).
+        photos: scikit-image photograph names used for backgrounds and object textures.
+    """
+
+    def __init__(self, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, photos: tuple[str, ...] | None = None, seed: int = 0) -> None:
+        from mnemovision.vision.photos import SKIMAGE_PHOTOS, skimage_photos
+
+        self.length, self.size, self.frames, self.objects, self.seed = length, size, frames, objects, seed
+        self.photos = [img for _, img in skimage_photos(photos or SKIMAGE_PHOTOS)]
+        self.metainfo = {"size": size, "frames": frames, "objects": objects}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _crop(self, rng: np.random.Generator, side: int) -> np.ndarray:
+        import cv2
+
+        img = self.photos[int(rng.integers(len(self.photos)))]
+        c = int(rng.integers(min(img.shape[:2]) // 3, min(img.shape[:2]) + 1))
+        y, x = int(rng.integers(img.shape[0] - c + 1)), int(rng.integers(img.shape[1] - c + 1))
+        return cv2.resize(img[y : y + c, x : x + c], (side, side), interpolation=cv2.INTER_AREA)
+
+    def __getitem__(self, index: int) -> dict:
+        import cv2
+
+        rng = np.random.default_rng((self.seed, index))
+        s, t_len, k_len = self.size, self.frames, self.objects
+        background = self._crop(rng, s)
+        layers = [(self._crop(rng, s), blob_mask(rng, s)) for _ in range(k_len)]
+        frames = np.zeros((t_len, s, s, 3), np.uint8)
+        masks = np.zeros((t_len, k_len, s, s), np.float32)
+        for t in range(t_len):
+            strength = 0.0 if t == 0 else float(t)
+            bx, by = random_warp(rng, s, 0.3 * strength)
+            frame = cv2.remap(background, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+            for k, (texture, mask) in enumerate(layers):
+                mx, my = random_warp(rng, s, strength) if t else (None, None)
+                tex = cv2.remap(texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) if t else texture
+                m = cv2.remap(mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) if t else mask
+                m = (m > 0.5).astype(np.float32)
+                frame = frame * (1 - m[..., None]) + tex.astype(np.float32) * m[..., None]
+                masks[t, :k] *= 1 - m  # later objects occlude earlier ones
+                masks[t, k] = m
+            frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
+        return {"inputs": normalise(frames), "data_samples": torch.from_numpy(masks)}
+
+
+class VideoClips(Dataset):
+    """Clips of ``frames`` frames (random order-preserving jumps up to ``max_jump``) from DAVIS-format
+    videos, resized to ``size`` x ``size``, with the first frame's objects (up to ``objects``).
+
+    ``root`` None means the shared DAVIS-2016 data; ``sequences`` None means every sequence there."""
+
+    def __init__(self, root: str | None = None, sequences: tuple[str, ...] | None = None, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, max_jump: int = 5, seed: int = 0) -> None:
+        from mnemovision.vos.data import davis_sequence, list_sequences
+
+        if root is None:
+            from mnemovision.vision.data import shared_data_path
+
+            root = shared_data_path("vos", "davis2016")
+            if root is None:
+                raise FileNotFoundError("VideoClips: no root given and vos/davis2016 not found in the shared data (set $MNEMOVISION_DATA)")
+        self.sequences = [davis_sequence(root, name) for name in (sequences or list_sequences(root))]
+        self.length, self.size, self.frames, self.objects, self.max_jump, self.seed = length, size, frames, objects, max_jump, seed
+        self.metainfo = {"root": str(Path(root)), "sequences": [s.name for s in self.sequences]}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        import cv2
+
+        rng = np.random.default_rng((self.seed, index))
+        seq = self.sequences[int(rng.integers(len(self.sequences)))]
+        annotated = sorted(seq.annotations)
+        start = annotated[int(rng.integers(max(1, len(annotated) - self.frames)))]
+        picks = [start]
+        for _ in range(self.frames - 1):
+            nxt = [i for i in annotated if picks[-1] < i <= picks[-1] + self.max_jump] or [picks[-1]]
+            picks.append(nxt[int(rng.integers(len(nxt)))])
+        frames = np.stack([cv2.resize(seq.frame(i), (self.size, self.size), interpolation=cv2.INTER_AREA) for i in picks])
+        ids = [int(i) for i in np.unique(seq.mask(picks[0])) if i not in (0, 255)][: self.objects]
+        masks = np.zeros((self.frames, self.objects, self.size, self.size), np.float32)
+        for t, i in enumerate(picks):
+            m = cv2.resize(seq.mask(i), (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+            for k, object_id in enumerate(ids):
+                masks[t, k] = m == object_id
+        return {"inputs": normalise(frames), "data_samples": torch.from_numpy(masks)}

@@ -1,0 +1,137 @@
+"""JointFormer behind the ``VOSModel`` interface: per-object compressed tokens and memory banks.
+
+Memory policy as the official inference: each object's bank keeps the frame where it was first
+annotated (never dropped), frames memorised every ``mem_every`` frames or annotated, up to
+``max_memory_frames`` beside the first (oldest non-first dropped: ``keep_first``), plus a temporary
+slot with the last frame. Frames are resized so the shorter side is ``internal_size``, padded to a
+multiple of 16 and ImageNet-normalised; probabilities are resized back to the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mnemovision.vos.memory import MemoryBank
+from mnemovision.vos.models.jointformer import JointFormer
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def prepare_frame(frame: np.ndarray, internal_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """[H, W, 3] uint8 -> normalised [1, 3, h', w'] (shorter side ``internal_size``, padded to x16)
+    and the unpadded size (h, w) at that scale."""
+    image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0
+    h, w = frame.shape[:2]
+    scale = internal_size / min(h, w)
+    size = (max(16, round(h * scale)), max(16, round(w * scale)))
+    image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+    image = (image - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    pad_h, pad_w = (-size[0]) % 16, (-size[1]) % 16
+    return F.pad(image, (0, pad_w, 0, pad_h)), size
+
+
+@dataclass
+class _Object:
+    token: torch.Tensor  # [1, 1, d]
+    bank: MemoryBank
+    last: list[torch.Tensor] | None = None  # temporary memory: the last frame's per-layer tokens
+
+
+@dataclass
+class _State:
+    objects: list[_Object] = field(default_factory=list)
+    query: tuple | None = None  # the current frame's prepared image
+
+
+class JointFormerPropagator:
+    """Args: net (a trained ``JointFormer``), internal_size, top_k (memory keys per query at
+    inference, None for dense), mem_every, max_memory_frames (beside the first frame)."""
+
+    name = "jointformer"
+
+    def __init__(self, net: JointFormer, internal_size: int = 480, top_k: int | None = 60, mem_every: int = 5, max_memory_frames: int = 1) -> None:
+        self.net = net.eval()
+        self.internal_size, self.top_k, self.mem_every, self.max_memory_frames = internal_size, top_k, mem_every, max_memory_frames
+
+    def new_state(self) -> _State:
+        return _State()
+
+    def _memory(self, obj: _Object) -> list[torch.Tensor] | None:
+        per_layer = []
+        for i in range(len(self.net.blocks3)):
+            parts = [e.tensors[f"layer{i}"] for e in obj.bank.entries] + ([obj.last[i]] if obj.last is not None else [])
+            if not parts:
+                return None
+            per_layer.append(torch.cat(parts, 0)[None])
+        return per_layer
+
+    @torch.no_grad()
+    def propagate(self, state: _State, frame: np.ndarray, frame_index: int, n_objects: int) -> np.ndarray:
+        image, size = prepare_frame(frame, self.internal_size)
+        probs = []
+        for obj in state.objects[:n_objects]:
+            f4, f8, f16, grid = self.net.read(image, self._memory(obj), self.top_k)
+            logits, fusion = self.net.segment(f4, f8, f16, grid, obj.token)
+            obj.token = self.net.update_token(obj.token, fusion)
+            prob = torch.sigmoid(logits[..., : size[0], : size[1]])
+            probs.append(F.interpolate(prob, size=frame.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy())
+        return np.stack(probs).astype(np.float64)
+
+    @torch.no_grad()
+    def memorize(self, state: _State, frame: np.ndarray, frame_index: int, masks: np.ndarray, annotated: bool) -> None:
+        image, size = prepare_frame(frame, self.internal_size)
+        masks_t = torch.from_numpy(masks.astype(np.float32))[None]  # [1, K, H, W]
+        masks_t = F.interpolate(masks_t, size=size, mode="bilinear", align_corners=False)
+        masks_t = F.pad(masks_t, (0, image.shape[-1] - size[1], 0, image.shape[-2] - size[0]))
+        total = masks_t.sum(1, keepdim=True)
+        for k in range(masks.shape[0]):
+            if k >= len(state.objects):  # a new object: fresh token, empty bank
+                state.objects.append(_Object(self.net.new_token(1).clone(), MemoryBank(self.max_memory_frames + 1, "keep_first")))
+            obj = state.objects[k]
+            own = masks_t[:, k : k + 1]
+            cache, obj.token = self.net.encode_memory(image, torch.cat([own, total - own], 1), obj.token)
+            first = len(obj.bank) == 0
+            if first or annotated or frame_index % self.mem_every == 0:
+                obj.bank.add(frame_index, {f"layer{i}": c[0] for i, c in enumerate(cache)}, permanent=first)
+                obj.last = None
+            else:
+                obj.last = [c[0] for c in cache]
+
+    def remove_object(self, state: _State, index: int) -> None:
+        del state.objects[index]
+
+
+FORMAT = "mnemovision-jointformer/1"
+
+
+def save_jointformer(path, net: JointFormer, size: str, dtype: torch.dtype = torch.float16) -> None:
+    """The network's weights as safetensors (``dtype``, float16 by default) with its size in the metadata."""
+    from mnemovision.vision.checkpoints import save_safetensors
+
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    save_safetensors(path, tensors, {"format": FORMAT, "size": size})
+
+
+def load_jointformer(path) -> JointFormer:
+    """Build the size named in the file and load its weights strictly (as float32).
+
+    Raises:
+        CheckpointError: not a file written by ``save_jointformer`` (format/size fields), or keys that
+            do not match the architecture.
+    """
+    from mnemovision.vision.checkpoints import load_safetensors, load_state_dict_strict, read_safetensors_metadata
+    from mnemovision.vision.errors import CheckpointError
+    from mnemovision.vos.models import build_jointformer
+
+    state = load_safetensors(path)
+    meta = read_safetensors_metadata(path)
+    if meta.get("format") != FORMAT or "size" not in meta:
+        raise CheckpointError(f"{path}: metadata field 'format' is {meta.get('format')!r}, expected {FORMAT!r} with a 'size' (write it with save_jointformer)")
+    net = build_jointformer(meta["size"])
+    load_state_dict_strict(net, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source=str(path))
+    return net.eval()

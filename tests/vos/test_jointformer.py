@@ -1,0 +1,105 @@
+"""JointFormer: the joint read, the compressed token's two updates, the official layout, the session,
+and a few training steps under mmengine."""
+
+import numpy as np
+import pytest
+import torch
+
+from mnemovision.vos.api import VOSSession, load_model
+from mnemovision.vos.jointformer_model import JointFormerPropagator, load_jointformer, save_jointformer
+from mnemovision.vos.models import build_jointformer, convert_official_jointformer
+from mnemovision.vos.models.jointformer import sincos_pos_embed
+from mnemovision.vision.checkpoints import load_state_dict_strict
+
+
+def test_shapes_and_gradients_reach_every_part():
+    torch.manual_seed(0)
+    net = build_jointformer("tiny")
+    img, masks = torch.randn(2, 3, 64, 96), torch.rand(2, 2, 64, 96)
+    cache, token = net.encode_memory(img, masks, net.new_token(2))
+    assert len(cache) == len(net.blocks3) and cache[0].shape == (2, 4 * 6, 96) and token.shape == (2, 1, 96)
+    f4, f8, f16, grid = net.read(img, [torch.cat([c, c], 1) for c in cache])
+    assert f4.shape == (2, 32, 16, 24) and f8.shape == (2, 48, 8, 12) and f16.shape == (2, 24, 96) and grid == (4, 6)
+    logits, fusion = net.segment(f4, f8, f16, grid, token)
+    token2 = net.update_token(token, fusion)
+    assert logits.shape == (2, 1, 64, 96) and fusion.shape == (2, 96, 4, 6)
+    (logits.sum() + token2.sum()).backward()
+    for name in ("patch_embed1_memory.proj.weight", "patch_embed1_query.proj.weight", "blocks3.0.attn.qkv.weight", "blocks4.1.mlp.fc2.weight", "blocks5.0.attn.qkv.weight", "cls_token", "decoder.pred.weight"):
+        assert net.get_parameter(name).grad.abs().sum() > 0, name
+
+
+def test_query_reads_memory_and_top_k_equals_dense_when_k_covers_it():
+    torch.manual_seed(0)
+    net = build_jointformer("tiny").eval()
+    img = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        cache_a, _ = net.encode_memory(img, torch.zeros(1, 2, 64, 64), net.new_token(1))
+        cache_b, _ = net.encode_memory(img, torch.ones(1, 2, 64, 64), net.new_token(1))
+        dense = net.read(img, cache_b)[2]
+        assert torch.allclose(net.read(img, cache_b, top_k=16)[2], dense, atol=1e-5)  # 16 = all memory tokens
+        assert not torch.allclose(net.read(img, cache_a)[2], dense, atol=1e-3)  # the memory's masks matter
+        assert not torch.allclose(net.read(img, cache_b, top_k=2)[2], dense, atol=1e-4)
+
+
+def test_position_embedding_is_fixed_and_grid_aware():
+    pe = sincos_pos_embed(3, 5, 16)
+    assert pe.shape == (1, 15, 16) and torch.allclose(pe[0, 0, :4], torch.tensor([0.0, 0.0, 0.0, 0.0]))
+    assert not torch.allclose(pe[0, 1], pe[0, 5])  # (0, 1) and (1, 0) differ
+
+
+def test_official_base_layout_converts_and_loads_strictly():
+    net = build_jointformer("base")
+    official = {f"module.convmae.{k}": v for k, v in net.state_dict().items() if not k.startswith("decoder.")}
+    official.update({f"module.{k}": v for k, v in net.state_dict().items() if k.startswith("decoder.")})
+    official["module.convmae.pos_embed"] = torch.zeros(1, 576, 768)  # the official fixed 24x24 table
+    for key in ("convmae.patch_embed1_memory.proj.weight", "convmae.blocks3.10.attn.qkv.weight", "convmae.blocks4.1.norm1.weight",
+                "convmae.patch_embed4_block5.weight", "convmae.cls_token", "convmae.blocks1.1.attn.weight"):
+        assert f"module.{key}" in official, key
+    assert official["module.convmae.patch_embed1_memory.proj.weight"].shape == (256, 5, 4, 4)
+    fresh = build_jointformer("base")
+    load_state_dict_strict(fresh, convert_official_jointformer({"model": official}))
+    assert torch.equal(fresh.cls_token, net.cls_token)
+    with pytest.raises(KeyError, match="head.weight: not a key"):
+        convert_official_jointformer({"head.weight": torch.zeros(1)})
+
+
+def test_session_runs_with_bounded_memory_and_weights_round_trip(tmp_path):
+    from tests.vos.test_api import moving_square_video
+
+    torch.manual_seed(0)
+    net = build_jointformer("tiny")
+    save_jointformer(tmp_path / "jf.safetensors", net, "tiny")
+    model = load_model(str(tmp_path / "jf.safetensors"), internal_size=48, top_k=8, mem_every=2, max_memory_frames=2)
+    assert isinstance(model, JointFormerPropagator)
+    frames, masks = moving_square_video(10)
+    session = VOSSession(model)
+    session.add_mask(0, masks[0])
+    late = np.zeros_like(masks[0])
+    late[34:44, 40:50] = 3
+    session.add_mask(4, late)
+    outputs = [session.step(f) for f in frames]
+    assert outputs[-1].shape == masks[0].shape and set(np.unique(outputs[4])) <= {0, 1, 3} and (outputs[4] == 3).sum() == 100
+    banks = [len(o.bank) for o in session.state.objects]
+    assert banks == [3, 3]  # first frame + 2 memory frames each, however long the video
+    back = load_jointformer(tmp_path / "jf.safetensors")
+    assert torch.allclose(back.cls_token, net.cls_token, atol=1e-3)  # float16 storage
+
+
+def test_a_few_training_steps_lower_the_loss(tmp_path):
+    from mnemovision.engine import build_runner, load_config
+
+    cfg = load_config("jointformer_tiny_s0", {"train_dataloader.batch_size": 2, "train_dataloader.dataset.size": 64, "log_level": "ERROR",
+                                               "default_hooks.logger.interval": 1000, "default_hooks.checkpoint.interval": 12, "optim_wrapper.optimizer.lr": 1e-3})
+    cfg.custom_hooks = []
+    losses = []
+
+    from mnemovision.engine.hooks import CallbackHook
+
+    runner = build_runner(cfg, work_dir=tmp_path, cfg_options={"train_cfg.max_iters": 12})
+    runner.register_hook(CallbackHook(lambda r, out: losses.append(float(out["loss"].detach()))))
+    runner.train()
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    from mnemovision.vos.engine import export_jointformer
+
+    export_jointformer(tmp_path / "iter_12.pth", tmp_path / "jf.safetensors")
+    assert isinstance(load_model(str(tmp_path / "jf.safetensors")), JointFormerPropagator)
