@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-TABS: list[str] = ["mnemovision.demos.splat_tab", "mnemovision.demos.sr_tab", "mnemovision.demos.metrics_tab"]
+TABS: list[str] = ["mnemovision.demos.splat_tab", "mnemovision.demos.vos_tab", "mnemovision.demos.sr_tab", "mnemovision.demos.metrics_tab"]
 
 
 def _offline_theme():

@@ -138,3 +138,26 @@ def test_sr_tab_compares_models_in_a_real_browser(hub_url, page, tmp_path, artif
     assert "bicubic" in text and "iss-p" in text
     assert page.locator("#sr-gallery img").count() >= 3
     page.screenshot(path=str(artifacts_dir / "demo_sr_tab.png"), full_page=True)
+
+
+def test_vos_tab_paints_and_propagates_in_a_real_browser(hub_url, page, artifacts_dir):
+    page.goto(hub_url, wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Video segmentation").click()
+    page.locator("#vos-load").click()
+    page.locator("#vos-status").get_by_text("24 frames").wait_for(timeout=60000)
+    canvas = page.locator("#vos-editor canvas").first
+    canvas.wait_for(timeout=30000)
+    brush = page.locator("#vos-editor").get_by_role("button", name=re.compile("brush|draw", re.I))
+    if brush.count():
+        brush.first.click()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.35)
+    page.mouse.down()
+    for i in range(1, 11):  # a short stroke across the object
+        page.mouse.move(box["x"] + box["width"] * (0.45 + 0.015 * i), box["y"] + box["height"] * (0.35 + 0.01 * i))
+    page.mouse.up()
+    page.locator("#vos-run").click()
+    page.locator("#vos-status").get_by_text("frames segmented").wait_for(timeout=120000)
+    page.locator("#vos-result video").first.wait_for(timeout=60000)
+    page.screenshot(path=str(artifacts_dir / "demo_vos_tab.png"), full_page=True)
+    assert "masks" in page.locator("#vos-masks").inner_text(), page.locator("#vos-masks").inner_text()

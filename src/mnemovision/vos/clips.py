@@ -43,21 +43,24 @@ def blob_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     return (field > threshold).astype(np.float32)
 
 
-def random_warp(rng: np.random.Generator, size: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
-    """Sampling maps (map_x, map_y) of an affine transform plus a smooth elastic field."""
+def random_motion(rng: np.random.Generator, size: int) -> dict:
+    """One layer's motion over a clip: rotation, scale, shift and a smooth elastic field per unit time."""
     import cv2
 
-    angle = rng.uniform(-20, 20) * strength
-    scale = 1 + rng.uniform(-0.15, 0.15) * strength
-    shift = rng.uniform(-0.12, 0.12, 2) * size * strength
-    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
-    m[:, 2] += shift
+    elastic = [cv2.resize(rng.standard_normal((4, 4)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC) * 2.5 for _ in range(2)]
+    return {"angle": rng.uniform(-20, 20), "scale": rng.uniform(-0.15, 0.15), "shift": rng.uniform(-0.12, 0.12, 2) * size, "elastic": elastic}
+
+
+def warp_maps(motion: dict, size: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sampling maps (map_x, map_y) of ``motion`` after ``t`` units of time (t = 0: identity)."""
+    import cv2
+
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), motion["angle"] * t, 1 + motion["scale"] * t)
+    m[:, 2] += motion["shift"] * t
     inv = cv2.invertAffineTransform(m)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    map_x = (inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]).astype(np.float32)
-    map_y = (inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]).astype(np.float32)
-    for grid in (map_x, map_y):
-        grid += cv2.resize(rng.standard_normal((4, 4)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC) * 2.5 * strength
+    map_x = (inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]).astype(np.float32) + motion["elastic"][0] * t
+    map_y = (inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]).astype(np.float32) + motion["elastic"][1] * t
     return map_x, map_y
 
 
@@ -67,12 +70,13 @@ class SyntheticClips(Dataset):
     Args:
         length: clips per epoch. size: side S. frames: T. objects: K (each clip has exactly K).
         photos: scikit-image photograph names used for backgrounds and object textures.
+        motion: how far each layer moves per frame (1: the training clips' large steps).
     """
 
-    def __init__(self, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, photos: tuple[str, ...] | None = None, seed: int = 0) -> None:
+    def __init__(self, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, photos: tuple[str, ...] | None = None, motion: float = 1.0, seed: int = 0) -> None:
         from mnemovision.vision.photos import SKIMAGE_PHOTOS, skimage_photos
 
-        self.length, self.size, self.frames, self.objects, self.seed = length, size, frames, objects, seed
+        self.length, self.size, self.frames, self.objects, self.motion, self.seed = length, size, frames, objects, motion, seed
         self.photos = [img for _, img in skimage_photos(photos or SKIMAGE_PHOTOS)]
         self.metainfo = {"size": size, "frames": frames, "objects": objects}
 
@@ -93,18 +97,18 @@ class SyntheticClips(Dataset):
         rng = np.random.default_rng((self.seed, index))
         s, t_len, k_len = self.size, self.frames, self.objects
         background = self._crop(rng, s)
-        layers = [(self._crop(rng, s), blob_mask(rng, s)) for _ in range(k_len)]
+        layers = [(self._crop(rng, s), blob_mask(rng, s), random_motion(rng, s)) for _ in range(k_len)]
+        background_motion = random_motion(rng, s)
         frames = np.zeros((t_len, s, s, 3), np.uint8)
         masks = np.zeros((t_len, k_len, s, s), np.float32)
         for t in range(t_len):
-            strength = 0.0 if t == 0 else float(t)
-            bx, by = random_warp(rng, s, 0.3 * strength)
+            step = self.motion * t
+            bx, by = warp_maps(background_motion, s, 0.3 * step)
             frame = cv2.remap(background, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-            for k, (texture, mask) in enumerate(layers):
-                mx, my = random_warp(rng, s, strength) if t else (None, None)
-                tex = cv2.remap(texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) if t else texture
-                m = cv2.remap(mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) if t else mask
-                m = (m > 0.5).astype(np.float32)
+            for k, (texture, mask, motion) in enumerate(layers):
+                mx, my = warp_maps(motion, s, step)
+                tex = cv2.remap(texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                m = (cv2.remap(mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 0.5).astype(np.float32)
                 frame = frame * (1 - m[..., None]) + tex.astype(np.float32) * m[..., None]
                 masks[t, :k] *= 1 - m  # later objects occlude earlier ones
                 masks[t, k] = m
