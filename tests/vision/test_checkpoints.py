@@ -105,3 +105,16 @@ def test_corrupt_checkpoint_names_the_file(tmp_path, suffix):
         load_checkpoint(bad)
     with pytest.raises(FileNotFoundError, match="nothing"):
         load_checkpoint(tmp_path / f"nothing{suffix}")
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from mnemovision.vision.checkpoints import atomic_write
+
+    with atomic_write(tmp_path / "f.bin") as handle:
+        handle.write(b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~umask

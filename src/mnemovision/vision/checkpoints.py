@@ -22,7 +22,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     If the block raises, the temporary file is removed and ``path`` is left untouched, so a crash
-    never leaves a half-written file under the final name.
+    never leaves a half-written file under the final name. The file gets the permissions a plain
+    ``open`` would give it (0666 minus the umask), not the temporary file's private 0600.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
@@ -34,6 +35,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
