@@ -41,23 +41,23 @@ SPARSITY = 0.9
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "mnemovision" / "sr" / "weights"
 
 
-def hook_for(method: str, iterations: int):
+def hook_for(method: str, iterations: int, alpha: float = 0.95):
     half = iterations // 2
     return {
         "dense": None,
-        "iss-p": dict(type=config_type(ISSPHook), sparsity=SPARSITY, alpha=0.95, prune_iters=half),
+        "iss-p": dict(type=config_type(ISSPHook), sparsity=SPARSITY, alpha=alpha, prune_iters=half),
         "magnitude": dict(type=config_type(MagnitudePruneHook), sparsity=SPARSITY, prune_at=half),
         "l1-filter": dict(type=config_type(FilterPruneHook), sparsity=SPARSITY, prune_at=half),
     }[method]
 
 
-def train(method: str, iterations: int, work_dir: Path):
+def train(method: str, iterations: int, work_dir: Path, alpha: float = 0.95):
     cfg = load_config("sr_edsr_x2")
     cfg.train_cfg.max_iters = iterations
     cfg.train_cfg.val_interval = iterations
     cfg.param_scheduler[0].T_max = cfg.param_scheduler[0].end = iterations
     cfg.default_hooks.checkpoint.interval = iterations
-    hook = hook_for(method, iterations)
+    hook = hook_for(method, iterations, alpha)
     if hook is not None:
         cfg.custom_hooks.append(hook)
     runner = build_runner(cfg, work_dir=work_dir)
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="benchmark folder (default: Set5 from the shared data)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--ship", action="store_true", help="copy the ISS-P model into the package")
+    parser.add_argument("--alpha", type=float, default=0.95, help="ISS-P shrink factor (the paper's commands: 0.95)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     pairs = benchmark_pairs(resolve_benchmark(args.data), SCALE)
@@ -111,7 +112,7 @@ def main() -> None:
              "params_nonzero": 0, "file_mb": 0.0, "cpu_ms_per_mpix": ms_per_mpix(bicubic, timing_lr), "cpu_ms_per_mpix_sparse": None}]
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods.split(","):
-            net = train(method, args.iterations, Path(tmp) / method)
+            net = train(method, args.iterations, Path(tmp) / method, args.alpha)
             path = save_sr_model(Path(tmp) / f"edsr_baseline_x2_{method}.safetensors", net, "edsr", "baseline", SCALE, method)
             reloaded, meta = load_sr_model(path)
             psnr_y, ssim_y = score(net_upscaler(reloaded), pairs)
@@ -127,7 +128,7 @@ def main() -> None:
                 "file_mb": path.stat().st_size / 2**20,
                 "cpu_ms_per_mpix": ms_per_mpix(net_upscaler(reloaded), timing_lr),
                 "cpu_ms_per_mpix_sparse": sparse_ms,
-                "iterations": args.iterations,
+                "iterations": args.iterations, "alpha": args.alpha if method == "iss-p" else None,
             })
             print(json.dumps(rows[-1]), flush=True)
             if args.ship and method == "iss-p":  # compressed, float32: exactly the model scored here

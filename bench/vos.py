@@ -29,9 +29,14 @@ from mnemovision.vos.data import davis_sequence  # noqa: E402
 from mnemovision.vos.metrics import evaluate_sequence, summarize  # noqa: E402
 
 
+INTERNAL_SIZE = {"value": 480}
+
+
 def make_model(name: str):
-    if name == "jointformer-tiny":
-        return load_model(str(SHIPPED_JOINTFORMER), internal_size=480, top_k=60, max_memory_frames=1)
+    """A baseline by name, the shipped JointFormer (``jointformer-tiny``) or a JointFormer file."""
+    if name == "jointformer-tiny" or name.endswith(".safetensors"):
+        path = str(SHIPPED_JOINTFORMER) if name == "jointformer-tiny" else name
+        return load_model(path, internal_size=INTERNAL_SIZE["value"], top_k=60, max_memory_frames=1)
     return load_model(name)
 
 
@@ -81,9 +86,11 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--sequences", default=None)
     parser.add_argument("--models", default="copy-first,flow,jointformer-tiny")
+    parser.add_argument("--internal-size", type=int, default=480, help="JointFormer's processing size (shorter side)")
     parser.add_argument("--long", type=int, default=0, help="frames of the long-video memory run (0: skip)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    INTERNAL_SIZE["value"] = args.internal_size
     root = Path(args.data) if args.data else shared_data_path("vos", "davis2016")
     if root is None:
         raise SystemExit("no data: give --data or place the shared data at ../shared/data")

@@ -25,7 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def prepare_frame(frame: np.ndarray, internal_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """[H, W, 3] uint8 -> normalised [1, 3, h', w'] (shorter side ``internal_size``, padded to x16)
     and the unpadded size (h, w) at that scale."""
-    image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0
+    image = torch.from_numpy(np.array(frame, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
     h, w = frame.shape[:2]
     scale = internal_size / min(h, w)
     size = (max(16, round(h * scale)), max(16, round(w * scale)))
