@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnemovision.sr.models.edsr import DIV2K_MEAN
+from mnemovision.vision.layers import Mlp, vit_init
 
 SIZES = {"tiny": dict(embed=12, depths=(2,), heads=(2,), window=4), "light": dict(embed=60, depths=(6, 6, 6, 6), heads=(6, 6, 6, 6), window=8)}
 
@@ -82,15 +83,6 @@ class WindowAttention(nn.Module):
             attn_bias = (bias[None, None] + mask[None, :, None]).expand(bw // nw, -1, -1, -1, -1).reshape(bw, self.heads, n, n)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype))
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class SwinBlock(nn.Module):
@@ -166,16 +158,7 @@ class SwinIR(nn.Module):
         self.norm = nn.LayerNorm(embed)
         self.conv_after_body = nn.Conv2d(embed, embed, 3, padding=1)
         self.upsample = nn.Sequential(nn.Conv2d(embed, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale))
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        self.apply(vit_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnemovision.kernels import memory_attention
+from mnemovision.vision.layers import Mlp, vit_init
 
 SIZES = {
     "tiny": dict(dims=(32, 48, 96), depths=(1, 1, 3), heads=3, decoder=(48, 32, 32)),
@@ -105,15 +106,6 @@ class Attention(nn.Module):
     def merge(self, out: torch.Tensor) -> torch.Tensor:
         b, h, n, d = out.shape
         return self.proj(out.transpose(1, 2).reshape(b, n, h * d))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class Block(nn.Module):
@@ -248,13 +240,7 @@ class JointFormer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d2))
         self.decoder = Decoder(dims, decoder)
         nn.init.normal_(self.cls_token, std=0.02)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
+        self.apply(vit_init)
 
     # ------------------------------------------------------------------ stages
     def _conv_stages(self, x: torch.Tensor, embed: PatchEmbed) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
