@@ -66,3 +66,14 @@ def test_a_scene_fit_refuses_torchrun(scene, tmp_path, monkeypatch):
 
     with pytest.raises(ValueError, match="one process"):
         SplatResultsHook().before_train(FakeRunner())
+
+
+def test_lpips_is_scored_when_local_weights_are_given(scene, tmp_path):
+    pytest.importorskip("lpips")
+    from tests.vision.test_metrics import write_official_layout
+
+    from mnemovision.splatting.engine import fit_scene
+
+    _, backbone_path, lin_path = write_official_layout(tmp_path)
+    result = fit_scene(scene, tmp_path / "fit", iterations=2, fit={"lpips_weights": str(lin_path), "lpips_backbone": str(backbone_path)}, orbit_frames=0, progress=False)
+    assert 0.0 < result.metrics["lpips"] < 1.5 and "psnr" in result.metrics
