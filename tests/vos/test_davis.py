@@ -66,3 +66,28 @@ def test_baselines_run_and_score_on_real_frames(davis_subset, tmp_path):
     assert 0 < scores["copy-first"]["J"] < scores["flow"]["J"]
     assert set(scores["flow"]["per_sequence"]) == set(SEQUENCES)
     assert np.isfinite(scores["flow"]["F_decay"])
+
+
+def test_objects_join_mid_video_on_the_real_judo_prompts(tmp_path):
+    from tests.conftest import REPO_ROOT
+    from mnemovision.vision.data import shared_data_path
+    from mnemovision.vos.api import load_model
+    from mnemovision.vos.run import run_sequence, sequences_in
+
+    root = shared_data_path("vos", "judo_prompts", start=REPO_ROOT)
+    if root is None:
+        pytest.skip("shared data vos/judo_prompts not found")
+    (seq,) = sequences_in(root / "images", root / "masks")
+    assert sorted(seq.annotations) == [0, 5, 8, 13]
+    with pytest.warns(UserWarning, match="00005.png: mask is 853x480, its frame 854x480"):
+        masks = run_sequence(load_model("flow"), seq, tmp_path)
+    present = [sorted(int(i) for i in np.unique(m) if i) for m in masks]
+    assert present[0] == [1] and present[4] == [1]
+    assert present[5] == [1, 2] and present[8] == [1, 2, 3] and present[13] == [1, 2, 3, 4] and present[15] == [1, 2, 3, 4]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the frame-5 mask is a pixel narrow (warned above)
+        for t, object_id in ((5, 2), (8, 3), (13, 4)):  # each prompt's object is exactly its mask on its frame
+            assert np.array_equal(masks[t] == object_id, seq.mask(t, masks.shape[1:]) == object_id)
+    assert (tmp_path / "judo.mp4").exists() and len(list((tmp_path / "judo").glob("*.png"))) == 16
