@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnemovision.splatting.data.scene import load_scene
+from mnemovision.splatting.data.scene import read_scene_cameras
 from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
 from mnemovision.splatting.engine import fit_scene
 from mnemovision.splatting.gaussians import GaussianModel, load_ply, save_ply
@@ -35,9 +35,8 @@ def find_scene_root(folder: str | Path) -> Path:
 
 
 def scene_cameras_of(folder: str | Path) -> np.ndarray:
-    """World-to-camera [V, 4, 4] of every view of the scene in ``folder`` (OpenCV axes)."""
-    scene = load_scene(folder, downscale=8.0)  # small images: only the poses are wanted
-    return np.stack([v.viewmat.double().numpy() for v in scene.train + scene.test])
+    """World-to-camera [V, 4, 4] of every camera of the scene in ``folder`` (OpenCV axes); no image is read."""
+    return np.asarray(read_scene_cameras(folder).cameras.viewmats, dtype=np.float64)
 
 
 def bundled_scene(folder: str | Path, spec: SceneSpec = SceneSpec()) -> Path:

@@ -81,32 +81,49 @@ def camera_extent(viewmats: np.ndarray) -> float:
     return float(1.1 * np.max(np.linalg.norm(centers - centers.mean(0), axis=1)) + 1e-6)
 
 
-def load_scene(folder: str | Path, downscale: float = 1.0, test_every: int = 8, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> SceneData:
-    """Load a transforms.json scene or a COLMAP scene (``sparse/0`` or ``sparse`` plus ``images/``)."""
+@dataclass
+class SceneCameras:
+    """What a scene folder says without reading its images: cameras, image paths, the point cloud."""
+
+    cameras: Cameras
+    image_paths: list[Path]
+    points: torch.Tensor | None  # [P, 3]
+    colors: torch.Tensor | None  # [P, 3] in [0, 1]
+    source: str
+
+
+def read_scene_cameras(folder: str | Path) -> SceneCameras:
+    """The cameras of a transforms.json scene (plus ``points3d.ply`` when present) or of a COLMAP
+    scene (``sparse/0``, ``sparse`` or the folder itself, with ``images/``)."""
     folder = Path(folder)
-    if downscale <= 0:
-        raise ValueError(f"downscale must be positive, got {downscale}")
-    points = colors = None
     if (folder / "transforms.json").exists() or folder.suffix == ".json":
         path = folder if folder.suffix == ".json" else folder / "transforms.json"
         frames = read_transforms(path)
-        cams, paths, source = frames.cameras, list(frames.image_paths), "transforms.json"
+        points = colors = None
         ply = path.parent / "points3d.ply"
         if ply.exists():
             props = read_ply(ply)
             points = torch.from_numpy(np.stack([props["x"], props["y"], props["z"]], -1).astype(np.float32))
             if "red" in props:
                 colors = torch.from_numpy(np.stack([props["red"], props["green"], props["blue"]], -1).astype(np.float32) / 255.0)
-    else:
-        sparse = next((p for p in (folder / "sparse" / "0", folder / "sparse", folder) if (p / "cameras.bin").exists() or (p / "cameras.txt").exists()), None)
-        if sparse is None:
-            raise FileNotFoundError(f"{folder}: neither transforms.json nor a COLMAP model (sparse/0, sparse) found")
-        model = read_model(sparse)
-        cams = model_to_cameras(model)
-        paths = [folder / "images" / name for name in cams.names]
-        points = torch.from_numpy(model.points.xyz.astype(np.float32))
-        colors = torch.from_numpy(model.points.rgb.astype(np.float32) / 255.0)
-        source = "colmap"
+        return SceneCameras(frames.cameras, list(frames.image_paths), points, colors, "transforms.json")
+    sparse = next((p for p in (folder / "sparse" / "0", folder / "sparse", folder) if (p / "cameras.bin").exists() or (p / "cameras.txt").exists()), None)
+    if sparse is None:
+        raise FileNotFoundError(f"{folder}: neither transforms.json nor a COLMAP model (sparse/0, sparse) found")
+    model = read_model(sparse)
+    cams = model_to_cameras(model)
+    points = torch.from_numpy(model.points.xyz.astype(np.float32))
+    colors = torch.from_numpy(model.points.rgb.astype(np.float32) / 255.0)
+    return SceneCameras(cams, [folder / "images" / name for name in cams.names], points, colors, "colmap")
+
+
+def load_scene(folder: str | Path, downscale: float = 1.0, test_every: int = 8, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> SceneData:
+    """Load a transforms.json scene or a COLMAP scene (``sparse/0`` or ``sparse`` plus ``images/``)."""
+    folder = Path(folder)
+    if downscale <= 0:
+        raise ValueError(f"downscale must be positive, got {downscale}")
+    found = read_scene_cameras(folder)
+    cams, paths, points, colors, source = found.cameras, found.image_paths, found.points, found.colors, found.source
     views, scaled = _load_views(cams, paths, downscale, background)
     if not views:
         raise FileNotFoundError(f"{folder}: no frame has its image file")
