@@ -29,12 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, write_json  # noqa: E402
 
 from mnemovision.engine import build_runner, config_type, load_config  # noqa: E402
-from mnemovision.sr.data import benchmark_pairs, resolve_benchmark, to_tensor  # noqa: E402
+from mnemovision.sr.api import evaluate_folder, load_upscaler  # noqa: E402
+from mnemovision.sr.data import benchmark_pairs, resolve_benchmark  # noqa: E402
 from mnemovision.sr.engine import FilterPruneHook, ISSPHook, MagnitudePruneHook  # noqa: E402
-from mnemovision.sr.export import load_sr_model, save_sr_model, to_sparse_inference  # noqa: E402
+from mnemovision.sr.export import save_sr_model  # noqa: E402
 from mnemovision.sr.pruning import prunable_weights  # noqa: E402
-from mnemovision.vision.metrics import image_psnr, image_ssim  # noqa: E402
-from mnemovision.vision.resize import imresize  # noqa: E402
 
 SCALE = 2
 SPARSITY = 0.9
@@ -65,24 +64,6 @@ def train(method: str, iterations: int, work_dir: Path, alpha: float = 0.95):
     return runner.model.net.eval()
 
 
-def score(upscale, pairs) -> tuple[float, float]:
-    psnrs, ssims = [], []
-    for _, lr, gt in pairs:
-        sr = upscale(lr)
-        psnrs.append(image_psnr(sr, gt, crop_border=SCALE, y_channel=True))
-        ssims.append(image_ssim(sr, gt, crop_border=SCALE, y_channel=True))
-    return float(np.mean(psnrs)), float(np.mean(ssims))
-
-
-def net_upscaler(net):
-    @torch.no_grad()
-    def run(lr: np.ndarray) -> np.ndarray:
-        out = net(to_tensor(lr)[None])[0].clamp(0, 1)
-        return (out.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-
-    return run
-
-
 def ms_per_mpix(upscale, lr: np.ndarray, repeats: int = 3) -> float:
     upscale(lr)
     times = []
@@ -103,30 +84,28 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true", help="copy the ISS-P model into the package")
     parser.add_argument("--alpha", type=float, default=0.95, help="ISS-P shrink factor (the paper's commands: 0.95)")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    pairs = benchmark_pairs(resolve_benchmark(args.data), SCALE)
-    timing_lr = pairs[0][1]  # baby, 256x256 LR -> 512x512
-    bicubic = lambda lr: imresize(lr, SCALE)  # noqa: E731
-    psnr_y, ssim_y = score(bicubic, pairs)
-    rows = [{"model": "bicubic", "method": "bicubic", "sparsity": 0.0, "scale": SCALE, "psnr_y": psnr_y, "ssim_y": ssim_y,
+    folder = resolve_benchmark(args.data)
+    timing_lr = benchmark_pairs(folder, SCALE)[0][1]  # baby, 256x256 LR -> 512x512
+    bicubic = load_upscaler("bicubic", SCALE)
+    scores = evaluate_folder(bicubic, folder, SCALE)
+    rows = [{"model": "bicubic", "method": "bicubic", "sparsity": 0.0, "scale": SCALE, "psnr_y": scores["psnr_y"], "ssim_y": scores["ssim_y"],
              "params_nonzero": 0, "file_mb": 0.0, "cpu_ms_per_mpix": ms_per_mpix(bicubic, timing_lr), "cpu_ms_per_mpix_sparse": None}]
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods.split(","):
             net = train(method, args.iterations, Path(tmp) / method, args.alpha)
             path = save_sr_model(Path(tmp) / f"edsr_baseline_x2_{method}.safetensors", net, "edsr", "baseline", SCALE, method)
-            reloaded, meta = load_sr_model(path)
-            psnr_y, ssim_y = score(net_upscaler(reloaded), pairs)
+            upscaler = load_upscaler(path, SCALE)  # the reloaded file: what ships is what is scored
+            reloaded, meta = upscaler.net, upscaler.meta
+            scores = evaluate_folder(upscaler, folder, SCALE)
             weights = prunable_weights(reloaded)
-            sparse_ms = None
-            if method != "dense":
-                sparse_ms = ms_per_mpix(net_upscaler(to_sparse_inference(load_sr_model(path)[0])), timing_lr)
+            sparse_ms = ms_per_mpix(load_upscaler(path, SCALE, sparse=True), timing_lr) if method != "dense" else None
             rows.append({
                 "model": "edsr-baseline", "method": method, "sparsity": float(meta["sparsity"]), "scale": SCALE,
-                "psnr_y": psnr_y, "ssim_y": ssim_y,
+                "psnr_y": scores["psnr_y"], "ssim_y": scores["ssim_y"],
                 "params_nonzero": int(sum(int((p != 0).sum()) for p in reloaded.parameters())),
                 "prunable_nonzero": int(sum(int((w != 0).sum()) for w in weights.values())),
                 "file_mb": path.stat().st_size / 2**20,
-                "cpu_ms_per_mpix": ms_per_mpix(net_upscaler(reloaded), timing_lr),
+                "cpu_ms_per_mpix": ms_per_mpix(upscaler, timing_lr),
                 "cpu_ms_per_mpix_sparse": sparse_ms,
                 "iterations": args.iterations, "alpha": args.alpha if method == "iss-p" else None,
             })

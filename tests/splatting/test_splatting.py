@@ -1,7 +1,6 @@
 """Splatting base: the bundled scene, scene loaders, the model's PLY interop, density control, a fit."""
 
 import json
-import warnings
 
 import numpy as np
 import pytest

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnemovision.sr.data import as_rgb_uint8, benchmark_pairs, to_tensor
+from mnemovision.sr.data import as_rgb_uint8, benchmark_pairs, to_tensor, to_uint8
 from mnemovision.vision.metrics import image_psnr, image_ssim
 from mnemovision.vision.resize import imresize
 
@@ -40,8 +40,7 @@ class Upscaler:
         lr = as_rgb_uint8(lr, source)
         if self.net is None:
             return imresize(lr, self.scale)
-        out = self.net(to_tensor(lr)[None])[0].clamp(0, 1)
-        return (out.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+        return to_uint8(self.net(to_tensor(lr)[None])[0])
 
 
 def load_upscaler(model: str | Path = "shipped", scale: int | None = None, sparse: bool = False) -> Upscaler:

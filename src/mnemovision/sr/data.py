@@ -53,6 +53,11 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
 
 
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """[3, H, W] float in [0, 1] -> [H, W, 3] uint8, clamped and rounded (BasicSR's tensor2img)."""
+    return (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+
+
 class SRPatches(Dataset):
     """Random (LR, HR) patch pairs for training: ``{"inputs": [3, p, p], "data_samples": [3, s*p, s*p]}``.
 

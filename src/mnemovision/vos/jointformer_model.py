@@ -15,11 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mnemovision.vos.clips import IMAGENET_MEAN, IMAGENET_STD
 from mnemovision.vos.memory import MemoryBank
 from mnemovision.vos.models.jointformer import JointFormer
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def prepare_frame(frame: np.ndarray, internal_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -30,7 +29,7 @@ def prepare_frame(frame: np.ndarray, internal_size: int) -> tuple[torch.Tensor, 
     scale = internal_size / min(h, w)
     size = (max(16, round(h * scale)), max(16, round(w * scale)))
     image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
-    image = (image - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    image = (image - torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
     pad_h, pad_w = (-size[0]) % 16, (-size[1]) % 16
     return F.pad(image, (0, pad_w, 0, pad_h)), size
 

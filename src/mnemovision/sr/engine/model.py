@@ -8,13 +8,9 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 
+from mnemovision.sr.data import to_uint8
 from mnemovision.sr.models import build_sr_model
 from mnemovision.vision.metrics import image_psnr, image_ssim
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """[3, H, W] float in [0, 1] -> [H, W, 3] uint8, rounded (BasicSR's tensor2img)."""
-    return (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
 
 
 class SRModel(BaseModel):

@@ -22,7 +22,6 @@ internals), so ``convert_official_jointformer`` maps the official base checkpoin
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
