@@ -29,23 +29,25 @@ from mnemovision.vos.data import davis_sequence  # noqa: E402
 from mnemovision.vos.metrics import evaluate_sequence, summarize  # noqa: E402
 
 
-INTERNAL_SIZE = {"value": 480}
+JOINTFORMER_OPTIONS: dict = {}  # overrides of the settings stored in the weights file (--internal-size, --top-k)
 
 
 def make_model(name: str):
     """A baseline by name, the shipped JointFormer (``jointformer-tiny``) or a JointFormer file."""
     if name == "jointformer-tiny" or name.endswith(".safetensors"):
         path = str(SHIPPED_JOINTFORMER) if name == "jointformer-tiny" else name
-        return load_model(path, internal_size=INTERNAL_SIZE["value"], top_k=60, max_memory_frames=1)
+        return load_model(path, **JOINTFORMER_OPTIONS)
     return load_model(name)
 
 
 def run_model(name: str, root: Path, sequences: list[str]) -> dict:
-    scores, frames_done, seconds = [], 0, 0.0
+    scores, frames_done, seconds, settings = [], 0, 0.0, {}
     reset_peak_rss()
     for seq_name in sequences:
         seq = davis_sequence(root, seq_name)
-        session = VOSSession(make_model(name))
+        model = make_model(name)
+        settings = {k: getattr(model, k) for k in ("internal_size", "top_k", "mem_every", "max_memory_frames") if hasattr(model, k)}
+        session = VOSSession(model)
         first = seq.frame(0)
         session.add_mask(0, seq.mask(0, first.shape[:2]))
         preds, gts = [], []
@@ -59,7 +61,7 @@ def run_model(name: str, root: Path, sequences: list[str]) -> dict:
         scores += evaluate_sequence(seq_name, np.stack(gts), np.stack(preds))
     report = summarize(scores)
     return {"model": name, "sequences": sequences, "J": report["J"], "F": report["F"], "JF": report["JF"], "fps": frames_done / seconds,
-            "peak_mem_mb": max_rss_mb(), "per_sequence": report["per_sequence"]}
+            "peak_mem_mb": max_rss_mb(), "settings": settings, "per_sequence": report["per_sequence"]}
 
 
 def run_long(name: str, root: Path, sequence: str, n_frames: int) -> dict:
@@ -86,11 +88,15 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--sequences", default=None)
     parser.add_argument("--models", default="copy-first,flow,jointformer-tiny")
-    parser.add_argument("--internal-size", type=int, default=480, help="JointFormer's processing size (shorter side)")
+    parser.add_argument("--internal-size", type=int, default=None, help="JointFormer's processing size (shorter side; default: the file's)")
+    parser.add_argument("--top-k", type=int, default=None, help="JointFormer's memory keys per query (0: dense; default: the file's)")
     parser.add_argument("--long", type=int, default=0, help="frames of the long-video memory run (0: skip)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    INTERNAL_SIZE["value"] = args.internal_size
+    if args.internal_size is not None:
+        JOINTFORMER_OPTIONS["internal_size"] = args.internal_size
+    if args.top_k is not None:
+        JOINTFORMER_OPTIONS["top_k"] = args.top_k or None
     root = Path(args.data) if args.data else shared_data_path("vos", "davis2016")
     if root is None:
         raise SystemExit("no data: give --data or place the shared data at ../shared/data")

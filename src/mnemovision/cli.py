@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     vos_run.add_argument("--frames", required=True, help="a folder of frames, or of sequence folders")
     vos_run.add_argument("--masks", required=True, help="annotation masks named like the frames (per sequence folder)")
     vos_run.add_argument("--out", required=True)
-    vos_run.add_argument("--model", default="flow", help="'copy-first', 'flow', or a JointFormer checkpoint")
+    vos_run.add_argument("--model", default="flow", help="'copy-first', 'flow', 'jointformer' (the shipped tiny model) or a JointFormer .safetensors file")
     vos_run.set_defaults(func=_cmd_vos_run)
     vos_eval = vos.add_parser("eval", help="DAVIS J&F exactly as the official toolkit")
     vos_eval.add_argument("--pred", required=True, help="results: <seq>/<frame>.png")

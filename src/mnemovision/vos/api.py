@@ -125,7 +125,8 @@ SHIPPED_JOINTFORMER = Path(__file__).resolve().parent / "weights" / "jointformer
 def load_model(name: str = "flow", **options) -> VOSModel:
     """``copy-first``, ``flow`` (dense optical flow, OpenCV DIS), ``jointformer`` (the shipped tiny
     model) or a JointFormer ``.safetensors`` file; ``options`` go to the model (e.g. ``top_k``,
-    ``internal_size``, ``max_memory_frames`` for JointFormer, ``method`` for flow)."""
+    ``internal_size``, ``max_memory_frames`` for JointFormer, ``method`` for flow). A JointFormer
+    file's stored inference settings (its training resolution, ...) apply unless ``options`` override them."""
     from mnemovision.vos import baselines
 
     if name == "copy-first":
@@ -136,7 +137,7 @@ def load_model(name: str = "flow", **options) -> VOSModel:
     if path.suffix == ".safetensors":
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such JointFormer weights file")
-        from mnemovision.vos.jointformer_model import JointFormerPropagator, load_jointformer
+        from mnemovision.vos.jointformer_model import JointFormerPropagator, inference_settings, load_jointformer
 
-        return JointFormerPropagator(load_jointformer(path), **options)
+        return JointFormerPropagator(load_jointformer(path), **{**inference_settings(path), **options})
     raise ValueError(f"unknown VOS model {name!r}: use 'copy-first', 'flow', 'jointformer' or a JointFormer .safetensors file")

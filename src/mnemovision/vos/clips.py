@@ -30,50 +30,60 @@ def normalise(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
-def blob_mask(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A smooth random blob [size, size] float in [0, 1] covering roughly 10-35% of the square."""
+def pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``size`` as (height, width): an int means a square."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def blob_mask(rng: np.random.Generator, size: int | tuple[int, int]) -> np.ndarray:
+    """A smooth random blob [H, W] float in {0, 1} covering roughly 10-35% of the frame."""
     import cv2
 
+    h, w = pair(size)
     noise = rng.standard_normal((5, 5)).astype(np.float32)
-    field = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+    field = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
     cy, cx = rng.uniform(0.3, 0.7, 2)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = yy / h, xx / w
     field = field - 25.0 * ((xx - cx) ** 2 + (yy - cy) ** 2)  # one compact blob around (cy, cx)
     threshold = np.quantile(field, 1 - rng.uniform(0.1, 0.35))
     return (field > threshold).astype(np.float32)
 
 
-def random_motion(rng: np.random.Generator, size: int) -> dict:
+def random_motion(rng: np.random.Generator, size: int | tuple[int, int]) -> dict:
     """One layer's motion over a clip: rotation, scale, shift and a smooth elastic field per unit time."""
     import cv2
 
-    elastic = [cv2.resize(rng.standard_normal((4, 4)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC) * 2.5 for _ in range(2)]
-    return {"angle": rng.uniform(-20, 20), "scale": rng.uniform(-0.15, 0.15), "shift": rng.uniform(-0.12, 0.12, 2) * size, "elastic": elastic}
+    h, w = pair(size)
+    elastic = [cv2.resize(rng.standard_normal((4, 4)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC) * 2.5 for _ in range(2)]
+    return {"angle": rng.uniform(-20, 20), "scale": rng.uniform(-0.15, 0.15), "shift": rng.uniform(-0.12, 0.12, 2) * min(h, w), "elastic": elastic}
 
 
-def warp_maps(motion: dict, size: int, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """Sampling maps (map_x, map_y) of ``motion`` after ``t`` units of time (t = 0: identity)."""
+def warp_maps(motion: dict, size: int | tuple[int, int], t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sampling maps (map_x, map_y) [H, W] of ``motion`` after ``t`` units of time (t = 0: identity)."""
     import cv2
 
-    m = cv2.getRotationMatrix2D((size / 2, size / 2), motion["angle"] * t, 1 + motion["scale"] * t)
+    h, w = pair(size)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), motion["angle"] * t, 1 + motion["scale"] * t)
     m[:, 2] += motion["shift"] * t
     inv = cv2.invertAffineTransform(m)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     map_x = (inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]).astype(np.float32) + motion["elastic"][0] * t
     map_y = (inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]).astype(np.float32) + motion["elastic"][1] * t
     return map_x, map_y
 
 
 class SyntheticClips(Dataset):
-    """``{"inputs": [T, 3, S, S] normalised frames, "data_samples": [T, K, S, S] float masks}``.
+    """``{"inputs": [T, 3, H, W] normalised frames, "data_samples": [T, K, H, W] float masks}``.
 
     Args:
-        length: clips per epoch. size: side S. frames: T. objects: K (each clip has exactly K).
+        length: clips per epoch. size: S (a square) or (H, W). frames: T. objects: K (each clip has exactly K).
         photos: scikit-image photograph names used for backgrounds and object textures.
-        motion: how far each layer moves per frame (1: the training clips' large steps).
+        motion: how far each layer moves per frame (1: large steps), or (low, high): each clip draws
+            its own step uniformly in that range (easy and hard clips mixed).
     """
 
-    def __init__(self, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, photos: tuple[str, ...] | None = None, motion: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, photos: tuple[str, ...] | None = None, motion: float | tuple[float, float] = 1.0, seed: int = 0) -> None:
         from mnemovision.vision.photos import SKIMAGE_PHOTOS, skimage_photos
 
         self.length, self.size, self.frames, self.objects, self.motion, self.seed = length, size, frames, objects, motion, seed
@@ -83,26 +93,31 @@ class SyntheticClips(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _crop(self, rng: np.random.Generator, side: int) -> np.ndarray:
+    def _crop(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+        """A random crop of a random photo with the aspect of ``size`` (H, W), resized to it."""
         import cv2
 
         img = self.photos[int(rng.integers(len(self.photos)))]
-        c = int(rng.integers(min(img.shape[:2]) // 3, min(img.shape[:2]) + 1))
-        y, x = int(rng.integers(img.shape[0] - c + 1)), int(rng.integers(img.shape[1] - c + 1))
-        return cv2.resize(img[y : y + c, x : x + c], (side, side), interpolation=cv2.INTER_AREA)
+        h, w = size
+        fit = min(img.shape[0] / h, img.shape[1] / w)  # the largest crop of this aspect
+        scale = rng.uniform(1 / 3, 1) * fit
+        ch, cw = max(1, int(h * scale)), max(1, int(w * scale))
+        y, x = int(rng.integers(img.shape[0] - ch + 1)), int(rng.integers(img.shape[1] - cw + 1))
+        return cv2.resize(img[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_AREA)
 
     def __getitem__(self, index: int) -> dict:
         import cv2
 
         rng = np.random.default_rng((self.seed, index))
-        s, t_len, k_len = self.size, self.frames, self.objects
+        s, t_len, k_len = pair(self.size), self.frames, self.objects
         background = self._crop(rng, s)
         layers = [(self._crop(rng, s), blob_mask(rng, s), random_motion(rng, s)) for _ in range(k_len)]
         background_motion = random_motion(rng, s)
-        frames = np.zeros((t_len, s, s, 3), np.uint8)
-        masks = np.zeros((t_len, k_len, s, s), np.float32)
+        frames = np.zeros((t_len, *s, 3), np.uint8)
+        masks = np.zeros((t_len, k_len, *s), np.float32)
+        speed = rng.uniform(*self.motion) if isinstance(self.motion, (tuple, list)) else self.motion
         for t in range(t_len):
-            step = self.motion * t
+            step = speed * t
             bx, by = warp_maps(background_motion, s, 0.3 * step)
             frame = cv2.remap(background, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
             for k, (texture, mask, motion) in enumerate(layers):
@@ -118,11 +133,12 @@ class SyntheticClips(Dataset):
 
 class VideoClips(Dataset):
     """Clips of ``frames`` frames (random order-preserving jumps up to ``max_jump``) from DAVIS-format
-    videos, resized to ``size`` x ``size``, with the first frame's objects (up to ``objects``).
+    videos with the first frame's objects (up to ``objects``): one random crop per clip (``min_crop``
+    to 1 of each side, 1: the whole frame) resized to ``size`` (S or (H, W)), mirrored half the time.
 
     ``root`` None means the shared DAVIS-2016 data; ``sequences`` None means every sequence there."""
 
-    def __init__(self, root: str | None = None, sequences: tuple[str, ...] | None = None, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, max_jump: int = 5, seed: int = 0) -> None:
+    def __init__(self, root: str | None = None, sequences: tuple[str, ...] | None = None, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, max_jump: int = 5, min_crop: float = 1.0, seed: int = 0) -> None:
         from mnemovision.vos.data import davis_sequence, list_sequences
 
         if root is None:
@@ -133,6 +149,7 @@ class VideoClips(Dataset):
                 raise FileNotFoundError("VideoClips: no root given and vos/davis2016 not found in the shared data (set $MNEMOVISION_DATA)")
         self.sequences = [davis_sequence(root, name) for name in (sequences or list_sequences(root))]
         self.length, self.size, self.frames, self.objects, self.max_jump, self.seed = length, size, frames, objects, max_jump, seed
+        self.min_crop = min_crop
         self.metainfo = {"root": str(Path(root)), "sequences": [s.name for s in self.sequences]}
 
     def __len__(self) -> int:
@@ -149,11 +166,48 @@ class VideoClips(Dataset):
         for _ in range(self.frames - 1):
             nxt = [i for i in annotated if picks[-1] < i <= picks[-1] + self.max_jump] or [picks[-1]]
             picks.append(nxt[int(rng.integers(len(nxt)))])
-        frames = np.stack([cv2.resize(seq.frame(i), (self.size, self.size), interpolation=cv2.INTER_AREA) for i in picks])
+        h, w = pair(self.size)
+        raw = [seq.frame(i) for i in picks]
+        full_h, full_w = raw[0].shape[:2]
+        ch, cw = (int(round(side * rng.uniform(self.min_crop, 1.0))) for side in (full_h, full_w))
+        y, x = int(rng.integers(full_h - ch + 1)), int(rng.integers(full_w - cw + 1))
+        flip = bool(rng.integers(2))
+
+        def view(image: np.ndarray, interpolation: int) -> np.ndarray:
+            out = cv2.resize(image[y : y + ch, x : x + cw], (w, h), interpolation=interpolation)
+            return out[:, ::-1] if flip else out
+
+        frames = np.stack([view(image, cv2.INTER_AREA) for image in raw])
         ids = [int(i) for i in np.unique(seq.mask(picks[0])) if i not in (0, 255)][: self.objects]
-        masks = np.zeros((self.frames, self.objects, self.size, self.size), np.float32)
+        masks = np.zeros((self.frames, self.objects, h, w), np.float32)
         for t, i in enumerate(picks):
-            m = cv2.resize(seq.mask(i), (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+            m = view(seq.mask(i), cv2.INTER_NEAREST)
             for k, object_id in enumerate(ids):
                 masks[t, k] = m == object_id
         return {"inputs": normalise(frames), "data_samples": torch.from_numpy(masks)}
+
+
+class MixedClips(Dataset):
+    """Real and synthetic clips interleaved: sample ``i`` comes from ``VideoClips(**video)`` unless
+    ``i % every == every - 1``, when it comes from ``SyntheticClips(**synthetic)`` (which keeps the
+    network general while it adapts to a handful of real videos). Both must give the same
+    ``size``, ``frames`` and ``objects``."""
+
+    def __init__(self, video: dict, synthetic: dict, length: int = 100000, every: int = 2) -> None:
+        self.video, self.synthetic = VideoClips(**video), SyntheticClips(**synthetic)
+        for key in ("size", "frames", "objects"):
+            real, made = getattr(self.video, key), getattr(self.synthetic, key)
+            if (pair(real) != pair(made)) if key == "size" else real != made:
+                raise ValueError(f"MixedClips: video and synthetic clips differ in {key!r} ({real} vs {made})")
+        if every < 1:
+            raise ValueError(f"MixedClips: every must be >= 1, got {every}")
+        self.length, self.every = length, every
+        self.metainfo = {"video": self.video.metainfo, "synthetic": self.synthetic.metainfo, "every": every}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if index % self.every == self.every - 1:
+            return self.synthetic[index // self.every]
+        return self.video[index]

@@ -108,12 +108,43 @@ class JointFormerPropagator:
 FORMAT = "mnemovision-jointformer/1"
 
 
-def save_jointformer(path, net: JointFormer, size: str, dtype: torch.dtype = torch.float16) -> None:
-    """The network's weights as safetensors (``dtype``, float16 by default) with its size in the metadata."""
+INFERENCE_KEYS = ("internal_size", "top_k", "mem_every", "max_memory_frames")
+
+
+def save_jointformer(path, net: JointFormer, size: str, dtype: torch.dtype = torch.float16, inference: dict | None = None) -> None:
+    """The network's weights as safetensors (``dtype``, float16 by default) with its size in the
+    metadata, and ``inference``: the ``JointFormerPropagator`` settings it was made for (e.g. the
+    training resolution as ``internal_size``), which ``load_model`` uses unless told otherwise."""
+    import json
+
     from mnemovision.vision.checkpoints import save_safetensors
 
+    unknown = set(inference or {}) - set(INFERENCE_KEYS)
+    if unknown:
+        raise ValueError(f"save_jointformer: unknown inference settings {sorted(unknown)}; expected some of {INFERENCE_KEYS}")
     tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    save_safetensors(path, tensors, {"format": FORMAT, "size": size})
+    save_safetensors(path, tensors, {"format": FORMAT, "size": size, "inference": json.dumps(inference or {})})
+
+
+def inference_settings(path) -> dict:
+    """The propagator settings stored by ``save_jointformer`` (empty for files without them).
+
+    Raises:
+        CheckpointError: the ``inference`` metadata field is not a JSON object of known settings.
+    """
+    import json
+
+    from mnemovision.vision.checkpoints import read_safetensors_metadata
+    from mnemovision.vision.errors import CheckpointError
+
+    text = read_safetensors_metadata(path).get("inference", "{}")
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: metadata field 'inference' is not JSON ({err})") from None
+    if not isinstance(settings, dict) or set(settings) - set(INFERENCE_KEYS):
+        raise CheckpointError(f"{path}: metadata field 'inference' must be a JSON object with keys among {INFERENCE_KEYS}, got {text!r}")
+    return settings
 
 
 def load_jointformer(path) -> JointFormer:

@@ -32,8 +32,8 @@ def dice_loss(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class JointFormerTrainer(BaseModel):
-    """Wraps ``build_jointformer(size)`` as ``self.net``; ``forward(inputs [B, T, 3, S, S],
-    data_samples [B, T, K, S, S], mode="loss")``."""
+    """Wraps ``build_jointformer(size)`` as ``self.net``; ``forward(inputs [B, T, 3, H, W],
+    data_samples [B, T, K, H, W], mode="loss")`` with H and W multiples of 16."""
 
     def __init__(self, size: str = "tiny", bootstrap_p: float = 0.15, warm_start: int = 200, warm_end: int = 1000, data_preprocessor: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
@@ -51,14 +51,14 @@ class JointFormerTrainer(BaseModel):
         return 1.0 - (1.0 - self.bootstrap_p) * (s - self.warm_start) / (self.warm_end - self.warm_start)
 
     def clip_pass(self, frames: torch.Tensor, masks: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Aggregated probabilities [B, K+1, S, S] for frames 1..T-1, and the final tokens."""
+        """Aggregated probabilities [B, K+1, H, W] for frames 1..T-1, and the final tokens."""
         net = self.net
-        b, t_len, k_len, s, _ = masks.shape
+        b, t_len, k_len, h, w = masks.shape
         rep = lambda x: x.repeat_interleave(k_len, dim=0)  # noqa: E731  [B, ...] -> [B*K, ...]
 
-        def memory_masks(per_object: torch.Tensor) -> torch.Tensor:  # [B, K, S, S] -> [B*K, 2, S, S]
-            own = per_object.reshape(b * k_len, 1, s, s)
-            others = (per_object.sum(1, keepdim=True) - per_object).reshape(b * k_len, 1, s, s)
+        def memory_masks(per_object: torch.Tensor) -> torch.Tensor:  # [B, K, H, W] -> [B*K, 2, H, W]
+            own = per_object.reshape(b * k_len, 1, h, w)
+            others = (per_object.sum(1, keepdim=True) - per_object).reshape(b * k_len, 1, h, w)
             return torch.cat([own, others], 1)
 
         cache, token = net.encode_memory(rep(frames[:, 0]), memory_masks(masks[:, 0]), net.new_token(b * k_len))
@@ -69,7 +69,7 @@ class JointFormerTrainer(BaseModel):
             f4, f8, f16, grid = net.read(rep(frames[:, t]), read_memory)
             logits, fusion = net.segment(f4, f8, f16, grid, token)
             token = net.update_token(token, fusion)
-            agg = aggregate_probs(torch.sigmoid(logits).view(b, k_len, s, s), dim=1)
+            agg = aggregate_probs(torch.sigmoid(logits).view(b, k_len, h, w), dim=1)
             outputs.append(agg)
             if t < t_len - 1:
                 cache, token = net.encode_memory(rep(frames[:, t]), memory_masks(agg[:, 1:]), token)
@@ -92,9 +92,10 @@ class JointFormerTrainer(BaseModel):
         return {"loss_ce": ce, "loss_dice": dice}
 
 
-def export_jointformer(checkpoint, out, dtype: torch.dtype = torch.float16) -> None:
+def export_jointformer(checkpoint, out, dtype: torch.dtype = torch.float16, inference: dict | None = None) -> None:
     """An mmengine training checkpoint (``iter_N.pth``) -> a ``.safetensors`` file that
-    ``vos.api.load_model`` runs; loaded weights-only (only mmengine's bookkeeping classes allowed)."""
+    ``vos.api.load_model`` runs; loaded weights-only (only mmengine's bookkeeping classes allowed).
+    ``inference``: propagator settings stored beside the weights (see ``save_jointformer``)."""
     from mnemovision.engine import allow_mmengine_checkpoints
     from mnemovision.vos.jointformer_model import save_jointformer
 
@@ -104,4 +105,4 @@ def export_jointformer(checkpoint, out, dtype: torch.dtype = torch.float16) -> N
     size = {spec["dims"][2]: name for name, spec in SIZES.items()}[weights["cls_token"].shape[-1]]
     net = build_jointformer(size)
     net.load_state_dict(weights, strict=True)
-    save_jointformer(out, net, size, dtype)
+    save_jointformer(out, net, size, dtype, inference)
