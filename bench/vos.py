@@ -1,13 +1,14 @@
 """Video object segmentation: J&F, speed and memory of each model on DAVIS-format sequences, and a
 long-video mode that checks memory stays flat.
 
-    python bench/vos.py [--data DIR] [--sequences a,b] [--models copy-first,flow,jointformer-tiny] --json PATH
+    python bench/vos.py [--data DIR] [--sequences a,b] [--models copy-first,flow,jointformer-tiny,LABEL=FILE.safetensors] --json PATH
     python bench/vos.py --long 2000 --json PATH      # memory every 100 frames of a 2,000-frame video
 
 Default data: the shared DAVIS-2016 sequences held out from training (``vos.clips.DAVIS16_HELD_OUT``).
 Models: ``copy-first``, ``flow`` (OpenCV DIS), ``jointformer-tiny`` (the shipped weights; skipped
-with a note when absent). Frames are processed at their stored size (854x480). Writes
-{"results": [{"model", "sequences", "J", "F", "JF", "fps", "peak_mem_mb"}]} (and "long" rows).
+with a note when absent), JointFormer files. Frames come at their stored size (854x480); JointFormer
+resizes them to the internal size stored in its file (``--internal-size`` overrides). Writes
+{"results": [{"model", "sequences", "J", "F", "JF", "fps", "peak_mem_mb", "settings"}]} (and "long" rows).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ JOINTFORMER_OPTIONS: dict = {}  # overrides of the settings stored in the weight
 
 
 def make_model(name: str):
-    """A baseline by name, the shipped JointFormer (``jointformer-tiny``) or a JointFormer file."""
-    if name == "jointformer-tiny" or name.endswith(".safetensors"):
-        path = str(SHIPPED_JOINTFORMER) if name == "jointformer-tiny" else name
-        return load_model(path, **JOINTFORMER_OPTIONS)
+    """A baseline by name, the shipped JointFormer (``jointformer-tiny``) or a JointFormer file
+    (``FILE.safetensors`` or ``LABEL=FILE.safetensors``, the label naming its rows)."""
+    path = name.split("=", 1)[-1]
+    if name == "jointformer-tiny" or path.endswith(".safetensors"):
+        return load_model(str(SHIPPED_JOINTFORMER) if name == "jointformer-tiny" else path, **JOINTFORMER_OPTIONS)
     return load_model(name)
 
 
@@ -60,7 +62,7 @@ def run_model(name: str, root: Path, sequences: list[str]) -> dict:
         frames_done += len(seq)
         scores += evaluate_sequence(seq_name, np.stack(gts), np.stack(preds))
     report = summarize(scores)
-    return {"model": name, "sequences": sequences, "J": report["J"], "F": report["F"], "JF": report["JF"], "fps": frames_done / seconds,
+    return {"model": name.split("=", 1)[0], "sequences": sequences, "J": report["J"], "F": report["F"], "JF": report["JF"], "fps": frames_done / seconds,
             "peak_mem_mb": max_rss_mb(), "settings": settings, "per_sequence": report["per_sequence"]}
 
 
@@ -80,7 +82,7 @@ def run_long(name: str, root: Path, sequence: str, n_frames: int) -> dict:
         if (t + 1) % 100 == 0:
             state_mb = sum(obj.bank.nbytes() for obj in getattr(session.state, "objects", [])) / 2**20
             samples.append({"frame": t + 1, "rss_mb": rss_mb(), "memory_bank_mb": state_mb})
-    return {"model": name, "frames": n_frames, "samples": samples}
+    return {"model": name.split("=", 1)[0], "frames": n_frames, "samples": samples}
 
 
 def main() -> None:
