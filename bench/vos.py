@@ -27,10 +27,16 @@ from mnemovision.vision.data import shared_data_path  # noqa: E402
 from mnemovision.vos.api import SHIPPED_JOINTFORMER, VOSSession, load_model  # noqa: E402
 from mnemovision.vos.clips import DAVIS16_HELD_OUT  # noqa: E402
 from mnemovision.vos.data import davis_sequence  # noqa: E402
+from mnemovision.vos.jointformer_model import INFERENCE_KEYS  # noqa: E402
 from mnemovision.vos.metrics import evaluate_sequence, summarize  # noqa: E402
 
 
 JOINTFORMER_OPTIONS: dict = {}  # overrides of the settings stored in the weights file (--internal-size, --top-k)
+
+
+def label(name: str) -> str:
+    """The name a model's rows carry: ``LABEL`` of ``LABEL=FILE``, else the name itself."""
+    return name.split("=", 1)[0]
 
 
 def make_model(name: str):
@@ -48,7 +54,7 @@ def run_model(name: str, root: Path, sequences: list[str]) -> dict:
     for seq_name in sequences:
         seq = davis_sequence(root, seq_name)
         model = make_model(name)
-        settings = {k: getattr(model, k) for k in ("internal_size", "top_k", "mem_every", "max_memory_frames") if hasattr(model, k)}
+        settings = {k: getattr(model, k) for k in INFERENCE_KEYS if hasattr(model, k)}
         session = VOSSession(model)
         first = seq.frame(0)
         session.add_mask(0, seq.mask(0, first.shape[:2]))
@@ -62,7 +68,7 @@ def run_model(name: str, root: Path, sequences: list[str]) -> dict:
         frames_done += len(seq)
         scores += evaluate_sequence(seq_name, np.stack(gts), np.stack(preds))
     report = summarize(scores)
-    return {"model": name.split("=", 1)[0], "sequences": sequences, "J": report["J"], "F": report["F"], "JF": report["JF"], "fps": frames_done / seconds,
+    return {"model": label(name), "sequences": sequences, "J": report["J"], "F": report["F"], "JF": report["JF"], "fps": frames_done / seconds,
             "peak_mem_mb": max_rss_mb(), "settings": settings, "per_sequence": report["per_sequence"]}
 
 
@@ -82,7 +88,7 @@ def run_long(name: str, root: Path, sequence: str, n_frames: int) -> dict:
         if (t + 1) % 100 == 0:
             state_mb = sum(obj.bank.nbytes() for obj in getattr(session.state, "objects", [])) / 2**20
             samples.append({"frame": t + 1, "rss_mb": rss_mb(), "memory_bank_mb": state_mb})
-    return {"model": name.split("=", 1)[0], "frames": n_frames, "samples": samples}
+    return {"model": label(name), "frames": n_frames, "samples": samples}
 
 
 def main() -> None:

@@ -178,10 +178,11 @@ class VideoClips(Dataset):
             return out[:, ::-1] if flip else out
 
         frames = np.stack([view(image, cv2.INTER_AREA) for image in raw])
-        ids = [int(i) for i in np.unique(seq.mask(picks[0])) if i not in (0, 255)][: self.objects]
+        raw_masks = [seq.mask(i) for i in picks]
+        ids = [int(i) for i in np.unique(raw_masks[0]) if i not in (0, 255)][: self.objects]
         masks = np.zeros((self.frames, self.objects, h, w), np.float32)
-        for t, i in enumerate(picks):
-            m = view(seq.mask(i), cv2.INTER_NEAREST)
+        for t, raw_mask in enumerate(raw_masks):
+            m = view(raw_mask, cv2.INTER_NEAREST)
             for k, object_id in enumerate(ids):
                 masks[t, k] = m == object_id
         return {"inputs": normalise(frames), "data_samples": torch.from_numpy(masks)}

@@ -1,8 +1,8 @@
-"""JointFormer-tiny, stage 2 after stage 0, at a higher resolution (160x288): 4-frame clips from the
-DAVIS-format videos of the training split (``DAVIS16_TRAIN`` of the shared data; the other
+"""JointFormer-tiny, stage 2 after stage 0, at a higher resolution (160x288): 6-frame clips (jumps of up to
+8 frames) from the DAVIS-format videos of the training split (``DAVIS16_TRAIN`` of the shared data; the other
 sequences are held out for bench/vos.py), one random crop (70-100% of each side) and mirror per
 clip, with every third clip synthetic (one object) so that five videos do not narrow the network;
-from the stage-0 checkpoint given as ``load_from``; AdamW 1e-4, cosine to 1% over 1500 steps.
+from the stage-0 checkpoint given as ``load_from``; AdamW 1e-4, cosine to 1% over 800 steps.
 
     mnemovision train jointformer_tiny_s02 --work-dir work_dirs/jf_s02 --cfg-options load_from=work_dirs/jf_s0/iter_6000.pth
 """
