@@ -3,7 +3,10 @@
 # no interpreter) and the GPU benchmarks. Writes logs and JSON under $OUT (default bench/out).
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both benchmarks)
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
-# else ../shared/data.
+# else ../shared/data. A gsplat wheel carried in ./.whl is installed under /tmp/site and its CUDA code
+# compiled in the background (sm_90, MAX_JOBS=12) while the attention checks run; the rasterizer
+# benchmark then includes gsplat's CUDA rasterizer if the build finished by GSPLAT_WAIT_S (default 420)
+# seconds into the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
@@ -14,6 +17,7 @@ if [ -z "${MNEMOVISION_DATA:-}" ] && [ -d .gpu_data ]; then export MNEMOVISION_D
 PY=${PYTHON:-python3}
 benches=("$@")
 [ "${#benches[@]}" -gt 0 ] || benches=(attention raster)
+stamp() { echo "[gpu_check $(date -u +%H:%M:%S), ${SECONDS}s] $*"; }
 
 {
   date -u +"%Y-%m-%dT%H:%M:%SZ"
@@ -21,15 +25,39 @@ benches=("$@")
   $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 } 2>&1 | tee "$OUT/gpu_env.txt"
 
+gsplat_flag=/tmp/gsplat_build_status
+rm -f "$gsplat_flag"
+if compgen -G ".whl/gsplat-*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/gsplat-*.whl
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
+  stamp "building gsplat's CUDA extension in the background"
+  (MAX_JOBS=12 TORCH_CUDA_ARCH_LIST=9.0 $PY -c "from gsplat.cuda._backend import _C; assert _C is not None" >"$OUT/gsplat_build.log" 2>&1; echo $? >"$gsplat_flag") &
+fi
+
 status=0
-$PY -m pytest tests/kernels -q -p no:cacheprovider -o addopts="--strict-markers" -rs 2>&1 | tee "$OUT/gpu_tests.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+run_step() {  # run_step NAME CMD...: tee the output to $OUT/NAME.log, remember a failure
+  stamp "start $1"
+  "${@:2}" 2>&1 | tee "$OUT/$1.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; stamp "FAILED $1"; }
+  stamp "end $1"
+}
+
 for bench in "${benches[@]}"; do
   case "$bench" in
-    attention) $PY bench/attention.py --device cuda --dtype float16 --json "$OUT/attention_gpu.json" 2>&1 | tee "$OUT/attention_gpu.log" ;;
-    raster) $PY bench/raster.py --device cuda --json "$OUT/raster_gpu.json" 2>&1 | tee "$OUT/raster_gpu.log" ;;
-    *) echo "unknown benchmark $bench"; status=1; continue ;;
+    attention)
+      run_step gpu_tests_attention $PY -m pytest tests/kernels/test_attention.py -q -p no:cacheprovider -o addopts="--strict-markers" -rs
+      run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 --json "$OUT/attention_gpu.json"
+      ;;
+    raster)
+      backends=triton
+      if [ -n "$(compgen -G '.whl/gsplat-*.whl')" ]; then
+        while [ ! -f "$gsplat_flag" ] && [ "$SECONDS" -lt "${GSPLAT_WAIT_S:-420}" ]; do sleep 5; done
+        if [ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ]; then backends=triton,gsplat; else stamp "gsplat not built in time: $(tail -c 600 "$OUT/gsplat_build.log" 2>/dev/null)"; fi
+      fi
+      run_step raster_gpu $PY bench/raster.py --device cuda --backends "$backends" --json "$OUT/raster_gpu.json"
+      run_step gpu_tests_gaussians $PY -m pytest tests/kernels/test_gaussians.py tests/kernels/test_backend.py -q -p no:cacheprovider -o addopts="--strict-markers" -rs
+      ;;
+    *) echo "unknown benchmark $bench"; status=1 ;;
   esac
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
 exit $status

@@ -127,7 +127,8 @@ def peak_mb_once(fn, device):
     return max(0.0, max_rss_mb() - base)
 
 
-def plan(device: str) -> list[tuple[str, str, int]]:
+def plan(device: str, only: list[str] | None = None) -> list[tuple[str, str, int]]:
+    """Rows to measure: every backend available here, or those of ``only`` among them."""
     backends = ["torch"]
     if device == "cuda":
         backends.append("triton")
@@ -135,7 +136,7 @@ def plan(device: str) -> list[tuple[str, str, int]]:
             backends.append("gsplat")
     jobs = [(b, "garden", c) for c in (3, 160) for b in backends]
     jobs += [("dense", "garden_small", 3), ("torch", "garden_small", 3)]
-    return jobs
+    return [job for job in jobs if only is None or job[0] in only]
 
 
 def main() -> None:
@@ -143,8 +144,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one timed call per row (under a minute on 2 CPU cores)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--backends", default=None, help="comma-separated subset of torch,triton,gsplat,dense (default: all available)")
     parser.add_argument("--one", nargs=3, metavar=("BACKEND", "SCENE", "CHANNELS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    only = None if args.backends is None else args.backends.split(",")
+    if only is not None and not set(only) <= {"torch", "triton", "gsplat", "dense"}:
+        parser.error(f"--backends takes torch, triton, gsplat, dense; got {args.backends}")
     repeats, warmup = (1, 0) if args.quick else (3, 1)
     if args.device == "cuda":
         repeats, warmup = (5, 2) if args.quick else (20, 3)
@@ -153,7 +158,7 @@ def main() -> None:
         print(json.dumps(measure(backend, scene, int(channels), args.device, repeats, warmup)))
         return
     results = []
-    for backend, scene, channels in plan(args.device):
+    for backend, scene, channels in plan(args.device, only):
         if args.device == "cpu":
             cmd = [sys.executable, __file__, "--device", "cpu", "--one", backend, scene, str(channels)] + (["--quick"] if args.quick else [])
             out = subprocess.run(cmd, capture_output=True, text=True)

@@ -192,7 +192,7 @@ def same_precision_reference(inputs, top_k, similarity, mask):
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("similarity", SIMS)
 @pytest.mark.parametrize("top_k", [None, 5])
-@pytest.mark.parametrize("shape", [(1, 2, 37, 45, 20, 24), (2, 1, 1, 1, 8, 3), (1, 1, 17, 33, 64, 130)])
+@pytest.mark.parametrize("shape", [(1, 2, 37, 45, 20, 24), (2, 1, 1, 1, 8, 3), (1, 1, 17, 33, 64, 130), (1, 2, 11, 333, 16, 40)])
 def test_triton_matches_the_reference(similarity, top_k, shape):
     masked = shape[3] > 4
     inputs, got, _, inputs64, expected, usage = triton_case(shape, torch.float32, similarity, top_k, masked)
@@ -209,6 +209,40 @@ def test_triton_matches_the_reference(similarity, top_k, shape):
     want_grads = torch.autograd.grad((expected * g).sum(), inputs64)
     for name, a, b_, c in zip("qkv", got_grads, same_grads, want_grads):
         assert_kernel_close(a, b_, c.to(a.device), f"d{name}")
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("tile", [2, 4, 32])
+@pytest.mark.parametrize("shape,top_k", [((1, 2, 23, 300, 16), 5), ((2, 1, 7, 97, 8), 7), ((1, 1, 9, 1000, 64), 30), ((1, 1, 5, 40, 3), 1)])
+def test_triton_topk_selection_is_exact(shape, top_k, tile):
+    """The tile-maximum selection finds exactly torch.topk's keys (random logits have no ties),
+    masked keys included, for tiles that split M unevenly and for more tiles than top_k."""
+    from mnemovision.kernels.attention import triton_topk
+
+    b, h, nq, m, d = shape
+    g = torch.Generator().manual_seed(5)
+    q, k = torch.randn(b, h, nq, d, generator=g).to(DEVICE), torch.randn(b, h, m, d, generator=g).to(DEVICE)
+    bias = torch.randn(b, h, m, generator=g).to(DEVICE)
+    bias[..., ::3] = float("-inf")
+    got = triton_topk.topk_select(q, k, bias, top_k, tile=tile)
+    want = torch.topk(q @ k.transpose(-1, -2) + bias[..., None, :], top_k, dim=-1).indices
+    assert got.shape == (b, h, nq, top_k)
+    assert torch.equal(got.sort(-1).values, want.sort(-1).values)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_topk_with_fewer_live_keys_than_k_reads_no_padding():
+    """Most keys masked: the selection still returns in-range keys only and the readout matches."""
+    q, k, v = make(1, 1, 6, 70, 8, 4, dtype=torch.float32, device=DEVICE)
+    mask = torch.ones(1, 70, dtype=torch.bool, device=DEVICE)
+    mask[:, [3, 41]] = False
+    got = memory_attention(q, k, v, top_k=5, key_padding_mask=mask, backend="triton")
+    same = memory_attention(q, k, v, top_k=5, key_padding_mask=mask, backend="torch")
+    torch.testing.assert_close(got, same, rtol=1e-4, atol=1e-5)
+    for a, b_ in zip(grads(got, (q, k, v)), grads(same, (q, k, v))):
+        torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.triton

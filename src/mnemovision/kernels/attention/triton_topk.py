@@ -1,0 +1,238 @@
+"""Triton top-k memory attention: fused selection without the [Nq, M] logits, and a fused readout.
+
+Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive keys:
+
+1. ``_tile_max_kernel``: logits q k^T + bias block by block on the tensor cores, reduced to the
+   maximum of each tile: tile_max [BH, Nq, ceil(M / TILE)] (TILE times smaller than the logits).
+2. Per query, the ``kt = min(top_k, n_tiles)`` tiles with the largest maxima (``torch.topk`` over the
+   small tile_max). Every one of the query's top-k keys lies in those tiles: the k-th largest logit
+   is at least the k-th largest tile maximum (k tile maxima are k distinct logits), so a tile holding
+   a top-k key has a maximum no smaller than that, i.e. ranks among the top kt tiles (ties aside,
+   where the top-k set is itself ambiguous).
+3. ``_candidate_kernel``: the logits of those kt * TILE candidate keys, then ``torch.topk`` over them.
+   Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range keys
+   (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding.
+
+The readout (``_topk_fwd_kernel``) recomputes the selected logits, takes the softmax over them and
+gathers the values, one query per program; the backward kernel recomputes the same and scatters
+dK, dV and d(bias) with fp32 atomics (a key selected by many queries receives all their gradients).
+fp32 arithmetic for every input dtype. Shapes: q [BH, Nq, D], k [BH, M, D], v [BH, M, Dv], bias
+[BH, M] float32, idx [BH, Nq, top_k] int64.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# Keys per selection tile, and tiles reduced per program of the tile-max pass.
+TILE = 32
+TILES_PER_BLOCK = 4
+# A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
+# (-inf) then never outrank a real key.
+_FLOOR = tl.constexpr(-3.0e38)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _tile_max_kernel(
+    Q, K, Bias, TileMax,
+    NQ, M, D, NT,
+    BLOCK_M: tl.constexpr, TILE_: tl.constexpr, TPB: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
+):
+    """TileMax[bh, q, t] = max over the keys of tile t of (q . k + bias); -inf for a tile of padding."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    bh = tl.program_id(2).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_n = pid_n * (TPB * TILE_) + tl.arange(0, TPB * TILE_)
+    q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+    k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
+    bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) + bias[None, :]
+    tmax = tl.max(tl.reshape(s, [BLOCK_M, TPB, TILE_]), axis=2)
+    offs_t = pid_n * TPB + tl.arange(0, TPB)
+    tl.store(TileMax + bh * NQ * NT + offs_m[:, None] * NT + offs_t[None, :], tmax, mask=(offs_m[:, None] < NQ) & (offs_t[None, :] < NT))
+
+
+@triton.jit
+def _candidate_kernel(
+    Q, K, Bias, Tiles, Cand,
+    NQ, M, D, KT,
+    TILE_: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Cand[row, j * TILE + i] = logit of key Tiles[row, j] * TILE + i (floored; -inf past M)."""
+    row = tl.program_id(0).to(tl.int64)
+    bh = row // NQ
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_i = tl.arange(0, TILE_)
+    q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32)
+    for j in range(0, KT):
+        tile = tl.load(Tiles + row * KT + j).to(tl.int64)
+        keys = tile * TILE_ + offs_i
+        inside = keys < M
+        k = tl.load(K + (bh * M + keys)[:, None] * D + offs_d[None, :], mask=inside[:, None] & (offs_d[None, :] < D), other=0.0)
+        bias = tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
+        s = tl.maximum(tl.sum(k.to(tl.float32) * q[None, :], 1) + bias, _FLOOR)
+        tl.store(Cand + row * KT * TILE_ + j * TILE_ + offs_i, tl.where(inside, s, float("-inf")))
+
+
+@triton.jit
+def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """(q [BLOCK_D], k rows [BLOCK_K, BLOCK_D], their flat row numbers, logits [BLOCK_K], slot mask)."""
+    offs_j = tl.arange(0, BLOCK_K)
+    offs_d = tl.arange(0, BLOCK_D)
+    used = offs_j < TOPK
+    idx = tl.load(Idx + row * TOPK + offs_j, mask=used, other=0)
+    rows = bh * M + idx
+    q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32)
+    k = tl.load(K + rows[:, None] * D + offs_d[None, :], mask=used[:, None] & (offs_d[None, :] < D), other=0.0).to(tl.float32)
+    bias = tl.load(Bias + rows, mask=used, other=float("-inf"))
+    s = tl.where(used, tl.sum(k * q[None, :], 1) + bias, float("-inf"))
+    return q, k, rows, s, used
+
+
+@triton.jit
+def _topk_fwd_kernel(
+    Q, K, V, Bias, Idx, Out, Lse,
+    NQ, M, D, DV, TOPK,
+    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    """Out[row] = softmax over the selected logits of the selected values; Lse[row] their log-sum-exp."""
+    row = tl.program_id(0).to(tl.int64)
+    bh = row // NQ
+    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, BLOCK_K, BLOCK_D)
+    mx = tl.max(s, 0)
+    has = mx != float("-inf")
+    safe = tl.where(has, mx, 0.0)
+    p = tl.exp(s - safe)
+    total = tl.sum(p, 0)
+    w = tl.where(has, p / tl.where(has, total, 1.0), 0.0)
+    for e0 in range(0, DV, BLOCK_DV):
+        offs_e = e0 + tl.arange(0, BLOCK_DV)
+        v = tl.load(V + rows[:, None] * DV + offs_e[None, :], mask=used[:, None] & (offs_e[None, :] < DV), other=0.0).to(tl.float32)
+        out = tl.sum(w[:, None] * v, 0)
+        tl.store(Out + row * DV + offs_e, out.to(Out.dtype.element_ty), mask=offs_e < DV)
+    tl.store(Lse + row, tl.where(has, safe + tl.log(tl.where(has, total, 1.0)), float("-inf")))
+
+
+@triton.jit
+def _topk_bwd_kernel(
+    Q, K, V, Bias, Idx, Lse, DO, Delta, DQ, DK, DVacc, DBias,
+    NQ, M, D, DV, TOPK,
+    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    """dQ[row] = sum_j ds_j k_j; atomically dK[j] += ds_j q, dV[j] += p_j dO, dBias[j] += ds_j,
+    with p the selected softmax weights and ds_j = p_j (dO . v_j - delta)."""
+    row = tl.program_id(0).to(tl.int64)
+    bh = row // NQ
+    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, BLOCK_K, BLOCK_D)
+    lse = tl.load(Lse + row)
+    lse = tl.where(lse == float("-inf"), float("inf"), lse)  # every key masked: all weights exp(-inf) = 0
+    p = tl.where(used, tl.exp(s - lse), 0.0)
+    dp = tl.zeros([BLOCK_K], dtype=tl.float32)
+    for e0 in range(0, DV, BLOCK_DV):
+        offs_e = e0 + tl.arange(0, BLOCK_DV)
+        emask = used[:, None] & (offs_e[None, :] < DV)
+        do = tl.load(DO + row * DV + offs_e, mask=offs_e < DV, other=0.0).to(tl.float32)
+        v = tl.load(V + rows[:, None] * DV + offs_e[None, :], mask=emask, other=0.0).to(tl.float32)
+        dp += tl.sum(v * do[None, :], 1)
+        tl.atomic_add(DVacc + rows[:, None] * DV + offs_e[None, :], p[:, None] * do[None, :], mask=emask)
+    ds = p * (dp - tl.load(Delta + row))
+    offs_d = tl.arange(0, BLOCK_D)
+    tl.store(DQ + row * D + offs_d, tl.sum(ds[:, None] * k, 0).to(DQ.dtype.element_ty), mask=offs_d < D)
+    tl.atomic_add(DK + rows[:, None] * D + offs_d[None, :], ds[:, None] * q[None, :], mask=used[:, None] & (offs_d[None, :] < D))
+    tl.atomic_add(DBias + rows, ds, mask=used)
+
+
+# ---------------------------------------------------------------------------------------------
+# launchers
+
+
+def _block_d(d: int) -> int:
+    return max(16, triton.next_power_of_2(d))
+
+
+def _precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
+
+
+def topk_select(q, k, bias, top_k: int, tile: int = TILE):
+    """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits q.k + bias."""
+    b, h, nq, d = q.shape
+    m = k.shape[2]
+    with torch.no_grad():
+        qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
+        biasf = bias.reshape(b * h, m).contiguous().float()
+        n_tiles = triton.cdiv(m, tile)
+        tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
+        block_m = 16 if _interpreting() else 64
+        grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
+        _tile_max_kernel[grid](
+            qf, kf, biasf, tile_max, nq, m, d, n_tiles,
+            BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=_block_d(d), PREC=_precision(q.dtype), num_warps=4,
+        )
+        kt = min(top_k, n_tiles)
+        tiles = torch.topk(tile_max, kt, dim=-1, sorted=False).indices
+        cand = torch.empty(b * h, nq, kt * tile, device=q.device, dtype=torch.float32)
+        _candidate_kernel[(b * h * nq,)](qf, kf, biasf, tiles, cand, nq, m, d, kt, TILE_=tile, BLOCK_D=_block_d(d), num_warps=2)
+        pos = torch.topk(cand, top_k, dim=-1, sorted=False).indices
+        idx = torch.gather(tiles, -1, pos // tile) * tile + pos % tile
+        return idx.view(b, h, nq, top_k)
+
+
+def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
+    return dict(BLOCK_K=max(2, triton.next_power_of_2(top_k)), BLOCK_D=_block_d(d), BLOCK_DV=min(128, max(16, triton.next_power_of_2(dv))))
+
+
+class _TopkReadoutFn(torch.autograd.Function):
+    """Softmax over the selected keys; gradients reach q and the selected rows of k, v and bias."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, idx):
+        b, h, nq, d = q.shape
+        m, dv, top_k = k.shape[2], v.shape[3], idx.shape[3]
+        qf, kf, vf = (t.reshape(b * h, -1, t.shape[-1]).contiguous() for t in (q, k, v))
+        biasf = bias.reshape(b * h, m).contiguous().float()
+        idxf = idx.reshape(b * h, nq, top_k).contiguous()
+        out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
+        lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
+        _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, **_launch_sizes(top_k, d, dv), num_warps=4)
+        ctx.save_for_backward(qf, kf, vf, biasf, idxf, out, lse)
+        ctx.shapes = (b, h, nq, m, d, dv, top_k, bias.dtype)
+        lse = lse.view(b, h, nq)
+        return out.view(b, h, nq, dv), lse.to(q.dtype) if q.dtype == torch.float64 else lse
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_lse):
+        qf, kf, vf, biasf, idxf, out, lse = ctx.saved_tensors
+        b, h, nq, m, d, dv, top_k, bias_dtype = ctx.shapes
+        go = torch.zeros_like(out) if grad_out is None else grad_out.reshape(b * h, nq, dv).contiguous()
+        delta = (go.float() * out.float()).sum(-1)
+        if grad_lse is not None:
+            delta = delta - grad_lse.reshape(b * h, nq).float()
+        dq = torch.empty_like(qf)
+        dk = torch.zeros(b * h, m, d, device=qf.device, dtype=torch.float32)
+        dvacc = torch.zeros(b * h, m, dv, device=qf.device, dtype=torch.float32)
+        dbias = torch.zeros(b * h, m, device=qf.device, dtype=torch.float32)
+        _topk_bwd_kernel[(b * h * nq,)](
+            qf, kf, vf, biasf, idxf, lse, go, delta.contiguous(), dq, dk, dvacc, dbias, nq, m, d, dv, top_k,
+            **_launch_sizes(top_k, d, dv), num_warps=4,
+        )
+        return (
+            dq.view(b, h, nq, d), dk.view(b, h, m, d).to(qf.dtype), dvacc.view(b, h, m, dv).to(vf.dtype),
+            dbias.view(b, h, m).to(bias_dtype), None,
+        )
+
+
+def topk_attention(q, k, v, bias, idx):
+    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of softmax attention over the keys in ``idx``
+    [B, H, Nq, top_k]; differentiable in q, k, v, bias and through lse."""
+    return _TopkReadoutFn.apply(q, k, v, bias, idx)
