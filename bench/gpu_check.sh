@@ -34,6 +34,8 @@ if compgen -G ".whl/gsplat-*.whl" >/dev/null; then
   (MAX_JOBS=12 TORCH_CUDA_ARCH_LIST=9.0 $PY -c "from gsplat.cuda._backend import _C; assert _C is not None" >"$OUT/gsplat_build.log" 2>&1; echo $? >"$gsplat_flag") &
 fi
 
+xdist=()
+$PY -c "import xdist" 2>/dev/null && xdist=(-n 4)  # compile the test kernels in parallel
 status=0
 run_step() {  # run_step NAME CMD...: tee the output to $OUT/NAME.log, remember a failure
   stamp "start $1"
@@ -45,7 +47,7 @@ run_step() {  # run_step NAME CMD...: tee the output to $OUT/NAME.log, remember 
 for bench in "${benches[@]}"; do
   case "$bench" in
     attention)
-      run_step gpu_tests_attention $PY -m pytest tests/kernels/test_attention.py -q -p no:cacheprovider -o addopts="--strict-markers" -rs
+      run_step gpu_tests_attention $PY -m pytest tests/kernels/test_attention.py "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs
       run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 --json "$OUT/attention_gpu.json"
       ;;
     raster)
@@ -55,7 +57,7 @@ for bench in "${benches[@]}"; do
         if [ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ]; then backends=triton,gsplat; else stamp "gsplat not built in time: $(tail -c 600 "$OUT/gsplat_build.log" 2>/dev/null)"; fi
       fi
       run_step raster_gpu $PY bench/raster.py --device cuda --backends "$backends" --json "$OUT/raster_gpu.json"
-      run_step gpu_tests_gaussians $PY -m pytest tests/kernels/test_gaussians.py tests/kernels/test_backend.py -q -p no:cacheprovider -o addopts="--strict-markers" -rs
+      run_step gpu_tests_gaussians $PY -m pytest tests/kernels/test_gaussians.py tests/kernels/test_backend.py "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs
       ;;
     *) echo "unknown benchmark $bench"; status=1 ;;
   esac
