@@ -64,11 +64,12 @@ def _tile_max_kernel(
 
 @triton.jit
 def _candidate_kernel(
-    Q, K, Bias, Tiles, Cand,
+    Q, K, Bias, Tiles, Cand, CandKey,
     NQ, M, D, KT,
     TILE_: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """Cand[row, j * TILE + i] = logit of key Tiles[row, j] * TILE + i (floored; -inf past M)."""
+    """Cand[row, j * TILE + i] = logit of key CandKey[row, j * TILE + i] = Tiles[row, j] * TILE + i
+    (floored; -inf past M)."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
     offs_d = tl.arange(0, BLOCK_D)
@@ -82,6 +83,7 @@ def _candidate_kernel(
         bias = tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
         s = tl.maximum(tl.sum(k.to(tl.float32) * q[None, :], 1) + bias, _FLOOR)
         tl.store(Cand + row * KT * TILE_ + j * TILE_ + offs_i, tl.where(inside, s, float("-inf")))
+        tl.store(CandKey + row * KT * TILE_ + j * TILE_ + offs_i, keys)
 
 
 @triton.jit
@@ -182,10 +184,10 @@ def topk_select(q, k, bias, top_k: int, tile: int = TILE):
         kt = min(top_k, n_tiles)
         tiles = torch.topk(tile_max, kt, dim=-1, sorted=False).indices
         cand = torch.empty(b * h, nq, kt * tile, device=q.device, dtype=torch.float32)
-        _candidate_kernel[(b * h * nq,)](qf, kf, biasf, tiles, cand, nq, m, d, kt, TILE_=tile, BLOCK_D=_block_d(d), num_warps=2)
+        cand_key = torch.empty(b * h, nq, kt * tile, device=q.device, dtype=torch.int64)
+        _candidate_kernel[(b * h * nq,)](qf, kf, biasf, tiles, cand, cand_key, nq, m, d, kt, TILE_=tile, BLOCK_D=_block_d(d), num_warps=2)
         pos = torch.topk(cand, top_k, dim=-1, sorted=False).indices
-        idx = torch.gather(tiles, -1, pos // tile) * tile + pos % tile
-        return idx.view(b, h, nq, top_k)
+        return torch.gather(cand_key, -1, pos).view(b, h, nq, top_k)
 
 
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:

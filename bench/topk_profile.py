@@ -1,0 +1,56 @@
+"""Where the time of a top-k memory readout goes on a GPU: CUDA kernel times (torch.profiler) of the
+Triton path and of the naive materialise + ``torch.topk`` path, beside their wall time per call.
+
+    python bench/topk_profile.py [--case vos_T20] [--top-k 30] [--backward]
+
+Prints one kernel table per backend (not a JSON benchmark: ``bench/attention.py`` is the record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attention import CASES, make_inputs, runner  # noqa: E402
+from common import time_ms  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", default="vos_T20", choices=sorted(CASES))
+    parser.add_argument("--top-k", type=int, default=30)
+    parser.add_argument("--backward", action="store_true", help="profile forward+backward")
+    parser.add_argument("--calls", type=int, default=10)
+    args = parser.parse_args()
+    case = CASES[args.case]
+    for backend in ("triton", "naive"):
+        fn = runner(case, backend, args.top_k)
+        q, k, v = make_inputs(case, "cuda", torch.float16, grad=args.backward)
+
+        def call():
+            if args.backward:
+                out = fn(q, k, v)
+                out.backward(torch.ones_like(out))
+                q.grad = k.grad = v.grad = None
+            else:
+                with torch.no_grad():
+                    fn(q, k, v)
+
+        wall = time_ms(call, "cuda", 3, args.calls)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(args.calls):
+                call()
+            torch.cuda.synchronize()
+        events = prof.key_averages()
+        gpu_ms = sum(e.self_device_time_total for e in events) / 1000.0 / args.calls
+        print(f"== {backend} {args.case} top_k={args.top_k} {'fwd+bwd' if args.backward else 'fwd'}: wall {wall:.3f} ms/call, GPU kernels {gpu_ms:.3f} ms/call")
+        print(events.table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=60))
+
+
+if __name__ == "__main__":
+    main()
