@@ -132,7 +132,7 @@ def _attn_bwd_dv_kernel(
         p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
         do = tl.load(DO + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV), other=0.0)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
-    tl.store(DVout + tl.program_id(1).to(tl.int64) * M * DV + offs_n[:, None] * DV + offs_e[None, :], dv, mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV))
+    tl.store(DVout + tl.program_id(1).to(tl.int64) * M * DV + offs_n[:, None] * DV + offs_e[None, :], dv.to(DVout.dtype.element_ty), mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV))
 
 
 @triton.jit
@@ -160,7 +160,7 @@ def _attn_bwd_dk_kernel(
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
         dbias += tl.sum(ds, 0)
     part = tl.program_id(1).to(tl.int64)
-    tl.store(DK + part * M * D + offs_n[:, None] * D + offs_d[None, :], dk, mask=(offs_n[:, None] < M) & (offs_d[None, :] < D))
+    tl.store(DK + part * M * D + offs_n[:, None] * D + offs_d[None, :], dk.to(DK.dtype.element_ty), mask=(offs_n[:, None] < M) & (offs_d[None, :] < D))
     tl.store(DBias + part * M + offs_n, dbias, mask=offs_n < M)
 
 
@@ -291,8 +291,10 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse):
     n_blocks = triton.cdiv(m, cfg["BLOCK_N"])
     splits, chunk = _query_splits(nq, cfg["BLOCK_M"], n_blocks * b * h, q.device)
     dq = torch.empty_like(qf)
-    dk = torch.empty(splits, b * h, m, d, device=q.device, dtype=torch.float32)
-    dvv = torch.empty(splits, b * h, m, dv, device=q.device, dtype=torch.float32)
+    # partial sums in fp32; one split writes the gradients in the input dtype directly (tl.store casts)
+    part_dtype = torch.float32 if splits > 1 else q.dtype
+    dk = torch.empty(splits, b * h, m, d, device=q.device, dtype=part_dtype)
+    dvv = torch.empty(splits, b * h, m, dv, device=q.device, dtype=part_dtype)
     dbias = torch.empty(splits, b * h, m, device=q.device, dtype=torch.float32)
     # split s of (batch, head) bh writes partial number bh * splits + s of each buffer
     _attn_bwd_dv_kernel[(n_blocks, b * h * splits, triton.cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, **sizes)
@@ -300,7 +302,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse):
     _attn_bwd_dq_kernel[(triton.cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, deltaf, dq, nq, m, d, dv, **sizes)
 
     def total(partials):
-        return partials.view(b * h, splits, *partials.shape[2:]).sum(1)
+        return partials[0] if splits == 1 else partials.view(b * h, splits, *partials.shape[2:]).sum(1)
 
     return dq.view_as(q), total(dk).to(k.dtype).view_as(k), total(dvv).to(v.dtype).view_as(v), total(dbias).view(b, h, m).to(bias.dtype)
 

@@ -4,14 +4,15 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
 
 1. ``_tile_max_kernel``: logits q k^T + bias block by block on the tensor cores, reduced to the
    maximum of each tile: tile_max [BH, Nq, ceil(M / TILE)] (TILE times smaller than the logits).
-2. Per query, the ``kt = min(top_k, n_tiles)`` tiles with the largest maxima (``torch.topk`` over the
-   small tile_max). Every one of the query's top-k keys lies in those tiles: the k-th largest logit
-   is at least the k-th largest tile maximum (k tile maxima are k distinct logits), so a tile holding
-   a top-k key has a maximum no smaller than that, i.e. ranks among the top kt tiles (ties aside,
-   where the top-k set is itself ambiguous).
-3. ``_candidate_kernel``: the logits of those kt * TILE candidate keys, then ``torch.topk`` over them.
-   Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range keys
-   (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding.
+2. ``_select_kernel``, one program per query: the ``kt = min(top_k, n_tiles)`` tiles with the
+   largest maxima (repeated arg-max over the query's row of tile maxima). Every one of the query's
+   top-k keys lies in those tiles: the k-th largest logit is at least the k-th largest tile maximum
+   (k tile maxima are k distinct logits), so a tile holding a top-k key has a maximum no smaller than
+   that, i.e. ranks among the top kt tiles (ties aside, where the top-k set is itself ambiguous).
+   The same program computes the logits of those kt * TILE candidate keys in registers and picks
+   the top_k of them (repeated arg-max). Candidates past M get -inf and in-range ones are clamped
+   to a finite floor, so in-range keys (kt * TILE >= top_k of them whenever TILE >= 2) always win
+   over padding.
 
 The readout (``_topk_fwd_kernel``) recomputes the selected logits, takes the softmax over them and
 gathers the values, one query per program; the backward kernel recomputes the same and scatters
@@ -28,9 +29,15 @@ import torch
 import triton
 import triton.language as tl
 
+from mnemovision.kernels.attention import ref
+
 # Keys per selection tile, and tiles reduced per program of the tile-max pass.
 TILE = 32
 TILES_PER_BLOCK = 4
+# Register budget of the per-query selection program (elements): its row of tile maxima and its
+# block of candidate logits. Beyond these, selection falls back to ``ref.topk_select``.
+MAX_TILES = 4096
+MAX_CANDIDATES = 8192
 # A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
 # (-inf) then never outrank a real key.
 _FLOOR = tl.constexpr(-3.0e38)
@@ -63,27 +70,44 @@ def _tile_max_kernel(
 
 
 @triton.jit
-def _candidate_kernel(
-    Q, K, Bias, Tiles, Cand, CandKey,
-    NQ, M, D, KT,
-    TILE_: tl.constexpr, BLOCK_D: tl.constexpr,
+def _select_kernel(
+    Q, K, Bias, TileMax, Idx,
+    NQ, M, D, NT, KT, TOPK,
+    TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """Cand[row, j * TILE + i] = logit of key CandKey[row, j * TILE + i] = Tiles[row, j] * TILE + i
-    (floored; -inf past M)."""
+    """One query per program: pick its KT best tiles from TileMax (repeated arg-max), compute the
+    logits of their KT * TILE candidate keys in registers, and write the keys of the TOPK largest
+    to Idx[row, :TOPK] (repeated arg-max again; ties go to the lowest position)."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
+    offs_t = tl.arange(0, BLOCK_T)
+    tile_free = offs_t < NT
+    tile_vals = tl.load(TileMax + row * NT + offs_t, mask=tile_free, other=float("-inf"))
     offs_d = tl.arange(0, BLOCK_D)
-    offs_i = tl.arange(0, TILE_)
     q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32)
+    offs_j = tl.arange(0, BLOCK_KT)
+    offs_i = tl.arange(0, TILE_)
+    cand = tl.full([BLOCK_KT, TILE_], float("-inf"), dtype=tl.float32)
+    tile_of = tl.zeros([BLOCK_KT], dtype=tl.int64)
     for j in range(0, KT):
-        tile = tl.load(Tiles + row * KT + j).to(tl.int64)
-        keys = tile * TILE_ + offs_i
+        best = tl.max(tl.where(tile_free, tile_vals, float("-inf")), 0)
+        t = tl.min(tl.where(tile_free & (tile_vals == best), offs_t, BLOCK_T), 0)
+        tile_free = tile_free & (offs_t != t)
+        keys = t.to(tl.int64) * TILE_ + offs_i
         inside = keys < M
         k = tl.load(K + (bh * M + keys)[:, None] * D + offs_d[None, :], mask=inside[:, None] & (offs_d[None, :] < D), other=0.0)
         bias = tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
-        s = tl.maximum(tl.sum(k.to(tl.float32) * q[None, :], 1) + bias, _FLOOR)
-        tl.store(Cand + row * KT * TILE_ + j * TILE_ + offs_i, tl.where(inside, s, float("-inf")))
-        tl.store(CandKey + row * KT * TILE_ + j * TILE_ + offs_i, keys)
+        s = tl.where(inside, tl.maximum(tl.sum(k.to(tl.float32) * q[None, :], 1) + bias, _FLOOR), float("-inf"))
+        cand = tl.where(offs_j[:, None] == j, s[None, :], cand)
+        tile_of = tl.where(offs_j == j, t.to(tl.int64), tile_of)
+    flat = offs_j[:, None] * TILE_ + offs_i[None, :]
+    cand_free = (offs_j[:, None] < KT) & (offs_i[None, :] < TILE_)
+    for r in range(0, TOPK):
+        best = tl.max(tl.max(tl.where(cand_free, cand, float("-inf")), 1), 0)
+        pos = tl.min(tl.min(tl.where(cand_free & (cand == best), flat, BLOCK_KT * TILE_), 1), 0)
+        cand_free = cand_free & (flat != pos)
+        tile = tl.sum(tl.where(offs_j == pos // TILE_, tile_of, 0), 0)
+        tl.store(Idx + row * TOPK + r, tile * TILE_ + pos % TILE_)
 
 
 @triton.jit
@@ -167,13 +191,23 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 def topk_select(q, k, bias, top_k: int, tile: int = TILE):
-    """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits q.k + bias."""
+    """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits q.k + bias.
+
+    Two launches: the tile maxima, then one program per query for the rest. Memory beyond the
+    inputs: the tile maxima, [B*H, Nq, ceil(M / tile)] float32. Where a query's tile row or its
+    candidate block would not fit in registers (``MAX_TILES``, ``MAX_CANDIDATES``), the chunked
+    matmul + ``torch.topk`` selection of ``ref`` is used instead."""
     b, h, nq, d = q.shape
     m = k.shape[2]
+    n_tiles = triton.cdiv(m, tile)
+    kt = min(top_k, n_tiles)
+    block_t, block_kt = triton.next_power_of_2(n_tiles), triton.next_power_of_2(kt)
+    if block_t > MAX_TILES or block_kt * tile > MAX_CANDIDATES:
+        chunk = max(16, min(nq, (1 << 27) // max(1, b * h * m)))
+        return ref.topk_select(q, k, bias, top_k, chunk=chunk)
     with torch.no_grad():
         qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
         biasf = bias.reshape(b * h, m).contiguous().float()
-        n_tiles = triton.cdiv(m, tile)
         tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
         block_m = 16 if _interpreting() else 64
         grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
@@ -181,13 +215,12 @@ def topk_select(q, k, bias, top_k: int, tile: int = TILE):
             qf, kf, biasf, tile_max, nq, m, d, n_tiles,
             BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=_block_d(d), PREC=_precision(q.dtype), num_warps=4,
         )
-        kt = min(top_k, n_tiles)
-        tiles = torch.topk(tile_max, kt, dim=-1, sorted=False).indices
-        cand = torch.empty(b * h, nq, kt * tile, device=q.device, dtype=torch.float32)
-        cand_key = torch.empty(b * h, nq, kt * tile, device=q.device, dtype=torch.int64)
-        _candidate_kernel[(b * h * nq,)](qf, kf, biasf, tiles, cand, cand_key, nq, m, d, kt, TILE_=tile, BLOCK_D=_block_d(d), num_warps=2)
-        pos = torch.topk(cand, top_k, dim=-1, sorted=False).indices
-        return torch.gather(cand_key, -1, pos).view(b, h, nq, top_k)
+        idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
+        _select_kernel[(b * h * nq,)](
+            qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k,
+            TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=_block_d(d), num_warps=4,
+        )
+        return idx.view(b, h, nq, top_k)
 
 
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
