@@ -54,10 +54,10 @@ def runner(case: dict, backend: str, top_k: int | None):
         return lambda q, k, v: memory_attention(q, k, v, top_k=top_k, similarity=sim, scale=scale, backend=backend)
     if backend == "naive":
         def naive(q, k, v):
-            qp, kp, bias = ref.prepare(q, k, sim, scale, None)
+            qp, kp, bias, factor = ref.prepare(q, k, sim, scale, None)
             if top_k is None:
-                return ref.attention_naive(qp, kp, v, bias)[0]
-            return ref.attention_naive_topk_gather(qp, kp, v, bias, top_k)
+                return ref.attention_naive(qp, kp, v, bias, scale=factor)[0]
+            return ref.attention_naive_topk_gather(qp, kp, v, bias, top_k, scale=factor)
 
         return naive
     if backend == "sdpa":

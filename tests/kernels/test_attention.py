@@ -4,6 +4,7 @@ import importlib.util
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mnemovision.kernels import AttentionOutput, memory_attention
 from mnemovision.kernels._testing import assert_kernel_close
@@ -23,20 +24,32 @@ def make(b, h, nq, m, d, dv, dtype=torch.float64, device="cpu", seed=0):
     return [t.to(device=device, dtype=dtype).requires_grad_(True) for t in (q, k, v)]
 
 
+def similarity_logits(q, k, similarity, scale, mask=None):
+    """Logits straight from the definitions (not through ``ref.prepare``): scale * q.k, scale *
+    cos(q, k), or -scale * |q - k|^2 (its -scale |q|^2 term included); masked keys -inf."""
+    if similarity == "cosine":
+        logits = scale * F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2)
+    elif similarity == "neg_l2":
+        logits = -scale * (q[..., :, None, :] - k[..., None, :, :]).pow(2).sum(-1)
+    else:
+        logits = scale * q @ k.transpose(-1, -2)
+    if mask is not None:
+        logits = logits.masked_fill(mask[:, None, None, :], float("-inf"))
+    return logits
+
+
 def oracle(q, k, v, *, top_k=None, similarity="dot", scale=None, mask=None, extra=None):
     """Materialised float64 reference: full logits, top-k on memory keys only, one joint softmax."""
     q64, k64, v64 = (t.double() for t in (q, k, v))
     scale = ref.default_scale(similarity, q.shape[-1]) if scale is None else scale
-    qp, kp, bias = ref.prepare(q64, k64, similarity, scale, mask)
-    logits = qp @ kp.transpose(-1, -2) + bias[..., None, :]
+    logits = similarity_logits(q64, k64, similarity, scale, mask)
     if top_k is not None and top_k < logits.shape[-1]:
         vals, idx = torch.topk(logits, top_k, dim=-1)
         logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, vals)
     values = v64
     if extra is not None:
         ke, ve = (t.double() for t in extra)
-        qe, ke, be = ref.prepare(q64, ke, similarity, scale, None)
-        logits = torch.cat([logits, qe @ ke.transpose(-1, -2) + be[..., None, :]], dim=-1)
+        logits = torch.cat([logits, similarity_logits(q64, ke, similarity, scale)], dim=-1)
         values = torch.cat([v64, ve], dim=2)
     lse = torch.logsumexp(logits, -1, keepdim=True)
     weights = torch.where(torch.isfinite(lse), torch.exp(logits - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))), torch.zeros_like(logits))
@@ -127,9 +140,9 @@ def test_all_keys_masked_gives_zeros_not_nan():
 
 def test_chunking_bounds_memory_but_not_results():
     q, k, v = make(1, 1, 100, 30, 4, 3)
-    qp, kp, bias = ref.prepare(q, k, "dot", 0.5, None)
-    full = ref.dense_attention(qp, kp, v, bias, chunk=1000)[0]
-    small = ref.dense_attention(qp, kp, v, bias, chunk=7)[0]
+    qp, kp, bias, factor = ref.prepare(q, k, "dot", 0.5, None)
+    full = ref.dense_attention(qp, kp, v, bias, factor, chunk=1000)[0]
+    small = ref.dense_attention(qp, kp, v, bias, factor, chunk=7)[0]
     torch.testing.assert_close(full, small, rtol=1e-12, atol=1e-12)
 
 

@@ -1,6 +1,6 @@
 """Memory attention: dense or top-k softmax readout of a memory bank, with usage statistics.
 
-``memory_attention`` validates, reduces every similarity to "dot product plus key bias"
+``memory_attention`` validates, reduces every similarity to "scaled dot product plus key bias"
 (``ref.prepare``), then dispatches to the PyTorch path (``ref``: chunked, the CPU path and oracle) or
 the Triton path (``triton_impl``, imported only when chosen).
 """
@@ -116,7 +116,7 @@ def memory_attention(
     chosen = resolve_backend(backend, q.device.type)
     if scale is None:
         scale = 1.0 / temperature if temperature is not None else ref.default_scale(similarity, q.shape[-1])
-    qp, kp, bias = ref.prepare(q, k, similarity, float(scale), key_padding_mask)
+    qp, kp, bias, factor = ref.prepare(q, k, similarity, float(scale), key_padding_mask)
     m = k.shape[2]
     if top_k is not None and top_k >= m:
         top_k = None  # keeping every key is dense attention
@@ -128,23 +128,23 @@ def memory_attention(
     if m == 0:
         out = lse = None
     elif top_k is None:
-        out, lse = impl.dense_attention(qp, kp, v, bias)
+        out, lse = impl.dense_attention(qp, kp, v, bias, factor)
     else:
-        idx = impl.topk_select(qp, kp, bias, top_k)
-        out, lse = impl.topk_attention(qp, kp, v, bias, idx)
+        idx = impl.topk_select(qp, kp, bias, top_k, factor)
+        out, lse = impl.topk_attention(qp, kp, v, bias, idx, factor)
     if extra_q_kv is not None:
         ke, ve = extra_q_kv
-        qe, ke, bias_e = ref.prepare(q, ke, similarity, float(scale), None)
-        out_e, lse_e = impl.dense_attention(qe, ke, ve, bias_e)
+        qe, ke, bias_e, factor_e = ref.prepare(q, ke, similarity, float(scale), None)
+        out_e, lse_e = impl.dense_attention(qe, ke, ve, bias_e, factor_e)
         out, lse = (out_e, lse_e) if out is None else ref.merge(out, lse, out_e, lse_e)
     if not return_usage:
         return out
     if m == 0:
         usage = torch.zeros(bias.shape, dtype=ref.usage_dtype(q.dtype), device=q.device)
     elif idx is None:
-        usage = impl.dense_usage(qp.detach(), kp.detach(), bias.detach(), lse.detach())
+        usage = impl.dense_usage(qp.detach(), kp.detach(), bias.detach(), lse.detach(), factor)
     else:
-        usage = ref.topk_usage(qp.detach(), kp.detach(), bias.detach(), idx, lse.detach())
+        usage = ref.topk_usage(qp.detach(), kp.detach(), bias.detach(), idx, lse.detach(), factor)
     return AttentionOutput(out=out, usage=usage)
 
 

@@ -7,9 +7,10 @@ Every similarity reduces to scaled dot products plus a per-key bias:
 - ``neg_l2``: s = -scale * |q - k|^2 = scale * (2 q.k - |k|^2) - scale * |q|^2; the last term is the
   same for every key of a query, so softmax and top-k ignore it, and it is dropped (as XMem does).
 
-``prepare`` turns (q, k, similarity, scale, key_padding_mask) into (q', k', bias) with
-``s = q'.k' + bias``: the scale is folded into q', a padded key gets bias -inf. The kernels then only
-know "dot product plus key bias", in both backends, and autograd carries gradients through ``prepare``.
+``prepare`` turns (q, k, similarity, scale, key_padding_mask) into (q', k', bias, c) with
+``s = c q'.k' + bias``; a padded key gets bias -inf. The kernels then only know "scaled dot product
+plus key bias", in both backends, and autograd carries gradients through ``prepare``. The factor c
+is applied per chunk of queries (never a scaled copy of the whole q).
 
 Shapes: q [B, H, Nq, D], k [B, H, M, D], v [B, H, M, Dv], bias [B, H, M]; out [B, H, Nq, Dv];
 lse [B, H, Nq] (log-sum-exp of each query's logits); usage [B, H, M].
@@ -22,28 +23,30 @@ import math
 import torch
 import torch.nn.functional as F
 
-# Queries per chunk in the CPU path: bounds the [chunk, M] logits block held at any time.
+# Queries per chunk in the CPU path: bounds the [chunk, M] logits block held at any time. By default
+# the chunk is sized so a block holds about BLOCK_ELEMENTS logits (a few MB: the elementwise passes
+# over it then run from cache), at most DEFAULT_CHUNK queries.
 DEFAULT_CHUNK = 512
+BLOCK_ELEMENTS = 1 << 21
 # Top-k selection holds a [chunk, M] logits block; smaller chunks keep it in cache and out of the peak.
 TOPK_CHUNK = 64
 
 
 def prepare(q, k, similarity: str, scale: float, key_padding_mask):
-    """(q', k', bias) with logits = q' k'^T + bias[..., None, :]; differentiable in q and k."""
+    """(q', k', bias, c) with logits = c q' k'^T + bias[..., None, :]; differentiable in q and k."""
+    factor = scale
     if similarity == "cosine":
         q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
         bias = torch.zeros(k.shape[:-1], dtype=k.dtype, device=k.device)
-        q = q * scale
     elif similarity == "neg_l2":
         bias = -scale * k.pow(2).sum(-1)
-        q = q * (2.0 * scale)
+        factor = 2.0 * scale
     else:
         bias = torch.zeros(k.shape[:-1], dtype=k.dtype, device=k.device)
-        q = q * scale
     if key_padding_mask is not None:
         bias = bias.masked_fill(key_padding_mask[:, None, :], float("-inf"))
-    return q, k, bias
+    return q, k, bias, float(factor)
 
 
 def _safe_lse(logits: torch.Tensor) -> torch.Tensor:
@@ -62,13 +65,40 @@ def _weights(logits: torch.Tensor, lse: torch.Tensor, inplace: bool = False) -> 
     return torch.where(finite[..., None], torch.exp(shifted), torch.zeros_like(shifted))
 
 
+def _exp_shifted_(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """In place (a temporary outside autograd): logits <- exp(logits - row max). Returns the row sums
+    [..., 1] and the log-sum-exp [...]; a row of only -inf becomes zeros with sum 0 and lse -inf."""
+    top = logits.amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    logits.sub_(top).exp_()
+    total = logits.sum(-1, keepdim=True)
+    return total, (top + total.log()).squeeze(-1)
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum(a * b, -1) for [..., N, E] tensors as a batched matmul (no [N, E] temporary)."""
+    return torch.matmul(a.unsqueeze(-2), b.unsqueeze(-1)).squeeze(-1).squeeze(-1)
+
+
+def _add_matmul_(target: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """target [..., X, Y] += a [..., X, c] @ b [..., c, Y], accumulated inside the GEMM (no [X, Y]
+    temporary); target must be contiguous."""
+    x, y = target.shape[-2:]
+    target.view(-1, x, y).baddbmm_(a.reshape(-1, x, a.shape[-1]), b.reshape(-1, b.shape[-2], y))
+
+
+def dense_chunk(m: int) -> int:
+    """Queries per chunk for M keys: about BLOCK_ELEMENTS logits per block, 16 to DEFAULT_CHUNK rows."""
+    return max(16, min(DEFAULT_CHUNK, BLOCK_ELEMENTS // max(1, m)))
+
+
 # ---------------------------------------------------------------------------------------------
 # materialised reference (the test oracle and the "naive" benchmark peer)
 
 
-def attention_naive(q, k, v, bias, top_k: int | None = None):
+def attention_naive(q, k, v, bias, top_k: int | None = None, scale: float = 1.0):
     """Materialise the [Nq, M] logits; plain autograd. Returns (out, lse, weights [B, H, Nq, M])."""
-    logits = q @ k.transpose(-1, -2) + bias[..., None, :]
+    logits = (q * scale) @ k.transpose(-1, -2) + bias[..., None, :]
     if top_k is not None and top_k < logits.shape[-1]:
         vals, idx = torch.topk(logits, top_k, dim=-1)
         logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, vals)
@@ -77,10 +107,10 @@ def attention_naive(q, k, v, bias, top_k: int | None = None):
     return weights @ v, lse, weights
 
 
-def attention_naive_topk_gather(q, k, v, bias, top_k: int):
+def attention_naive_topk_gather(q, k, v, bias, top_k: int, scale: float = 1.0):
     """The usual top-k implementation (materialise logits, ``torch.topk``, gather the values): the
     benchmark's naive peer for top-k. Returns out [B, H, Nq, Dv]."""
-    logits = q @ k.transpose(-1, -2) + bias[..., None, :]
+    logits = (q * scale) @ k.transpose(-1, -2) + bias[..., None, :]
     vals, idx = torch.topk(logits, top_k, dim=-1)
     weights = torch.softmax(vals, dim=-1)
     return torch.einsum("bhqk,bhqke->bhqe", weights, _gather_rows(v, idx))
@@ -95,18 +125,24 @@ class _DenseChunkedFn(torch.autograd.Function):
     from the saved log-sum-exp, so neither pass holds more than a [chunk, M] block."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, chunk: int):
+    def forward(ctx, q, k, v, bias, scale: float, chunk: int, backward_chunk: int):
         out = q.new_empty(*q.shape[:-1], v.shape[-1])
         lse = q.new_empty(q.shape[:-1])
         kt = k.transpose(-1, -2)
+        biased = bool(bias.ne(0).any())  # dot / cosine without padding: skip adding zeros
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits = torch.matmul(q[..., sl, :], kt).add_(bias[..., None, :])
-            chunk_lse = _safe_lse(logits)
-            out[..., sl, :] = torch.matmul(_weights(logits, chunk_lse, inplace=True), v)
+            logits = torch.matmul(q[..., sl, :] * scale, kt)
+            if biased:
+                logits.add_(bias[..., None, :])
+            total, chunk_lse = _exp_shifted_(logits)
+            # normalise the [chunk, Dv] result rather than the [chunk, M] weights
+            out[..., sl, :] = torch.matmul(logits, v).div_(torch.where(total > 0, total, torch.ones_like(total)))
             lse[..., sl] = chunk_lse
         ctx.save_for_backward(q, k, v, bias, out, lse)
-        ctx.chunk = chunk
+        ctx.chunk = backward_chunk
+        ctx.biased = biased
+        ctx.scale = scale
         return out, lse
 
     @staticmethod
@@ -114,40 +150,47 @@ class _DenseChunkedFn(torch.autograd.Function):
         q, k, v, bias, out, lse = ctx.saved_tensors
         chunk = ctx.chunk
         grad_out = torch.zeros_like(out) if grad_out is None else grad_out
-        delta = (grad_out * out).sum(-1)  # rowsum(dO * O) = sum_m p * (dO . v_m)
+        delta = _rowdot(grad_out, out)  # rowsum(dO * O) = sum_m p * (dO . v_m)
         if grad_lse is not None:
             delta = delta - grad_lse  # d lse / d s = p, so ds = p * (dp - delta + dlse)
         dq = torch.zeros_like(q)
-        dk = torch.zeros_like(k)
-        dv = torch.zeros_like(v)
-        dbias = torch.zeros_like(bias)
+        dk = torch.zeros_like(k, memory_format=torch.contiguous_format)
+        dv = torch.zeros_like(v, memory_format=torch.contiguous_format)
+        want_dbias = ctx.needs_input_grad[3]
+        dbias = torch.zeros_like(bias) if want_dbias else None
         kt = k.transpose(-1, -2)
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits = torch.matmul(q[..., sl, :], kt).add_(bias[..., None, :])
+            qc = q[..., sl, :] * ctx.scale
+            logits = torch.matmul(qc, kt)
+            if ctx.biased:
+                logits.add_(bias[..., None, :])
             p = _weights(logits, lse[..., sl], inplace=True)
             go = grad_out[..., sl, :]
-            dv += torch.matmul(p.transpose(-1, -2), go)
+            _add_matmul_(dv, p.transpose(-1, -2), go)
             ds = torch.matmul(go, v.transpose(-1, -2)).sub_(delta[..., sl, None]).mul_(p)
-            dq[..., sl, :] = torch.matmul(ds, k)
-            dk += torch.matmul(ds.transpose(-1, -2), q[..., sl, :])
-            dbias += ds.sum(-2)
-        return dq, dk, dv, dbias, None
+            dq[..., sl, :] = torch.matmul(ds, k).mul_(ctx.scale)
+            _add_matmul_(dk, ds.transpose(-1, -2), qc)
+            if want_dbias:
+                dbias += ds.sum(-2)
+        return dq, dk, dv, dbias, None, None, None
 
 
-def dense_attention(q, k, v, bias, chunk: int = DEFAULT_CHUNK):
-    """(out, lse) of dense softmax attention; both differentiable, memory bounded by ``chunk``."""
-    return _DenseChunkedFn.apply(q, k, v, bias, chunk)
+def dense_attention(q, k, v, bias, scale: float = 1.0, chunk: int | None = None):
+    """(out, lse) of dense softmax attention; both differentiable, memory bounded by ``chunk``
+    queries at a time. Default: ``dense_chunk(M)`` in the forward, ``DEFAULT_CHUNK`` in the backward
+    (which adds each chunk's [M, D + Dv] gradient into dK and dV, so small chunks cost traffic there)."""
+    return _DenseChunkedFn.apply(q, k, v, bias, scale, chunk or dense_chunk(k.shape[-2]), chunk or DEFAULT_CHUNK)
 
 
-def dense_usage(q, k, bias, lse, chunk: int = DEFAULT_CHUNK):
+def dense_usage(q, k, bias, lse, scale: float = 1.0, chunk: int = DEFAULT_CHUNK):
     """usage [B, H, M] = sum over queries of exp(s - lse): the weight each key received (no grad)."""
     with torch.no_grad():
         usage = torch.zeros(bias.shape, dtype=usage_dtype(q.dtype), device=bias.device)
         kt = k.transpose(-1, -2)
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits = torch.matmul(q[..., sl, :], kt).add_(bias[..., None, :])
+            logits = torch.matmul(q[..., sl, :] * scale, kt).add_(bias[..., None, :])
             usage += _weights(logits, lse[..., sl], inplace=True).sum(-2).to(usage.dtype)
         return usage
 
@@ -156,14 +199,14 @@ def dense_usage(q, k, bias, lse, chunk: int = DEFAULT_CHUNK):
 # top-k: chunked selection, then a gather readout over the selected keys only
 
 
-def topk_select(q, k, bias, top_k: int, chunk: int = TOPK_CHUNK):
+def topk_select(q, k, bias, top_k: int, scale: float = 1.0, chunk: int = TOPK_CHUNK):
     """Indices [B, H, Nq, top_k] of each query's largest logits, chunk by chunk (no grad)."""
     with torch.no_grad():
         idx = torch.empty(*q.shape[:-1], top_k, dtype=torch.long, device=q.device)
         kt = k.transpose(-1, -2)
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits = torch.matmul(q[..., sl, :], kt).add_(bias[..., None, :])
+            logits = torch.matmul(q[..., sl, :] * scale, kt).add_(bias[..., None, :])
             idx[..., sl, :] = torch.topk(logits, top_k, dim=-1, sorted=False).indices
         return idx
 
@@ -197,27 +240,28 @@ class _TopkGatherFn(torch.autograd.Function):
     """Softmax over the selected keys only; gradients reach q and the selected k, v and bias."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, idx, chunk: int):
+    def forward(ctx, q, k, v, bias, idx, scale: float, chunk: int):
         k, v, bias = k.contiguous(), v.contiguous(), bias.contiguous()
         out = q.new_empty(*q.shape[:-1], v.shape[-1])
         lse = q.new_empty(q.shape[:-1])
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
             ci = idx[..., sl, :]
-            logits, _ = _selected_logits(q[..., sl, :], k, bias, ci)
+            logits, _ = _selected_logits(q[..., sl, :] * scale, k, bias, ci)
             chunk_lse = _safe_lse(logits)
             weights = _weights(logits, chunk_lse, inplace=True)
             out[..., sl, :] = torch.matmul(weights[..., None, :], _gather_rows(v, ci)).squeeze(-2)
             lse[..., sl] = chunk_lse
         ctx.save_for_backward(q, k, v, bias, idx, out, lse)
         ctx.chunk = chunk
+        ctx.scale = scale
         return out, lse
 
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
         q, k, v, bias, idx, out, lse = ctx.saved_tensors
         grad_out = torch.zeros_like(out) if grad_out is None else grad_out
-        delta = (grad_out * out).sum(-1)
+        delta = _rowdot(grad_out, out)
         if grad_lse is not None:
             delta = delta - grad_lse
         dq = torch.zeros_like(q)
@@ -227,23 +271,23 @@ class _TopkGatherFn(torch.autograd.Function):
         for start in range(0, q.shape[-2], ctx.chunk):
             sl = slice(start, start + ctx.chunk)
             ci = idx[..., sl, :]
-            qc, go = q[..., sl, :], grad_out[..., sl, :]
+            qc, go = q[..., sl, :] * ctx.scale, grad_out[..., sl, :]
             logits, kg = _selected_logits(qc, k, bias, ci)
             p = _weights(logits, lse[..., sl], inplace=True)
             ds = torch.matmul(_gather_rows(v, ci), go[..., None]).squeeze(-1).sub_(delta[..., sl, None]).mul_(p)
-            dq[..., sl, :] = torch.matmul(ds[..., None, :], kg).squeeze(-2)
+            dq[..., sl, :] = torch.matmul(ds[..., None, :], kg).squeeze(-2).mul_(ctx.scale)
             _scatter_rows_(dk, ci, ds[..., None] * qc[..., None, :])
             _scatter_rows_(dv, ci, p[..., None] * go[..., None, :])
             _scatter_rows_(dbias[..., None], ci, ds[..., None])
-        return dq, dk, dv, dbias, None, None
+        return dq, dk, dv, dbias, None, None, None
 
 
-def topk_attention(q, k, v, bias, idx, chunk: int = TOPK_CHUNK):
+def topk_attention(q, k, v, bias, idx, scale: float = 1.0, chunk: int = TOPK_CHUNK):
     """(out, lse) of softmax attention restricted to the keys in ``idx``; both differentiable."""
-    return _TopkGatherFn.apply(q, k, v, bias, idx, chunk)
+    return _TopkGatherFn.apply(q, k, v, bias, idx, scale, chunk)
 
 
-def topk_usage(q, k, bias, idx, lse, chunk: int = TOPK_CHUNK):
+def topk_usage(q, k, bias, idx, lse, scale: float = 1.0, chunk: int = TOPK_CHUNK):
     """usage [B, H, M] of a top-k readout: each selected key's final weight exp(s - lse), summed."""
     with torch.no_grad():
         usage = torch.zeros(bias.shape, dtype=usage_dtype(q.dtype), device=bias.device)
@@ -251,7 +295,7 @@ def topk_usage(q, k, bias, idx, lse, chunk: int = TOPK_CHUNK):
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
             ci = idx[..., sl, :]
-            logits, _ = _selected_logits(q[..., sl, :], k, bias, ci)
+            logits, _ = _selected_logits(q[..., sl, :] * scale, k, bias, ci)
             _scatter_rows_(usage[..., None], ci, _weights(logits, lse[..., sl], inplace=True).to(usage.dtype)[..., None])
         return usage
 

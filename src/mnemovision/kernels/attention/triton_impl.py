@@ -1,6 +1,6 @@
 """Triton memory attention: flash-style dense softmax attention with a per-key bias.
 
-Fused: logits = q k^T + bias (scale folded into q, padding as bias = -inf, see ``ref.prepare``),
+Fused: logits = q k^T + bias (the wrappers fold ``ref.prepare``'s scale into q; padding is bias -inf),
 online softmax, and P V, without ever writing the [Nq, M] matrix. Forward returns (out, lse); the
 backward accepts a gradient on lse too, so partial attentions can be merged (``ref.merge``).
 Algorithm: FlashAttention (Dao et al. 2022) forward; the backward is split into three kernels
@@ -332,15 +332,20 @@ class _DenseTritonFn(torch.autograd.Function):
         return _bwd(q, k, v, bias, out, lse, grad_out, grad_lse)
 
 
-def dense_attention(q, k, v, bias):
-    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of dense softmax attention; differentiable in q, k, v, bias and
-    through lse."""
-    return _DenseTritonFn.apply(q, k, v, bias)
+def dense_attention(q, k, v, bias, scale: float = 1.0):
+    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of dense softmax attention with logits scale q.k + bias;
+    differentiable in q, k, v, bias and through lse."""
+    return _DenseTritonFn.apply(_scaled(q, scale), k, v, bias)
 
 
-def dense_usage(q, k, bias, lse):
+def _scaled(q, scale: float):
+    return q if scale == 1.0 else q * scale
+
+
+def dense_usage(q, k, bias, lse, scale: float = 1.0):
     """usage [B, H, M] float32: the softmax weight each key received, summed over queries."""
     _check_inputs(q, k, None, bias)
+    q = _scaled(q, scale)
     b, h, nq, d = q.shape
     m = k.shape[2]
     usage = torch.empty(b * h, m, device=q.device, dtype=torch.float32)
@@ -351,13 +356,13 @@ def dense_usage(q, k, bias, lse):
     return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
 
 
-def topk_select(q, k, bias, top_k: int):
+def topk_select(q, k, bias, top_k: int, scale: float = 1.0):
     """Top-k indices [B, H, Nq, top_k] without the [Nq, M] logits (``triton_topk``: tile maxima, then
     the candidate keys of the best tiles)."""
     _check_inputs(q, k, None, bias)
-    return triton_topk.topk_select(q, k, bias, top_k)
+    return triton_topk.topk_select(_scaled(q, scale), k, bias, top_k)
 
 
-def topk_attention(q, k, v, bias, idx):
+def topk_attention(q, k, v, bias, idx, scale: float = 1.0):
     """(out, lse) of the fused top-k readout (``triton_topk``); differentiable in q, k, v, bias."""
-    return triton_topk.topk_attention(q, k, v, bias, idx)
+    return triton_topk.topk_attention(_scaled(q, scale), k, v, bias, idx)
