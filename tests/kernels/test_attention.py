@@ -1,13 +1,14 @@
 """memory_attention: both backends against a materialised float64 reference."""
 
 import importlib.util
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mnemovision.kernels import AttentionOutput, memory_attention
-from mnemovision.kernels._testing import assert_kernel_close
+from mnemovision.kernels._testing import FLOORS, assert_kernel_close
 from mnemovision.kernels.attention import ref
 
 SIMS = ("dot", "cosine", "neg_l2")
@@ -290,3 +291,27 @@ def test_triton_half_precision_on_gpu(dtype, similarity):
         q64 = [t.detach().double().requires_grad_(True) for t in (q, k, v)]
         want = torch.autograd.grad((oracle(*q64, similarity=similarity)[0] * g.double()).sum(), q64)["qkv".index(name)]
         assert_kernel_close(a, b_, want, f"d{name}")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_triton_topk_half_precision_on_gpu(dtype):
+    """Half-precision top-k: the selection agrees with float64's on at least 98% of (query, key)
+    picks (rounding reorders near-ties), and where a query's set agrees its output is within the
+    half-precision tolerance of the float64 oracle."""
+    shape, top_k = (1, 2, 300, 2000, 64, 96), 30
+    q, k, v = make(*shape, dtype=dtype, device="cuda")
+    got = memory_attention(q, k, v, top_k=top_k, backend="triton")
+    q64, k64, v64 = (t.detach().double().cpu() for t in (q, k, v))
+    logits = q64 @ k64.transpose(-1, -2) / math.sqrt(shape[4])
+    want_idx = torch.topk(logits, top_k, dim=-1).indices
+    from mnemovision.kernels.attention import triton_topk
+
+    got_idx = triton_topk.topk_select(q * (1 / math.sqrt(shape[4])), k, torch.zeros(shape[:2] + (shape[3],), device="cuda"), top_k).cpu()
+    same_set = (got_idx.sort(-1).values == want_idx.sort(-1).values).all(-1)
+    overlap = (got_idx[..., :, None] == want_idx[..., None, :]).any(-1).float().mean()
+    assert overlap >= 0.98, f"only {float(overlap):.3f} of the top-k picks agree with float64"
+    expected, _ = oracle(q64, k64, v64, top_k=top_k)
+    err = (got.double().cpu() - expected).abs().amax(-1)[same_set]
+    assert err.numel() > 0 and float(err.max()) < 2 * FLOORS[dtype] * max(1.0, float(expected.abs().max()))

@@ -3,7 +3,8 @@
 What is fused: per 16x16 tile, the depth-sorted Gaussians are taken in batches of ``BLOCK_G`` (16);
 alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the transmittance by a
 cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
-below 1/255), then ``weights @ features`` as a tensor-core matmul. Channels are tiled across programs
+below 1/255), then ``weights @ features`` as a tensor-core matmul. A tile stops walking its list
+once every in-image pixel has stopped (forward and backward). Channels are tiled across programs
 (any C from 1 to 512 in one call). Projection, SH and tile binning stay in PyTorch (``ref``): they
 are per-Gaussian and cheap.
 
@@ -65,6 +66,13 @@ def _transmittance(alpha, t_in, done):
 
 
 @triton.jit
+def _tile_live(done, inside):
+    """1 while some in-image pixel of the tile still takes light, else 0: the tile's list is walked
+    only that far (3DGS stops a tile once every pixel's transmittance fell below 1e-4)."""
+    return tl.max(tl.where(inside, 1 - done, 0), axis=0)
+
+
+@triton.jit
 def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
     """The 256 pixels of a (view, tile) index: (flat pixel index, in-image mask, centre x, centre y)."""
     view = tile // N_TILES
@@ -99,7 +107,9 @@ def _composite_fwd_kernel(
     done = tl.zeros([TILE * TILE], dtype=tl.int32)
     acc = tl.zeros([TILE * TILE, BLOCK_C], dtype=tl.float32)
     acc_d = tl.zeros([TILE * TILE], dtype=tl.float32)
-    for b0 in range(start, end, BLOCK_G):
+    b0 = start
+    live = _tile_live(done, inside)
+    while (b0 < end) & (live > 0):
         pair, fid, valid_g = _load_batch(b0, end, FlatIds, FeatIds, BLOCK_G)
         alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
@@ -110,6 +120,8 @@ def _composite_fwd_kernel(
             z = tl.load(Depths + pair, mask=valid_g, other=0.0)
             acc_d += tl.sum(w * z[None, :], axis=1)
         t_run = t_run_next
+        b0 += BLOCK_G
+        live = _tile_live(done, inside)
     tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
     if pid_c == 0:
         tl.store(FinalT + pix, t_run, mask=inside)
@@ -142,7 +154,9 @@ def _composite_bwd_kernel(
     t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
     done = tl.zeros([TILE * TILE], dtype=tl.int32)
     prefix = tl.zeros([TILE * TILE], dtype=tl.float32)
-    for b0 in range(start, end, BLOCK_G):
+    b0 = start
+    live = _tile_live(done, inside)
+    while (b0 < end) & (live > 0):
         pair, fid, valid_g = _load_batch(b0, end, FlatIds, FeatIds, BLOCK_G)
         alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
@@ -180,6 +194,8 @@ def _composite_bwd_kernel(
         tl.atomic_add(AbsGrad + pair * 2 + 1, tl.sum(tl.abs(d_my), axis=0), mask=valid_g)
         prefix += tl.sum(wd, axis=1)
         t_run = t_run_next
+        b0 += BLOCK_G
+        live = _tile_live(done, inside)
 
 
 def _launch_meta(meta):
