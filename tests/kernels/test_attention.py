@@ -315,3 +315,15 @@ def test_triton_topk_half_precision_on_gpu(dtype):
     expected, _ = oracle(q64, k64, v64, top_k=top_k)
     err = (got.double().cpu() - expected).abs().amax(-1)[same_set]
     assert err.numel() > 0 and float(err.max()) < 2 * FLOORS[dtype] * max(1.0, float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("m,top_k,tile", [(1000, 30, 32), (4096, 7, 16), (333, 5, 4), (50, 30, 32)])
+def test_torch_topk_columns_is_exact(m, top_k, tile):
+    """The tile-maximum selection of the PyTorch path equals torch.topk's (random values, no ties),
+    with -inf columns, a partial last tile, and rows too short for tiles."""
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 9, m, generator=g)
+    logits[..., ::7] = float("-inf")
+    got = ref.topk_columns(logits, top_k, tile=tile)
+    want = torch.topk(logits, top_k, dim=-1).indices
+    assert torch.equal(got.sort(-1).values, want.sort(-1).values)

@@ -204,11 +204,39 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, chunk: int = TOPK_CH
     with torch.no_grad():
         idx = torch.empty(*q.shape[:-1], top_k, dtype=torch.long, device=q.device)
         kt = k.transpose(-1, -2)
+        biased = bool(bias.ne(0).any())
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits = torch.matmul(q[..., sl, :] * scale, kt).add_(bias[..., None, :])
-            idx[..., sl, :] = torch.topk(logits, top_k, dim=-1, sorted=False).indices
+            logits = torch.matmul(q[..., sl, :] * scale, kt)
+            if biased:
+                logits.add_(bias[..., None, :])
+            idx[..., sl, :] = topk_columns(logits, top_k)
         return idx
+
+
+SELECT_TILE = 32
+
+
+def topk_columns(logits: torch.Tensor, top_k: int, tile: int = SELECT_TILE) -> torch.Tensor:
+    """Column indices [..., top_k] (unordered) of each row's top_k values of logits [..., M].
+
+    Exact, and cheaper than ``torch.topk`` over M for long rows: the row's maximum per tile of
+    ``tile`` columns (one vectorised pass), the top_k tiles, then the top_k of their top_k * tile
+    columns (the k-th value is at least the k-th tile maximum, so the top-k columns lie in those
+    tiles; see ``triton_topk``). Candidate columns past M get -inf and in-range ones a finite floor,
+    so padding never outranks a real column."""
+    m = logits.shape[-1]
+    n_full = m // tile
+    if n_full < 4 * top_k:  # short rows: the tiles would not pay off
+        return torch.topk(logits, top_k, dim=-1, sorted=False).indices
+    tile_max = logits[..., : n_full * tile].unflatten(-1, (n_full, tile)).amax(-1)
+    if n_full * tile < m:
+        tile_max = torch.cat([tile_max, logits[..., n_full * tile :].amax(-1, keepdim=True)], dim=-1)
+    tiles = torch.topk(tile_max, top_k, dim=-1, sorted=False).indices
+    cols = (tiles[..., None] * tile + torch.arange(tile, device=logits.device)).flatten(-2)
+    cand = logits.gather(-1, cols.clamp(max=m - 1)).clamp_(min=torch.finfo(logits.dtype).min)
+    cand.masked_fill_(cols >= m, float("-inf"))
+    return cols.gather(-1, torch.topk(cand, top_k, dim=-1, sorted=False).indices)
 
 
 def _flat_index(idx: torch.Tensor, m: int) -> torch.Tensor:
