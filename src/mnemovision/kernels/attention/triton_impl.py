@@ -15,13 +15,12 @@ Under ``TRITON_INTERPRET=1`` the kernels run on CPU with fixed block sizes (no a
 
 from __future__ import annotations
 
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels.attention import ref, triton_topk
+from mnemovision.kernels.attention import ref, triton_sizes, triton_topk
 
 MAX_HEAD_DIM = 256
 
@@ -211,30 +210,13 @@ def _attn_usage_kernel(
 # launchers
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _block_d(d: int) -> int:
-    return max(16, triton.next_power_of_2(d))
-
-
-def _block_dv(dv: int) -> int:
-    return min(128, max(16, triton.next_power_of_2(dv)))
-
-
 def _blocks(block_d: int) -> dict:
     """Fixed tile sizes: small under the interpreter (it is slow), else sized for shared memory."""
-    if _interpreting():
+    if triton_sizes.interpreting():
         return {"BLOCK_M": 16, "BLOCK_N": 16}
     if block_d > 128:
         return {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 4}
     return {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4}
-
-
-def _precision(dtype: torch.dtype) -> str:
-    """fp32 tiles multiply in full IEEE precision (Triton's default would be TF32); 16-bit ones natively."""
-    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -245,7 +227,7 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 def _check_inputs(q, k, v, bias) -> None:
     if q.shape[-1] > MAX_HEAD_DIM:
         raise ValueError(f"the triton backend supports D <= {MAX_HEAD_DIM}, got D = {q.shape[-1]}")
-    if not (q.is_cuda or _interpreting()):
+    if not (q.is_cuda or triton_sizes.interpreting()):
         raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1)")
 
 
@@ -262,16 +244,16 @@ def _fwd(q, k, v, bias):
     biasf = bias.reshape(-1, m).contiguous().float()
     out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
     lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
-    block_d = _block_d(d)
-    if _interpreting():  # the autotuner needs a GPU driver: fixed small tiles under the interpreter
-        cfg, block_dv = _blocks(block_d), _block_dv(dv)
+    block_d = triton_sizes.block_d(d)
+    if triton_sizes.interpreting():  # the autotuner needs a GPU driver: fixed small tiles under the interpreter
+        cfg, block_dv = _blocks(block_d), triton_sizes.block_dv(dv)
         grid = (triton.cdiv(nq, cfg["BLOCK_M"]), b * h, triton.cdiv(dv, block_dv))
-        _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=_precision(q.dtype), **cfg)
+        _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
     else:
         def grid(meta):
             return (triton.cdiv(nq, meta["BLOCK_M"]), b * h, triton.cdiv(dv, meta["BLOCK_DV"]))
 
-        _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, BLOCK_D=block_d, PREC=_precision(q.dtype))
+        _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype))
     return out.view(b, h, nq, dv), lse.view(b, h, nq)
 
 
@@ -285,9 +267,9 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse):
     qf, kf, vf, dof = _flat(q), _flat(k), _flat(v), _flat(grad_out.to(q.dtype))
     biasf = bias.reshape(-1, m).contiguous().float()
     lsef, deltaf = lse.reshape(-1, nq).contiguous(), delta.reshape(-1, nq).contiguous()
-    block_d, block_dv = _block_d(d), _block_dv(dv)
+    block_d, block_dv = triton_sizes.block_d(d), triton_sizes.block_dv(dv)
     cfg = _blocks(block_d)
-    sizes = dict(BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=_precision(q.dtype), **cfg)
+    sizes = dict(BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
     n_blocks = triton.cdiv(m, cfg["BLOCK_N"])
     splits, chunk = _query_splits(nq, cfg["BLOCK_M"], n_blocks * b * h, q.device)
     dq = torch.empty_like(qf)
@@ -312,7 +294,7 @@ def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, in
     too few programs to fill the GPU (MCNet: 1024 keys, 16384 queries), the query range is split and
     each split writes a partial sum. Queries the SM count at call time (a fixed 8 under the
     interpreter, so the tests exercise splitting)."""
-    sms = 8 if _interpreting() else torch.cuda.get_device_properties(device).multi_processor_count
+    sms = 8 if triton_sizes.interpreting() else torch.cuda.get_device_properties(device).multi_processor_count
     q_blocks = triton.cdiv(nq, block_m)
     splits = max(1, min(q_blocks, triton.cdiv(2 * sms, max(1, programs))))
     chunk = triton.cdiv(q_blocks, splits) * block_m
@@ -349,10 +331,10 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0):
     b, h, nq, d = q.shape
     m = k.shape[2]
     usage = torch.empty(b * h, m, device=q.device, dtype=torch.float32)
-    block_d = _block_d(d)
+    block_d = triton_sizes.block_d(d)
     cfg = _blocks(block_d)
     grid = (triton.cdiv(m, cfg["BLOCK_N"]), b * h)
-    _attn_usage_kernel[grid](_flat(q), _flat(k), bias.reshape(-1, m).contiguous().float(), lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, BLOCK_D=block_d, PREC=_precision(q.dtype), **cfg)
+    _attn_usage_kernel[grid](_flat(q), _flat(k), bias.reshape(-1, m).contiguous().float(), lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
     return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
 
 

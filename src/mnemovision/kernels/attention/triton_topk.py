@@ -23,13 +23,12 @@ fp32 arithmetic for every input dtype. Shapes: q [BH, Nq, D], k [BH, M, D], v [B
 
 from __future__ import annotations
 
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels.attention import ref
+from mnemovision.kernels.attention import ref, triton_sizes
 
 # Keys per selection tile, and tiles reduced per program of the tile-max pass.
 TILE = 32
@@ -41,10 +40,6 @@ MAX_CANDIDATES = 8192
 # A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
 # (-inf) then never outrank a real key.
 _FLOOR = tl.constexpr(-3.0e38)
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit
@@ -182,14 +177,6 @@ def _topk_bwd_kernel(
 # launchers
 
 
-def _block_d(d: int) -> int:
-    return max(16, triton.next_power_of_2(d))
-
-
-def _precision(dtype: torch.dtype) -> str:
-    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
-
-
 def topk_select(q, k, bias, top_k: int, tile: int = TILE):
     """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits q.k + bias.
 
@@ -209,22 +196,22 @@ def topk_select(q, k, bias, top_k: int, tile: int = TILE):
         qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
         biasf = bias.reshape(b * h, m).contiguous().float()
         tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
-        block_m = 16 if _interpreting() else 64
+        block_m = 16 if triton_sizes.interpreting() else 64
         grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
         _tile_max_kernel[grid](
             qf, kf, biasf, tile_max, nq, m, d, n_tiles,
-            BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=_block_d(d), PREC=_precision(q.dtype), num_warps=4,
+            BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
         )
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
         _select_kernel[(b * h * nq,)](
             qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k,
-            TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=_block_d(d), num_warps=4,
+            TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), num_warps=4,
         )
         return idx.view(b, h, nq, top_k)
 
 
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
-    return dict(BLOCK_K=max(2, triton.next_power_of_2(top_k)), BLOCK_D=_block_d(d), BLOCK_DV=min(128, max(16, triton.next_power_of_2(dv))))
+    return dict(BLOCK_K=max(2, triton.next_power_of_2(top_k)), BLOCK_D=triton_sizes.block_d(d), BLOCK_DV=triton_sizes.block_dv(dv))
 
 
 class _TopkReadoutFn(torch.autograd.Function):

@@ -1,0 +1,30 @@
+"""Launch sizes shared by the Triton attention kernels (``triton_impl``, ``triton_topk``).
+
+Plain functions of the shapes and dtypes: nothing here queries a device.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from mnemovision.kernels._backend import triton_interpreter_enabled
+
+__all__ = ["block_d", "block_dv", "interpreting", "precision"]
+
+interpreting = triton_interpreter_enabled
+
+
+def block_d(d: int) -> int:
+    """Head-dim tile: D rounded up to a power of two, at least 16 (``tl.dot``'s minimum)."""
+    return max(16, triton.next_power_of_2(d))
+
+
+def block_dv(dv: int) -> int:
+    """Value-dim slice per program: Dv rounded up to a power of two, 16 to 128."""
+    return min(128, max(16, triton.next_power_of_2(dv)))
+
+
+def precision(dtype: torch.dtype) -> str:
+    """fp32 tiles multiply in full IEEE precision (Triton's default would be TF32); 16-bit ones natively."""
+    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
