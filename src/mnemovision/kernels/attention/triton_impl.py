@@ -342,9 +342,9 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0):
     """Top-k indices [B, H, Nq, top_k] without the [Nq, M] logits (``triton_topk``: tile maxima, then
     the candidate keys of the best tiles)."""
     _check_inputs(q, k, None, bias)
-    return triton_topk.topk_select(_scaled(q, scale), k, bias, top_k)
+    return triton_topk.topk_select(q, k, bias, top_k, scale)
 
 
 def topk_attention(q, k, v, bias, idx, scale: float = 1.0):
     """(out, lse) of the fused top-k readout (``triton_topk``); differentiable in q, k, v, bias."""
-    return triton_topk.topk_attention(_scaled(q, scale), k, v, bias, idx)
+    return triton_topk.topk_attention(q, k, v, bias, idx, scale)

@@ -17,6 +17,7 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
 The readout (``_topk_fwd_kernel``) recomputes the selected logits, takes the softmax over them and
 gathers the values, one query per program; the backward kernel recomputes the same and scatters
 dK, dV and d(bias) with fp32 atomics (a key selected by many queries receives all their gradients).
+Logits are SCALE q.k + bias (``ref.prepare``'s factor, applied in the kernels: no scaled copy of q).
 fp32 arithmetic for every input dtype. Shapes: q [BH, Nq, D], k [BH, M, D], v [BH, M, Dv], bias
 [BH, M] float32, idx [BH, Nq, top_k] int64.
 """
@@ -45,7 +46,7 @@ _FLOOR = tl.constexpr(-3.0e38)
 @triton.jit
 def _tile_max_kernel(
     Q, K, Bias, TileMax,
-    NQ, M, D, NT,
+    NQ, M, D, NT, SCALE,
     BLOCK_M: tl.constexpr, TILE_: tl.constexpr, TPB: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
     """TileMax[bh, q, t] = max over the keys of tile t of (q . k + bias); -inf for a tile of padding."""
@@ -58,7 +59,7 @@ def _tile_max_kernel(
     q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
     k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
     bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))
-    s = tl.dot(q, tl.trans(k), input_precision=PREC) + bias[None, :]
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) * SCALE + bias[None, :]
     tmax = tl.max(tl.reshape(s, [BLOCK_M, TPB, TILE_]), axis=2)
     offs_t = pid_n * TPB + tl.arange(0, TPB)
     tl.store(TileMax + bh * NQ * NT + offs_m[:, None] * NT + offs_t[None, :], tmax, mask=(offs_m[:, None] < NQ) & (offs_t[None, :] < NT))
@@ -67,7 +68,7 @@ def _tile_max_kernel(
 @triton.jit
 def _select_kernel(
     Q, K, Bias, TileMax, Idx,
-    NQ, M, D, NT, KT, TOPK,
+    NQ, M, D, NT, KT, TOPK, SCALE,
     TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """One query per program: pick its KT best tiles from TileMax (repeated arg-max), compute the
@@ -79,7 +80,7 @@ def _select_kernel(
     tile_free = offs_t < NT
     tile_vals = tl.load(TileMax + row * NT + offs_t, mask=tile_free, other=float("-inf"))
     offs_d = tl.arange(0, BLOCK_D)
-    q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32)
+    q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32) * SCALE
     offs_j = tl.arange(0, BLOCK_KT)
     offs_i = tl.arange(0, TILE_)
     cand = tl.full([BLOCK_KT, TILE_], float("-inf"), dtype=tl.float32)
@@ -106,14 +107,14 @@ def _select_kernel(
 
 
 @triton.jit
-def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
-    """(q [BLOCK_D], k rows [BLOCK_K, BLOCK_D], their flat row numbers, logits [BLOCK_K], slot mask)."""
+def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """(SCALE * q [BLOCK_D], k rows [BLOCK_K, BLOCK_D], their flat row numbers, logits [BLOCK_K], slot mask)."""
     offs_j = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     used = offs_j < TOPK
     idx = tl.load(Idx + row * TOPK + offs_j, mask=used, other=0)
     rows = bh * M + idx
-    q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32)
+    q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32) * SCALE
     k = tl.load(K + rows[:, None] * D + offs_d[None, :], mask=used[:, None] & (offs_d[None, :] < D), other=0.0).to(tl.float32)
     bias = tl.load(Bias + rows, mask=used, other=float("-inf"))
     s = tl.where(used, tl.sum(k * q[None, :], 1) + bias, float("-inf"))
@@ -123,13 +124,13 @@ def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, BLOCK_K: tl.constexpr, BLOCK
 @triton.jit
 def _topk_fwd_kernel(
     Q, K, V, Bias, Idx, Out, Lse,
-    NQ, M, D, DV, TOPK,
+    NQ, M, D, DV, TOPK, SCALE,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """Out[row] = softmax over the selected logits of the selected values; Lse[row] their log-sum-exp."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
-    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, BLOCK_K, BLOCK_D)
+    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, BLOCK_K, BLOCK_D)
     mx = tl.max(s, 0)
     has = mx != float("-inf")
     safe = tl.where(has, mx, 0.0)
@@ -147,14 +148,14 @@ def _topk_fwd_kernel(
 @triton.jit
 def _topk_bwd_kernel(
     Q, K, V, Bias, Idx, Lse, DO, Delta, DQ, DK, DVacc, DBias,
-    NQ, M, D, DV, TOPK,
+    NQ, M, D, DV, TOPK, SCALE,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """dQ[row] = sum_j ds_j k_j; atomically dK[j] += ds_j q, dV[j] += p_j dO, dBias[j] += ds_j,
     with p the selected softmax weights and ds_j = p_j (dO . v_j - delta)."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
-    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, BLOCK_K, BLOCK_D)
+    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, BLOCK_K, BLOCK_D)
     lse = tl.load(Lse + row)
     lse = tl.where(lse == float("-inf"), float("inf"), lse)  # every key masked: all weights exp(-inf) = 0
     p = tl.where(used, tl.exp(s - lse), 0.0)
@@ -168,7 +169,7 @@ def _topk_bwd_kernel(
         tl.atomic_add(DVacc + rows[:, None] * DV + offs_e[None, :], p[:, None] * do[None, :], mask=emask)
     ds = p * (dp - tl.load(Delta + row))
     offs_d = tl.arange(0, BLOCK_D)
-    tl.store(DQ + row * D + offs_d, tl.sum(ds[:, None] * k, 0).to(DQ.dtype.element_ty), mask=offs_d < D)
+    tl.store(DQ + row * D + offs_d, (SCALE * tl.sum(ds[:, None] * k, 0)).to(DQ.dtype.element_ty), mask=offs_d < D)
     tl.atomic_add(DK + rows[:, None] * D + offs_d[None, :], ds[:, None] * q[None, :], mask=used[:, None] & (offs_d[None, :] < D))
     tl.atomic_add(DBias + rows, ds, mask=used)
 
@@ -177,8 +178,9 @@ def _topk_bwd_kernel(
 # launchers
 
 
-def topk_select(q, k, bias, top_k: int, tile: int = TILE):
-    """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits q.k + bias.
+def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
+    """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits
+    scale q.k + bias.
 
     Two launches: the tile maxima, then one program per query for the rest. Memory beyond the
     inputs: the tile maxima, [B*H, Nq, ceil(M / tile)] float32. Where a query's tile row or its
@@ -191,7 +193,7 @@ def topk_select(q, k, bias, top_k: int, tile: int = TILE):
     block_t, block_kt = triton.next_power_of_2(n_tiles), triton.next_power_of_2(kt)
     if block_t > MAX_TILES or block_kt * tile > MAX_CANDIDATES:
         chunk = max(16, min(nq, (1 << 27) // max(1, b * h * m)))
-        return ref.topk_select(q, k, bias, top_k, chunk=chunk)
+        return ref.topk_select(q, k, bias, top_k, scale, chunk=chunk)
     with torch.no_grad():
         qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
         biasf = bias.reshape(b * h, m).contiguous().float()
@@ -199,12 +201,12 @@ def topk_select(q, k, bias, top_k: int, tile: int = TILE):
         block_m = 16 if triton_sizes.interpreting() else 64
         grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
         _tile_max_kernel[grid](
-            qf, kf, biasf, tile_max, nq, m, d, n_tiles,
+            qf, kf, biasf, tile_max, nq, m, d, n_tiles, scale,
             BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
         )
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
         _select_kernel[(b * h * nq,)](
-            qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k,
+            qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale,
             TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), num_warps=4,
         )
         return idx.view(b, h, nq, top_k)
@@ -218,7 +220,7 @@ class _TopkReadoutFn(torch.autograd.Function):
     """Softmax over the selected keys; gradients reach q and the selected rows of k, v and bias."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, idx):
+    def forward(ctx, q, k, v, bias, idx, scale: float):
         b, h, nq, d = q.shape
         m, dv, top_k = k.shape[2], v.shape[3], idx.shape[3]
         qf, kf, vf = (t.reshape(b * h, -1, t.shape[-1]).contiguous() for t in (q, k, v))
@@ -226,9 +228,10 @@ class _TopkReadoutFn(torch.autograd.Function):
         idxf = idx.reshape(b * h, nq, top_k).contiguous()
         out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
         lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
-        _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, **_launch_sizes(top_k, d, dv), num_warps=4)
+        _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, scale, **_launch_sizes(top_k, d, dv), num_warps=4)
         ctx.save_for_backward(qf, kf, vf, biasf, idxf, out, lse)
         ctx.shapes = (b, h, nq, m, d, dv, top_k, bias.dtype)
+        ctx.scale = scale
         lse = lse.view(b, h, nq)
         return out.view(b, h, nq, dv), lse.to(q.dtype) if q.dtype == torch.float64 else lse
 
@@ -245,16 +248,16 @@ class _TopkReadoutFn(torch.autograd.Function):
         dvacc = torch.zeros(b * h, m, dv, device=qf.device, dtype=torch.float32)
         dbias = torch.zeros(b * h, m, device=qf.device, dtype=torch.float32)
         _topk_bwd_kernel[(b * h * nq,)](
-            qf, kf, vf, biasf, idxf, lse, go, delta.contiguous(), dq, dk, dvacc, dbias, nq, m, d, dv, top_k,
+            qf, kf, vf, biasf, idxf, lse, go, delta.contiguous(), dq, dk, dvacc, dbias, nq, m, d, dv, top_k, ctx.scale,
             **_launch_sizes(top_k, d, dv), num_warps=4,
         )
         return (
             dq.view(b, h, nq, d), dk.view(b, h, m, d).to(qf.dtype), dvacc.view(b, h, m, dv).to(vf.dtype),
-            dbias.view(b, h, m).to(bias_dtype), None,
+            dbias.view(b, h, m).to(bias_dtype), None, None,
         )
 
 
-def topk_attention(q, k, v, bias, idx):
-    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of softmax attention over the keys in ``idx``
-    [B, H, Nq, top_k]; differentiable in q, k, v, bias and through lse."""
-    return _TopkReadoutFn.apply(q, k, v, bias, idx)
+def topk_attention(q, k, v, bias, idx, scale: float = 1.0):
+    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of softmax attention with logits scale q.k + bias over the
+    keys in ``idx`` [B, H, Nq, top_k]; differentiable in q, k, v, bias and through lse."""
+    return _TopkReadoutFn.apply(q, k, v, bias, idx, scale)
