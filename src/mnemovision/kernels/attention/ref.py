@@ -28,6 +28,10 @@ import torch.nn.functional as F
 # over it then run from cache), at most DEFAULT_CHUNK queries.
 DEFAULT_CHUNK = 512
 BLOCK_ELEMENTS = 1 << 21
+BACKWARD_BLOCK_ELEMENTS = 1 << 17
+BACKWARD_MIN_CHUNK = 128
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
 # Top-k selection holds a [chunk, M] logits block; smaller chunks keep it in cache and out of the peak.
 TOPK_CHUNK = 64
 
@@ -65,14 +69,35 @@ def _weights(logits: torch.Tensor, lse: torch.Tensor, inplace: bool = False) -> 
     return torch.where(finite[..., None], torch.exp(shifted), torch.zeros_like(shifted))
 
 
-def _exp_shifted_(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """In place (a temporary outside autograd): logits <- exp(logits - row max). Returns the row sums
-    [..., 1] and the log-sum-exp [...]; a row of only -inf becomes zeros with sum 0 and lse -inf."""
-    top = logits.amax(-1, keepdim=True)
+def _exp2_shifted_(logits2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """In place (a temporary outside autograd), on base-2 logits (natural logits x LOG2E):
+    logits2 <- 2^(logits2 - row max). Returns the row sums [..., 1] and the natural log-sum-exp
+    [...]; a row of only -inf becomes zeros with sum 0 and lse -inf. (``exp2`` is several times
+    faster than ``exp`` on the CPU, so the chunked path works in base 2, as flash kernels do.)"""
+    top = logits2.amax(-1, keepdim=True)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    logits.sub_(top).exp_()
-    total = logits.sum(-1, keepdim=True)
-    return total, (top + total.log()).squeeze(-1)
+    logits2.sub_(top).exp2_()
+    total = logits2.sum(-1, keepdim=True)
+    return total, ((top + total.log2()) * LN2).squeeze(-1)
+
+
+def _exp2_weights_(logits2: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """In place: softmax weights 2^(logits2 - lse x LOG2E) from base-2 logits and the natural
+    log-sum-exp [...]; rows whose lse is -inf (every key masked) give zeros."""
+    finite = torch.isfinite(lse)
+    if bool(finite.all()):
+        return logits2.sub_((lse * LOG2E)[..., None]).exp2_()
+    logits2.sub_(torch.where(finite, lse * LOG2E, torch.zeros_like(lse))[..., None]).exp2_()
+    return logits2.masked_fill_(~finite[..., None], 0.0)
+
+
+def _base2_logits(q_chunk, kt, bias2, scale2: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """[..., c, M] base-2 logits (scale2 q) k^T + bias2 of a query chunk (into ``out`` when
+    given); bias2 None when zero. (Given the natural scale and bias, the natural logits.)"""
+    if out is None:
+        out = q_chunk.new_empty(*q_chunk.shape[:-1], kt.shape[-1])
+    logits2 = _gemm_(out, q_chunk, kt, alpha=scale2, beta=0.0)
+    return logits2 if bias2 is None else logits2.add_(bias2[..., None, :])
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -80,16 +105,28 @@ def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.matmul(a.unsqueeze(-2), b.unsqueeze(-1)).squeeze(-1).squeeze(-1)
 
 
-def _add_matmul_(target: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """target [..., X, Y] += a [..., X, c] @ b [..., c, Y], accumulated inside the GEMM (no [X, Y]
-    temporary); target must be contiguous."""
+def _gemm_(target: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0, beta: float = 1.0) -> torch.Tensor:
+    """target [..., X, Y] <- beta target + alpha a [..., X, c] @ b [..., c, Y], inside the GEMM (no
+    [X, Y] temporary when target is contiguous; beta = 0 ignores target's contents). Returns target."""
     x, y = target.shape[-2:]
-    target.view(-1, x, y).baddbmm_(a.reshape(-1, x, a.shape[-1]), b.reshape(-1, b.shape[-2], y))
+    a3, b3 = a.reshape(-1, x, a.shape[-1]), b.reshape(-1, b.shape[-2], y)
+    if target.is_contiguous():
+        target.view(-1, x, y).baddbmm_(a3, b3, beta=beta, alpha=alpha)
+    else:
+        target.copy_(torch.baddbmm(target.reshape(-1, x, y), a3, b3, beta=beta, alpha=alpha).view(target.shape))
+    return target
 
 
 def dense_chunk(m: int) -> int:
     """Queries per chunk for M keys: about BLOCK_ELEMENTS logits per block, 16 to DEFAULT_CHUNK rows."""
     return max(16, min(DEFAULT_CHUNK, BLOCK_ELEMENTS // max(1, m)))
+
+
+def backward_chunk(m: int) -> int:
+    """Queries per backward chunk for M keys: two [chunk, M] blocks of about BACKWARD_BLOCK_ELEMENTS
+    (cache-sized), but at least BACKWARD_MIN_CHUNK rows, since each chunk also adds its [M, D + Dv]
+    gradient into dK and dV (fewer rows: more of that traffic)."""
+    return max(BACKWARD_MIN_CHUNK, min(DEFAULT_CHUNK, BACKWARD_BLOCK_ELEMENTS // max(1, m)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +157,24 @@ def attention_naive_topk_gather(q, k, v, bias, top_k: int, scale: float = 1.0):
 # chunked dense attention: flash-style on the CPU (nothing of size [Nq, M] is ever held)
 
 
+class _BlockPool:
+    """Reusable [..., rows, M] work blocks for a chunk loop: one allocation per block for the whole
+    loop instead of one per chunk (the allocator otherwise keeps several freed blocks resident)."""
+
+    def __init__(self, like: torch.Tensor, rows: int, m: int):
+        self.shape = (*like.shape[:-2], min(rows, like.shape[-2]), m)
+        self.like = like
+        self.blocks: dict[int, torch.Tensor] = {}
+
+    def get(self, slot: int, rows: int) -> torch.Tensor:
+        """Block ``slot`` with ``rows`` rows (a fresh tensor for a short last chunk)."""
+        if rows != self.shape[-2]:
+            return self.like.new_empty(*self.shape[:-2], rows, self.shape[-1])
+        if slot not in self.blocks:
+            self.blocks[slot] = self.like.new_empty(self.shape)
+        return self.blocks[slot]
+
+
 class _DenseChunkedFn(torch.autograd.Function):
     """Dense softmax attention computed over query chunks; backward recomputes each chunk's weights
     from the saved log-sum-exp, so neither pass holds more than a [chunk, M] block."""
@@ -129,48 +184,46 @@ class _DenseChunkedFn(torch.autograd.Function):
         out = q.new_empty(*q.shape[:-1], v.shape[-1])
         lse = q.new_empty(q.shape[:-1])
         kt = k.transpose(-1, -2)
-        biased = bool(bias.ne(0).any())  # dot / cosine without padding: skip adding zeros
+        # dot / cosine without padding: skip adding zeros
+        bias2 = bias * LOG2E if bool(bias.ne(0).any()) else None
+        blocks = _BlockPool(q, chunk, k.shape[-2])
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits = torch.matmul(q[..., sl, :] * scale, kt)
-            if biased:
-                logits.add_(bias[..., None, :])
-            total, chunk_lse = _exp_shifted_(logits)
+            qc = q[..., sl, :]
+            logits2 = _base2_logits(qc, kt, bias2, scale * LOG2E, out=blocks.get(0, qc.shape[-2]))
+            total, chunk_lse = _exp2_shifted_(logits2)
             # normalise the [chunk, Dv] result rather than the [chunk, M] weights
-            out[..., sl, :] = torch.matmul(logits, v).div_(torch.where(total > 0, total, torch.ones_like(total)))
+            _gemm_(out[..., sl, :], logits2, v, beta=0.0).div_(torch.where(total > 0, total, torch.ones_like(total)))
             lse[..., sl] = chunk_lse
         ctx.save_for_backward(q, k, v, bias, out, lse)
         ctx.chunk = backward_chunk
-        ctx.biased = biased
+        ctx.bias2 = bias2
         ctx.scale = scale
         return out, lse
 
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
         q, k, v, bias, out, lse = ctx.saved_tensors
-        chunk = ctx.chunk
+        chunk, scale2 = ctx.chunk, ctx.scale * LOG2E
         grad_out = torch.zeros_like(out) if grad_out is None else grad_out
         delta = _rowdot(grad_out, out)  # rowsum(dO * O) = sum_m p * (dO . v_m)
         if grad_lse is not None:
             delta = delta - grad_lse  # d lse / d s = p, so ds = p * (dp - delta + dlse)
-        dq = torch.zeros_like(q)
+        dq = q.new_empty(q.shape)  # every chunk writes its rows
         dk = torch.zeros_like(k, memory_format=torch.contiguous_format)
         dv = torch.zeros_like(v, memory_format=torch.contiguous_format)
         want_dbias = ctx.needs_input_grad[3]
         dbias = torch.zeros_like(bias) if want_dbias else None
-        kt = k.transpose(-1, -2)
+        kt, vt = k.transpose(-1, -2), v.transpose(-1, -2)
+        blocks = _BlockPool(q, chunk, k.shape[-2])  # two [chunk, M] blocks reused by every chunk
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            qc = q[..., sl, :] * ctx.scale
-            logits = torch.matmul(qc, kt)
-            if ctx.biased:
-                logits.add_(bias[..., None, :])
-            p = _weights(logits, lse[..., sl], inplace=True)
-            go = grad_out[..., sl, :]
-            _add_matmul_(dv, p.transpose(-1, -2), go)
-            ds = torch.matmul(go, v.transpose(-1, -2)).sub_(delta[..., sl, None]).mul_(p)
-            dq[..., sl, :] = torch.matmul(ds, k).mul_(ctx.scale)
-            _add_matmul_(dk, ds.transpose(-1, -2), qc)
+            qc, go = q[..., sl, :], grad_out[..., sl, :]
+            p = _exp2_weights_(_base2_logits(qc, kt, ctx.bias2, scale2, out=blocks.get(0, qc.shape[-2])), lse[..., sl])
+            _gemm_(dv, p.transpose(-1, -2), go)
+            ds = p.mul_(_gemm_(blocks.get(1, qc.shape[-2]), go, vt, beta=0.0).sub_(delta[..., sl, None]))
+            _gemm_(dq[..., sl, :], ds, k, alpha=ctx.scale, beta=0.0)
+            _gemm_(dk, ds.transpose(-1, -2), qc, alpha=ctx.scale)
             if want_dbias:
                 dbias += ds.sum(-2)
         return dq, dk, dv, dbias, None, None, None
@@ -178,9 +231,9 @@ class _DenseChunkedFn(torch.autograd.Function):
 
 def dense_attention(q, k, v, bias, scale: float = 1.0, chunk: int | None = None):
     """(out, lse) of dense softmax attention; both differentiable, memory bounded by ``chunk``
-    queries at a time. Default: ``dense_chunk(M)`` in the forward, ``DEFAULT_CHUNK`` in the backward
+    queries at a time. Default: ``dense_chunk(M)`` in the forward, ``backward_chunk(M)`` in the backward
     (which adds each chunk's [M, D + Dv] gradient into dK and dV, so small chunks cost traffic there)."""
-    return _DenseChunkedFn.apply(q, k, v, bias, scale, chunk or dense_chunk(k.shape[-2]), chunk or DEFAULT_CHUNK)
+    return _DenseChunkedFn.apply(q, k, v, bias, scale, chunk or dense_chunk(k.shape[-2]), chunk or backward_chunk(k.shape[-2]))
 
 
 def dense_usage(q, k, bias, lse, scale: float = 1.0, chunk: int = DEFAULT_CHUNK):
@@ -190,8 +243,8 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0, chunk: int = DEFAULT_CHUNK)
         kt = k.transpose(-1, -2)
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits = torch.matmul(q[..., sl, :] * scale, kt).add_(bias[..., None, :])
-            usage += _weights(logits, lse[..., sl], inplace=True).sum(-2).to(usage.dtype)
+            logits2 = _base2_logits(q[..., sl, :], kt, bias * LOG2E, scale * LOG2E)
+            usage += _exp2_weights_(logits2, lse[..., sl]).sum(-2).to(usage.dtype)
         return usage
 
 
@@ -204,12 +257,12 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, chunk: int = TOPK_CH
     with torch.no_grad():
         idx = torch.empty(*q.shape[:-1], top_k, dtype=torch.long, device=q.device)
         kt = k.transpose(-1, -2)
-        biased = bool(bias.ne(0).any())
+        bias = bias if bool(bias.ne(0).any()) else None
+        blocks = _BlockPool(q, chunk, k.shape[-2])
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits = torch.matmul(q[..., sl, :] * scale, kt)
-            if biased:
-                logits.add_(bias[..., None, :])
+            qc = q[..., sl, :]
+            logits = _base2_logits(qc, kt, bias, scale, out=blocks.get(0, qc.shape[-2]))  # natural units
             idx[..., sl, :] = topk_columns(logits, top_k)
         return idx
 
