@@ -140,11 +140,19 @@ def test_all_keys_masked_gives_zeros_not_nan():
 
 
 def test_chunking_bounds_memory_but_not_results():
-    q, k, v = make(1, 1, 100, 30, 4, 3)
-    qp, kp, bias, factor = ref.prepare(q, k, "dot", 0.5, None)
-    full = ref.dense_attention(qp, kp, v, bias, factor, chunk=1000)[0]
-    small = ref.dense_attention(qp, kp, v, bias, factor, chunk=7)[0]
-    torch.testing.assert_close(full, small, rtol=1e-12, atol=1e-12)
+    """Query chunks (forward) and [rows, key_tile] tiles (backward), with uneven last chunks and
+    tiles, a key bias (neg_l2) and masked keys: the same outputs and gradients as one block."""
+    q, k, v = make(2, 1, 100, 30, 4, 3)
+    mask = torch.zeros(2, 30, dtype=torch.bool)
+    mask[0, 5:9] = True
+
+    def run(**chunking):
+        qp, kp, bias, factor = ref.prepare(q, k, "neg_l2", 0.5, mask)
+        out, lse = ref.dense_attention(qp, kp, v, bias, factor, **chunking)
+        return (out, lse, *torch.autograd.grad((out * out).sum() + lse.sum(), (q, k, v)))
+
+    for got, want in zip(run(chunk=7, key_tile=4), run(chunk=1000, key_tile=1000)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(

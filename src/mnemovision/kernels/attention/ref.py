@@ -28,8 +28,8 @@ import torch.nn.functional as F
 # over it then run from cache), at most DEFAULT_CHUNK queries.
 DEFAULT_CHUNK = 512
 BLOCK_ELEMENTS = 1 << 21
-BACKWARD_BLOCK_ELEMENTS = 1 << 17
-BACKWARD_MIN_CHUNK = 128
+# Backward tiles: [rows, keys] blocks of about this many logits (half a MB in float32, two live).
+BACKWARD_TILE_ELEMENTS = 1 << 17
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 # Top-k selection holds a [chunk, M] logits block; smaller chunks keep it in cache and out of the peak.
@@ -122,13 +122,6 @@ def dense_chunk(m: int) -> int:
     return max(16, min(DEFAULT_CHUNK, BLOCK_ELEMENTS // max(1, m)))
 
 
-def backward_chunk(m: int) -> int:
-    """Queries per backward chunk for M keys: two [chunk, M] blocks of about BACKWARD_BLOCK_ELEMENTS
-    (cache-sized), but at least BACKWARD_MIN_CHUNK rows, since each chunk also adds its [M, D + Dv]
-    gradient into dK and dV (fewer rows: more of that traffic)."""
-    return max(BACKWARD_MIN_CHUNK, min(DEFAULT_CHUNK, BACKWARD_BLOCK_ELEMENTS // max(1, m)))
-
-
 # ---------------------------------------------------------------------------------------------
 # materialised reference (the test oracle and the "naive" benchmark peer)
 
@@ -158,18 +151,20 @@ def attention_naive_topk_gather(q, k, v, bias, top_k: int, scale: float = 1.0):
 
 
 class _BlockPool:
-    """Reusable [..., rows, M] work blocks for a chunk loop: one allocation per block for the whole
-    loop instead of one per chunk (the allocator otherwise keeps several freed blocks resident)."""
+    """Reusable [..., rows, cols] work blocks for a chunk loop: one allocation per block for the
+    whole loop instead of one per chunk (the allocator otherwise keeps several freed blocks
+    resident). Blocks are numbered by ``slot``; a smaller (last) chunk gets a fresh tensor."""
 
-    def __init__(self, like: torch.Tensor, rows: int, m: int):
-        self.shape = (*like.shape[:-2], min(rows, like.shape[-2]), m)
+    def __init__(self, like: torch.Tensor, rows: int, cols: int):
+        self.shape = (*like.shape[:-2], min(rows, like.shape[-2]), cols)
         self.like = like
         self.blocks: dict[int, torch.Tensor] = {}
 
-    def get(self, slot: int, rows: int) -> torch.Tensor:
-        """Block ``slot`` with ``rows`` rows (a fresh tensor for a short last chunk)."""
-        if rows != self.shape[-2]:
-            return self.like.new_empty(*self.shape[:-2], rows, self.shape[-1])
+    def get(self, slot: int, rows: int, cols: int | None = None) -> torch.Tensor:
+        """Block ``slot`` of ``rows`` x ``cols`` (default: the pool's columns)."""
+        shape = (*self.shape[:-2], rows, self.shape[-1] if cols is None else cols)
+        if shape != self.shape:
+            return self.like.new_empty(shape)
         if slot not in self.blocks:
             self.blocks[slot] = self.like.new_empty(self.shape)
         return self.blocks[slot]
@@ -180,7 +175,7 @@ class _DenseChunkedFn(torch.autograd.Function):
     from the saved log-sum-exp, so neither pass holds more than a [chunk, M] block."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, scale: float, chunk: int, backward_chunk: int):
+    def forward(ctx, q, k, v, bias, scale: float, chunk: int, backward_rows: int, key_tile: int):
         out = q.new_empty(*q.shape[:-1], v.shape[-1])
         lse = q.new_empty(q.shape[:-1])
         kt = k.transpose(-1, -2)
@@ -196,7 +191,7 @@ class _DenseChunkedFn(torch.autograd.Function):
             _gemm_(out[..., sl, :], logits2, v, beta=0.0).div_(torch.where(total > 0, total, torch.ones_like(total)))
             lse[..., sl] = chunk_lse
         ctx.save_for_backward(q, k, v, bias, out, lse)
-        ctx.chunk = backward_chunk
+        ctx.chunk, ctx.key_tile = backward_rows, key_tile
         ctx.bias2 = bias2
         ctx.scale = scale
         return out, lse
@@ -204,36 +199,46 @@ class _DenseChunkedFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
         q, k, v, bias, out, lse = ctx.saved_tensors
-        chunk, scale2 = ctx.chunk, ctx.scale * LOG2E
+        rows, cols, scale2 = ctx.chunk, ctx.key_tile, ctx.scale * LOG2E
         grad_out = torch.zeros_like(out) if grad_out is None else grad_out
         delta = _rowdot(grad_out, out)  # rowsum(dO * O) = sum_m p * (dO . v_m)
         if grad_lse is not None:
             delta = delta - grad_lse  # d lse / d s = p, so ds = p * (dp - delta + dlse)
-        dq = q.new_empty(q.shape)  # every chunk writes its rows
+        dq = torch.zeros(q.shape, dtype=q.dtype, device=q.device)
         dk = torch.zeros_like(k, memory_format=torch.contiguous_format)
         dv = torch.zeros_like(v, memory_format=torch.contiguous_format)
         want_dbias = ctx.needs_input_grad[3]
         dbias = torch.zeros_like(bias) if want_dbias else None
         kt, vt = k.transpose(-1, -2), v.transpose(-1, -2)
-        blocks = _BlockPool(q, chunk, k.shape[-2])  # two [chunk, M] blocks reused by every chunk
-        for start in range(0, q.shape[-2], chunk):
-            sl = slice(start, start + chunk)
-            qc, go = q[..., sl, :], grad_out[..., sl, :]
-            p = _exp2_weights_(_base2_logits(qc, kt, ctx.bias2, scale2, out=blocks.get(0, qc.shape[-2])), lse[..., sl])
-            _gemm_(dv, p.transpose(-1, -2), go)
-            ds = p.mul_(_gemm_(blocks.get(1, qc.shape[-2]), go, vt, beta=0.0).sub_(delta[..., sl, None]))
-            _gemm_(dq[..., sl, :], ds, k, alpha=ctx.scale, beta=0.0)
-            _gemm_(dk, ds.transpose(-1, -2), qc, alpha=ctx.scale)
-            if want_dbias:
-                dbias += ds.sum(-2)
-        return dq, dk, dv, dbias, None, None, None
+        bias2 = ctx.bias2
+        # [rows, cols] tiles: lse is known, so each tile's weights need no other tile; two tile
+        # buffers are reused throughout, and every GEMM still has a long side.
+        tiles = _BlockPool(q, rows, min(cols, k.shape[-2]))
+        for r0 in range(0, q.shape[-2], rows):
+            rs = slice(r0, r0 + rows)
+            qc, go, lse_c, delta_c = q[..., rs, :], grad_out[..., rs, :], lse[..., rs], delta[..., rs, None]
+            for c0 in range(0, k.shape[-2], cols):
+                cs = slice(c0, c0 + cols)
+                n, w = qc.shape[-2], min(cols, k.shape[-2] - c0)
+                logits2 = _base2_logits(qc, kt[..., cs], None if bias2 is None else bias2[..., cs], scale2, out=tiles.get(0, n, w))
+                p = _exp2_weights_(logits2, lse_c)
+                _gemm_(dv[..., cs, :], p.transpose(-1, -2), go)
+                ds = p.mul_(_gemm_(tiles.get(1, n, w), go, vt[..., cs], beta=0.0).sub_(delta_c))
+                _gemm_(dq[..., rs, :], ds, k[..., cs, :], alpha=ctx.scale)
+                _gemm_(dk[..., cs, :], ds.transpose(-1, -2), qc, alpha=ctx.scale)
+                if want_dbias:
+                    dbias[..., cs] += ds.sum(-2)
+        return dq, dk, dv, dbias, None, None, None, None
 
 
-def dense_attention(q, k, v, bias, scale: float = 1.0, chunk: int | None = None):
+def dense_attention(q, k, v, bias, scale: float = 1.0, chunk: int | None = None, key_tile: int | None = None):
     """(out, lse) of dense softmax attention; both differentiable, memory bounded by ``chunk``
-    queries at a time. Default: ``dense_chunk(M)`` in the forward, ``backward_chunk(M)`` in the backward
-    (which adds each chunk's [M, D + Dv] gradient into dK and dV, so small chunks cost traffic there)."""
-    return _DenseChunkedFn.apply(q, k, v, bias, scale, chunk or dense_chunk(k.shape[-2]), chunk or backward_chunk(k.shape[-2]))
+    queries at a time (default ``dense_chunk(M)``). The backward works on [rows, key_tile] tiles
+    (default ``chunk`` or DEFAULT_CHUNK rows, ``key_tile`` or BACKWARD_TILE_ELEMENTS / rows keys):
+    many rows keep the dK / dV accumulation cheap, the key tiles keep its buffers small."""
+    rows = chunk or DEFAULT_CHUNK
+    cols = key_tile or max(1, BACKWARD_TILE_ELEMENTS // rows)
+    return _DenseChunkedFn.apply(q, k, v, bias, scale, chunk or dense_chunk(k.shape[-2]), rows, cols)
 
 
 def dense_usage(q, k, bias, lse, scale: float = 1.0, chunk: int = DEFAULT_CHUNK):
