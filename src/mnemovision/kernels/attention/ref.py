@@ -91,13 +91,13 @@ def _exp2_weights_(logits2: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     return logits2.masked_fill_(~finite[..., None], 0.0)
 
 
-def _base2_logits(q_chunk, kt, bias2, scale2: float, out: torch.Tensor | None = None) -> torch.Tensor:
-    """[..., c, M] base-2 logits (scale2 q) k^T + bias2 of a query chunk (into ``out`` when
-    given); bias2 None when zero. (Given the natural scale and bias, the natural logits.)"""
+def _scaled_logits(q_chunk, kt, bias, scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """[..., c, M] logits scale (q k^T) + bias of a query chunk, the scale applied inside the GEMM
+    (into ``out`` when given); bias [..., M] or None when zero. Base-2 logits: scale and bias x LOG2E."""
     if out is None:
         out = q_chunk.new_empty(*q_chunk.shape[:-1], kt.shape[-1])
-    logits2 = _gemm_(out, q_chunk, kt, alpha=scale2, beta=0.0)
-    return logits2 if bias2 is None else logits2.add_(bias2[..., None, :])
+    logits = _gemm_(out, q_chunk, kt, alpha=scale, beta=0.0)
+    return logits if bias is None else logits.add_(bias[..., None, :])
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -171,8 +171,8 @@ class _BlockPool:
 
 
 class _DenseChunkedFn(torch.autograd.Function):
-    """Dense softmax attention computed over query chunks; backward recomputes each chunk's weights
-    from the saved log-sum-exp, so neither pass holds more than a [chunk, M] block."""
+    """Dense softmax attention computed over query chunks; the backward recomputes the weights tile
+    by tile from the saved log-sum-exp, so neither pass holds more than a [chunk, M] block."""
 
     @staticmethod
     def forward(ctx, q, k, v, bias, scale: float, chunk: int, backward_rows: int, key_tile: int):
@@ -185,7 +185,7 @@ class _DenseChunkedFn(torch.autograd.Function):
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
             qc = q[..., sl, :]
-            logits2 = _base2_logits(qc, kt, bias2, scale * LOG2E, out=blocks.get(0, qc.shape[-2]))
+            logits2 = _scaled_logits(qc, kt, bias2, scale * LOG2E, out=blocks.get(0, qc.shape[-2]))
             total, chunk_lse = _exp2_shifted_(logits2)
             # normalise the [chunk, Dv] result rather than the [chunk, M] weights
             _gemm_(out[..., sl, :], logits2, v, beta=0.0).div_(torch.where(total > 0, total, torch.ones_like(total)))
@@ -220,7 +220,7 @@ class _DenseChunkedFn(torch.autograd.Function):
             for c0 in range(0, k.shape[-2], cols):
                 cs = slice(c0, c0 + cols)
                 n, w = qc.shape[-2], min(cols, k.shape[-2] - c0)
-                logits2 = _base2_logits(qc, kt[..., cs], None if bias2 is None else bias2[..., cs], scale2, out=tiles.get(0, n, w))
+                logits2 = _scaled_logits(qc, kt[..., cs], None if bias2 is None else bias2[..., cs], scale2, out=tiles.get(0, n, w))
                 p = _exp2_weights_(logits2, lse_c)
                 _gemm_(dv[..., cs, :], p.transpose(-1, -2), go)
                 ds = p.mul_(_gemm_(tiles.get(1, n, w), go, vt[..., cs], beta=0.0).sub_(delta_c))
@@ -248,7 +248,7 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0, chunk: int = DEFAULT_CHUNK)
         kt = k.transpose(-1, -2)
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits2 = _base2_logits(q[..., sl, :], kt, bias * LOG2E, scale * LOG2E)
+            logits2 = _scaled_logits(q[..., sl, :], kt, bias * LOG2E, scale * LOG2E)
             usage += _exp2_weights_(logits2, lse[..., sl]).sum(-2).to(usage.dtype)
         return usage
 
@@ -267,7 +267,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, chunk: int = TOPK_CH
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
             qc = q[..., sl, :]
-            logits = _base2_logits(qc, kt, bias, scale, out=blocks.get(0, qc.shape[-2]))  # natural units
+            logits = _scaled_logits(qc, kt, bias, scale, out=blocks.get(0, qc.shape[-2]))
             idx[..., sl, :] = topk_columns(logits, top_k)
         return idx
 
