@@ -2,6 +2,7 @@
 # GPU checks in one go, for a lent GPU machine: Triton vs PyTorch parity (the kernel tests, natively,
 # no interpreter) and the GPU benchmarks. Writes logs and JSON under $OUT (default bench/out).
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both benchmarks)
+#   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the attention tests matching -k "topk")
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
 # else ../shared/data. A gsplat wheel carried in ./.whl is installed under /tmp/site and its CUDA code
 # compiled in the background (sm_90, MAX_JOBS=12) while the attention checks run; the rasterizer
@@ -47,7 +48,9 @@ run_step() {  # run_step NAME CMD...: tee the output to $OUT/NAME.log, remember 
 for bench in "${benches[@]}"; do
   case "$bench" in
     attention)
-      run_step gpu_tests_attention $PY -m pytest tests/kernels/test_attention.py "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs
+      attn_k=()
+      [ -n "${ATTN_K:-}" ] && attn_k=(-k "$ATTN_K")  # e.g. ATTN_K="topk": a subset when device time is short
+      run_step gpu_tests_attention $PY -m pytest tests/kernels/test_attention.py "${xdist[@]}" "${attn_k[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs
       run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 --json "$OUT/attention_gpu.json"
       ;;
     raster)

@@ -5,7 +5,10 @@ score each on Set5 beside bicubic, and compare file sizes and CPU speed.
     python bench/sr.py [--iterations 2000] [--methods dense,iss-p,magnitude,l1-filter] --json PATH [--ship]
 
 Pruned methods prune at half the run (ISS-P: soft shrinkage alpha 0.95 until then, then the hard
-mask; the one-shot methods: dense training until then, then the mask) and fine-tune the rest.
+mask; the one-shot methods: dense training until then, then the mask) and fine-tune the rest, with
+the learning rate held until the mask and the cosine restarted for the fine-tuning; ISS-P and
+magnitude pruning keep the image-facing convs dense (the shipped recipe, config
+``sr_edsr_x2_issp90``; ``--skip '' --no-restart`` gives the earlier recipe).
 ``--ship`` copies the ISS-P model's compressed file into the package (``sr/weights``), and the dense
 model in float16 (for the demo's comparison).
 Writes {"results": [{"model", "method", "sparsity", "scale", "psnr_y", "ssim_y", "params_nonzero",
@@ -33,30 +36,36 @@ from mnemovision.sr.api import evaluate_folder, load_upscaler  # noqa: E402
 from mnemovision.sr.data import benchmark_pairs, resolve_benchmark  # noqa: E402
 from mnemovision.sr.engine import FilterPruneHook, ISSPHook, MagnitudePruneHook  # noqa: E402
 from mnemovision.sr.export import save_sr_model  # noqa: E402
-from mnemovision.sr.pruning import prunable_weights  # noqa: E402
+from mnemovision.sr.models import build_sr_model  # noqa: E402
+from mnemovision.sr.pruning import layer_sparsity_for, prunable_weights  # noqa: E402
 
 SCALE = 2
 SPARSITY = 0.9
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "mnemovision" / "sr" / "weights"
 
 
-def hook_for(method: str, iterations: int, alpha: float = 0.95):
-    half = iterations // 2
+def hook_for(method: str, iterations: int, alpha: float = 0.95, skip: tuple[str, ...] = (), prune_frac: float = 0.5, shrink_frac: float = 0.0):
+    at = int(round(iterations * prune_frac))
+    sparsity = layer_sparsity_for(build_sr_model("edsr", "baseline", SCALE), SPARSITY, skip)
     return {
         "dense": None,
-        "iss-p": dict(type=config_type(ISSPHook), sparsity=SPARSITY, alpha=alpha, prune_iters=half),
-        "magnitude": dict(type=config_type(MagnitudePruneHook), sparsity=SPARSITY, prune_at=half),
-        "l1-filter": dict(type=config_type(FilterPruneHook), sparsity=SPARSITY, prune_at=half),
+        "iss-p": dict(type=config_type(ISSPHook), sparsity=sparsity, alpha=alpha, prune_iters=at, skip=skip, shrink_from=int(round(iterations * shrink_frac))),
+        "magnitude": dict(type=config_type(MagnitudePruneHook), sparsity=sparsity, prune_at=at, skip=skip),
+        "l1-filter": dict(type=config_type(FilterPruneHook), sparsity=SPARSITY, prune_at=at),
     }[method]
 
 
-def train(method: str, iterations: int, work_dir: Path, alpha: float = 0.95):
+def train(method: str, iterations: int, work_dir: Path, alpha: float = 0.95, skip: tuple[str, ...] = (), prune_frac: float = 0.5, restart: bool = False,
+          shrink_frac: float = 0.0):
     cfg = load_config("sr_edsr_x2")
     cfg.train_cfg.max_iters = iterations
     cfg.train_cfg.val_interval = iterations
     cfg.param_scheduler[0].T_max = cfg.param_scheduler[0].end = iterations
+    if restart and method != "dense":  # the ISS-P code's stages: constant LR, then a fresh schedule
+        at = int(round(iterations * prune_frac))
+        cfg.param_scheduler[0].begin, cfg.param_scheduler[0].T_max = at, iterations - at
     cfg.default_hooks.checkpoint.interval = iterations
-    hook = hook_for(method, iterations, alpha)
+    hook = hook_for(method, iterations, alpha, skip, prune_frac, shrink_frac)
     if hook is not None:
         cfg.custom_hooks.append(hook)
     runner = build_runner(cfg, work_dir=work_dir)
@@ -83,8 +92,18 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--ship", action="store_true", help="copy the ISS-P model into the package")
     parser.add_argument("--alpha", type=float, default=0.95, help="ISS-P shrink factor (the paper's commands: 0.95)")
+    parser.add_argument("--skip", default="*conv_first,*conv_last", help="comma-separated layer globs kept dense by ISS-P and "
+                        "magnitude pruning (the other layers are pruned a little more, so that 90%% of all prunable weights "
+                        "are zero); default: the image-facing convs, as config sr_edsr_x2_issp90; '' prunes every layer alike")
+    parser.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True, help="pruned methods: constant LR until "
+                        "the mask, then the cosine schedule restarted over the fine-tuning (the ISS-P code's two stages; "
+                        "config sr_edsr_x2_issp90); --no-restart: the dense run's schedule")
+    parser.add_argument("--shrink-frac", type=float, default=0.0, help="ISS-P: fraction of the run trained dense before the soft "
+                        "shrinkage starts (0: shrink from the first step, as the paper)")
+    parser.add_argument("--prune-frac", type=float, default=0.5, help="fraction of the run before the hard mask (ISS-P) / the one-shot prune")
     args = parser.parse_args()
     folder = resolve_benchmark(args.data)
+    skip = tuple(g for g in args.skip.split(",") if g)
     timing_lr = benchmark_pairs(folder, SCALE)[0][1]  # baby, 256x256 LR -> 512x512
     bicubic = load_upscaler("bicubic", SCALE)
     scores = evaluate_folder(bicubic, folder, SCALE)
@@ -92,7 +111,7 @@ def main() -> None:
              "params_nonzero": 0, "file_mb": 0.0, "cpu_ms_per_mpix": ms_per_mpix(bicubic, timing_lr), "cpu_ms_per_mpix_sparse": None}]
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods.split(","):
-            net = train(method, args.iterations, Path(tmp) / method, args.alpha)
+            net = train(method, args.iterations, Path(tmp) / method, args.alpha, skip, args.prune_frac, args.restart, args.shrink_frac)
             path = save_sr_model(Path(tmp) / f"edsr_baseline_x2_{method}.safetensors", net, "edsr", "baseline", SCALE, method)
             upscaler = load_upscaler(path, SCALE)  # the reloaded file: what ships is what is scored
             reloaded, meta = upscaler.net, upscaler.meta
@@ -108,6 +127,9 @@ def main() -> None:
                 "cpu_ms_per_mpix": ms_per_mpix(upscaler, timing_lr),
                 "cpu_ms_per_mpix_sparse": sparse_ms,
                 "iterations": args.iterations, "alpha": args.alpha if method == "iss-p" else None,
+                "skip": list(skip) if method in ("iss-p", "magnitude") else [], "prune_frac": args.prune_frac if method != "dense" else None,
+                "restart": args.restart if method != "dense" else None,
+                "shrink_frac": args.shrink_frac if method == "iss-p" else None,
             })
             print(json.dumps(rows[-1]), flush=True)
             if args.ship and method == "iss-p":  # compressed, float32: exactly the model scored here

@@ -30,6 +30,17 @@ def prunable_weights(model: nn.Module, skip: tuple[str, ...] = ()) -> dict[str, 
     return out
 
 
+def layer_sparsity_for(model: nn.Module, overall: float, skip: tuple[str, ...]) -> float:
+    """The per-layer sparsity that zeroes ``overall`` of all prunable weights when the layers matching
+    ``skip`` stay dense (the others are pruned a little more)."""
+    total = sum(w.numel() for w in prunable_weights(model).values())
+    pruned = sum(w.numel() for w in prunable_weights(model, skip).values())
+    sparsity = overall * total / max(pruned, 1)
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"{overall:.0%} overall sparsity needs {sparsity:.1%} in the layers not skipped by {skip}")
+    return sparsity
+
+
 def smallest_fraction(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Bool mask of the ``min(ceil(sparsity * n), floor(0.995 * n))`` smallest |w| of a layer."""
     if not 0.0 <= sparsity < 1.0:

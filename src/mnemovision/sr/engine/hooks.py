@@ -4,7 +4,8 @@ All three keep a hard mask once it exists and re-apply it after every optimizer 
 not masked, as in the ISS-P code; the pruned weights are zeroed again). Masks travel in the
 checkpoints (``pruning_masks``), so a resumed run keeps them.
 
-- ``ISSPHook``: soft shrinkage after each step for ``prune_iters`` steps, then the hard mask.
+- ``ISSPHook``: soft shrinkage after each step until ``prune_iters`` (from ``shrink_from``), then the
+  hard mask.
 - ``MagnitudePruneHook``: one-shot per-layer magnitude pruning after step ``prune_at``.
 - ``FilterPruneHook``: one-shot L1-norm filter pruning after step ``prune_at``.
 """
@@ -65,13 +66,20 @@ class MaskedTrainingHook(Hook):
 
 class ISSPHook(MaskedTrainingHook):
     """ISS-P. Args: sparsity (per layer), alpha (shrink factor, 0.95 in the paper's commands),
-    prune_iters (length of the shrinkage stage), n_m (``(n, m)`` for N:M selection), skip (globs)."""
+    prune_iters (the step after which the hard mask is made), shrink_from (the first step that
+    shrinks: 0 in the paper, which shrinks from the random initialisation; later, a dense warm-up,
+    as in the ISS-P code's ``IST-fast`` mode, which trains dense before its mask), n_m (``(n, m)``
+    for N:M selection), skip (globs of layers left dense)."""
 
-    def __init__(self, sparsity: float = 0.9, alpha: float = 0.95, prune_iters: int = 1000, n_m: tuple[int, int] | None = None, skip: tuple[str, ...] = ()) -> None:
+    def __init__(self, sparsity: float = 0.9, alpha: float = 0.95, prune_iters: int = 1000, n_m: tuple[int, int] | None = None,
+                 skip: tuple[str, ...] = (), shrink_from: int = 0) -> None:
         super().__init__(sparsity, skip)
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+        if not 0 <= shrink_from <= prune_iters:
+            raise ValueError(f"shrink_from must be in [0, prune_iters={prune_iters}], got {shrink_from}")
         self.alpha, self.prune_iters, self.n_m = float(alpha), int(prune_iters), tuple(n_m) if n_m else None
+        self.shrink_from = int(shrink_from)
 
     def due(self, step: int) -> bool:
         return step >= self.prune_iters
@@ -81,8 +89,10 @@ class ISSPHook(MaskedTrainingHook):
         self.masks = {name: ~select(w, self.sparsity, self.n_m, name) for name, w in weights.items()}
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if self.masks is None and runner.iter + 1 < self.prune_iters:
-            soft_shrink(_weights(runner, self.skip), self.sparsity, self.alpha, self.n_m)
+        step = runner.iter + 1  # the step just taken, 1-based
+        if self.masks is None and step < self.prune_iters:
+            if step > self.shrink_from:
+                soft_shrink(_weights(runner, self.skip), self.sparsity, self.alpha, self.n_m)
             return
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
 
