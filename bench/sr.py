@@ -1,16 +1,16 @@
 """Train EDSR-baseline x2 dense and at 90% sparsity (ISS-P, one-shot magnitude, L1-norm filters) with
-the shipped CPU recipe (config ``sr_edsr_x2``: same data, iterations and schedule for every method),
+the shipped CPU recipe (config ``sr_edsr_x2``: the same data and iterations for every method),
 score each on Set5 beside bicubic, and compare file sizes and CPU speed.
 
     python bench/sr.py [--iterations 2000] [--methods dense,iss-p,magnitude,l1-filter] --json PATH [--ship]
 
-Pruned methods prune at half the run (ISS-P: soft shrinkage alpha 0.95 until then, then the hard
-mask; the one-shot methods: dense training until then, then the mask) and fine-tune the rest, with
-the learning rate held until the mask and the cosine restarted for the fine-tuning; ISS-P and
-magnitude pruning keep the image-facing convs dense (the shipped recipe, config
-``sr_edsr_x2_issp90``; ``--skip '' --no-restart`` gives the earlier recipe).
-``--ship`` copies the ISS-P model's compressed file into the package (``sr/weights``), and the dense
-model in float16 (for the demo's comparison).
+Pruned methods make their mask at half the run and fine-tune the rest, with the learning rate held
+until the mask and the cosine restarted for the fine-tuning (the ISS-P code's two stages). ISS-P
+(defaults = config ``sr_edsr_x2_issp90``): dense until 0.4 of the run, then soft shrinkage with alpha
+0.98 until the mask; one-shot methods: dense until the mask. ISS-P and magnitude pruning keep the
+image-facing convs dense (``--skip``) and prune the others a little more, for 90% overall.
+``--alpha 0.95 --shrink-frac 0 --skip '' --no-restart`` is the earlier recipe (the paper's alpha,
+shrinking from the first step, every layer pruned alike, one cosine over the whole run).
 Writes {"results": [{"model", "method", "sparsity", "scale", "psnr_y", "ssim_y", "params_nonzero",
 "file_mb", "cpu_ms_per_mpix", "cpu_ms_per_mpix_sparse"}]}.
 """
@@ -56,8 +56,9 @@ def hook_for(method: str, iterations: int, alpha: float = 0.95, skip: tuple[str,
 
 
 def train(method: str, iterations: int, work_dir: Path, alpha: float = 0.95, skip: tuple[str, ...] = (), prune_frac: float = 0.5, restart: bool = False,
-          shrink_frac: float = 0.0):
+          shrink_frac: float = 0.0, seed: int = 0):
     cfg = load_config("sr_edsr_x2")
+    cfg.randomness = dict(seed=seed)
     cfg.train_cfg.max_iters = iterations
     cfg.train_cfg.val_interval = iterations
     cfg.param_scheduler[0].T_max = cfg.param_scheduler[0].end = iterations
@@ -91,15 +92,16 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="benchmark folder (default: Set5 from the shared data)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--ship", action="store_true", help="copy the ISS-P model into the package")
-    parser.add_argument("--alpha", type=float, default=0.95, help="ISS-P shrink factor (the paper's commands: 0.95)")
+    parser.add_argument("--alpha", type=float, default=0.98, help="ISS-P shrink factor (config sr_edsr_x2_issp90: 0.98; the paper's commands: 0.95)")
     parser.add_argument("--skip", default="*conv_first,*conv_last", help="comma-separated layer globs kept dense by ISS-P and "
                         "magnitude pruning (the other layers are pruned a little more, so that 90%% of all prunable weights "
                         "are zero); default: the image-facing convs, as config sr_edsr_x2_issp90; '' prunes every layer alike")
     parser.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True, help="pruned methods: constant LR until "
                         "the mask, then the cosine schedule restarted over the fine-tuning (the ISS-P code's two stages; "
                         "config sr_edsr_x2_issp90); --no-restart: the dense run's schedule")
-    parser.add_argument("--shrink-frac", type=float, default=0.0, help="ISS-P: fraction of the run trained dense before the soft "
-                        "shrinkage starts (0: shrink from the first step, as the paper)")
+    parser.add_argument("--shrink-frac", type=float, default=0.4, help="ISS-P: fraction of the run trained dense before the soft "
+                        "shrinkage starts (config sr_edsr_x2_issp90: 0.4; 0: shrink from the first step, as the paper)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (initialisation and patch order)")
     parser.add_argument("--prune-frac", type=float, default=0.5, help="fraction of the run before the hard mask (ISS-P) / the one-shot prune")
     args = parser.parse_args()
     folder = resolve_benchmark(args.data)
@@ -111,7 +113,7 @@ def main() -> None:
              "params_nonzero": 0, "file_mb": 0.0, "cpu_ms_per_mpix": ms_per_mpix(bicubic, timing_lr), "cpu_ms_per_mpix_sparse": None}]
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods.split(","):
-            net = train(method, args.iterations, Path(tmp) / method, args.alpha, skip, args.prune_frac, args.restart, args.shrink_frac)
+            net = train(method, args.iterations, Path(tmp) / method, args.alpha, skip, args.prune_frac, args.restart, args.shrink_frac, args.seed)
             path = save_sr_model(Path(tmp) / f"edsr_baseline_x2_{method}.safetensors", net, "edsr", "baseline", SCALE, method)
             upscaler = load_upscaler(path, SCALE)  # the reloaded file: what ships is what is scored
             reloaded, meta = upscaler.net, upscaler.meta
@@ -129,7 +131,7 @@ def main() -> None:
                 "iterations": args.iterations, "alpha": args.alpha if method == "iss-p" else None,
                 "skip": list(skip) if method in ("iss-p", "magnitude") else [], "prune_frac": args.prune_frac if method != "dense" else None,
                 "restart": args.restart if method != "dense" else None,
-                "shrink_frac": args.shrink_frac if method == "iss-p" else None,
+                "shrink_frac": args.shrink_frac if method == "iss-p" else None, "seed": args.seed,
             })
             print(json.dumps(rows[-1]), flush=True)
             if args.ship and method == "iss-p":  # compressed, float32: exactly the model scored here

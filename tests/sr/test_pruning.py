@@ -9,7 +9,7 @@ from mnemovision.engine import build_runner, config_type, load_config
 from mnemovision.sr.engine import FilterPruneHook, ISSPHook, MagnitudePruneHook
 from mnemovision.sr.export import load_sr_model, read_sr_file, save_sr_model, to_sparse_inference
 from mnemovision.sr.models import build_sr_model
-from mnemovision.sr.pruning import prunable_weights, smallest_filters, smallest_fraction, smallest_n_of_m, soft_shrink, sparsity_of
+from mnemovision.sr.pruning import layer_sparsity_for, prunable_weights, smallest_filters, smallest_fraction, smallest_n_of_m, soft_shrink, sparsity_of
 from mnemovision.vision.errors import CheckpointError
 
 
@@ -69,6 +69,47 @@ def test_hooks_keep_the_requested_sparsity_after_masking(tmp_path, hook):
         n = w.numel()
         assert int((w == 0).sum()) >= min(math.ceil(0.9 * n), int(0.995 * n)) - 1, name  # the mask held through 6 fine-tuning steps
     assert sparsity_of(runner.model) == pytest.approx(0.9, abs=0.01)
+
+
+def test_skipped_layers_stay_dense_and_the_overall_sparsity_holds(tmp_path):
+    skip = ("*conv_first", "*conv_last")
+    net = build_sr_model("edsr", "tiny", 2)
+    sparsity = layer_sparsity_for(net, 0.8, skip)
+    assert 0.8 < sparsity < 0.9
+    runner = tiny_run(tmp_path, dict(type=config_type(ISSPHook), sparsity=sparsity, alpha=0.9, prune_iters=6, skip=skip))
+    weights = prunable_weights(runner.model)
+    for name in ("net.conv_first.weight", "net.conv_last.weight"):
+        assert int((weights[name] == 0).sum()) == 0, name
+    assert sparsity_of(runner.model) == pytest.approx(0.8, abs=0.01)
+    with pytest.raises(ValueError, match="overall sparsity"):
+        layer_sparsity_for(net, 0.99, ("*body*",))
+
+
+def test_issp_shrinks_only_from_shrink_from_and_without_shrinking_is_magnitude_pruning(tmp_path):
+    issp = dict(type=config_type(ISSPHook), sparsity=0.9, alpha=0.5, prune_iters=6, shrink_from=6)
+    magnitude = dict(type=config_type(MagnitudePruneHook), sparsity=0.9, prune_at=6)
+    a = prunable_weights(tiny_run(tmp_path / "issp", issp).model)
+    b = prunable_weights(tiny_run(tmp_path / "magnitude", magnitude).model)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    shrunk = prunable_weights(tiny_run(tmp_path / "shrunk", {**issp, "shrink_from": 3}).model)
+    assert any(not torch.equal(shrunk[name], a[name]) for name in a)
+    with pytest.raises(ValueError, match="shrink_from"):
+        ISSPHook(prune_iters=5, shrink_from=6)
+
+
+def test_shipped_issp_recipe_is_what_the_bench_trains():
+    """The config keeps the image-facing convs dense at 90% overall, holds the LR until the hard mask
+    and restarts the cosine over the fine-tuning (the ISS-P code's two stages), with bench/sr.py's
+    defaults (shrinkage over 0.4-0.5 of the run at alpha 0.98)."""
+    cfg = load_config("sr_edsr_x2_issp90")
+    (hook,) = [h for h in cfg.custom_hooks if h["type"] in (ISSPHook, config_type(ISSPHook), "ISSPHook")]
+    net = build_sr_model("edsr", "baseline", 2)
+    assert hook["sparsity"] == pytest.approx(layer_sparsity_for(net, 0.9, tuple(hook["skip"])), rel=1e-9)
+    assert (hook["alpha"], hook["shrink_from"], hook["prune_iters"]) == (0.98, 800, 1000)
+    assert tuple(hook["skip"]) == ("*conv_first", "*conv_last")
+    (cosine,) = cfg.param_scheduler
+    assert (cosine["begin"], cosine["end"], cosine["T_max"]) == (hook["prune_iters"], cfg.train_cfg.max_iters, cfg.train_cfg.max_iters - hook["prune_iters"])
 
 
 def test_masks_survive_resume_exactly(tmp_path):
