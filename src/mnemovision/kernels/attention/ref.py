@@ -91,6 +91,14 @@ def _exp2_weights_(logits2: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     return logits2.masked_fill_(~finite[..., None], 0.0)
 
 
+def _live_bias(bias: torch.Tensor, factor: float = 1.0) -> torch.Tensor | None:
+    """factor x bias, or None when bias is all zeros (dot / cosine without padding), so adding it is
+    skipped."""
+    if not bool(bias.ne(0).any()):
+        return None
+    return bias if factor == 1.0 else bias * factor
+
+
 def _scaled_logits(q_chunk, kt, bias, scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """[..., c, M] logits scale (q k^T) + bias of a query chunk, the scale applied inside the GEMM
     (into ``out`` when given); bias [..., M] or None when zero. Base-2 logits: scale and bias x LOG2E."""
@@ -179,8 +187,7 @@ class _DenseChunkedFn(torch.autograd.Function):
         out = q.new_empty(*q.shape[:-1], v.shape[-1])
         lse = q.new_empty(q.shape[:-1])
         kt = k.transpose(-1, -2)
-        # dot / cosine without padding: skip adding zeros
-        bias2 = bias * LOG2E if bool(bias.ne(0).any()) else None
+        bias2 = _live_bias(bias, LOG2E)
         blocks = _BlockPool(q, chunk, k.shape[-2])
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
@@ -191,7 +198,7 @@ class _DenseChunkedFn(torch.autograd.Function):
             _gemm_(out[..., sl, :], logits2, v, beta=0.0).div_(torch.where(total > 0, total, torch.ones_like(total)))
             lse[..., sl] = chunk_lse
         ctx.save_for_backward(q, k, v, bias, out, lse)
-        ctx.chunk, ctx.key_tile = backward_rows, key_tile
+        ctx.rows, ctx.key_tile = backward_rows, key_tile
         ctx.bias2 = bias2
         ctx.scale = scale
         return out, lse
@@ -199,7 +206,7 @@ class _DenseChunkedFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
         q, k, v, bias, out, lse = ctx.saved_tensors
-        rows, cols, scale2 = ctx.chunk, ctx.key_tile, ctx.scale * LOG2E
+        rows, cols, scale2 = ctx.rows, ctx.key_tile, ctx.scale * LOG2E
         grad_out = torch.zeros_like(out) if grad_out is None else grad_out
         delta = _rowdot(grad_out, out)  # rowsum(dO * O) = sum_m p * (dO . v_m)
         if grad_lse is not None:
@@ -246,9 +253,10 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0, chunk: int = DEFAULT_CHUNK)
     with torch.no_grad():
         usage = torch.zeros(bias.shape, dtype=usage_dtype(q.dtype), device=bias.device)
         kt = k.transpose(-1, -2)
+        bias2 = _live_bias(bias, LOG2E)
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
-            logits2 = _scaled_logits(q[..., sl, :], kt, bias * LOG2E, scale * LOG2E)
+            logits2 = _scaled_logits(q[..., sl, :], kt, bias2, scale * LOG2E)
             usage += _exp2_weights_(logits2, lse[..., sl]).sum(-2).to(usage.dtype)
         return usage
 
@@ -262,7 +270,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, chunk: int = TOPK_CH
     with torch.no_grad():
         idx = torch.empty(*q.shape[:-1], top_k, dtype=torch.long, device=q.device)
         kt = k.transpose(-1, -2)
-        bias = bias if bool(bias.ne(0).any()) else None
+        bias = _live_bias(bias)
         blocks = _BlockPool(q, chunk, k.shape[-2])
         for start in range(0, q.shape[-2], chunk):
             sl = slice(start, start + chunk)
