@@ -44,29 +44,35 @@ SPARSITY = 0.9
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "mnemovision" / "sr" / "weights"
 
 
-def hook_for(method: str, iterations: int, alpha: float = 0.95, skip: tuple[str, ...] = (), prune_frac: float = 0.5, shrink_frac: float = 0.0):
-    at = int(round(iterations * prune_frac))
+def shipped_issp() -> dict:
+    """The ISS-P hook of config ``sr_edsr_x2_issp90`` with its run length: the bench's defaults."""
+    cfg = load_config("sr_edsr_x2_issp90")
+    (hook,) = [h for h in cfg.custom_hooks if h["type"] is ISSPHook]
+    return {**hook, "max_iters": cfg.train_cfg.max_iters}
+
+
+def hook_for(method: str, mask_at: int, alpha: float, skip: tuple[str, ...], shrink_from: int):
     sparsity = layer_sparsity_for(build_sr_model("edsr", "baseline", SCALE), SPARSITY, skip)
     return {
         "dense": None,
-        "iss-p": dict(type=config_type(ISSPHook), sparsity=sparsity, alpha=alpha, prune_iters=at, skip=skip, shrink_from=int(round(iterations * shrink_frac))),
-        "magnitude": dict(type=config_type(MagnitudePruneHook), sparsity=sparsity, prune_at=at, skip=skip),
-        "l1-filter": dict(type=config_type(FilterPruneHook), sparsity=SPARSITY, prune_at=at),
+        "iss-p": dict(type=config_type(ISSPHook), sparsity=sparsity, alpha=alpha, prune_iters=mask_at, skip=skip, shrink_from=shrink_from),
+        "magnitude": dict(type=config_type(MagnitudePruneHook), sparsity=sparsity, prune_at=mask_at, skip=skip),
+        "l1-filter": dict(type=config_type(FilterPruneHook), sparsity=SPARSITY, prune_at=mask_at),
     }[method]
 
 
-def train(method: str, iterations: int, work_dir: Path, alpha: float = 0.95, skip: tuple[str, ...] = (), prune_frac: float = 0.5, restart: bool = False,
-          shrink_frac: float = 0.0, seed: int = 0):
+def train(method: str, iterations: int, work_dir: Path, alpha: float, skip: tuple[str, ...], prune_frac: float, restart: bool,
+          shrink_frac: float, seed: int = 0):
     cfg = load_config("sr_edsr_x2")
     cfg.randomness = dict(seed=seed)
     cfg.train_cfg.max_iters = iterations
     cfg.train_cfg.val_interval = iterations
     cfg.param_scheduler[0].T_max = cfg.param_scheduler[0].end = iterations
+    mask_at = int(round(iterations * prune_frac))
     if restart and method != "dense":  # the ISS-P code's stages: constant LR, then a fresh schedule
-        at = int(round(iterations * prune_frac))
-        cfg.param_scheduler[0].begin, cfg.param_scheduler[0].T_max = at, iterations - at
+        cfg.param_scheduler[0].begin, cfg.param_scheduler[0].T_max = mask_at, iterations - mask_at
+    hook = hook_for(method, mask_at, alpha, skip, int(round(iterations * shrink_frac)))
     cfg.default_hooks.checkpoint.interval = iterations
-    hook = hook_for(method, iterations, alpha, skip, prune_frac, shrink_frac)
     if hook is not None:
         cfg.custom_hooks.append(hook)
     runner = build_runner(cfg, work_dir=work_dir)
@@ -92,17 +98,20 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="benchmark folder (default: Set5 from the shared data)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--ship", action="store_true", help="copy the ISS-P model into the package")
-    parser.add_argument("--alpha", type=float, default=0.98, help="ISS-P shrink factor (config sr_edsr_x2_issp90: 0.98; the paper's commands: 0.95)")
-    parser.add_argument("--skip", default="*conv_first,*conv_last", help="comma-separated layer globs kept dense by ISS-P and "
-                        "magnitude pruning (the other layers are pruned a little more, so that 90%% of all prunable weights "
-                        "are zero); default: the image-facing convs, as config sr_edsr_x2_issp90; '' prunes every layer alike")
+    issp = shipped_issp()
+    parser.add_argument("--alpha", type=float, default=issp["alpha"], help="ISS-P shrink factor (default: config sr_edsr_x2_issp90's; "
+                        "the paper's commands: 0.95)")
+    parser.add_argument("--skip", default=",".join(issp["skip"]), help="comma-separated layer globs kept dense by ISS-P and magnitude "
+                        "pruning (the other layers are pruned a little more, so that 90%% of all prunable weights are zero); default: "
+                        "config sr_edsr_x2_issp90's (the image-facing convs); '' prunes every layer alike")
     parser.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True, help="pruned methods: constant LR until "
                         "the mask, then the cosine schedule restarted over the fine-tuning (the ISS-P code's two stages; "
                         "config sr_edsr_x2_issp90); --no-restart: the dense run's schedule")
-    parser.add_argument("--shrink-frac", type=float, default=0.4, help="ISS-P: fraction of the run trained dense before the soft "
-                        "shrinkage starts (config sr_edsr_x2_issp90: 0.4; 0: shrink from the first step, as the paper)")
+    parser.add_argument("--shrink-frac", type=float, default=issp["shrink_from"] / issp["max_iters"], help="ISS-P: fraction of the run "
+                        "trained dense before the soft shrinkage starts (default: config sr_edsr_x2_issp90's; 0: from the first step, as the paper)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (initialisation and patch order)")
-    parser.add_argument("--prune-frac", type=float, default=0.5, help="fraction of the run before the hard mask (ISS-P) / the one-shot prune")
+    parser.add_argument("--prune-frac", type=float, default=issp["prune_iters"] / issp["max_iters"], help="fraction of the run before "
+                        "the hard mask (ISS-P) / the one-shot prune (default: config sr_edsr_x2_issp90's)")
     args = parser.parse_args()
     folder = resolve_benchmark(args.data)
     skip = tuple(g for g in args.skip.split(",") if g)
