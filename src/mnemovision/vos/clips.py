@@ -73,6 +73,31 @@ def warp_maps(motion: dict, size: int | tuple[int, int], t: float) -> tuple[np.n
     return map_x, map_y
 
 
+def compose_clip(background: np.ndarray, background_motion: dict, layers: list[tuple[np.ndarray, np.ndarray, dict]], speed: float, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Layers moving over a background, frame by frame: ``background`` [H, W, 3] uint8 moves by
+    ``background_motion`` at 0.3 x ``speed`` per frame; each layer (texture [H, W, 3] uint8, mask
+    [H, W] float, motion) is warped by its motion at ``speed`` per frame and pasted in order (later
+    layers occlude earlier ones). Returns frames [T, H, W, 3] uint8 and masks [T, K, H, W] float32."""
+    import cv2
+
+    size = background.shape[:2]
+    out = np.zeros((frames, *size, 3), np.uint8)
+    masks = np.zeros((frames, len(layers), *size), np.float32)
+    for t in range(frames):
+        step = speed * t
+        bx, by = warp_maps(background_motion, size, 0.3 * step)
+        frame = cv2.remap(background, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        for k, (texture, mask, motion) in enumerate(layers):
+            mx, my = warp_maps(motion, size, step)
+            tex = cv2.remap(texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            m = (cv2.remap(mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 0.5).astype(np.float32)
+            frame = frame * (1 - m[..., None]) + tex.astype(np.float32) * m[..., None]
+            masks[t, :k] *= 1 - m  # later objects occlude earlier ones
+            masks[t, k] = m
+        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return out, masks
+
+
 class SyntheticClips(Dataset):
     """``{"inputs": [T, 3, H, W] normalised frames, "data_samples": [T, K, H, W] float masks}``.
 
@@ -106,28 +131,13 @@ class SyntheticClips(Dataset):
         return cv2.resize(img[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_AREA)
 
     def __getitem__(self, index: int) -> dict:
-        import cv2
-
         rng = np.random.default_rng((self.seed, index))
         s, t_len, k_len = pair(self.size), self.frames, self.objects
         background = self._crop(rng, s)
         layers = [(self._crop(rng, s), blob_mask(rng, s), random_motion(rng, s)) for _ in range(k_len)]
         background_motion = random_motion(rng, s)
-        frames = np.zeros((t_len, *s, 3), np.uint8)
-        masks = np.zeros((t_len, k_len, *s), np.float32)
         speed = rng.uniform(*self.motion) if isinstance(self.motion, (tuple, list)) else self.motion
-        for t in range(t_len):
-            step = speed * t
-            bx, by = warp_maps(background_motion, s, 0.3 * step)
-            frame = cv2.remap(background, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-            for k, (texture, mask, motion) in enumerate(layers):
-                mx, my = warp_maps(motion, s, step)
-                tex = cv2.remap(texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-                m = (cv2.remap(mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 0.5).astype(np.float32)
-                frame = frame * (1 - m[..., None]) + tex.astype(np.float32) * m[..., None]
-                masks[t, :k] *= 1 - m  # later objects occlude earlier ones
-                masks[t, k] = m
-            frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
+        frames, masks = compose_clip(background, background_motion, layers, speed, t_len)
         return {"inputs": normalise(frames), "data_samples": torch.from_numpy(masks)}
 
 
