@@ -5,10 +5,16 @@ annotated (never dropped), frames memorised every ``mem_every`` frames or annota
 ``max_memory_frames`` beside the first (oldest non-first dropped: ``keep_first``), plus a temporary
 slot with the last frame. Frames are resized so the shorter side is ``internal_size``, padded to a
 multiple of 16 and ImageNet-normalised; probabilities are resized back to the frame.
+
+With ``adapt_steps`` > 0, the first annotated frame of a video fine-tunes a copy of the network for
+that video (``vos.adapt``: clips dreamed from the frame and its masks) before it is memorised; masks
+given at later frames are memorised without adapting again.
 """
 
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,20 +51,40 @@ class _Object:
 class _State:
     objects: list[_Object] = field(default_factory=list)
     query: tuple | None = None  # the current frame's prepared image
+    net: JointFormer | None = None  # this video's adapted copy of the network (adapt_steps > 0)
+    adapt_seconds: float = 0.0
 
 
 class JointFormerPropagator:
     """Args: net (a trained ``JointFormer``), internal_size, top_k (memory keys per query at
-    inference, None for dense), mem_every, max_memory_frames (beside the first frame)."""
+    inference, None for dense), mem_every, max_memory_frames (beside the first frame), adapt_steps
+    (first-frame adaptation steps, 0: none), adapt_lr and adapt_seed (the dreamed clips' seed)."""
 
     name = "jointformer"
 
-    def __init__(self, net: JointFormer, internal_size: int = 480, top_k: int | None = 60, mem_every: int = 5, max_memory_frames: int = 1) -> None:
+    def __init__(self, net: JointFormer, internal_size: int = 480, top_k: int | None = 60, mem_every: int = 5, max_memory_frames: int = 1, adapt_steps: int = 0, adapt_lr: float = 1e-4, adapt_seed: int = 0) -> None:
+        if adapt_steps < 0 or adapt_lr <= 0:
+            raise ValueError(f"JointFormerPropagator: adapt_steps must be >= 0 and adapt_lr > 0, got {adapt_steps} and {adapt_lr}")
         self.net = net.eval()
         self.internal_size, self.top_k, self.mem_every, self.max_memory_frames = internal_size, top_k, mem_every, max_memory_frames
+        self.adapt_steps, self.adapt_lr, self.adapt_seed = adapt_steps, adapt_lr, adapt_seed
 
     def new_state(self) -> _State:
         return _State()
+
+    def _net(self, state: _State) -> JointFormer:
+        return state.net if state.net is not None else self.net
+
+    def _adapt(self, state: _State, frame: np.ndarray, masks: np.ndarray, size: tuple[int, int]) -> None:
+        """Fine-tune a copy of the network on clips dreamed from this annotated frame."""
+        from mnemovision.vos.adapt import adapt_jointformer
+
+        start = time.perf_counter()
+        state.net = copy.deepcopy(self.net)
+        work = tuple(max(16, 16 * round(side / 16)) for side in size)
+        with torch.enable_grad():
+            adapt_jointformer(state.net, frame, masks, work, self.adapt_steps, lr=self.adapt_lr, seed=self.adapt_seed)
+        state.adapt_seconds += time.perf_counter() - start
 
     def _memory(self, obj: _Object) -> list[torch.Tensor] | None:
         per_layer = []
@@ -72,11 +98,12 @@ class JointFormerPropagator:
     @torch.no_grad()
     def propagate(self, state: _State, frame: np.ndarray, frame_index: int, n_objects: int) -> np.ndarray:
         image, size = prepare_frame(frame, self.internal_size)
+        net = self._net(state)
         probs = []
         for obj in state.objects[:n_objects]:
-            f4, f8, f16, grid = self.net.read(image, self._memory(obj), self.top_k)
-            logits, fusion = self.net.segment(f4, f8, f16, grid, obj.token)
-            obj.token = self.net.update_token(obj.token, fusion)
+            f4, f8, f16, grid = net.read(image, self._memory(obj), self.top_k)
+            logits, fusion = net.segment(f4, f8, f16, grid, obj.token)
+            obj.token = net.update_token(obj.token, fusion)
             prob = torch.sigmoid(logits[..., : size[0], : size[1]])
             probs.append(F.interpolate(prob, size=frame.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy())
         return np.stack(probs).astype(np.float64)
@@ -84,16 +111,19 @@ class JointFormerPropagator:
     @torch.no_grad()
     def memorize(self, state: _State, frame: np.ndarray, frame_index: int, masks: np.ndarray, annotated: bool) -> None:
         image, size = prepare_frame(frame, self.internal_size)
+        if annotated and self.adapt_steps and state.net is None:
+            self._adapt(state, frame, masks, size)
+        net = self._net(state)
         masks_t = torch.from_numpy(masks.astype(np.float32))[None]  # [1, K, H, W]
         masks_t = F.interpolate(masks_t, size=size, mode="bilinear", align_corners=False)
         masks_t = F.pad(masks_t, (0, image.shape[-1] - size[1], 0, image.shape[-2] - size[0]))
         total = masks_t.sum(1, keepdim=True)
         for k in range(masks.shape[0]):
             if k >= len(state.objects):  # a new object: fresh token, empty bank
-                state.objects.append(_Object(self.net.new_token(1).clone(), MemoryBank(self.max_memory_frames + 1, "keep_first")))
+                state.objects.append(_Object(net.new_token(1).clone(), MemoryBank(self.max_memory_frames + 1, "keep_first")))
             obj = state.objects[k]
             own = masks_t[:, k : k + 1]
-            cache, obj.token = self.net.encode_memory(image, torch.cat([own, total - own], 1), obj.token)
+            cache, obj.token = net.encode_memory(image, torch.cat([own, total - own], 1), obj.token)
             first = len(obj.bank) == 0
             if first or annotated or frame_index % self.mem_every == 0:
                 obj.bank.add(frame_index, {f"layer{i}": c[0] for i, c in enumerate(cache)}, permanent=first)
@@ -108,7 +138,7 @@ class JointFormerPropagator:
 FORMAT = "mnemovision-jointformer/1"
 
 
-INFERENCE_KEYS = ("internal_size", "top_k", "mem_every", "max_memory_frames")
+INFERENCE_KEYS = ("internal_size", "top_k", "mem_every", "max_memory_frames", "adapt_steps", "adapt_lr")
 
 
 def save_jointformer(path, net: JointFormer, size: str, dtype: torch.dtype = torch.float16, inference: dict | None = None) -> None:
