@@ -76,10 +76,19 @@ def refine_with_sam(frame: np.ndarray, strokes: np.ndarray) -> np.ndarray:
     return masks[int(np.argmax(scores))]
 
 
+# dropdown label -> (api.load_model name, options): the shipped JointFormer with its first-frame
+# adaptation (its stored default) or without it (no wait before the first frame)
+MODEL_CHOICES = {"jointformer": ("jointformer", {}), "jointformer (no adaptation)": ("jointformer", {"adapt_steps": 0})}
+
+
 def propagate(frames: np.ndarray, first_mask: np.ndarray, model_name: str, workdir: Path, progress=None) -> tuple[str, str, str]:
     """Segment every frame from the first frame's mask; returns (overlay MP4 path, masks zip path, summary)."""
-    session = api.VOSSession(api.load_model(model_name))
+    name, options = MODEL_CHOICES.get(model_name, (model_name, {}))
+    model = api.load_model(name, **options)
+    session = api.VOSSession(model)
     session.add_mask(0, first_mask.astype(np.uint8))
+    if progress is not None and getattr(model, "adapt_steps", 0):
+        progress((0, len(frames)), desc="adapting the model to the first frame")
     out_dir = workdir / "masks"
     out_dir.mkdir(parents=True, exist_ok=True)
     overlays = []
@@ -103,7 +112,7 @@ def build(workdir: Path) -> None:
 
     gr.Markdown(
         "Paint the object on the first frame, then propagate it through the video (optical flow, the copy "
-        f"baseline, or a JointFormer when its weights are present). SAM refines the painting when `{SAM_ENV}` "
+        f"baseline, or a JointFormer when its weights are present: it first adapts to the painted frame, about half a minute on a laptop CPU). SAM refines the painting when `{SAM_ENV}` "
         f"points to a local checkpoint. Uploaded videos are cut to {MAX_FRAMES} frames and {MAX_SIDE} px."
     )
     frames_state = gr.State(None)
@@ -112,7 +121,7 @@ def build(workdir: Path) -> None:
             video = gr.Video(label="Video", elem_id="vos-video")
             bundled = gr.Checkbox(value=True, label="Use the bundled clip", elem_id="vos-bundled")
             load = gr.Button("Load first frame", elem_id="vos-load")
-            models = ["flow", "copy-first"] + (["jointformer"] if api.SHIPPED_JOINTFORMER.exists() else [])
+            models = ["flow", "copy-first"] + (list(MODEL_CHOICES) if api.SHIPPED_JOINTFORMER.exists() else [])
             model = gr.Dropdown(models, value="flow", label="Model", elem_id="vos-model")
             use_sam = gr.Checkbox(value=False, label="Refine the painting with SAM", elem_id="vos-sam")
             run = gr.Button("Propagate", variant="primary", elem_id="vos-run")

@@ -173,7 +173,10 @@ def _cmd_vos_run(args: argparse.Namespace) -> int:
     from mnemovision.vos.api import load_model
     from mnemovision.vos.run import run_sequence, sequences_in
 
-    model = load_model(args.model)
+    options = {} if args.adapt_steps is None else {"adapt_steps": args.adapt_steps}
+    if options and args.model in ("flow", "copy-first"):
+        raise SystemExit(f"--adapt-steps applies to JointFormer models, not {args.model!r}")
+    model = load_model(args.model, **options)
     for seq in track(sequences_in(args.frames, args.masks), "segmenting sequences"):
         run_sequence(model, seq, args.out)
         print(Path(args.out) / seq.name)
@@ -274,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     vos_run.add_argument("--masks", required=True, help="annotation masks named like the frames (per sequence folder)")
     vos_run.add_argument("--out", required=True)
     vos_run.add_argument("--model", default="flow", help="'copy-first', 'flow', 'jointformer' (the shipped tiny model) or a JointFormer .safetensors file")
+    vos_run.add_argument("--adapt-steps", type=int, default=None, help="JointFormer: first-frame adaptation steps (0: none; default: the file's, 150 for the shipped model)")
     vos_run.set_defaults(func=_cmd_vos_run)
     vos_eval = vos.add_parser("eval", help="DAVIS J&F exactly as the official toolkit")
     vos_eval.add_argument("--pred", required=True, help="results: <seq>/<frame>.png")

@@ -91,3 +91,19 @@ def test_objects_join_mid_video_on_the_real_judo_prompts(tmp_path):
         for t, object_id in ((5, 2), (8, 3), (13, 4)):  # each prompt's object is exactly its mask on its frame
             assert np.array_equal(masks[t] == object_id, seq.mask(t, masks.shape[1:]) == object_id)
     assert (tmp_path / "judo.mp4").exists() and len(list((tmp_path / "judo").glob("*.png"))) == 16
+
+
+def test_cli_adapts_jointformer_and_refuses_adaptation_for_baselines(davis_subset, tmp_path):
+    from mnemovision.vos.api import SHIPPED_JOINTFORMER
+
+    first_only = tmp_path / "first"
+    (first_only / "dog").mkdir(parents=True)
+    shutil.copy(davis_subset / "Annotations" / "dog" / "00000.png", first_only / "dog" / "00000.png")
+    args = ["--frames", str(davis_subset / "JPEGImages" / "dog"), "--masks", str(first_only / "dog"), "--out", str(tmp_path / "out")]
+    refused = subprocess.run([sys.executable, "-m", "mnemovision", "vos", "run", *args, "--model", "flow", "--adapt-steps", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "--adapt-steps applies to JointFormer" in refused.stderr
+    if not SHIPPED_JOINTFORMER.exists():
+        pytest.skip(f"{SHIPPED_JOINTFORMER} not built")
+    run("run", *args, "--model", "jointformer", "--adapt-steps", "2", cwd=tmp_path)
+    written = sorted((tmp_path / "out").rglob("*.png"))
+    assert len(written) == FRAMES and read_mask(written[-1]).shape == (480, 854)
