@@ -6,8 +6,10 @@ creates the tab's components and events. Add a tab by appending its module name 
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,13 +27,17 @@ def _offline_theme():
 
 
 def build_app(workdir: str | os.PathLike | None = None):
-    """Build the hub's ``gr.Blocks``; outputs of the tabs go under ``workdir`` (a temp dir by default)."""
+    """Build the hub's ``gr.Blocks``; outputs of the tabs go under ``workdir`` (by default a temp dir,
+    removed when the process exits)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
     import mnemovision
 
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="mnemovision-demo-"))
+    if workdir is None:
+        workdir = tempfile.mkdtemp(prefix="mnemovision-demo-")
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="mnemovision") as app:
         gr.Markdown(f"# mnemovision {mnemovision.__version__}\nVision and 3D perception built around memory.")
@@ -44,9 +50,10 @@ def build_app(workdir: str | os.PathLike | None = None):
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False, block: bool = True):
-    """Launch the hub; returns the app (with ``block=False`` the server runs in a background thread)."""
-    app = build_app()
+def serve(host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False, block: bool = True, workdir: str | os.PathLike | None = None):
+    """Launch the hub (outputs under ``workdir``, see ``build_app``); returns the app (with
+    ``block=False`` the server runs in a background thread)."""
+    app = build_app(workdir)
     app.queue()
     app.launch(
         server_name=host,

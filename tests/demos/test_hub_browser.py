@@ -26,11 +26,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def hub_url():
+def hub_url(tmp_path_factory):
     from mnemovision.demos.hub import serve
 
     port = free_port()
-    app = serve(host="127.0.0.1", port=port, block=False)
+    app = serve(host="127.0.0.1", port=port, block=False, workdir=tmp_path_factory.mktemp("hub"))
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 60
     while time.time() < deadline:
