@@ -3,6 +3,7 @@
 # no interpreter) and the GPU benchmarks. Writes logs and JSON under $OUT (default bench/out).
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both benchmarks)
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the attention tests matching -k "topk")
+# raster also prints kernel tables of one garden view (bench/raster_profile.py), forward and forward+backward.
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
 # else ../shared/data. A gsplat wheel carried in ./.whl is installed under /tmp/site and its CUDA code
 # compiled in the background (sm_90, MAX_JOBS=12) while the attention checks run; the rasterizer
@@ -60,6 +61,8 @@ for bench in "${benches[@]}"; do
         if [ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ]; then backends=triton,gsplat; else stamp "gsplat not built in time: $(tail -c 600 "$OUT/gsplat_build.log" 2>/dev/null)"; fi
       fi
       run_step raster_gpu $PY bench/raster.py --device cuda --backends "$backends" --json "$OUT/raster_gpu.json"
+      run_step raster_profile_fwd $PY bench/raster_profile.py --device cuda --backends "$backends"
+      run_step raster_profile_fwd_bwd $PY bench/raster_profile.py --device cuda --backends "$backends" --backward
       run_step gpu_tests_gaussians $PY -m pytest tests/kernels/test_gaussians.py tests/kernels/test_backend.py "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs
       ;;
     *) echo "unknown benchmark $bench"; status=1 ;;

@@ -1,0 +1,73 @@
+"""Where the time of one garden view goes: the kernels (torch.profiler) of a rasterizer backend, with
+the launch count and the wall time per call, forward or forward+backward, at C = 3 and C = 160.
+
+    python bench/raster_profile.py [--device cuda] [--backends triton,gsplat] [--channels 3,160] [--backward]
+
+Prints one kernel table per (backend, channels): the PyTorch stages (projection, SH, binning) show up
+as many small elementwise, scan and sort kernels, the Triton compositor as ``_composite_*_kernel``.
+Not a JSON benchmark: ``bench/raster.py`` is the record. On a CPU it profiles the CPU ops instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import time_ms  # noqa: E402
+from raster import load_scene, make_runner  # noqa: E402
+
+
+def profile_backend(backend: str, channels: int, device: str, backward: bool, calls: int) -> None:
+    tensors, width, height = load_scene("garden", channels, device)
+    run, leaves = make_runner(backend, tensors, width, height)
+    for t in leaves:
+        t.requires_grad_(backward)
+
+    def call():
+        if backward:
+            render, alpha = run()
+            (render.sum() + alpha.sum()).backward()
+            for t in leaves:
+                t.grad = None
+        else:
+            with torch.no_grad():
+                run()
+
+    wall = time_ms(call, device, 2, calls)
+    cuda = device == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            call()
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    busy = sum(getattr(e, key) for e in events) / 1000.0 / calls
+    launches = sum(e.count for e in events if getattr(e, key) > 0) / calls
+    what = ("GPU kernels", "kernel launches") if cuda else ("CPU ops", "op calls (nested included)")
+    print(f"== {backend} garden {width}x{height} C={channels} {'fwd+bwd' if backward else 'fwd'}: wall {wall:.3f} ms/call, "
+          f"{what[0]} {busy:.3f} ms and {launches:.0f} {what[1]} per call")
+    print(events.table(sort_by=key, row_limit=15, max_name_column_width=60))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backends", default=None, help="comma-separated (default: triton and gsplat on CUDA, torch on a CPU)")
+    parser.add_argument("--channels", default="3,160")
+    parser.add_argument("--backward", action="store_true", help="profile forward+backward")
+    parser.add_argument("--calls", type=int, default=5)
+    args = parser.parse_args()
+    backends = args.backends.split(",") if args.backends else (["triton", "gsplat"] if args.device == "cuda" else ["torch"])
+    for backend in backends:
+        for channels in (int(c) for c in args.channels.split(",")):
+            profile_backend(backend, channels, args.device, args.backward, args.calls)
+
+
+if __name__ == "__main__":
+    main()
