@@ -41,3 +41,19 @@ def test_empty_painting_and_missing_sam_are_explained(tmp_path, monkeypatch):
     monkeypatch.delenv(vos_tab.SAM_ENV, raising=False)
     with pytest.raises(FileNotFoundError, match="MNEMOVISION_SAM_CHECKPOINT"):
         vos_tab.refine_with_sam(np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), bool))
+
+
+def test_jointformer_choices_with_and_without_adaptation(tmp_path):
+    from mnemovision.vos.api import SHIPPED_JOINTFORMER, load_model
+
+    if not SHIPPED_JOINTFORMER.exists():
+        pytest.skip(f"{SHIPPED_JOINTFORMER} not built")
+    name, options = vos_tab.MODEL_CHOICES["jointformer"]
+    assert load_model(name, **options).adapt_steps == 150
+    frames = vos_tab.bundled_clip()
+    truth = SyntheticClips(length=1, size=192, frames=24, objects=1, motion=2.0 / 24, seed=7)[0]["data_samples"][:, 0].numpy() > 0.5
+    calls = []
+    _, archive, summary = vos_tab.propagate(frames, truth[0], "jointformer (no adaptation)", tmp_path, progress=lambda done, desc: calls.append(desc))
+    assert "24 frames" in summary and "adapting the model to the first frame" not in calls and len(calls) == 24
+    with zipfile.ZipFile(archive) as handle:
+        assert len(handle.namelist()) == 24
