@@ -53,6 +53,8 @@ def test_adaptation_is_deterministic_lowers_the_loss_and_leaves_eval_mode():
     for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
         assert torch.equal(a, b), name
     assert any(not torch.equal(a, b) for a, b in zip(nets[0].state_dict().values(), base.state_dict().values()))
+    two = np.stack([masks[0], ~masks[0]])  # two objects: the blob and everything else
+    assert np.isfinite(adapt_jointformer(nets[1], video[0], two, (48, 80), steps=1)).all()
     with pytest.raises(ValueError, match="multiples of 16"):
         adapt_jointformer(nets[0], video[0], masks[:1], (40, 80), steps=1)
 
