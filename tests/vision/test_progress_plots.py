@@ -17,6 +17,19 @@ def test_track_yields_every_item_and_reports_progress():
         assert progress.tasks[0].completed == 4 and progress.finished
 
 
+def test_nested_tracks_yield_everything_even_where_rich_refuses_a_second_bar(monkeypatch):
+    pairs = [(i, j) for i in track(range(3), "outer") for j in track(range(2), "inner", transient=True)]
+    assert pairs == [(i, j) for i in range(3) for j in range(2)]
+    from rich.errors import LiveError
+    from rich.progress import Progress
+
+    def refuse(self, *args, **kwargs):  # what rich < 14 does when a live display is already active
+        raise LiveError("Only one live display may be active at once")
+
+    monkeypatch.setattr(Progress, "start", refuse)
+    assert list(track(range(4), "no bar")) == [0, 1, 2, 3]
+
+
 def test_loggers_share_one_rich_handler():
     a = get_logger("mnemovision.vision")
     b = get_logger("splatting")

@@ -41,11 +41,23 @@ def make_progress(transient: bool = False):
 
 
 def track(items: Iterable[T], description: str, total: int | None = None, transient: bool = False) -> Iterator[T]:
-    """Iterate ``items`` with a rich progress bar (``total`` defaults to ``len(items)`` when known)."""
+    """Iterate ``items`` with a rich progress bar (``total`` defaults to ``len(items)`` when known).
+    Inside another bar (e.g. a per-video step inside a loop over videos), rich 14 and later nest the
+    two; older rich allows one live display at a time, so there the inner loop runs without a bar."""
+    from rich.errors import LiveError
+
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    with make_progress(transient) as progress:
+    progress = make_progress(transient)
+    try:
+        progress.start()
+    except LiveError:
+        yield from items
+        return
+    try:
         task = progress.add_task(description, total=total, status="")
         for item in items:
             yield item
             progress.advance(task)
+    finally:
+        progress.stop()
