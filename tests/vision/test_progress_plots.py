@@ -23,7 +23,7 @@ def test_nested_tracks_yield_everything_even_where_rich_refuses_a_second_bar(mon
     from rich.errors import LiveError
     from rich.progress import Progress
 
-    def refuse(self, *args, **kwargs):  # what rich < 14 does when a live display is already active
+    def refuse(self, *args, **kwargs):  # what older rich does when a live display is already active
         raise LiveError("Only one live display may be active at once")
 
     monkeypatch.setattr(Progress, "start", refuse)

@@ -42,7 +42,7 @@ def make_progress(transient: bool = False):
 
 def track(items: Iterable[T], description: str, total: int | None = None, transient: bool = False) -> Iterator[T]:
     """Iterate ``items`` with a rich progress bar (``total`` defaults to ``len(items)`` when known).
-    Inside another bar (e.g. a per-video step inside a loop over videos), rich 14 and later nest the
+    Inside another bar (e.g. a per-video step inside a loop over videos), recent rich (15) nests the
     two; older rich allows one live display at a time, so there the inner loop runs without a bar."""
     from rich.errors import LiveError
 
