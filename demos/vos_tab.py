@@ -22,11 +22,9 @@ SAM_ENV = "MNEMOVISION_SAM_CHECKPOINT"  # path to a segment-anything ViT checkpo
 def bundled_clip(n_frames: int = 24, size: int = 192) -> np.ndarray:
     """A deterministic clip [T, S, S, 3] uint8 made from scikit-image's photographs: a textured
     object moving and deforming over a background (the training clips' generator, one object)."""
-    from mnemovision.vos.clips import IMAGENET_MEAN, IMAGENET_STD, SyntheticClips
+    from mnemovision.vos.clips import SyntheticClips, denormalise
 
-    clip = SyntheticClips(length=1, size=size, frames=n_frames, objects=1, motion=2.0 / n_frames, seed=7)[0]["inputs"].numpy()
-    frames = clip.transpose(0, 2, 3, 1) * IMAGENET_STD + IMAGENET_MEAN
-    return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return denormalise(SyntheticClips(length=1, size=size, frames=n_frames, objects=1, motion=2.0 / n_frames, seed=7)[0]["inputs"])
 
 
 def load_frames(video: str | None, use_bundled: bool) -> np.ndarray:

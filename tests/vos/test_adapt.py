@@ -7,7 +7,7 @@ import torch
 
 from mnemovision.vos.adapt import adapt_jointformer, dream_clip
 from mnemovision.vos.api import VOSSession
-from mnemovision.vos.clips import SyntheticClips, IMAGENET_MEAN, IMAGENET_STD
+from mnemovision.vos.clips import SyntheticClips, denormalise
 from mnemovision.vos.jointformer_model import JointFormerPropagator
 from mnemovision.vos.models import build_jointformer
 
@@ -15,7 +15,7 @@ from mnemovision.vos.models import build_jointformer
 def synthetic_video(frames: int = 4, size=(48, 80), seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """[T, H, W, 3] uint8 frames and [T, H, W] bool masks of one object."""
     clip = SyntheticClips(length=1, size=size, frames=frames, objects=1, motion=0.3, seed=seed)[0]
-    video = ((clip["inputs"].numpy().transpose(0, 2, 3, 1) * IMAGENET_STD + IMAGENET_MEAN) * 255).round().clip(0, 255).astype(np.uint8)
+    video = denormalise(clip["inputs"])
     return video, clip["data_samples"].numpy()[:, 0] > 0.5
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mnemovision.vos.api import SHIPPED_JOINTFORMER, VOSSession, load_model
-from mnemovision.vos.clips import IMAGENET_MEAN, IMAGENET_STD, SyntheticClips
+from mnemovision.vos.clips import SyntheticClips, denormalise
 
 pytestmark = pytest.mark.skipif(not SHIPPED_JOINTFORMER.exists(), reason=f"{SHIPPED_JOINTFORMER} not built")
 
@@ -29,7 +29,7 @@ def test_shipped_file_is_small_and_carries_its_settings():
 def test_tracks_an_unseen_synthetic_clip_without_adaptation():
     # seed 7 is outside the training seeds (0 and 1); 16 frames of a textured blob over a moving photo
     clip = SyntheticClips(length=1, size=(160, 288), frames=16, objects=1, motion=0.15, seed=7)[0]
-    frames = ((clip["inputs"].numpy().transpose(0, 2, 3, 1) * IMAGENET_STD + IMAGENET_MEAN) * 255).round().clip(0, 255).astype(np.uint8)
+    frames = denormalise(clip["inputs"])
     truth = clip["data_samples"].numpy()[:, 0] > 0.5
     scores = {}
     for name, options in (("jointformer", {"adapt_steps": 0}), ("copy-first", {})):

@@ -30,6 +30,12 @@ def normalise(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
+def denormalise(inputs: torch.Tensor) -> np.ndarray:
+    """The inverse of ``normalise``: [T, 3, H, W] ImageNet-normalised -> [T, H, W, 3] uint8 (rounded)."""
+    frames = inputs.detach().cpu().numpy().transpose(0, 2, 3, 1) * IMAGENET_STD + IMAGENET_MEAN
+    return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def pair(size: int | tuple[int, int]) -> tuple[int, int]:
     """``size`` as (height, width): an int means a square."""
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
