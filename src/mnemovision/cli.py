@@ -174,9 +174,10 @@ def _cmd_vos_run(args: argparse.Namespace) -> int:
     from mnemovision.vos.run import run_sequence, sequences_in
 
     options = {} if args.adapt_steps is None else {"adapt_steps": args.adapt_steps}
-    if options and args.model in ("flow", "copy-first"):
-        raise SystemExit(f"--adapt-steps applies to JointFormer models, not {args.model!r}")
-    model = load_model(args.model, **options)
+    try:
+        model = load_model(args.model, **options)
+    except TypeError as err:  # the only option given here is adapt_steps
+        raise SystemExit(f"--adapt-steps applies to JointFormer models: {err}") from None
     for seq in track(sequences_in(args.frames, args.masks), "segmenting sequences"):
         run_sequence(model, seq, args.out)
         print(Path(args.out) / seq.name)

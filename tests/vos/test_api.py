@@ -93,3 +93,11 @@ def test_permanent_entries_stay():
     assert [e.frame_index for e in bank.entries] == [0, 4]
     with pytest.raises(ValueError, match="policy"):
         MemoryBank(policy="random")
+
+
+def test_load_model_names_an_option_the_model_does_not_take():
+    with pytest.raises(TypeError, match=r"'copy-first' does not take the option\(s\) \['top_k'\]"):
+        load_model("copy-first", top_k=3)
+    with pytest.raises(TypeError, match=r"'flow' does not take the option\(s\) \['adapt_steps'\]; it takes \['method'\]"):
+        load_model("flow", adapt_steps=2)
+    assert load_model("flow", method="farneback").method == "farneback"

@@ -122,22 +122,36 @@ class VOSSession:
 SHIPPED_JOINTFORMER = Path(__file__).resolve().parent / "weights" / "jointformer_tiny.safetensors"
 
 
+def _construct(factory, name: str, options: dict, *args, **stored):
+    """``factory(*args, **{**stored, **options})``, after checking that ``options`` are keyword
+    arguments ``factory`` takes (otherwise a TypeError, as Python raises for an unexpected keyword,
+    naming the model, the options it does not take and those it does)."""
+    import inspect
+
+    accepted = list(inspect.signature(factory).parameters)[len(args):]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"VOS model {name!r} does not take the option(s) {unknown}; it takes {accepted or 'none'}")
+    return factory(*args, **{**stored, **options})
+
+
 def load_model(name: str = "flow", **options) -> VOSModel:
     """``copy-first``, ``flow`` (dense optical flow, OpenCV DIS), ``jointformer`` (the shipped tiny
     model) or a JointFormer ``.safetensors`` file; ``options`` go to the model (e.g. ``top_k``,
-    ``internal_size``, ``max_memory_frames`` for JointFormer, ``method`` for flow). A JointFormer
-    file's stored inference settings (its training resolution, ...) apply unless ``options`` override them."""
+    ``internal_size``, ``max_memory_frames``, ``adapt_steps`` for JointFormer, ``method`` for flow;
+    an option the model does not take is a TypeError). A JointFormer file's stored inference settings
+    (its training resolution, ...) apply unless ``options`` override them."""
     from mnemovision.vos import baselines
 
     if name == "copy-first":
-        return baselines.CopyFirst()
+        return _construct(baselines.CopyFirst, name, options)
     if name == "flow":
-        return baselines.FlowPropagation(**options)
+        return _construct(baselines.FlowPropagation, name, options)
     path = SHIPPED_JOINTFORMER if name == "jointformer" else Path(name)
     if path.suffix == ".safetensors":
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such JointFormer weights file")
         from mnemovision.vos.jointformer_model import JointFormerPropagator, inference_settings, load_jointformer
 
-        return JointFormerPropagator(load_jointformer(path), **{**inference_settings(path), **options})
+        return _construct(JointFormerPropagator, name, options, load_jointformer(path), **inference_settings(path))
     raise ValueError(f"unknown VOS model {name!r}: use 'copy-first', 'flow', 'jointformer' or a JointFormer .safetensors file")
