@@ -87,6 +87,26 @@ def peak_mb(fn: Callable[[], object], device: str) -> float:
     return max(0.0, max_rss_mb() - base)
 
 
+def print_kernel_profile(title: str, call: Callable[[], object], device: str, calls: int, rows: int = 15, warmup: int = 2) -> None:
+    """Wall time of ``call`` and a torch.profiler table of the kernels it runs (CUDA kernels on a
+    GPU, CPU ops otherwise), with their total time and count per call, printed under ``title``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    wall = time_ms(call, device, warmup, calls)
+    cuda = device == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            call()
+        sync(device)
+    events = prof.key_averages()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    busy = sum(getattr(e, key) for e in events) / 1000.0 / calls
+    launches = sum(e.count for e in events if getattr(e, key) > 0) / calls
+    what = ("GPU kernels", "kernel launches") if cuda else ("CPU ops", "op calls (nested included)")
+    print(f"== {title}: wall {wall:.3f} ms/call, {what[0]} {busy:.3f} ms and {launches:.0f} {what[1]} per call")
+    print(events.table(sort_by=key, row_limit=rows, max_name_column_width=60))
+
+
 def print_table(rows: list[dict], columns: list[str]) -> None:
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))

@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import time_ms  # noqa: E402
+from common import print_kernel_profile  # noqa: E402
 from raster import load_scene, make_runner  # noqa: E402
 
 
@@ -38,21 +37,7 @@ def profile_backend(backend: str, channels: int, device: str, backward: bool, ca
             with torch.no_grad():
                 run()
 
-    wall = time_ms(call, device, 2, calls)
-    cuda = device == "cuda"
-    with profile(activities=[ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]) as prof:
-        for _ in range(calls):
-            call()
-        if cuda:
-            torch.cuda.synchronize()
-    events = prof.key_averages()
-    key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    busy = sum(getattr(e, key) for e in events) / 1000.0 / calls
-    launches = sum(e.count for e in events if getattr(e, key) > 0) / calls
-    what = ("GPU kernels", "kernel launches") if cuda else ("CPU ops", "op calls (nested included)")
-    print(f"== {backend} garden {width}x{height} C={channels} {'fwd+bwd' if backward else 'fwd'}: wall {wall:.3f} ms/call, "
-          f"{what[0]} {busy:.3f} ms and {launches:.0f} {what[1]} per call")
-    print(events.table(sort_by=key, row_limit=15, max_name_column_width=60))
+    print_kernel_profile(f"{backend} garden {width}x{height} C={channels} {'fwd+bwd' if backward else 'fwd'}", call, device, calls)
 
 
 def main() -> None:

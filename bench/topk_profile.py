@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attention import CASES, make_inputs, runner  # noqa: E402
-from common import time_ms  # noqa: E402
+from common import print_kernel_profile  # noqa: E402
 
 
 def main() -> None:
@@ -41,15 +40,8 @@ def main() -> None:
                 with torch.no_grad():
                     fn(q, k, v)
 
-        wall = time_ms(call, "cuda", 3, args.calls)
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(args.calls):
-                call()
-            torch.cuda.synchronize()
-        events = prof.key_averages()
-        gpu_ms = sum(e.self_device_time_total for e in events) / 1000.0 / args.calls
-        print(f"== {backend} {args.case} top_k={args.top_k} {'fwd+bwd' if args.backward else 'fwd'}: wall {wall:.3f} ms/call, GPU kernels {gpu_ms:.3f} ms/call")
-        print(events.table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=60))
+        title = f"{backend} {args.case} top_k={args.top_k} {'fwd+bwd' if args.backward else 'fwd'}"
+        print_kernel_profile(title, call, "cuda", args.calls, rows=12, warmup=3)
 
 
 if __name__ == "__main__":
