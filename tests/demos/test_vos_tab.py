@@ -10,6 +10,11 @@ from mnemovision.demos import vos_tab
 from mnemovision.vos.clips import SyntheticClips
 
 
+def bundled_truth() -> np.ndarray:
+    """[24, 192, 192] bool: the object's masks in the bundled clip (same generator and seed)."""
+    return SyntheticClips(length=1, size=192, frames=24, objects=1, motion=2.0 / 24, seed=7)[0]["data_samples"][:, 0].numpy() > 0.5
+
+
 def test_bundled_clip_is_deterministic_and_moves():
     a, b = vos_tab.bundled_clip(), vos_tab.bundled_clip()
     assert a.shape == (24, 192, 192, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
@@ -18,7 +23,7 @@ def test_bundled_clip_is_deterministic_and_moves():
 
 def test_painted_strokes_propagate_into_masks_and_a_video(tmp_path):
     frames = vos_tab.bundled_clip()
-    truth = SyntheticClips(length=1, size=192, frames=24, objects=1, motion=2.0 / 24, seed=7)[0]["data_samples"][:, 0].numpy() > 0.5
+    truth = bundled_truth()
     layer = np.zeros((192, 192, 4), np.uint8)
     layer[truth[0], 3] = 255  # a painting that covers the object exactly
     mask = vos_tab.painted_mask({"background": frames[0], "layers": [layer], "composite": frames[0]}, (192, 192))
@@ -51,7 +56,7 @@ def test_jointformer_choices_with_and_without_adaptation(tmp_path):
     name, options = vos_tab.MODEL_CHOICES["jointformer"]
     assert load_model(name, **options).adapt_steps == 150
     frames = vos_tab.bundled_clip()
-    truth = SyntheticClips(length=1, size=192, frames=24, objects=1, motion=2.0 / 24, seed=7)[0]["data_samples"][:, 0].numpy() > 0.5
+    truth = bundled_truth()
     calls = []
     _, archive, summary = vos_tab.propagate(frames, truth[0], "jointformer (no adaptation)", tmp_path, progress=lambda done, desc: calls.append(desc))
     assert "24 frames" in summary and "adapting the model to the first frame" not in calls and len(calls) == 24
