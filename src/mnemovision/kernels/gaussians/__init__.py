@@ -30,6 +30,17 @@ class AbsGrad:
     shape: tuple = field(default_factory=tuple)
 
 
+class RasterInfo(dict):
+    """The ``info`` dict of ``rasterize_gaussians``. ``visible_ids`` is computed on first access
+    (``torch.nonzero`` waits for the GPU, which a training step that never reads it should not)."""
+
+    def __missing__(self, key):
+        if key != "visible_ids":
+            raise KeyError(key)
+        self[key] = torch.nonzero(self["visible"])
+        return self[key]
+
+
 def _check(name: str, t, shape: tuple, expected: str) -> None:
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor {expected}, got {type(t).__name__}")
@@ -110,7 +121,7 @@ def rasterize_gaussians(
         [..., V, N, 2] (call ``retain_grad()`` on it before backward to read its gradient),
         ``absgrad`` (AbsGrad), ``radii`` [..., V, N, 2], ``depths`` [..., V, N], ``visible``
         [..., V, N] bool, ``visible_ids`` [K, ndim] (indices of the visible (..., view, Gaussian)
-        pairs), ``conics``, ``n_isects``, ``tile_size``, ``backend``.
+        pairs; computed when first read), ``conics``, ``n_isects``, ``tile_size``, ``backend``.
     """
     batch, n, v, c = _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds)
     chosen = resolve_backend(backend, means.device.type)
@@ -124,25 +135,43 @@ def rasterize_gaussians(
     means_b, quats_b, scales_b = means.reshape(b, n, 3), quats.reshape(b, n, 4), scales.reshape(b, n, 3)
     opac_b = opacities.reshape(b, n)
     views_b, ks_b = viewmats.reshape(b, v, 4, 4), Ks.reshape(b, v, 3, 3)
-    projected = [
-        project_gaussians(means_b[i], quat_scale_to_covar(quats_b[i], scales_b[i]), views_b[i], ks_b[i], width, height, near, far, antialiased)
-        for i in range(b)
-    ]
-    means2d, conics, depths, radii, comps = (torch.cat([p[j] for p in projected]) for j in range(5))  # [B*V, N, ...]
-    opac_v = (opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)) * comps
+    # The fused Triton projection differentiates means, quats and scales; camera gradients take PyTorch's.
+    fused = chosen == "triton" and not (viewmats.requires_grad or Ks.requires_grad)
+    if fused:
+        from mnemovision.kernels.gaussians import triton_project
+
+        means2d, conics, depths, radii, comps, tile_counts = triton_project.project(
+            means_b, quats_b, scales_b, views_b, ks_b, width, height, near, far, antialiased
+        )  # [B*V, N, ...]
+    else:
+        projected = [
+            project_gaussians(means_b[i], quat_scale_to_covar(quats_b[i], scales_b[i]), views_b[i], ks_b[i], width, height, near, far, antialiased)
+            for i in range(b)
+        ]
+        means2d, conics, depths, radii, comps = (torch.cat([p[j] for p in projected]) for j in range(5))  # [B*V, N, ...]
+    opac_v = (opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)) * comps if antialiased else opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)
     if sh_degree is not None:
         centers = torch.linalg.inv(views_b)[..., :3, 3]  # [B, V, 3]
         dirs = means_b[:, None] - centers[:, :, None]  # [B, V, N, 3]
         values = spherical_harmonics(sh_degree, dirs, colors.reshape(b, 1, n, *colors.shape[-2:])).reshape(b * v * n, 3)
-        feature_ids_of = lambda flat: flat  # noqa: E731
+        shared_features = None  # one colour row per (view, Gaussian) pair
     else:
         values = colors.reshape(b * n, c)
-        feature_ids_of = lambda flat: torch.div(flat, v * n, rounding_mode="floor") * n + flat % n  # noqa: E731
+        shared_features = (v * n, n)  # pair b V N + v N + g reads feature row b N + g
     want_rgb = render_mode.startswith("RGB")
     want_depth = render_mode != "RGB"
     if not want_rgb:
         values = values[:, :0]
-    tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
+    if fused:
+        tile_keys, flat_ids, offsets = triton_project.isect_tiles(means2d, radii, depths, tile_counts, width, height)
+    else:
+        tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
+    if shared_features is None:
+        feature_ids = flat_ids
+    elif chosen == "torch":
+        feature_ids = torch.div(flat_ids, v * n, rounding_mode="floor") * n + flat_ids % n
+    else:
+        feature_ids = None  # the Triton compositor derives the rows from meta["shared_features"]
     holder = AbsGrad(shape=(*batch, v, n, 2))
     meta = {
         "views": b * v, "height": height, "width": width, "tile_size": tile_size,
@@ -150,7 +179,7 @@ def rasterize_gaussians(
         # Padded (tile, Gaussian) slots per chunk of the PyTorch compositor: small chunks keep CPU work
         # in cache and skip padding; on a GPU, few large chunks (each chunk costs host syncs).
         "block": 64, "chunk_slots": 2048 if means.device.type == "cpu" else 1 << 16,
-        "absgrad": absgrad, "absgrad_holder": holder,
+        "absgrad": absgrad, "absgrad_holder": holder, "shared_features": shared_features,
     }
     bg = backgrounds.reshape(b * v, c) if (backgrounds is not None and want_rgb) else None
     means2d_out = means2d.reshape(*batch, v, n, 2)
@@ -158,29 +187,29 @@ def rasterize_gaussians(
         means2d_out.retain_grad()  # densification reads info["means2d"].grad after backward
     render, alpha = impl.composite(
         means2d_out.reshape(b * v * n, 2), conics.reshape(b * v * n, 3), opac_v.reshape(-1), values,
-        depths.reshape(-1) if want_depth else None, bg, flat_ids, feature_ids_of(flat_ids), offsets, meta,
+        depths.reshape(-1) if want_depth else None, bg, flat_ids, feature_ids, offsets, meta,
     )
     if render_mode in ("ED", "RGB+ED"):
         expected = render[..., -1:] / alpha.clamp_min(1e-10)
         render = torch.cat([render[..., :-1], torch.where(alpha > 0, expected, torch.zeros_like(expected))], -1)
-    info = {
+    info = RasterInfo({
         "means2d": means2d_out,
         "absgrad": holder,
         "radii": radii.reshape(*batch, v, n, 2),
         "depths": depths.reshape(*batch, v, n),
         "conics": conics.reshape(*batch, v, n, 3),
         "visible": (radii > 0).all(-1).reshape(*batch, v, n),
-        "visible_ids": torch.nonzero((radii > 0).all(-1).reshape(*batch, v, n)),
         "n_isects": int(flat_ids.numel()),
         "tile_size": tile_size,
         "backend": chosen,
-    }
+    })
     return render.reshape(*batch, v, height, width, -1), alpha.reshape(*batch, v, height, width, 1), info
 
 
 __all__ = [
     "AbsGrad",
     "RENDER_MODES",
+    "RasterInfo",
     "isect_tiles",
     "project_gaussians",
     "quat_scale_to_covar",

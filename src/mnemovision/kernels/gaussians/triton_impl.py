@@ -3,10 +3,12 @@
 What is fused: per 16x16 tile, the depth-sorted Gaussians are taken in batches of ``BLOCK_G`` (16);
 alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the transmittance by a
 cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
-below 1/255), then ``weights @ features`` as a tensor-core matmul. A tile stops walking its list
-once every in-image pixel has stopped (forward and backward). Channels are tiled across programs
-(any C from 1 to 512 in one call). Projection, SH and tile binning stay in PyTorch (``ref``): they
-are per-Gaussian and cheap.
+below 1/255), then ``weights @ features``: a tensor-core matmul (three TF32 products, about fp32
+accuracy) for more than 4 channels, channel by channel sums for 1 to 4 (a matmul tile would be mostly
+padding). A tile stops walking its list once every in-image pixel has stopped (forward and backward).
+Channels are tiled across programs (any C from 1 to 512 in one call). Each pair's feature row is
+derived in the kernel (features shared across views, or per pair for SH colours). Projection and
+binning are ``triton_project``.
 
 The backward recomputes the forward front to back (no division drift), forms
 dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
@@ -21,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mnemovision.kernels._backend import triton_interpreter_enabled
 from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN, add_background, background_grads
 
 BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step)
@@ -84,19 +87,41 @@ def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
 
 
 @triton.jit
-def _load_batch(b0, end, FlatIds, FeatIds, BLOCK_G: tl.constexpr):
-    """Pair ids, feature rows and validity of the intersections b0 .. b0 + BLOCK_G of a tile."""
+def _load_batch(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr):
+    """Pair ids, feature rows and validity of the intersections b0 .. b0 + BLOCK_G of a tile. A pair
+    (view v of batch element b, Gaussian g) is b V N + v N + g; with features shared across the views
+    its feature row is b N + g, else the pair itself (SH colours are evaluated per view)."""
     offs_g = b0 + tl.arange(0, BLOCK_G)
     valid_g = offs_g < end
-    return tl.load(FlatIds + offs_g, mask=valid_g, other=0), tl.load(FeatIds + offs_g, mask=valid_g, other=0), valid_g
+    pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
+    if SHARED_FEATS:
+        fid = (pair // VN) * NF + pair % NF
+    else:
+        fid = pair
+    return pair, fid, valid_g
+
+
+@triton.jit
+def _feature(Values, fid, valid_g, ch: tl.constexpr, C: tl.constexpr):
+    """Channel ``ch`` of the feature rows ``fid`` [G] (small-C path, C <= 4)."""
+    return tl.load(Values + fid * C + ch, mask=valid_g, other=0.0)
+
+
+@triton.jit
+def _pixel_channel(Buf, pix, inside, ch: tl.constexpr, STRIDE):
+    """Channel ``ch`` of a per-pixel buffer [P] (small-C path)."""
+    return tl.load(Buf + pix * STRIDE + ch, mask=inside, other=0.0)
 
 
 @triton.jit
 def _composite_fwd_kernel(
-    Offsets, FlatIds, FeatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
-    H, W, TILES_X, N_TILES, C, OUT_C,
-    HAS_DEPTH: tl.constexpr, TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
+    SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, PREC: tl.constexpr,
+    TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C (C <= 4)
+    the channels are summed one by one (a matmul would waste most of its columns)."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
@@ -106,23 +131,45 @@ def _composite_fwd_kernel(
     t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
     done = tl.zeros([TILE * TILE], dtype=tl.int32)
     acc = tl.zeros([TILE * TILE, BLOCK_C], dtype=tl.float32)
+    o0 = tl.zeros([TILE * TILE], dtype=tl.float32)
+    o1 = tl.zeros([TILE * TILE], dtype=tl.float32)
+    o2 = tl.zeros([TILE * TILE], dtype=tl.float32)
+    o3 = tl.zeros([TILE * TILE], dtype=tl.float32)
     acc_d = tl.zeros([TILE * TILE], dtype=tl.float32)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
-        pair, fid, valid_g = _load_batch(b0, end, FlatIds, FeatIds, BLOCK_G)
+        pair, fid, valid_g = _load_batch(b0, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
         alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
-        feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
-        acc += tl.dot(w, feats, input_precision="ieee")
+        if SMALL_C > 0:
+            o0 += tl.sum(w * _feature(Values, fid, valid_g, 0, SMALL_C)[None, :], axis=1)
+            if SMALL_C > 1:
+                o1 += tl.sum(w * _feature(Values, fid, valid_g, 1, SMALL_C)[None, :], axis=1)
+            if SMALL_C > 2:
+                o2 += tl.sum(w * _feature(Values, fid, valid_g, 2, SMALL_C)[None, :], axis=1)
+            if SMALL_C > 3:
+                o3 += tl.sum(w * _feature(Values, fid, valid_g, 3, SMALL_C)[None, :], axis=1)
+        else:
+            feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
+            acc += tl.dot(w, feats, input_precision=PREC)
         if HAS_DEPTH:
             z = tl.load(Depths + pair, mask=valid_g, other=0.0)
             acc_d += tl.sum(w * z[None, :], axis=1)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)
-    tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
+    if SMALL_C > 0:
+        tl.store(Out + pix * OUT_C + 0, o0, mask=inside)
+        if SMALL_C > 1:
+            tl.store(Out + pix * OUT_C + 1, o1, mask=inside)
+        if SMALL_C > 2:
+            tl.store(Out + pix * OUT_C + 2, o2, mask=inside)
+        if SMALL_C > 3:
+            tl.store(Out + pix * OUT_C + 3, o3, mask=inside)
+    else:
+        tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
     if pid_c == 0:
         tl.store(FinalT + pix, t_run, mask=inside)
         if HAS_DEPTH:
@@ -130,11 +177,21 @@ def _composite_fwd_kernel(
 
 
 @triton.jit
+def _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, ch: tl.constexpr, SMALL_C: tl.constexpr):
+    """Small-C path, one channel: (G_ch f_ch [P, G] for the dots, and dF_ch = w^T G_ch scattered)."""
+    g_ch = _pixel_channel(GradOut, pix, inside, ch, OUT_C)
+    f_ch = _feature(Values, fid, valid_g, ch, SMALL_C)
+    tl.atomic_add(DValues + fid * SMALL_C + ch, tl.sum(w * g_ch[:, None], axis=0), mask=valid_g)
+    return g_ch[:, None] * f_ch[None, :]
+
+
+@triton.jit
 def _composite_bwd_kernel(
-    Offsets, FlatIds, FeatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
     DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
-    H, W, TILES_X, N_TILES, C, OUT_C,
-    HAS_DEPTH: tl.constexpr, TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
+    SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, PREC: tl.constexpr,
+    TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     tile = tl.program_id(0)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
@@ -157,20 +214,29 @@ def _composite_bwd_kernel(
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
-        pair, fid, valid_g = _load_batch(b0, end, FlatIds, FeatIds, BLOCK_G)
+        pair, fid, valid_g = _load_batch(b0, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
         alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         keep = keep & inside[:, None]
         w = tl.where(keep, alpha * t_before, 0.0)
-        # D = G . f for every (pixel, Gaussian), over all channels; dF = w^T G per channel block.
+        # D = G . f for every (pixel, Gaussian), over all channels; dF = w^T G.
         dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
-        for c0 in range(0, C, BLOCK_C):
-            offs_c = c0 + tl.arange(0, BLOCK_C)
-            feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
-            grad_blk = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
-            dots += tl.dot(grad_blk, tl.trans(feats), input_precision="ieee")
-            dfeat = tl.dot(tl.trans(w), grad_blk, input_precision="ieee")
-            tl.atomic_add(DValues + fid[:, None] * C + offs_c[None, :], dfeat, mask=valid_g[:, None] & (offs_c[None, :] < C))
+        if SMALL_C > 0:
+            dots += _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, 0, SMALL_C)
+            if SMALL_C > 1:
+                dots += _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, 1, SMALL_C)
+            if SMALL_C > 2:
+                dots += _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, 2, SMALL_C)
+            if SMALL_C > 3:
+                dots += _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, 3, SMALL_C)
+        else:
+            for c0 in range(0, C, BLOCK_C):
+                offs_c = c0 + tl.arange(0, BLOCK_C)
+                feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
+                grad_blk = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
+                dots += tl.dot(grad_blk, tl.trans(feats), input_precision=PREC)
+                dfeat = tl.dot(tl.trans(w), grad_blk, input_precision=PREC)
+                tl.atomic_add(DValues + fid[:, None] * C + offs_c[None, :], dfeat, mask=valid_g[:, None] & (offs_c[None, :] < C))
         if HAS_DEPTH:
             z = tl.load(Depths + pair, mask=valid_g, other=0.0)
             dots += g_depth[:, None] * z[None, :]
@@ -198,42 +264,58 @@ def _composite_bwd_kernel(
         live = _tile_live(done, inside)
 
 
-def _launch_meta(meta):
-    return meta["tiles_x"], meta["tiles_x"] * meta["tiles_y"]
+SMALL_C_MAX = 4  # up to this many channels the compositor sums them one by one instead of a matmul
+
+
+def _settings(meta, c: int, has_depth: bool) -> dict:
+    """Compile-time settings and shape arguments shared by the forward and backward launches."""
+    shared = meta.get("shared_features")
+    interpreting = triton_interpreter_enabled()
+    return {
+        "sizes": (meta["height"], meta["width"], meta["tiles_x"], meta["tiles_x"] * meta["tiles_y"]),
+        "features": (shared[0], shared[1]) if shared else (1, 1),
+        "const": dict(
+            SHARED_FEATS=shared is not None, SMALL_C=c if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth,
+            # fp32 matmuls on tensor cores as three TF32 products (about fp32 accuracy); the interpreter multiplies in fp32
+            PREC="ieee" if interpreting else "tf32x3", TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
+        ),
+    }
+
+
+def _pairs(flat_ids):
+    return flat_ids if flat_ids.dtype == torch.int64 and flat_ids.is_contiguous() else flat_ids.to(torch.int64).contiguous()
 
 
 class _CompositeTritonFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
+    def forward(ctx, means2d, conics, opacities, values, depths, background, flat_ids, offsets, meta):
         if meta["tile_size"] != 16:
             raise ValueError(f"the triton compositor uses 16x16 tiles, got tile_size={meta['tile_size']}")
         v, h, w = meta["views"], meta["height"], meta["width"]
-        tiles_x, n_tiles = _launch_meta(meta)
         c = values.shape[-1]
         has_depth = depths is not None
         out_c = c + int(has_depth)
         dtype = values.dtype
         f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
         depths32 = depths.float().contiguous() if has_depth else f32[2]
-        out = torch.zeros(v, h, w, out_c, device=values.device, dtype=torch.float32)
-        final_t = torch.ones(v, h, w, device=values.device, dtype=torch.float32)
-        fids, pids = feature_ids.to(torch.int64).contiguous(), flat_ids.to(torch.int64).contiguous()
-        grid = (v * n_tiles, max(1, triton.cdiv(c, BLOCK_C)))
-        _composite_fwd_kernel[grid](
-            offsets, pids, fids, *f32, depths32, out, final_t, h, w, tiles_x, n_tiles, c, out_c,
-            HAS_DEPTH=has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
-        )
+        # every pixel of every tile is written (empty tiles write zeros and T = 1)
+        out = torch.empty(v, h, w, out_c, device=values.device, dtype=torch.float32)
+        final_t = torch.empty(v, h, w, device=values.device, dtype=torch.float32)
+        pids = _pairs(flat_ids)
+        st = _settings(meta, c, has_depth)
+        n_tiles = st["sizes"][3]
+        grid = (v * n_tiles, 1 if st["const"]["SMALL_C"] or c == 0 else triton.cdiv(c, BLOCK_C))
+        _composite_fwd_kernel[grid](offsets, pids, *f32, depths32, out, final_t, *st["sizes"], c, out_c, *st["features"], **st["const"])
         ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
-        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, fids, offsets, out, final_t)
+        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t)
         ft = final_t[..., None].to(dtype)
         return add_background(out.to(dtype), ft, background), 1.0 - ft
 
     @staticmethod
     def backward(ctx, grad_render, grad_alpha):
-        means2d, conics, opacities, values, depths, background, pids, fids, offsets, out, final_t = ctx.saved_tensors
+        means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t = ctx.saved_tensors
         meta = ctx.meta
         v, h, w = meta["views"], meta["height"], meta["width"]
-        tiles_x, n_tiles = _launch_meta(meta)
         c = values.shape[-1]
         out_c = out.shape[-1]
         grad_render = torch.zeros_like(out) if grad_render is None else grad_render.float().contiguous()
@@ -242,23 +324,28 @@ class _CompositeTritonFn(torch.autograd.Function):
         grad_bg = None if grad_bg is None else grad_bg.to(background.dtype)
         f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
         depths32 = depths.float().contiguous() if ctx.has_depth else f32[2]
-        d_means, d_conics, d_opac, d_values = (torch.zeros_like(t) for t in f32)
-        d_depths = torch.zeros_like(depths32)
-        absgrad = torch.zeros_like(f32[0])
-        _composite_bwd_kernel[(v * n_tiles,)](
-            offsets, pids, fids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
-            d_means, d_conics, d_opac, d_values, d_depths, absgrad,
-            h, w, tiles_x, n_tiles, c, out_c,
-            HAS_DEPTH=ctx.has_depth, TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
+        # one zeroed buffer for the per-pair gradients: means2d (2), conics (3), opacity, depth, |d means2d| (2)
+        n_pairs = f32[2].shape[0]
+        per_pair = torch.zeros(9 * n_pairs, device=out.device, dtype=torch.float32)
+        d_means, d_conics = per_pair[: 2 * n_pairs].view(n_pairs, 2), per_pair[2 * n_pairs: 5 * n_pairs].view(n_pairs, 3)
+        d_opac, d_depths = per_pair[5 * n_pairs: 6 * n_pairs], per_pair[6 * n_pairs: 7 * n_pairs]
+        absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
+        d_values = torch.zeros_like(f32[3])
+        st = _settings(meta, c, ctx.has_depth)
+        _composite_bwd_kernel[(v * st["sizes"][3],)](
+            offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
+            d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **st["const"],
         )
         if meta["absgrad"]:
             holder = meta["absgrad_holder"]
             holder.value = absgrad.to(means2d.dtype).reshape(holder.shape)
         grad_depths = d_depths.to(depths.dtype) if ctx.has_depth else None
         return (d_means.to(means2d.dtype), d_conics.to(conics.dtype), d_opac.to(opacities.dtype), d_values.to(values.dtype),
-                grad_depths, grad_bg, None, None, None, None)
+                grad_depths, grad_bg, None, None, None)
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
-    """Same contract as ``ref.composite``, on CUDA tensors (or under the Triton interpreter)."""
-    return _CompositeTritonFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta)
+    """Same contract as ``ref.composite``, on CUDA tensors (or under the Triton interpreter).
+    ``feature_ids`` is not read: the kernels derive each pair's feature row from
+    ``meta["shared_features"]`` ((V N, N) when the features are shared across views, else None)."""
+    return _CompositeTritonFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, offsets, meta)

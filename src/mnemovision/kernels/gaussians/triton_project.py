@@ -1,0 +1,415 @@
+"""Triton projection and tile binning for the Gaussian rasterizer (forward and backward).
+
+One program projects a block of Gaussians into one view; the math is ``ref.project_gaussians``
+(EWA with the 1.3x field-of-view clamp, the 0.3 px low-pass, optional opacity compensation, 3.33
+sigma radii, near/far and image culling) written per Gaussian instead of as batched 3x3 matmuls, and
+it also counts the 16x16 tiles each Gaussian touches. The covariance goes through T = W R S and
+U = J T, so Sigma_2D = U U^T and the backward walks the same chain: dU -> (dJ, dT) -> dM = W^T dT ->
+(dR, ds) -> d(normalised quaternion) -> d(quaternion). Each program of the backward loops over the
+views of its batch element, so the per-Gaussian gradients need no atomics. Gradients reach means,
+quaternions and scales (and opacities through the compensation, outside); camera gradients are not
+computed here: ``rasterize_gaussians`` takes the PyTorch projection when viewmats or Ks require grad.
+
+Binning: an exclusive scan of the tile counts places each Gaussian's entries; one program per block
+of Gaussians writes (tile << 32 | depth bits, flat id) for every tile of its rectangle; ``torch.sort``
+orders them and ``torch.searchsorted`` finds each tile's range. One host sync (the total count).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mnemovision.kernels.gaussians.ref import EPS_2D, RADIUS_SIGMAS, TILE_SIZE
+
+BLOCK = 128  # Gaussians per program
+EPS_2D_C = tl.constexpr(EPS_2D)
+RADIUS_SIGMAS_C = tl.constexpr(RADIUS_SIGMAS)
+
+
+@triton.jit
+def _load_camera(Viewmats, Ks, view):
+    """The 3x3 rotation, translation and intrinsics of a view (scalars)."""
+    vm = Viewmats + view * 16
+    w00, w01, w02, t0 = tl.load(vm + 0), tl.load(vm + 1), tl.load(vm + 2), tl.load(vm + 3)
+    w10, w11, w12, t1 = tl.load(vm + 4), tl.load(vm + 5), tl.load(vm + 6), tl.load(vm + 7)
+    w20, w21, w22, t2 = tl.load(vm + 8), tl.load(vm + 9), tl.load(vm + 10), tl.load(vm + 11)
+    k = Ks + view * 9
+    fx, cx, fy, cy = tl.load(k + 0), tl.load(k + 2), tl.load(k + 4), tl.load(k + 5)
+    return w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy
+
+
+@triton.jit
+def _rotation(Quats, offs, mask):
+    """Normalised quaternion (w, x, y, z), its norm, and the rotation matrix entries."""
+    qw = tl.load(Quats + offs * 4 + 0, mask=mask, other=1.0)
+    qx = tl.load(Quats + offs * 4 + 1, mask=mask, other=0.0)
+    qy = tl.load(Quats + offs * 4 + 2, mask=mask, other=0.0)
+    qz = tl.load(Quats + offs * 4 + 3, mask=mask, other=0.0)
+    norm = tl.maximum(tl.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
+    w, x, y, z = qw / norm, qx / norm, qy / norm, qz / norm
+    r00, r01, r02 = 1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y)
+    r10, r11, r12 = 2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x)
+    r20, r21, r22 = 2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)
+    return w, x, y, z, norm, r00, r01, r02, r10, r11, r12, r20, r21, r22
+
+
+@triton.jit
+def _project_one(
+    mx3, my3, mz3, s0, s1, s2, r00, r01, r02, r10, r11, r12, r20, r21, r22,
+    w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy, W, H, near, far,
+):
+    """Forward of one (Gaussian, view): camera point, clamps, T = W R S, U = J T, Sigma_2D terms."""
+    x = w00 * mx3 + w01 * my3 + w02 * mz3 + t0
+    y = w10 * mx3 + w11 * my3 + w12 * mz3 + t1
+    z = w20 * mx3 + w21 * my3 + w22 * mz3 + t2
+    valid_depth = (z > near) & (z < far)
+    zs = tl.where(valid_depth, z, 1.0)
+    tan_x = 0.5 * W / fx
+    tan_y = 0.5 * H / fy
+    lim_xp = (W - cx) / fx + 0.3 * tan_x
+    lim_xn = cx / fx + 0.3 * tan_x
+    lim_yp = (H - cy) / fy + 0.3 * tan_y
+    lim_yn = cy / fy + 0.3 * tan_y
+    rx_ = x / zs
+    ry_ = y / zs
+    ux = tl.minimum(tl.maximum(rx_, -lim_xn), lim_xp)
+    uy = tl.minimum(tl.maximum(ry_, -lim_yn), lim_yp)
+    free_x = (rx_ >= -lim_xn) & (rx_ <= lim_xp)
+    free_y = (ry_ >= -lim_yn) & (ry_ <= lim_yp)
+    tx = zs * ux
+    ty = zs * uy
+    j00 = fx / zs
+    j02 = -fx * tx / (zs * zs)
+    j11 = fy / zs
+    j12 = -fy * ty / (zs * zs)
+    # M = R S (columns scaled); T = W M
+    m00, m01, m02 = r00 * s0, r01 * s1, r02 * s2
+    m10, m11, m12 = r10 * s0, r11 * s1, r12 * s2
+    m20, m21, m22 = r20 * s0, r21 * s1, r22 * s2
+    a00 = w00 * m00 + w01 * m10 + w02 * m20
+    a01 = w00 * m01 + w01 * m11 + w02 * m21
+    a02 = w00 * m02 + w01 * m12 + w02 * m22
+    a10 = w10 * m00 + w11 * m10 + w12 * m20
+    a11 = w10 * m01 + w11 * m11 + w12 * m21
+    a12 = w10 * m02 + w11 * m12 + w12 * m22
+    a20 = w20 * m00 + w21 * m10 + w22 * m20
+    a21 = w20 * m01 + w21 * m11 + w22 * m21
+    a22 = w20 * m02 + w21 * m12 + w22 * m22
+    u00, u01, u02 = j00 * a00 + j02 * a20, j00 * a01 + j02 * a21, j00 * a02 + j02 * a22
+    u10, u11, u12 = j11 * a10 + j12 * a20, j11 * a11 + j12 * a21, j11 * a12 + j12 * a22
+    a0 = u00 * u00 + u01 * u01 + u02 * u02
+    b = u00 * u10 + u01 * u11 + u02 * u12
+    c0 = u10 * u10 + u11 * u11 + u12 * u12
+    return (x, y, z, valid_depth, zs, ux, uy, free_x, free_y, tx, ty, j00, j02, j11, j12,
+            a00, a01, a02, a10, a11, a12, a20, a21, a22, u00, u01, u02, u10, u11, u12, a0, b, c0)
+
+
+@triton.jit
+def _project_fwd_kernel(
+    Means, Quats, Scales, Viewmats, Ks,
+    Means2d, Conics, Depths, Radii, Comps, Counts,
+    N, V, W, H, near, far, TILES_X, TILES_Y,
+    ANTIALIASED: tl.constexpr, TILE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    view = tl.program_id(1)  # flattened (batch, view)
+    batch = view // V
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    g = batch * N + offs
+    mx3 = tl.load(Means + g * 3 + 0, mask=mask, other=0.0)
+    my3 = tl.load(Means + g * 3 + 1, mask=mask, other=0.0)
+    mz3 = tl.load(Means + g * 3 + 2, mask=mask, other=0.0)
+    s0 = tl.load(Scales + g * 3 + 0, mask=mask, other=0.0)
+    s1 = tl.load(Scales + g * 3 + 1, mask=mask, other=0.0)
+    s2 = tl.load(Scales + g * 3 + 2, mask=mask, other=0.0)
+    _, _, _, _, _, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rotation(Quats, g, mask)
+    w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy = _load_camera(Viewmats, Ks, view)
+    (x, y, z, valid_depth, zs, _, _, _, _, _, _, _, _, _, _,
+     _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, a0, b, c0) = _project_one(
+        mx3, my3, mz3, s0, s1, s2, r00, r01, r02, r10, r11, r12, r20, r21, r22,
+        w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy, W, H, near, far)
+    a = a0 + EPS_2D_C
+    c = c0 + EPS_2D_C
+    det = a * c - b * b
+    valid = valid_depth & (det > 0.0)
+    det_safe = tl.where(valid, det, 1.0)
+    if ANTIALIASED:
+        ratio = (a0 * c0 - b * b) / tl.maximum(det, 1e-20)
+        comp = tl.sqrt(tl.maximum(ratio, 0.0))
+    else:
+        comp = tl.full([BLOCK], 1.0, dtype=tl.float32)
+    px = fx * x / zs + cx
+    py = fy * y / zs + cy
+    rx = tl.ceil(tl.sqrt(tl.maximum(a, 0.0)) * RADIUS_SIGMAS_C)
+    ry = tl.ceil(tl.sqrt(tl.maximum(c, 0.0)) * RADIUS_SIGMAS_C)
+    inside = (px + rx > 0.0) & (px - rx < W) & (py + ry > 0.0) & (py - ry < H)
+    finite = (tl.abs(px) < float("inf")) & (tl.abs(py) < float("inf"))
+    keep = valid & inside & finite & mask
+    rx = tl.where(keep, rx, 0.0)
+    ry = tl.where(keep, ry, 0.0)
+    x0 = tl.minimum(tl.maximum(tl.floor((px - rx) / TILE), 0.0), TILES_X * 1.0)
+    x1 = tl.minimum(tl.maximum(tl.ceil((px + rx) / TILE), 0.0), TILES_X * 1.0)
+    y0 = tl.minimum(tl.maximum(tl.floor((py - ry) / TILE), 0.0), TILES_Y * 1.0)
+    y1 = tl.minimum(tl.maximum(tl.ceil((py + ry) / TILE), 0.0), TILES_Y * 1.0)
+    count = tl.where(keep, (tl.maximum(x1 - x0, 0.0) * tl.maximum(y1 - y0, 0.0)).to(tl.int32), 0)
+    o = view * N + offs
+    tl.store(Means2d + o * 2 + 0, px, mask=mask)
+    tl.store(Means2d + o * 2 + 1, py, mask=mask)
+    tl.store(Conics + o * 3 + 0, c / det_safe, mask=mask)
+    tl.store(Conics + o * 3 + 1, -b / det_safe, mask=mask)
+    tl.store(Conics + o * 3 + 2, a / det_safe, mask=mask)
+    tl.store(Depths + o, z, mask=mask)
+    tl.store(Radii + o * 2 + 0, rx.to(tl.int32), mask=mask)
+    tl.store(Radii + o * 2 + 1, ry.to(tl.int32), mask=mask)
+    tl.store(Comps + o, comp, mask=mask)
+    tl.store(Counts + o, count, mask=mask)
+
+
+@triton.jit
+def _project_bwd_kernel(
+    Means, Quats, Scales, Viewmats, Ks,
+    GMeans2d, GConics, GDepths, GComps,
+    DMeans, DQuats, DScales,
+    N, V, W, H, near, far,
+    ANTIALIASED: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    batch = tl.program_id(1)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    g = batch * N + offs
+    mx3 = tl.load(Means + g * 3 + 0, mask=mask, other=0.0)
+    my3 = tl.load(Means + g * 3 + 1, mask=mask, other=0.0)
+    mz3 = tl.load(Means + g * 3 + 2, mask=mask, other=0.0)
+    s0 = tl.load(Scales + g * 3 + 0, mask=mask, other=0.0)
+    s1 = tl.load(Scales + g * 3 + 1, mask=mask, other=0.0)
+    s2 = tl.load(Scales + g * 3 + 2, mask=mask, other=0.0)
+    qw, qx, qy, qz, norm, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rotation(Quats, g, mask)
+    zero = tl.zeros([BLOCK], dtype=tl.float32)
+    # accumulated over views: d mean (world), dM = d(R S)
+    dmx, dmy, dmz = zero, zero, zero
+    dm00, dm01, dm02, dm10, dm11, dm12, dm20, dm21, dm22 = zero, zero, zero, zero, zero, zero, zero, zero, zero
+    for vi in range(0, V):
+        view = batch * V + vi
+        w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy = _load_camera(Viewmats, Ks, view)
+        (x, y, z, valid_depth, zs, ux, uy, free_x, free_y, tx, ty, j00, j02, j11, j12,
+         a00, a01, a02, a10, a11, a12, a20, a21, a22, u00, u01, u02, u10, u11, u12, a0, b, c0) = _project_one(
+            mx3, my3, mz3, s0, s1, s2, r00, r01, r02, r10, r11, r12, r20, r21, r22,
+            w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy, W, H, near, far)
+        o = view * N + offs
+        gmx = tl.load(GMeans2d + o * 2 + 0, mask=mask, other=0.0)
+        gmy = tl.load(GMeans2d + o * 2 + 1, mask=mask, other=0.0)
+        g_ca = tl.load(GConics + o * 3 + 0, mask=mask, other=0.0)
+        g_cb = tl.load(GConics + o * 3 + 1, mask=mask, other=0.0)
+        g_cc = tl.load(GConics + o * 3 + 2, mask=mask, other=0.0)
+        g_z = tl.load(GDepths + o, mask=mask, other=0.0)
+        a = a0 + EPS_2D_C
+        c = c0 + EPS_2D_C
+        det = a * c - b * b
+        valid = valid_depth & (det > 0.0)
+        # conic = (c, -b, a) / det (or / 1 where not valid) -> gradients of a, b, c
+        inv = 1.0 / tl.where(valid, det, 1.0)
+        inv2 = tl.where(valid, inv * inv, 0.0)
+        q = g_ca * c - g_cb * b + g_cc * a  # d(numerators . g) through det
+        ga = g_cc * inv - inv2 * c * q
+        gc = g_ca * inv - inv2 * a * q
+        gb = -g_cb * inv + inv2 * 2.0 * b * q
+        if ANTIALIASED:
+            g_comp = tl.load(GComps + o, mask=mask, other=0.0)
+            d_safe = tl.maximum(det, 1e-20)
+            det_o = a0 * c0 - b * b
+            ratio = det_o / d_safe
+            comp = tl.sqrt(tl.maximum(ratio, 0.0))
+            g_ratio = tl.where(ratio > 0.0, g_comp * 0.5 / tl.where(ratio > 0.0, comp, 1.0), 0.0)
+            dd = tl.where(det > 1e-20, 1.0, 0.0)  # clamp_min(1e-20) stops the gradient through det
+            ga += g_ratio * (c0 - ratio * c * dd) / d_safe
+            gc += g_ratio * (a0 - ratio * a * dd) / d_safe
+            gb += g_ratio * (-2.0 * b + ratio * 2.0 * b * dd) / d_safe
+        # Sigma_2D = U U^T: a0 = |U0|^2, b = U0.U1, c0 = |U1|^2
+        du00, du01, du02 = 2.0 * ga * u00 + gb * u10, 2.0 * ga * u01 + gb * u11, 2.0 * ga * u02 + gb * u12
+        du10, du11, du12 = 2.0 * gc * u10 + gb * u00, 2.0 * gc * u11 + gb * u01, 2.0 * gc * u12 + gb * u02
+        # U0 = j00 T0 + j02 T2, U1 = j11 T1 + j12 T2
+        dj00 = du00 * a00 + du01 * a01 + du02 * a02
+        dj02 = du00 * a20 + du01 * a21 + du02 * a22
+        dj11 = du10 * a10 + du11 * a11 + du12 * a12
+        dj12 = du10 * a20 + du11 * a21 + du12 * a22
+        dt00, dt01, dt02 = j00 * du00, j00 * du01, j00 * du02
+        dt10, dt11, dt12 = j11 * du10, j11 * du11, j11 * du12
+        dt20, dt21, dt22 = j02 * du00 + j12 * du10, j02 * du01 + j12 * du11, j02 * du02 + j12 * du12
+        # T = W M -> dM = W^T dT
+        dm00 += w00 * dt00 + w10 * dt10 + w20 * dt20
+        dm01 += w00 * dt01 + w10 * dt11 + w20 * dt21
+        dm02 += w00 * dt02 + w10 * dt12 + w20 * dt22
+        dm10 += w01 * dt00 + w11 * dt10 + w21 * dt20
+        dm11 += w01 * dt01 + w11 * dt11 + w21 * dt21
+        dm12 += w01 * dt02 + w11 * dt12 + w21 * dt22
+        dm20 += w02 * dt00 + w12 * dt10 + w22 * dt20
+        dm21 += w02 * dt01 + w12 * dt11 + w22 * dt21
+        dm22 += w02 * dt02 + w12 * dt12 + w22 * dt22
+        # J and the 2-D mean -> camera point (x, y, z); zs is a constant where the depth is invalid
+        iz = 1.0 / zs
+        iz2 = iz * iz
+        g_tx = -fx * iz2 * dj02
+        g_ty = -fy * iz2 * dj12
+        gx = gmx * fx * iz + tl.where(free_x, g_tx, 0.0)
+        gy = gmy * fy * iz + tl.where(free_y, g_ty, 0.0)
+        gz_j = (-gmx * fx * x - gmy * fy * y) * iz2 - fx * iz2 * dj00 - fy * iz2 * dj11
+        gz_j += 2.0 * fx * tx * iz2 * iz * dj02 + 2.0 * fy * ty * iz2 * iz * dj12
+        gz_j += tl.where(free_x, 0.0, g_tx * ux) + tl.where(free_y, 0.0, g_ty * uy)
+        gz = g_z + tl.where(valid_depth, gz_j, 0.0)
+        dmx += w00 * gx + w10 * gy + w20 * gz
+        dmy += w01 * gx + w11 * gy + w21 * gz
+        dmz += w02 * gx + w12 * gy + w22 * gz
+    # M = R diag(s)
+    ds0 = dm00 * r00 + dm10 * r10 + dm20 * r20
+    ds1 = dm01 * r01 + dm11 * r11 + dm21 * r21
+    ds2 = dm02 * r02 + dm12 * r12 + dm22 * r22
+    dr00, dr01, dr02 = dm00 * s0, dm01 * s1, dm02 * s2
+    dr10, dr11, dr12 = dm10 * s0, dm11 * s1, dm12 * s2
+    dr20, dr21, dr22 = dm20 * s0, dm21 * s1, dm22 * s2
+    # rotation matrix of the normalised quaternion (qw, qx, qy, qz) -> its gradient
+    nw = 2.0 * (-qz * dr01 + qy * dr02 + qz * dr10 - qx * dr12 - qy * dr20 + qx * dr21)
+    nx = 2.0 * (qy * dr01 + qz * dr02 + qy * dr10 - 2.0 * qx * dr11 - qw * dr12 + qz * dr20 + qw * dr21 - 2.0 * qx * dr22)
+    ny = 2.0 * (-2.0 * qy * dr00 + qx * dr01 + qw * dr02 + qx * dr10 + qz * dr12 - qw * dr20 + qz * dr21 - 2.0 * qy * dr22)
+    nz = 2.0 * (-2.0 * qz * dr00 - qw * dr01 + qx * dr02 + qw * dr10 - 2.0 * qz * dr11 + qy * dr12 + qx * dr20 + qy * dr21)
+    dot = nw * qw + nx * qx + ny * qy + nz * qz
+    tl.store(DMeans + g * 3 + 0, dmx, mask=mask)
+    tl.store(DMeans + g * 3 + 1, dmy, mask=mask)
+    tl.store(DMeans + g * 3 + 2, dmz, mask=mask)
+    tl.store(DScales + g * 3 + 0, ds0, mask=mask)
+    tl.store(DScales + g * 3 + 1, ds1, mask=mask)
+    tl.store(DScales + g * 3 + 2, ds2, mask=mask)
+    tl.store(DQuats + g * 4 + 0, (nw - qw * dot) / norm, mask=mask)
+    tl.store(DQuats + g * 4 + 1, (nx - qx * dot) / norm, mask=mask)
+    tl.store(DQuats + g * 4 + 2, (ny - qy * dot) / norm, mask=mask)
+    tl.store(DQuats + g * 4 + 3, (nz - qz * dot) / norm, mask=mask)
+
+
+def _tiles(width: int, height: int) -> tuple[int, int]:
+    return triton.cdiv(width, TILE_SIZE), triton.cdiv(height, TILE_SIZE)
+
+
+class _ProjectTritonFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, width, height, near, far, antialiased):
+        b, n = means.shape[:2]
+        v = viewmats.shape[1]
+        dtype = means.dtype
+        f32 = [t.detach().float().contiguous() for t in (means, quats, scales, viewmats, Ks)]
+        dev = means.device
+        means2d = torch.empty(b * v, n, 2, device=dev)
+        conics = torch.empty(b * v, n, 3, device=dev)
+        depths = torch.empty(b * v, n, device=dev)
+        radii = torch.empty(b * v, n, 2, device=dev, dtype=torch.int32)
+        comps = torch.empty(b * v, n, device=dev)
+        counts = torch.empty(b * v, n, device=dev, dtype=torch.int32)
+        tiles_x, tiles_y = _tiles(width, height)
+        if n > 0:
+            _project_fwd_kernel[(triton.cdiv(n, BLOCK), b * v)](
+                *f32, means2d, conics, depths, radii, comps, counts, n, v, float(width), float(height), float(near), float(far),
+                tiles_x, tiles_y, ANTIALIASED=antialiased, TILE=TILE_SIZE, BLOCK=BLOCK,
+            )
+        ctx.save_for_backward(*f32)
+        ctx.settings = (width, height, near, far, antialiased, dtype)
+        ctx.mark_non_differentiable(radii, counts)
+        return means2d.to(dtype), conics.to(dtype), depths.to(dtype), radii, comps.to(dtype), counts
+
+    @staticmethod
+    def backward(ctx, g_means2d, g_conics, g_depths, _g_radii, g_comps, _g_counts):
+        means, quats, scales, viewmats, Ks = ctx.saved_tensors
+        width, height, near, far, antialiased, dtype = ctx.settings
+        b, n = means.shape[:2]
+        v = viewmats.shape[1]
+
+        def grad_or_zeros(t, shape):
+            return torch.zeros(shape, device=means.device) if t is None else t.float().contiguous()
+
+        g_m = grad_or_zeros(g_means2d, (b * v, n, 2))
+        g_c = grad_or_zeros(g_conics, (b * v, n, 3))
+        g_d = grad_or_zeros(g_depths, (b * v, n))
+        g_o = grad_or_zeros(g_comps, (b * v, n)) if antialiased else g_d
+        d_means, d_quats, d_scales = torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales)
+        if n > 0:
+            _project_bwd_kernel[(triton.cdiv(n, BLOCK), b)](
+                means, quats, scales, viewmats, Ks, g_m, g_c, g_d, g_o, d_means, d_quats, d_scales,
+                n, v, float(width), float(height), float(near), float(far), ANTIALIASED=antialiased, BLOCK=BLOCK,
+            )
+        return d_means.to(dtype), d_quats.to(dtype), d_scales.to(dtype), None, None, None, None, None, None, None
+
+
+def project(means, quats, scales, viewmats, Ks, width: int, height: int, near: float, far: float, antialiased: bool):
+    """Fused EWA projection of B batches of N Gaussians into V views each.
+
+    Args:
+        means [B, N, 3], quats [B, N, 4], scales [B, N, 3], viewmats [B, V, 4, 4], Ks [B, V, 3, 3].
+
+    Returns:
+        means2d [B*V, N, 2], conics [B*V, N, 3], depths [B*V, N], radii [B*V, N, 2] int32,
+        compensations [B*V, N], tile counts [B*V, N] int32 (16x16 tiles each Gaussian touches);
+        differentiable in means, quats and scales (not the cameras).
+    """
+    return _ProjectTritonFn.apply(means, quats, scales, viewmats, Ks, width, height, near, far, antialiased)
+
+
+@triton.jit
+def _bin_kernel(
+    Means2d, Radii, Depths, Counts, Starts, Keys, Ids,
+    TOTAL, N_TILES, TILES_X, TILES_PER_VIEW_N, TILE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Write the (view-tile << 32 | depth bits, flat id) entries of a block of (view, Gaussian) pairs."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < TOTAL
+    count = tl.load(Counts + offs, mask=mask, other=0)
+    start = tl.load(Starts + offs, mask=mask, other=0) - count  # inclusive scan -> first slot
+    px = tl.load(Means2d + offs * 2 + 0, mask=mask, other=0.0)
+    py = tl.load(Means2d + offs * 2 + 1, mask=mask, other=0.0)
+    rx = tl.load(Radii + offs * 2 + 0, mask=mask, other=0).to(tl.float32)
+    ry = tl.load(Radii + offs * 2 + 1, mask=mask, other=0).to(tl.float32)
+    x0 = tl.maximum(tl.floor((px - rx) / TILE), 0.0).to(tl.int32)
+    y0 = tl.maximum(tl.floor((py - ry) / TILE), 0.0).to(tl.int32)
+    x1 = tl.minimum(tl.ceil((px + rx) / TILE), TILES_X * 1.0).to(tl.int32)
+    span = tl.maximum(x1 - x0, 1)
+    view = offs // TILES_PER_VIEW_N
+    depth_bits = tl.maximum(tl.load(Depths + offs, mask=mask, other=0.0), 0.0).to(tl.int32, bitcast=True).to(tl.int64)
+    longest = tl.max(count, axis=0)
+    for j in range(0, longest):
+        live = mask & (j < count)
+        tile = view.to(tl.int64) * N_TILES + (y0 + j // span) * TILES_X + x0 + j % span
+        slot = start + j
+        tl.store(Keys + slot, (tile << 32) | depth_bits, mask=live)
+        tl.store(Ids + slot, offs.to(tl.int64), mask=live)
+
+
+def isect_tiles(means2d, radii, depths, counts, width: int, height: int):
+    """Same result as ``ref.isect_tiles`` from the projection's tile counts.
+
+    Args:
+        means2d [V, N, 2], radii [V, N, 2] int32, depths [V, N], counts [V, N] int32 (``project``).
+
+    Returns:
+        tile_keys [I] int64 sorted, flat_ids [I] int64, offsets [V * n_tiles + 1] int64.
+    """
+    v, n = depths.shape
+    tiles_x, tiles_y = _tiles(width, height)
+    n_tiles = tiles_x * tiles_y
+    dev = depths.device
+    with torch.no_grad():
+        flat_counts = counts.reshape(-1)
+        ends = torch.cumsum(flat_counts, 0, dtype=torch.int64)
+        total = int(ends[-1]) if ends.numel() else 0  # the one host sync: the size of the lists
+        keys = torch.empty(total, dtype=torch.int64, device=dev)
+        ids = torch.empty(total, dtype=torch.int64, device=dev)
+        if total > 0:
+            block = 128
+            _bin_kernel[(triton.cdiv(v * n, block),)](
+                means2d.detach().float().contiguous(), radii.contiguous(), depths.detach().float().contiguous(), flat_counts, ends, keys, ids,
+                v * n, n_tiles, tiles_x, n, TILE=TILE_SIZE, BLOCK=block,
+            )
+        keys, order = torch.sort(keys)
+        flat_ids = ids[order]
+        tile_keys = keys >> 32
+        offsets = torch.searchsorted(tile_keys, torch.arange(v * n_tiles + 1, device=dev, dtype=torch.int64))
+    return tile_keys, flat_ids, offsets
