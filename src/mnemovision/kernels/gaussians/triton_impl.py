@@ -26,7 +26,7 @@ import triton.language as tl
 from mnemovision.kernels._backend import triton_interpreter_enabled
 from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN, add_background, background_grads
 
-BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step)
+BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step), fixed under the interpreter
 NUM_WARPS = 8
 BLOCK_C = 32  # channels per program
 
@@ -267,6 +267,32 @@ def _composite_bwd_kernel(
 SMALL_C_MAX = 4  # up to this many channels the compositor sums them one by one instead of a matmul
 
 
+def _tile_configs():
+    """Candidate (Gaussians per batch, warps) for the compositor on a GPU; the autotuner keeps the
+    fastest per channel count. Batches of 8 only where no matmul needs 16 (the small-C path)."""
+    return [triton.Config({"BLOCK_G": g}, num_warps=w) for g, w in ((16, 8), (32, 8), (16, 4), (8, 4))]
+
+
+def _prune_tile_configs(configs, named_args, **kwargs):
+    small = kwargs.get("SMALL_C", named_args.get("SMALL_C", 0))
+    return [c for c in configs if small or c.kwargs["BLOCK_G"] >= 16]
+
+
+_GRADS = ["DMeans2d", "DConics", "DOpac", "DValues", "DDepths", "AbsGrad"]
+_fwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs})(_composite_fwd_kernel)
+# the backward accumulates with atomics: the autotuner zeroes the gradient buffers around its trial runs
+_bwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs}, reset_to_zero=_GRADS)(_composite_bwd_kernel)
+
+
+def _kernel(plain, tuned, block_g: int | None):
+    """(kernel, extra launch settings): fixed sizes under the interpreter (the autotuner needs a GPU
+    driver) or when ``block_g`` is forced, else the autotuned kernel."""
+    if block_g is not None or triton_interpreter_enabled():
+        g = block_g or BLOCK_G
+        return plain, {"BLOCK_G": g, "num_warps": NUM_WARPS if g >= 16 else 4}
+    return tuned, {}
+
+
 def _settings(meta, c: int, has_depth: bool) -> dict:
     """Compile-time settings and shape arguments shared by the forward and backward launches."""
     shared = meta.get("shared_features")
@@ -277,7 +303,7 @@ def _settings(meta, c: int, has_depth: bool) -> dict:
         "const": dict(
             SHARED_FEATS=shared is not None, SMALL_C=c if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth,
             # fp32 matmuls on tensor cores as three TF32 products (about fp32 accuracy); the interpreter multiplies in fp32
-            PREC="ieee" if interpreting else "tf32x3", TILE=16, BLOCK_G=BLOCK_G, BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
+            PREC="ieee" if interpreting else "tf32x3", TILE=16, BLOCK_C=BLOCK_C,
         ),
     }
 
@@ -305,7 +331,8 @@ class _CompositeTritonFn(torch.autograd.Function):
         st = _settings(meta, c, has_depth)
         n_tiles = st["sizes"][3]
         grid = (v * n_tiles, 1 if st["const"]["SMALL_C"] or c == 0 else triton.cdiv(c, BLOCK_C))
-        _composite_fwd_kernel[grid](offsets, pids, *f32, depths32, out, final_t, *st["sizes"], c, out_c, *st["features"], **st["const"])
+        kernel, launch = _kernel(_composite_fwd_kernel, _fwd_tuned, meta.get("block_g"))
+        kernel[grid](offsets, pids, *f32, depths32, out, final_t, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch)
         ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t)
         ft = final_t[..., None].to(dtype)
@@ -332,9 +359,10 @@ class _CompositeTritonFn(torch.autograd.Function):
         absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
         d_values = torch.zeros_like(f32[3])
         st = _settings(meta, c, ctx.has_depth)
-        _composite_bwd_kernel[(v * st["sizes"][3],)](
+        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"))
+        kernel[(v * st["sizes"][3],)](
             offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
-            d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **st["const"],
+            d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch,
         )
         if meta["absgrad"]:
             holder = meta["absgrad_holder"]
@@ -347,5 +375,6 @@ class _CompositeTritonFn(torch.autograd.Function):
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
     """Same contract as ``ref.composite``, on CUDA tensors (or under the Triton interpreter).
     ``feature_ids`` is not read: the kernels derive each pair's feature row from
-    ``meta["shared_features"]`` ((V N, N) when the features are shared across views, else None)."""
+    ``meta["shared_features"]`` ((V N, N) when the features are shared across views, else None).
+    ``meta["block_g"]`` (optional) forces the Gaussians per batch instead of autotuning them."""
     return _CompositeTritonFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, offsets, meta)
