@@ -116,7 +116,9 @@ def memory_attention(
     chosen = resolve_backend(backend, q.device.type)
     if scale is None:
         scale = 1.0 / temperature if temperature is not None else ref.default_scale(similarity, q.shape[-1])
-    qp, kp, bias, factor = ref.prepare(q, k, similarity, float(scale), key_padding_mask)
+    # the Triton kernels skip an all-zero bias (None); the PyTorch path always gets a tensor
+    zero_bias = chosen != "triton"
+    qp, kp, bias, factor = ref.prepare(q, k, similarity, float(scale), key_padding_mask, zero_bias)
     m = k.shape[2]
     if top_k is not None and top_k >= m:
         top_k = None  # keeping every key is dense attention
@@ -134,17 +136,17 @@ def memory_attention(
         out, lse = impl.topk_attention(qp, kp, v, bias, idx, factor)
     if extra_q_kv is not None:
         ke, ve = extra_q_kv
-        qe, ke, bias_e, factor_e = ref.prepare(q, ke, similarity, float(scale), None)
+        qe, ke, bias_e, factor_e = ref.prepare(q, ke, similarity, float(scale), None, zero_bias)
         out_e, lse_e = impl.dense_attention(qe, ke, ve, bias_e, factor_e)
         out, lse = (out_e, lse_e) if out is None else ref.merge(out, lse, out_e, lse_e)
     if not return_usage:
         return out
     if m == 0:
-        usage = torch.zeros(bias.shape, dtype=ref.usage_dtype(q.dtype), device=q.device)
+        usage = torch.zeros(k.shape[:3], dtype=ref.usage_dtype(q.dtype), device=q.device)
     elif idx is None:
-        usage = impl.dense_usage(qp.detach(), kp.detach(), bias.detach(), lse.detach(), factor)
+        usage = impl.dense_usage(qp.detach(), kp.detach(), None if bias is None else bias.detach(), lse.detach(), factor)
     else:
-        usage = ref.topk_usage(qp.detach(), kp.detach(), bias.detach(), idx, lse.detach(), factor)
+        usage = ref.topk_usage(qp.detach(), kp.detach(), ref.bias_or_zeros(bias, kp).detach(), idx, lse.detach(), factor)
     return AttentionOutput(out=out, usage=usage)
 
 

@@ -36,21 +36,29 @@ LN2 = 0.6931471805599453
 TOPK_CHUNK = 64
 
 
-def prepare(q, k, similarity: str, scale: float, key_padding_mask):
-    """(q', k', bias, c) with logits = c q' k'^T + bias[..., None, :]; differentiable in q and k."""
+def prepare(q, k, similarity: str, scale: float, key_padding_mask, zero_bias: bool = True):
+    """(q', k', bias, c) with logits = c q' k'^T + bias[..., None, :]; differentiable in q and k.
+
+    With ``zero_bias=False`` a bias that would be all zeros (dot or cosine, no mask) is None instead
+    (the Triton kernels then skip it; ``bias_or_zeros`` gives the tensor back)."""
     factor = scale
+    bias = None
     if similarity == "cosine":
         q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
-        bias = torch.zeros(k.shape[:-1], dtype=k.dtype, device=k.device)
     elif similarity == "neg_l2":
         bias = -scale * k.pow(2).sum(-1)
         factor = 2.0 * scale
-    else:
-        bias = torch.zeros(k.shape[:-1], dtype=k.dtype, device=k.device)
     if key_padding_mask is not None:
-        bias = bias.masked_fill(key_padding_mask[:, None, :], float("-inf"))
+        bias = bias_or_zeros(bias, k).masked_fill(key_padding_mask[:, None, :], float("-inf"))
+    if zero_bias:
+        bias = bias_or_zeros(bias, k)
     return q, k, bias, float(factor)
+
+
+def bias_or_zeros(bias, k):
+    """``bias`` [B, H, M], or zeros of k's dtype where it is None."""
+    return torch.zeros(k.shape[:-1], dtype=k.dtype, device=k.device) if bias is None else bias
 
 
 def _safe_lse(logits: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Triton memory attention: flash-style dense softmax attention with a per-key bias.
 
-Fused: logits = q k^T + bias (the wrappers fold ``ref.prepare``'s scale into q; padding is bias -inf),
+Fused: logits = scale q k^T + bias (the forward applies the scale to the fp32 logits, and skips an
+all-zero bias passed as None; the backward kernels take the scaled q; padding is bias -inf),
 online softmax, and P V, without ever writing the [Nq, M] matrix. Forward returns (out, lse); the
 backward accepts a gradient on lse too, so partial attentions can be merged (``ref.merge``).
 Algorithm: FlashAttention (Dao et al. 2022) forward; the backward is split into three kernels
@@ -30,7 +31,7 @@ def _fwd_configs():
     shapes = (
         (64, 64, 128, 4, 2), (128, 64, 128, 8, 2), (64, 64, 256, 8, 2), (128, 32, 256, 8, 2), (64, 128, 64, 4, 2),
         (128, 128, 128, 8, 2), (32, 32, 128, 4, 2), (64, 32, 256, 4, 2), (128, 64, 256, 8, 2), (128, 64, 256, 8, 1),
-        (64, 64, 256, 4, 3),
+        (64, 64, 256, 4, 3), (128, 32, 256, 8, 3), (64, 32, 256, 4, 3),
     )
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_DV": bdv}, num_warps=w, num_stages=st) for bm, bn, bdv, w, st in shapes]
 
@@ -52,10 +53,12 @@ def _prune_fwd(configs, named_args, **kwargs):
 @triton.jit
 def _attn_fwd_kernel(
     Q, K, V, Bias, Out, Lse,
-    NQ, M, D, DV,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+    NQ, M, D, DV, SCALE,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    PREC: tl.constexpr,
 ):
-    """One program: BLOCK_M queries x one BLOCK_DV slice of the values, of one (batch, head)."""
+    """One program: BLOCK_M queries x one BLOCK_DV slice of the values, of one (batch, head).
+    Logits SCALE q.k (+ bias when HAS_BIAS; keys past M get -inf either way)."""
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     pid_e = tl.program_id(2)
@@ -69,8 +72,11 @@ def _attn_fwd_kernel(
     for start_n in range(0, M, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
-        bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf")).to(tl.float32)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) + bias[None, :]
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * SCALE
+        if HAS_BIAS:
+            s += tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))[None, :]
+        else:
+            s = tl.where((offs_n < M)[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.exp(s - m_safe[:, None])
@@ -236,24 +242,25 @@ def _check_inputs(q, k, v, bias) -> None:
 _attn_fwd_tuned = triton.autotune(configs=_fwd_configs(), key=["D", "DV"], prune_configs_by={"early_config_prune": _prune_fwd})(_attn_fwd_kernel)
 
 
-def _fwd(q, k, v, bias):
+def _fwd(q, k, v, bias, scale: float):
     _check_inputs(q, k, v, bias)
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
-    biasf = bias.reshape(-1, m).contiguous().float()
+    has_bias = bias is not None
+    biasf = triton_sizes.bias32(bias, b * h, m, q.device) if has_bias else qf  # (a pointer the kernel never reads)
     out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
     lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
     block_d = triton_sizes.block_d(d)
     if triton_sizes.interpreting():  # the autotuner needs a GPU driver: fixed small tiles under the interpreter
         cfg, block_dv = _blocks(block_d), triton_sizes.block_dv(dv)
         grid = (triton.cdiv(nq, cfg["BLOCK_M"]), b * h, triton.cdiv(dv, block_dv))
-        _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
+        _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
     else:
         def grid(meta):
             return (triton.cdiv(nq, meta["BLOCK_M"]), b * h, triton.cdiv(dv, meta["BLOCK_DV"]))
 
-        _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype))
+        _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype))
     return out.view(b, h, nq, dv), lse.view(b, h, nq)
 
 
@@ -265,7 +272,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse):
     if grad_lse is not None:
         delta = delta - grad_lse.float()
     qf, kf, vf, dof = _flat(q), _flat(k), _flat(v), _flat(grad_out.to(q.dtype))
-    biasf = bias.reshape(-1, m).contiguous().float()
+    biasf = triton_sizes.bias32(bias, b * h, m, q.device)
     lsef, deltaf = lse.reshape(-1, nq).contiguous(), delta.reshape(-1, nq).contiguous()
     block_d, block_dv = triton_sizes.block_d(d), triton_sizes.block_dv(dv)
     cfg = _blocks(block_d)
@@ -286,7 +293,8 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse):
     def total(partials):
         return partials[0] if splits == 1 else partials.view(b * h, splits, *partials.shape[2:]).sum(1)
 
-    return dq.view_as(q), total(dk).to(k.dtype).view_as(k), total(dvv).to(v.dtype).view_as(v), total(dbias).view(b, h, m).to(bias.dtype)
+    dbias_total = None if bias is None else total(dbias).view(b, h, m).to(bias.dtype)
+    return dq.view_as(q), total(dk).to(k.dtype).view_as(k), total(dvv).to(v.dtype).view_as(v), dbias_total
 
 
 def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, int]:
@@ -303,21 +311,24 @@ def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, in
 
 class _DenseTritonFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, bias):
-        out, lse = _fwd(q, k, v, bias)
+    def forward(ctx, q, k, v, bias, scale: float):
+        out, lse = _fwd(q, k, v, bias, scale)
         ctx.save_for_backward(q, k, v, bias, out, lse)
+        ctx.scale = scale
         return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse
 
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
         q, k, v, bias, out, lse = ctx.saved_tensors
-        return _bwd(q, k, v, bias, out, lse, grad_out, grad_lse)
+        # the backward kernels take the scaled queries: d(q scale) -> dq = scale d(q scale)
+        dq, dk, dv, dbias = _bwd(_scaled(q, ctx.scale), k, v, bias, out, lse, grad_out, grad_lse)
+        return _scaled(dq, ctx.scale), dk, dv, dbias, None
 
 
 def dense_attention(q, k, v, bias, scale: float = 1.0):
-    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of dense softmax attention with logits scale q.k + bias;
-    differentiable in q, k, v, bias and through lse."""
-    return _DenseTritonFn.apply(_scaled(q, scale), k, v, bias)
+    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of dense softmax attention with logits scale q.k + bias
+    (``bias`` [B, H, M] or None for none); differentiable in q, k, v, bias and through lse."""
+    return _DenseTritonFn.apply(q, k, v, bias, scale)
 
 
 def _scaled(q, scale: float):
@@ -334,7 +345,7 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0):
     block_d = triton_sizes.block_d(d)
     cfg = _blocks(block_d)
     grid = (triton.cdiv(m, cfg["BLOCK_N"]), b * h)
-    _attn_usage_kernel[grid](_flat(q), _flat(k), bias.reshape(-1, m).contiguous().float(), lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
+    _attn_usage_kernel[grid](_flat(q), _flat(k), triton_sizes.bias32(bias, b * h, m, q.device), lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
     return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
 
 

@@ -10,7 +10,7 @@ import triton
 
 from mnemovision.kernels._backend import triton_interpreter_enabled
 
-__all__ = ["block_d", "block_dv", "interpreting", "precision"]
+__all__ = ["bias32", "block_d", "block_dv", "interpreting", "precision"]
 
 interpreting = triton_interpreter_enabled
 
@@ -28,3 +28,10 @@ def block_dv(dv: int) -> int:
 def precision(dtype: torch.dtype) -> str:
     """fp32 tiles multiply in full IEEE precision (Triton's default would be TF32); 16-bit ones natively."""
     return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
+
+
+def bias32(bias, bh: int, m: int, device) -> torch.Tensor:
+    """The key bias as a contiguous float32 [B*H, M] (zeros where ``bias`` is None)."""
+    if bias is None:
+        return torch.zeros(bh, m, device=device, dtype=torch.float32)
+    return bias.reshape(bh, m).contiguous().float()

@@ -193,10 +193,10 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
     block_t, block_kt = triton.next_power_of_2(n_tiles), triton.next_power_of_2(kt)
     if block_t > MAX_TILES or block_kt * tile > MAX_CANDIDATES:
         chunk = max(16, min(nq, (1 << 27) // max(1, b * h * m)))
-        return ref.topk_select(q, k, bias, top_k, scale, chunk=chunk)
+        return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk)
     with torch.no_grad():
         qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
-        biasf = bias.reshape(b * h, m).contiguous().float()
+        biasf = triton_sizes.bias32(bias, b * h, m, q.device)
         tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
         block_m = 16 if triton_sizes.interpreting() else 64
         grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
@@ -224,13 +224,13 @@ class _TopkReadoutFn(torch.autograd.Function):
         b, h, nq, d = q.shape
         m, dv, top_k = k.shape[2], v.shape[3], idx.shape[3]
         qf, kf, vf = (t.reshape(b * h, -1, t.shape[-1]).contiguous() for t in (q, k, v))
-        biasf = bias.reshape(b * h, m).contiguous().float()
+        biasf = triton_sizes.bias32(bias, b * h, m, q.device)
         idxf = idx.reshape(b * h, nq, top_k).contiguous()
         out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
         lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
         _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, scale, **_launch_sizes(top_k, d, dv), num_warps=4)
         ctx.save_for_backward(qf, kf, vf, biasf, idxf, out, lse)
-        ctx.shapes = (b, h, nq, m, d, dv, top_k, bias.dtype)
+        ctx.shapes = (b, h, nq, m, d, dv, top_k, None if bias is None else bias.dtype)
         ctx.scale = scale
         lse = lse.view(b, h, nq)
         return out.view(b, h, nq, dv), lse.to(q.dtype) if q.dtype == torch.float64 else lse
@@ -253,7 +253,7 @@ class _TopkReadoutFn(torch.autograd.Function):
         )
         return (
             dq.view(b, h, nq, d), dk.view(b, h, m, d).to(qf.dtype), dvacc.view(b, h, m, dv).to(vf.dtype),
-            dbias.view(b, h, m).to(bias_dtype), None, None,
+            None if bias_dtype is None else dbias.view(b, h, m).to(bias_dtype), None, None,
         )
 
 
