@@ -5,12 +5,13 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
 1. ``_tile_max_kernel``: logits q k^T + bias block by block on the tensor cores, reduced to the
    maximum of each tile: tile_max [BH, Nq, ceil(M / TILE)] (TILE times smaller than the logits).
 2. ``_select_kernel``, one program per query: the ``kt = min(top_k, n_tiles)`` tiles with the
-   largest maxima (repeated arg-max over the query's row of tile maxima). Every one of the query's
+   largest maxima (a bitonic ``tl.sort`` of the query's row of tile maxima, packed with their ids
+   into int64 keys). Every one of the query's
    top-k keys lies in those tiles: the k-th largest logit is at least the k-th largest tile maximum
    (k tile maxima are k distinct logits), so a tile holding a top-k key has a maximum no smaller than
    that, i.e. ranks among the top kt tiles (ties aside, where the top-k set is itself ambiguous).
-   The same program computes the logits of those kt * TILE candidate keys in registers and picks
-   the top_k of them (repeated arg-max). Candidates past M get -inf and in-range ones are clamped
+   The same program computes the logits of those kt * TILE candidate keys in registers and sorts
+   them the same way to pick the top_k. Candidates past M get -inf and in-range ones are clamped
    to a finite floor, so in-range keys (kt * TILE >= top_k of them whenever TILE >= 2) always win
    over padding.
 
@@ -66,44 +67,55 @@ def _tile_max_kernel(
 
 
 @triton.jit
+def _order_keys(vals, ids):
+    """int64 keys whose descending order is: larger ``vals`` (fp32) first, then lower ``ids`` (int32,
+    non-negative) first. The float's bits are made order-preserving as a signed int (negative
+    values get their magnitude bits flipped); the id goes in the low word, inverted."""
+    bits = vals.to(tl.int32, bitcast=True)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return (ordered.to(tl.int64) << 32) | (0x7FFFFFFF - ids).to(tl.int64)
+
+
+@triton.jit
+def _ids_of(keys):
+    """The ids packed by ``_order_keys``."""
+    return 0x7FFFFFFF - (keys & 0xFFFFFFFF)
+
+
+@triton.jit
 def _select_kernel(
     Q, K, Bias, TileMax, Idx,
     NQ, M, D, NT, KT, TOPK, SCALE,
-    TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr, BLOCK_D: tl.constexpr,
+    TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr, BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr,
 ):
-    """One query per program: pick its KT best tiles from TileMax (repeated arg-max), compute the
-    logits of their KT * TILE candidate keys in registers, and write the keys of the TOPK largest
-    to Idx[row, :TOPK] (repeated arg-max again; ties go to the lowest position)."""
+    """One query per program: sort its row of tile maxima (bitonic ``tl.sort`` on packed value/id
+    keys) and keep the KT best tiles, compute the logits of their KT * TILE candidate keys in
+    registers (one gather per D_CHUNK slice of the head dim), sort those and write the keys of the
+    TOPK largest to Idx[row, :TOPK] (ties go to the lowest position)."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
     offs_t = tl.arange(0, BLOCK_T)
-    tile_free = offs_t < NT
-    tile_vals = tl.load(TileMax + row * NT + offs_t, mask=tile_free, other=float("-inf"))
-    offs_d = tl.arange(0, BLOCK_D)
-    q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32) * SCALE
+    tile_vals = tl.load(TileMax + row * NT + offs_t, mask=offs_t < NT, other=float("-inf"))
+    tile_order = _ids_of(tl.sort(_order_keys(tile_vals, offs_t), descending=True))
+    # the first BLOCK_KT entries of the order: row 0 of its [BLOCK_T / BLOCK_KT, BLOCK_KT] view
+    rows = tl.arange(0, BLOCK_T // BLOCK_KT)
+    best = tl.sum(tl.where(rows[:, None] == 0, tl.reshape(tile_order, [BLOCK_T // BLOCK_KT, BLOCK_KT]), 0), 0)
     offs_j = tl.arange(0, BLOCK_KT)
     offs_i = tl.arange(0, TILE_)
-    cand = tl.full([BLOCK_KT, TILE_], float("-inf"), dtype=tl.float32)
-    tile_of = tl.zeros([BLOCK_KT], dtype=tl.int64)
-    for j in range(0, KT):
-        best = tl.max(tl.where(tile_free, tile_vals, float("-inf")), 0)
-        t = tl.min(tl.where(tile_free & (tile_vals == best), offs_t, BLOCK_T), 0)
-        tile_free = tile_free & (offs_t != t)
-        keys = t.to(tl.int64) * TILE_ + offs_i
-        inside = keys < M
-        k = tl.load(K + (bh * M + keys)[:, None] * D + offs_d[None, :], mask=inside[:, None] & (offs_d[None, :] < D), other=0.0)
-        bias = tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
-        s = tl.where(inside, tl.maximum(tl.sum(k.to(tl.float32) * q[None, :], 1) + bias, _FLOOR), float("-inf"))
-        cand = tl.where(offs_j[:, None] == j, s[None, :], cand)
-        tile_of = tl.where(offs_j == j, t.to(tl.int64), tile_of)
-    flat = offs_j[:, None] * TILE_ + offs_i[None, :]
-    cand_free = (offs_j[:, None] < KT) & (offs_i[None, :] < TILE_)
-    for r in range(0, TOPK):
-        best = tl.max(tl.max(tl.where(cand_free, cand, float("-inf")), 1), 0)
-        pos = tl.min(tl.min(tl.where(cand_free & (cand == best), flat, BLOCK_KT * TILE_), 1), 0)
-        cand_free = cand_free & (flat != pos)
-        tile = tl.sum(tl.where(offs_j == pos // TILE_, tile_of, 0), 0)
-        tl.store(Idx + row * TOPK + r, tile * TILE_ + pos % TILE_)
+    keys = best[:, None] * TILE_ + offs_i[None, :]  # [BLOCK_KT, TILE_] candidate key ids
+    inside = (offs_j < KT)[:, None] & (keys < M)
+    s = tl.zeros([BLOCK_KT, TILE_], dtype=tl.float32)
+    for d0 in tl.static_range(0, BLOCK_D, D_CHUNK):
+        offs_d = d0 + tl.arange(0, D_CHUNK)
+        q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32) * SCALE
+        k = tl.load(K + (bh * M + keys)[:, :, None] * D + offs_d[None, None, :], mask=inside[:, :, None] & (offs_d < D)[None, None, :], other=0.0)
+        s += tl.sum(k.to(tl.float32) * q[None, None, :], 2)
+    bias = tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
+    s = tl.where(inside, tl.maximum(s + bias, _FLOOR), float("-inf"))
+    n_cand: tl.constexpr = BLOCK_KT * TILE_
+    chosen = _ids_of(tl.sort(_order_keys(tl.reshape(s, [n_cand]), tl.reshape(keys, [n_cand]).to(tl.int32)), descending=True))
+    offs_c = tl.arange(0, n_cand)
+    tl.store(Idx + row * TOPK + offs_c, chosen, mask=offs_c < TOPK)
 
 
 @triton.jit
@@ -207,7 +219,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
         _select_kernel[(b * h * nq,)](
             qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale,
-            TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), num_warps=4,
+            TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=min(8, triton_sizes.block_d(d)), num_warps=4,
         )
         return idx.view(b, h, nq, top_k)
 
