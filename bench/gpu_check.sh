@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# GPU checks in one go, for a lent GPU machine: Triton vs PyTorch parity (the kernel tests, natively,
-# no interpreter) and the GPU benchmarks. Writes logs and JSON under $OUT (default bench/out).
-#   bash bench/gpu_check.sh [attention] [raster]      (default: both benchmarks)
+# GPU checks in one go, for a lent GPU machine, in three phases: Triton vs PyTorch parity (the kernel
+# tests, natively, no interpreter), the GPU benchmarks, then kernel tables of where the time goes
+# (bench/raster_profile.py forward+backward of one garden view; bench/attention_profile.py for top-k
+# VOS and dense MCNet). Writes logs and JSON under $OUT (default bench/out). Each step is cut at
+# STEP_TIMEOUT_S (default 240) seconds.
+#   bash bench/gpu_check.sh [attention] [raster]      (default: both)
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the attention tests matching -k "topk")
-# raster also prints kernel tables of one garden view (bench/raster_profile.py), forward and forward+backward.
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
 # else ../shared/data. A gsplat wheel carried in ./.whl is installed under /tmp/site and its CUDA code
 # compiled in the background (sm_90, MAX_JOBS=12) while the attention checks run; the rasterizer
@@ -39,33 +41,42 @@ fi
 xdist=()
 $PY -c "import xdist" 2>/dev/null && xdist=(-n 4)  # compile the test kernels in parallel
 status=0
-run_step() {  # run_step NAME CMD...: tee the output to $OUT/NAME.log, remember a failure
+run_step() {  # run_step NAME CMD...: tee the output to $OUT/NAME.log (at most STEP_TIMEOUT_S seconds), remember a failure
   stamp "start $1"
-  "${@:2}" 2>&1 | tee "$OUT/$1.log"
+  timeout "${STEP_TIMEOUT_S:-240}" "${@:2}" 2>&1 | tee "$OUT/$1.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; stamp "FAILED $1"; }
   stamp "end $1"
 }
+wants() { [[ " ${benches[*]} " == *" $1 "* ]]; }
+pytest_native=($PY -m pytest "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs)
 
-for bench in "${benches[@]}"; do
-  case "$bench" in
-    attention)
-      attn_k=()
-      [ -n "${ATTN_K:-}" ] && attn_k=(-k "$ATTN_K")  # e.g. ATTN_K="topk": a subset when device time is short
-      run_step gpu_tests_attention $PY -m pytest tests/kernels/test_attention.py "${xdist[@]}" "${attn_k[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs
-      run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 --json "$OUT/attention_gpu.json"
-      ;;
-    raster)
-      backends=triton
-      if [ -n "$(compgen -G '.whl/gsplat-*.whl')" ]; then
-        while [ ! -f "$gsplat_flag" ] && [ "$SECONDS" -lt "${GSPLAT_WAIT_S:-420}" ]; do sleep 5; done
-        if [ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ]; then backends=triton,gsplat; else stamp "gsplat not built in time: $(tail -c 600 "$OUT/gsplat_build.log" 2>/dev/null)"; fi
-      fi
-      run_step raster_gpu $PY bench/raster.py --device cuda --backends "$backends" --json "$OUT/raster_gpu.json"
-      run_step raster_profile_fwd $PY bench/raster_profile.py --device cuda --backends "$backends"
-      run_step raster_profile_fwd_bwd $PY bench/raster_profile.py --device cuda --backends "$backends" --backward
-      run_step gpu_tests_gaussians $PY -m pytest tests/kernels/test_gaussians.py tests/kernels/test_backend.py "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs
-      ;;
-    *) echo "unknown benchmark $bench"; status=1 ;;
-  esac
-done
+# 1. parity: the kernel tests, natively (no interpreter)
+if wants raster; then
+  run_step gpu_tests_gaussians "${pytest_native[@]}" tests/kernels/test_gaussians.py tests/kernels/test_backend.py
+fi
+if wants attention; then
+  attn_k=()
+  [ -n "${ATTN_K:-}" ] && attn_k=(-k "$ATTN_K")  # e.g. ATTN_K="topk": a subset when device time is short
+  run_step gpu_tests_attention "${pytest_native[@]}" tests/kernels/test_attention.py "${attn_k[@]}"
+fi
+# 2. the benchmarks (the record)
+if wants raster; then
+  backends=triton
+  if [ -n "$(compgen -G '.whl/gsplat-*.whl')" ]; then
+    while [ ! -f "$gsplat_flag" ] && [ "$SECONDS" -lt "${GSPLAT_WAIT_S:-420}" ]; do sleep 5; done
+    if [ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ]; then backends=triton,gsplat; else stamp "gsplat not built in time: $(tail -c 600 "$OUT/gsplat_build.log" 2>/dev/null)"; fi
+  fi
+  run_step raster_gpu $PY bench/raster.py --device cuda --backends "$backends" --json "$OUT/raster_gpu.json"
+fi
+if wants attention; then
+  run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 --json "$OUT/attention_gpu.json"
+fi
+# 3. where the time goes (kernel tables)
+if wants raster; then
+  run_step raster_profile_fwd_bwd $PY bench/raster_profile.py --device cuda --backends triton --backward
+fi
+if wants attention; then
+  run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30
+  run_step attention_profile_mcnet $PY bench/attention_profile.py --case mcnet --top-k 0
+fi
 exit $status

@@ -1,7 +1,8 @@
-"""Where the time of a top-k memory readout goes on a GPU: CUDA kernel times (torch.profiler) of the
-Triton path and of the naive materialise + ``torch.topk`` path, beside their wall time per call.
+"""Where the time of a memory readout goes on a GPU: CUDA kernel times (torch.profiler) of the Triton
+path beside the naive one (top-k: materialise + ``torch.topk``) and, for dense readouts, PyTorch's
+SDPA, with their wall time per call and launch counts.
 
-    python bench/topk_profile.py [--case vos_T20] [--top-k 30] [--backward]
+    python bench/attention_profile.py [--case vos_T20] [--top-k 30 | --top-k 0 (dense)] [--backward]
 
 Prints one kernel table per backend (not a JSON benchmark: ``bench/attention.py`` is the record).
 """
@@ -22,13 +23,14 @@ from common import print_kernel_profile  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", default="vos_T20", choices=sorted(CASES))
-    parser.add_argument("--top-k", type=int, default=30)
+    parser.add_argument("--top-k", type=int, default=30, help="0 profiles the dense readout")
     parser.add_argument("--backward", action="store_true", help="profile forward+backward")
     parser.add_argument("--calls", type=int, default=10)
     args = parser.parse_args()
     case = CASES[args.case]
-    for backend in ("triton", "naive"):
-        fn = runner(case, backend, args.top_k)
+    top_k = args.top_k or None
+    for backend in ("triton", "naive") + (("sdpa",) if top_k is None else ()):
+        fn = runner(case, backend, top_k)
         q, k, v = make_inputs(case, "cuda", torch.float16, grad=args.backward)
 
         def call():
@@ -40,7 +42,7 @@ def main() -> None:
                 with torch.no_grad():
                     fn(q, k, v)
 
-        title = f"{backend} {args.case} top_k={args.top_k} {'fwd+bwd' if args.backward else 'fwd'}"
+        title = f"{backend} {args.case} top_k={top_k} {'fwd+bwd' if args.backward else 'fwd'}"
         print_kernel_profile(title, call, "cuda", args.calls, rows=12, warmup=3)
 
 
