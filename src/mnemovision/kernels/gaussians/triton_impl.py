@@ -4,8 +4,8 @@ What is fused: per 16x16 tile, the depth-sorted Gaussians are taken in batches o
 alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the transmittance by a
 cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
 below 1/255), then ``weights @ features``: a tensor-core matmul (three TF32 products, about fp32
-accuracy) for more than 4 channels, channel by channel sums for 1 to 4 (a matmul tile would be mostly
-padding). A tile stops walking its list once every in-image pixel has stopped (forward and backward).
+accuracy) for more than 4 channels, one [pixels, Gaussians, 4] product summed over the batch for 1
+to 4 (a matmul tile would be mostly padding). A tile stops walking its list once every in-image pixel has stopped (forward and backward).
 Channels are tiled across programs (any C from 1 to 512 in one call). Each pair's feature row is
 derived in the kernel (features shared across views, or per pair for SH colours). Projection and
 binning are ``triton_project``.
@@ -13,7 +13,9 @@ binning are ``triton_project``.
 The backward recomputes the forward front to back (no division drift), forms
 dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
 come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
-atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and |per-pixel dL/d mean2d|.
+atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and (only when asked for)
+|per-pixel dL/d mean2d|. The sums over a tile's pixels are stacked along a third axis, four
+quantities per reduction, so each batch exchanges partial sums between warps a few times, not ten.
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
 """
 
@@ -102,15 +104,10 @@ def _load_batch(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: t
 
 
 @triton.jit
-def _feature(Values, fid, valid_g, ch: tl.constexpr, C: tl.constexpr):
-    """Channel ``ch`` of the feature rows ``fid`` [G] (small-C path, C <= 4)."""
-    return tl.load(Values + fid * C + ch, mask=valid_g, other=0.0)
-
-
-@triton.jit
-def _pixel_channel(Buf, pix, inside, ch: tl.constexpr, STRIDE):
-    """Channel ``ch`` of a per-pixel buffer [P] (small-C path)."""
-    return tl.load(Buf + pix * STRIDE + ch, mask=inside, other=0.0)
+def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
+    """Small-C path: the feature rows of a batch as [G, SMALL_C] (SMALL_C = C rounded up to 4)."""
+    offs = tl.arange(0, SMALL_C)
+    return tl.load(Values + fid[:, None] * C + offs[None, :], mask=valid_g[:, None] & (offs[None, :] < C), other=0.0)
 
 
 @triton.jit
@@ -120,8 +117,8 @@ def _composite_fwd_kernel(
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C (C <= 4)
-    the channels are summed one by one (a matmul would waste most of its columns)."""
+    """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C > 0 (C <= 4)
+    all channels are summed in one [P, G, SMALL_C] product (a matmul would be mostly padding)."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
@@ -131,10 +128,8 @@ def _composite_fwd_kernel(
     t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
     done = tl.zeros([TILE * TILE], dtype=tl.int32)
     acc = tl.zeros([TILE * TILE, BLOCK_C], dtype=tl.float32)
-    o0 = tl.zeros([TILE * TILE], dtype=tl.float32)
-    o1 = tl.zeros([TILE * TILE], dtype=tl.float32)
-    o2 = tl.zeros([TILE * TILE], dtype=tl.float32)
-    o3 = tl.zeros([TILE * TILE], dtype=tl.float32)
+    n_small: tl.constexpr = SMALL_C if SMALL_C > 0 else 1
+    acc_small = tl.zeros([TILE * TILE, n_small], dtype=tl.float32)
     acc_d = tl.zeros([TILE * TILE], dtype=tl.float32)
     b0 = start
     live = _tile_live(done, inside)
@@ -144,13 +139,8 @@ def _composite_fwd_kernel(
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
-            o0 += tl.sum(w * _feature(Values, fid, valid_g, 0, SMALL_C)[None, :], axis=1)
-            if SMALL_C > 1:
-                o1 += tl.sum(w * _feature(Values, fid, valid_g, 1, SMALL_C)[None, :], axis=1)
-            if SMALL_C > 2:
-                o2 += tl.sum(w * _feature(Values, fid, valid_g, 2, SMALL_C)[None, :], axis=1)
-            if SMALL_C > 3:
-                o3 += tl.sum(w * _feature(Values, fid, valid_g, 3, SMALL_C)[None, :], axis=1)
+            feats = _small_features(Values, fid, valid_g, C, SMALL_C)
+            acc_small += tl.sum(w[:, :, None] * feats[None, :, :], axis=1)
         else:
             feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
             acc += tl.dot(w, feats, input_precision=PREC)
@@ -161,13 +151,8 @@ def _composite_fwd_kernel(
         b0 += BLOCK_G
         live = _tile_live(done, inside)
     if SMALL_C > 0:
-        tl.store(Out + pix * OUT_C + 0, o0, mask=inside)
-        if SMALL_C > 1:
-            tl.store(Out + pix * OUT_C + 1, o1, mask=inside)
-        if SMALL_C > 2:
-            tl.store(Out + pix * OUT_C + 2, o2, mask=inside)
-        if SMALL_C > 3:
-            tl.store(Out + pix * OUT_C + 3, o3, mask=inside)
+        offs_s = tl.arange(0, SMALL_C)
+        tl.store(Out + pix[:, None] * OUT_C + offs_s[None, :], acc_small, mask=inside[:, None] & (offs_s[None, :] < C))
     else:
         tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
     if pid_c == 0:
@@ -177,22 +162,15 @@ def _composite_fwd_kernel(
 
 
 @triton.jit
-def _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, ch: tl.constexpr, SMALL_C: tl.constexpr):
-    """Small-C path, one channel: (G_ch f_ch [P, G] for the dots, and dF_ch = w^T G_ch scattered)."""
-    g_ch = _pixel_channel(GradOut, pix, inside, ch, OUT_C)
-    f_ch = _feature(Values, fid, valid_g, ch, SMALL_C)
-    tl.atomic_add(DValues + fid * SMALL_C + ch, tl.sum(w * g_ch[:, None], axis=0), mask=valid_g)
-    return g_ch[:, None] * f_ch[None, :]
-
-
-@triton.jit
 def _composite_bwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
     DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
-    SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, PREC: tl.constexpr,
+    SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """Per-Gaussian sums over the tile's pixels are taken a few at a time: the quantities are stacked
+    along a third axis ([P, G, 4]) so one reduction (one exchange between warps) serves them all."""
     tile = tl.program_id(0)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     start = tl.load(Offsets + tile)
@@ -208,6 +186,10 @@ def _composite_bwd_kernel(
     g_depth = tl.zeros([TILE * TILE], dtype=tl.float32)
     if HAS_DEPTH:
         g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
+    n_small: tl.constexpr = SMALL_C if SMALL_C > 0 else 1
+    offs_s = tl.arange(0, n_small)
+    grad_small = tl.load(GradOut + pix[:, None] * OUT_C + offs_s[None, :], mask=inside[:, None] & (offs_s[None, :] < C) & (SMALL_C > 0), other=0.0)
+    col4 = tl.arange(0, 4)[None, :]  # the stacked quantities' columns
     t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
     done = tl.zeros([TILE * TILE], dtype=tl.int32)
     prefix = tl.zeros([TILE * TILE], dtype=tl.float32)
@@ -220,16 +202,13 @@ def _composite_bwd_kernel(
         keep = keep & inside[:, None]
         w = tl.where(keep, alpha * t_before, 0.0)
         # D = G . f for every (pixel, Gaussian), over all channels; dF = w^T G.
-        dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
         if SMALL_C > 0:
-            dots += _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, 0, SMALL_C)
-            if SMALL_C > 1:
-                dots += _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, 1, SMALL_C)
-            if SMALL_C > 2:
-                dots += _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, 2, SMALL_C)
-            if SMALL_C > 3:
-                dots += _small_c_grads(Values, DValues, GradOut, pix, inside, fid, valid_g, w, OUT_C, 3, SMALL_C)
+            feats = _small_features(Values, fid, valid_g, C, SMALL_C)
+            dots = tl.sum(grad_small[:, None, :] * feats[None, :, :], axis=2)
+            d_feats = tl.sum(w[:, :, None] * grad_small[:, None, :], axis=0)
+            tl.atomic_add(DValues + fid[:, None] * C + offs_s[None, :], d_feats, mask=valid_g[:, None] & (offs_s[None, :] < C))
         else:
+            dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
             for c0 in range(0, C, BLOCK_C):
                 offs_c = c0 + tl.arange(0, BLOCK_C)
                 feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
@@ -248,23 +227,32 @@ def _composite_bwd_kernel(
         unclamped = raw < ALPHA_MAX_C
         d_raw = tl.where(unclamped, d_alpha, 0.0)
         d_sigma = -d_raw * raw
-        tl.atomic_add(DOpac + pair, tl.sum(d_raw * g, axis=0), mask=valid_g)
-        tl.atomic_add(DConics + pair * 3, tl.sum(d_sigma * 0.5 * dx * dx, axis=0), mask=valid_g)
-        tl.atomic_add(DConics + pair * 3 + 1, tl.sum(d_sigma * dx * dy, axis=0), mask=valid_g)
-        tl.atomic_add(DConics + pair * 3 + 2, tl.sum(d_sigma * 0.5 * dy * dy, axis=0), mask=valid_g)
+        # conics (a, b, c) and opacity: sum_p [d_sigma dx^2 / 2, d_sigma dx dy, d_sigma dy^2 / 2, d_raw g]
+        dx3, dy3, ds3 = dx[:, :, None], dy[:, :, None], d_sigma[:, :, None]
+        geo = tl.where(col4 == 0, 0.5 * dx3 * dx3, tl.where(col4 == 1, dx3 * dy3, 0.5 * dy3 * dy3))
+        stacked = tl.where(col4 == 3, (d_raw * g)[:, :, None], ds3 * geo)
+        sums = tl.sum(stacked, axis=0)  # [G, 4]
+        targets = tl.where(col4 == 3, DOpac + pair[:, None], DConics + pair[:, None] * 3 + col4)
+        tl.atomic_add(targets, sums, mask=valid_g[:, None] & (col4 < 4))
+        # 2-D means, and with ABSGRAD the sums of their per-pixel magnitudes
         d_mx = -d_sigma * (ca[None, :] * dx + cb[None, :] * dy)
         d_my = -d_sigma * (cc[None, :] * dy + cb[None, :] * dx)
-        tl.atomic_add(DMeans2d + pair * 2, tl.sum(d_mx, axis=0), mask=valid_g)
-        tl.atomic_add(DMeans2d + pair * 2 + 1, tl.sum(d_my, axis=0), mask=valid_g)
-        tl.atomic_add(AbsGrad + pair * 2, tl.sum(tl.abs(d_mx), axis=0), mask=valid_g)
-        tl.atomic_add(AbsGrad + pair * 2 + 1, tl.sum(tl.abs(d_my), axis=0), mask=valid_g)
+        if ABSGRAD:
+            per_pixel = tl.where(col4 % 2 == 0, d_mx[:, :, None], d_my[:, :, None])
+            per_pixel = tl.where(col4 < 2, per_pixel, tl.abs(per_pixel))
+            targets = tl.where(col4 < 2, DMeans2d + pair[:, None] * 2 + col4, AbsGrad + pair[:, None] * 2 + col4 - 2)
+            tl.atomic_add(targets, tl.sum(per_pixel, axis=0), mask=valid_g[:, None] & (col4 < 4))
+        else:
+            col2 = tl.arange(0, 2)[None, :]
+            per_pixel = tl.where(col2 == 0, d_mx[:, :, None], d_my[:, :, None])
+            tl.atomic_add(DMeans2d + pair[:, None] * 2 + col2, tl.sum(per_pixel, axis=0), mask=valid_g[:, None] & (col2 < 2))
         prefix += tl.sum(wd, axis=1)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)
 
 
-SMALL_C_MAX = 4  # up to this many channels the compositor sums them one by one instead of a matmul
+SMALL_C_MAX = 4  # up to this many channels the compositor sums them in a [P, G, 4] product instead of a matmul
 
 
 def _tile_configs():
@@ -293,17 +281,18 @@ def _kernel(plain, tuned, block_g: int | None):
     return tuned, {}
 
 
-def _settings(meta, c: int, has_depth: bool) -> dict:
+def _settings(meta, c: int, has_depth: bool, absgrad: bool | None = None) -> dict:
     """Compile-time settings and shape arguments shared by the forward and backward launches."""
     shared = meta.get("shared_features")
     interpreting = triton_interpreter_enabled()
+    extra = {} if absgrad is None else {"ABSGRAD": absgrad}  # the backward's switch
     return {
         "sizes": (meta["height"], meta["width"], meta["tiles_x"], meta["tiles_x"] * meta["tiles_y"]),
         "features": (shared[0], shared[1]) if shared else (1, 1),
         "const": dict(
-            SHARED_FEATS=shared is not None, SMALL_C=c if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth,
+            SHARED_FEATS=shared is not None, SMALL_C=triton.next_power_of_2(c) if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth,
             # fp32 matmuls on tensor cores as three TF32 products (about fp32 accuracy); the interpreter multiplies in fp32
-            PREC="ieee" if interpreting else "tf32x3", TILE=16, BLOCK_C=BLOCK_C,
+            PREC="ieee" if interpreting else "tf32x3", TILE=16, BLOCK_C=BLOCK_C, **extra,
         ),
     }
 
@@ -358,7 +347,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         d_opac, d_depths = per_pair[5 * n_pairs: 6 * n_pairs], per_pair[6 * n_pairs: 7 * n_pairs]
         absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
         d_values = torch.zeros_like(f32[3])
-        st = _settings(meta, c, ctx.has_depth)
+        st = _settings(meta, c, ctx.has_depth, absgrad=bool(meta["absgrad"]))
         kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"))
         kernel[(v * st["sizes"][3],)](
             offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
