@@ -335,3 +335,17 @@ def test_torch_topk_columns_is_exact(m, top_k, tile):
     got = ref.topk_columns(logits, top_k, tile=tile)
     want = torch.topk(logits, top_k, dim=-1).indices
     assert torch.equal(got.sort(-1).values, want.sort(-1).values)
+
+
+@pytest.mark.gpu
+@pytest.mark.triton
+def test_triton_autotuned_dense_forward_matches_the_fixed_tiles(monkeypatch):
+    """The autotuned dense forward (what benchmarks and users run) against the fixed-tile launch
+    that the other GPU tests may use (MNEMOVISION_TRITON_AUTOTUNE=0)."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, n, 64, generator=g).half().cuda() for n in (300, 700, 700))
+    monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "0")
+    fixed = memory_attention(q, k, v, backend="triton")
+    monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "1")
+    tuned = memory_attention(q, k, v, backend="triton")
+    torch.testing.assert_close(tuned, fixed, rtol=2e-3, atol=2e-3)

@@ -26,6 +26,13 @@ def triton_interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def triton_autotune_enabled() -> bool:
+    """False when ``MNEMOVISION_TRITON_AUTOTUNE=0``: autotuned Triton kernels then launch one fixed
+    configuration (each candidate costs a compilation, which parity tests on a GPU do not need).
+    Read at every launch; autotuning is always off under the interpreter."""
+    return os.environ.get("MNEMOVISION_TRITON_AUTOTUNE", "1") != "0" and not triton_interpreter_enabled()
+
+
 def cuda_available() -> bool:
     """True when torch sees at least one CUDA device (this queries the driver, so call it lazily)."""
     import torch

@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mnemovision.kernels._backend import triton_autotune_enabled
 from mnemovision.kernels.attention import ref, triton_sizes, triton_topk
 
 MAX_HEAD_DIM = 256
@@ -252,7 +253,7 @@ def _fwd(q, k, v, bias, scale: float):
     out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
     lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
     block_d = triton_sizes.block_d(d)
-    if triton_sizes.interpreting():  # the autotuner needs a GPU driver: fixed small tiles under the interpreter
+    if not triton_autotune_enabled():  # the interpreter (no GPU driver to tune with) or MNEMOVISION_TRITON_AUTOTUNE=0
         cfg, block_dv = _blocks(block_d), triton_sizes.block_dv(dv)
         grid = (triton.cdiv(nq, cfg["BLOCK_M"]), b * h, triton.cdiv(dv, block_dv))
         _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)

@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels._backend import triton_interpreter_enabled
+from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
 from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN, add_background, background_grads
 
 BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step), fixed under the interpreter
@@ -257,8 +257,9 @@ SMALL_C_MAX = 4  # up to this many channels the compositor sums them in a [P, G,
 
 def _tile_configs():
     """Candidate (Gaussians per batch, warps) for the compositor on a GPU; the autotuner keeps the
-    fastest per channel count. Batches of 8 only where no matmul needs 16 (the small-C path)."""
-    return [triton.Config({"BLOCK_G": g}, num_warps=w) for g, w in ((16, 8), (32, 8), (16, 4), (8, 4))]
+    fastest per channel count. They span 4 to 32 (pixel, Gaussian) terms per thread of a [256, G]
+    tile (register pressure); batches under 16 only where no matmul needs 16 (the small-C path)."""
+    return [triton.Config({"BLOCK_G": g}, num_warps=w) for g, w in ((16, 8), (8, 8), (16, 16), (32, 8), (8, 4))]
 
 
 def _prune_tile_configs(configs, named_args, **kwargs):
@@ -274,8 +275,8 @@ _bwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_
 
 def _kernel(plain, tuned, block_g: int | None):
     """(kernel, extra launch settings): fixed sizes under the interpreter (the autotuner needs a GPU
-    driver) or when ``block_g`` is forced, else the autotuned kernel."""
-    if block_g is not None or triton_interpreter_enabled():
+    driver), with ``MNEMOVISION_TRITON_AUTOTUNE=0`` or when ``block_g`` is forced, else the autotuned kernel."""
+    if block_g is not None or not triton_autotune_enabled():
         g = block_g or BLOCK_G
         return plain, {"BLOCK_G": g, "num_warps": NUM_WARPS if g >= 16 else 4}
     return tuned, {}
