@@ -3,8 +3,10 @@ the launch count and the wall time per call, forward or forward+backward, at C =
 
     python bench/raster_profile.py [--device cuda] [--backends triton,gsplat] [--channels 3,160] [--backward]
 
-Prints one kernel table per (backend, channels): the PyTorch stages (projection, SH, binning) show up
-as many small elementwise, scan and sort kernels, the Triton compositor as ``_composite_*_kernel``.
+Prints one kernel table per (backend, channels): the Triton path's ``_project_*``, ``_bin_kernel`` and
+``_composite_*_kernel`` beside PyTorch's sort and small elementwise kernels; for the Triton path on a
+GPU also the compositor autotuner's time per candidate and choice, and each compiled compositor's
+registers and spills.
 Not a JSON benchmark: ``bench/raster.py`` is the record. On a CPU it profiles the CPU ops instead.
 """
 
@@ -19,6 +21,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_kernel_profile  # noqa: E402
 from raster import load_scene, make_runner  # noqa: E402
+
+
+def print_triton_choices() -> None:
+    """The compositor autotuner's timings per candidate and, per compiled kernel, registers and spills
+    (Triton internals, read defensively: versions differ in where they keep them)."""
+    from mnemovision.kernels.gaussians import triton_impl
+
+    for name, tuner in (("forward", triton_impl._fwd_tuned), ("backward", triton_impl._bwd_tuned)):
+        for config, timing in (getattr(tuner, "configs_timings", None) or {}).items():
+            print(f"   autotune {name}: {config} -> {timing} ms")
+        print(f"   autotune {name} choice: {getattr(tuner, 'best_config', None)}")
+    for jit in (triton_impl._composite_fwd_kernel, triton_impl._composite_bwd_kernel):
+        for entry in getattr(jit, "device_caches", {}).values():
+            cache = entry[0] if isinstance(entry, tuple) else entry
+            for kernel in cache.values() if isinstance(cache, dict) else ():
+                meta = getattr(kernel, "metadata", None)
+                print(f"   compiled {getattr(kernel, 'name', '?')}: warps {getattr(meta, 'num_warps', '?')}, "
+                      f"registers {getattr(kernel, 'n_regs', '?')}, spills {getattr(kernel, 'n_spills', '?')}, shared {getattr(meta, 'shared', '?')} B")
 
 
 def profile_backend(backend: str, channels: int, device: str, backward: bool, calls: int) -> None:
@@ -38,6 +58,8 @@ def profile_backend(backend: str, channels: int, device: str, backward: bool, ca
                 run()
 
     print_kernel_profile(f"{backend} garden {width}x{height} C={channels} {'fwd+bwd' if backward else 'fwd'}", call, device, calls)
+    if backend == "triton" and device == "cuda":
+        print_triton_choices()
 
 
 def main() -> None:
