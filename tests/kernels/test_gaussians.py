@@ -383,18 +383,23 @@ def test_triton_sh_antialiased_camera_gradients_and_edge_cases():
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-@pytest.mark.parametrize("block_g, channels", [(8, 3), (32, 3), (32, 40)])
-def test_triton_compositor_batch_sizes_the_autotuner_may_pick(block_g, channels, monkeypatch):
-    """Every (Gaussians per batch) candidate of the GPU autotuner gives the same render and gradients."""
+@pytest.mark.parametrize("block_g, channels, stack", [(8, 3, 0), (32, 3, 1), (32, 40, 0), (16, 40, 1)])
+def test_triton_compositor_variants_the_autotuner_may_pick(block_g, channels, stack, monkeypatch):
+    """Every candidate of the GPU autotuner (Gaussians per batch; the backward's stacked or one-by-one
+    pixel sums) gives the same render and gradients."""
     from mnemovision.kernels.gaussians import triton_impl
 
-    monkeypatch.setattr(triton_impl, "_kernel", lambda plain, tuned, forced: (plain, {"BLOCK_G": block_g, "num_warps": 4}))
+    def fixed(plain, tuned, forced, backward=False):
+        return plain, {"BLOCK_G": block_g, "num_warps": 4} | ({"STACK": stack} if backward else {})
+
+    monkeypatch.setattr(triton_impl, "_kernel", fixed)
     inputs = [t.detach().float().to(DEVICE) for t in scene(n=80, c=channels, v=2)]
 
     def run(backend):
         leaves = [t.clone().requires_grad_(i < 5) for i, t in enumerate(inputs)]
-        r, a, info = rasterize_gaussians(*leaves, W, H, render_mode="RGB+D", backend=backend)
-        return [r, a, *torch.autograd.grad(r.square().sum() + a.sum(), leaves[:5])]
+        r, a, info = rasterize_gaussians(*leaves, W, H, render_mode="RGB+D", absgrad=True, backend=backend)
+        grads = torch.autograd.grad(r.square().sum() + a.sum(), leaves[:5])
+        return [r, a, *grads, info["absgrad"].value]
 
     for got, want in zip(run("triton"), run("torch")):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

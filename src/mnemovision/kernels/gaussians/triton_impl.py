@@ -5,7 +5,9 @@ alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the trans
 cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
 below 1/255), then ``weights @ features``: a tensor-core matmul (three TF32 products, about fp32
 accuracy) for more than 4 channels, one [pixels, Gaussians, 4] product summed over the batch for 1
-to 4 (a matmul tile would be mostly padding). A tile stops walking its list once every in-image pixel has stopped (forward and backward).
+to 4 (a matmul tile would be mostly padding). A tile stops walking its list once every in-image pixel has stopped (forward and backward). The walk is
+software-pipelined: the ids of batch i + 2 and the parameters and features of batch i + 1 are loaded
+while batch i is composited (the list -> Gaussian indirection would otherwise stall every batch).
 Channels are tiled across programs (any C from 1 to 512 in one call). Each pair's feature row is
 derived in the kernel (features shared across views, or per pair for SH colours). Projection and
 binning are ``triton_project``.
@@ -14,8 +16,8 @@ The backward recomputes the forward front to back (no division drift), forms
 dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
 come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
 atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and (only when asked for)
-|per-pixel dL/d mean2d|. The sums over a tile's pixels are stacked along a third axis, four
-quantities per reduction, so each batch exchanges partial sums between warps a few times, not ten.
+|per-pixel dL/d mean2d|. The sums over a tile's pixels are either taken one by one or stacked four
+to a reduction (fewer exchanges between warps, more registers): the autotuner measures both.
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
 """
 
@@ -33,15 +35,55 @@ NUM_WARPS = 8
 BLOCK_C = 32  # channels per program
 
 
+ALPHA_MAX_C = tl.constexpr(ALPHA_MAX)
+ALPHA_MIN_C = tl.constexpr(ALPHA_MIN)
+T_MIN_C = tl.constexpr(T_MIN)
+
+
 @triton.jit
-def _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac):
-    """alpha [P, G], the pieces its gradient needs, for one batch of Gaussians."""
+def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr):
+    """Pair ids, feature rows and validity of the intersections b0 .. b0 + BLOCK_G of a tile. A pair
+    (view v of batch element b, Gaussian g) is b V N + v N + g; with features shared across the views
+    its feature row is b N + g, else the pair itself (SH colours are evaluated per view)."""
+    offs_g = b0 + tl.arange(0, BLOCK_G)
+    valid_g = offs_g < end
+    pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
+    if SHARED_FEATS:
+        fid = (pair // VN) * NF + pair % NF
+    else:
+        fid = pair
+    return pair, fid, valid_g
+
+
+@triton.jit
+def _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH: tl.constexpr):
+    """The batch's 2-D means, conics, opacities and (with HAS_DEPTH) depths, each [G]."""
     mx = tl.load(Means2d + pair * 2, mask=valid_g, other=0.0)
     my = tl.load(Means2d + pair * 2 + 1, mask=valid_g, other=0.0)
     ca = tl.load(Conics + pair * 3, mask=valid_g, other=0.0)
     cb = tl.load(Conics + pair * 3 + 1, mask=valid_g, other=0.0)
     cc = tl.load(Conics + pair * 3 + 2, mask=valid_g, other=0.0)
     op = tl.load(Opac + pair, mask=valid_g, other=0.0)
+    if HAS_DEPTH:
+        z = tl.load(Depths + pair, mask=valid_g, other=0.0)
+    else:
+        z = tl.zeros_like(op)
+    return mx, my, ca, cb, cc, op, z
+
+
+@triton.jit
+def _batch_features(Values, fid, valid_g, C, offs_c, SMALL_C: tl.constexpr):
+    """The batch's feature rows: [G, SMALL_C] on the small-C path, else the program's [G, BLOCK_C] slice."""
+    if SMALL_C > 0:
+        offs = tl.arange(0, SMALL_C)
+        return tl.load(Values + fid[:, None] * C + offs[None, :], mask=valid_g[:, None] & (offs[None, :] < C), other=0.0)
+    else:
+        return tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
+
+
+@triton.jit
+def _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g):
+    """alpha [P, G] and the pieces its gradient needs, for one batch of Gaussians."""
     dx = px[:, None] - mx[None, :]
     dy = py[:, None] - my[None, :]
     sigma = 0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) + cb[None, :] * dx * dy
@@ -50,12 +92,7 @@ def _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac):
     alpha = tl.minimum(raw, ALPHA_MAX_C)
     ok = valid_g[None, :] & (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
     alpha = tl.where(ok, alpha, 0.0)
-    return alpha, ok, raw, g, dx, dy, ca, cb, cc
-
-
-ALPHA_MAX_C = tl.constexpr(ALPHA_MAX)
-ALPHA_MIN_C = tl.constexpr(ALPHA_MIN)
-T_MIN_C = tl.constexpr(T_MIN)
+    return alpha, ok, raw, g, dx, dy
 
 
 @triton.jit
@@ -89,28 +126,6 @@ def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
 
 
 @triton.jit
-def _load_batch(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr):
-    """Pair ids, feature rows and validity of the intersections b0 .. b0 + BLOCK_G of a tile. A pair
-    (view v of batch element b, Gaussian g) is b V N + v N + g; with features shared across the views
-    its feature row is b N + g, else the pair itself (SH colours are evaluated per view)."""
-    offs_g = b0 + tl.arange(0, BLOCK_G)
-    valid_g = offs_g < end
-    pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
-    if SHARED_FEATS:
-        fid = (pair // VN) * NF + pair % NF
-    else:
-        fid = pair
-    return pair, fid, valid_g
-
-
-@triton.jit
-def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
-    """Small-C path: the feature rows of a batch as [G, SMALL_C] (SMALL_C = C rounded up to 4)."""
-    offs = tl.arange(0, SMALL_C)
-    return tl.load(Values + fid[:, None] * C + offs[None, :], mask=valid_g[:, None] & (offs[None, :] < C), other=0.0)
-
-
-@triton.jit
 def _composite_fwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
@@ -118,7 +133,9 @@ def _composite_fwd_kernel(
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C > 0 (C <= 4)
-    all channels are summed in one [P, G, SMALL_C] product (a matmul would be mostly padding)."""
+    all channels are summed in one [P, G, SMALL_C] product (a matmul would be mostly padding).
+    Software-pipelined: while batch i is composited, the ids of batch i + 2 and the parameters and
+    features of batch i + 1 are already in flight."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
@@ -131,25 +148,31 @@ def _composite_fwd_kernel(
     n_small: tl.constexpr = SMALL_C if SMALL_C > 0 else 1
     acc_small = tl.zeros([TILE * TILE, n_small], dtype=tl.float32)
     acc_d = tl.zeros([TILE * TILE], dtype=tl.float32)
+    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+    mx, my, ca, cb, cc, op, z = _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+    feats = _batch_features(Values, fid, valid_g, C, offs_c, SMALL_C)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
-        pair, fid, valid_g = _load_batch(b0, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-        alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
+        # in flight during this batch: ids two batches ahead, parameters and features one ahead
+        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+        mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = _batch_params(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+        feats_n = _batch_features(Values, fid_n, valid_n, C, offs_c, SMALL_C)
+        alpha, ok, raw, g, dx, dy = _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
-            feats = _small_features(Values, fid, valid_g, C, SMALL_C)
             acc_small += tl.sum(w[:, :, None] * feats[None, :, :], axis=1)
         else:
-            feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
             acc += tl.dot(w, feats, input_precision=PREC)
         if HAS_DEPTH:
-            z = tl.load(Depths + pair, mask=valid_g, other=0.0)
             acc_d += tl.sum(w * z[None, :], axis=1)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)
+        valid_g, pair_n, fid_n, valid_n = valid_n, pair_nn, fid_nn, valid_nn
+        mx, my, ca, cb, cc, op, z, feats = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n, feats_n
     if SMALL_C > 0:
         offs_s = tl.arange(0, SMALL_C)
         tl.store(Out + pix[:, None] * OUT_C + offs_s[None, :], acc_small, mask=inside[:, None] & (offs_s[None, :] < C))
@@ -162,15 +185,50 @@ def _composite_fwd_kernel(
 
 
 @triton.jit
+def _param_grads(d_sigma, d_raw, g, dx, dy, ca, cb, cc, pair, valid_g, DMeans2d, DConics, DOpac, AbsGrad,
+                 ABSGRAD: tl.constexpr, STACK: tl.constexpr):
+    """Scatter the batch's sums over pixels: conics (d_sigma dx^2 / 2, d_sigma dx dy, d_sigma dy^2 / 2),
+    opacity (d_raw g), 2-D means and, with ABSGRAD, their per-pixel magnitudes. STACK = 1 stacks four
+    quantities along a third axis so one reduction serves them (fewer exchanges between warps, more
+    registers); STACK = 0 reduces them one by one."""
+    d_mx = -d_sigma * (ca[None, :] * dx + cb[None, :] * dy)
+    d_my = -d_sigma * (cc[None, :] * dy + cb[None, :] * dx)
+    if STACK:
+        col4 = tl.arange(0, 4)[None, :]
+        geo = tl.where(col4 == 0, 0.5 * dx[:, :, None] * dx[:, :, None], tl.where(col4 == 1, dx[:, :, None] * dy[:, :, None], 0.5 * dy[:, :, None] * dy[:, :, None]))
+        stacked = tl.where(col4 == 3, (d_raw * g)[:, :, None], d_sigma[:, :, None] * geo)
+        targets = tl.where(col4 == 3, DOpac + pair[:, None], DConics + pair[:, None] * 3 + col4)
+        tl.atomic_add(targets, tl.sum(stacked, axis=0), mask=valid_g[:, None] & (col4 < 4))
+        if ABSGRAD:
+            per_pixel = tl.where(col4 % 2 == 0, d_mx[:, :, None], d_my[:, :, None])
+            per_pixel = tl.where(col4 < 2, per_pixel, tl.abs(per_pixel))
+            targets = tl.where(col4 < 2, DMeans2d + pair[:, None] * 2 + col4, AbsGrad + pair[:, None] * 2 + col4 - 2)
+            tl.atomic_add(targets, tl.sum(per_pixel, axis=0), mask=valid_g[:, None] & (col4 < 4))
+        else:
+            col2 = tl.arange(0, 2)[None, :]
+            per_pixel = tl.where(col2 == 0, d_mx[:, :, None], d_my[:, :, None])
+            tl.atomic_add(DMeans2d + pair[:, None] * 2 + col2, tl.sum(per_pixel, axis=0), mask=valid_g[:, None] & (col2 < 2))
+    else:
+        tl.atomic_add(DOpac + pair, tl.sum(d_raw * g, axis=0), mask=valid_g)
+        tl.atomic_add(DConics + pair * 3, tl.sum(d_sigma * 0.5 * dx * dx, axis=0), mask=valid_g)
+        tl.atomic_add(DConics + pair * 3 + 1, tl.sum(d_sigma * dx * dy, axis=0), mask=valid_g)
+        tl.atomic_add(DConics + pair * 3 + 2, tl.sum(d_sigma * 0.5 * dy * dy, axis=0), mask=valid_g)
+        tl.atomic_add(DMeans2d + pair * 2, tl.sum(d_mx, axis=0), mask=valid_g)
+        tl.atomic_add(DMeans2d + pair * 2 + 1, tl.sum(d_my, axis=0), mask=valid_g)
+        if ABSGRAD:
+            tl.atomic_add(AbsGrad + pair * 2, tl.sum(tl.abs(d_mx), axis=0), mask=valid_g)
+            tl.atomic_add(AbsGrad + pair * 2 + 1, tl.sum(tl.abs(d_my), axis=0), mask=valid_g)
+
+
+@triton.jit
 def _composite_bwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
     DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, PREC: tl.constexpr,
-    TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
+    TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr, STACK: tl.constexpr,
 ):
-    """Per-Gaussian sums over the tile's pixels are taken a few at a time: the quantities are stacked
-    along a third axis ([P, G, 4]) so one reduction (one exchange between warps) serves them all."""
+    """Recomputes the forward front to back (pipelined like it) and scatters the gradients."""
     tile = tl.program_id(0)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     start = tl.load(Offsets + tile)
@@ -189,21 +247,25 @@ def _composite_bwd_kernel(
     n_small: tl.constexpr = SMALL_C if SMALL_C > 0 else 1
     offs_s = tl.arange(0, n_small)
     grad_small = tl.load(GradOut + pix[:, None] * OUT_C + offs_s[None, :], mask=inside[:, None] & (offs_s[None, :] < C) & (SMALL_C > 0), other=0.0)
-    col4 = tl.arange(0, 4)[None, :]  # the stacked quantities' columns
     t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
     done = tl.zeros([TILE * TILE], dtype=tl.int32)
     prefix = tl.zeros([TILE * TILE], dtype=tl.float32)
+    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+    mx, my, ca, cb, cc, op, z = _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+    feats = _batch_features(Values, fid, valid_g, C, offs_s, SMALL_C)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
-        pair, fid, valid_g = _load_batch(b0, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-        alpha, ok, raw, g, dx, dy, ca, cb, cc = _batch_alphas(pair, valid_g, px, py, Means2d, Conics, Opac)
+        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+        mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = _batch_params(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+        feats_n = _batch_features(Values, fid_n, valid_n, C, offs_s, SMALL_C)
+        alpha, ok, raw, g, dx, dy = _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         keep = keep & inside[:, None]
         w = tl.where(keep, alpha * t_before, 0.0)
         # D = G . f for every (pixel, Gaussian), over all channels; dF = w^T G.
         if SMALL_C > 0:
-            feats = _small_features(Values, fid, valid_g, C, SMALL_C)
             dots = tl.sum(grad_small[:, None, :] * feats[None, :, :], axis=2)
             d_feats = tl.sum(w[:, :, None] * grad_small[:, None, :], axis=0)
             tl.atomic_add(DValues + fid[:, None] * C + offs_s[None, :], d_feats, mask=valid_g[:, None] & (offs_s[None, :] < C))
@@ -211,55 +273,43 @@ def _composite_bwd_kernel(
             dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
             for c0 in range(0, C, BLOCK_C):
                 offs_c = c0 + tl.arange(0, BLOCK_C)
-                feats = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
+                feats_blk = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
                 grad_blk = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
-                dots += tl.dot(grad_blk, tl.trans(feats), input_precision=PREC)
+                dots += tl.dot(grad_blk, tl.trans(feats_blk), input_precision=PREC)
                 dfeat = tl.dot(tl.trans(w), grad_blk, input_precision=PREC)
                 tl.atomic_add(DValues + fid[:, None] * C + offs_c[None, :], dfeat, mask=valid_g[:, None] & (offs_c[None, :] < C))
         if HAS_DEPTH:
-            z = tl.load(Depths + pair, mask=valid_g, other=0.0)
             dots += g_depth[:, None] * z[None, :]
             tl.atomic_add(DDepths + pair, tl.sum(w * g_depth[:, None], axis=0), mask=valid_g)
         wd = w * dots
         incl = prefix[:, None] + tl.cumsum(wd, axis=1)
         d_alpha = t_before * dots - (g_out[:, None] - incl + g_t[:, None]) / (1.0 - alpha)
         d_alpha = tl.where(keep & ok, d_alpha, 0.0)
-        unclamped = raw < ALPHA_MAX_C
-        d_raw = tl.where(unclamped, d_alpha, 0.0)
-        d_sigma = -d_raw * raw
-        # conics (a, b, c) and opacity: sum_p [d_sigma dx^2 / 2, d_sigma dx dy, d_sigma dy^2 / 2, d_raw g]
-        dx3, dy3, ds3 = dx[:, :, None], dy[:, :, None], d_sigma[:, :, None]
-        geo = tl.where(col4 == 0, 0.5 * dx3 * dx3, tl.where(col4 == 1, dx3 * dy3, 0.5 * dy3 * dy3))
-        stacked = tl.where(col4 == 3, (d_raw * g)[:, :, None], ds3 * geo)
-        sums = tl.sum(stacked, axis=0)  # [G, 4]
-        targets = tl.where(col4 == 3, DOpac + pair[:, None], DConics + pair[:, None] * 3 + col4)
-        tl.atomic_add(targets, sums, mask=valid_g[:, None] & (col4 < 4))
-        # 2-D means, and with ABSGRAD the sums of their per-pixel magnitudes
-        d_mx = -d_sigma * (ca[None, :] * dx + cb[None, :] * dy)
-        d_my = -d_sigma * (cc[None, :] * dy + cb[None, :] * dx)
-        if ABSGRAD:
-            per_pixel = tl.where(col4 % 2 == 0, d_mx[:, :, None], d_my[:, :, None])
-            per_pixel = tl.where(col4 < 2, per_pixel, tl.abs(per_pixel))
-            targets = tl.where(col4 < 2, DMeans2d + pair[:, None] * 2 + col4, AbsGrad + pair[:, None] * 2 + col4 - 2)
-            tl.atomic_add(targets, tl.sum(per_pixel, axis=0), mask=valid_g[:, None] & (col4 < 4))
-        else:
-            col2 = tl.arange(0, 2)[None, :]
-            per_pixel = tl.where(col2 == 0, d_mx[:, :, None], d_my[:, :, None])
-            tl.atomic_add(DMeans2d + pair[:, None] * 2 + col2, tl.sum(per_pixel, axis=0), mask=valid_g[:, None] & (col2 < 2))
+        d_raw = tl.where(raw < ALPHA_MAX_C, d_alpha, 0.0)
+        _param_grads(-d_raw * raw, d_raw, g, dx, dy, ca, cb, cc, pair, valid_g, DMeans2d, DConics, DOpac, AbsGrad, ABSGRAD, STACK)
         prefix += tl.sum(wd, axis=1)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)
+        pair, fid, valid_g = pair_n, fid_n, valid_n
+        pair_n, fid_n, valid_n = pair_nn, fid_nn, valid_nn
+        mx, my, ca, cb, cc, op, z, feats = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n, feats_n
 
 
 SMALL_C_MAX = 4  # up to this many channels the compositor sums them in a [P, G, 4] product instead of a matmul
 
 
-def _tile_configs():
-    """Candidate (Gaussians per batch, warps) for the compositor on a GPU; the autotuner keeps the
-    fastest per channel count. They span 4 to 32 (pixel, Gaussian) terms per thread of a [256, G]
-    tile (register pressure); batches under 16 only where no matmul needs 16 (the small-C path)."""
-    return [triton.Config({"BLOCK_G": g}, num_warps=w) for g, w in ((16, 8), (8, 8), (16, 16), (32, 8), (8, 4))]
+def _tile_configs(stack: bool):
+    """Candidate (Gaussians per batch, warps[, STACK]) for the compositor on a GPU; the autotuner keeps
+    the fastest per channel count. They span 4 to 32 (pixel, Gaussian) terms per thread of a [256, G]
+    tile (register pressure); batches under 16 only where no matmul needs 16 (the small-C path). The
+    backward also tries both ways of summing over pixels (``_param_grads``)."""
+    sizes = ((16, 8), (8, 8), (16, 16), (32, 8), (8, 4))
+    stacks = (0, 1) if stack else (None,)
+    return [
+        triton.Config({"BLOCK_G": g} | ({} if st is None else {"STACK": st}), num_warps=w)
+        for g, w in sizes for st in stacks if not (st == 1 and w < 8)
+    ]
 
 
 def _prune_tile_configs(configs, named_args, **kwargs):
@@ -268,17 +318,17 @@ def _prune_tile_configs(configs, named_args, **kwargs):
 
 
 _GRADS = ["DMeans2d", "DConics", "DOpac", "DValues", "DDepths", "AbsGrad"]
-_fwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs})(_composite_fwd_kernel)
+_fwd_tuned = triton.autotune(_tile_configs(stack=False), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs})(_composite_fwd_kernel)
 # the backward accumulates with atomics: the autotuner zeroes the gradient buffers around its trial runs
-_bwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs}, reset_to_zero=_GRADS)(_composite_bwd_kernel)
+_bwd_tuned = triton.autotune(_tile_configs(stack=True), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs}, reset_to_zero=_GRADS)(_composite_bwd_kernel)
 
 
-def _kernel(plain, tuned, block_g: int | None):
+def _kernel(plain, tuned, block_g: int | None, backward: bool = False):
     """(kernel, extra launch settings): fixed sizes under the interpreter (the autotuner needs a GPU
     driver), with ``MNEMOVISION_TRITON_AUTOTUNE=0`` or when ``block_g`` is forced, else the autotuned kernel."""
     if block_g is not None or not triton_autotune_enabled():
         g = block_g or BLOCK_G
-        return plain, {"BLOCK_G": g, "num_warps": NUM_WARPS if g >= 16 else 4}
+        return plain, {"BLOCK_G": g, "num_warps": NUM_WARPS if g >= 16 else 4} | ({"STACK": 0} if backward else {})
     return tuned, {}
 
 
@@ -349,7 +399,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
         d_values = torch.zeros_like(f32[3])
         st = _settings(meta, c, ctx.has_depth, absgrad=bool(meta["absgrad"]))
-        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"))
+        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"), backward=True)
         kernel[(v * st["sizes"][3],)](
             offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
             d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch,
