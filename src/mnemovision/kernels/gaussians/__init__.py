@@ -83,6 +83,31 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     return batch, n, v, c
 
 
+def _project(means, quats, scales, viewmats, Ks, width, height, near, far, antialiased, fused):
+    """Projection of [B, N] Gaussians into [B, V] views: (means2d, conics, depths, radii, compensations)
+    [B*V, N, ...] and, from the fused Triton kernel, the tile counts [B*V, N] (else None)."""
+    if fused:
+        from mnemovision.kernels.gaussians import triton_project
+
+        return triton_project.project(means, quats, scales, viewmats, Ks, width, height, near, far, antialiased)
+    projected = [
+        project_gaussians(means[i], quat_scale_to_covar(quats[i], scales[i]), viewmats[i], Ks[i], width, height, near, far, antialiased)
+        for i in range(means.shape[0])
+    ]
+    return (*(torch.cat([p[j] for p in projected]) for j in range(5)), None)
+
+
+def _feature_rows(colors, sh_degree, means, viewmats, c):
+    """(values, shared_features): with SH, one colour row per (view, Gaussian) pair [B*V*N, 3] and
+    None; else the colours [B*N, C] shared by the views and (V N, N): pair b V N + v N + g reads row b N + g."""
+    b, v, n = means.shape[0], viewmats.shape[1], means.shape[1]
+    if sh_degree is None:
+        return colors.reshape(b * n, c), (v * n, n)
+    centers = torch.linalg.inv(viewmats)[..., :3, 3]  # [B, V, 3]
+    dirs = means[:, None] - centers[:, :, None]  # [B, V, N, 3]
+    return spherical_harmonics(sh_degree, dirs, colors.reshape(b, 1, n, *colors.shape[-2:])).reshape(b * v * n, 3), None
+
+
 def rasterize_gaussians(
     means: torch.Tensor,
     quats: torch.Tensor,
@@ -137,32 +162,18 @@ def rasterize_gaussians(
     views_b, ks_b = viewmats.reshape(b, v, 4, 4), Ks.reshape(b, v, 3, 3)
     # The fused Triton projection differentiates means, quats and scales; camera gradients take PyTorch's.
     fused = chosen == "triton" and not (viewmats.requires_grad or Ks.requires_grad)
-    if fused:
-        from mnemovision.kernels.gaussians import triton_project
-
-        means2d, conics, depths, radii, comps, tile_counts = triton_project.project(
-            means_b, quats_b, scales_b, views_b, ks_b, width, height, near, far, antialiased
-        )  # [B*V, N, ...]
-    else:
-        projected = [
-            project_gaussians(means_b[i], quat_scale_to_covar(quats_b[i], scales_b[i]), views_b[i], ks_b[i], width, height, near, far, antialiased)
-            for i in range(b)
-        ]
-        means2d, conics, depths, radii, comps = (torch.cat([p[j] for p in projected]) for j in range(5))  # [B*V, N, ...]
-    opac_v = (opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)) * comps if antialiased else opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)
-    if sh_degree is not None:
-        centers = torch.linalg.inv(views_b)[..., :3, 3]  # [B, V, 3]
-        dirs = means_b[:, None] - centers[:, :, None]  # [B, V, N, 3]
-        values = spherical_harmonics(sh_degree, dirs, colors.reshape(b, 1, n, *colors.shape[-2:])).reshape(b * v * n, 3)
-        shared_features = None  # one colour row per (view, Gaussian) pair
-    else:
-        values = colors.reshape(b * n, c)
-        shared_features = (v * n, n)  # pair b V N + v N + g reads feature row b N + g
+    means2d, conics, depths, radii, comps, tile_counts = _project(means_b, quats_b, scales_b, views_b, ks_b, width, height, near, far, antialiased, fused)
+    opac_v = opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)
+    if antialiased:
+        opac_v = opac_v * comps
+    values, shared_features = _feature_rows(colors, sh_degree, means_b, views_b, c)
     want_rgb = render_mode.startswith("RGB")
     want_depth = render_mode != "RGB"
     if not want_rgb:
         values = values[:, :0]
     if fused:
+        from mnemovision.kernels.gaussians import triton_project
+
         tile_keys, flat_ids, offsets = triton_project.isect_tiles(means2d, radii, depths, tile_counts, width, height)
     else:
         tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
