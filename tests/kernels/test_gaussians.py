@@ -313,7 +313,8 @@ def test_triton_matches_the_reference(render_mode, channels, batch, v, backgroun
 @pytest.mark.parametrize("antialiased", [False, True])
 def test_triton_projection_and_binning_match_the_reference(antialiased):
     """The fused projection (every output, and the gradients of means, quats and scales from a loss on
-    all of them, culled Gaussians included) and the tile binning against ref, stage by stage."""
+    all of them, culled Gaussians included) and the tile binning (ref's entries less those no pixel
+    shows) against ref, stage by stage."""
     from mnemovision.kernels._testing import assert_kernel_close
     from mnemovision.kernels.gaussians import triton_project
 
@@ -349,11 +350,25 @@ def test_triton_projection_and_binning_match_the_reference(antialiased):
         assert_kernel_close(got[i], same[i], want[i].to(got[i].device), name)
     for name, g, s, w in zip(("dmeans", "dquats", "dscales"), got_g, same_g, want_g):
         assert_kernel_close(g, s, w.to(g.device), name)
-    fused_bins = triton_project.isect_tiles(got[0], got[3], got[2], got[5], W, H)
-    ref_bins = ref.isect_tiles(got[0], got[3], got[2], W, H)
-    for name, a, b in zip(("tile_keys", "flat_ids", "offsets"), fused_bins, ref_bins):
-        assert torch.equal(a, b), name
-    assert fused_bins[1].numel() > 50
+    # binning: ref's entries in ref's order, less those whose tile no pixel centre reaches alpha 1/255 in
+    opacities = torch.rand(got[2].shape, generator=torch.Generator().manual_seed(4)).to(got[2]) * 0.9 + 0.02
+    fused_keys, fused_ids, fused_offsets = triton_project.isect_tiles(got[0], got[3], got[2], got[1], opacities, W, H)
+    ref_keys, ref_ids, ref_offsets = ref.isect_tiles(got[0], got[3], got[2], W, H)
+    tiles_x = math.ceil(W / 16)
+    local = torch.arange(256, device=ref_keys.device)
+    n_tiles = tiles_x * math.ceil(H / 16)
+    px = (ref_keys % n_tiles % tiles_x)[:, None] * 16 + local % 16 + 0.5
+    py = (ref_keys % n_tiles // tiles_x)[:, None] * 16 + local // 16 + 0.5
+    m2, con = got[0].reshape(-1, 2)[ref_ids], got[1].reshape(-1, 3)[ref_ids]
+    dx, dy = px - m2[:, :1], py - m2[:, 1:]
+    sigma = 0.5 * (con[:, :1] * dx * dx + con[:, 2:] * dy * dy) + con[:, 1:2] * dx * dy
+    shows = (opacities.reshape(-1)[ref_ids][:, None] * torch.exp(-sigma) >= 1.0 / 255.0).any(1)
+    ref_pairs = (ref_keys << 32) | ref_ids
+    kept = torch.isin(ref_pairs, (fused_keys << 32) | fused_ids)
+    assert torch.equal(ref_keys[kept], fused_keys) and torch.equal(ref_ids[kept], fused_ids), "a subset, in ref's order"
+    assert not (shows & ~kept).any(), "an entry some pixel shows in was dropped"
+    assert 0 < int((~kept).sum()) and int(kept.sum()) > 50, "some entries dropped, most kept"
+    assert torch.equal(fused_offsets[-1], torch.tensor(fused_ids.numel(), device=fused_offsets.device))
 
 
 @pytest.mark.triton

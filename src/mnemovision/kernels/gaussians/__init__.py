@@ -85,7 +85,7 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
 
 def _project(means, quats, scales, viewmats, Ks, width, height, near, far, antialiased, fused):
     """Projection of [B, N] Gaussians into [B, V] views: (means2d, conics, depths, radii, compensations)
-    [B*V, N, ...] and, from the fused Triton kernel, the tile counts [B*V, N] (else None)."""
+    [B*V, N, ...], by the fused Triton kernel or the PyTorch stages."""
     if fused:
         from mnemovision.kernels.gaussians import triton_project
 
@@ -94,7 +94,7 @@ def _project(means, quats, scales, viewmats, Ks, width, height, near, far, antia
         project_gaussians(means[i], quat_scale_to_covar(quats[i], scales[i]), viewmats[i], Ks[i], width, height, near, far, antialiased)
         for i in range(means.shape[0])
     ]
-    return (*(torch.cat([p[j] for p in projected]) for j in range(5)), None)
+    return tuple(torch.cat([p[j] for p in projected]) for j in range(5))
 
 
 def _feature_rows(colors, sh_degree, means, viewmats, c):
@@ -162,7 +162,7 @@ def rasterize_gaussians(
     views_b, ks_b = viewmats.reshape(b, v, 4, 4), Ks.reshape(b, v, 3, 3)
     # The fused Triton projection differentiates means, quats and scales; camera gradients take PyTorch's.
     fused = chosen == "triton" and not (viewmats.requires_grad or Ks.requires_grad)
-    means2d, conics, depths, radii, comps, tile_counts = _project(means_b, quats_b, scales_b, views_b, ks_b, width, height, near, far, antialiased, fused)
+    means2d, conics, depths, radii, comps = _project(means_b, quats_b, scales_b, views_b, ks_b, width, height, near, far, antialiased, fused)
     opac_v = opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)
     if antialiased:
         opac_v = opac_v * comps
@@ -174,7 +174,8 @@ def rasterize_gaussians(
     if fused:
         from mnemovision.kernels.gaussians import triton_project
 
-        tile_keys, flat_ids, offsets = triton_project.isect_tiles(means2d, radii, depths, tile_counts, width, height)
+        # also drops the (tile, Gaussian) entries no pixel of which reaches alpha 1/255: same render
+        tile_keys, flat_ids, offsets = triton_project.isect_tiles(means2d, radii, depths, conics, opac_v, width, height)
     else:
         tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
     if shared_features is None:

@@ -2,17 +2,17 @@
 
 One program projects a block of Gaussians into one view; the math is ``ref.project_gaussians``
 (EWA with the 1.3x field-of-view clamp, the 0.3 px low-pass, optional opacity compensation, 3.33
-sigma radii, near/far and image culling) written per Gaussian instead of as batched 3x3 matmuls, and
-it also counts the 16x16 tiles each Gaussian touches. The covariance goes through T = W R S and
+sigma radii, near/far and image culling) written per Gaussian instead of as batched 3x3 matmuls. The covariance goes through T = W R S and
 U = J T, so Sigma_2D = U U^T and the backward walks the same chain: dU -> (dJ, dT) -> dM = W^T dT ->
 (dR, ds) -> d(normalised quaternion) -> d(quaternion). Each program of the backward loops over the
 views of its batch element, so the per-Gaussian gradients need no atomics. Gradients reach means,
 quaternions and scales (and opacities through the compensation, outside); camera gradients are not
 computed here: ``rasterize_gaussians`` takes the PyTorch projection when viewmats or Ks require grad.
 
-Binning: an exclusive scan of the tile counts places each Gaussian's entries; one program per block
-of Gaussians writes (tile << 32 | depth bits, flat id) for every tile of its rectangle; ``torch.sort``
-orders them and ``torch.searchsorted`` finds each tile's range. One host sync (the total count).
+Binning (two passes of one kernel, as gsplat does): count, per Gaussian, the tiles of its 3.33 sigma
+rectangle that some pixel of it can reach with alpha >= 1/255, scan the counts, then write
+(tile << 32 | depth bits, flat id) for those tiles; ``torch.sort`` orders them and
+``torch.searchsorted`` finds each tile's range. One host sync (the total count).
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ def _project_one(
 @triton.jit
 def _project_fwd_kernel(
     Means, Quats, Scales, Viewmats, Ks,
-    Means2d, Conics, Depths, Radii, Comps, Counts,
-    N, V, W, H, near, far, TILES_X, TILES_Y,
-    ANTIALIASED: tl.constexpr, TILE: tl.constexpr, BLOCK: tl.constexpr,
+    Means2d, Conics, Depths, Radii, Comps,
+    N, V, W, H, near, far,
+    ANTIALIASED: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
     view = tl.program_id(1)  # flattened (batch, view)
@@ -150,11 +150,6 @@ def _project_fwd_kernel(
     keep = valid & inside & finite & mask
     rx = tl.where(keep, rx, 0.0)
     ry = tl.where(keep, ry, 0.0)
-    x0 = tl.minimum(tl.maximum(tl.floor((px - rx) / TILE), 0.0), TILES_X * 1.0)
-    x1 = tl.minimum(tl.maximum(tl.ceil((px + rx) / TILE), 0.0), TILES_X * 1.0)
-    y0 = tl.minimum(tl.maximum(tl.floor((py - ry) / TILE), 0.0), TILES_Y * 1.0)
-    y1 = tl.minimum(tl.maximum(tl.ceil((py + ry) / TILE), 0.0), TILES_Y * 1.0)
-    count = tl.where(keep, (tl.maximum(x1 - x0, 0.0) * tl.maximum(y1 - y0, 0.0)).to(tl.int32), 0)
     o = view * N + offs
     tl.store(Means2d + o * 2 + 0, px, mask=mask)
     tl.store(Means2d + o * 2 + 1, py, mask=mask)
@@ -165,7 +160,6 @@ def _project_fwd_kernel(
     tl.store(Radii + o * 2 + 0, rx.to(tl.int32), mask=mask)
     tl.store(Radii + o * 2 + 1, ry.to(tl.int32), mask=mask)
     tl.store(Comps + o, comp, mask=mask)
-    tl.store(Counts + o, count, mask=mask)
 
 
 @triton.jit
@@ -305,20 +299,18 @@ class _ProjectTritonFn(torch.autograd.Function):
         depths = torch.empty(b * v, n, device=dev)
         radii = torch.empty(b * v, n, 2, device=dev, dtype=torch.int32)
         comps = torch.empty(b * v, n, device=dev)
-        counts = torch.empty(b * v, n, device=dev, dtype=torch.int32)
-        tiles_x, tiles_y = _tiles(width, height)
         if n > 0:
             _project_fwd_kernel[(triton.cdiv(n, BLOCK), b * v)](
-                *f32, means2d, conics, depths, radii, comps, counts, n, v, float(width), float(height), float(near), float(far),
-                tiles_x, tiles_y, ANTIALIASED=antialiased, TILE=TILE_SIZE, BLOCK=BLOCK,
+                *f32, means2d, conics, depths, radii, comps, n, v, float(width), float(height), float(near), float(far),
+                ANTIALIASED=antialiased, BLOCK=BLOCK,
             )
         ctx.save_for_backward(*f32)
         ctx.settings = (width, height, near, far, antialiased, dtype)
-        ctx.mark_non_differentiable(radii, counts)
-        return means2d.to(dtype), conics.to(dtype), depths.to(dtype), radii, comps.to(dtype), counts
+        ctx.mark_non_differentiable(radii)
+        return means2d.to(dtype), conics.to(dtype), depths.to(dtype), radii, comps.to(dtype)
 
     @staticmethod
-    def backward(ctx, g_means2d, g_conics, g_depths, _g_radii, g_comps, _g_counts):
+    def backward(ctx, g_means2d, g_conics, g_depths, _g_radii, g_comps):
         means, quats, scales, viewmats, Ks = ctx.saved_tensors
         width, height, near, far, antialiased, dtype = ctx.settings
         b, n = means.shape[:2]
@@ -348,46 +340,91 @@ def project(means, quats, scales, viewmats, Ks, width: int, height: int, near: f
 
     Returns:
         means2d [B*V, N, 2], conics [B*V, N, 3], depths [B*V, N], radii [B*V, N, 2] int32,
-        compensations [B*V, N], tile counts [B*V, N] int32 (16x16 tiles each Gaussian touches);
-        differentiable in means, quats and scales (not the cameras).
+        compensations [B*V, N]; differentiable in means, quats and scales (not the cameras).
     """
     return _ProjectTritonFn.apply(means, quats, scales, viewmats, Ks, width, height, near, far, antialiased)
 
 
 @triton.jit
+def _edge_min(d_fixed, lo, hi, a_fixed, b, a_free):
+    """min over t in [lo, hi] of q(d_fixed, t) = 0.5 (a_fixed d^2 + a_free t^2) + b d t (a_free > 0)."""
+    t = tl.minimum(tl.maximum(-b * d_fixed / a_free, lo), hi)
+    return 0.5 * (a_fixed * d_fixed * d_fixed + a_free * t * t) + b * d_fixed * t
+
+
+@triton.jit
+def _rect_min_sigma(px, py, ca, cb, cc, x_lo, x_hi, y_lo, y_hi):
+    """min over the rectangle [x_lo, x_hi] x [y_lo, y_hi] of the compositor's exponent
+    sigma = 0.5 (a dx^2 + c dy^2) + b dx dy (a convex quadratic: 0 when the centre is inside, else
+    the least of its four edges' minima)."""
+    dxl, dxr, dyl, dyh = x_lo - px, x_hi - px, y_lo - py, y_hi - py
+    inside = (dxl <= 0.0) & (dxr >= 0.0) & (dyl <= 0.0) & (dyh >= 0.0)
+    left = _edge_min(dxl, dyl, dyh, ca, cb, cc)
+    right = _edge_min(dxr, dyl, dyh, ca, cb, cc)
+    low = _edge_min(dyl, dxl, dxr, cc, cb, ca)
+    high = _edge_min(dyh, dxl, dxr, cc, cb, ca)
+    return tl.where(inside, 0.0, tl.minimum(tl.minimum(left, right), tl.minimum(low, high)))
+
+
+@triton.jit
 def _bin_kernel(
-    Means2d, Radii, Depths, Counts, Starts, Keys, Ids,
-    TOTAL, N_TILES, TILES_X, TILES_PER_VIEW_N, TILE: tl.constexpr, BLOCK: tl.constexpr,
+    Means2d, Radii, Depths, Conics, Opac, Counts, Ends, Keys, Ids,
+    TOTAL, N_TILES, TILES_X, TILES_Y, TILES_PER_VIEW_N,
+    WRITE: tl.constexpr, TILE: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """Write the (view-tile << 32 | depth bits, flat id) entries of a block of (view, Gaussian) pairs."""
+    """For a block of (view, Gaussian) pairs, walk the tiles of each one's 3.33-sigma rectangle and
+    keep those where some pixel centre can reach alpha >= 1/255 (o exp(-min sigma) over the tile's
+    pixel-centre rectangle; the compositor skips every other pixel anyway). WRITE = 0 counts them
+    into Counts; WRITE = 1 writes (view-tile << 32 | depth bits, flat id) from Ends - Counts on."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < TOTAL
-    count = tl.load(Counts + offs, mask=mask, other=0)
-    start = tl.load(Starts + offs, mask=mask, other=0) - count  # inclusive scan -> first slot
     px = tl.load(Means2d + offs * 2 + 0, mask=mask, other=0.0)
     py = tl.load(Means2d + offs * 2 + 1, mask=mask, other=0.0)
     rx = tl.load(Radii + offs * 2 + 0, mask=mask, other=0).to(tl.float32)
     ry = tl.load(Radii + offs * 2 + 1, mask=mask, other=0).to(tl.float32)
-    x0 = tl.maximum(tl.floor((px - rx) / TILE), 0.0).to(tl.int32)
-    y0 = tl.maximum(tl.floor((py - ry) / TILE), 0.0).to(tl.int32)
-    x1 = tl.minimum(tl.ceil((px + rx) / TILE), TILES_X * 1.0).to(tl.int32)
+    ca = tl.load(Conics + offs * 3 + 0, mask=mask, other=1.0)
+    cb = tl.load(Conics + offs * 3 + 1, mask=mask, other=0.0)
+    cc = tl.load(Conics + offs * 3 + 2, mask=mask, other=1.0)
+    opac = tl.load(Opac + offs, mask=mask, other=0.0)
+    # alpha = o exp(-sigma) >= 1/255  <=>  sigma <= log(255 o); a little slack for rounding
+    reach = tl.log(tl.maximum(opac * 255.0, 1e-30)) + 1e-3
+    visible = mask & (rx > 0.0) & (ry > 0.0) & (opac * 255.0 >= 1.0)
+    x0 = tl.minimum(tl.maximum(tl.floor((px - rx) / TILE), 0.0), TILES_X * 1.0).to(tl.int32)
+    x1 = tl.minimum(tl.maximum(tl.ceil((px + rx) / TILE), 0.0), TILES_X * 1.0).to(tl.int32)
+    y0 = tl.minimum(tl.maximum(tl.floor((py - ry) / TILE), 0.0), TILES_Y * 1.0).to(tl.int32)
+    y1 = tl.minimum(tl.maximum(tl.ceil((py + ry) / TILE), 0.0), TILES_Y * 1.0).to(tl.int32)
     span = tl.maximum(x1 - x0, 1)
-    view = offs // TILES_PER_VIEW_N
-    depth_bits = tl.maximum(tl.load(Depths + offs, mask=mask, other=0.0), 0.0).to(tl.int32, bitcast=True).to(tl.int64)
-    longest = tl.max(count, axis=0)
-    for j in range(0, longest):
-        live = mask & (j < count)
-        tile = view.to(tl.int64) * N_TILES + (y0 + j // span) * TILES_X + x0 + j % span
-        slot = start + j
-        tl.store(Keys + slot, (tile << 32) | depth_bits, mask=live)
-        tl.store(Ids + slot, offs.to(tl.int64), mask=live)
+    n_box = tl.where(visible, tl.maximum(x1 - x0, 0) * tl.maximum(y1 - y0, 0), 0)
+    if WRITE:
+        slot = tl.load(Ends + offs, mask=mask, other=0) - tl.load(Counts + offs, mask=mask, other=0)
+        view = offs // TILES_PER_VIEW_N
+        depth_bits = tl.maximum(tl.load(Depths + offs, mask=mask, other=0.0), 0.0).to(tl.int32, bitcast=True).to(tl.int64)
+    kept = tl.zeros([BLOCK], dtype=tl.int32)
+    for j in range(0, tl.max(n_box, axis=0)):
+        tx = x0 + j % span
+        ty = y0 + j // span
+        lo_x = (tx * TILE).to(tl.float32) + 0.5
+        lo_y = (ty * TILE).to(tl.float32) + 0.5
+        sigma = _rect_min_sigma(px, py, ca, cb, cc, lo_x, lo_x + (TILE - 1), lo_y, lo_y + (TILE - 1))
+        hit = (j < n_box) & (sigma <= reach)
+        if WRITE:
+            tile = view.to(tl.int64) * N_TILES + ty * TILES_X + tx
+            tl.store(Keys + slot, (tile << 32) | depth_bits, mask=hit)
+            tl.store(Ids + slot, offs.to(tl.int64), mask=hit)
+            slot += hit.to(tl.int64)
+        kept += hit.to(tl.int32)
+    if not WRITE:
+        tl.store(Counts + offs, kept, mask=mask)
 
 
-def isect_tiles(means2d, radii, depths, counts, width: int, height: int):
-    """Same result as ``ref.isect_tiles`` from the projection's tile counts.
+def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: int):
+    """``ref.isect_tiles`` without the (tile, Gaussian) entries that cannot show: those whose tile has
+    no pixel centre where alpha = o exp(-sigma) reaches 1/255 (the compositor skips such pixels, so
+    the render is the same; about a fifth of the garden view's entries). Same sort order.
 
     Args:
-        means2d [V, N, 2], radii [V, N, 2] int32, depths [V, N], counts [V, N] int32 (``project``).
+        means2d [V, N, 2], radii [V, N, 2] int32, depths [V, N], conics [V, N, 3], opacities [V, N]
+        (after any antialiasing compensation).
 
     Returns:
         tile_keys [I] int64 sorted, flat_ids [I] int64, offsets [V * n_tiles + 1] int64.
@@ -397,17 +434,20 @@ def isect_tiles(means2d, radii, depths, counts, width: int, height: int):
     n_tiles = tiles_x * tiles_y
     dev = depths.device
     with torch.no_grad():
-        flat_counts = counts.reshape(-1)
-        ends = torch.cumsum(flat_counts, 0, dtype=torch.int64)
+        inputs = [t.detach().float().contiguous() for t in (means2d, radii, depths, conics, opacities)]
+        inputs[1] = radii.contiguous()
+        counts = torch.empty(v * n, dtype=torch.int32, device=dev)
+        block = 128
+        grid = (max(1, triton.cdiv(v * n, block)),)
+        sizes = dict(TILE=TILE_SIZE, BLOCK=block)
+        if v * n > 0:
+            _bin_kernel[grid](*inputs, counts, counts, counts, counts, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
+        ends = torch.cumsum(counts, 0, dtype=torch.int64)
         total = int(ends[-1]) if ends.numel() else 0  # the one host sync: the size of the lists
         keys = torch.empty(total, dtype=torch.int64, device=dev)
         ids = torch.empty(total, dtype=torch.int64, device=dev)
         if total > 0:
-            block = 128
-            _bin_kernel[(triton.cdiv(v * n, block),)](
-                means2d.detach().float().contiguous(), radii.contiguous(), depths.detach().float().contiguous(), flat_counts, ends, keys, ids,
-                v * n, n_tiles, tiles_x, n, TILE=TILE_SIZE, BLOCK=block,
-            )
+            _bin_kernel[grid](*inputs, counts, ends, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
         keys, order = torch.sort(keys)
         flat_ids = ids[order]
         tile_keys = keys >> 32
