@@ -398,14 +398,13 @@ def test_triton_sh_antialiased_camera_gradients_and_edge_cases():
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-@pytest.mark.parametrize("block_g, channels, stack", [(8, 3, 0), (32, 3, 1), (32, 40, 0), (16, 40, 1)])
-def test_triton_compositor_variants_the_autotuner_may_pick(block_g, channels, stack, monkeypatch):
-    """Every candidate of the GPU autotuner (Gaussians per batch; the backward's stacked or one-by-one
-    pixel sums) gives the same render and gradients."""
+@pytest.mark.parametrize("block_g, channels", [(4, 3), (8, 1), (32, 3), (16, 40)])
+def test_triton_compositor_variants_the_autotuner_may_pick(block_g, channels, monkeypatch):
+    """Every batch size the GPU autotuner may pick gives the same render and gradients."""
     from mnemovision.kernels.gaussians import triton_impl
 
-    def fixed(plain, tuned, forced, backward=False):
-        return plain, {"BLOCK_G": block_g, "num_warps": 4} | ({"STACK": stack} if backward else {})
+    def fixed(plain, tuned, forced):
+        return plain, {"BLOCK_G": block_g, "num_warps": 4}
 
     monkeypatch.setattr(triton_impl, "_kernel", fixed)
     inputs = [t.detach().float().to(DEVICE) for t in scene(n=80, c=channels, v=2)]

@@ -16,8 +16,10 @@ The backward recomputes the forward front to back (no division drift), forms
 dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
 come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
 atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and (only when asked for)
-|per-pixel dL/d mean2d|. The sums over a tile's pixels are either taken one by one or stacked four
-to a reduction (fewer exchanges between warps, more registers): the autotuner measures both.
+|per-pixel dL/d mean2d|. Every tensor in the loops is 2-D ([P, 1] per pixel, [1, G] per Gaussian,
+reductions keeping their axis) so all of them share the [P, G] tiles' layout: converting 1-D vectors
+between layouts at every batch cost shared-memory round trips and registers (``bench/kernel_resources.py``
+showed the backward at 255 registers with spills before this).
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
 """
 
@@ -39,13 +41,17 @@ ALPHA_MAX_C = tl.constexpr(ALPHA_MAX)
 ALPHA_MIN_C = tl.constexpr(ALPHA_MIN)
 T_MIN_C = tl.constexpr(T_MIN)
 
+# Layout rule of these kernels: every tensor is 2-D. Per-pixel values are [P, 1] columns, per-Gaussian
+# values [1, G] rows, and reductions keep their axis, so the whole loop shares the layout of its
+# [P, G] tiles (1-D vectors would be moved between layouts through shared memory at every batch).
+
 
 @triton.jit
 def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr):
-    """Pair ids, feature rows and validity of the intersections b0 .. b0 + BLOCK_G of a tile. A pair
-    (view v of batch element b, Gaussian g) is b V N + v N + g; with features shared across the views
-    its feature row is b N + g, else the pair itself (SH colours are evaluated per view)."""
-    offs_g = b0 + tl.arange(0, BLOCK_G)
+    """Pair ids, feature rows and validity [1, G] of the intersections b0 .. b0 + BLOCK_G of a tile.
+    A pair (view v of batch element b, Gaussian g) is b V N + v N + g; with features shared across the
+    views its feature row is b N + g, else the pair itself (SH colours are evaluated per view)."""
+    offs_g = b0 + tl.arange(0, BLOCK_G)[None, :]
     valid_g = offs_g < end
     pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
     if SHARED_FEATS:
@@ -57,7 +63,7 @@ def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl
 
 @triton.jit
 def _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH: tl.constexpr):
-    """The batch's 2-D means, conics, opacities and (with HAS_DEPTH) depths, each [G]."""
+    """The batch's 2-D means, conics, opacities and (with HAS_DEPTH) depths, each [1, G]."""
     mx = tl.load(Means2d + pair * 2, mask=valid_g, other=0.0)
     my = tl.load(Means2d + pair * 2 + 1, mask=valid_g, other=0.0)
     ca = tl.load(Conics + pair * 3, mask=valid_g, other=0.0)
@@ -72,38 +78,49 @@ def _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH: tl.co
 
 
 @triton.jit
-def _batch_features(Values, fid, valid_g, C, offs_c, SMALL_C: tl.constexpr):
-    """The batch's feature rows: [G, SMALL_C] on the small-C path, else the program's [G, BLOCK_C] slice."""
-    if SMALL_C > 0:
-        offs = tl.arange(0, SMALL_C)
-        return tl.load(Values + fid[:, None] * C + offs[None, :], mask=valid_g[:, None] & (offs[None, :] < C), other=0.0)
-    else:
-        return tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
+def _channel(Values, fid, valid_g, ch: tl.constexpr, C):
+    """Small-C path: channel ``ch`` of the batch's feature rows [1, G] (zeros past C)."""
+    return tl.load(Values + fid * C + ch, mask=valid_g & (ch < C), other=0.0)
+
+
+@triton.jit
+def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
+    """Channels 0..3 of the batch's feature rows, each [1, G] (the ones past SMALL_C are zeros)."""
+    f0 = _channel(Values, fid, valid_g, 0, C)
+    f1 = tl.zeros_like(f0)
+    f2 = tl.zeros_like(f0)
+    f3 = tl.zeros_like(f0)
+    if SMALL_C > 1:
+        f1 = _channel(Values, fid, valid_g, 1, C)
+    if SMALL_C > 2:
+        f2 = _channel(Values, fid, valid_g, 2, C)
+        f3 = _channel(Values, fid, valid_g, 3, C)
+    return f0, f1, f2, f3
 
 
 @triton.jit
 def _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g):
-    """alpha [P, G] and the pieces its gradient needs, for one batch of Gaussians."""
-    dx = px[:, None] - mx[None, :]
-    dy = py[:, None] - my[None, :]
-    sigma = 0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) + cb[None, :] * dx * dy
+    """alpha [P, G] and the pieces its gradient needs (px, py [P, 1]; the rest [1, G])."""
+    dx = px - mx
+    dy = py - my
+    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
     g = tl.exp(-sigma)
-    raw = op[None, :] * g
+    raw = op * g
     alpha = tl.minimum(raw, ALPHA_MAX_C)
-    ok = valid_g[None, :] & (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
+    ok = valid_g & (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
     alpha = tl.where(ok, alpha, 0.0)
     return alpha, ok, raw, g, dx, dy
 
 
 @triton.jit
 def _transmittance(alpha, t_in, done):
-    """Within a batch: (t_before [P, G], kept [P, G], t_out [P], done [P])."""
+    """Within a batch (t_in, done [P, 1]): (t_before [P, G], kept [P, G], t_out [P, 1], done [P, 1])."""
     one_minus = 1.0 - alpha
-    t_after = t_in[:, None] * tl.cumprod(one_minus, axis=1)
-    keep = (t_after >= T_MIN_C) & (done[:, None] == 0)
+    t_after = t_in * tl.cumprod(one_minus, axis=1)
+    keep = (t_after >= T_MIN_C) & (done == 0)
     t_before = t_after / one_minus
-    t_out = tl.min(tl.where(keep, t_after, t_in[:, None]), axis=1)
-    stopped = tl.max(tl.where(keep, 0, 1), axis=1)
+    t_out = tl.min(tl.where(keep, t_after, t_in), axis=1, keep_dims=True)
+    stopped = tl.max(tl.where(keep, 0, 1), axis=1, keep_dims=True)
     return t_before, keep, t_out, tl.maximum(done, stopped)
 
 
@@ -111,18 +128,23 @@ def _transmittance(alpha, t_in, done):
 def _tile_live(done, inside):
     """1 while some in-image pixel of the tile still takes light, else 0: the tile's list is walked
     only that far (3DGS stops a tile once every pixel's transmittance fell below 1e-4)."""
-    return tl.max(tl.where(inside, 1 - done, 0), axis=0)
+    return tl.max(tl.where(inside, 1 - done, 0))
 
 
 @triton.jit
 def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
-    """The 256 pixels of a (view, tile) index: (flat pixel index, in-image mask, centre x, centre y)."""
+    """The 256 pixels of a (view, tile) index as [P, 1]: (flat pixel index, in-image mask, centre x, centre y)."""
     view = tile // N_TILES
     local = tile % N_TILES
-    offs_p = tl.arange(0, TILE * TILE)
+    offs_p = tl.arange(0, TILE * TILE)[:, None]
     x = (local % TILES_X) * TILE + offs_p % TILE
     y = (local // TILES_X) * TILE + offs_p // TILE
     return (view * H + y) * W + x, (x < W) & (y < H), x.to(tl.float32) + 0.5, y.to(tl.float32) + 0.5
+
+
+@triton.jit
+def _store_channel(Out, pix, inside, value, ch: tl.constexpr, C, OUT_C):
+    tl.store(Out + pix * OUT_C + ch, value, mask=inside & (ch < C))
 
 
 @triton.jit
@@ -133,51 +155,74 @@ def _composite_fwd_kernel(
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C > 0 (C <= 4)
-    all channels are summed in one [P, G, SMALL_C] product (a matmul would be mostly padding).
-    Software-pipelined: while batch i is composited, the ids of batch i + 2 and the parameters and
-    features of batch i + 1 are already in flight."""
+    the channels are summed one by one (a matmul would be mostly padding). Software-pipelined: while
+    batch i is composited, the ids of batch i + 2 and the parameters and features of batch i + 1 are
+    already in flight."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
-    t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
-    done = tl.zeros([TILE * TILE], dtype=tl.int32)
+    t_run = tl.full([TILE * TILE, 1], 1.0, dtype=tl.float32)
+    done = tl.zeros([TILE * TILE, 1], dtype=tl.int32)
     acc = tl.zeros([TILE * TILE, BLOCK_C], dtype=tl.float32)
-    n_small: tl.constexpr = SMALL_C if SMALL_C > 0 else 1
-    acc_small = tl.zeros([TILE * TILE, n_small], dtype=tl.float32)
-    acc_d = tl.zeros([TILE * TILE], dtype=tl.float32)
+    a0 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    a1 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    a2 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    a3 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    acc_d = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     mx, my, ca, cb, cc, op, z = _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
-    feats = _batch_features(Values, fid, valid_g, C, offs_c, SMALL_C)
+    if SMALL_C > 0:
+        f0, f1, f2, f3 = _small_features(Values, fid, valid_g, C, SMALL_C)
+        feats = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
+    else:
+        f0 = tl.zeros([1, BLOCK_G], dtype=tl.float32)
+        f1 = tl.zeros([1, BLOCK_G], dtype=tl.float32)
+        f2 = tl.zeros([1, BLOCK_G], dtype=tl.float32)
+        f3 = tl.zeros([1, BLOCK_G], dtype=tl.float32)
+        feats = tl.load(Values + tl.trans(fid) * C + offs_c[None, :], mask=tl.trans(valid_g) & (offs_c[None, :] < C), other=0.0)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
         # in flight during this batch: ids two batches ahead, parameters and features one ahead
         pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
         mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = _batch_params(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
-        feats_n = _batch_features(Values, fid_n, valid_n, C, offs_c, SMALL_C)
+        if SMALL_C > 0:
+            f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n, C, SMALL_C)
+            feats_n = feats
+        else:
+            f0_n, f1_n, f2_n, f3_n = f0, f1, f2, f3
+            feats_n = tl.load(Values + tl.trans(fid_n) * C + offs_c[None, :], mask=tl.trans(valid_n) & (offs_c[None, :] < C), other=0.0)
         alpha, ok, raw, g, dx, dy = _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
-            acc_small += tl.sum(w[:, :, None] * feats[None, :, :], axis=1)
+            a0 += tl.sum(w * f0, axis=1, keep_dims=True)
+            if SMALL_C > 1:
+                a1 += tl.sum(w * f1, axis=1, keep_dims=True)
+            if SMALL_C > 2:
+                a2 += tl.sum(w * f2, axis=1, keep_dims=True)
+                a3 += tl.sum(w * f3, axis=1, keep_dims=True)
         else:
             acc += tl.dot(w, feats, input_precision=PREC)
         if HAS_DEPTH:
-            acc_d += tl.sum(w * z[None, :], axis=1)
+            acc_d += tl.sum(w * z, axis=1, keep_dims=True)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)
         valid_g, pair_n, fid_n, valid_n = valid_n, pair_nn, fid_nn, valid_nn
-        mx, my, ca, cb, cc, op, z, feats = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n, feats_n
+        mx, my, ca, cb, cc, op, z = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n
+        f0, f1, f2, f3, feats = f0_n, f1_n, f2_n, f3_n, feats_n
     if SMALL_C > 0:
-        offs_s = tl.arange(0, SMALL_C)
-        tl.store(Out + pix[:, None] * OUT_C + offs_s[None, :], acc_small, mask=inside[:, None] & (offs_s[None, :] < C))
+        _store_channel(Out, pix, inside, a0, 0, C, OUT_C)
+        _store_channel(Out, pix, inside, a1, 1, C, OUT_C)
+        _store_channel(Out, pix, inside, a2, 2, C, OUT_C)
+        _store_channel(Out, pix, inside, a3, 3, C, OUT_C)
     else:
-        tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
+        tl.store(Out + pix * OUT_C + offs_c[None, :], acc, mask=inside & (offs_c[None, :] < C))
     if pid_c == 0:
         tl.store(FinalT + pix, t_run, mask=inside)
         if HAS_DEPTH:
@@ -185,39 +230,16 @@ def _composite_fwd_kernel(
 
 
 @triton.jit
-def _param_grads(d_sigma, d_raw, g, dx, dy, ca, cb, cc, pair, valid_g, DMeans2d, DConics, DOpac, AbsGrad,
-                 ABSGRAD: tl.constexpr, STACK: tl.constexpr):
-    """Scatter the batch's sums over pixels: conics (d_sigma dx^2 / 2, d_sigma dx dy, d_sigma dy^2 / 2),
-    opacity (d_raw g), 2-D means and, with ABSGRAD, their per-pixel magnitudes. STACK = 1 stacks four
-    quantities along a third axis so one reduction serves them (fewer exchanges between warps, more
-    registers); STACK = 0 reduces them one by one."""
-    d_mx = -d_sigma * (ca[None, :] * dx + cb[None, :] * dy)
-    d_my = -d_sigma * (cc[None, :] * dy + cb[None, :] * dx)
-    if STACK:
-        col4 = tl.arange(0, 4)[None, :]
-        geo = tl.where(col4 == 0, 0.5 * dx[:, :, None] * dx[:, :, None], tl.where(col4 == 1, dx[:, :, None] * dy[:, :, None], 0.5 * dy[:, :, None] * dy[:, :, None]))
-        stacked = tl.where(col4 == 3, (d_raw * g)[:, :, None], d_sigma[:, :, None] * geo)
-        targets = tl.where(col4 == 3, DOpac + pair[:, None], DConics + pair[:, None] * 3 + col4)
-        tl.atomic_add(targets, tl.sum(stacked, axis=0), mask=valid_g[:, None] & (col4 < 4))
-        if ABSGRAD:
-            per_pixel = tl.where(col4 % 2 == 0, d_mx[:, :, None], d_my[:, :, None])
-            per_pixel = tl.where(col4 < 2, per_pixel, tl.abs(per_pixel))
-            targets = tl.where(col4 < 2, DMeans2d + pair[:, None] * 2 + col4, AbsGrad + pair[:, None] * 2 + col4 - 2)
-            tl.atomic_add(targets, tl.sum(per_pixel, axis=0), mask=valid_g[:, None] & (col4 < 4))
-        else:
-            col2 = tl.arange(0, 2)[None, :]
-            per_pixel = tl.where(col2 == 0, d_mx[:, :, None], d_my[:, :, None])
-            tl.atomic_add(DMeans2d + pair[:, None] * 2 + col2, tl.sum(per_pixel, axis=0), mask=valid_g[:, None] & (col2 < 2))
-    else:
-        tl.atomic_add(DOpac + pair, tl.sum(d_raw * g, axis=0), mask=valid_g)
-        tl.atomic_add(DConics + pair * 3, tl.sum(d_sigma * 0.5 * dx * dx, axis=0), mask=valid_g)
-        tl.atomic_add(DConics + pair * 3 + 1, tl.sum(d_sigma * dx * dy, axis=0), mask=valid_g)
-        tl.atomic_add(DConics + pair * 3 + 2, tl.sum(d_sigma * 0.5 * dy * dy, axis=0), mask=valid_g)
-        tl.atomic_add(DMeans2d + pair * 2, tl.sum(d_mx, axis=0), mask=valid_g)
-        tl.atomic_add(DMeans2d + pair * 2 + 1, tl.sum(d_my, axis=0), mask=valid_g)
-        if ABSGRAD:
-            tl.atomic_add(AbsGrad + pair * 2, tl.sum(tl.abs(d_mx), axis=0), mask=valid_g)
-            tl.atomic_add(AbsGrad + pair * 2 + 1, tl.sum(tl.abs(d_my), axis=0), mask=valid_g)
+def _scatter_sum(Target, tile_terms, valid_g):
+    """Add the sum over pixels of ``tile_terms`` [P, G] to ``Target`` [1, G] (pointers)."""
+    tl.atomic_add(Target, tl.sum(tile_terms, axis=0, keep_dims=True), mask=valid_g)
+
+
+@triton.jit
+def _channel_grads(Values, DValues, fid, valid_g, w, g_ch, ch: tl.constexpr, C):
+    """Small-C path, one channel: scatter dF_ch = w^T G_ch and return G_ch f_ch [P, G] for the dots."""
+    _scatter_sum(DValues + fid * C + ch, w * g_ch, valid_g & (ch < C))
+    return g_ch * _channel(Values, fid, valid_g, ch, C)
 
 
 @triton.jit
@@ -226,90 +248,107 @@ def _composite_bwd_kernel(
     DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, PREC: tl.constexpr,
-    TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr, STACK: tl.constexpr,
+    TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """Recomputes the forward front to back (pipelined like it) and scatters the gradients."""
     tile = tl.program_id(0)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
-    # Per pixel: G . out over all channels (out without background), and the final-T gradient term.
-    g_out = tl.zeros([TILE * TILE], dtype=tl.float32)
-    for c0 in range(0, OUT_C, BLOCK_C):
-        offs_c = c0 + tl.arange(0, BLOCK_C)
-        m = inside[:, None] & (offs_c[None, :] < OUT_C)
-        g_out += tl.sum(tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=m, other=0.0) * tl.load(Out + pix[:, None] * OUT_C + offs_c[None, :], mask=m, other=0.0), axis=1)
-    t_final = tl.load(FinalT + pix, mask=inside, other=1.0)
-    g_t = tl.load(GradT + pix, mask=inside, other=0.0) * t_final
-    g_depth = tl.zeros([TILE * TILE], dtype=tl.float32)
+    # Per pixel [P, 1]: the output gradient's small channels, G . out (out without background), and
+    # the final-T gradient term.
+    g0 = tl.load(GradOut + pix * OUT_C, mask=inside & (SMALL_C > 0), other=0.0)
+    g1 = tl.load(GradOut + pix * OUT_C + 1, mask=inside & (SMALL_C > 1) & (1 < C), other=0.0)
+    g2 = tl.load(GradOut + pix * OUT_C + 2, mask=inside & (SMALL_C > 2) & (2 < C), other=0.0)
+    g3 = tl.load(GradOut + pix * OUT_C + 3, mask=inside & (SMALL_C > 2) & (3 < C), other=0.0)
+    g_depth = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     if HAS_DEPTH:
         g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
-    n_small: tl.constexpr = SMALL_C if SMALL_C > 0 else 1
-    offs_s = tl.arange(0, n_small)
-    grad_small = tl.load(GradOut + pix[:, None] * OUT_C + offs_s[None, :], mask=inside[:, None] & (offs_s[None, :] < C) & (SMALL_C > 0), other=0.0)
-    t_run = tl.full([TILE * TILE], 1.0, dtype=tl.float32)
-    done = tl.zeros([TILE * TILE], dtype=tl.int32)
-    prefix = tl.zeros([TILE * TILE], dtype=tl.float32)
+    if SMALL_C > 0:
+        g_out = g0 * tl.load(Out + pix * OUT_C, mask=inside, other=0.0)
+        g_out += g1 * tl.load(Out + pix * OUT_C + 1, mask=inside & (1 < C), other=0.0)
+        g_out += g2 * tl.load(Out + pix * OUT_C + 2, mask=inside & (2 < C), other=0.0)
+        g_out += g3 * tl.load(Out + pix * OUT_C + 3, mask=inside & (3 < C), other=0.0)
+        if HAS_DEPTH:
+            g_out += g_depth * tl.load(Out + pix * OUT_C + C, mask=inside, other=0.0)
+    else:
+        g_out = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+        for c0 in range(0, OUT_C, BLOCK_C):
+            offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
+            m = inside & (offs_c < OUT_C)
+            g_out += tl.sum(tl.load(GradOut + pix * OUT_C + offs_c, mask=m, other=0.0) * tl.load(Out + pix * OUT_C + offs_c, mask=m, other=0.0), axis=1, keep_dims=True)
+    g_t = tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
+    t_run = tl.full([TILE * TILE, 1], 1.0, dtype=tl.float32)
+    done = tl.zeros([TILE * TILE, 1], dtype=tl.int32)
+    prefix = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     mx, my, ca, cb, cc, op, z = _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
-    feats = _batch_features(Values, fid, valid_g, C, offs_s, SMALL_C)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
         pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
         mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = _batch_params(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
-        feats_n = _batch_features(Values, fid_n, valid_n, C, offs_s, SMALL_C)
         alpha, ok, raw, g, dx, dy = _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
-        keep = keep & inside[:, None]
+        keep = keep & inside
         w = tl.where(keep, alpha * t_before, 0.0)
         # D = G . f for every (pixel, Gaussian), over all channels; dF = w^T G.
         if SMALL_C > 0:
-            dots = tl.sum(grad_small[:, None, :] * feats[None, :, :], axis=2)
-            d_feats = tl.sum(w[:, :, None] * grad_small[:, None, :], axis=0)
-            tl.atomic_add(DValues + fid[:, None] * C + offs_s[None, :], d_feats, mask=valid_g[:, None] & (offs_s[None, :] < C))
+            dots = _channel_grads(Values, DValues, fid, valid_g, w, g0, 0, C)
+            if SMALL_C > 1:
+                dots += _channel_grads(Values, DValues, fid, valid_g, w, g1, 1, C)
+            if SMALL_C > 2:
+                dots += _channel_grads(Values, DValues, fid, valid_g, w, g2, 2, C)
+                dots += _channel_grads(Values, DValues, fid, valid_g, w, g3, 3, C)
         else:
             dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
+            fid_col = tl.trans(fid)
+            valid_col = tl.trans(valid_g)
             for c0 in range(0, C, BLOCK_C):
-                offs_c = c0 + tl.arange(0, BLOCK_C)
-                feats_blk = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid_g[:, None] & (offs_c[None, :] < C), other=0.0)
-                grad_blk = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
+                offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
+                feats_blk = tl.load(Values + fid_col * C + offs_c, mask=valid_col & (offs_c < C), other=0.0)
+                grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
                 dots += tl.dot(grad_blk, tl.trans(feats_blk), input_precision=PREC)
                 dfeat = tl.dot(tl.trans(w), grad_blk, input_precision=PREC)
-                tl.atomic_add(DValues + fid[:, None] * C + offs_c[None, :], dfeat, mask=valid_g[:, None] & (offs_c[None, :] < C))
+                tl.atomic_add(DValues + fid_col * C + offs_c, dfeat, mask=valid_col & (offs_c < C))
         if HAS_DEPTH:
-            dots += g_depth[:, None] * z[None, :]
-            tl.atomic_add(DDepths + pair, tl.sum(w * g_depth[:, None], axis=0), mask=valid_g)
+            dots += g_depth * z
+            _scatter_sum(DDepths + pair, w * g_depth, valid_g)
         wd = w * dots
-        incl = prefix[:, None] + tl.cumsum(wd, axis=1)
-        d_alpha = t_before * dots - (g_out[:, None] - incl + g_t[:, None]) / (1.0 - alpha)
+        incl = prefix + tl.cumsum(wd, axis=1)
+        d_alpha = t_before * dots - (g_out - incl + g_t) / (1.0 - alpha)
         d_alpha = tl.where(keep & ok, d_alpha, 0.0)
         d_raw = tl.where(raw < ALPHA_MAX_C, d_alpha, 0.0)
-        _param_grads(-d_raw * raw, d_raw, g, dx, dy, ca, cb, cc, pair, valid_g, DMeans2d, DConics, DOpac, AbsGrad, ABSGRAD, STACK)
-        prefix += tl.sum(wd, axis=1)
+        d_sigma = -d_raw * raw
+        _scatter_sum(DOpac + pair, d_raw * g, valid_g)
+        _scatter_sum(DConics + pair * 3, d_sigma * 0.5 * dx * dx, valid_g)
+        _scatter_sum(DConics + pair * 3 + 1, d_sigma * dx * dy, valid_g)
+        _scatter_sum(DConics + pair * 3 + 2, d_sigma * 0.5 * dy * dy, valid_g)
+        d_mx = -d_sigma * (ca * dx + cb * dy)
+        d_my = -d_sigma * (cc * dy + cb * dx)
+        _scatter_sum(DMeans2d + pair * 2, d_mx, valid_g)
+        _scatter_sum(DMeans2d + pair * 2 + 1, d_my, valid_g)
+        if ABSGRAD:
+            _scatter_sum(AbsGrad + pair * 2, tl.abs(d_mx), valid_g)
+            _scatter_sum(AbsGrad + pair * 2 + 1, tl.abs(d_my), valid_g)
+        prefix += tl.sum(wd, axis=1, keep_dims=True)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)
         pair, fid, valid_g = pair_n, fid_n, valid_n
         pair_n, fid_n, valid_n = pair_nn, fid_nn, valid_nn
-        mx, my, ca, cb, cc, op, z, feats = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n, feats_n
+        mx, my, ca, cb, cc, op, z = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n
 
 
-SMALL_C_MAX = 4  # up to this many channels the compositor sums them in a [P, G, 4] product instead of a matmul
+SMALL_C_MAX = 4  # up to this many channels the compositor sums them one by one instead of a matmul
 
 
-def _tile_configs(stack: bool):
-    """Candidate (Gaussians per batch, warps[, STACK]) for the compositor on a GPU; the autotuner keeps
-    the fastest per channel count. They span 4 to 32 (pixel, Gaussian) terms per thread of a [256, G]
-    tile (register pressure); batches under 16 only where no matmul needs 16 (the small-C path). The
-    backward also tries both ways of summing over pixels (``_param_grads``)."""
-    sizes = ((16, 8), (8, 8), (16, 16), (32, 8), (8, 4))
-    stacks = (0, 1) if stack else (None,)
-    return [
-        triton.Config({"BLOCK_G": g} | ({} if st is None else {"STACK": st}), num_warps=w)
-        for g, w in sizes for st in stacks if not (st == 1 and w < 8)
-    ]
+def _tile_configs():
+    """Candidate (Gaussians per batch, warps) for the compositor on a GPU; the autotuner keeps the
+    fastest per channel count. Batches under 16 only where no matmul needs 16 (the small-C path).
+    ``bench/kernel_resources.py`` reports each one's registers and spills without a GPU."""
+    return [triton.Config({"BLOCK_G": g}, num_warps=w) for g, w in ((16, 8), (8, 8), (4, 8), (16, 4), (8, 4), (4, 4))]
 
 
 def _prune_tile_configs(configs, named_args, **kwargs):
@@ -318,17 +357,17 @@ def _prune_tile_configs(configs, named_args, **kwargs):
 
 
 _GRADS = ["DMeans2d", "DConics", "DOpac", "DValues", "DDepths", "AbsGrad"]
-_fwd_tuned = triton.autotune(_tile_configs(stack=False), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs})(_composite_fwd_kernel)
+_fwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs})(_composite_fwd_kernel)
 # the backward accumulates with atomics: the autotuner zeroes the gradient buffers around its trial runs
-_bwd_tuned = triton.autotune(_tile_configs(stack=True), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs}, reset_to_zero=_GRADS)(_composite_bwd_kernel)
+_bwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs}, reset_to_zero=_GRADS)(_composite_bwd_kernel)
 
 
-def _kernel(plain, tuned, block_g: int | None, backward: bool = False):
+def _kernel(plain, tuned, block_g: int | None):
     """(kernel, extra launch settings): fixed sizes under the interpreter (the autotuner needs a GPU
     driver), with ``MNEMOVISION_TRITON_AUTOTUNE=0`` or when ``block_g`` is forced, else the autotuned kernel."""
     if block_g is not None or not triton_autotune_enabled():
         g = block_g or BLOCK_G
-        return plain, {"BLOCK_G": g, "num_warps": NUM_WARPS if g >= 16 else 4} | ({"STACK": 0} if backward else {})
+        return plain, {"BLOCK_G": g, "num_warps": NUM_WARPS}
     return tuned, {}
 
 
@@ -399,7 +438,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
         d_values = torch.zeros_like(f32[3])
         st = _settings(meta, c, ctx.has_depth, absgrad=bool(meta["absgrad"]))
-        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"), backward=True)
+        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"))
         kernel[(v * st["sizes"][3],)](
             offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
             d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch,

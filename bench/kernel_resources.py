@@ -1,0 +1,107 @@
+"""Registers, spills and occupancy of the Triton kernels for a GPU architecture, without a GPU.
+
+    python bench/kernel_resources.py [--arch 90] [--kernels raster] [--channels 3,160]
+
+Compiles each kernel configuration for the target (Triton's own compiler, and its bundled ``ptxas -v``
+for the resource report) and prints a table: registers per thread, spill stores and loads, shared
+memory, and how many programs fit on one SM by registers (65,536 per SM). Register pressure decides
+how many tiles an SM works on at once, so a candidate that spills or fits one program per SM is
+slow whatever the GPU; the table says which before device time is spent. Must run without
+TRITON_INTERPRET (the kernels have to be compiled, not interpreted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table  # noqa: E402
+
+REGISTERS_PER_SM = 65536
+SCALARS = ("H", "W", "TILES_X", "N_TILES", "C", "OUT_C", "VN", "NF")
+INT64_POINTERS = ("Offsets", "FlatIds")
+
+
+def signature(fn, constants: dict) -> dict:
+    """Triton signature of a compositor kernel: pointers fp32 (ids int64), scalars i32."""
+    sig = {}
+    for name in fn.arg_names:
+        if name in constants:
+            sig[name] = "constexpr"
+        elif name in SCALARS:
+            sig[name] = "i32"
+        else:
+            sig[name] = "*i64" if name in INT64_POINTERS else "*fp32"
+    return sig
+
+
+def ptxas_report(ptx: str, arch: int) -> dict:
+    import triton
+
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as handle:
+        handle.write(ptx)
+    try:
+        out = subprocess.run([str(ptxas), f"-arch=sm_{arch}a" if arch >= 90 else f"-arch=sm_{arch}", "-v", handle.name, "-o", os.devnull], capture_output=True, text=True, check=True).stderr
+    finally:
+        os.unlink(handle.name)
+    regs = re.search(r"Used (\d+) registers", out)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", out)
+    return {"registers": int(regs.group(1)) if regs else -1, "spill_stores": int(spills.group(1)) if spills else 0, "spill_loads": int(spills.group(2)) if spills else 0}
+
+
+def compile_report(fn, constants: dict, num_warps: int, arch: int) -> dict:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernel = triton.compile(ASTSource(fn, signature=signature(fn, constants), constexprs=constants), target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+    report = ptxas_report(kernel.asm["ptx"], arch)
+    threads = 32 * num_warps
+    report["programs_per_sm"] = REGISTERS_PER_SM // max(1, report["registers"] * threads)
+    report["shared_b"] = kernel.metadata.shared
+    return report
+
+
+def raster_rows(channels: list[int], arch: int) -> list[dict]:
+    from mnemovision.kernels.gaussians import triton_impl as ti
+
+    rows = []
+    for c in channels:
+        small = triton_impl_small(ti, c)
+        for which, fn, configs in (("fwd", ti._composite_fwd_kernel, ti._tile_configs()), ("bwd", ti._composite_bwd_kernel, ti._tile_configs())):
+            for config in ti._prune_tile_configs(configs, {}, SMALL_C=small):
+                constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, PREC="tf32x3", TILE=16, BLOCK_C=ti.BLOCK_C, **config.kwargs)
+                if which == "bwd":
+                    constants["ABSGRAD"] = False
+                row = {"kernel": f"composite_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
+                row.update(compile_report(fn, constants, config.num_warps, arch))
+                rows.append(row)
+                print(row, flush=True)
+    return rows
+
+
+def triton_impl_small(ti, c: int) -> int:
+    return ti.triton.next_power_of_2(c) if 0 < c <= ti.SMALL_C_MAX else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100)")
+    parser.add_argument("--channels", default="3,160")
+    args = parser.parse_args()
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise SystemExit("unset TRITON_INTERPRET: the kernels must be compiled")
+    rows = raster_rows([int(c) for c in args.channels.split(",")], args.arch)
+    print()
+    print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm"])
+
+
+if __name__ == "__main__":
+    main()
