@@ -75,9 +75,9 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
     rows = []
     for c in channels:
         small = triton_impl_small(ti, c)
-        for which, fn, configs in (("fwd", ti._composite_fwd_kernel, ti._tile_configs()), ("bwd", ti._composite_bwd_kernel, ti._tile_configs())):
-            for config in ti._prune_tile_configs(configs, {}, SMALL_C=small):
-                constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, PREC="tf32x3", TILE=16, BLOCK_C=ti.BLOCK_C, **config.kwargs)
+        for which, fn in (("fwd", ti._composite_fwd_kernel), ("bwd", ti._composite_bwd_kernel)):
+            for config in ti._prune_tile_configs([], {}, SMALL_C=small):
+                constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, TILE=16, **config.kwargs)
                 if which == "bwd":
                     constants["ABSGRAD"] = False
                 row = {"kernel": f"composite_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}

@@ -403,8 +403,8 @@ def test_triton_compositor_variants_the_autotuner_may_pick(block_g, channels, mo
     """Every batch size the GPU autotuner may pick gives the same render and gradients."""
     from mnemovision.kernels.gaussians import triton_impl
 
-    def fixed(plain, tuned, forced):
-        return plain, {"BLOCK_G": block_g, "num_warps": 4}
+    def fixed(plain, tuned, forced, small):
+        return plain, {"BLOCK_G": block_g, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 4}
 
     monkeypatch.setattr(triton_impl, "_kernel", fixed)
     inputs = [t.detach().float().to(DEVICE) for t in scene(n=80, c=channels, v=2)]

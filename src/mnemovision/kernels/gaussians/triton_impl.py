@@ -34,7 +34,7 @@ from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN, add_b
 
 BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step), fixed under the interpreter
 NUM_WARPS = 8
-BLOCK_C = 32  # channels per program
+BLOCK_C = 32  # channels per program under the interpreter (on a GPU: autotuned, or _fixed_settings)
 
 
 ALPHA_MAX_C = tl.constexpr(ALPHA_MAX)
@@ -289,11 +289,19 @@ def _composite_bwd_kernel(
     while (b0 < end) & (live > 0):
         pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
         mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = _batch_params(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+        if SMALL_C == 0:
+            # D = G . f over all channels first, dF = w^T G in a second pass once w is known: each pass
+            # holds one matmul's tiles (one pass holding both, beside the batch's tiles, spills)
+            dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
+            for c0 in range(0, C, BLOCK_C):
+                offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
+                feats_blk = tl.load(Values + tl.trans(fid) * C + offs_c, mask=tl.trans(valid_g) & (offs_c < C), other=0.0)
+                grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
+                dots += tl.dot(grad_blk, tl.trans(feats_blk), input_precision=PREC)
         alpha, ok, raw, g, dx, dy = _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         keep = keep & inside
         w = tl.where(keep, alpha * t_before, 0.0)
-        # D = G . f for every (pixel, Gaussian), over all channels; dF = w^T G.
         if SMALL_C > 0:
             dots = _channel_grads(Values, DValues, fid, valid_g, w, g0, 0, C)
             if SMALL_C > 1:
@@ -302,16 +310,11 @@ def _composite_bwd_kernel(
                 dots += _channel_grads(Values, DValues, fid, valid_g, w, g2, 2, C)
                 dots += _channel_grads(Values, DValues, fid, valid_g, w, g3, 3, C)
         else:
-            dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
-            fid_col = tl.trans(fid)
-            valid_col = tl.trans(valid_g)
             for c0 in range(0, C, BLOCK_C):
                 offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
-                feats_blk = tl.load(Values + fid_col * C + offs_c, mask=valid_col & (offs_c < C), other=0.0)
                 grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
-                dots += tl.dot(grad_blk, tl.trans(feats_blk), input_precision=PREC)
                 dfeat = tl.dot(tl.trans(w), grad_blk, input_precision=PREC)
-                tl.atomic_add(DValues + fid_col * C + offs_c, dfeat, mask=valid_col & (offs_c < C))
+                tl.atomic_add(DValues + tl.trans(fid) * C + offs_c, dfeat, mask=tl.trans(valid_g) & (offs_c < C))
         if HAS_DEPTH:
             dots += g_depth * z
             _scatter_sum(DDepths + pair, w * g_depth, valid_g)
@@ -344,46 +347,64 @@ def _composite_bwd_kernel(
 SMALL_C_MAX = 4  # up to this many channels the compositor sums them one by one instead of a matmul
 
 
-def _tile_configs():
-    """Candidate (Gaussians per batch, warps) for the compositor on a GPU; the autotuner keeps the
-    fastest per channel count. Batches under 16 only where no matmul needs 16 (the small-C path).
-    ``bench/kernel_resources.py`` reports each one's registers and spills without a GPU."""
-    return [triton.Config({"BLOCK_G": g}, num_warps=w) for g, w in ((16, 8), (8, 8), (4, 8), (16, 4), (8, 4), (4, 4))]
+# Candidates kept where bench/kernel_resources.py (sm_90) shows no or few spills; fewer Gaussians per
+# batch means fewer registers (more tiles per SM) but more batches, which only a GPU can weigh.
+
+
+def _small_c_configs():
+    """Small-C path: Gaussians per batch and warps (channel slices and matmul precision do not apply)."""
+    return [triton.Config({"BLOCK_G": g, "BLOCK_C": 16, "PREC": "ieee"}, num_warps=w) for g, w in ((4, 4), (4, 8), (8, 8), (16, 8))]
+
+
+def _matmul_configs():
+    """Matmul path (batches of 16, 8 warps): channel slices of 16 or 32 and fp32 products as three
+    TF32 tensor-core products or plain FMA ("ieee": fewer registers), both about fp32 accurate."""
+    return [triton.Config({"BLOCK_G": 16, "BLOCK_C": bc, "PREC": p}, num_warps=8) for bc in (16, 32) for p in ("ieee", "tf32x3")]
+
+
+_SMALL_C_CONFIGS, _MATMUL_CONFIGS = _small_c_configs(), _matmul_configs()
 
 
 def _prune_tile_configs(configs, named_args, **kwargs):
+    """The autotuner keeps the fastest per channel count, among the candidates of the path that applies.
+    ``bench/kernel_resources.py`` reports each one's registers and spills without a GPU."""
     small = kwargs.get("SMALL_C", named_args.get("SMALL_C", 0))
-    return [c for c in configs if small or c.kwargs["BLOCK_G"] >= 16]
+    return list(_SMALL_C_CONFIGS if small else _MATMUL_CONFIGS)
 
 
 _GRADS = ["DMeans2d", "DConics", "DOpac", "DValues", "DDepths", "AbsGrad"]
-_fwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs})(_composite_fwd_kernel)
+_fwd_tuned = triton.autotune(_SMALL_C_CONFIGS + _MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs})(_composite_fwd_kernel)
 # the backward accumulates with atomics: the autotuner zeroes the gradient buffers around its trial runs
-_bwd_tuned = triton.autotune(_tile_configs(), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs}, reset_to_zero=_GRADS)(_composite_bwd_kernel)
+_bwd_tuned = triton.autotune(_SMALL_C_CONFIGS + _MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs}, reset_to_zero=_GRADS)(_composite_bwd_kernel)
 
 
-def _kernel(plain, tuned, block_g: int | None):
-    """(kernel, extra launch settings): fixed sizes under the interpreter (the autotuner needs a GPU
-    driver), with ``MNEMOVISION_TRITON_AUTOTUNE=0`` or when ``block_g`` is forced, else the autotuned kernel."""
+def _fixed_settings(small: bool) -> dict:
+    """Launch settings without the autotuner: under the interpreter, small sizes; on a GPU the
+    candidates ``bench/kernel_resources.py`` shows without spills (small C: batches of 4 on 8 warps;
+    matmul path: 16-channel slices with FMA products)."""
+    if triton_interpreter_enabled():
+        return {"BLOCK_G": BLOCK_G, "BLOCK_C": BLOCK_C, "PREC": "ieee", "num_warps": NUM_WARPS}
+    if small:
+        return {"BLOCK_G": 4, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
+    return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
+
+
+def _kernel(plain, tuned, block_g: int | None, small: bool):
+    """(kernel, launch settings): fixed under the interpreter (the autotuner needs a GPU driver), with
+    ``MNEMOVISION_TRITON_AUTOTUNE=0`` or when ``block_g`` is forced, else the autotuned kernel."""
     if block_g is not None or not triton_autotune_enabled():
-        g = block_g or BLOCK_G
-        return plain, {"BLOCK_G": g, "num_warps": NUM_WARPS}
+        return plain, _fixed_settings(small) | ({} if block_g is None else {"BLOCK_G": block_g})
     return tuned, {}
 
 
 def _settings(meta, c: int, has_depth: bool, absgrad: bool | None = None) -> dict:
     """Compile-time settings and shape arguments shared by the forward and backward launches."""
     shared = meta.get("shared_features")
-    interpreting = triton_interpreter_enabled()
     extra = {} if absgrad is None else {"ABSGRAD": absgrad}  # the backward's switch
     return {
         "sizes": (meta["height"], meta["width"], meta["tiles_x"], meta["tiles_x"] * meta["tiles_y"]),
         "features": (shared[0], shared[1]) if shared else (1, 1),
-        "const": dict(
-            SHARED_FEATS=shared is not None, SMALL_C=triton.next_power_of_2(c) if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth,
-            # fp32 matmuls on tensor cores as three TF32 products (about fp32 accuracy); the interpreter multiplies in fp32
-            PREC="ieee" if interpreting else "tf32x3", TILE=16, BLOCK_C=BLOCK_C, **extra,
-        ),
+        "const": dict(SHARED_FEATS=shared is not None, SMALL_C=triton.next_power_of_2(c) if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth, TILE=16, **extra),
     }
 
 
@@ -409,8 +430,12 @@ class _CompositeTritonFn(torch.autograd.Function):
         pids = _pairs(flat_ids)
         st = _settings(meta, c, has_depth)
         n_tiles = st["sizes"][3]
-        grid = (v * n_tiles, 1 if st["const"]["SMALL_C"] or c == 0 else triton.cdiv(c, BLOCK_C))
-        kernel, launch = _kernel(_composite_fwd_kernel, _fwd_tuned, meta.get("block_g"))
+        small = st["const"]["SMALL_C"] > 0
+
+        def grid(launch_meta):
+            return (v * n_tiles, 1 if small or c == 0 else triton.cdiv(c, launch_meta["BLOCK_C"]))
+
+        kernel, launch = _kernel(_composite_fwd_kernel, _fwd_tuned, meta.get("block_g"), small)
         kernel[grid](offsets, pids, *f32, depths32, out, final_t, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch)
         ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t)
@@ -438,7 +463,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
         d_values = torch.zeros_like(f32[3])
         st = _settings(meta, c, ctx.has_depth, absgrad=bool(meta["absgrad"]))
-        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"))
+        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"), st["const"]["SMALL_C"] > 0)
         kernel[(v * st["sizes"][3],)](
             offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
             d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch,
