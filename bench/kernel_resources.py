@@ -1,6 +1,6 @@
 """Registers, spills and occupancy of the Triton kernels for a GPU architecture, without a GPU.
 
-    python bench/kernel_resources.py [--arch 90] [--kernels raster] [--channels 3,160]
+    python bench/kernel_resources.py [--arch 90] [--kernels raster,attention] [--channels 3,160]
 
 Compiles each kernel configuration for the target (Triton's own compiler, and its bundled ``ptxas -v``
 for the resource report) and prints a table: registers per thread, spill stores and loads, shared
@@ -28,12 +28,15 @@ SCALARS = ("H", "W", "TILES_X", "N_TILES", "C", "OUT_C", "VN", "NF")
 INT64_POINTERS = ("Offsets", "FlatIds")
 
 
-def signature(fn, constants: dict) -> dict:
-    """Triton signature of a compositor kernel: pointers fp32 (ids int64), scalars i32."""
+def signature(fn, constants: dict, types: dict | None = None) -> dict:
+    """Triton signature: ``types`` where given, else compositor conventions (pointers fp32, ids
+    int64, the shape scalars i32)."""
     sig = {}
     for name in fn.arg_names:
         if name in constants:
             sig[name] = "constexpr"
+        elif types and name in types:
+            sig[name] = types[name]
         elif name in SCALARS:
             sig[name] = "i32"
         else:
@@ -56,12 +59,13 @@ def ptxas_report(ptx: str, arch: int) -> dict:
     return {"registers": int(regs.group(1)) if regs else -1, "spill_stores": int(spills.group(1)) if spills else 0, "spill_loads": int(spills.group(2)) if spills else 0}
 
 
-def compile_report(fn, constants: dict, num_warps: int, arch: int) -> dict:
+def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict | None = None, num_stages: int = 3) -> dict:
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    kernel = triton.compile(ASTSource(fn, signature=signature(fn, constants), constexprs=constants), target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+    source = ASTSource(fn, signature=signature(fn, constants, types), constexprs=constants)
+    kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps, "num_stages": num_stages})
     report = ptxas_report(kernel.asm["ptx"], arch)
     threads = 32 * num_warps
     report["programs_per_sm"] = REGISTERS_PER_SM // max(1, report["registers"] * threads)
@@ -87,6 +91,31 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
     return rows
 
 
+def attention_rows(arch: int) -> list[dict]:
+    """The dense forward's autotune candidates at the MCNet shape (D = Dv = 256, fp16) and the top-k
+    selection program at vos_T20 (M = 32400, tiles of 32, top-k 30, D = 64)."""
+    import triton
+
+    from mnemovision.kernels.attention import triton_impl as ai
+    from mnemovision.kernels.attention import triton_topk as tk
+
+    rows = []
+    fwd_types = {"Q": "*fp16", "K": "*fp16", "V": "*fp16", "Bias": "*fp32", "Out": "*fp16", "Lse": "*fp32", "NQ": "i32", "M": "i32", "D": "i32", "DV": "i32", "SCALE": "fp32"}
+    for config in ai._prune_fwd(ai._fwd_configs(), {"DV": 256}, BLOCK_D=256):
+        constants = dict(HAS_BIAS=False, BLOCK_D=256, PREC="tf32", **config.kwargs)
+        row = {"kernel": "attn_fwd mcnet", "C": "-", "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" stages={config.num_stages}", "warps": config.num_warps}
+        row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages))
+        rows.append(row)
+        print(row, flush=True)
+    n_tiles = triton.cdiv(32400, tk.TILE)
+    sel_types = {"Q": "*fp16", "K": "*fp16", "Bias": "*fp32", "TileMax": "*fp32", "Idx": "*i64", "NQ": "i32", "M": "i32", "D": "i32", "NT": "i32", "KT": "i32", "TOPK": "i32", "SCALE": "fp32"}
+    constants = dict(TILE_=tk.TILE, BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_KT=32, BLOCK_D=64, D_CHUNK=tk._D_CHUNK)
+    row = {"kernel": "topk_select vos_T20", "C": "-", "config": "BLOCK_T=1024 BLOCK_KT=32", "warps": 4}
+    row.update(compile_report(tk._select_kernel, constants, 4, arch, sel_types))
+    rows.append(row)
+    return rows
+
+
 def triton_impl_small(ti, c: int) -> int:
     return ti.triton.next_power_of_2(c) if 0 < c <= ti.SMALL_C_MAX else 0
 
@@ -94,11 +123,15 @@ def triton_impl_small(ti, c: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100)")
-    parser.add_argument("--channels", default="3,160")
+    parser.add_argument("--kernels", default="raster,attention")
+    parser.add_argument("--channels", default="3,160", help="compositor channel counts")
     args = parser.parse_args()
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SystemExit("unset TRITON_INTERPRET: the kernels must be compiled")
-    rows = raster_rows([int(c) for c in args.channels.split(",")], args.arch)
+    wanted = args.kernels.split(",")
+    rows = raster_rows([int(c) for c in args.channels.split(",")], args.arch) if "raster" in wanted else []
+    if "attention" in wanted:
+        rows += attention_rows(args.arch)
     print()
     print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm"])
 

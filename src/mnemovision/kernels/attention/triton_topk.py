@@ -39,6 +39,10 @@ TILES_PER_BLOCK = 4
 # block of candidate logits. Beyond these, selection falls back to ``ref.topk_select``.
 MAX_TILES = 4096
 MAX_CANDIDATES = 8192
+# Head-dim slice per gather of the candidate keys in the selection program: 2 keeps it at 148
+# registers (3 programs per SM on sm_90; 8 needs 255 and spills: bench/kernel_resources.py); the
+# interpreter takes fewer, wider steps.
+_D_CHUNK, _D_CHUNK_INTERPRETED = 2, 8
 # A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
 # (-inf) then never outrank a real key.
 _FLOOR = tl.constexpr(-3.0e38)
@@ -219,7 +223,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
         _select_kernel[(b * h * nq,)](
             qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale,
-            TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=min(8, triton_sizes.block_d(d)), num_warps=4,
+            TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=_D_CHUNK_INTERPRETED if triton_sizes.interpreting() else _D_CHUNK, num_warps=4,
         )
         return idx.view(b, h, nq, top_k)
 
