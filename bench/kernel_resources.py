@@ -78,7 +78,7 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
 
     rows = []
     for c in channels:
-        small = triton_impl_small(ti, c)
+        small = c if 0 < c <= ti.SMALL_C_MAX else 0
         for which, fn in (("fwd", ti._composite_fwd_kernel), ("bwd", ti._composite_bwd_kernel)):
             for config in ti._prune_tile_configs([], {}, SMALL_C=small):
                 constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, TILE=16, **config.kwargs)
@@ -114,10 +114,6 @@ def attention_rows(arch: int) -> list[dict]:
     row.update(compile_report(tk._select_kernel, constants, 4, arch, sel_types))
     rows.append(row)
     return rows
-
-
-def triton_impl_small(ti, c: int) -> int:
-    return ti.triton.next_power_of_2(c) if 0 < c <= ti.SMALL_C_MAX else 0
 
 
 def main() -> None:

@@ -85,7 +85,7 @@ def _channel(Values, fid, valid_g, ch: tl.constexpr, C):
 
 @triton.jit
 def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
-    """Channels 0..3 of the batch's feature rows, each [1, G] (the ones past SMALL_C are zeros)."""
+    """Channels 0..3 of the batch's feature rows, each [1, G] (the ones past SMALL_C = C are zeros)."""
     f0 = _channel(Values, fid, valid_g, 0, C)
     f1 = tl.zeros_like(f0)
     f2 = tl.zeros_like(f0)
@@ -94,6 +94,7 @@ def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
         f1 = _channel(Values, fid, valid_g, 1, C)
     if SMALL_C > 2:
         f2 = _channel(Values, fid, valid_g, 2, C)
+    if SMALL_C > 3:
         f3 = _channel(Values, fid, valid_g, 3, C)
     return f0, f1, f2, f3
 
@@ -205,6 +206,7 @@ def _composite_fwd_kernel(
                 a1 += tl.sum(w * f1, axis=1, keep_dims=True)
             if SMALL_C > 2:
                 a2 += tl.sum(w * f2, axis=1, keep_dims=True)
+            if SMALL_C > 3:
                 a3 += tl.sum(w * f3, axis=1, keep_dims=True)
         else:
             acc += tl.dot(w, feats, input_precision=PREC)
@@ -218,9 +220,12 @@ def _composite_fwd_kernel(
         f0, f1, f2, f3, feats = f0_n, f1_n, f2_n, f3_n, feats_n
     if SMALL_C > 0:
         _store_channel(Out, pix, inside, a0, 0, C, OUT_C)
-        _store_channel(Out, pix, inside, a1, 1, C, OUT_C)
-        _store_channel(Out, pix, inside, a2, 2, C, OUT_C)
-        _store_channel(Out, pix, inside, a3, 3, C, OUT_C)
+        if SMALL_C > 1:
+            _store_channel(Out, pix, inside, a1, 1, C, OUT_C)
+        if SMALL_C > 2:
+            _store_channel(Out, pix, inside, a2, 2, C, OUT_C)
+        if SMALL_C > 3:
+            _store_channel(Out, pix, inside, a3, 3, C, OUT_C)
     else:
         tl.store(Out + pix * OUT_C + offs_c[None, :], acc, mask=inside & (offs_c[None, :] < C))
     if pid_c == 0:
@@ -257,18 +262,25 @@ def _composite_bwd_kernel(
     end = tl.load(Offsets + tile + 1)
     # Per pixel [P, 1]: the output gradient's small channels, G . out (out without background), and
     # the final-T gradient term.
-    g0 = tl.load(GradOut + pix * OUT_C, mask=inside & (SMALL_C > 0), other=0.0)
-    g1 = tl.load(GradOut + pix * OUT_C + 1, mask=inside & (SMALL_C > 1) & (1 < C), other=0.0)
-    g2 = tl.load(GradOut + pix * OUT_C + 2, mask=inside & (SMALL_C > 2) & (2 < C), other=0.0)
-    g3 = tl.load(GradOut + pix * OUT_C + 3, mask=inside & (SMALL_C > 2) & (3 < C), other=0.0)
     g_depth = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     if HAS_DEPTH:
         g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
+    g0 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    g1 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    g2 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    g3 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     if SMALL_C > 0:
+        g0 = tl.load(GradOut + pix * OUT_C, mask=inside, other=0.0)
         g_out = g0 * tl.load(Out + pix * OUT_C, mask=inside, other=0.0)
-        g_out += g1 * tl.load(Out + pix * OUT_C + 1, mask=inside & (1 < C), other=0.0)
-        g_out += g2 * tl.load(Out + pix * OUT_C + 2, mask=inside & (2 < C), other=0.0)
-        g_out += g3 * tl.load(Out + pix * OUT_C + 3, mask=inside & (3 < C), other=0.0)
+        if SMALL_C > 1:
+            g1 = tl.load(GradOut + pix * OUT_C + 1, mask=inside, other=0.0)
+            g_out += g1 * tl.load(Out + pix * OUT_C + 1, mask=inside, other=0.0)
+        if SMALL_C > 2:
+            g2 = tl.load(GradOut + pix * OUT_C + 2, mask=inside, other=0.0)
+            g_out += g2 * tl.load(Out + pix * OUT_C + 2, mask=inside, other=0.0)
+        if SMALL_C > 3:
+            g3 = tl.load(GradOut + pix * OUT_C + 3, mask=inside, other=0.0)
+            g_out += g3 * tl.load(Out + pix * OUT_C + 3, mask=inside, other=0.0)
         if HAS_DEPTH:
             g_out += g_depth * tl.load(Out + pix * OUT_C + C, mask=inside, other=0.0)
     else:
@@ -277,7 +289,8 @@ def _composite_bwd_kernel(
             offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
             m = inside & (offs_c < OUT_C)
             g_out += tl.sum(tl.load(GradOut + pix * OUT_C + offs_c, mask=m, other=0.0) * tl.load(Out + pix * OUT_C + offs_c, mask=m, other=0.0), axis=1, keep_dims=True)
-    g_t = tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
+    # d alpha needs G . out + g_T T_final (less the prefix), one column for both
+    g_rest = g_out + tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
     t_run = tl.full([TILE * TILE, 1], 1.0, dtype=tl.float32)
     done = tl.zeros([TILE * TILE, 1], dtype=tl.int32)
     prefix = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
@@ -308,6 +321,7 @@ def _composite_bwd_kernel(
                 dots += _channel_grads(Values, DValues, fid, valid_g, w, g1, 1, C)
             if SMALL_C > 2:
                 dots += _channel_grads(Values, DValues, fid, valid_g, w, g2, 2, C)
+            if SMALL_C > 3:
                 dots += _channel_grads(Values, DValues, fid, valid_g, w, g3, 3, C)
         else:
             for c0 in range(0, C, BLOCK_C):
@@ -320,7 +334,7 @@ def _composite_bwd_kernel(
             _scatter_sum(DDepths + pair, w * g_depth, valid_g)
         wd = w * dots
         incl = prefix + tl.cumsum(wd, axis=1)
-        d_alpha = t_before * dots - (g_out - incl + g_t) / (1.0 - alpha)
+        d_alpha = t_before * dots - (g_rest - incl) / (1.0 - alpha)
         d_alpha = tl.where(keep & ok, d_alpha, 0.0)
         d_raw = tl.where(raw < ALPHA_MAX_C, d_alpha, 0.0)
         d_sigma = -d_raw * raw
@@ -404,7 +418,7 @@ def _settings(meta, c: int, has_depth: bool, absgrad: bool | None = None) -> dic
     return {
         "sizes": (meta["height"], meta["width"], meta["tiles_x"], meta["tiles_x"] * meta["tiles_y"]),
         "features": (shared[0], shared[1]) if shared else (1, 1),
-        "const": dict(SHARED_FEATS=shared is not None, SMALL_C=triton.next_power_of_2(c) if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth, TILE=16, **extra),
+        "const": dict(SHARED_FEATS=shared is not None, SMALL_C=c if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth, TILE=16, **extra),
     }
 
 
