@@ -7,8 +7,9 @@
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the attention tests matching -k "topk")
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
-# else ../shared/data. A gsplat wheel carried in ./.whl is installed under /tmp/site and its CUDA code
-# compiled in the background (sm_90, MAX_JOBS=12) while the attention checks run; the rasterizer
+# else ../shared/data. Wheels carried in ./.whl are installed under /tmp/site: gsplat's CUDA code is
+# then compiled in the background (sm_90, MAX_JOBS=12) while the tests run, and with pytest-xdist
+# (+ execnet) the tests compile their kernels in 4 processes; the rasterizer
 # benchmark then includes gsplat's CUDA rasterizer if the build finished by GSPLAT_WAIT_S (default 420)
 # seconds into the script.
 set -uo pipefail
@@ -31,9 +32,11 @@ stamp() { echo "[gpu_check $(date -u +%H:%M:%S), ${SECONDS}s] $*"; }
 
 gsplat_flag=/tmp/gsplat_build_status
 rm -f "$gsplat_flag"
-if compgen -G ".whl/gsplat-*.whl" >/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/gsplat-*.whl
+if compgen -G ".whl/*.whl" >/dev/null; then  # carried wheels: gsplat, pytest-xdist + execnet (parallel test compiles)
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+if compgen -G ".whl/gsplat-*.whl" >/dev/null; then
   stamp "building gsplat's CUDA extension in the background"
   (MAX_JOBS=12 TORCH_CUDA_ARCH_LIST=9.0 $PY -c "from gsplat.cuda._backend import _C; assert _C is not None" >"$OUT/gsplat_build.log" 2>&1; echo $? >"$gsplat_flag") &
 fi
