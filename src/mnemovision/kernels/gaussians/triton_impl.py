@@ -371,9 +371,12 @@ def _small_c_configs():
 
 
 def _matmul_configs():
-    """Matmul path (batches of 16, 8 warps): channel slices of 16 or 32 and fp32 products as three
-    TF32 tensor-core products or plain FMA ("ieee": fewer registers), both about fp32 accurate."""
-    return [triton.Config({"BLOCK_G": 16, "BLOCK_C": bc, "PREC": p}, num_warps=8) for bc in (16, 32) for p in ("ieee", "tf32x3")]
+    """Matmul path (batches of 16): channel slices of 16 or 32 and fp32 products as three TF32
+    tensor-core products or plain FMA ("ieee": fewer registers), both about fp32 accurate; 8 warps, or
+    16 (half the values per thread, so no or few spills at 128 registers)."""
+    eight = [triton.Config({"BLOCK_G": 16, "BLOCK_C": bc, "PREC": p}, num_warps=8) for bc in (16, 32) for p in ("ieee", "tf32x3")]
+    sixteen = [triton.Config({"BLOCK_G": 16, "BLOCK_C": bc, "PREC": p}, num_warps=16) for bc, p in ((16, "ieee"), (32, "tf32x3"))]
+    return eight + sixteen
 
 
 _SMALL_C_CONFIGS, _MATMUL_CONFIGS = _small_c_configs(), _matmul_configs()
@@ -394,13 +397,13 @@ _bwd_tuned = triton.autotune(_SMALL_C_CONFIGS + _MATMUL_CONFIGS, key=["C", "OUT_
 
 def _fixed_settings(small: bool) -> dict:
     """Launch settings without the autotuner: under the interpreter, small sizes; on a GPU the
-    candidates ``bench/kernel_resources.py`` shows without spills (small C: batches of 4 on 8 warps;
-    matmul path: 16-channel slices with FMA products)."""
+    candidates ``bench/kernel_resources.py`` shows with no or the fewest spills (small C: batches of 4
+    on 8 warps; matmul path: 16-channel slices with FMA products on 16 warps)."""
     if triton_interpreter_enabled():
         return {"BLOCK_G": BLOCK_G, "BLOCK_C": BLOCK_C, "PREC": "ieee", "num_warps": NUM_WARPS}
     if small:
         return {"BLOCK_G": 4, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
-    return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
+    return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 16}
 
 
 def _kernel(plain, tuned, block_g: int | None, small: bool):
