@@ -41,6 +41,18 @@ def _load_camera(Viewmats, Ks, view):
 
 
 @triton.jit
+def _means_scales(Means, Scales, offs, mask):
+    """World means and scales (x, y, z, s0, s1, s2) of a block of Gaussians."""
+    mx3 = tl.load(Means + offs * 3 + 0, mask=mask, other=0.0)
+    my3 = tl.load(Means + offs * 3 + 1, mask=mask, other=0.0)
+    mz3 = tl.load(Means + offs * 3 + 2, mask=mask, other=0.0)
+    s0 = tl.load(Scales + offs * 3 + 0, mask=mask, other=0.0)
+    s1 = tl.load(Scales + offs * 3 + 1, mask=mask, other=0.0)
+    s2 = tl.load(Scales + offs * 3 + 2, mask=mask, other=0.0)
+    return mx3, my3, mz3, s0, s1, s2
+
+
+@triton.jit
 def _rotation(Quats, offs, mask):
     """Normalised quaternion (w, x, y, z), its norm, and the rotation matrix entries."""
     qw = tl.load(Quats + offs * 4 + 0, mask=mask, other=1.0)
@@ -119,12 +131,7 @@ def _project_fwd_kernel(
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     g = batch * N + offs
-    mx3 = tl.load(Means + g * 3 + 0, mask=mask, other=0.0)
-    my3 = tl.load(Means + g * 3 + 1, mask=mask, other=0.0)
-    mz3 = tl.load(Means + g * 3 + 2, mask=mask, other=0.0)
-    s0 = tl.load(Scales + g * 3 + 0, mask=mask, other=0.0)
-    s1 = tl.load(Scales + g * 3 + 1, mask=mask, other=0.0)
-    s2 = tl.load(Scales + g * 3 + 2, mask=mask, other=0.0)
+    mx3, my3, mz3, s0, s1, s2 = _means_scales(Means, Scales, g, mask)
     _, _, _, _, _, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rotation(Quats, g, mask)
     w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy = _load_camera(Viewmats, Ks, view)
     (x, y, z, valid_depth, zs, _, _, _, _, _, _, _, _, _, _,
@@ -175,12 +182,7 @@ def _project_bwd_kernel(
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     g = batch * N + offs
-    mx3 = tl.load(Means + g * 3 + 0, mask=mask, other=0.0)
-    my3 = tl.load(Means + g * 3 + 1, mask=mask, other=0.0)
-    mz3 = tl.load(Means + g * 3 + 2, mask=mask, other=0.0)
-    s0 = tl.load(Scales + g * 3 + 0, mask=mask, other=0.0)
-    s1 = tl.load(Scales + g * 3 + 1, mask=mask, other=0.0)
-    s2 = tl.load(Scales + g * 3 + 2, mask=mask, other=0.0)
+    mx3, my3, mz3, s0, s1, s2 = _means_scales(Means, Scales, g, mask)
     qw, qx, qy, qz, norm, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rotation(Quats, g, mask)
     zero = tl.zeros([BLOCK], dtype=tl.float32)
     # accumulated over views: d mean (world), dM = d(R S)
