@@ -4,7 +4,7 @@
 
 Compiles each kernel configuration for the target (Triton's own compiler, and its bundled ``ptxas -v``
 for the resource report) and prints a table: registers per thread, spill stores and loads, shared
-memory, and how many programs fit on one SM by registers (65,536 per SM). Register pressure decides
+memory, and how many programs (and warps) fit on one SM by registers (65,536 per SM). Register pressure decides
 how many tiles an SM works on at once, so a candidate that spills or fits one program per SM is
 slow whatever the GPU; the table says which before device time is spent. Must run without
 TRITON_INTERPRET (the kernels have to be compiled, not interpreted).
@@ -69,6 +69,7 @@ def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict |
     report = ptxas_report(kernel.asm["ptx"], arch)
     threads = 32 * num_warps
     report["programs_per_sm"] = REGISTERS_PER_SM // max(1, report["registers"] * threads)
+    report["warps_per_sm"] = report["programs_per_sm"] * num_warps
     report["shared_b"] = kernel.metadata.shared
     return report
 
@@ -129,7 +130,7 @@ def main() -> None:
     if "attention" in wanted:
         rows += attention_rows(args.arch)
     print()
-    print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm"])
+    print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm", "warps_per_sm"])
 
 
 if __name__ == "__main__":

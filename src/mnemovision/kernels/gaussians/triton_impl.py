@@ -1,28 +1,29 @@
 """Triton tile compositing for the Gaussian rasterizer (forward and backward).
 
-What is fused: per 16x16 tile, the depth-sorted Gaussians are taken in batches of ``BLOCK_G`` (16);
+What is fused: per 16x16 tile, the depth-sorted Gaussians are taken in batches of ``BLOCK_G``;
 alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the transmittance by a
 cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
-below 1/255), then ``weights @ features``: a tensor-core matmul (three TF32 products, about fp32
-accuracy) for more than 4 channels, one [pixels, Gaussians, 4] product summed over the batch for 1
-to 4 (a matmul tile would be mostly padding). A tile stops walking its list once every in-image pixel has stopped (forward and backward). The walk is
-software-pipelined: the ids of batch i + 2 and the parameters and features of batch i + 1 are loaded
-while batch i is composited (the list -> Gaussian indirection would otherwise stall every batch).
-Channels are tiled across programs (any C from 1 to 512 in one call). Each pair's feature row is
-derived in the kernel (features shared across views, or per pair for SH colours). Projection and
-binning are ``triton_project``.
+below 1/255), then ``weights @ features``: for more than 4 channels a matmul per channel slice (fp32
+products as plain FMA or as three TF32 tensor-core products, both about fp32 accurate), for 1 to 4
+channel by channel sums (a matmul tile would be mostly padding). A tile stops walking its list once
+every in-image pixel has stopped (forward and backward). The walk is software-pipelined: the ids of
+batch i + 2 and the parameters and features of batch i + 1 are loaded while batch i is composited
+(the list -> Gaussian indirection would otherwise stall every batch). Channels are tiled across
+programs (any C from 1 to 512 in one call). Each pair's feature row is derived in the kernel
+(features shared across views, or per pair for SH colours). Projection and binning are
+``triton_project``. Batch size, warps, channel slice and matmul precision are autotuned per channel
+count on a GPU (``_small_c_configs``, ``_matmul_configs``).
 
 The backward recomputes the forward front to back (no division drift), forms
 dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
 come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
 atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and (only when asked for)
 |per-pixel dL/d mean2d|. Every tensor in the loops is 2-D ([P, 1] per pixel, [1, G] per Gaussian,
-reductions keeping their axis) so all of them share the [P, G] tiles' layout: converting 1-D vectors
-between layouts at every batch cost shared-memory round trips and registers (``bench/kernel_resources.py``
-showed the backward at 255 registers with spills before this).
+reductions keeping their axis) so all of them share the [P, G] tiles' layout: 1-D vectors were moved
+between layouts through shared memory at every batch, and ``bench/kernel_resources.py`` showed the
+backward at 255 registers with spills, one program per SM, before this.
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
 """
-
 from __future__ import annotations
 
 import torch
@@ -241,10 +242,10 @@ def _scatter_sum(Target, tile_terms, valid_g):
 
 
 @triton.jit
-def _channel_grads(Values, DValues, fid, valid_g, w, g_ch, ch: tl.constexpr, C):
+def _channel_grads(DValues, fid, valid_g, w, g_ch, f_ch, ch: tl.constexpr, C):
     """Small-C path, one channel: scatter dF_ch = w^T G_ch and return G_ch f_ch [P, G] for the dots."""
     _scatter_sum(DValues + fid * C + ch, w * g_ch, valid_g & (ch < C))
-    return g_ch * _channel(Values, fid, valid_g, ch, C)
+    return g_ch * f_ch
 
 
 @triton.jit
@@ -297,11 +298,13 @@ def _composite_bwd_kernel(
     pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     mx, my, ca, cb, cc, op, z = _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+    f0, f1, f2, f3 = _small_features(Values, fid, valid_g & (SMALL_C > 0), C, SMALL_C)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
         pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
         mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = _batch_params(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+        f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n & (SMALL_C > 0), C, SMALL_C)
         if SMALL_C == 0:
             # D = G . f over all channels first, dF = w^T G in a second pass once w is known: each pass
             # holds one matmul's tiles (one pass holding both, beside the batch's tiles, spills)
@@ -316,13 +319,13 @@ def _composite_bwd_kernel(
         keep = keep & inside
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
-            dots = _channel_grads(Values, DValues, fid, valid_g, w, g0, 0, C)
+            dots = _channel_grads(DValues, fid, valid_g, w, g0, f0, 0, C)
             if SMALL_C > 1:
-                dots += _channel_grads(Values, DValues, fid, valid_g, w, g1, 1, C)
+                dots += _channel_grads(DValues, fid, valid_g, w, g1, f1, 1, C)
             if SMALL_C > 2:
-                dots += _channel_grads(Values, DValues, fid, valid_g, w, g2, 2, C)
+                dots += _channel_grads(DValues, fid, valid_g, w, g2, f2, 2, C)
             if SMALL_C > 3:
-                dots += _channel_grads(Values, DValues, fid, valid_g, w, g3, 3, C)
+                dots += _channel_grads(DValues, fid, valid_g, w, g3, f3, 3, C)
         else:
             for c0 in range(0, C, BLOCK_C):
                 offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
@@ -356,6 +359,7 @@ def _composite_bwd_kernel(
         pair, fid, valid_g = pair_n, fid_n, valid_n
         pair_n, fid_n, valid_n = pair_nn, fid_nn, valid_nn
         mx, my, ca, cb, cc, op, z = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n
+        f0, f1, f2, f3 = f0_n, f1_n, f2_n, f3_n
 
 
 SMALL_C_MAX = 4  # up to this many channels the compositor sums them one by one instead of a matmul
