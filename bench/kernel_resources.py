@@ -110,7 +110,7 @@ def attention_rows(arch: int) -> list[dict]:
         print(row, flush=True)
     n_tiles = triton.cdiv(32400, tk.TILE)
     sel_types = {"Q": "*fp16", "K": "*fp16", "Bias": "*fp32", "TileMax": "*fp32", "Idx": "*i64", "NQ": "i32", "M": "i32", "D": "i32", "NT": "i32", "KT": "i32", "TOPK": "i32", "SCALE": "fp32"}
-    constants = dict(TILE_=tk.TILE, BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_KT=32, BLOCK_D=64, D_CHUNK=tk._D_CHUNK)
+    constants = dict(HAS_BIAS=False, TILE_=tk.TILE, BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_KT=32, BLOCK_D=64, D_CHUNK=tk._D_CHUNK)
     row = {"kernel": "topk_select vos_T20", "C": "-", "config": "BLOCK_T=1024 BLOCK_KT=32", "warps": 4}
     row.update(compile_report(tk._select_kernel, constants, 4, arch, sel_types))
     rows.append(row)

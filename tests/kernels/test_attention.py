@@ -237,10 +237,11 @@ def test_triton_matches_the_reference(similarity, top_k, shape):
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("tile", [2, 4, 32])
 @pytest.mark.parametrize("shape,top_k", [((1, 2, 23, 300, 16), 5), ((2, 1, 7, 97, 8), 7), ((1, 1, 9, 1000, 64), 30), ((1, 1, 5, 40, 3), 1)])
-@pytest.mark.parametrize("registers", ["fit", "fallback"])
+@pytest.mark.parametrize("registers", ["fit", "fallback", "no bias"])
 def test_triton_topk_selection_is_exact(shape, top_k, tile, registers, monkeypatch):
     """The tile-maximum selection finds exactly torch.topk's keys (random logits have no ties),
-    masked keys included, for tiles that split M unevenly and for more tiles than top_k."""
+    masked keys included, for tiles that split M unevenly and for more tiles than top_k; and with no
+    bias at all (the kernels' bias-free variant)."""
     from mnemovision.kernels.attention import triton_topk
 
     if registers == "fallback":  # selection too large for one program: the chunked torch.topk path
@@ -250,8 +251,10 @@ def test_triton_topk_selection_is_exact(shape, top_k, tile, registers, monkeypat
     q, k = torch.randn(b, h, nq, d, generator=g).to(DEVICE), torch.randn(b, h, m, d, generator=g).to(DEVICE)
     bias = torch.randn(b, h, m, generator=g).to(DEVICE)
     bias[..., ::3] = float("-inf")
+    if registers == "no bias":
+        bias = None
     got = triton_topk.topk_select(q, k, bias, top_k, tile=tile)
-    want = torch.topk(q @ k.transpose(-1, -2) + bias[..., None, :], top_k, dim=-1).indices
+    want = torch.topk(q @ k.transpose(-1, -2) + (0.0 if bias is None else bias[..., None, :]), top_k, dim=-1).indices
     assert got.shape == (b, h, nq, top_k)
     assert torch.equal(got.sort(-1).values, want.sort(-1).values)
 

@@ -52,7 +52,7 @@ _FLOOR = tl.constexpr(-3.0e38)
 def _tile_max_kernel(
     Q, K, Bias, TileMax,
     NQ, M, D, NT, SCALE,
-    BLOCK_M: tl.constexpr, TILE_: tl.constexpr, TPB: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, TILE_: tl.constexpr, TPB: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
     """TileMax[bh, q, t] = max over the keys of tile t of (q . k + bias); -inf for a tile of padding."""
     pid_m = tl.program_id(0)
@@ -63,8 +63,11 @@ def _tile_max_kernel(
     offs_n = pid_n * (TPB * TILE_) + tl.arange(0, TPB * TILE_)
     q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
     k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
-    bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))
-    s = tl.dot(q, tl.trans(k), input_precision=PREC) * SCALE + bias[None, :]
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) * SCALE
+    if HAS_BIAS:
+        s += tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))[None, :]
+    else:
+        s = tl.where((offs_n < M)[None, :], s, float("-inf"))
     tmax = tl.max(tl.reshape(s, [BLOCK_M, TPB, TILE_]), axis=2)
     offs_t = pid_n * TPB + tl.arange(0, TPB)
     tl.store(TileMax + bh * NQ * NT + offs_m[:, None] * NT + offs_t[None, :], tmax, mask=(offs_m[:, None] < NQ) & (offs_t[None, :] < NT))
@@ -90,7 +93,7 @@ def _ids_of(keys):
 def _select_kernel(
     Q, K, Bias, TileMax, Idx,
     NQ, M, D, NT, KT, TOPK, SCALE,
-    TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr, BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr,
+    HAS_BIAS: tl.constexpr, TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr, BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr,
 ):
     """One query per program: sort its row of tile maxima (bitonic ``tl.sort`` on packed value/id
     keys) and keep the KT best tiles, compute the logits of their KT * TILE candidate keys in
@@ -114,8 +117,9 @@ def _select_kernel(
         q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32) * SCALE
         k = tl.load(K + (bh * M + keys)[:, :, None] * D + offs_d[None, None, :], mask=inside[:, :, None] & (offs_d < D)[None, None, :], other=0.0)
         s += tl.sum(k.to(tl.float32) * q[None, None, :], 2)
-    bias = tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
-    s = tl.where(inside, tl.maximum(s + bias, _FLOOR), float("-inf"))
+    if HAS_BIAS:
+        s += tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
+    s = tl.where(inside, tl.maximum(s, _FLOOR), float("-inf"))
     n_cand: tl.constexpr = BLOCK_KT * TILE_
     chosen = _ids_of(tl.sort(_order_keys(tl.reshape(s, [n_cand]), tl.reshape(keys, [n_cand]).to(tl.int32)), descending=True))
     offs_c = tl.arange(0, n_cand)
@@ -123,7 +127,7 @@ def _select_kernel(
 
 
 @triton.jit
-def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     """(SCALE * q [BLOCK_D], k rows [BLOCK_K, BLOCK_D], their flat row numbers, logits [BLOCK_K], slot mask)."""
     offs_j = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
@@ -132,8 +136,10 @@ def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, BLOCK_K: tl.constexpr
     rows = bh * M + idx
     q = tl.load(Q + row * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32) * SCALE
     k = tl.load(K + rows[:, None] * D + offs_d[None, :], mask=used[:, None] & (offs_d[None, :] < D), other=0.0).to(tl.float32)
-    bias = tl.load(Bias + rows, mask=used, other=float("-inf"))
-    s = tl.where(used, tl.sum(k * q[None, :], 1) + bias, float("-inf"))
+    s = tl.sum(k * q[None, :], 1)
+    if HAS_BIAS:
+        s += tl.load(Bias + rows, mask=used, other=float("-inf"))
+    s = tl.where(used, s, float("-inf"))
     return q, k, rows, s, used
 
 
@@ -141,12 +147,12 @@ def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, BLOCK_K: tl.constexpr
 def _topk_fwd_kernel(
     Q, K, V, Bias, Idx, Out, Lse,
     NQ, M, D, DV, TOPK, SCALE,
-    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """Out[row] = softmax over the selected logits of the selected values; Lse[row] their log-sum-exp."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
-    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, BLOCK_K, BLOCK_D)
+    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D)
     mx = tl.max(s, 0)
     has = mx != float("-inf")
     safe = tl.where(has, mx, 0.0)
@@ -165,13 +171,13 @@ def _topk_fwd_kernel(
 def _topk_bwd_kernel(
     Q, K, V, Bias, Idx, Lse, DO, Delta, DQ, DK, DVacc, DBias,
     NQ, M, D, DV, TOPK, SCALE,
-    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """dQ[row] = sum_j ds_j k_j; atomically dK[j] += ds_j q, dV[j] += p_j dO, dBias[j] += ds_j,
     with p the selected softmax weights and ds_j = p_j (dO . v_j - delta)."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
-    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, BLOCK_K, BLOCK_D)
+    q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D)
     lse = tl.load(Lse + row)
     lse = tl.where(lse == float("-inf"), float("inf"), lse)  # every key masked: all weights exp(-inf) = 0
     p = tl.where(used, tl.exp(s - lse), 0.0)
@@ -187,7 +193,8 @@ def _topk_bwd_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     tl.store(DQ + row * D + offs_d, (SCALE * tl.sum(ds[:, None] * k, 0)).to(DQ.dtype.element_ty), mask=offs_d < D)
     tl.atomic_add(DK + rows[:, None] * D + offs_d[None, :], ds[:, None] * q[None, :], mask=used[:, None] & (offs_d[None, :] < D))
-    tl.atomic_add(DBias + rows, ds, mask=used)
+    if HAS_BIAS:
+        tl.atomic_add(DBias + rows, ds, mask=used)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,20 +219,26 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
         return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk)
     with torch.no_grad():
         qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
-        biasf = triton_sizes.bias32(bias, b * h, m, q.device)
+        has_bias = bias is not None
+        biasf = triton_sizes.bias32(bias, b * h, m, q.device) if has_bias else _unused_bias(q)
         tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
         block_m = 16 if triton_sizes.interpreting() else 64
         grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
         _tile_max_kernel[grid](
             qf, kf, biasf, tile_max, nq, m, d, n_tiles, scale,
-            BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
+            HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
         )
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
         _select_kernel[(b * h * nq,)](
             qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale,
-            TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=_D_CHUNK_INTERPRETED if triton_sizes.interpreting() else _D_CHUNK, num_warps=4,
+            HAS_BIAS=has_bias, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=_D_CHUNK_INTERPRETED if triton_sizes.interpreting() else _D_CHUNK, num_warps=4,
         )
         return idx.view(b, h, nq, top_k)
+
+
+def _unused_bias(q):
+    """A pointer for a kernel's Bias argument when HAS_BIAS is off (never read)."""
+    return q
 
 
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
@@ -240,11 +253,12 @@ class _TopkReadoutFn(torch.autograd.Function):
         b, h, nq, d = q.shape
         m, dv, top_k = k.shape[2], v.shape[3], idx.shape[3]
         qf, kf, vf = (t.reshape(b * h, -1, t.shape[-1]).contiguous() for t in (q, k, v))
-        biasf = triton_sizes.bias32(bias, b * h, m, q.device)
+        has_bias = bias is not None
+        biasf = triton_sizes.bias32(bias, b * h, m, q.device) if has_bias else _unused_bias(q)
         idxf = idx.reshape(b * h, nq, top_k).contiguous()
         out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
         lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
-        _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, scale, **_launch_sizes(top_k, d, dv), num_warps=4)
+        _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, scale, HAS_BIAS=has_bias, **_launch_sizes(top_k, d, dv), num_warps=4)
         ctx.save_for_backward(qf, kf, vf, biasf, idxf, out, lse)
         ctx.shapes = (b, h, nq, m, d, dv, top_k, None if bias is None else bias.dtype)
         ctx.scale = scale
@@ -262,10 +276,11 @@ class _TopkReadoutFn(torch.autograd.Function):
         dq = torch.empty_like(qf)
         dk = torch.zeros(b * h, m, d, device=qf.device, dtype=torch.float32)
         dvacc = torch.zeros(b * h, m, dv, device=qf.device, dtype=torch.float32)
-        dbias = torch.zeros(b * h, m, device=qf.device, dtype=torch.float32)
+        has_bias = bias_dtype is not None
+        dbias = torch.zeros(b * h, m, device=qf.device, dtype=torch.float32) if has_bias else dk
         _topk_bwd_kernel[(b * h * nq,)](
             qf, kf, vf, biasf, idxf, lse, go, delta.contiguous(), dq, dk, dvacc, dbias, nq, m, d, dv, top_k, ctx.scale,
-            **_launch_sizes(top_k, d, dv), num_warps=4,
+            HAS_BIAS=has_bias, **_launch_sizes(top_k, d, dv), num_warps=4,
         )
         return (
             dq.view(b, h, nq, d), dk.view(b, h, m, d).to(qf.dtype), dvacc.view(b, h, m, dv).to(vf.dtype),
