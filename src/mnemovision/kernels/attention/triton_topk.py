@@ -39,7 +39,7 @@ TILES_PER_BLOCK = 4
 # block of candidate logits. Beyond these, selection falls back to ``ref.topk_select``.
 MAX_TILES = 4096
 MAX_CANDIDATES = 8192
-# Head-dim slice per gather of the candidate keys in the selection program: 2 keeps it at 148
+# Head-dim slice per gather of the candidate keys in the selection program: 2 keeps it at 160
 # registers (3 programs per SM on sm_90; 8 needs 255 and spills: bench/kernel_resources.py); the
 # interpreter takes fewer, wider steps.
 _D_CHUNK, _D_CHUNK_INTERPRETED = 2, 8
