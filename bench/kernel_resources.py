@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
 REGISTERS_PER_SM = 65536
+# the integer arguments of one garden view (648 x 420, 41 x 27 tiles, 138,766 Gaussians)
+GARDEN_INTS = {"H": 420, "W": 648, "TILES_X": 41, "N_TILES": 1107, "VN": 138766, "NF": 138766}
 SCALARS = ("H", "W", "TILES_X", "N_TILES", "C", "OUT_C", "VN", "NF")
 INT64_POINTERS = ("Offsets", "FlatIds")
 
@@ -59,12 +61,19 @@ def ptxas_report(ptx: str, arch: int) -> dict:
     return {"registers": int(regs.group(1)) if regs else -1, "spill_stores": int(spills.group(1)) if spills else 0, "spill_loads": int(spills.group(2)) if spills else 0}
 
 
-def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict | None = None, num_stages: int = 3) -> dict:
+def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict | None = None, num_stages: int = 3, ints: dict | None = None) -> dict:
+    """Compile one configuration and report its resources. ``ints`` holds the integer arguments of
+    the shape being modelled: like a real launch, those divisible by 16 are specialised as such (this
+    decides vector loads and asynchronous copies, so registers and shared memory too)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    source = ASTSource(fn, signature=signature(fn, constants, types), constexprs=constants)
+    sig = signature(fn, constants, types)
+    # as a launch on torch tensors would specialise: pointers 16-byte aligned, integers divisible by 16 marked
+    ints = ints or {}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if sig[name].startswith("*") or (name in ints and ints[name] % 16 == 0)}
+    source = ASTSource(fn, signature=sig, constexprs=constants, attrs=attrs)
     kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps, "num_stages": num_stages})
     report = ptxas_report(kernel.asm["ptx"], arch)
     threads = 32 * num_warps
@@ -86,7 +95,7 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
                 if which == "bwd":
                     constants["ABSGRAD"] = False
                 row = {"kernel": f"composite_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
-                row.update(compile_report(fn, constants, config.num_warps, arch))
+                row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
                 rows.append(row)
                 print(row, flush=True)
     return rows
@@ -105,14 +114,14 @@ def attention_rows(arch: int) -> list[dict]:
     for config in ai._prune_fwd(ai._fwd_configs(), {"DV": 256}, BLOCK_D=256):
         constants = dict(HAS_BIAS=False, BLOCK_D=256, PREC="tf32", **config.kwargs)
         row = {"kernel": "attn_fwd mcnet", "C": "-", "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" stages={config.num_stages}", "warps": config.num_warps}
-        row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages))
+        row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages, ints={"NQ": 16384, "M": 1024, "D": 256, "DV": 256}))
         rows.append(row)
         print(row, flush=True)
     n_tiles = triton.cdiv(32400, tk.TILE)
     sel_types = {"Q": "*fp16", "K": "*fp16", "Bias": "*fp32", "TileMax": "*fp32", "Idx": "*i64", "NQ": "i32", "M": "i32", "D": "i32", "NT": "i32", "KT": "i32", "TOPK": "i32", "SCALE": "fp32"}
     constants = dict(HAS_BIAS=False, TILE_=tk.TILE, BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_KT=32, BLOCK_D=64, D_CHUNK=tk._D_CHUNK)
     row = {"kernel": "topk_select vos_T20", "C": "-", "config": "BLOCK_T=1024 BLOCK_KT=32", "warps": 4}
-    row.update(compile_report(tk._select_kernel, constants, 4, arch, sel_types))
+    row.update(compile_report(tk._select_kernel, constants, 4, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "NT": n_tiles, "KT": 30, "TOPK": 30}))
     rows.append(row)
     return rows
 

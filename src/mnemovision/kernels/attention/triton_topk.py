@@ -39,10 +39,9 @@ TILES_PER_BLOCK = 4
 # block of candidate logits. Beyond these, selection falls back to ``ref.topk_select``.
 MAX_TILES = 4096
 MAX_CANDIDATES = 8192
-# Head-dim slice per gather of the candidate keys in the selection program: 2 keeps it at 160
-# registers (3 programs per SM on sm_90; 8 needs 255 and spills: bench/kernel_resources.py); the
-# interpreter takes fewer, wider steps.
-_D_CHUNK, _D_CHUNK_INTERPRETED = 2, 8
+# Head-dim slice per gather of the candidate keys in the selection program: 8 (with vector loads,
+# 109 registers and 4 programs per SM on sm_90 at the vos_T20 shape; 2 needs 189: bench/kernel_resources.py).
+_D_CHUNK = 8
 # A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
 # (-inf) then never outrank a real key.
 _FLOOR = tl.constexpr(-3.0e38)
@@ -231,7 +230,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
         _select_kernel[(b * h * nq,)](
             qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale,
-            HAS_BIAS=has_bias, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=_D_CHUNK_INTERPRETED if triton_sizes.interpreting() else _D_CHUNK, num_warps=4,
+            HAS_BIAS=has_bias, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=min(_D_CHUNK, triton_sizes.block_d(d)), num_warps=4,
         )
         return idx.view(b, h, nq, top_k)
 
