@@ -436,8 +436,8 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
     n_tiles = tiles_x * tiles_y
     dev = depths.device
     with torch.no_grad():
-        inputs = [t.detach().float().contiguous() for t in (means2d, radii, depths, conics, opacities)]
-        inputs[1] = radii.contiguous()
+        m2, dep, con, opac = (t.detach().float().contiguous() for t in (means2d, depths, conics, opacities))
+        inputs = (m2, radii.contiguous(), dep, con, opac)
         counts = torch.empty(v * n, dtype=torch.int32, device=dev)
         block = 128
         grid = (max(1, triton.cdiv(v * n, block)),)
