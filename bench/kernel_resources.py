@@ -89,8 +89,8 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
     rows = []
     for c in channels:
         small = c if 0 < c <= ti.SMALL_C_MAX else 0
-        for which, fn in (("fwd", ti._composite_fwd_kernel), ("bwd", ti._composite_bwd_kernel)):
-            for config in ti._prune_tile_configs([], {}, SMALL_C=small):
+        for which, fn, candidates in (("fwd", ti._composite_fwd_kernel, ti._FWD_MATMUL_CONFIGS), ("bwd", ti._composite_bwd_kernel, ti._BWD_MATMUL_CONFIGS)):
+            for config in ti._pruner(candidates)([], {}, SMALL_C=small):
                 constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, TILE=16, **config.kwargs)
                 if which == "bwd":
                     constants["ABSGRAD"] = False

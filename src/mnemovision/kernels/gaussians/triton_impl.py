@@ -374,40 +374,50 @@ def _small_c_configs():
     return [triton.Config({"BLOCK_G": g, "BLOCK_C": 16, "PREC": "ieee"}, num_warps=w) for g, w in ((4, 4), (4, 8), (8, 8), (16, 8))]
 
 
-def _matmul_configs():
-    """Matmul path (batches of 16): channel slices of 16 or 32 and fp32 products as three TF32
-    tensor-core products or plain FMA ("ieee": fewer registers), both about fp32 accurate; 8 warps, or
-    16 (half the values per thread, so no or few spills at 128 registers)."""
-    eight = [triton.Config({"BLOCK_G": 16, "BLOCK_C": bc, "PREC": p}, num_warps=8) for bc in (16, 32) for p in ("ieee", "tf32x3")]
-    sixteen = [triton.Config({"BLOCK_G": 16, "BLOCK_C": bc, "PREC": p}, num_warps=16) for bc, p in ((16, "ieee"), (32, "tf32x3"))]
-    return eight + sixteen
+def _matmul_configs(backward: bool):
+    """Matmul path (batches of 16): channel slice, fp32 products as plain FMA ("ieee") or three TF32
+    tensor-core products (both about fp32 accurate), warps. The forward recomputes the alphas once per
+    slice, so it also tries wide slices; the backward holds two matmuls' tiles, so FMA products
+    (fewer registers) and narrow slices, on 8 or 16 warps."""
+    if backward:
+        settings = ((16, "ieee", 8), (16, "ieee", 16), (32, "ieee", 8), (16, "tf32x3", 8))
+    else:
+        settings = ((16, "ieee", 8), (32, "tf32x3", 8), (32, "tf32x3", 16), (64, "tf32x3", 8))
+    return [triton.Config({"BLOCK_G": 16, "BLOCK_C": bc, "PREC": p}, num_warps=w) for bc, p, w in settings]
 
 
-_SMALL_C_CONFIGS, _MATMUL_CONFIGS = _small_c_configs(), _matmul_configs()
+_SMALL_C_CONFIGS = _small_c_configs()
+_FWD_MATMUL_CONFIGS, _BWD_MATMUL_CONFIGS = _matmul_configs(backward=False), _matmul_configs(backward=True)
 
 
-def _prune_tile_configs(configs, named_args, **kwargs):
-    """The autotuner keeps the fastest per channel count, among the candidates of the path that applies.
-    ``bench/kernel_resources.py`` reports each one's registers and spills without a GPU."""
-    small = kwargs.get("SMALL_C", named_args.get("SMALL_C", 0))
-    return list(_SMALL_C_CONFIGS if small else _MATMUL_CONFIGS)
+def _pruner(matmul_configs):
+    """The autotuner keeps the fastest per channel count, among the candidates of the path that
+    applies. ``bench/kernel_resources.py`` reports each one's registers and spills without a GPU."""
+
+    def prune(configs, named_args, **kwargs):
+        small = kwargs.get("SMALL_C", named_args.get("SMALL_C", 0))
+        return list(_SMALL_C_CONFIGS if small else matmul_configs)
+
+    return prune
 
 
 _GRADS = ["DMeans2d", "DConics", "DOpac", "DValues", "DDepths", "AbsGrad"]
-_fwd_tuned = triton.autotune(_SMALL_C_CONFIGS + _MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs})(_composite_fwd_kernel)
+_fwd_tuned = triton.autotune(_SMALL_C_CONFIGS + _FWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_FWD_MATMUL_CONFIGS)})(_composite_fwd_kernel)
 # the backward accumulates with atomics: the autotuner zeroes the gradient buffers around its trial runs
-_bwd_tuned = triton.autotune(_SMALL_C_CONFIGS + _MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _prune_tile_configs}, reset_to_zero=_GRADS)(_composite_bwd_kernel)
+_bwd_tuned = triton.autotune(
+    _SMALL_C_CONFIGS + _BWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_BWD_MATMUL_CONFIGS)}, reset_to_zero=_GRADS,
+)(_composite_bwd_kernel)
 
 
 def _fixed_settings(small: bool) -> dict:
     """Launch settings without the autotuner: under the interpreter, small sizes; on a GPU the
     candidates ``bench/kernel_resources.py`` shows with no or the fewest spills (small C: batches of 4
-    on 8 warps; matmul path: 16-channel slices with FMA products on 16 warps)."""
+    on 8 warps; matmul path: 16-channel slices with FMA products on 8 warps)."""
     if triton_interpreter_enabled():
         return {"BLOCK_G": BLOCK_G, "BLOCK_C": BLOCK_C, "PREC": "ieee", "num_warps": NUM_WARPS}
     if small:
         return {"BLOCK_G": 4, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
-    return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 16}
+    return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
 
 
 def _kernel(plain, tuned, block_g: int | None, small: bool):
