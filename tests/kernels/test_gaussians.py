@@ -308,6 +308,36 @@ def test_triton_matches_the_reference(render_mode, channels, batch, v, backgroun
         assert_kernel_close(g, s, w.to(g.device), name)
 
 
+def assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, means2d, conics, opacities):
+    """(keys, ids) are ref's sorted entries, in ref's order, less some whose tile has no pixel centre
+    where alpha reaches 1/255 (brute force over the 256 pixels), and some were dropped."""
+    tiles_x, n_tiles = math.ceil(W / 16), math.ceil(W / 16) * math.ceil(H / 16)
+    local = torch.arange(256, device=ref_keys.device)
+    px = (ref_keys % n_tiles % tiles_x)[:, None] * 16 + local % 16 + 0.5
+    py = (ref_keys % n_tiles // tiles_x)[:, None] * 16 + local // 16 + 0.5
+    m2, con = means2d.reshape(-1, 2)[ref_ids], conics.reshape(-1, 3)[ref_ids]
+    dx, dy = px - m2[:, :1], py - m2[:, 1:]
+    sigma = 0.5 * (con[:, :1] * dx * dx + con[:, 2:] * dy * dy) + con[:, 1:2] * dx * dy
+    shows = (opacities.reshape(-1)[ref_ids][:, None] * torch.exp(-sigma) >= 1.0 / 255.0).any(1)
+    kept = torch.isin((ref_keys << 32) | ref_ids, (keys << 32) | ids)
+    assert torch.equal(ref_keys[kept], keys) and torch.equal(ref_ids[kept], ids), "a subset, in ref's order"
+    assert not (shows & ~kept).any(), "an entry some pixel shows in was dropped"
+    assert 0 < int((~kept).sum()) and int(kept.sum()) > 50, "some entries dropped, most kept"
+
+
+def test_drop_unseen_keeps_every_entry_a_pixel_shows():
+    """The PyTorch path's culling of binned entries (the same test as the Triton binning)."""
+    means, quats, scales = (t.detach() for t in scene(n=50, batch=(), v=1)[:3])
+    views, ks = scene(n=1, v=1)[5:]
+    m2, con, dep, rad, _ = ref.project_gaussians(means, ref.quat_scale_to_covar(quats, scales), views, ks, W, H)
+    opacities = torch.rand(dep.shape, generator=torch.Generator().manual_seed(4), dtype=dep.dtype) * 0.9 + 0.02
+    keys, ids, offsets = ref.isect_tiles(m2, rad, dep, W, H)
+    tiles_x = math.ceil(W / 16)
+    kept_keys, kept_ids, kept_offsets = ref.drop_unseen(keys, ids, m2, con, opacities, 1, tiles_x * math.ceil(H / 16), tiles_x)
+    assert_only_unseen_dropped(keys, ids, kept_keys, kept_ids, m2, con, opacities)
+    assert int(kept_offsets[-1]) == kept_ids.numel() and torch.equal(kept_offsets.diff(), torch.bincount(kept_keys, minlength=kept_offsets.numel() - 1))
+
+
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.parametrize("antialiased", [False, True])
@@ -354,20 +384,7 @@ def test_triton_projection_and_binning_match_the_reference(antialiased):
     opacities = torch.rand(got[2].shape, generator=torch.Generator().manual_seed(4)).to(got[2]) * 0.9 + 0.02
     fused_keys, fused_ids, fused_offsets = triton_project.isect_tiles(got[0], got[3], got[2], got[1], opacities, W, H)
     ref_keys, ref_ids, ref_offsets = ref.isect_tiles(got[0], got[3], got[2], W, H)
-    tiles_x = math.ceil(W / 16)
-    local = torch.arange(256, device=ref_keys.device)
-    n_tiles = tiles_x * math.ceil(H / 16)
-    px = (ref_keys % n_tiles % tiles_x)[:, None] * 16 + local % 16 + 0.5
-    py = (ref_keys % n_tiles // tiles_x)[:, None] * 16 + local // 16 + 0.5
-    m2, con = got[0].reshape(-1, 2)[ref_ids], got[1].reshape(-1, 3)[ref_ids]
-    dx, dy = px - m2[:, :1], py - m2[:, 1:]
-    sigma = 0.5 * (con[:, :1] * dx * dx + con[:, 2:] * dy * dy) + con[:, 1:2] * dx * dy
-    shows = (opacities.reshape(-1)[ref_ids][:, None] * torch.exp(-sigma) >= 1.0 / 255.0).any(1)
-    ref_pairs = (ref_keys << 32) | ref_ids
-    kept = torch.isin(ref_pairs, (fused_keys << 32) | fused_ids)
-    assert torch.equal(ref_keys[kept], fused_keys) and torch.equal(ref_ids[kept], fused_ids), "a subset, in ref's order"
-    assert not (shows & ~kept).any(), "an entry some pixel shows in was dropped"
-    assert 0 < int((~kept).sum()) and int(kept.sum()) > 50, "some entries dropped, most kept"
+    assert_only_unseen_dropped(ref_keys, ref_ids, fused_keys, fused_ids, got[0], got[1], opacities)
     assert torch.equal(fused_offsets[-1], torch.tensor(fused_ids.numel(), device=fused_offsets.device))
 
 

@@ -178,6 +178,10 @@ def rasterize_gaussians(
         tile_keys, flat_ids, offsets = triton_project.isect_tiles(means2d, radii, depths, conics, opac_v, width, height)
     else:
         tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
+        tiles_x = math.ceil(width / tile_size)
+        tile_keys, flat_ids, offsets = ref.drop_unseen(
+            tile_keys, flat_ids, means2d, conics, opac_v, b * v, tiles_x * math.ceil(height / tile_size), tiles_x, tile_size
+        )
     if shared_features is None:
         feature_ids = flat_ids
     elif chosen == "torch":

@@ -11,7 +11,9 @@ which has its own memory-bounded backward):
    radii ceil(3.33 sigma), culling by near/far planes and by the image rectangle.
 3. ``spherical_harmonics``: degree 0-3 real SH, rgb = SH(view direction) + 0.5, clamped at 0.
 4. ``isect_tiles``: 16x16 tiles, one entry per (view, tile, Gaussian) overlap, sorted by view and
-   tile then by depth (one int64 key: tile in the high bits, the float32 depth's bits in the low).
+   tile then by depth (one int64 key: tile in the high bits, the float32 depth's bits in the low);
+   ``drop_unseen`` then removes the entries whose tile no pixel centre of can reach alpha 1/255
+   (``rasterize_gaussians`` applies it: same render, about a fifth fewer entries on real scenes).
 5. ``composite``: per tile, front to back: alpha = min(0.99, o exp(-q/2)), skipped below 1/255,
    stopped once transmittance would fall below 1e-4; C = sum w c + T_final * background.
 
@@ -196,6 +198,50 @@ def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor
         tile_keys, flat_ids = tile_keys[order], flat_ids[order]
         offsets = torch.zeros(v * n_tiles + 1, dtype=torch.long, device=depths.device)
         offsets[1:] = torch.cumsum(torch.bincount(tile_keys, minlength=v * n_tiles), 0)
+    return tile_keys, flat_ids, offsets
+
+
+def _edge_min(d_fixed, lo, hi, a_fixed, b, a_free):
+    """min over t in [lo, hi] of 0.5 (a_fixed d^2 + a_free t^2) + b d t (a_free > 0), elementwise."""
+    t = torch.minimum(torch.maximum(-b * d_fixed / a_free, lo), hi)
+    return 0.5 * (a_fixed * d_fixed * d_fixed + a_free * t * t) + b * d_fixed * t
+
+
+def rect_min_sigma(mx, my, ca, cb, cc, x_lo, x_hi, y_lo, y_hi):
+    """Elementwise min over the rectangle [x_lo, x_hi] x [y_lo, y_hi] of the compositor's exponent
+    sigma = 0.5 (a dx^2 + c dy^2) + b dx dy (convex: 0 with the centre inside, else the least edge minimum)."""
+    dxl, dxr, dyl, dyh = x_lo - mx, x_hi - mx, y_lo - my, y_hi - my
+    inside = (dxl <= 0) & (dxr >= 0) & (dyl <= 0) & (dyh >= 0)
+    edges = torch.stack([
+        _edge_min(dxl, dyl, dyh, ca, cb, cc), _edge_min(dxr, dyl, dyh, ca, cb, cc),
+        _edge_min(dyl, dxl, dxr, cc, cb, ca), _edge_min(dyh, dxl, dxr, cc, cb, ca),
+    ]).amin(0)
+    return torch.where(inside, torch.zeros_like(edges), edges)
+
+
+def drop_unseen(tile_keys, flat_ids, means2d, conics, opacities, views: int, n_tiles: int, tiles_x: int, tile_size: int = TILE_SIZE):
+    """Remove the (tile, Gaussian) entries of sorted lists whose tile has no pixel centre where
+    alpha = o exp(-sigma) can reach 1/255 (compositing skips those pixels: the render is unchanged;
+    about a fifth of a real scene's entries). The Triton binning applies the same test.
+
+    Args:
+        tile_keys [I], flat_ids [I] (``isect_tiles``); means2d [V*N, 2], conics [V*N, 3], opacities
+        [V*N] (after any compensation); views V, n_tiles and tiles_x per view.
+
+    Returns:
+        tile_keys, flat_ids, offsets [V * n_tiles + 1], as ``isect_tiles`` returns them.
+    """
+    with torch.no_grad():
+        local = tile_keys % n_tiles
+        x_lo = (local % tiles_x * tile_size).to(means2d.dtype) + 0.5
+        y_lo = torch.div(local, tiles_x, rounding_mode="floor").mul(tile_size).to(means2d.dtype) + 0.5
+        m2, con = means2d.reshape(-1, 2)[flat_ids], conics.reshape(-1, 3)[flat_ids]
+        opac = opacities.reshape(-1)[flat_ids]
+        sigma = rect_min_sigma(m2[:, 0], m2[:, 1], con[:, 0], con[:, 1], con[:, 2], x_lo, x_lo + (tile_size - 1), y_lo, y_lo + (tile_size - 1))
+        keep = (opac * 255.0 >= 1.0) & (sigma <= torch.log((opac * 255.0).clamp_min(1e-30)) + 1e-3)
+        tile_keys, flat_ids = tile_keys[keep], flat_ids[keep]
+        offsets = torch.zeros(views * n_tiles + 1, dtype=torch.long, device=tile_keys.device)
+        offsets[1:] = torch.cumsum(torch.bincount(tile_keys, minlength=views * n_tiles), 0)
     return tile_keys, flat_ids, offsets
 
 
