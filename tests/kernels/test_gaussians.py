@@ -420,7 +420,7 @@ def test_triton_compositor_variants_the_autotuner_may_pick(block_g, channels, mo
     """Every batch size the GPU autotuner may pick gives the same render and gradients."""
     from mnemovision.kernels.gaussians import triton_impl
 
-    def fixed(plain, tuned, forced, small):
+    def fixed(plain, tuned, small):
         return plain, {"BLOCK_G": block_g, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 4}
 
     monkeypatch.setattr(triton_impl, "_kernel", fixed)

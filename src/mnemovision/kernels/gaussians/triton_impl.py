@@ -420,11 +420,11 @@ def _fixed_settings(small: bool) -> dict:
     return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
 
 
-def _kernel(plain, tuned, block_g: int | None, small: bool):
-    """(kernel, launch settings): fixed under the interpreter (the autotuner needs a GPU driver), with
-    ``MNEMOVISION_TRITON_AUTOTUNE=0`` or when ``block_g`` is forced, else the autotuned kernel."""
-    if block_g is not None or not triton_autotune_enabled():
-        return plain, _fixed_settings(small) | ({} if block_g is None else {"BLOCK_G": block_g})
+def _kernel(plain, tuned, small: bool):
+    """(kernel, launch settings): fixed under the interpreter (the autotuner needs a GPU driver) or
+    with ``MNEMOVISION_TRITON_AUTOTUNE=0``, else the autotuned kernel."""
+    if not triton_autotune_enabled():
+        return plain, _fixed_settings(small)
     return tuned, {}
 
 
@@ -466,7 +466,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         def grid(launch_meta):
             return (v * n_tiles, 1 if small or c == 0 else triton.cdiv(c, launch_meta["BLOCK_C"]))
 
-        kernel, launch = _kernel(_composite_fwd_kernel, _fwd_tuned, meta.get("block_g"), small)
+        kernel, launch = _kernel(_composite_fwd_kernel, _fwd_tuned, small)
         kernel[grid](offsets, pids, *f32, depths32, out, final_t, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch)
         ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t)
@@ -494,7 +494,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
         d_values = torch.zeros_like(f32[3])
         st = _settings(meta, c, ctx.has_depth, absgrad=bool(meta["absgrad"]))
-        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, meta.get("block_g"), st["const"]["SMALL_C"] > 0)
+        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, st["const"]["SMALL_C"] > 0)
         kernel[(v * st["sizes"][3],)](
             offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
             d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch,
@@ -510,6 +510,5 @@ class _CompositeTritonFn(torch.autograd.Function):
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
     """Same contract as ``ref.composite``, on CUDA tensors (or under the Triton interpreter).
     ``feature_ids`` is not read: the kernels derive each pair's feature row from
-    ``meta["shared_features"]`` ((V N, N) when the features are shared across views, else None).
-    ``meta["block_g"]`` (optional) forces the Gaussians per batch instead of autotuning them."""
+    ``meta["shared_features"]`` ((V N, N) when the features are shared across views, else None)."""
     return _CompositeTritonFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, offsets, meta)
