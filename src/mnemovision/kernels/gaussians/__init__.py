@@ -169,6 +169,7 @@ def rasterize_gaussians(
     values, shared_features = _feature_rows(colors, sh_degree, means_b, views_b, c)
     want_rgb = render_mode.startswith("RGB")
     want_depth = render_mode != "RGB"
+    tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
     if not want_rgb:
         values = values[:, :0]
     if fused:
@@ -178,10 +179,7 @@ def rasterize_gaussians(
         tile_keys, flat_ids, offsets = triton_project.isect_tiles(means2d, radii, depths, conics, opac_v, width, height)
     else:
         tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
-        tiles_x = math.ceil(width / tile_size)
-        tile_keys, flat_ids, offsets = ref.drop_unseen(
-            tile_keys, flat_ids, means2d, conics, opac_v, b * v, tiles_x * math.ceil(height / tile_size), tiles_x, tile_size
-        )
+        tile_keys, flat_ids, offsets = ref.drop_unseen(tile_keys, flat_ids, means2d, conics, opac_v, b * v, tiles_x * tiles_y, tiles_x, tile_size)
     if shared_features is None:
         feature_ids = flat_ids
     elif chosen == "torch":
@@ -191,7 +189,7 @@ def rasterize_gaussians(
     holder = AbsGrad(shape=(*batch, v, n, 2))
     meta = {
         "views": b * v, "height": height, "width": width, "tile_size": tile_size,
-        "tiles_x": math.ceil(width / tile_size), "tiles_y": math.ceil(height / tile_size),
+        "tiles_x": tiles_x, "tiles_y": tiles_y,
         # Padded (tile, Gaussian) slots per chunk of the PyTorch compositor: small chunks keep CPU work
         # in cache and skip padding; on a GPU, few large chunks (each chunk costs host syncs).
         "block": 64, "chunk_slots": 2048 if means.device.type == "cpu" else 1 << 16,

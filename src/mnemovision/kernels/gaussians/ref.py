@@ -196,9 +196,14 @@ def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor
         depth_bits = depths.reshape(-1)[flat_ids].float().clamp_min(0).contiguous().view(torch.int32).long()
         order = torch.argsort((tile_keys << 32) | depth_bits)
         tile_keys, flat_ids = tile_keys[order], flat_ids[order]
-        offsets = torch.zeros(v * n_tiles + 1, dtype=torch.long, device=depths.device)
-        offsets[1:] = torch.cumsum(torch.bincount(tile_keys, minlength=v * n_tiles), 0)
-    return tile_keys, flat_ids, offsets
+    return tile_keys, flat_ids, _tile_offsets(tile_keys, v * n_tiles)
+
+
+def _tile_offsets(tile_keys: torch.Tensor, total_tiles: int) -> torch.Tensor:
+    """offsets [total_tiles + 1]: the sorted entries of tile t are offsets[t]:offsets[t + 1]."""
+    offsets = torch.zeros(total_tiles + 1, dtype=torch.long, device=tile_keys.device)
+    offsets[1:] = torch.cumsum(torch.bincount(tile_keys, minlength=total_tiles), 0)
+    return offsets
 
 
 def _edge_min(d_fixed, lo, hi, a_fixed, b, a_free):
@@ -240,9 +245,7 @@ def drop_unseen(tile_keys, flat_ids, means2d, conics, opacities, views: int, n_t
         sigma = rect_min_sigma(m2[:, 0], m2[:, 1], con[:, 0], con[:, 1], con[:, 2], x_lo, x_lo + (tile_size - 1), y_lo, y_lo + (tile_size - 1))
         keep = (opac * 255.0 >= 1.0) & (sigma <= torch.log((opac * 255.0).clamp_min(1e-30)) + 1e-3)
         tile_keys, flat_ids = tile_keys[keep], flat_ids[keep]
-        offsets = torch.zeros(views * n_tiles + 1, dtype=torch.long, device=tile_keys.device)
-        offsets[1:] = torch.cumsum(torch.bincount(tile_keys, minlength=views * n_tiles), 0)
-    return tile_keys, flat_ids, offsets
+        return tile_keys, flat_ids, _tile_offsets(tile_keys, views * n_tiles)
 
 
 # ---------------------------------------------------------------------------------------------
