@@ -248,8 +248,7 @@ def _fwd(q, k, v, bias, scale: float):
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
-    has_bias = bias is not None
-    biasf = triton_sizes.bias32(bias, b * h, m, q.device) if has_bias else qf  # (a pointer the kernel never reads)
+    has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
     out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
     lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
     block_d = triton_sizes.block_d(d)

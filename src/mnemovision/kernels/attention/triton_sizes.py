@@ -10,7 +10,7 @@ import triton
 
 from mnemovision.kernels._backend import triton_interpreter_enabled
 
-__all__ = ["bias32", "block_d", "block_dv", "interpreting", "precision"]
+__all__ = ["bias32", "block_d", "block_dv", "interpreting", "kernel_bias", "precision"]
 
 interpreting = triton_interpreter_enabled
 
@@ -35,3 +35,11 @@ def bias32(bias, bh: int, m: int, device) -> torch.Tensor:
     if bias is None:
         return torch.zeros(bh, m, device=device, dtype=torch.float32)
     return bias.reshape(bh, m).contiguous().float()
+
+
+def kernel_bias(bias, bh: int, m: int, placeholder: torch.Tensor) -> tuple[bool, torch.Tensor]:
+    """(HAS_BIAS, Bias argument) for the kernels that skip an absent bias: the float32 [B*H, M] bias,
+    or ``placeholder`` (any tensor: a pointer the kernel never reads) when ``bias`` is None."""
+    if bias is None:
+        return False, placeholder
+    return True, bias32(bias, bh, m, placeholder.device)

@@ -218,8 +218,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
         return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk)
     with torch.no_grad():
         qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
-        has_bias = bias is not None
-        biasf = triton_sizes.bias32(bias, b * h, m, q.device) if has_bias else _unused_bias(q)
+        has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, q)
         tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
         block_m = 16 if triton_sizes.interpreting() else 64
         grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
@@ -235,11 +234,6 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
         return idx.view(b, h, nq, top_k)
 
 
-def _unused_bias(q):
-    """A pointer for a kernel's Bias argument when HAS_BIAS is off (never read)."""
-    return q
-
-
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
     return dict(BLOCK_K=max(2, triton.next_power_of_2(top_k)), BLOCK_D=triton_sizes.block_d(d), BLOCK_DV=triton_sizes.block_dv(dv))
 
@@ -252,8 +246,7 @@ class _TopkReadoutFn(torch.autograd.Function):
         b, h, nq, d = q.shape
         m, dv, top_k = k.shape[2], v.shape[3], idx.shape[3]
         qf, kf, vf = (t.reshape(b * h, -1, t.shape[-1]).contiguous() for t in (q, k, v))
-        has_bias = bias is not None
-        biasf = triton_sizes.bias32(bias, b * h, m, q.device) if has_bias else _unused_bias(q)
+        has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, q)
         idxf = idx.reshape(b * h, nq, top_k).contiguous()
         out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
         lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
