@@ -187,13 +187,13 @@ def _topk_bwd_kernel(
         do = tl.load(DO + row * DV + offs_e, mask=offs_e < DV, other=0.0).to(tl.float32)
         v = tl.load(V + rows[:, None] * DV + offs_e[None, :], mask=emask, other=0.0).to(tl.float32)
         dp += tl.sum(v * do[None, :], 1)
-        tl.atomic_add(DVacc + rows[:, None] * DV + offs_e[None, :], p[:, None] * do[None, :], mask=emask)
+        tl.atomic_add(DVacc + rows[:, None] * DV + offs_e[None, :], p[:, None] * do[None, :], mask=emask, sem="relaxed")
     ds = p * (dp - tl.load(Delta + row))
     offs_d = tl.arange(0, BLOCK_D)
     tl.store(DQ + row * D + offs_d, (SCALE * tl.sum(ds[:, None] * k, 0)).to(DQ.dtype.element_ty), mask=offs_d < D)
-    tl.atomic_add(DK + rows[:, None] * D + offs_d[None, :], ds[:, None] * q[None, :], mask=used[:, None] & (offs_d[None, :] < D))
+    tl.atomic_add(DK + rows[:, None] * D + offs_d[None, :], ds[:, None] * q[None, :], mask=used[:, None] & (offs_d[None, :] < D), sem="relaxed")
     if HAS_BIAS:
-        tl.atomic_add(DBias + rows, ds, mask=used)
+        tl.atomic_add(DBias + rows, ds, mask=used, sem="relaxed")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -238,7 +238,7 @@ def _composite_fwd_kernel(
 @triton.jit
 def _scatter_sum(Target, tile_terms, valid_g):
     """Add the sum over pixels of ``tile_terms`` [P, G] to ``Target`` [1, G] (pointers)."""
-    tl.atomic_add(Target, tl.sum(tile_terms, axis=0, keep_dims=True), mask=valid_g)
+    tl.atomic_add(Target, tl.sum(tile_terms, axis=0, keep_dims=True), mask=valid_g, sem="relaxed")
 
 
 @triton.jit
@@ -331,7 +331,7 @@ def _composite_bwd_kernel(
                 offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
                 grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
                 dfeat = tl.dot(tl.trans(w), grad_blk, input_precision=PREC)
-                tl.atomic_add(DValues + tl.trans(fid) * C + offs_c, dfeat, mask=tl.trans(valid_g) & (offs_c < C))
+                tl.atomic_add(DValues + tl.trans(fid) * C + offs_c, dfeat, mask=tl.trans(valid_g) & (offs_c < C), sem="relaxed")
         if HAS_DEPTH:
             dots += g_depth * z
             _scatter_sum(DDepths + pair, w * g_depth, valid_g)
