@@ -120,8 +120,8 @@ def attention_rows(arch: int) -> list[dict]:
     n_tiles = triton.cdiv(32400, tk.TILE)
     sel_types = {"Q": "*fp16", "K": "*fp16", "Bias": "*fp32", "TileMax": "*fp32", "Idx": "*i64", "NQ": "i32", "M": "i32", "D": "i32", "NT": "i32", "KT": "i32", "TOPK": "i32", "SCALE": "fp32"}
     constants = dict(HAS_BIAS=False, TILE_=tk.TILE, BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_KT=32, BLOCK_D=64, D_CHUNK=tk._D_CHUNK)
-    row = {"kernel": "topk_select vos_T20", "C": "-", "config": "BLOCK_T=1024 BLOCK_KT=32", "warps": 4}
-    row.update(compile_report(tk._select_kernel, constants, 4, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "NT": n_tiles, "KT": 30, "TOPK": 30}))
+    row = {"kernel": "topk_select vos_T20", "C": "-", "config": "BLOCK_T=1024 BLOCK_KT=32", "warps": tk.SELECT_WARPS}
+    row.update(compile_report(tk._select_kernel, constants, tk.SELECT_WARPS, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "NT": n_tiles, "KT": 30, "TOPK": 30}))
     rows.append(row)
     return rows
 

@@ -261,6 +261,30 @@ def test_triton_topk_selection_is_exact(shape, top_k, tile, registers, monkeypat
 
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("tile", [4, 32])
+def test_triton_topk_ties_go_to_the_lowest_keys(tile):
+    """Logits with many exact ties (integer-valued, q = 0 so the bias alone decides): the selection
+    holds torch.topk's values, and at the k-th value it takes the lowest key ids."""
+    from mnemovision.kernels.attention import triton_topk
+
+    g = torch.Generator().manual_seed(11)
+    b, h, nq, m, d, top_k = 1, 2, 5, 300, 8, 20
+    q = torch.zeros(b, h, nq, d).to(DEVICE)
+    k = torch.randn(b, h, m, d, generator=g).to(DEVICE)
+    bias = torch.randint(0, 6, (b, h, m), generator=g).float().to(DEVICE)
+    got = triton_topk.topk_select(q, k, bias, top_k, tile=tile).cpu()
+    logits = bias.cpu()[:, :, None, :].expand(b, h, nq, m)
+    want_vals = torch.topk(logits, top_k, dim=-1).values
+    assert torch.equal(logits.gather(-1, got).sort(-1).values, want_vals.sort(-1).values)
+    kth = want_vals[..., -1:]
+    # keys above the k-th value all taken, then ties at it by ascending key id
+    order = torch.where(logits > kth, -1, torch.where(logits == kth, torch.arange(m).float(), float(m)))
+    want_ids = order.argsort(dim=-1, stable=True)[..., :top_k]
+    assert torch.equal(got.sort(-1).values, want_ids.sort(-1).values)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_triton_topk_with_fewer_live_keys_than_k_reads_no_padding():
     """Most keys masked: the selection still returns in-range keys only and the readout matches."""
     q, k, v = make(1, 1, 6, 70, 8, 4, dtype=torch.float32, device=DEVICE)

@@ -70,18 +70,20 @@ def _attn_fwd_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    # base-2 logits (SCALE and the bias times log2(e)): the softmax then runs on exp2, one MUFU op
+    scale2 = SCALE * 1.4426950408889634
     for start_n in range(0, M, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * SCALE
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale2
         if HAS_BIAS:
-            s += tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))[None, :]
+            s += tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))[None, :] * 1.4426950408889634
         else:
             s = tl.where((offs_n < M)[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp(s - m_safe[:, None])
-        alpha = tl.exp(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        alpha = tl.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(V + bh * M * DV + offs_n[:, None] * DV + offs_e[None, :], mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV), other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
@@ -89,8 +91,8 @@ def _attn_fwd_kernel(
     has_keys = l_i > 0.0
     out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
     tl.store(Out + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], out.to(Out.dtype.element_ty), mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV))
-    if pid_e == 0:
-        lse = tl.where(has_keys, m_i + tl.log(tl.where(has_keys, l_i, 1.0)), float("-inf"))
+    if pid_e == 0:  # natural-log lse = ln(2) (m + log2 l)
+        lse = tl.where(has_keys, (m_i + tl.log2(tl.where(has_keys, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
         tl.store(Lse + bh * NQ + offs_m, lse, mask=offs_m < NQ)
 
 

@@ -5,15 +5,15 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
 1. ``_tile_max_kernel``: logits q k^T + bias block by block on the tensor cores, reduced to the
    maximum of each tile: tile_max [BH, Nq, ceil(M / TILE)] (TILE times smaller than the logits).
 2. ``_select_kernel``, one program per query: the ``kt = min(top_k, n_tiles)`` tiles with the
-   largest maxima (a bitonic ``tl.sort`` of the query's row of tile maxima, packed with their ids
-   into int64 keys). Every one of the query's
-   top-k keys lies in those tiles: the k-th largest logit is at least the k-th largest tile maximum
-   (k tile maxima are k distinct logits), so a tile holding a top-k key has a maximum no smaller than
-   that, i.e. ranks among the top kt tiles (ties aside, where the top-k set is itself ambiguous).
-   The same program computes the logits of those kt * TILE candidate keys in registers and sorts
-   them the same way to pick the top_k. Candidates past M get -inf and in-range ones are clamped
-   to a finite floor, so in-range keys (kt * TILE >= top_k of them whenever TILE >= 2) always win
-   over padding.
+   largest maxima. Every one of the query's top-k keys lies in those tiles: the k-th largest logit
+   is at least the k-th largest tile maximum (k tile maxima are k distinct logits), so a tile holding
+   a top-k key has a maximum no smaller than that, i.e. ranks among the top kt tiles (ties aside,
+   where the top-k set is itself ambiguous). The same program computes the logits of those kt * TILE
+   candidate keys in registers and picks the top_k. Both picks run without sorting
+   (``_take_largest``: bisection for the k-th largest value on order-preserving int32 bits, then a
+   prefix-sum compaction; with a bitonic ``tl.sort`` of 1,024 packed keys per pick instead, this
+   kernel took about 0.5 ms of the 0.78 ms vos_T20 forward on an H100). Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
+   keys (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding.
 
 The readout (``_topk_fwd_kernel``) recomputes the selected logits, takes the softmax over them and
 gathers the values, one query per program; the backward kernel recomputes the same and scatters
@@ -39,9 +39,11 @@ TILES_PER_BLOCK = 4
 # block of candidate logits. Beyond these, selection falls back to ``ref.topk_select``.
 MAX_TILES = 4096
 MAX_CANDIDATES = 8192
-# Head-dim slice per gather of the candidate keys in the selection program: 8 (with vector loads,
-# 109 registers and 4 programs per SM on sm_90 at the vos_T20 shape; 2 needs 189: bench/kernel_resources.py).
+# Head-dim slice per gather of the candidate keys in the selection program, and its warps: 8-wide
+# (vector loads) on 8 warps, 74 registers and 3 programs (24 warps) per SM on sm_90 at the vos_T20
+# shape (4 warps: 133 registers, 12 warps per SM; bench/kernel_resources.py).
 _D_CHUNK = 8
+SELECT_WARPS = 8
 # A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
 # (-inf) then never outrank a real key.
 _FLOOR = tl.constexpr(-3.0e38)
@@ -73,19 +75,33 @@ def _tile_max_kernel(
 
 
 @triton.jit
-def _order_keys(vals, ids):
-    """int64 keys whose descending order is: larger ``vals`` (fp32) first, then lower ``ids`` (int32,
-    non-negative) first. The float's bits are made order-preserving as a signed int (negative
-    values get their magnitude bits flipped); the id goes in the low word, inverted."""
+def _ordered(vals):
+    """int32 whose signed order is the order of the fp32 ``vals`` (negative floats get their
+    magnitude bits flipped)."""
     bits = vals.to(tl.int32, bitcast=True)
-    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-    return (ordered.to(tl.int64) << 32) | (0x7FFFFFFF - ids).to(tl.int64)
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
 @triton.jit
-def _ids_of(keys):
-    """The ids packed by ``_order_keys``."""
-    return 0x7FFFFFFF - (keys & 0xFFFFFFFF)
+def _take_largest(o, ids, k, Out):
+    """Store the ``ids`` of the ``k`` largest entries of the 1-D int32 ``o`` (1 <= k <= its size) at
+    Out[0:k], in position order; among equal values the lowest positions win.
+
+    No sort: the k-th largest value t is found by bisection on the value (each step one count,
+    count(o >= mid) >= k), then the entries above t and the first ties at t are compacted with a
+    prefix sum."""
+    lo = tl.min(o, 0)
+    hi = tl.max(o, 0)
+    while lo < hi:  # invariant: count(o >= lo) >= k, and the k-th largest lies in [lo, hi]
+        mid = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo.to(tl.int64) + 1) >> 1)).to(tl.int32)
+        enough = tl.sum((o >= mid).to(tl.int32), 0) >= k
+        lo = tl.where(enough, mid, lo)
+        hi = tl.where(enough, hi, mid - 1)
+    above = o > lo
+    ties = o == lo
+    take = above | (ties & (tl.cumsum(ties.to(tl.int32), 0) <= k - tl.sum(above.to(tl.int32), 0)))
+    slot = tl.cumsum(take.to(tl.int32), 0) - 1
+    tl.store(Out + slot, ids, mask=take)
 
 
 @triton.jit
@@ -94,21 +110,23 @@ def _select_kernel(
     NQ, M, D, NT, KT, TOPK, SCALE,
     HAS_BIAS: tl.constexpr, TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr, BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr,
 ):
-    """One query per program: sort its row of tile maxima (bitonic ``tl.sort`` on packed value/id
-    keys) and keep the KT best tiles, compute the logits of their KT * TILE candidate keys in
-    registers (one gather per D_CHUNK slice of the head dim), sort those and write the keys of the
-    TOPK largest to Idx[row, :TOPK] (ties go to the lowest position)."""
+    """One query per program: the KT tiles with the largest maxima (written to Idx[row, :KT] as
+    scratch, read back after a barrier), the logits of their KT * TILE candidate keys in registers
+    (one gather per D_CHUNK slice of the head dim), and the keys of the TOPK largest of those to
+    Idx[row, :TOPK] (ties go to the lowest key). Selection by ``_take_largest`` (no sort)."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
     offs_t = tl.arange(0, BLOCK_T)
+    # real tiles are floored above the padding (-inf), so KT <= NT picks real tiles only
     tile_vals = tl.load(TileMax + row * NT + offs_t, mask=offs_t < NT, other=float("-inf"))
-    tile_order = _ids_of(tl.sort(_order_keys(tile_vals, offs_t), descending=True))
-    # the first BLOCK_KT entries of the order: row 0 of its [BLOCK_T / BLOCK_KT, BLOCK_KT] view
-    rows = tl.arange(0, BLOCK_T // BLOCK_KT)
-    best = tl.sum(tl.where(rows[:, None] == 0, tl.reshape(tile_order, [BLOCK_T // BLOCK_KT, BLOCK_KT]), 0), 0)
+    tile_vals = tl.where(offs_t < NT, tl.maximum(tile_vals, _FLOOR), float("-inf"))
+    _take_largest(_ordered(tile_vals), offs_t.to(tl.int64), KT, Idx + row * TOPK)
+    tl.debug_barrier()
     offs_j = tl.arange(0, BLOCK_KT)
+    best = tl.load(Idx + row * TOPK + offs_j, mask=offs_j < KT, other=0)
+    tl.debug_barrier()  # every read of the scratch before the final writes
     offs_i = tl.arange(0, TILE_)
-    keys = best[:, None] * TILE_ + offs_i[None, :]  # [BLOCK_KT, TILE_] candidate key ids
+    keys = best[:, None] * TILE_ + offs_i[None, :]  # [BLOCK_KT, TILE_] candidate key ids, ascending
     inside = (offs_j < KT)[:, None] & (keys < M)
     s = tl.zeros([BLOCK_KT, TILE_], dtype=tl.float32)
     for d0 in tl.static_range(0, BLOCK_D, D_CHUNK):
@@ -120,9 +138,7 @@ def _select_kernel(
         s += tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
     s = tl.where(inside, tl.maximum(s, _FLOOR), float("-inf"))
     n_cand: tl.constexpr = BLOCK_KT * TILE_
-    chosen = _ids_of(tl.sort(_order_keys(tl.reshape(s, [n_cand]), tl.reshape(keys, [n_cand]).to(tl.int32)), descending=True))
-    offs_c = tl.arange(0, n_cand)
-    tl.store(Idx + row * TOPK + offs_c, chosen, mask=offs_c < TOPK)
+    _take_largest(_ordered(tl.reshape(s, [n_cand])), tl.reshape(keys, [n_cand]), TOPK, Idx + row * TOPK)
 
 
 @triton.jit
@@ -229,7 +245,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
         _select_kernel[(b * h * nq,)](
             qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale,
-            HAS_BIAS=has_bias, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=min(_D_CHUNK, triton_sizes.block_d(d)), num_warps=4,
+            HAS_BIAS=has_bias, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=min(_D_CHUNK, triton_sizes.block_d(d)), num_warps=SELECT_WARPS,
         )
         return idx.view(b, h, nq, top_k)
 
