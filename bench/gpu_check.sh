@@ -8,7 +8,7 @@
 #  2. one after another, on an otherwise idle GPU: the benchmarks (the record), their kernels now
 #     compiled, with TRITON_PRINT_AUTOTUNING=1 so the log names each autotuner choice;
 #  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows).
-# Writes logs and JSON under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
+# Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the kernel tests matching -k "triton and topk")
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
@@ -47,12 +47,16 @@ if wants raster && compgen -G ".whl/gsplat-*.whl" >/dev/null; then
 fi
 
 status_dir=$(mktemp -d)
-run_step() {  # run_step NAME CMD...: output to $OUT/NAME.log (cut at STEP_TIMEOUT_S seconds); a failure is remembered
+LOG_DIR=${LOG_DIR:-$(mktemp -d)}
+run_step() {  # run_step NAME CMD...: output to $LOG_DIR/NAME.log (cut at STEP_TIMEOUT_S seconds), then appended
+  # to $OUT/steps.log (one file: a device tool may bring back only a few files); a failure is remembered
   stamp "start $1"
-  timeout "${STEP_TIMEOUT_S:-240}" "${@:2}" >"$OUT/$1.log" 2>&1
+  timeout "${STEP_TIMEOUT_S:-240}" "${@:2}" >"$LOG_DIR/$1.log" 2>&1
   local rc=$?
   [ "$rc" -eq 0 ] || { touch "$status_dir/$1"; stamp "FAILED $1 (rc $rc)"; }
-  stamp "end $1"; tail -n "${TAIL_LINES:-40}" "$OUT/$1.log"
+  stamp "end $1"
+  { flock 9; { echo "===== $1 (rc $rc, ended at ${SECONDS}s)"; cat "$LOG_DIR/$1.log"; } >>"$OUT/steps.log"; } 9>"$LOG_DIR/.lock"
+  tail -n "${TAIL_LINES:-40}" "$LOG_DIR/$1.log"
 }
 
 xdist=()
@@ -73,7 +77,7 @@ if wants raster; then
   run_step raster_profile_c160 $PY bench/raster_profile.py --device cuda --backends triton --channels 160 --backward --calls 3 & pids+=($!)
 fi
 if wants attention; then
-  run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 5 & pids+=($!)
+  run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 & pids+=($!)
   run_step attention_profile_mcnet $PY bench/attention_profile.py --case mcnet --top-k 0 --calls 5 & pids+=($!)
 fi
 wait "${pids[@]}"

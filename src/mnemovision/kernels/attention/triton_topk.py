@@ -184,12 +184,13 @@ def _topk_fwd_kernel(
 
 @triton.jit
 def _topk_bwd_kernel(
-    Q, K, V, Bias, Idx, Lse, DO, Delta, DQ, DK, DVacc, DBias,
+    Q, K, V, Bias, Idx, Lse, Out, DO, GradLse, DQ, DK, DVacc, DBias,
     NQ, M, D, DV, TOPK, SCALE,
-    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_GLSE: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """dQ[row] = sum_j ds_j k_j; atomically dK[j] += ds_j q, dV[j] += p_j dO, dBias[j] += ds_j,
-    with p the selected softmax weights and ds_j = p_j (dO . v_j - delta)."""
+    with p the selected softmax weights, ds_j = p_j (dO . v_j - delta) and delta = dO . out (less
+    the lse gradient when HAS_GLSE), computed here in the same pass over Dv."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
     q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D)
@@ -197,14 +198,19 @@ def _topk_bwd_kernel(
     lse = tl.where(lse == float("-inf"), float("inf"), lse)  # every key masked: all weights exp(-inf) = 0
     p = tl.where(used, tl.exp(s - lse), 0.0)
     dp = tl.zeros([BLOCK_K], dtype=tl.float32)
+    delta = tl.zeros([BLOCK_DV], dtype=tl.float32)
     for e0 in range(0, DV, BLOCK_DV):
         offs_e = e0 + tl.arange(0, BLOCK_DV)
         emask = used[:, None] & (offs_e[None, :] < DV)
         do = tl.load(DO + row * DV + offs_e, mask=offs_e < DV, other=0.0).to(tl.float32)
+        delta += do * tl.load(Out + row * DV + offs_e, mask=offs_e < DV, other=0.0).to(tl.float32)
         v = tl.load(V + rows[:, None] * DV + offs_e[None, :], mask=emask, other=0.0).to(tl.float32)
         dp += tl.sum(v * do[None, :], 1)
         tl.atomic_add(DVacc + rows[:, None] * DV + offs_e[None, :], p[:, None] * do[None, :], mask=emask, sem="relaxed")
-    ds = p * (dp - tl.load(Delta + row))
+    total = tl.sum(delta, 0)
+    if HAS_GLSE:
+        total -= tl.load(GradLse + row).to(tl.float32)
+    ds = p * (dp - total)
     offs_d = tl.arange(0, BLOCK_D)
     tl.store(DQ + row * D + offs_d, (SCALE * tl.sum(ds[:, None] * k, 0)).to(DQ.dtype.element_ty), mask=offs_d < D)
     tl.atomic_add(DK + rows[:, None] * D + offs_d[None, :], ds[:, None] * q[None, :], mask=used[:, None] & (offs_d[None, :] < D), sem="relaxed")
@@ -278,20 +284,22 @@ class _TopkReadoutFn(torch.autograd.Function):
         qf, kf, vf, biasf, idxf, out, lse = ctx.saved_tensors
         b, h, nq, m, d, dv, top_k, bias_dtype = ctx.shapes
         go = torch.zeros_like(out) if grad_out is None else grad_out.reshape(b * h, nq, dv).contiguous()
-        delta = (go.float() * out.float()).sum(-1)
-        if grad_lse is not None:
-            delta = delta - grad_lse.reshape(b * h, nq).float()
+        has_glse = grad_lse is not None
+        glse = grad_lse.reshape(b * h, nq).contiguous() if has_glse else lse
         dq = torch.empty_like(qf)
-        dk = torch.zeros(b * h, m, d, device=qf.device, dtype=torch.float32)
-        dvacc = torch.zeros(b * h, m, dv, device=qf.device, dtype=torch.float32)
         has_bias = bias_dtype is not None
-        dbias = torch.zeros(b * h, m, device=qf.device, dtype=torch.float32) if has_bias else dk
+        # one zeroed fp32 buffer for the atomically accumulated dK, dV (and d(bias)): one fill, one cast
+        n_k, n_v = b * h * m * d, b * h * m * dv
+        acc = torch.zeros(n_k + n_v + (b * h * m if has_bias else 0), device=qf.device, dtype=torch.float32)
+        dk, dvacc = acc[:n_k], acc[n_k: n_k + n_v]
+        dbias = acc[n_k + n_v:] if has_bias else dk
         _topk_bwd_kernel[(b * h * nq,)](
-            qf, kf, vf, biasf, idxf, lse, go, delta.contiguous(), dq, dk, dvacc, dbias, nq, m, d, dv, top_k, ctx.scale,
-            HAS_BIAS=has_bias, **_launch_sizes(top_k, d, dv), num_warps=4,
+            qf, kf, vf, biasf, idxf, lse, out, go, glse, dq, dk, dvacc, dbias, nq, m, d, dv, top_k, ctx.scale,
+            HAS_BIAS=has_bias, HAS_GLSE=has_glse, **_launch_sizes(top_k, d, dv), num_warps=4,
         )
+        cast = acc[: n_k + n_v].to(qf.dtype)
         return (
-            dq.view(b, h, nq, d), dk.view(b, h, m, d).to(qf.dtype), dvacc.view(b, h, m, dv).to(vf.dtype),
+            dq.view(b, h, nq, d), cast[:n_k].view(b, h, m, d), cast[n_k:].view(b, h, m, dv),
             None if bias_dtype is None else dbias.view(b, h, m).to(bias_dtype), None, None,
         )
 
