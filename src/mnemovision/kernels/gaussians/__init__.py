@@ -31,14 +31,22 @@ class AbsGrad:
 
 
 class RasterInfo(dict):
-    """The ``info`` dict of ``rasterize_gaussians``. ``visible_ids`` is computed on first access
-    (``torch.nonzero`` waits for the GPU, which a training step that never reads it should not)."""
+    """The ``info`` dict of ``rasterize_gaussians``. ``visible`` (from the radii) and ``visible_ids``
+    are computed on first access: ``torch.nonzero`` waits for the GPU, and each is a launch that a
+    render which never reads them should not pay."""
 
     def __missing__(self, key):
-        if key != "visible_ids":
+        if key == "visible":
+            radii = self["radii"]
+            self[key] = (radii > 0).all(-1)
+        elif key == "visible_ids":
+            self[key] = torch.nonzero(self["visible"])
+        else:
             raise KeyError(key)
-        self[key] = torch.nonzero(self["visible"])
         return self[key]
+
+    def get(self, key, default=None):
+        return self[key] if key in self or key in ("visible", "visible_ids") else default
 
 
 def _check(name: str, t, shape: tuple, expected: str) -> None:
@@ -145,8 +153,8 @@ def rasterize_gaussians(
         render [..., V, H, W, C'], alpha [..., V, H, W, 1], info dict with ``means2d``
         [..., V, N, 2] (call ``retain_grad()`` on it before backward to read its gradient),
         ``absgrad`` (AbsGrad), ``radii`` [..., V, N, 2], ``depths`` [..., V, N], ``visible``
-        [..., V, N] bool, ``visible_ids`` [K, ndim] (indices of the visible (..., view, Gaussian)
-        pairs; computed when first read), ``conics``, ``n_isects``, ``tile_size``, ``backend``.
+        [..., V, N] bool and ``visible_ids`` [K, ndim] (indices of the visible (..., view, Gaussian)
+        pairs), both computed when first read, ``conics``, ``n_isects``, ``tile_size``, ``backend``.
     """
     batch, n, v, c = _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds)
     chosen = resolve_backend(backend, means.device.type)
@@ -212,7 +220,6 @@ def rasterize_gaussians(
         "radii": radii.reshape(*batch, v, n, 2),
         "depths": depths.reshape(*batch, v, n),
         "conics": conics.reshape(*batch, v, n, 3),
-        "visible": (radii > 0).all(-1).reshape(*batch, v, n),
         "n_isects": int(flat_ids.numel()),
         "tile_size": tile_size,
         "backend": chosen,
