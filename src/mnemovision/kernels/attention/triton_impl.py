@@ -97,12 +97,15 @@ def _attn_fwd_kernel(
 
 
 @triton.jit
-def _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC: tl.constexpr):
-    """p [BLOCK_M, BLOCK_N] = exp(q k^T + bias - lse), zero where lse is -inf or out of range."""
+def _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, SCALE, HAS_BIAS: tl.constexpr, PREC: tl.constexpr):
+    """p [BLOCK_M, BLOCK_N] = exp(SCALE q k^T + bias - lse), zero where lse is -inf or out of range."""
     k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
-    bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf")).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf")).to(tl.float32)
+    else:
+        bias = tl.where(offs_n < M, 0.0, float("-inf"))
     lse = tl.load(Lse + bh * NQ + offs_m, mask=offs_m < NQ, other=float("-inf"))
-    s = tl.dot(q, tl.trans(k), input_precision=PREC) + bias[None, :]
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) * SCALE + bias[None, :]
     valid = (lse != float("-inf"))[:, None] & (offs_n < M)[None, :]
     return tl.where(valid, tl.exp(s - tl.where(lse == float("-inf"), 0.0, lse)[:, None]), 0.0), k
 
@@ -122,8 +125,8 @@ def _dp_block(DO, V, bh, offs_m, offs_n, NQ, M, DV, BLOCK_M: tl.constexpr, BLOCK
 @triton.jit
 def _attn_bwd_dv_kernel(
     Q, K, Bias, Lse, DO, DVout,
-    NQ, M, D, DV, CHUNK, SPLITS,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+    NQ, M, D, DV, CHUNK, SPLITS, SCALE,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
 ):
     """dV[n, e-slice] = sum over the queries of split s of p[q, n] dO[q, e-slice] (fp32 partial per split)."""
     pid_n = tl.program_id(0)
@@ -137,7 +140,7 @@ def _attn_bwd_dv_kernel(
     for start_m in range(split * CHUNK, tl.minimum(NQ, split * CHUNK + CHUNK), BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
-        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
+        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, SCALE, HAS_BIAS, PREC)
         do = tl.load(DO + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV), other=0.0)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
     tl.store(DVout + tl.program_id(1).to(tl.int64) * M * DV + offs_n[:, None] * DV + offs_e[None, :], dv.to(DVout.dtype.element_ty), mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV))
@@ -146,8 +149,8 @@ def _attn_bwd_dv_kernel(
 @triton.jit
 def _attn_bwd_dk_kernel(
     Q, K, V, Bias, Lse, DO, Delta, DK, DBias,
-    NQ, M, D, DV, CHUNK, SPLITS,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+    NQ, M, D, DV, CHUNK, SPLITS, SCALE,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
 ):
     """dK[n] = sum_q ds[q, n] q[q] and d(bias)[n] = sum_q ds[q, n], ds = p (dp - delta), over the
     queries of split s (fp32 partials per split)."""
@@ -161,22 +164,23 @@ def _attn_bwd_dk_kernel(
     for start_m in range(split * CHUNK, tl.minimum(NQ, split * CHUNK + CHUNK), BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
-        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
+        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, SCALE, HAS_BIAS, PREC)
         dp = _dp_block(DO, V, bh, offs_m, offs_n, NQ, M, DV, BLOCK_M, BLOCK_N, BLOCK_DV, PREC)
         delta = tl.load(Delta + bh * NQ + offs_m, mask=offs_m < NQ, other=0.0)
         ds = p * (dp - delta[:, None])
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
         dbias += tl.sum(ds, 0)
     part = tl.program_id(1).to(tl.int64)
-    tl.store(DK + part * M * D + offs_n[:, None] * D + offs_d[None, :], dk.to(DK.dtype.element_ty), mask=(offs_n[:, None] < M) & (offs_d[None, :] < D))
-    tl.store(DBias + part * M + offs_n, dbias, mask=offs_n < M)
+    tl.store(DK + part * M * D + offs_n[:, None] * D + offs_d[None, :], (dk * SCALE).to(DK.dtype.element_ty), mask=(offs_n[:, None] < M) & (offs_d[None, :] < D))
+    if HAS_BIAS:
+        tl.store(DBias + part * M + offs_n, dbias, mask=offs_n < M)
 
 
 @triton.jit
 def _attn_bwd_dq_kernel(
     Q, K, V, Bias, Lse, DO, Delta, DQ,
-    NQ, M, D, DV,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+    NQ, M, D, DV, SCALE,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
 ):
     """dQ[q] = sum_n ds[q, n] k[n]."""
     pid_m = tl.program_id(0)
@@ -188,18 +192,46 @@ def _attn_bwd_dq_kernel(
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     for start_n in range(0, M, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
+        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, SCALE, HAS_BIAS, PREC)
         dp = _dp_block(DO, V, bh, offs_m, offs_n, NQ, M, DV, BLOCK_M, BLOCK_N, BLOCK_DV, PREC)
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
-    tl.store(DQ + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], dq.to(DQ.dtype.element_ty), mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D))
+    tl.store(DQ + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], (dq * SCALE).to(DQ.dtype.element_ty), mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D))
+
+
+@triton.jit
+def _attn_bwd_delta_kernel(Out, DO, GradLse, Delta, ROWS, DV, HAS_GLSE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """delta[r] = dO[r] . out[r] (fp32) less the lse gradient when HAS_GLSE (FlashAttention's
+    backward preprocessing), for BLOCK_R rows per program."""
+    offs_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    total = tl.zeros([BLOCK_R], dtype=tl.float32)
+    for e0 in range(0, DV, BLOCK_DV):
+        offs_e = e0 + tl.arange(0, BLOCK_DV)
+        m = (offs_r[:, None] < ROWS) & (offs_e[None, :] < DV)
+        at = offs_r[:, None].to(tl.int64) * DV + offs_e[None, :]
+        total += tl.sum(tl.load(DO + at, mask=m, other=0.0).to(tl.float32) * tl.load(Out + at, mask=m, other=0.0).to(tl.float32), 1)
+    if HAS_GLSE:
+        total -= tl.load(GradLse + offs_r, mask=offs_r < ROWS, other=0.0).to(tl.float32)
+    tl.store(Delta + offs_r, total, mask=offs_r < ROWS)
+
+
+@triton.jit
+def _sum_splits_kernel(Parts, Out, SPLITS, INNER, BLOCK: tl.constexpr):
+    """Out[o, i] = sum over s of Parts[o, s, i] (fp32), cast to Out's dtype: the key-side gradients'
+    partials per query split, summed in one pass."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    outer = tl.program_id(1).to(tl.int64)
+    total = tl.zeros([BLOCK], dtype=tl.float32)
+    for s in range(0, SPLITS):
+        total += tl.load(Parts + (outer * SPLITS + s) * INNER + offs, mask=offs < INNER, other=0.0)
+    tl.store(Out + outer * INNER + offs, total.to(Out.dtype.element_ty), mask=offs < INNER)
 
 
 @triton.jit
 def _attn_usage_kernel(
     Q, K, Bias, Lse, Usage,
-    NQ, M, D,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
+    NQ, M, D, SCALE,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
     """usage[n] = sum over queries of exp(s[q, n] - lse[q])."""
     pid_n = tl.program_id(0)
@@ -210,7 +242,7 @@ def _attn_usage_kernel(
     for start_m in range(0, NQ, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
-        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, PREC)
+        p, k = _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, SCALE, HAS_BIAS, PREC)
         usage += tl.sum(p, 0)
     tl.store(Usage + bh * M + offs_n, usage, mask=offs_n < M)
 
@@ -266,19 +298,25 @@ def _fwd(q, k, v, bias, scale: float):
     return out.view(b, h, nq, dv), lse.view(b, h, nq)
 
 
-def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse):
+def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
+    """(dq, dk, dv, dbias or None) of the dense readout; logits scale q.k + bias (no scaled copy of q:
+    the kernels apply the scale). Launches: delta, dV, dK (+ d(bias)), dQ, and with query splits one
+    sum over the splits per key-side gradient."""
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
-    grad_out = torch.zeros_like(out) if grad_out is None else grad_out
-    delta = (grad_out.float() * out.float()).sum(-1)
-    if grad_lse is not None:
-        delta = delta - grad_lse.float()
-    qf, kf, vf, dof = _flat(q), _flat(k), _flat(v), _flat(grad_out.to(q.dtype))
-    biasf = triton_sizes.bias32(bias, b * h, m, q.device)
-    lsef, deltaf = lse.reshape(-1, nq).contiguous(), delta.reshape(-1, nq).contiguous()
+    qf, kf, vf = _flat(q), _flat(k), _flat(v)
+    dof = torch.zeros_like(out) if grad_out is None else _flat(grad_out.to(q.dtype))
+    has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
+    lsef = lse.reshape(-1, nq).contiguous()
+    rows = b * h * nq
+    delta = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
+    has_glse = grad_lse is not None
+    glse = grad_lse.reshape(b * h, nq).contiguous() if has_glse else lsef
+    block_r = 16
+    _attn_bwd_delta_kernel[(triton.cdiv(rows, block_r),)](out, dof, glse, delta, rows, dv, HAS_GLSE=has_glse, BLOCK_R=block_r, BLOCK_DV=triton_sizes.block_dv(dv))
     block_d, block_dv = triton_sizes.block_d(d), triton_sizes.block_dv(dv)
     cfg = _blocks(block_d)
-    sizes = dict(BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
+    sizes = dict(HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
     n_blocks = triton.cdiv(m, cfg["BLOCK_N"])
     splits, chunk = _query_splits(nq, cfg["BLOCK_M"], n_blocks * b * h, q.device)
     dq = torch.empty_like(qf)
@@ -286,17 +324,22 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse):
     part_dtype = torch.float32 if splits > 1 else q.dtype
     dk = torch.empty(splits, b * h, m, d, device=q.device, dtype=part_dtype)
     dvv = torch.empty(splits, b * h, m, dv, device=q.device, dtype=part_dtype)
-    dbias = torch.empty(splits, b * h, m, device=q.device, dtype=torch.float32)
+    dbias = torch.empty(splits, b * h, m, device=q.device, dtype=torch.float32) if has_bias else dk
     # split s of (batch, head) bh writes partial number bh * splits + s of each buffer
-    _attn_bwd_dv_kernel[(n_blocks, b * h * splits, triton.cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, **sizes)
-    _attn_bwd_dk_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, deltaf, dk, dbias, nq, m, d, dv, chunk, splits, **sizes)
-    _attn_bwd_dq_kernel[(triton.cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, deltaf, dq, nq, m, d, dv, **sizes)
+    _attn_bwd_dv_kernel[(n_blocks, b * h * splits, triton.cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
+    _attn_bwd_dk_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dbias, nq, m, d, dv, chunk, splits, scale, **sizes)
+    _attn_bwd_dq_kernel[(triton.cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, delta, dq, nq, m, d, dv, scale, **sizes)
 
-    def total(partials):
-        return partials[0] if splits == 1 else partials.view(b * h, splits, *partials.shape[2:]).sum(1)
+    def total(partials, dtype):
+        if splits == 1:
+            return partials[0].to(dtype)
+        inner = partials[0, 0].numel()
+        summed = torch.empty(b * h, inner, device=q.device, dtype=dtype)
+        _sum_splits_kernel[(triton.cdiv(inner, 1024), b * h)](partials, summed, splits, inner, BLOCK=1024)
+        return summed
 
-    dbias_total = None if bias is None else total(dbias).view(b, h, m).to(bias.dtype)
-    return dq.view_as(q), total(dk).to(k.dtype).view_as(k), total(dvv).to(v.dtype).view_as(v), dbias_total
+    dbias_total = total(dbias, bias.dtype).view(b, h, m) if has_bias else None
+    return dq.view_as(q), total(dk, k.dtype).view_as(k), total(dvv, v.dtype).view_as(v), dbias_total
 
 
 def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, int]:
@@ -317,14 +360,16 @@ class _DenseTritonFn(torch.autograd.Function):
         out, lse = _fwd(q, k, v, bias, scale)
         ctx.save_for_backward(q, k, v, bias, out, lse)
         ctx.scale = scale
+        ctx.set_materialize_grads(False)  # an unused lse gets None, not a zeros tensor to subtract
         return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse
 
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
         q, k, v, bias, out, lse = ctx.saved_tensors
-        # the backward kernels take the scaled queries: d(q scale) -> dq = scale d(q scale)
-        dq, dk, dv, dbias = _bwd(_scaled(q, ctx.scale), k, v, bias, out, lse, grad_out, grad_lse)
-        return _scaled(dq, ctx.scale), dk, dv, dbias, None
+        if grad_out is None and grad_lse is None:
+            return None, None, None, None, None
+        dq, dk, dv, dbias = _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, ctx.scale)
+        return dq, dk, dv, dbias, None
 
 
 def dense_attention(q, k, v, bias, scale: float = 1.0):
@@ -333,21 +378,18 @@ def dense_attention(q, k, v, bias, scale: float = 1.0):
     return _DenseTritonFn.apply(q, k, v, bias, scale)
 
 
-def _scaled(q, scale: float):
-    return q if scale == 1.0 else q * scale
-
-
 def dense_usage(q, k, bias, lse, scale: float = 1.0):
     """usage [B, H, M] float32: the softmax weight each key received, summed over queries."""
     _check_inputs(q, k, None, bias)
-    q = _scaled(q, scale)
     b, h, nq, d = q.shape
     m = k.shape[2]
     usage = torch.empty(b * h, m, device=q.device, dtype=torch.float32)
     block_d = triton_sizes.block_d(d)
     cfg = _blocks(block_d)
     grid = (triton.cdiv(m, cfg["BLOCK_N"]), b * h)
-    _attn_usage_kernel[grid](_flat(q), _flat(k), triton_sizes.bias32(bias, b * h, m, q.device), lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
+    qf = _flat(q)
+    has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
+    _attn_usage_kernel[grid](qf, _flat(k), biasf, lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
     return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
 
 

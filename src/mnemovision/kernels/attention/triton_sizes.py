@@ -10,7 +10,7 @@ import triton
 
 from mnemovision.kernels._backend import triton_interpreter_enabled
 
-__all__ = ["bias32", "block_d", "block_dv", "interpreting", "kernel_bias", "precision"]
+__all__ = ["block_d", "block_dv", "interpreting", "kernel_bias", "precision"]
 
 interpreting = triton_interpreter_enabled
 
@@ -30,16 +30,9 @@ def precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
 
 
-def bias32(bias, bh: int, m: int, device) -> torch.Tensor:
-    """The key bias as a contiguous float32 [B*H, M] (zeros where ``bias`` is None)."""
-    if bias is None:
-        return torch.zeros(bh, m, device=device, dtype=torch.float32)
-    return bias.reshape(bh, m).contiguous().float()
-
-
 def kernel_bias(bias, bh: int, m: int, placeholder: torch.Tensor) -> tuple[bool, torch.Tensor]:
-    """(HAS_BIAS, Bias argument) for the kernels that skip an absent bias: the float32 [B*H, M] bias,
-    or ``placeholder`` (any tensor: a pointer the kernel never reads) when ``bias`` is None."""
+    """(HAS_BIAS, Bias argument) for the kernels, which skip an absent bias: the contiguous float32
+    [B*H, M] bias, or ``placeholder`` (any tensor: a pointer the kernel never reads) when ``bias`` is None."""
     if bias is None:
         return False, placeholder
-    return True, bias32(bias, bh, m, placeholder.device)
+    return True, bias.reshape(bh, m).contiguous().float()
