@@ -6,7 +6,8 @@
 #     top-k VOS and dense MCNet, forward+backward), which compile every autotuner candidate into Triton's disk cache and
 #     print the autotuner's timing per candidate (noisy here: the GPU is shared) and the kernel tables;
 #  2. one after another, on an otherwise idle GPU: the benchmarks (the record), their kernels now
-#     compiled, with TRITON_PRINT_AUTOTUNING=1 so the log names each autotuner choice;
+#     compiled, with TRITON_PRINT_AUTOTUNING=1 so the log names each autotuner choice, then
+#     bench/launch_overhead.py (host cost per call at tiny shapes, with a Python profile);
 #  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
@@ -96,6 +97,10 @@ if wants attention; then
   STEP_TIMEOUT_S=${ATTN_TIMEOUT_S:-200} run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 --json "$OUT/attention_gpu.json"
 fi
 unset TRITON_PRINT_AUTOTUNING
+# host cost per call at tiny shapes (launches, Triton's launcher, wrappers, autograd)
+peer=()
+[ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ] && peer=(--gsplat)
+STEP_TIMEOUT_S=${OVERHEAD_TIMEOUT_S:-60} run_step launch_overhead $PY bench/launch_overhead.py --cprofile "${peer[@]}" --json "$OUT/launch_overhead.json"
 # 3. kernel tables alone on the GPU
 if [ -n "${PROFILE_AGAIN:-}" ]; then
   wants raster && run_step raster_profile_alone $PY bench/raster_profile.py --device cuda --backends triton --backward --calls 3
