@@ -261,6 +261,41 @@ def test_triton_topk_selection_is_exact(shape, top_k, tile, registers, monkeypat
 
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_topk_selection_candidates_the_autotuner_may_pick(monkeypatch):
+    """Every gather width / warp count the GPU autotuner may pick for the selection program gives
+    torch.topk's keys (run here as fixed settings)."""
+    from mnemovision.kernels.attention import triton_topk
+
+    g = torch.Generator().manual_seed(8)
+    q, k = torch.randn(1, 1, 6, 40, generator=g).to(DEVICE), torch.randn(1, 1, 500, 40, generator=g).to(DEVICE)
+    want = torch.topk(q @ k.transpose(-1, -2), 9, dim=-1).indices.sort(-1).values
+    for config in triton_topk._select_tuned.configs:
+        monkeypatch.setattr(triton_topk, "_D_CHUNK", config.kwargs["D_CHUNK"])
+        monkeypatch.setattr(triton_topk, "SELECT_WARPS", config.num_warps)
+        got = triton_topk.topk_select(q, k, None, 9, tile=8)
+        assert torch.equal(got.sort(-1).values, want), config
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_autotuned_topk_selection_is_exact(monkeypatch):
+    """With the autotuner on (its trials rewrite the same keys), the selection is still exact."""
+    from mnemovision.kernels.attention import triton_topk
+
+    monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "1")
+    g = torch.Generator().manual_seed(9)
+    q, k = torch.randn(1, 2, 300, 64, generator=g).cuda(), torch.randn(1, 2, 5000, 64, generator=g).cuda()
+    logits = q.double() @ k.double().transpose(-1, -2)
+    want = torch.topk(logits, 30, dim=-1).values.sort(-1).values
+    for _ in range(2):  # the first call tunes, the second reuses the choice
+        got = triton_topk.topk_select(q, k, None, 30)
+        assert (got.sort(-1).values.diff(dim=-1) > 0).all(), "30 distinct keys per query"
+        # the chosen keys' logits are the 30 largest (up to fp32 rounding where two nearly tie)
+        torch.testing.assert_close(logits.gather(-1, got).sort(-1).values, want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("tile", [4, 32])
 def test_triton_topk_ties_go_to_the_lowest_keys(tile):
     """Logits with many exact ties (integer-valued, q = 0 so the bias alone decides): the selection

@@ -30,6 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mnemovision.kernels._backend import triton_autotune_enabled
 from mnemovision.kernels.attention import ref, triton_sizes
 
 # Keys per selection tile, and tiles reduced per program of the tile-max pass.
@@ -221,6 +222,15 @@ def _topk_bwd_kernel(
 # ---------------------------------------------------------------------------------------------
 # launchers
 
+# The selection program's gather width and warps, tuned per (D, top_k, tile-row size) on a GPU: the
+# fixed choice (8-wide on 8 warps, 74 registers, 24 warps per SM offline) beside 16 warps (40
+# registers, 48 warps per SM), 16-wide gathers (94 registers) and 4-wide on 4 warps (102 registers).
+# The trials rewrite Idx with the same keys, so they need no reset.
+_select_tuned = triton.autotune(
+    [triton.Config({"D_CHUNK": dc}, num_warps=w) for w, dc in ((SELECT_WARPS, _D_CHUNK), (16, 8), (8, 16), (4, 4))],
+    key=["D", "TOPK", "BLOCK_T"],
+)(_select_kernel)
+
 
 def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
     """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits
@@ -249,10 +259,12 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
             HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
         )
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
-        _select_kernel[(b * h * nq,)](
-            qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale,
-            HAS_BIAS=has_bias, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d), D_CHUNK=min(_D_CHUNK, triton_sizes.block_d(d)), num_warps=SELECT_WARPS,
-        )
+        sizes = dict(HAS_BIAS=has_bias, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d))
+        args = (qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale)
+        if triton_autotune_enabled():
+            _select_tuned[(b * h * nq,)](*args, **sizes)
+        else:  # the interpreter, or MNEMOVISION_TRITON_AUTOTUNE=0
+            _select_kernel[(b * h * nq,)](*args, **sizes, D_CHUNK=_D_CHUNK, num_warps=SELECT_WARPS)
         return idx.view(b, h, nq, top_k)
 
 
