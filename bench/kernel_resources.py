@@ -103,7 +103,7 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
 
 def attention_rows(arch: int) -> list[dict]:
     """The dense forward's autotune candidates at the MCNet shape (D = Dv = 256, fp16) and the top-k
-    selection program at vos_T20 (M = 32400, tiles of 32, top-k 30, D = 64)."""
+    selection program's candidates at vos_T20 (M = 32400, tiles of 32, top-k 30, D = 64)."""
     import triton
 
     from mnemovision.kernels.attention import triton_impl as ai
@@ -119,10 +119,12 @@ def attention_rows(arch: int) -> list[dict]:
         print(row, flush=True)
     n_tiles = triton.cdiv(32400, tk.TILE)
     sel_types = {"Q": "*fp16", "K": "*fp16", "Bias": "*fp32", "TileMax": "*fp32", "Idx": "*i64", "NQ": "i32", "M": "i32", "D": "i32", "NT": "i32", "KT": "i32", "TOPK": "i32", "SCALE": "fp32"}
-    constants = dict(HAS_BIAS=False, TILE_=tk.TILE, BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_KT=32, BLOCK_D=64, D_CHUNK=tk._D_CHUNK)
-    row = {"kernel": "topk_select vos_T20", "C": "-", "config": "BLOCK_T=1024 BLOCK_KT=32", "warps": tk.SELECT_WARPS}
-    row.update(compile_report(tk._select_kernel, constants, tk.SELECT_WARPS, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "NT": n_tiles, "KT": 30, "TOPK": 30}))
-    rows.append(row)
+    for config in tk._select_tuned.configs:
+        constants = dict(HAS_BIAS=False, TILE_=tk.TILE, BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_KT=32, BLOCK_D=64, **config.kwargs)
+        row = {"kernel": "topk_select vos_T20", "C": "-", "config": f"BLOCK_T=1024 BLOCK_KT=32 D_CHUNK={config.kwargs['D_CHUNK']}", "warps": config.num_warps}
+        row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "NT": n_tiles, "KT": 30, "TOPK": 30}))
+        rows.append(row)
+        print(row, flush=True)
     return rows
 
 
