@@ -1,12 +1,13 @@
 """Triton memory attention: flash-style dense softmax attention with a per-key bias.
 
-Fused: logits = scale q k^T + bias (the forward applies the scale to the fp32 logits, and skips an
-all-zero bias passed as None; the backward kernels take the scaled q; padding is bias -inf),
-online softmax, and P V, without ever writing the [Nq, M] matrix. Forward returns (out, lse); the
+Fused: logits = scale q k^T + bias (every kernel applies the scale to its fp32 logits and
+gradients, and skips an all-zero bias passed as None; padding is bias -inf), online softmax in
+base 2, and P V, without ever writing the [Nq, M] matrix. Forward returns (out, lse); the
 backward accepts a gradient on lse too, so partial attentions can be merged (``ref.merge``).
-Algorithm: FlashAttention (Dao et al. 2022) forward; the backward is split into three kernels
-(dV; dK with d(bias); dQ) so no atomics are needed and the value width Dv can exceed what one
-program holds (Dv is tiled; the memory-attention shapes have Dv up to 768 with D as small as 64).
+Algorithm: FlashAttention (Dao et al. 2022) forward; the backward is a delta pass (dO . out) and
+three kernels (dV; dK with d(bias); dQ), so no atomics are needed and the value width Dv can exceed
+what one program holds (Dv is tiled; the memory-attention shapes have Dv up to 768 with D as small
+as 64); key-side partials over query splits are summed by one kernel per gradient.
 ``usage`` (column sums of the softmax) is a separate pass over key blocks.
 
 Limits: D <= 256. fp32 accumulation for every dtype. Top-k selection and the top-k readout are in
