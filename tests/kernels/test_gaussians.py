@@ -119,6 +119,8 @@ def test_edge_cases_give_finite_output():
         opac[3] = 0.0  # transparent
     r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H)
     assert torch.isfinite(r).all() and torch.isfinite(a).all()
+    assert "visible" not in info and torch.equal(info.get("visible"), (info["radii"] > 0).all(-1))  # computed on first read
+    assert info.get("no such key", 7) == 7
     assert not info["visible"][0, 0] and not info["visible"][0, 1]
     assert info["visible_ids"].shape[1] == 2 and not (info["visible_ids"][:, 1] < 2).any()
     grads = torch.autograd.grad(r.sum() + a.sum(), (means, quats, scales, opac, colors))
