@@ -320,6 +320,26 @@ def test_triton_topk_ties_go_to_the_lowest_keys(tile):
 
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("fallback", [False, True])
+def test_triton_topk_readout_fused_and_after_the_selection_fallback(fallback, monkeypatch):
+    """memory_attention's top-k readout: in the selection program (fused), and as its own kernel
+    after the PyTorch selection fallback (a tile row too large for registers); same output, same
+    gradients as the torch backend."""
+    from mnemovision.kernels.attention import triton_topk
+
+    if fallback:
+        monkeypatch.setattr(triton_topk, "MAX_TILES", 1)
+    q, k, v = make(1, 2, 11, 90, 16, 12, dtype=torch.float32, device=DEVICE)
+    got = memory_attention(q, k, v, top_k=6, return_usage=True, backend="triton")
+    same = memory_attention(q, k, v, top_k=6, return_usage=True, backend="torch")
+    torch.testing.assert_close(got.out, same.out, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.usage, same.usage, rtol=1e-4, atol=1e-5)
+    for a, b_ in zip(grads(got.out, (q, k, v)), grads(same.out, (q, k, v))):
+        torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_triton_topk_with_fewer_live_keys_than_k_reads_no_padding():
     """Most keys masked: the selection still returns in-range keys only and the readout matches."""
     q, k, v = make(1, 1, 6, 70, 8, 4, dtype=torch.float32, device=DEVICE)

@@ -132,8 +132,7 @@ def memory_attention(
     elif top_k is None:
         out, lse = impl.dense_attention(qp, kp, v, bias, factor)
     else:
-        idx = impl.topk_select(qp, kp, bias, top_k, factor)
-        out, lse = impl.topk_attention(qp, kp, v, bias, idx, factor)
+        out, lse, idx = impl.topk_readout(qp, kp, v, bias, top_k, factor)
     if extra_q_kv is not None:
         ke, ve = extra_q_kv
         qe, ke, bias_e, factor_e = ref.prepare(q, ke, similarity, float(scale), None, zero_bias)

@@ -389,6 +389,13 @@ def topk_attention(q, k, v, bias, idx, scale: float = 1.0, chunk: int = TOPK_CHU
     return _TopkGatherFn.apply(q, k, v, bias, idx, scale, chunk)
 
 
+def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0):
+    """(out, lse, idx [B, H, Nq, top_k]): the top_k selection, then the readout of those keys."""
+    idx = topk_select(q, k, bias, top_k, scale)
+    out, lse = topk_attention(q, k, v, bias, idx, scale)
+    return out, lse, idx
+
+
 def topk_usage(q, k, bias, idx, lse, scale: float = 1.0, chunk: int = TOPK_CHUNK):
     """usage [B, H, M] of a top-k readout: each selected key's final weight exp(s - lse), summed."""
     with torch.no_grad():

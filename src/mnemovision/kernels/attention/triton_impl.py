@@ -394,13 +394,8 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0):
     return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
 
 
-def topk_select(q, k, bias, top_k: int, scale: float = 1.0):
-    """Top-k indices [B, H, Nq, top_k] without the [Nq, M] logits (``triton_topk``: tile maxima, then
-    the candidate keys of the best tiles)."""
-    _check_inputs(q, k, None, bias)
-    return triton_topk.topk_select(q, k, bias, top_k, scale)
-
-
-def topk_attention(q, k, v, bias, idx, scale: float = 1.0):
-    """(out, lse) of the fused top-k readout (``triton_topk``); differentiable in q, k, v, bias."""
-    return triton_topk.topk_attention(q, k, v, bias, idx, scale)
+def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0):
+    """(out, lse, idx) of the top-k readout, selection and readout fused (``triton_topk``);
+    differentiable in q, k, v, bias."""
+    _check_inputs(q, k, v, bias)
+    return triton_topk.topk_readout(q, k, v, bias, top_k, scale)

@@ -15,8 +15,9 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
    kernel took about 0.5 ms of the 0.78 ms vos_T20 forward on an H100). Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
    keys (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding.
 
-The readout (``_topk_fwd_kernel``) recomputes the selected logits, takes the softmax over them and
-gathers the values, one query per program; the backward kernel recomputes the same and scatters
+The readout (``_readout``) recomputes the selected logits, takes the softmax over them and
+gathers the values; ``memory_attention`` runs it at the end of the selection program (one launch
+for both), ``_topk_fwd_kernel`` alone only after the PyTorch selection fallback. The backward kernel recomputes the same and scatters
 dK, dV and d(bias) with fp32 atomics (a key selected by many queries receives all their gradients).
 Logits are SCALE q.k + bias (``ref.prepare``'s factor, applied in the kernels: no scaled copy of q).
 fp32 arithmetic for every input dtype. Shapes: q [BH, Nq, D], k [BH, M, D], v [BH, M, Dv], bias
@@ -107,14 +108,17 @@ def _take_largest(o, ids, k, Out):
 
 @triton.jit
 def _select_kernel(
-    Q, K, Bias, TileMax, Idx,
-    NQ, M, D, NT, KT, TOPK, SCALE,
-    HAS_BIAS: tl.constexpr, TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr, BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr,
+    Q, K, V, Bias, TileMax, Idx, Out, Lse,
+    NQ, M, D, DV, NT, KT, TOPK, SCALE,
+    HAS_BIAS: tl.constexpr, READOUT: tl.constexpr, TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr,
+    BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """One query per program: the KT tiles with the largest maxima (written to Idx[row, :KT] as
     scratch, read back after a barrier), the logits of their KT * TILE candidate keys in registers
     (one gather per D_CHUNK slice of the head dim), and the keys of the TOPK largest of those to
-    Idx[row, :TOPK] (ties go to the lowest key). Selection by ``_take_largest`` (no sort)."""
+    Idx[row, :TOPK] (ties go to the lowest key). Selection by ``_take_largest`` (no sort). With
+    READOUT, the same program then reads the values (``_readout``: Out[row], Lse[row]), one launch
+    instead of two; without it V, Out, Lse and DV are not read."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
     offs_t = tl.arange(0, BLOCK_T)
@@ -140,6 +144,9 @@ def _select_kernel(
     s = tl.where(inside, tl.maximum(s, _FLOOR), float("-inf"))
     n_cand: tl.constexpr = BLOCK_KT * TILE_
     _take_largest(_ordered(tl.reshape(s, [n_cand])), tl.reshape(keys, [n_cand]), TOPK, Idx + row * TOPK)
+    if READOUT:
+        tl.debug_barrier()  # the keys just written are read back by every thread
+        _readout(Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D, BLOCK_DV)
 
 
 @triton.jit
@@ -160,14 +167,8 @@ def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS: tl.constexp
 
 
 @triton.jit
-def _topk_fwd_kernel(
-    Q, K, V, Bias, Idx, Out, Lse,
-    NQ, M, D, DV, TOPK, SCALE,
-    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-):
+def _readout(Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE, HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """Out[row] = softmax over the selected logits of the selected values; Lse[row] their log-sum-exp."""
-    row = tl.program_id(0).to(tl.int64)
-    bh = row // NQ
     q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D)
     mx = tl.max(s, 0)
     has = mx != float("-inf")
@@ -181,6 +182,17 @@ def _topk_fwd_kernel(
         out = tl.sum(w[:, None] * v, 0)
         tl.store(Out + row * DV + offs_e, out.to(Out.dtype.element_ty), mask=offs_e < DV)
     tl.store(Lse + row, tl.where(has, safe + tl.log(tl.where(has, total, 1.0)), float("-inf")))
+
+
+@triton.jit
+def _topk_fwd_kernel(
+    Q, K, V, Bias, Idx, Out, Lse,
+    NQ, M, D, DV, TOPK, SCALE,
+    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    """The readout alone, for keys selected elsewhere (the PyTorch selection fallback)."""
+    row = tl.program_id(0).to(tl.int64)
+    _readout(Q, K, V, Bias, Idx, Out, Lse, row, row // NQ, M, D, DV, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D, BLOCK_DV)
 
 
 @triton.jit
@@ -225,21 +237,21 @@ def _topk_bwd_kernel(
 # The selection program's gather width and warps, tuned per (D, top_k, tile-row size) on a GPU: the
 # fixed choice (8-wide on 8 warps, 74 registers, 24 warps per SM offline) beside 16 warps (40
 # registers, 48 warps per SM), 16-wide gathers (94 registers) and 4-wide on 4 warps (102 registers).
-# The trials rewrite Idx with the same keys, so they need no reset.
+# The trials rewrite Idx (and Out, Lse) with the same values, so they need no reset.
 _select_tuned = triton.autotune(
     [triton.Config({"D_CHUNK": dc}, num_warps=w) for w, dc in ((SELECT_WARPS, _D_CHUNK), (16, 8), (8, 16), (4, 4))],
-    key=["D", "TOPK", "BLOCK_T"],
+    key=["D", "DV", "TOPK", "BLOCK_T", "READOUT"],
 )(_select_kernel)
 
 
-def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
-    """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits
-    scale q.k + bias.
+def _select(q, k, v, bias, top_k: int, scale: float, tile: int):
+    """(idx [B*H, Nq, top_k] int64, out [B*H, Nq, Dv] or None, lse [B*H, Nq] float32 or None).
 
-    Two launches: the tile maxima, then one program per query for the rest. Memory beyond the
-    inputs: the tile maxima, [B*H, Nq, ceil(M / tile)] float32. Where a query's tile row or its
-    candidate block would not fit in registers (``MAX_TILES``, ``MAX_CANDIDATES``), the chunked
-    matmul + ``torch.topk`` selection of ``ref`` is used instead."""
+    Two launches: the tile maxima, then one program per query for the rest, which with ``v`` also
+    reads the values (out, lse). Memory beyond the inputs: the tile maxima, [B*H, Nq, ceil(M / tile)]
+    float32. Where a query's tile row or its candidate block would not fit in registers
+    (``MAX_TILES``, ``MAX_CANDIDATES``), the chunked matmul + ``torch.topk`` selection of ``ref`` is
+    used instead, and out and lse are None."""
     b, h, nq, d = q.shape
     m = k.shape[2]
     n_tiles = triton.cdiv(m, tile)
@@ -247,7 +259,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
     block_t, block_kt = triton.next_power_of_2(n_tiles), triton.next_power_of_2(kt)
     if block_t > MAX_TILES or block_kt * tile > MAX_CANDIDATES:
         chunk = max(16, min(nq, (1 << 27) // max(1, b * h * m)))
-        return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk)
+        return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk).reshape(b * h, nq, top_k), None, None
     with torch.no_grad():
         qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
         has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, q)
@@ -259,13 +271,28 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
             HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
         )
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
-        sizes = dict(HAS_BIAS=has_bias, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, BLOCK_D=triton_sizes.block_d(d))
-        args = (qf, kf, biasf, tile_max, idx, nq, m, d, n_tiles, kt, top_k, scale)
+        readout = v is not None
+        if readout:
+            dv = v.shape[3]
+            vf = v.reshape(b * h, m, dv).contiguous()
+            out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
+            lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
+        else:  # placeholders the kernel does not read
+            dv, vf, out, lse = 1, tile_max, tile_max, tile_max
+        sizes = dict(HAS_BIAS=has_bias, READOUT=readout, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, **_launch_sizes(top_k, d, dv))
+        args = (qf, kf, vf, biasf, tile_max, idx, out, lse, nq, m, d, dv, n_tiles, kt, top_k, scale)
         if triton_autotune_enabled():
             _select_tuned[(b * h * nq,)](*args, **sizes)
         else:  # the interpreter, or MNEMOVISION_TRITON_AUTOTUNE=0
             _select_kernel[(b * h * nq,)](*args, **sizes, D_CHUNK=_D_CHUNK, num_warps=SELECT_WARPS)
-        return idx.view(b, h, nq, top_k)
+        return idx, (out if readout else None), (lse if readout else None)
+
+
+def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
+    """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits
+    scale q.k + bias (``_select`` without the readout)."""
+    b, h, nq, _ = q.shape
+    return _select(q, k, None, bias, top_k, scale, tile)[0].view(b, h, nq, top_k)
 
 
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
@@ -273,26 +300,30 @@ def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
 
 
 class _TopkReadoutFn(torch.autograd.Function):
-    """Softmax over the selected keys; gradients reach q and the selected rows of k, v and bias."""
+    """Top-k selection and the softmax over the selected keys; gradients reach q and the selected
+    rows of k, v and bias. Returns (out, lse, idx), idx not differentiable."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, idx, scale: float):
+    def forward(ctx, q, k, v, bias, top_k: int, scale: float):
         b, h, nq, d = q.shape
-        m, dv, top_k = k.shape[2], v.shape[3], idx.shape[3]
+        m, dv = k.shape[2], v.shape[3]
+        idxf, out, lse = _select(q, k, v, bias, top_k, scale, TILE)
         qf, kf, vf = (t.reshape(b * h, -1, t.shape[-1]).contiguous() for t in (q, k, v))
         has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, q)
-        idxf = idx.reshape(b * h, nq, top_k).contiguous()
-        out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
-        lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
-        _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, scale, HAS_BIAS=has_bias, **_launch_sizes(top_k, d, dv), num_warps=4)
+        if out is None:  # the selection fell back to PyTorch: the readout on its own
+            out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
+            lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
+            _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, scale, HAS_BIAS=has_bias, **_launch_sizes(top_k, d, dv), num_warps=4)
         ctx.save_for_backward(qf, kf, vf, biasf, idxf, out, lse)
         ctx.shapes = (b, h, nq, m, d, dv, top_k, None if bias is None else bias.dtype)
         ctx.scale = scale
+        idx = idxf.view(b, h, nq, top_k)
+        ctx.mark_non_differentiable(idx)
         lse = lse.view(b, h, nq)
-        return out.view(b, h, nq, dv), lse.to(q.dtype) if q.dtype == torch.float64 else lse
+        return out.view(b, h, nq, dv), lse.to(q.dtype) if q.dtype == torch.float64 else lse, idx
 
     @staticmethod
-    def backward(ctx, grad_out, grad_lse):
+    def backward(ctx, grad_out, grad_lse, _grad_idx):
         qf, kf, vf, biasf, idxf, out, lse = ctx.saved_tensors
         b, h, nq, m, d, dv, top_k, bias_dtype = ctx.shapes
         go = torch.zeros_like(out) if grad_out is None else grad_out.reshape(b * h, nq, dv).contiguous()
@@ -316,7 +347,8 @@ class _TopkReadoutFn(torch.autograd.Function):
         )
 
 
-def topk_attention(q, k, v, bias, idx, scale: float = 1.0):
-    """(out [B, H, Nq, Dv], lse [B, H, Nq]) of softmax attention with logits scale q.k + bias over the
-    keys in ``idx`` [B, H, Nq, top_k]; differentiable in q, k, v, bias and through lse."""
-    return _TopkReadoutFn.apply(q, k, v, bias, idx, scale)
+def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0):
+    """(out [B, H, Nq, Dv], lse [B, H, Nq], idx [B, H, Nq, top_k]) of softmax attention with logits
+    scale q.k + bias over each query's top_k keys, selected and read in one program per query;
+    differentiable in q, k, v, bias and through lse."""
+    return _TopkReadoutFn.apply(q, k, v, bias, top_k, scale)
