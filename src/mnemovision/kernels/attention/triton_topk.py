@@ -17,8 +17,9 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
 
 The readout (``_readout``) recomputes the selected logits, takes the softmax over them and
 gathers the values; ``memory_attention`` runs it at the end of the selection program (one launch
-for both), ``_topk_fwd_kernel`` alone only after the PyTorch selection fallback. The backward kernel recomputes the same and scatters
-dK, dV and d(bias) with fp32 atomics (a key selected by many queries receives all their gradients).
+for both), ``_topk_fwd_kernel`` alone only after the PyTorch selection fallback. The backward
+kernel recomputes the same and scatters dK, dV and d(bias) with relaxed fp32 atomics (a key selected
+by many queries receives all their gradients).
 Logits are SCALE q.k + bias (``ref.prepare``'s factor, applied in the kernels: no scaled copy of q).
 fp32 arithmetic for every input dtype. Shapes: q [BH, Nq, D], k [BH, M, D], v [BH, M, Dv], bias
 [BH, M] float32, idx [BH, Nq, top_k] int64.
