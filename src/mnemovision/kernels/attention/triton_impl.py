@@ -217,15 +217,26 @@ def _attn_bwd_delta_kernel(Out, DO, GradLse, Delta, ROWS, DV, HAS_GLSE: tl.const
 
 
 @triton.jit
-def _sum_splits_kernel(Parts, Out, SPLITS, INNER, BLOCK: tl.constexpr):
-    """Out[o, i] = sum over s of Parts[o, s, i] (fp32), cast to Out's dtype: the key-side gradients'
-    partials per query split, summed in one pass."""
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    outer = tl.program_id(1).to(tl.int64)
-    total = tl.zeros([BLOCK], dtype=tl.float32)
+def _sum_parts(Parts, Out, SPLITS, INNER, offs, outer):
+    total = tl.zeros(offs.shape, dtype=tl.float32)
     for s in range(0, SPLITS):
         total += tl.load(Parts + (outer * SPLITS + s) * INNER + offs, mask=offs < INNER, other=0.0)
     tl.store(Out + outer * INNER + offs, total.to(Out.dtype.element_ty), mask=offs < INNER)
+
+
+@triton.jit
+def _sum_splits_kernel(PartsK, OutK, INNER_K, PartsV, OutV, INNER_V, PartsB, OutB, INNER_B, SPLITS, BLOCK: tl.constexpr):
+    """Out[o, i] = sum over s of Parts[o, s, i] (fp32), cast to Out's dtype, for the key-side
+    gradients' partials per query split: dK, dV and d(bias) (grid axis 2 picks which), one launch."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    outer = tl.program_id(1).to(tl.int64)
+    which = tl.program_id(2)
+    if which == 0:
+        _sum_parts(PartsK, OutK, SPLITS, INNER_K, offs, outer)
+    elif which == 1:
+        _sum_parts(PartsV, OutV, SPLITS, INNER_V, offs, outer)
+    else:
+        _sum_parts(PartsB, OutB, SPLITS, INNER_B, offs, outer)
 
 
 @triton.jit
@@ -331,16 +342,17 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     _attn_bwd_dk_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dbias, nq, m, d, dv, chunk, splits, scale, **sizes)
     _attn_bwd_dq_kernel[(triton.cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, delta, dq, nq, m, d, dv, scale, **sizes)
 
-    def total(partials, dtype):
-        if splits == 1:
-            return partials[0].to(dtype)
-        inner = partials[0, 0].numel()
-        summed = torch.empty(b * h, inner, device=q.device, dtype=dtype)
-        _sum_splits_kernel[(triton.cdiv(inner, 1024), b * h)](partials, summed, splits, inner, BLOCK=1024)
-        return summed
-
-    dbias_total = total(dbias, bias.dtype).view(b, h, m) if has_bias else None
-    return dq.view_as(q), total(dk, k.dtype).view_as(k), total(dvv, v.dtype).view_as(v), dbias_total
+    if splits == 1:
+        dk_total, dv_total = dk[0].to(k.dtype), dvv[0].to(v.dtype)
+        dbias_total = dbias[0].to(bias.dtype) if has_bias else None
+    else:  # one launch sums the splits of dK, dV (and d(bias))
+        dk_total = torch.empty(b * h, m * d, device=q.device, dtype=k.dtype)
+        dv_total = torch.empty(b * h, m * dv, device=q.device, dtype=v.dtype)
+        dbias_total = torch.empty(b * h, m, device=q.device, dtype=bias.dtype) if has_bias else None
+        last = (dbias, dbias_total, m) if has_bias else (dk, dk_total, 0)
+        grid = (triton.cdiv(m * max(d, dv), 1024), b * h, 3 if has_bias else 2)
+        _sum_splits_kernel[grid](dk, dk_total, m * d, dvv, dv_total, m * dv, *last, splits, BLOCK=1024)
+    return dq.view_as(q), dk_total.view_as(k), dv_total.view_as(v), None if dbias_total is None else dbias_total.view(b, h, m)
 
 
 def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, int]:
