@@ -7,7 +7,7 @@ backward accepts a gradient on lse too, so partial attentions can be merged (``r
 Algorithm: FlashAttention (Dao et al. 2022) forward; the backward is a delta pass (dO . out) and
 three kernels (dV; dK with d(bias); dQ), so no atomics are needed and the value width Dv can exceed
 what one program holds (Dv is tiled; the memory-attention shapes have Dv up to 768 with D as small
-as 64); key-side partials over query splits are summed by one kernel per gradient.
+as 64); key-side partials over query splits are summed by one more launch.
 ``usage`` (column sums of the softmax) is a separate pass over key blocks.
 
 Limits: D <= 256. fp32 accumulation for every dtype. Top-k selection and the top-k readout are in
