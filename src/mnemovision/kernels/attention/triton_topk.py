@@ -12,8 +12,9 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
    candidate keys in registers and picks the top_k. Both picks run without sorting
    (``_take_largest``: bisection for the k-th largest value on order-preserving int32 bits, then a
    prefix-sum compaction; with a bitonic ``tl.sort`` of 1,024 packed keys per pick instead, this
-   kernel took about 0.5 ms of the 0.78 ms vos_T20 forward on an H100). Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
-   keys (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding.
+   kernel took about 0.5 ms of the 0.78 ms vos_T20 forward on an H100). Candidates past M get -inf
+   and in-range ones are clamped to a finite floor, so in-range keys (kt * TILE >= top_k of them
+   whenever TILE >= 2) always win over padding.
 
 The readout (``_readout``) recomputes the selected logits, takes the softmax over them and
 gathers the values; ``memory_attention`` runs it at the end of the selection program (one launch
@@ -42,9 +43,9 @@ TILES_PER_BLOCK = 4
 # block of candidate logits. Beyond these, selection falls back to ``ref.topk_select``.
 MAX_TILES = 4096
 MAX_CANDIDATES = 8192
-# Head-dim slice per gather of the candidate keys in the selection program, and its warps: 8-wide
-# (vector loads) on 8 warps, 74 registers and 3 programs (24 warps) per SM on sm_90 at the vos_T20
-# shape (4 warps: 133 registers, 12 warps per SM; bench/kernel_resources.py).
+# Head-dim slice per gather of the candidate keys in the selection program, and its warps, when the
+# autotuner is off: 8-wide (vector loads) on 8 warps, 80 registers with the fused readout and 3
+# programs (24 warps) per SM on sm_90 at the vos_T20 shape (bench/kernel_resources.py).
 _D_CHUNK = 8
 SELECT_WARPS = 8
 # A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
