@@ -236,9 +236,9 @@ def _topk_bwd_kernel(
 # ---------------------------------------------------------------------------------------------
 # launchers
 
-# The selection program's gather width and warps, tuned per (D, top_k, tile-row size) on a GPU: the
-# fixed choice (8-wide on 8 warps, 74 registers, 24 warps per SM offline) beside 16 warps (40
-# registers, 48 warps per SM), 16-wide gathers (94 registers) and 4-wide on 4 warps (102 registers).
+# The selection program's gather width and warps, tuned per (D, Dv, top_k, tile-row size) on a GPU
+# (registers with the fused readout at vos_T20, offline): the fixed choice (8-wide on 8 warps, 80)
+# beside 16 warps (47), 16-wide gathers (102) and 4-wide on 4 warps (106).
 # The trials rewrite Idx (and Out, Lse) with the same values, so they need no reset.
 _select_tuned = triton.autotune(
     [triton.Config({"D_CHUNK": dc}, num_warps=w) for w, dc in ((SELECT_WARPS, _D_CHUNK), (16, 8), (8, 16), (4, 4))],
