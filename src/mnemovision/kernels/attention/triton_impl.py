@@ -313,7 +313,7 @@ def _fwd(q, k, v, bias, scale: float):
 def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     """(dq, dk, dv, dbias or None) of the dense readout; logits scale q.k + bias (no scaled copy of q:
     the kernels apply the scale). Launches: delta, dV, dK (+ d(bias)), dQ, and with query splits one
-    sum over the splits per key-side gradient."""
+    more that sums the splits of all the key-side gradients."""
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
     qf, kf, vf = _flat(q), _flat(k), _flat(v)

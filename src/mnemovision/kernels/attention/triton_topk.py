@@ -246,10 +246,20 @@ _select_tuned = triton.autotune(
 )(_select_kernel)
 
 
-def _select(q, k, v, bias, top_k: int, scale: float, tile: int):
-    """(idx [B*H, Nq, top_k] int64, out [B*H, Nq, Dv] or None, lse [B*H, Nq] float32 or None).
+def _flat_inputs(q, k, v, bias):
+    """(qf, kf, vf, HAS_BIAS, Bias argument): q, k, v as contiguous [B*H, L, E] (vf None without v)
+    and the kernels' bias (``triton_sizes.kernel_bias``)."""
+    bh = q.shape[0] * q.shape[1]
+    qf, kf = q.reshape(bh, q.shape[2], -1).contiguous(), k.reshape(bh, k.shape[2], -1).contiguous()
+    vf = None if v is None else v.reshape(bh, v.shape[2], -1).contiguous()
+    return (qf, kf, vf, *triton_sizes.kernel_bias(bias, bh, k.shape[2], qf))
 
-    Two launches: the tile maxima, then one program per query for the rest, which with ``v`` also
+
+def _select(q, k, bias, flat, top_k: int, scale: float, tile: int):
+    """(idx [B*H, Nq, top_k] int64, out [B*H, Nq, Dv] or None, lse [B*H, Nq] float32 or None), with
+    ``flat`` = ``_flat_inputs(q, k, v or None, bias)``.
+
+    Two launches: the tile maxima, then one program per query for the rest, which with v also
     reads the values (out, lse). Memory beyond the inputs: the tile maxima, [B*H, Nq, ceil(M / tile)]
     float32. Where a query's tile row or its candidate block would not fit in registers
     (``MAX_TILES``, ``MAX_CANDIDATES``), the chunked matmul + ``torch.topk`` selection of ``ref`` is
@@ -262,9 +272,8 @@ def _select(q, k, v, bias, top_k: int, scale: float, tile: int):
     if block_t > MAX_TILES or block_kt * tile > MAX_CANDIDATES:
         chunk = max(16, min(nq, (1 << 27) // max(1, b * h * m)))
         return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk).reshape(b * h, nq, top_k), None, None
+    qf, kf, vf, has_bias, biasf = flat
     with torch.no_grad():
-        qf, kf = q.reshape(b * h, nq, d).contiguous(), k.reshape(b * h, m, d).contiguous()
-        has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, q)
         tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
         block_m = 16 if triton_sizes.interpreting() else 64
         grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
@@ -273,10 +282,9 @@ def _select(q, k, v, bias, top_k: int, scale: float, tile: int):
             HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
         )
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
-        readout = v is not None
+        readout = vf is not None
         if readout:
-            dv = v.shape[3]
-            vf = v.reshape(b * h, m, dv).contiguous()
+            dv = vf.shape[2]
             out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
             lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
         else:  # placeholders the kernel does not read
@@ -294,7 +302,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
     """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits
     scale q.k + bias (``_select`` without the readout)."""
     b, h, nq, _ = q.shape
-    return _select(q, k, None, bias, top_k, scale, tile)[0].view(b, h, nq, top_k)
+    return _select(q, k, bias, _flat_inputs(q, k, None, bias), top_k, scale, tile)[0].view(b, h, nq, top_k)
 
 
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
@@ -309,9 +317,9 @@ class _TopkReadoutFn(torch.autograd.Function):
     def forward(ctx, q, k, v, bias, top_k: int, scale: float):
         b, h, nq, d = q.shape
         m, dv = k.shape[2], v.shape[3]
-        idxf, out, lse = _select(q, k, v, bias, top_k, scale, TILE)
-        qf, kf, vf = (t.reshape(b * h, -1, t.shape[-1]).contiguous() for t in (q, k, v))
-        has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, q)
+        flat = _flat_inputs(q, k, v, bias)
+        qf, kf, vf, has_bias, biasf = flat
+        idxf, out, lse = _select(q, k, bias, flat, top_k, scale, TILE)
         if out is None:  # the selection fell back to PyTorch: the readout on its own
             out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
             lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
