@@ -2,7 +2,10 @@
 path beside the naive one (top-k: materialise + ``torch.topk``) and, for dense readouts, PyTorch's
 SDPA, with their wall time per call and launch counts.
 
-    python bench/attention_profile.py [--case vos_T20] [--top-k 30 | --top-k 0 (dense)] [--backward]
+    python bench/attention_profile.py [--case vos_T20] [--top-k 30 | --top-k 0 (dense)] [--backward] [--tiles 8,16,32]
+
+``--tiles`` profiles the Triton top-k path once per selection tile size (by default it runs with the
+size ``triton_topk._tile_size`` picks for the case).
 
 Prints one kernel table per backend (not a JSON benchmark: ``bench/attention.py`` is the record).
 """
@@ -19,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attention import CASES, make_inputs, runner  # noqa: E402
 from common import print_kernel_profile  # noqa: E402
 
+from mnemovision.kernels.attention import triton_topk  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,10 +31,15 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=30, help="0 profiles the dense readout")
     parser.add_argument("--backward", action="store_true", help="profile forward+backward")
     parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--tiles", default=None, help="top-k: selection tile sizes to profile the Triton path with, e.g. 8,16,32")
     args = parser.parse_args()
     case = CASES[args.case]
     top_k = args.top_k or None
-    for backend in ("triton", "naive") + (("sdpa",) if top_k is None else ()):
+    tiles = [int(t) for t in args.tiles.split(",")] if (args.tiles and top_k) else [None]
+    runs = [("triton", t) for t in tiles] + [("naive", None)] + ([("sdpa", None)] if top_k is None else [])
+    for backend, tile in runs:
+        if tile is not None:  # _tile_size then picks this size (if its tile row fits the registers)
+            triton_topk.TILES = (tile,)
         fn = runner(case, backend, top_k)
         q, k, v = make_inputs(case, "cuda", torch.float16, grad=args.backward)
 
@@ -42,7 +52,8 @@ def main() -> None:
                 with torch.no_grad():
                     fn(q, k, v)
 
-        title = f"{backend} {args.case} top_k={top_k} {'fwd+bwd' if args.backward else 'fwd'}"
+        size = f" tile={triton_topk._tile_size(case['m'], top_k)}" if (backend == "triton" and top_k) else ""
+        title = f"{backend}{size} {args.case} top_k={top_k} {'fwd+bwd' if args.backward else 'fwd'}"
         print_kernel_profile(title, call, "cuda", args.calls, rows=12, warmup=3)
 
 

@@ -3,7 +3,7 @@
 #  1. in parallel (compile-bound, so the machine's cores are used at once): the kernel tests natively
 #     (Triton vs PyTorch parity, no interpreter, fixed kernel settings), and the kernel profiles
 #     (bench/raster_profile.py forward+backward at C = 3 and C = 160, bench/attention_profile.py for
-#     top-k VOS and dense MCNet, forward+backward), which compile every autotuner candidate into Triton's disk cache and
+#     top-k VOS at selection tiles of 8, 16 and 32 keys and dense MCNet, forward+backward), which compile every autotuner candidate into Triton's disk cache and
 #     print the autotuner's timing per candidate (noisy here: the GPU is shared) and the kernel tables;
 #  2. one after another, on an otherwise idle GPU: the benchmarks (the record), their kernels now
 #     compiled, with TRITON_PRINT_AUTOTUNING=1 so the log names each autotuner choice, then
@@ -78,7 +78,7 @@ if wants raster; then
   run_step raster_profile_c160 $PY bench/raster_profile.py --device cuda --backends triton --channels 160 --backward --calls 3 & pids+=($!)
 fi
 if wants attention; then
-  run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 & pids+=($!)
+  run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 --tiles 8,16,32 & pids+=($!)
   run_step attention_profile_mcnet $PY bench/attention_profile.py --case mcnet --top-k 0 --backward --calls 5 & pids+=($!)
 fi
 wait "${pids[@]}"

@@ -117,18 +117,21 @@ def attention_rows(arch: int) -> list[dict]:
         row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages, ints={"NQ": 16384, "M": 1024, "D": 256, "DV": 256}))
         rows.append(row)
         print(row, flush=True)
-    n_tiles = triton.cdiv(32400, tk.TILE)
     sel_types = {
         "Q": "*fp16", "K": "*fp16", "V": "*fp16", "Bias": "*fp32", "TileMax": "*fp32", "Idx": "*i64", "Out": "*fp16", "Lse": "*fp32",
         "NQ": "i32", "M": "i32", "D": "i32", "DV": "i32", "NT": "i32", "KT": "i32", "TOPK": "i32", "SCALE": "fp32",
     }
-    for config in tk._select_tuned.configs:
-        # the selection with the readout of Dv = 512 values fused, as memory_attention launches it
-        constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tk.TILE, BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_KT=32, BLOCK_D=64, BLOCK_K=32, BLOCK_DV=128, **config.kwargs)
-        row = {"kernel": "topk_select vos_T20", "C": "-", "config": f"BLOCK_T=1024 BLOCK_KT=32 D_CHUNK={config.kwargs['D_CHUNK']}", "warps": config.num_warps}
-        row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}))
-        rows.append(row)
-        print(row, flush=True)
+    # the tile size memory_attention picks at vos_T20, and 32 (the size before it was chosen per shape)
+    for tile in sorted({tk._tile_size(32400, 30), 32}):
+        n_tiles = triton.cdiv(32400, tile)
+        block_t = triton.next_power_of_2(n_tiles)
+        for config in tk._select_tuned.configs:
+            # the selection with the readout of Dv = 512 values fused, as memory_attention launches it
+            constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=32, BLOCK_D=64, BLOCK_K=32, BLOCK_DV=128, **config.kwargs)
+            row = {"kernel": "topk_select vos_T20", "C": "-", "config": f"TILE={tile} BLOCK_T={block_t} D_CHUNK={config.kwargs['D_CHUNK']}", "warps": config.num_warps}
+            row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}))
+            rows.append(row)
+            print(row, flush=True)
     return rows
 
 

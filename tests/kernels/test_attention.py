@@ -342,15 +342,17 @@ def test_triton_dense_backward_with_query_splits(similarity):
 
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.parametrize("fallback", [False, True])
-def test_triton_topk_readout_fused_and_after_the_selection_fallback(fallback, monkeypatch):
-    """memory_attention's top-k readout: in the selection program (fused), and as its own kernel
-    after the PyTorch selection fallback (a tile row too large for registers); same output, same
-    gradients as the torch backend."""
+@pytest.mark.parametrize("max_tiles,tile", [(16, 8), (8, 16), (4, 32), (1, None)])
+def test_triton_topk_readout_fused_and_after_the_selection_fallback(max_tiles, tile, monkeypatch):
+    """memory_attention's top-k readout: in the selection program (fused) with each tile size
+    ``_tile_size`` may pick (the smallest whose tile row fits: here chosen by the register budget
+    MAX_TILES), and as its own kernel after the PyTorch selection fallback (no tile row fits); same
+    output, same gradients as the torch backend."""
     from mnemovision.kernels.attention import triton_topk
 
-    if fallback:
-        monkeypatch.setattr(triton_topk, "MAX_TILES", 1)
+    monkeypatch.setattr(triton_topk, "MAX_TILES", max_tiles)
+    if tile is not None:
+        assert triton_topk._tile_size(90, 6) == tile
     q, k, v = make(1, 2, 11, 90, 16, 12, dtype=torch.float32, device=DEVICE)
     got = memory_attention(q, k, v, top_k=6, return_usage=True, backend="triton")
     same = memory_attention(q, k, v, top_k=6, return_usage=True, backend="torch")
@@ -358,6 +360,16 @@ def test_triton_topk_readout_fused_and_after_the_selection_fallback(fallback, mo
     torch.testing.assert_close(got.usage, same.usage, rtol=1e-4, atol=1e-5)
     for a, b_ in zip(grads(got.out, (q, k, v)), grads(same.out, (q, k, v))):
         torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-5)
+
+
+def test_triton_topk_tile_size_is_the_smallest_that_fits():
+    """Tiles of 8 keys up to 4096 tiles (M = 32,768; vos_T20 has 32,400), then 16, then 32."""
+    from mnemovision.kernels.attention import triton_topk
+
+    assert [triton_topk._tile_size(m, 30) for m in (50, 32400, 32768, 32769, 65536, 65537, 10**6)] == [8, 8, 8, 16, 16, 32, 32]
+    # larger tiles only shorten the tile row: a candidate block too large at 8 (1,500 x 8 keys) is
+    # too large at every size, and gets the largest (where the selection falls back to PyTorch)
+    assert triton_topk._tile_size(32400, 1000) == 8 and triton_topk._tile_size(32400, 1500) == 32
 
 
 @pytest.mark.triton

@@ -1,6 +1,7 @@
 """Triton top-k memory attention: fused selection without the [Nq, M] logits, and a fused readout.
 
-Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive keys:
+Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive keys (8, 16 or 32,
+``_tile_size``: the smallest that fits the selection program's registers):
 
 1. ``_tile_max_kernel``: logits q k^T + bias block by block on the tensor cores, reduced to the
    maximum of each tile: tile_max [BH, Nq, ceil(M / TILE)] (TILE times smaller than the logits).
@@ -12,9 +13,12 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
    candidate keys in registers and picks the top_k. Both picks run without sorting
    (``_take_largest``: bisection for the k-th largest value on order-preserving int32 bits, then a
    prefix-sum compaction; with a bitonic ``tl.sort`` of 1,024 packed keys per pick instead, this
-   kernel took about 0.5 ms of the 0.78 ms vos_T20 forward on an H100). Candidates past M get -inf
-   and in-range ones are clamped to a finite floor, so in-range keys (kt * TILE >= top_k of them
-   whenever TILE >= 2) always win over padding.
+   kernel took about 0.5 ms of the 0.78 ms vos_T20 forward on an H100); the second bisection
+   starts at the kt-th largest tile maximum, a lower bound of the k-th largest logit by the same
+   argument. Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
+   keys (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding. Smaller tiles mean a
+   longer row of maxima to stream (4 bytes per tile) but fewer candidate key rows to gather (one
+   scattered read of D values each), the selection's main memory traffic at 32.
 
 The readout (``_readout``) recomputes the selected logits, takes the softmax over them and
 gathers the values; ``memory_attention`` runs it at the end of the selection program (one launch
@@ -36,9 +40,10 @@ import triton.language as tl
 from mnemovision.kernels._backend import triton_autotune_enabled
 from mnemovision.kernels.attention import ref, triton_sizes
 
-# Keys per selection tile, and tiles reduced per program of the tile-max pass.
-TILE = 32
-TILES_PER_BLOCK = 4
+# Keys per selection tile: the smallest of these whose tile row and candidate block fit (``_tile_size``),
+# and keys per program of the tile-max pass (TILE_KEYS / tile tiles each).
+TILES = (8, 16, 32)
+TILE_KEYS = 128
 # Register budget of the per-query selection program (elements): its row of tile maxima and its
 # block of candidate logits. Beyond these, selection falls back to ``ref.topk_select``.
 MAX_TILES = 4096
@@ -87,15 +92,20 @@ def _ordered(vals):
 
 
 @triton.jit
-def _take_largest(o, ids, k, Out):
-    """Store the ``ids`` of the ``k`` largest entries of the 1-D int32 ``o`` (1 <= k <= its size) at
-    Out[0:k], in position order; among equal values the lowest positions win.
+def _take_largest(o, ids, valid, k, start, Out, USE_START: tl.constexpr):
+    """Store the ``ids`` of the ``k`` largest entries of the 1-D int32 ``o`` at Out[0:k], in position
+    order, and return the k-th largest value; among equal values the lowest positions win.
+    ``valid`` marks the real entries (at least k of them; the others must be smaller than all).
 
     No sort: the k-th largest value t is found by bisection on the value (each step one count,
     count(o >= mid) >= k), then the entries above t and the first ties at t are compacted with a
-    prefix sum."""
-    lo = tl.min(o, 0)
+    prefix sum. The search starts from the smallest real entry, or with USE_START from ``start`` (a
+    lower bound from elsewhere, used once a count confirms it): each step halves the range, so a
+    tight bound saves steps."""
+    lo = tl.min(tl.where(valid, o, 2147483647), 0)
     hi = tl.max(o, 0)
+    if USE_START:
+        lo = tl.where(tl.sum((o >= start).to(tl.int32), 0) >= k, tl.maximum(lo, start), lo)
     while lo < hi:  # invariant: count(o >= lo) >= k, and the k-th largest lies in [lo, hi]
         mid = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo.to(tl.int64) + 1) >> 1)).to(tl.int32)
         enough = tl.sum((o >= mid).to(tl.int32), 0) >= k
@@ -106,6 +116,7 @@ def _take_largest(o, ids, k, Out):
     take = above | (ties & (tl.cumsum(ties.to(tl.int32), 0) <= k - tl.sum(above.to(tl.int32), 0)))
     slot = tl.cumsum(take.to(tl.int32), 0) - 1
     tl.store(Out + slot, ids, mask=take)
+    return lo
 
 
 @triton.jit
@@ -127,7 +138,7 @@ def _select_kernel(
     # real tiles are floored above the padding (-inf), so KT <= NT picks real tiles only
     tile_vals = tl.load(TileMax + row * NT + offs_t, mask=offs_t < NT, other=float("-inf"))
     tile_vals = tl.where(offs_t < NT, tl.maximum(tile_vals, _FLOOR), float("-inf"))
-    _take_largest(_ordered(tile_vals), offs_t.to(tl.int64), KT, Idx + row * TOPK)
+    kth_tile = _take_largest(_ordered(tile_vals), offs_t.to(tl.int64), offs_t < NT, KT, 0, Idx + row * TOPK, False)
     tl.debug_barrier()
     offs_j = tl.arange(0, BLOCK_KT)
     best = tl.load(Idx + row * TOPK + offs_j, mask=offs_j < KT, other=0)
@@ -145,7 +156,9 @@ def _select_kernel(
         s += tl.load(Bias + bh * M + keys, mask=inside, other=0.0)
     s = tl.where(inside, tl.maximum(s, _FLOOR), float("-inf"))
     n_cand: tl.constexpr = BLOCK_KT * TILE_
-    _take_largest(_ordered(tl.reshape(s, [n_cand])), tl.reshape(keys, [n_cand]), TOPK, Idx + row * TOPK)
+    # the KT-th largest tile maximum is a logit of a candidate, so with KT = TOPK the k-th largest
+    # candidate is at least it: the search starts there (checked: the two passes round differently)
+    _take_largest(_ordered(tl.reshape(s, [n_cand])), tl.reshape(keys, [n_cand]), tl.reshape(inside, [n_cand]), TOPK, kth_tile, Idx + row * TOPK, True)
     if READOUT:
         tl.debug_barrier()  # the keys just written are read back by every thread
         _readout(Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D, BLOCK_DV)
@@ -255,7 +268,21 @@ def _flat_inputs(q, k, v, bias):
     return (qf, kf, vf, *triton_sizes.kernel_bias(bias, bh, k.shape[2], qf))
 
 
-def _select(q, k, bias, flat, top_k: int, scale: float, tile: int):
+def _tile_size(m: int, top_k: int) -> int:
+    """Keys per selection tile for M keys: the smallest of ``TILES`` whose tile row and candidate
+    block fit the selection program (else the largest, for which ``_select`` may fall back to
+    PyTorch). Per query the selection reads its row of tile maxima (4 bytes per tile, streamed) and
+    gathers min(top_k, tiles) x tile candidate key rows (scattered): at vos_T20 (M = 32,400, top-k
+    30, D = 64 in fp16) tiles of 8 mean 16 KB of maxima and 30 KB of gathered keys per query,
+    tiles of 32 4 KB and 120 KB."""
+    for tile in TILES:
+        n_tiles = triton.cdiv(m, tile)
+        if triton.next_power_of_2(n_tiles) <= MAX_TILES and triton.next_power_of_2(min(top_k, n_tiles)) * tile <= MAX_CANDIDATES:
+            return tile
+    return TILES[-1]
+
+
+def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None):
     """(idx [B*H, Nq, top_k] int64, out [B*H, Nq, Dv] or None, lse [B*H, Nq] float32 or None), with
     ``flat`` = ``_flat_inputs(q, k, v or None, bias)``.
 
@@ -266,6 +293,7 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int):
     used instead, and out and lse are None."""
     b, h, nq, d = q.shape
     m = k.shape[2]
+    tile = tile or _tile_size(m, top_k)
     n_tiles = triton.cdiv(m, tile)
     kt = min(top_k, n_tiles)
     block_t, block_kt = triton.next_power_of_2(n_tiles), triton.next_power_of_2(kt)
@@ -276,10 +304,11 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int):
     with torch.no_grad():
         tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
         block_m = 16 if triton_sizes.interpreting() else 64
-        grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, TILES_PER_BLOCK), b * h)
+        tpb = max(1, TILE_KEYS // tile)
+        grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, tpb), b * h)
         _tile_max_kernel[grid](
             qf, kf, biasf, tile_max, nq, m, d, n_tiles, scale,
-            HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=TILES_PER_BLOCK, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
+            HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=tpb, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
         )
         idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
         readout = vf is not None
@@ -298,9 +327,10 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int):
         return idx, (out if readout else None), (lse if readout else None)
 
 
-def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int = TILE):
+def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int | None = None):
     """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits
-    scale q.k + bias (``_select`` without the readout)."""
+    scale q.k + bias (``_select`` without the readout); ``tile`` keys per selection tile (a power
+    of two; default ``_tile_size``)."""
     b, h, nq, _ = q.shape
     return _select(q, k, bias, _flat_inputs(q, k, None, bias), top_k, scale, tile)[0].view(b, h, nq, top_k)
 
@@ -314,12 +344,12 @@ class _TopkReadoutFn(torch.autograd.Function):
     rows of k, v and bias. Returns (out, lse, idx), idx not differentiable."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, top_k: int, scale: float):
+    def forward(ctx, q, k, v, bias, top_k: int, scale: float, tile: int | None):
         b, h, nq, d = q.shape
         m, dv = k.shape[2], v.shape[3]
         flat = _flat_inputs(q, k, v, bias)
         qf, kf, vf, has_bias, biasf = flat
-        idxf, out, lse = _select(q, k, bias, flat, top_k, scale, TILE)
+        idxf, out, lse = _select(q, k, bias, flat, top_k, scale, tile)
         if out is None:  # the selection fell back to PyTorch: the readout on its own
             out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
             lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
@@ -353,12 +383,12 @@ class _TopkReadoutFn(torch.autograd.Function):
         cast = acc[: n_k + n_v].to(qf.dtype)
         return (
             dq.view(b, h, nq, d), cast[:n_k].view(b, h, m, d), cast[n_k:].view(b, h, m, dv),
-            None if bias_dtype is None else dbias.view(b, h, m).to(bias_dtype), None, None,
+            None if bias_dtype is None else dbias.view(b, h, m).to(bias_dtype), None, None, None,
         )
 
 
-def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0):
+def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, tile: int | None = None):
     """(out [B, H, Nq, Dv], lse [B, H, Nq], idx [B, H, Nq, top_k]) of softmax attention with logits
     scale q.k + bias over each query's top_k keys, selected and read in one program per query;
-    differentiable in q, k, v, bias and through lse."""
-    return _TopkReadoutFn.apply(q, k, v, bias, top_k, scale)
+    differentiable in q, k, v, bias and through lse. ``tile`` as in ``topk_select``."""
+    return _TopkReadoutFn.apply(q, k, v, bias, top_k, scale, tile)

@@ -1,0 +1,135 @@
+"""Host work per call of the Triton paths, counted on CPU: PyTorch ops and Triton launches.
+
+    python bench/host_ops.py [--json PATH] [--ops]
+
+On a GPU each PyTorch op costs the host a few microseconds of dispatch and each Triton launch more
+(argument binding, cache lookup, the driver call); where the GPU work per call is small (the
+rasterizer at C = 3, the top-k readout) that host time is what a caller waits for. The counts do not
+depend on the device, so they are taken here on CPU under the Triton interpreter (set before
+Triton is imported), at small shapes: ``aten_ops`` is the ATen ops the dispatcher saw outside the
+kernels (views included; the interpreter's own work inside a launch is not counted), ``launches`` the
+Triton kernel launches, for a forward and a forward+backward of each case. ``--ops`` lists the ops.
+GPU timings of the same calls: ``bench/launch_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"  # read when @triton.jit decorates a kernel: before any import of them
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes  # noqa: E402
+from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table, write_json  # noqa: E402
+
+from mnemovision.kernels import memory_attention, rasterize_gaussians  # noqa: E402
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts ATen ops by name, and Triton launches (through the interpreter's ``run``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = Counter()
+        self.launches = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func.overloadpacket.__name__)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+_ACTIVE: list[OpCounter] = []
+_original_run = InterpretedFunction.run
+
+
+def _counting_run(self, *args, **kwargs):
+    if _ACTIVE:
+        _ACTIVE[-1].launches[self.fn.__name__] += 1
+    with _disable_current_modes():
+        return _original_run(self, *args, **kwargs)
+
+
+InterpretedFunction.run = _counting_run
+
+
+def count(fn) -> OpCounter:
+    counter = OpCounter()
+    _ACTIVE.append(counter)
+    try:
+        with counter:
+            fn()
+    finally:
+        _ACTIVE.pop()
+    return counter
+
+
+def raster_case(c: int):
+    g = torch.Generator().manual_seed(0)
+    n = 60
+    means = torch.randn(n, 3, generator=g) * 0.4 + torch.tensor([0.0, 0.0, 3.0])
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.rand(n, 3, generator=g) * 0.1 + 0.05
+    opac = torch.rand(n, generator=g) * 0.8 + 0.1
+    colors = torch.rand(n, c, generator=g)
+    view = torch.eye(4)[None]
+    ks = torch.tensor([[[20.0, 0.0, 16.0], [0.0, 20.0, 16.0], [0.0, 0.0, 1.0]]])
+    leaves = [t.requires_grad_(True) for t in (means, quats, scales, opac, colors)]
+
+    def fwd():
+        with torch.no_grad():
+            rasterize_gaussians(*leaves, view, ks, 32, 32, backend="triton")
+
+    def fwd_bwd():
+        render, alpha, _ = rasterize_gaussians(*leaves, view, ks, 32, 32, backend="triton")
+        (render.sum() + alpha.sum()).backward()
+
+    return fwd, fwd_bwd
+
+
+def attention_case(top_k, m: int):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, n, 16, generator=g).requires_grad_(True) for n in (8, m, m))
+
+    def fwd():
+        with torch.no_grad():
+            memory_attention(q, k, v, top_k=top_k, backend="triton")
+
+    def fwd_bwd():
+        memory_attention(q, k, v, top_k=top_k, backend="triton").sum().backward()
+
+    return fwd, fwd_bwd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--ops", action="store_true", help="list the ops of each call")
+    args = parser.parse_args()
+    cases = {
+        "rasterize_gaussians C=3": raster_case(3),
+        "rasterize_gaussians C=160": raster_case(160),
+        "memory_attention dense": attention_case(None, 40),
+        "memory_attention top-k 8": attention_case(8, 64),
+    }
+    rows = []
+    for name, (fwd, fwd_bwd) in cases.items():
+        fwd_bwd()  # first calls compile nothing here, but keep the counted calls free of one-off work
+        for part, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+            counter = count(fn)
+            rows.append({"case": name, "part": part, "aten_ops": sum(counter.ops.values()), "launches": sum(counter.launches.values())})
+            if args.ops:
+                print(f"== {name} {part}: {dict(counter.ops)}\n   launches: {dict(counter.launches)}")
+    print_table(rows, ["case", "part", "aten_ops", "launches"])
+    write_json(args.json, {"results": rows})
+
+
+if __name__ == "__main__":
+    main()
