@@ -74,7 +74,7 @@ test_k="triton${ATTN_K:+ and $ATTN_K}"
 pids=()
 STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step gpu_tests "${pytest_native[@]}" "${test_files[@]}" -k "$test_k" & pids+=($!)
 if wants raster; then
-  run_step raster_profile_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 & pids+=($!)
+  run_step raster_profile_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --small-c both & pids+=($!)
   run_step raster_profile_c160 $PY bench/raster_profile.py --device cuda --backends triton --channels 160 --backward --calls 3 & pids+=($!)
 fi
 if wants attention; then

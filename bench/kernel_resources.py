@@ -61,6 +61,24 @@ def ptxas_report(ptx: str, arch: int) -> dict:
     return {"registers": int(regs.group(1)) if regs else -1, "spill_stores": int(spills.group(1)) if spills else 0, "spill_loads": int(spills.group(2)) if spills else 0}
 
 
+def sass_counts(cubin: bytes) -> dict:
+    """Static instruction counts of the compiled kernel (Triton's bundled ``nvdisasm``): all
+    instructions, block barriers (``BAR``: each a stall of every warp of the program, as in a
+    cross-warp reduction), warp shuffles and global atomics/reductions (``ATOM``/``RED``). Counted in
+    the code, not per executed iteration: a loop body counts once."""
+    import triton
+
+    nvdisasm = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
+    with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as handle:
+        handle.write(cubin)
+    try:
+        text = subprocess.run([str(nvdisasm), "-c", handle.name], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(handle.name)
+    ops = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9]*)", text)
+    return {"sass": len(ops), "bar": ops.count("BAR"), "shfl": ops.count("SHFL"), "atom": sum(op in ("ATOM", "ATOMG", "RED", "REDG") for op in ops)}
+
+
 def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict | None = None, num_stages: int = 3, ints: dict | None = None) -> dict:
     """Compile one configuration and report its resources. ``ints`` holds the integer arguments of
     the shape being modelled: like a real launch, those divisible by 16 are specialised as such (this
@@ -80,11 +98,13 @@ def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict |
     report["programs_per_sm"] = REGISTERS_PER_SM // max(1, report["registers"] * threads)
     report["warps_per_sm"] = report["programs_per_sm"] * num_warps
     report["shared_b"] = kernel.metadata.shared
+    report.update(sass_counts(kernel.asm["cubin"]))
     return report
 
 
 def raster_rows(channels: list[int], arch: int) -> list[dict]:
     from mnemovision.kernels.gaussians import triton_impl as ti
+    from mnemovision.kernels.gaussians import triton_seq as ts
 
     rows = []
     for c in channels:
@@ -98,6 +118,16 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
                 row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
                 rows.append(row)
                 print(row, flush=True)
+        if c <= ts.MAX_CHANNELS:  # the one-Gaussian-at-a-time kernels rasterize_gaussians launches for C <= 4
+            for which, fn in (("fwd", ts._seq_fwd_kernel), ("bwd", ts._seq_bwd_kernel)):
+                for config in ts.configs(backward=which == "bwd"):
+                    constants = dict(SHARED_FEATS=True, NCH=c, HAS_DEPTH=False, **config.kwargs)
+                    if which == "bwd":
+                        constants["ABSGRAD"] = False
+                    row = {"kernel": f"seq_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
+                    row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
+                    rows.append(row)
+                    print(row, flush=True)
     return rows
 
 
@@ -148,7 +178,7 @@ def main() -> None:
     if "attention" in wanted:
         rows += attention_rows(args.arch)
     print()
-    print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm", "warps_per_sm"])
+    print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm", "warps_per_sm", "sass", "bar", "shfl", "atom"])
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Where the time of one garden view goes: the kernels (torch.profiler) of a rasterizer backend, with
 the launch count and the wall time per call, forward or forward+backward, at C = 3 and C = 160.
 
-    python bench/raster_profile.py [--device cuda] [--backends triton,gsplat] [--channels 3,160] [--backward]
+    python bench/raster_profile.py [--device cuda] [--backends triton,gsplat] [--channels 3,160] [--backward] [--small-c both]
 
 Prints one kernel table per (backend, channels): the Triton path's ``_project_*``, ``_bin_kernel`` and
 ``_composite_*_kernel`` beside PyTorch's sort and small elementwise kernels; for the Triton path on a
 GPU also the compositor autotuner's time per candidate and choice, and each compiled compositor's
-registers and spills.
+registers and spills. ``--small-c both`` profiles the Triton path at C <= 4 twice: with the
+one-Gaussian-at-a-time kernels (``triton_seq``, the default) and with the batched kernels' small-C path.
 Not a JSON benchmark: ``bench/raster.py`` is the record. On a CPU it profiles the CPU ops instead.
 """
 
@@ -28,11 +29,14 @@ def print_triton_choices() -> None:
     (Triton internals, read defensively: versions differ in where they keep them)."""
     from mnemovision.kernels.gaussians import triton_impl
 
-    for name, tuner in (("forward", triton_impl._fwd_tuned), ("backward", triton_impl._bwd_tuned)):
+    from mnemovision.kernels.gaussians import triton_seq
+
+    tuners = (("forward", triton_impl._fwd_tuned), ("backward", triton_impl._bwd_tuned), ("sequential forward", triton_impl._seq_fwd_tuned), ("sequential backward", triton_impl._seq_bwd_tuned))
+    for name, tuner in tuners:
         for config, timing in (getattr(tuner, "configs_timings", None) or {}).items():
             print(f"   autotune {name}: {config} -> {timing} ms")
         print(f"   autotune {name} choice: {getattr(tuner, 'best_config', None)}")
-    for jit in (triton_impl._composite_fwd_kernel, triton_impl._composite_bwd_kernel):
+    for jit in (triton_impl._composite_fwd_kernel, triton_impl._composite_bwd_kernel, triton_seq._seq_fwd_kernel, triton_seq._seq_bwd_kernel):
         for entry in getattr(jit, "device_caches", {}).values():
             cache = entry[0] if isinstance(entry, tuple) else entry
             for kernel in cache.values() if isinstance(cache, dict) else ():
@@ -41,7 +45,7 @@ def print_triton_choices() -> None:
                       f"registers {getattr(kernel, 'n_regs', '?')}, spills {getattr(kernel, 'n_spills', '?')}, shared {getattr(meta, 'shared', '?')} B")
 
 
-def profile_backend(backend: str, channels: int, device: str, backward: bool, calls: int) -> None:
+def profile_backend(backend: str, channels: int, device: str, backward: bool, calls: int, label: str = "") -> None:
     tensors, width, height = load_scene("garden", channels, device)
     run, leaves = make_runner(backend, tensors, width, height)
     for t in leaves:
@@ -57,7 +61,7 @@ def profile_backend(backend: str, channels: int, device: str, backward: bool, ca
             with torch.no_grad():
                 run()
 
-    print_kernel_profile(f"{backend} garden {width}x{height} C={channels} {'fwd+bwd' if backward else 'fwd'}", call, device, calls)
+    print_kernel_profile(f"{backend}{label} garden {width}x{height} C={channels} {'fwd+bwd' if backward else 'fwd'}", call, device, calls)
     if backend == "triton" and device == "cuda":
         print_triton_choices()
 
@@ -69,11 +73,22 @@ def main() -> None:
     parser.add_argument("--channels", default="3,160")
     parser.add_argument("--backward", action="store_true", help="profile forward+backward")
     parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--small-c", default="sequential", choices=["sequential", "batched", "both"], help="Triton kernels at C <= 4")
     args = parser.parse_args()
     backends = args.backends.split(",") if args.backends else (["triton", "gsplat"] if args.device == "cuda" else ["torch"])
+    paths = {"sequential": [True], "batched": [False], "both": [True, False]}[args.small_c]
     for backend in backends:
         for channels in (int(c) for c in args.channels.split(",")):
-            profile_backend(backend, channels, args.device, args.backward, args.calls)
+            if backend != "triton" or channels > 4:
+                profile_backend(backend, channels, args.device, args.backward, args.calls)
+                continue
+            from mnemovision.kernels.gaussians import triton_impl
+
+            for sequential in paths:
+                triton_impl.SEQUENTIAL_SMALL_C = sequential
+                label = "" if sequential else " (batched small-C kernels)"
+                profile_backend(backend, channels, args.device, args.backward, args.calls, label)
+            triton_impl.SEQUENTIAL_SMALL_C = True
 
 
 if __name__ == "__main__":

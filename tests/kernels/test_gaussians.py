@@ -417,15 +417,21 @@ def test_triton_sh_antialiased_camera_gradients_and_edge_cases():
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-@pytest.mark.parametrize("block_g, channels", [(4, 3), (8, 1), (32, 3), (16, 40)])
-def test_triton_compositor_variants_the_autotuner_may_pick(block_g, channels, monkeypatch):
-    """Every batch size the GPU autotuner may pick gives the same render and gradients."""
+@pytest.mark.parametrize(
+    "sequential, settings, channels",
+    [(False, {"BLOCK_G": 4}, 3), (False, {"BLOCK_G": 8}, 1), (False, {"BLOCK_G": 32}, 3), (False, {"BLOCK_G": 16}, 40)]
+    + [(True, {"BLOCK_G": g, "NW": w}, c) for (g, w), c in zip(((16, 2), (8, 1), (8, 4), (4, 2)), (3, 1, 4, 2))],
+)
+def test_triton_compositor_variants_the_autotuner_may_pick(sequential, settings, channels, monkeypatch):
+    """Every batch size the GPU autotuner may pick gives the same render and gradients: the batched
+    kernels (small-C and matmul paths) and the one-Gaussian-at-a-time kernels for C <= 4, whose
+    pixel grid follows the warp count (NW)."""
     from mnemovision.kernels.gaussians import triton_impl
 
-    def fixed(plain, tuned, small):
-        return plain, {"BLOCK_G": block_g, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 4}
-
-    monkeypatch.setattr(triton_impl, "_kernel", fixed)
+    launch = {"BLOCK_C": 16, "PREC": "ieee", "num_warps": 4} if not sequential else {"num_warps": settings["NW"]}
+    monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "0")
+    monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
+    monkeypatch.setattr(triton_impl, "_fixed_settings", lambda c, backward: {**launch, **settings})
     assert_parity_with_float64(scene(n=80, c=channels, v=2), W, H)
 
 

@@ -5,7 +5,8 @@ alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the trans
 cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
 below 1/255), then ``weights @ features``: for more than 4 channels a matmul per channel slice (fp32
 products as plain FMA or as three TF32 tensor-core products, both about fp32 accurate), for 1 to 4
-channel by channel sums (a matmul tile would be mostly padding). A tile stops walking its list once
+channel by channel sums (a matmul tile would be mostly padding; by default C <= 4 goes to the
+one-Gaussian-at-a-time kernels of ``triton_seq`` instead, ``SEQUENTIAL_SMALL_C``). A tile stops walking its list once
 every in-image pixel has stopped (forward and backward). The walk is software-pipelined: the ids of
 batch i + 2 and the parameters and features of batch i + 1 are loaded while batch i is composited
 (the list -> Gaussian indirection would otherwise stall every batch). Channels are tiled across
@@ -31,6 +32,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
+from mnemovision.kernels.gaussians import triton_seq
 from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN, add_background, background_grads
 
 BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step), fixed under the interpreter
@@ -410,23 +412,49 @@ _bwd_tuned = triton.autotune(
 )(_composite_bwd_kernel)
 
 
-def _fixed_settings(small: bool) -> dict:
+# C <= 4 composites one Gaussian at a time (``triton_seq``); False selects the batched kernels' small-C
+# path instead (kept while GPU timings compare the two: ``bench/raster_profile.py --batched-small-c``)
+SEQUENTIAL_SMALL_C = True
+_seq_fwd_tuned = triton.autotune(triton_seq.configs(backward=False), key=["C", "OUT_C"])(triton_seq._seq_fwd_kernel)
+_seq_bwd_tuned = triton.autotune(triton_seq.configs(backward=True), key=["C", "OUT_C"], reset_to_zero=_GRADS)(triton_seq._seq_bwd_kernel)
+
+
+def _sequential(c: int) -> bool:
+    return SEQUENTIAL_SMALL_C and c <= triton_seq.MAX_CHANNELS
+
+
+def _fixed_settings(c: int, backward: bool) -> dict:
     """Launch settings without the autotuner: under the interpreter, small sizes; on a GPU the
-    candidates the H100 autotuner preferred (2026-11-27; small C: batches of 4 on 4 warps, backward
-    1.19 ms against 1.80 on 8 warps; matmul path: 16-channel slices with FMA products on 8 warps)."""
-    if triton_interpreter_enabled():
+    candidates the H100 autotuner preferred (2026-11-27; batched small C: batches of 4 on 4 warps,
+    backward 1.19 ms against 1.80 on 8 warps; matmul path: 16-channel slices with FMA products on 8
+    warps); for the sequential kernels (not yet timed) the first of ``triton_seq``'s candidates."""
+    interp = triton_interpreter_enabled()
+    if _sequential(c):
+        if interp:
+            return {"BLOCK_G": 4, "NW": 8, "num_warps": 8}
+        first = triton_seq.configs(backward)[0]
+        return {**first.kwargs, "num_warps": first.num_warps}
+    if interp:
         return {"BLOCK_G": BLOCK_G, "BLOCK_C": BLOCK_C, "PREC": "ieee", "num_warps": NUM_WARPS}
-    if small:
+    if 0 < c <= SMALL_C_MAX:
         return {"BLOCK_G": 4, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 4}
     return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
 
 
-def _kernel(plain, tuned, small: bool):
-    """(kernel, launch settings): fixed under the interpreter (the autotuner needs a GPU driver) or
-    with ``MNEMOVISION_TRITON_AUTOTUNE=0``, else the autotuned kernel."""
+def _launcher(backward: bool, c: int, const: dict):
+    """(kernel, keyword arguments) of a compositor launch for C channels: the sequential kernels for
+    C <= 4 (``_sequential``), else the batched ones; autotuned, or fixed (``_fixed_settings``) under
+    the interpreter (the autotuner needs a GPU driver) or with ``MNEMOVISION_TRITON_AUTOTUNE=0``."""
+    if _sequential(c):
+        kwargs = {k: v for k, v in const.items() if k not in ("SMALL_C", "TILE")}
+        kwargs["NCH"] = c
+        plain, tuned = (triton_seq._seq_bwd_kernel, _seq_bwd_tuned) if backward else (triton_seq._seq_fwd_kernel, _seq_fwd_tuned)
+    else:
+        kwargs = dict(const)
+        plain, tuned = (_composite_bwd_kernel, _bwd_tuned) if backward else (_composite_fwd_kernel, _fwd_tuned)
     if not triton_autotune_enabled():
-        return plain, _fixed_settings(small)
-    return tuned, {}
+        return plain, {**kwargs, **_fixed_settings(c, backward)}
+    return tuned, kwargs
 
 
 def _settings(meta, c: int, has_depth: bool, absgrad: bool | None = None) -> dict:
@@ -462,13 +490,13 @@ class _CompositeTritonFn(torch.autograd.Function):
         pids = _pairs(flat_ids)
         st = _settings(meta, c, has_depth)
         n_tiles = st["sizes"][3]
-        small = st["const"]["SMALL_C"] > 0
+        one_slice = c <= SMALL_C_MAX  # the channels are not split across programs
 
         def grid(launch_meta):
-            return (v * n_tiles, 1 if small or c == 0 else triton.cdiv(c, launch_meta["BLOCK_C"]))
+            return (v * n_tiles, 1 if one_slice else triton.cdiv(c, launch_meta["BLOCK_C"]))
 
-        kernel, launch = _kernel(_composite_fwd_kernel, _fwd_tuned, small)
-        kernel[grid](offsets, pids, *f32, depths32, out, final_t, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch)
+        kernel, kwargs = _launcher(False, c, st["const"])
+        kernel[grid](offsets, pids, *f32, depths32, out, final_t, *st["sizes"], c, out_c, *st["features"], **kwargs)
         ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t)
         ft = final_t[..., None].to(dtype)
@@ -495,10 +523,10 @@ class _CompositeTritonFn(torch.autograd.Function):
         absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
         d_values = torch.zeros_like(f32[3])
         st = _settings(meta, c, ctx.has_depth, absgrad=bool(meta["absgrad"]))
-        kernel, launch = _kernel(_composite_bwd_kernel, _bwd_tuned, st["const"]["SMALL_C"] > 0)
+        kernel, kwargs = _launcher(True, c, st["const"])
         kernel[(v * st["sizes"][3],)](
             offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
-            d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **st["const"], **launch,
+            d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **kwargs,
         )
         if meta["absgrad"]:
             holder = meta["absgrad_holder"]

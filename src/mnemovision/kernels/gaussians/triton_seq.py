@@ -1,0 +1,281 @@
+"""Triton tile compositing for few channels (C <= 4), one Gaussian at a time (forward and backward).
+
+The batched compositor (``triton_impl``) evaluates [256 pixels, G Gaussians] tiles: its cumulative
+products along the batch and its per-Gaussian sums over pixels need the tiles in several register
+layouts, and every layout change and cross-warp sum goes through shared memory behind a block
+barrier (about 80 barriers per batch of 4 in the small-C backward on sm_90, ``bench/kernel_resources.py``).
+Here each program walks its tile's depth-sorted list one Gaussian at a time, as 3DGS's CUDA
+rasterizer does per thread: the Gaussian's parameters are scalars (the same value in every thread),
+transmittance and the running prefix are per-pixel registers updated in order (no scans), and a
+per-Gaussian gradient is summed within each warp by shuffles, then added by one relaxed atomic per
+warp that saw a non-zero term (the warp-level reduction of 3DGS's backward). The pixels are held as
+[R, NW, 32] with NW the program's warps (``num_warps``): warp w owns lanes of 32 consecutive pixels
+(two image rows of the tile) in each of the R = 256 / (32 NW) slabs, so the per-warp sum is an
+in-thread sum over R and a shuffle sum over the 32 lanes. With NW equal to ``num_warps`` the loop
+has no block barrier except the tile's liveness test once every ``BLOCK_G`` Gaussians (the walk
+stops once every in-image pixel has stopped, as in the batched kernels). Parameters are prefetched
+(ids two Gaussians ahead, parameters and features one ahead). Same maths and stopping rule as
+``ref.composite``; the backward recomputes the forward front to back like ``triton_impl``'s.
+Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN
+
+ALPHA_MAX_C = tl.constexpr(ALPHA_MAX)
+ALPHA_MIN_C = tl.constexpr(ALPHA_MIN)
+T_MIN_C = tl.constexpr(T_MIN)
+MAX_CHANNELS = 4
+
+
+@triton.jit
+def _pixels(tile, N_TILES, TILES_X, H, W, NW: tl.constexpr):
+    """The 256 pixels of a (view, tile) index as [R, NW, 32]: (flat pixel index, in-image mask,
+    centre x, centre y); pixel r 32 NW + w 32 + lane of the tile, row-major 16 x 16."""
+    R: tl.constexpr = 256 // (NW * 32)
+    view = tile // N_TILES
+    local = tile % N_TILES
+    offs = tl.arange(0, R)[:, None, None] * (NW * 32) + tl.arange(0, NW)[None, :, None] * 32 + tl.arange(0, 32)[None, None, :]
+    x = (local % TILES_X) * 16 + offs % 16
+    y = (local // TILES_X) * 16 + offs // 16
+    return (view * H + y) * W + x, (x < W) & (y < H), x.to(tl.float32) + 0.5, y.to(tl.float32) + 0.5
+
+
+@triton.jit
+def _gaussian_id(b, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr):
+    """(pair id, feature row, valid) of list entry b (scalars; valid = b < end). A pair (view v of
+    batch element e, Gaussian g) is e V N + v N + g; its feature row e N + g with shared features."""
+    valid = b < end
+    pair = tl.load(FlatIds + b, mask=valid, other=0)
+    if SHARED_FEATS:
+        fid = (pair // VN) * NF + pair % NF
+    else:
+        fid = pair
+    return pair, fid, valid
+
+
+@triton.jit
+def _feature(Values, fid, valid, ch: tl.constexpr, C, NCH: tl.constexpr):
+    """Channel ``ch`` of the feature row (a load masked off at compile time past NCH: 0)."""
+    return tl.load(Values + fid * C + ch, mask=valid & (ch < NCH), other=0.0)
+
+
+@triton.jit
+def _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr):
+    """The Gaussian's 2-D mean, conic, opacity, depth (0 without HAS_DEPTH) and its NCH <= 4
+    features (0 past NCH), all scalars (zeros when not valid)."""
+    mx = tl.load(Means2d + pair * 2, mask=valid, other=0.0)
+    my = tl.load(Means2d + pair * 2 + 1, mask=valid, other=0.0)
+    ca = tl.load(Conics + pair * 3, mask=valid, other=0.0)
+    cb = tl.load(Conics + pair * 3 + 1, mask=valid, other=0.0)
+    cc = tl.load(Conics + pair * 3 + 2, mask=valid, other=0.0)
+    op = tl.load(Opac + pair, mask=valid, other=0.0)
+    z = tl.load(Depths + pair, mask=valid & HAS_DEPTH, other=0.0)
+    f0 = _feature(Values, fid, valid, 0, C, NCH)
+    f1 = _feature(Values, fid, valid, 1, C, NCH)
+    f2 = _feature(Values, fid, valid, 2, C, NCH)
+    f3 = _feature(Values, fid, valid, 3, C, NCH)
+    return mx, my, ca, cb, cc, op, z, f0, f1, f2, f3
+
+
+@triton.jit
+def _alpha(px, py, mx, my, ca, cb, cc, op, valid):
+    """alpha [R, NW, 32] of one Gaussian at the pixels, with the pieces its gradient needs."""
+    dx = px - mx
+    dy = py - my
+    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+    g = tl.exp(-sigma)
+    raw = op * g
+    alpha = tl.minimum(raw, ALPHA_MAX_C)
+    ok = valid & (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
+    return tl.where(ok, alpha, 0.0), ok, raw, g, dx, dy
+
+
+@triton.jit
+def _live(done, inside):
+    """1 while some in-image pixel of the tile still takes light (a block-wide max: the loop's only barrier)."""
+    return tl.max(tl.where(inside, 1 - done, 0))
+
+
+@triton.jit
+def _store_channel(Out, pix, inside, value, ch: tl.constexpr, OUT_C, NCH: tl.constexpr):
+    if ch < NCH:
+        tl.store(Out + pix * OUT_C + ch, value, mask=inside)
+
+
+@triton.jit
+def _seq_fwd_kernel(
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
+    SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, BLOCK_G: tl.constexpr, NW: tl.constexpr,
+):
+    """One program per (view, tile): front to back, one Gaussian at a time, NCH = C <= 4 channels
+    (and the depth with HAS_DEPTH); the liveness test every BLOCK_G Gaussians."""
+    tile = tl.program_id(0)
+    pix, inside, px, py = _pixels(tile, N_TILES, TILES_X, H, W, NW)
+    start = tl.load(Offsets + tile)
+    end = tl.load(Offsets + tile + 1)
+    t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
+    done = tl.zeros(px.shape, dtype=tl.int32)
+    a0 = tl.zeros(px.shape, dtype=tl.float32)
+    a1 = tl.zeros(px.shape, dtype=tl.float32)
+    a2 = tl.zeros(px.shape, dtype=tl.float32)
+    a3 = tl.zeros(px.shape, dtype=tl.float32)
+    acc_d = tl.zeros(px.shape, dtype=tl.float32)
+    pair, fid, valid = _gaussian_id(start, end, FlatIds, VN, NF, SHARED_FEATS)
+    pair_n, fid_n, valid_n = _gaussian_id(start + 1, end, FlatIds, VN, NF, SHARED_FEATS)
+    mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+    b = start
+    live = _live(done, inside)
+    while (b < end) & (live > 0):
+        for _ in tl.static_range(BLOCK_G):
+            # in flight while this Gaussian is composited: the id two ahead, the parameters one ahead
+            pair_nn, fid_nn, valid_nn = _gaussian_id(b + 2, end, FlatIds, VN, NF, SHARED_FEATS)
+            nxt = _gaussian_params(pair_n, fid_n, valid_n, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+            alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op, valid)
+            t_after = t_run * (1.0 - alpha)
+            keep = (t_after >= T_MIN_C) & (done == 0)
+            w = tl.where(keep, alpha * t_run, 0.0)
+            a0 += w * f0
+            if NCH > 1:
+                a1 += w * f1
+            if NCH > 2:
+                a2 += w * f2
+            if NCH > 3:
+                a3 += w * f3
+            if HAS_DEPTH:
+                acc_d += w * z
+            t_run = tl.where(keep, t_after, t_run)
+            done = tl.where(keep, done, 1)
+            b += 1
+            valid, pair_n, fid_n, valid_n = valid_n, pair_nn, fid_nn, valid_nn
+            mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = nxt
+        live = _live(done, inside)
+    _store_channel(Out, pix, inside, a0, 0, OUT_C, NCH)
+    _store_channel(Out, pix, inside, a1, 1, OUT_C, NCH)
+    _store_channel(Out, pix, inside, a2, 2, OUT_C, NCH)
+    _store_channel(Out, pix, inside, a3, 3, OUT_C, NCH)
+    tl.store(FinalT + pix, t_run, mask=inside)
+    if HAS_DEPTH:
+        tl.store(Out + pix * OUT_C + C, acc_d, mask=inside)
+
+
+@triton.jit
+def _warp_scatter(Target, terms, valid):
+    """Add the sum over pixels of ``terms`` [R, NW, 32] to the scalar pointer ``Target``: summed
+    within each warp (in-thread over R, shuffles over the 32 lanes), then one relaxed atomic per
+    warp, from its first lane, where that warp's sum is non-zero."""
+    per_warp = tl.sum(tl.sum(terms, axis=0), axis=1, keep_dims=True)  # [NW, 1]
+    part = tl.broadcast_to(per_warp, terms.shape[1:])
+    first_lane = (tl.arange(0, 32) == 0)[None, :]
+    # the offsets come from the partial sums so that the atomic keeps their layout (no shuffle through shared memory)
+    tl.atomic_add(Target + tl.zeros_like(part).to(tl.int64), part, mask=first_lane & valid & (part != 0.0), sem="relaxed")
+
+
+@triton.jit
+def _channel_grad(DValues, fid, valid, w, g_ch, f_ch, ch: tl.constexpr, C, NCH: tl.constexpr):
+    """Channel ``ch``: scatter dF_ch = sum_p w G_ch and return G_ch f_ch [R, NW, 32] (0 past NCH)."""
+    if ch < NCH:
+        _warp_scatter(DValues + fid * C + ch, w * g_ch, valid)
+        return g_ch * f_ch
+    return tl.zeros_like(w)
+
+
+@triton.jit
+def _grad_channel(GradOut, Out, pix, inside, ch: tl.constexpr, OUT_C, NCH: tl.constexpr):
+    """(G_ch, G_ch out_ch) per pixel for channel ``ch`` of the output (zeros past NCH)."""
+    if ch < NCH:
+        g = tl.load(GradOut + pix * OUT_C + ch, mask=inside, other=0.0)
+        return g, g * tl.load(Out + pix * OUT_C + ch, mask=inside, other=0.0)
+    return tl.zeros(pix.shape, dtype=tl.float32), tl.zeros(pix.shape, dtype=tl.float32)
+
+
+@triton.jit
+def _seq_bwd_kernel(
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
+    DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
+    SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, BLOCK_G: tl.constexpr, NW: tl.constexpr,
+):
+    """Recomputes the forward front to back and scatters each Gaussian's gradients by warp:
+    dL/d alpha = T (G . f) - (G . out + g_T T_final - prefix) / (1 - alpha), the prefix the running
+    sum of w (G . f) up to and including this Gaussian."""
+    tile = tl.program_id(0)
+    pix, inside, px, py = _pixels(tile, N_TILES, TILES_X, H, W, NW)
+    start = tl.load(Offsets + tile)
+    end = tl.load(Offsets + tile + 1)
+    g0, g_out = _grad_channel(GradOut, Out, pix, inside, 0, OUT_C, NCH)
+    g1, go1 = _grad_channel(GradOut, Out, pix, inside, 1, OUT_C, NCH)
+    g2, go2 = _grad_channel(GradOut, Out, pix, inside, 2, OUT_C, NCH)
+    g3, go3 = _grad_channel(GradOut, Out, pix, inside, 3, OUT_C, NCH)
+    g_out += go1 + go2 + go3
+    g_depth = tl.zeros(px.shape, dtype=tl.float32)
+    if HAS_DEPTH:
+        g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
+        g_out += g_depth * tl.load(Out + pix * OUT_C + C, mask=inside, other=0.0)
+    g_rest = g_out + tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
+    t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
+    done = tl.zeros(px.shape, dtype=tl.int32)
+    prefix = tl.zeros(px.shape, dtype=tl.float32)
+    pair, fid, valid = _gaussian_id(start, end, FlatIds, VN, NF, SHARED_FEATS)
+    pair_n, fid_n, valid_n = _gaussian_id(start + 1, end, FlatIds, VN, NF, SHARED_FEATS)
+    mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+    b = start
+    live = _live(done, inside)
+    while (b < end) & (live > 0):
+        for _ in tl.static_range(BLOCK_G):
+            pair_nn, fid_nn, valid_nn = _gaussian_id(b + 2, end, FlatIds, VN, NF, SHARED_FEATS)
+            nxt = _gaussian_params(pair_n, fid_n, valid_n, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+            alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op, valid)
+            t_after = t_run * (1.0 - alpha)
+            keep = (t_after >= T_MIN_C) & (done == 0)
+            done = tl.where(keep, done, 1)
+            keep = keep & inside
+            w = tl.where(keep, alpha * t_run, 0.0)
+            dots = _channel_grad(DValues, fid, valid, w, g0, f0, 0, C, NCH)
+            dots += _channel_grad(DValues, fid, valid, w, g1, f1, 1, C, NCH)
+            dots += _channel_grad(DValues, fid, valid, w, g2, f2, 2, C, NCH)
+            dots += _channel_grad(DValues, fid, valid, w, g3, f3, 3, C, NCH)
+            if HAS_DEPTH:
+                dots += g_depth * z
+                _warp_scatter(DDepths + pair, w * g_depth, valid)
+            prefix += w * dots
+            d_alpha = t_run * dots - (g_rest - prefix) / (1.0 - alpha)
+            d_alpha = tl.where(keep & ok, d_alpha, 0.0)
+            d_raw = tl.where(raw < ALPHA_MAX_C, d_alpha, 0.0)
+            d_sigma = -d_raw * raw
+            _warp_scatter(DOpac + pair, d_raw * g, valid)
+            _warp_scatter(DConics + pair * 3, d_sigma * 0.5 * dx * dx, valid)
+            _warp_scatter(DConics + pair * 3 + 1, d_sigma * dx * dy, valid)
+            _warp_scatter(DConics + pair * 3 + 2, d_sigma * 0.5 * dy * dy, valid)
+            d_mx = -d_sigma * (ca * dx + cb * dy)
+            d_my = -d_sigma * (cc * dy + cb * dx)
+            _warp_scatter(DMeans2d + pair * 2, d_mx, valid)
+            _warp_scatter(DMeans2d + pair * 2 + 1, d_my, valid)
+            if ABSGRAD:
+                _warp_scatter(AbsGrad + pair * 2, tl.abs(d_mx), valid)
+                _warp_scatter(AbsGrad + pair * 2 + 1, tl.abs(d_my), valid)
+            t_run = tl.where(keep, t_after, t_run)
+            b += 1
+            pair, fid, valid = pair_n, fid_n, valid_n
+            pair_n, fid_n, valid_n = pair_nn, fid_nn, valid_nn
+            mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = nxt
+        live = _live(done, inside)
+
+
+# (BLOCK_G, warps): offline on sm_90 (bench/kernel_resources.py, C = 3), fewer warps mean fewer
+# instructions per Gaussian and tile (each warp-level sum costs the same shuffles whatever its pixel
+# count) but fewer warps per SM to hide latency; longer unrolled runs between liveness tests cost
+# registers (the forward at 16 on 2 warps: 254). Only a GPU can weigh these.
+FWD_SETTINGS = ((8, 2), (4, 2), (16, 2), (8, 4))
+BWD_SETTINGS = ((16, 2), (8, 2), (8, 4), (16, 4), (8, 1))
+
+
+def configs(backward: bool):
+    """Autotuner candidates: Gaussians between liveness tests (BLOCK_G, the unrolled inner loop) and
+    warps (NW follows num_warps: it shapes the pixel grid so that each warp owns whole rows). The
+    first of each list is the launch setting when the autotuner is off."""
+    return [triton.Config({"BLOCK_G": g, "NW": w}, num_warps=w) for g, w in (BWD_SETTINGS if backward else FWD_SETTINGS)]
