@@ -23,7 +23,12 @@ import triton.language as tl
 
 from mnemovision.kernels.gaussians.ref import EPS_2D, RADIUS_SIGMAS, TILE_SIZE
 
-BLOCK = 128  # Gaussians per program
+BLOCK = 128  # Gaussians per program of the projection
+# Gaussians per program of the binning, one warp each: every lane loops over as many tiles as the
+# largest rectangle among the program's Gaussians, so one large Gaussian idles the others for a
+# whole program (the garden view's rectangles go from 1 tile to hundreds): a warp is the least
+# a program can be without idling lanes of it anyway.
+BIN_BLOCK = 32
 EPS_2D_C = tl.constexpr(EPS_2D)
 RADIUS_SIGMAS_C = tl.constexpr(RADIUS_SIGMAS)
 
@@ -439,9 +444,8 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         m2, dep, con, opac = (t.detach().float().contiguous() for t in (means2d, depths, conics, opacities))
         inputs = (m2, radii.contiguous(), dep, con, opac)
         counts = torch.empty(v * n, dtype=torch.int32, device=dev)
-        block = 128
-        grid = (max(1, triton.cdiv(v * n, block)),)
-        sizes = dict(TILE=TILE_SIZE, BLOCK=block)
+        grid = (max(1, triton.cdiv(v * n, BIN_BLOCK)),)
+        sizes = dict(TILE=TILE_SIZE, BLOCK=BIN_BLOCK, num_warps=1)
         if v * n > 0:
             _bin_kernel[grid](*inputs, counts, counts, counts, counts, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
         ends = torch.cumsum(counts, 0, dtype=torch.int64)
