@@ -26,8 +26,9 @@ from common import print_table  # noqa: E402
 REGISTERS_PER_SM = 65536
 # the integer arguments of one garden view (648 x 420, 41 x 27 tiles, 138,766 Gaussians)
 GARDEN_INTS = {"H": 420, "W": 648, "TILES_X": 41, "N_TILES": 1107, "VN": 138766, "NF": 138766}
-SCALARS = ("H", "W", "TILES_X", "N_TILES", "C", "OUT_C", "VN", "NF")
+SCALARS = ("H", "W", "TILES_X", "N_TILES", "C", "OUT_C", "VN", "NF", "TILE0", "ENTRY0", "UNIT")
 INT64_POINTERS = ("Offsets", "FlatIds")
+INT32_POINTERS = ("Stops",)
 
 
 def signature(fn, constants: dict, types: dict | None = None) -> dict:
@@ -42,7 +43,7 @@ def signature(fn, constants: dict, types: dict | None = None) -> dict:
         elif name in SCALARS:
             sig[name] = "i32"
         else:
-            sig[name] = "*i64" if name in INT64_POINTERS else "*fp32"
+            sig[name] = "*i64" if name in INT64_POINTERS else "*i32" if name in INT32_POINTERS else "*fp32"
     return sig
 
 
@@ -105,6 +106,7 @@ def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict |
 def raster_rows(channels: list[int], arch: int) -> list[dict]:
     from mnemovision.kernels.gaussians import triton_impl as ti
     from mnemovision.kernels.gaussians import triton_seq as ts
+    from mnemovision.kernels.gaussians import triton_wide as tw
 
     rows = []
     for c in channels:
@@ -118,16 +120,24 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
                 row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
                 rows.append(row)
                 print(row, flush=True)
-        if c <= ts.MAX_CHANNELS:  # the one-Gaussian-at-a-time kernels rasterize_gaussians launches for C <= 4
-            for which, fn in (("fwd", ts._seq_fwd_kernel), ("bwd", ts._seq_bwd_kernel)):
-                for config in ts.configs(backward=which == "bwd"):
-                    constants = dict(SHARED_FEATS=True, NCH=c, HAS_DEPTH=False, **config.kwargs)
-                    if which == "bwd":
-                        constants["ABSGRAD"] = False
-                    row = {"kernel": f"seq_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
-                    row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
+        if c > ts.MAX_CHANNELS:  # the wide backward's matmul passes (its middle pass: seq_bwd below, WIDE)
+            for which, fn, configs in (("wide_dots", tw._dots_kernel, tw.dots_configs()), ("wide_features", tw._feature_grad_kernel, tw.feature_configs())):
+                for config in configs:
+                    row = {"kernel": which, "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
+                    row.update(compile_report(fn, dict(SHARED_FEATS=True, **config.kwargs), config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
                     rows.append(row)
                     print(row, flush=True)
+        # the one-Gaussian-at-a-time kernels: both for C <= 4, the backward as the wide backward's middle pass
+        wide = c > ts.MAX_CHANNELS
+        for which, fn in (("bwd", ts._seq_bwd_kernel),) if wide else (("fwd", ts._seq_fwd_kernel), ("bwd", ts._seq_bwd_kernel)):
+            for config in ts.configs(backward=which == "bwd"):
+                constants = dict(SHARED_FEATS=True, NCH=0 if wide else c, HAS_DEPTH=False, **config.kwargs)
+                if which == "bwd":
+                    constants.update(ABSGRAD=False, WIDE=wide)
+                row = {"kernel": f"seq_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
+                row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
+                rows.append(row)
+                print(row, flush=True)
     return rows
 
 

@@ -424,15 +424,51 @@ def test_triton_sh_antialiased_camera_gradients_and_edge_cases():
 )
 def test_triton_compositor_variants_the_autotuner_may_pick(sequential, settings, channels, monkeypatch):
     """Every batch size the GPU autotuner may pick gives the same render and gradients: the batched
-    kernels (small-C and matmul paths) and the one-Gaussian-at-a-time kernels for C <= 4, whose
-    pixel grid follows the warp count (NW)."""
+    kernels (small-C and matmul paths, with the batched backward) and the one-Gaussian-at-a-time
+    kernels for C <= 4, whose pixel grid follows the warp count (NW)."""
     from mnemovision.kernels.gaussians import triton_impl
 
     launch = {"BLOCK_C": 16, "PREC": "ieee", "num_warps": 4} if not sequential else {"num_warps": settings["NW"]}
     monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "0")
     monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
+    monkeypatch.setattr(triton_impl, "SPLIT_WIDE_BACKWARD", False)
     monkeypatch.setattr(triton_impl, "_fixed_settings", lambda c, backward: {**launch, **settings})
     assert_parity_with_float64(scene(n=80, c=channels, v=2), W, H)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("index", range(4))
+def test_triton_wide_backward_candidates_and_chunks(index, monkeypatch):
+    """C > 4 (the three-pass backward): each candidate of its two matmul passes (run as fixed
+    settings, FMA or TF32x3 products) gives the float64 path's gradients; with index 0 the scratch
+    holds 24 list entries only, so the tiles go through it in many chunks (one larger than that)."""
+    from mnemovision.kernels.gaussians import triton_wide
+
+    dots_cfg, feat_cfg = triton_wide.dots_configs()[index], triton_wide.feature_configs()[index]
+
+    def fixed(tuned, plain, first, kind):
+        config = dots_cfg if kind == "dots" else feat_cfg
+        return plain, {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+
+    monkeypatch.setattr(triton_wide, "_launch", fixed)
+    if index == 0:
+        monkeypatch.setattr(triton_wide, "SCRATCH_BYTES", 24 * triton_wide.ROW * 4)
+    assert_parity_with_float64(scene(n=80, c=40, v=2), W, H)
+
+
+def test_wide_backward_chunks_cover_every_tile_once():
+    """The chunk plan: consecutive tile ranges covering all tiles, each within the scratch unless a
+    single tile's list is larger; one chunk (offsets not read) when everything fits."""
+    from mnemovision.kernels.gaussians import triton_wide
+
+    counts = torch.tensor([3, 0, 10, 2, 2, 30, 1, 0, 4])
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+    row = triton_wide.ROW * 4
+    plan = triton_wide.chunks(offsets, int(counts.sum()), len(counts), scratch_bytes=12 * row)
+    assert [(t0, t1) for t0, t1, _, _ in plan] == [(0, 2), (2, 4), (4, 5), (5, 6), (6, 9)]
+    assert all(e0 == offsets[t0] and rows == offsets[t1] - offsets[t0] for t0, t1, e0, rows in plan)
+    assert triton_wide.chunks(offsets, int(counts.sum()), len(counts), scratch_bytes=52 * row) == [(0, 9, 0, 52)]
 
 
 def assert_parity_with_float64(inputs64, width, height, calls=1):

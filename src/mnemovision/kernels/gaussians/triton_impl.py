@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
-from mnemovision.kernels.gaussians import triton_seq
+from mnemovision.kernels.gaussians import triton_seq, triton_wide
 from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN, add_background, background_grads
 
 BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step), fixed under the interpreter
@@ -153,7 +153,7 @@ def _store_channel(Out, pix, inside, value, ch: tl.constexpr, C, OUT_C):
 
 @triton.jit
 def _composite_fwd_kernel(
-    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, Stops,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -161,7 +161,8 @@ def _composite_fwd_kernel(
     """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C > 0 (C <= 4)
     the channels are summed one by one (a matmul would be mostly padding). Software-pipelined: while
     batch i is composited, the ids of batch i + 2 and the parameters and features of batch i + 1 are
-    already in flight."""
+    already in flight. Stops[tile]: the list position where the tile stopped (the three-pass backward
+    of ``triton_wide`` walks no further)."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
@@ -233,6 +234,7 @@ def _composite_fwd_kernel(
         tl.store(Out + pix * OUT_C + offs_c[None, :], acc, mask=inside & (offs_c[None, :] < C))
     if pid_c == 0:
         tl.store(FinalT + pix, t_run, mask=inside)
+        tl.store(Stops + tile, tl.minimum(b0, end).to(tl.int32))
         if HAS_DEPTH:
             tl.store(Out + pix * OUT_C + C, acc_d, mask=inside)
 
@@ -416,11 +418,21 @@ _bwd_tuned = triton.autotune(
 # path instead (kept while GPU timings compare the two: ``bench/raster_profile.py --batched-small-c``)
 SEQUENTIAL_SMALL_C = True
 _seq_fwd_tuned = triton.autotune(triton_seq.configs(backward=False), key=["C", "OUT_C"])(triton_seq._seq_fwd_kernel)
-_seq_bwd_tuned = triton.autotune(triton_seq.configs(backward=True), key=["C", "OUT_C"], reset_to_zero=_GRADS)(triton_seq._seq_bwd_kernel)
+# the WIDE pass rewrites its scratch rows and stopping points in place: restored around each trial
+_seq_bwd_tuned = triton.autotune(
+    triton_seq.configs(backward=True), key=["C", "OUT_C"], reset_to_zero=_GRADS, restore_value=["Scratch", "Stops"],
+)(triton_seq._seq_bwd_kernel)
+# C > 4 takes the three-pass backward of ``triton_wide``; False selects the batched one-program-per-tile
+# backward (kept while GPU timings compare the two: ``bench/raster_profile.py --wide-backward both``)
+SPLIT_WIDE_BACKWARD = True
 
 
 def _sequential(c: int) -> bool:
     return SEQUENTIAL_SMALL_C and c <= triton_seq.MAX_CHANNELS
+
+
+def _wide(c: int) -> bool:
+    return SPLIT_WIDE_BACKWARD and c > triton_seq.MAX_CHANNELS
 
 
 def _fixed_settings(c: int, backward: bool) -> dict:
@@ -441,19 +453,22 @@ def _fixed_settings(c: int, backward: bool) -> dict:
     return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
 
 
-def _launcher(backward: bool, c: int, const: dict):
+def _launcher(backward: bool, c: int, const: dict, wide: bool = False):
     """(kernel, keyword arguments) of a compositor launch for C channels: the sequential kernels for
-    C <= 4 (``_sequential``), else the batched ones; autotuned, or fixed (``_fixed_settings``) under
-    the interpreter (the autotuner needs a GPU driver) or with ``MNEMOVISION_TRITON_AUTOTUNE=0``."""
-    if _sequential(c):
+    C <= 4 (``_sequential``) and for the middle pass of the wide backward (``wide``: no channels of
+    its own), else the batched ones; autotuned, or fixed (``_fixed_settings``) under the interpreter
+    (the autotuner needs a GPU driver) or with ``MNEMOVISION_TRITON_AUTOTUNE=0``."""
+    if _sequential(c) or wide:
         kwargs = {k: v for k, v in const.items() if k not in ("SMALL_C", "TILE")}
-        kwargs["NCH"] = c
+        kwargs["NCH"] = 0 if wide else c
+        if backward:
+            kwargs["WIDE"] = wide
         plain, tuned = (triton_seq._seq_bwd_kernel, _seq_bwd_tuned) if backward else (triton_seq._seq_fwd_kernel, _seq_fwd_tuned)
     else:
         kwargs = dict(const)
         plain, tuned = (_composite_bwd_kernel, _bwd_tuned) if backward else (_composite_fwd_kernel, _fwd_tuned)
     if not triton_autotune_enabled():
-        return plain, {**kwargs, **_fixed_settings(c, backward)}
+        return plain, {**kwargs, **_fixed_settings(0 if wide else c, backward)}
     return tuned, kwargs
 
 
@@ -496,8 +511,11 @@ class _CompositeTritonFn(torch.autograd.Function):
             return (v * n_tiles, 1 if one_slice else triton.cdiv(c, launch_meta["BLOCK_C"]))
 
         kernel, kwargs = _launcher(False, c, st["const"])
-        kernel[grid](offsets, pids, *f32, depths32, out, final_t, *st["sizes"], c, out_c, *st["features"], **kwargs)
-        ctx.meta, ctx.has_depth, ctx.dtype = meta, has_depth, dtype
+        # the batched forward also records where each tile stopped (read by the wide backward)
+        stops = None if _sequential(c) else torch.empty(v * n_tiles, device=values.device, dtype=torch.int32)
+        outputs = (out, final_t) if stops is None else (out, final_t, stops)
+        kernel[grid](offsets, pids, *f32, depths32, *outputs, *st["sizes"], c, out_c, *st["features"], **kwargs)
+        ctx.meta, ctx.has_depth, ctx.dtype, ctx.stops = meta, has_depth, dtype, stops
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t)
         ft = final_t[..., None].to(dtype)
         return add_background(out.to(dtype), ft, background), 1.0 - ft
@@ -523,17 +541,47 @@ class _CompositeTritonFn(torch.autograd.Function):
         absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
         d_values = torch.zeros_like(f32[3])
         st = _settings(meta, c, ctx.has_depth, absgrad=bool(meta["absgrad"]))
-        kernel, kwargs = _launcher(True, c, st["const"])
-        kernel[(v * st["sizes"][3],)](
-            offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous(),
-            d_means, d_conics, d_opac, d_values, d_depths, absgrad, *st["sizes"], c, out_c, *st["features"], **kwargs,
-        )
+        inputs = (offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous())
+        grads = (d_means, d_conics, d_opac, d_values, d_depths, absgrad)
+        n_tiles = v * st["sizes"][3]
+        if _wide(c) and ctx.stops is not None:
+            _wide_backward(inputs, grads, ctx.stops, st, c, out_c, n_tiles)
+        elif _sequential(c):
+            kernel, kwargs = _launcher(True, c, st["const"])
+            # GRest, Scratch, Stops, TILE0 and ENTRY0 serve the wide backward only: placeholders
+            kernel[(n_tiles,)](*inputs, *grads, final_t, final_t, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
+        else:
+            kernel, kwargs = _launcher(True, c, st["const"])
+            kernel[(n_tiles,)](*inputs, *grads, *st["sizes"], c, out_c, *st["features"], **kwargs)
         if meta["absgrad"]:
             holder = meta["absgrad_holder"]
             holder.value = absgrad.to(means2d.dtype).reshape(holder.shape)
         grad_depths = d_depths.to(depths.dtype) if ctx.has_depth else None
         return (d_means.to(means2d.dtype), d_conics.to(conics.dtype), d_opac.to(opacities.dtype), d_values.to(values.dtype),
                 grad_depths, grad_bg, None, None, None)
+
+
+def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -> None:
+    """The three passes of ``triton_wide`` over chunks of tiles: G . f per (entry, pixel) into the
+    scratch, the one-Gaussian-at-a-time backward reading it (and writing the weights over it), then
+    the feature gradients as weights x G per channel slice."""
+    offsets, pids, means2d, conics, opac, values, depths, out, final_t, grad_render, grad_t = inputs
+    d_values = grads[3]
+    # G . out + g_T T_final per pixel, over every output channel (the depth's included)
+    g_rest = ((grad_render * out).sum(-1) + grad_t.reshape(final_t.shape) * final_t).contiguous()
+    stops = stops.clone()  # the middle pass writes where it stopped
+    plan = triton_wide.chunks(offsets, pids.numel(), n_tiles)
+    scratch = torch.empty(max(1, max(rows for *_, rows in plan)) * triton_wide.ROW, device=out.device, dtype=torch.float32)
+    shape_args = (*st["sizes"], c, out_c, *st["features"])
+    shared = st["const"]["SHARED_FEATS"]
+    dots, dots_kw = triton_wide._launch(triton_wide._dots_tuned, triton_wide._dots_kernel, triton_wide.dots_configs()[0], "dots")
+    feats, feats_kw = triton_wide._launch(triton_wide._feature_tuned, triton_wide._feature_grad_kernel, triton_wide.feature_configs()[0], "feature")
+    walk, walk_kw = _launcher(True, c, st["const"], wide=True)
+    for t0, t1, e0, _ in plan:
+        n = t1 - t0
+        dots[lambda m: (n, triton_wide.ROW // m["BLOCK_P"])](offsets, stops, pids, values, grad_render, scratch, *shape_args, t0, e0, SHARED_FEATS=shared, **dots_kw)
+        walk[(n,)](*inputs, *grads, g_rest, scratch, stops, *shape_args, t0, e0, 1, **walk_kw)
+        feats[lambda m: (n, triton.cdiv(c, m["BLOCK_C"]))](offsets, stops, pids, grad_render, scratch, d_values, *shape_args, t0, e0, SHARED_FEATS=shared, **feats_kw)
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):

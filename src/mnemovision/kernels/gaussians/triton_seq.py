@@ -34,14 +34,14 @@ MAX_CHANNELS = 4
 @triton.jit
 def _pixels(tile, N_TILES, TILES_X, H, W, NW: tl.constexpr):
     """The 256 pixels of a (view, tile) index as [R, NW, 32]: (flat pixel index, in-image mask,
-    centre x, centre y); pixel r 32 NW + w 32 + lane of the tile, row-major 16 x 16."""
+    centre x, centre y, index in the tile); pixel r 32 NW + w 32 + lane of the tile, row-major 16 x 16."""
     R: tl.constexpr = 256 // (NW * 32)
     view = tile // N_TILES
     local = tile % N_TILES
     offs = tl.arange(0, R)[:, None, None] * (NW * 32) + tl.arange(0, NW)[None, :, None] * 32 + tl.arange(0, 32)[None, None, :]
     x = (local % TILES_X) * 16 + offs % 16
     y = (local // TILES_X) * 16 + offs // 16
-    return (view * H + y) * W + x, (x < W) & (y < H), x.to(tl.float32) + 0.5, y.to(tl.float32) + 0.5
+    return (view * H + y) * W + x, (x < W) & (y < H), x.to(tl.float32) + 0.5, y.to(tl.float32) + 0.5, offs
 
 
 @triton.jit
@@ -115,7 +115,7 @@ def _seq_fwd_kernel(
     """One program per (view, tile): front to back, one Gaussian at a time, NCH = C <= 4 channels
     (and the depth with HAS_DEPTH); the liveness test every BLOCK_G Gaussians."""
     tile = tl.program_id(0)
-    pix, inside, px, py = _pixels(tile, N_TILES, TILES_X, H, W, NW)
+    pix, inside, px, py, _local = _pixels(tile, N_TILES, TILES_X, H, W, NW)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
@@ -193,20 +193,31 @@ def _grad_channel(GradOut, Out, pix, inside, ch: tl.constexpr, OUT_C, NCH: tl.co
     return tl.zeros(pix.shape, dtype=tl.float32), tl.zeros(pix.shape, dtype=tl.float32)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["UNIT"])
 def _seq_bwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
-    DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
-    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
-    SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, BLOCK_G: tl.constexpr, NW: tl.constexpr,
+    DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad, GRest, Scratch, Stops,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ENTRY0, UNIT,
+    SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, WIDE: tl.constexpr,
+    BLOCK_G: tl.constexpr, NW: tl.constexpr,
 ):
     """Recomputes the forward front to back and scatters each Gaussian's gradients by warp:
     dL/d alpha = T (G . f) - (G . out + g_T T_final - prefix) / (1 - alpha), the prefix the running
-    sum of w (G . f) up to and including this Gaussian."""
-    tile = tl.program_id(0)
-    pix, inside, px, py = _pixels(tile, N_TILES, TILES_X, H, W, NW)
+    sum of w (G . f) up to and including this Gaussian.
+
+    WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i; G . f of list entry e
+    comes from Scratch[e - ENTRY0] ([256] per entry, written by ``triton_wide``'s first pass) and its
+    weights w are written back there for the feature pass; G . out + g_T T_final is GRest [pixels];
+    the walk ends at Stops[tile] (the forward's) and stores there where it ended. NCH is 0 then (the
+    feature gradients are the third pass's) and GradOut is read for the depth channel only. UNIT is
+    1 (a runtime argument, never specialised)."""
+    tile = TILE0 + tl.program_id(0)
+    pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
     start = tl.load(Offsets + tile)
-    end = tl.load(Offsets + tile + 1)
+    if WIDE:
+        end = tl.load(Stops + tile).to(start.dtype)
+    else:
+        end = tl.load(Offsets + tile + 1)
     g0, g_out = _grad_channel(GradOut, Out, pix, inside, 0, OUT_C, NCH)
     g1, go1 = _grad_channel(GradOut, Out, pix, inside, 1, OUT_C, NCH)
     g2, go2 = _grad_channel(GradOut, Out, pix, inside, 2, OUT_C, NCH)
@@ -216,26 +227,41 @@ def _seq_bwd_kernel(
     if HAS_DEPTH:
         g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
         g_out += g_depth * tl.load(Out + pix * OUT_C + C, mask=inside, other=0.0)
-    g_rest = g_out + tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
+    if WIDE:
+        g_rest = tl.load(GRest + pix, mask=inside, other=0.0)
+    else:
+        g_rest = g_out + tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
     done = tl.zeros(px.shape, dtype=tl.int32)
     prefix = tl.zeros(px.shape, dtype=tl.float32)
     pair, fid, valid = _gaussian_id(start, end, FlatIds, VN, NF, SHARED_FEATS)
     pair_n, fid_n, valid_n = _gaussian_id(start + 1, end, FlatIds, VN, NF, SHARED_FEATS)
     mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+    dots_n = tl.zeros(px.shape, dtype=tl.float32)
+    # scratch offsets of the pixels, in the pixels' layout: as a product with a runtime 1 they are
+    # not known to be contiguous, so the loads and stores are not vectorised into another layout
+    # (which would cost a shared-memory shuffle and two barriers per access in the loop)
+    row = offs * UNIT
+    if WIDE:
+        dots_n = tl.load(Scratch + (start - ENTRY0) * 256 + row, mask=valid, other=0.0)
     b = start
     live = _live(done, inside)
     while (b < end) & (live > 0):
         for _ in tl.static_range(BLOCK_G):
             pair_nn, fid_nn, valid_nn = _gaussian_id(b + 2, end, FlatIds, VN, NF, SHARED_FEATS)
             nxt = _gaussian_params(pair_n, fid_n, valid_n, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+            dots = dots_n
+            if WIDE:  # the next entry's G . f, in flight during this one
+                dots_n = tl.load(Scratch + (b + 1 - ENTRY0) * 256 + row, mask=valid_n, other=0.0)
             alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op, valid)
             t_after = t_run * (1.0 - alpha)
             keep = (t_after >= T_MIN_C) & (done == 0)
             done = tl.where(keep, done, 1)
             keep = keep & inside
             w = tl.where(keep, alpha * t_run, 0.0)
-            dots = _channel_grad(DValues, fid, valid, w, g0, f0, 0, C, NCH)
+            if WIDE:
+                tl.store(Scratch + (b - ENTRY0) * 256 + row, w, mask=valid)
+            dots += _channel_grad(DValues, fid, valid, w, g0, f0, 0, C, NCH)
             dots += _channel_grad(DValues, fid, valid, w, g1, f1, 1, C, NCH)
             dots += _channel_grad(DValues, fid, valid, w, g2, f2, 2, C, NCH)
             dots += _channel_grad(DValues, fid, valid, w, g3, f3, 3, C, NCH)
@@ -264,6 +290,8 @@ def _seq_bwd_kernel(
             pair_n, fid_n, valid_n = pair_nn, fid_nn, valid_nn
             mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = nxt
         live = _live(done, inside)
+    if WIDE:  # entries from here on kept their G . f: the feature pass stops here
+        tl.store(Stops + tile, tl.minimum(b, end).to(Stops.dtype.element_ty))
 
 
 # (BLOCK_G, warps): offline on sm_90 (bench/kernel_resources.py, C = 3), fewer warps mean fewer

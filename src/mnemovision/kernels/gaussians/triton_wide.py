@@ -1,0 +1,160 @@
+"""Triton compositor backward for C > 4 channels, in three passes per chunk of tiles.
+
+The batched backward (``triton_impl``) does everything in one program per tile: per batch of 16
+Gaussians it reloads the tile's [256, C] output gradient twice (G . f over all channels, then
+w^T G per channel slice), holds two matmuls' tiles beside the batch's (one program per SM, spills
+on sm_90) and moves its [256, 16] tiles between register layouts behind block barriers. Here:
+
+1. ``_dots_kernel``, per (tile, block of pixels): D[e, p] = G[p] . f[e] for every list entry e up
+   to the forward's stopping point, as a plain matmul of the pixels' gradient rows with the
+   entries' feature rows (``tl.dot``, FMA or TF32x3 products), into a scratch row of 256 per entry;
+2. ``triton_seq._seq_bwd_kernel`` in its WIDE mode, per tile: the one-Gaussian-at-a-time backward
+   of the few-channel path with D read from the scratch row instead of summed from channels; it
+   writes each entry's weights w[e, p] back over its row and all the Gaussian-wise gradients but
+   the features';
+3. ``_feature_grad_kernel``, per (tile, channel slice): dF[e] = sum_p w[e, p] G[p, slice], a matmul of
+   the scratch rows with the slice of G (loaded once per program), added with relaxed atomics.
+
+The scratch holds 1 KB per list entry; tiles are processed in chunks whose entries fit
+``SCRATCH_BYTES`` (one host sync for the tile offsets, only when the whole list does not fit).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
+
+SCRATCH_BYTES = 256 << 20  # scratch per chunk of tiles: 1 KB (256 fp32 pixels) per list entry
+ROW = 256  # pixels per tile, one scratch row per list entry
+
+
+@triton.jit
+def _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W):
+    """Flat pixel index and in-image mask of the tile's pixels ``offs_p`` (row-major 16 x 16)."""
+    view = tile // N_TILES
+    local = tile % N_TILES
+    x = (local % TILES_X) * 16 + offs_p % 16
+    y = (local // TILES_X) * 16 + offs_p // 16
+    return (view * H + y) * W + x, (x < W) & (y < H)
+
+
+@triton.jit
+def _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS: tl.constexpr):
+    """(feature rows, valid) of list entries ``offs_l`` (valid: before ``stop``)."""
+    valid = offs_l < stop
+    pair = tl.load(FlatIds + offs_l, mask=valid, other=0)
+    if SHARED_FEATS:
+        fid = (pair // VN) * NF + pair % NF
+    else:
+        fid = pair
+    return fid, valid
+
+
+@triton.jit
+def _dots_kernel(
+    Offsets, Stops, FlatIds, Values, GradOut, Scratch,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ENTRY0,
+    SHARED_FEATS: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, PREC: tl.constexpr,
+):
+    """Scratch[e - ENTRY0, p] = G[p] . f[e] for tile TILE0 + program 0's entries e before Stops[tile]
+    and its BLOCK_P pixels of block program 1 (G the output gradient over the C feature channels)."""
+    tile = TILE0 + tl.program_id(0)
+    offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
+    start = tl.load(Offsets + tile)
+    stop = tl.load(Stops + tile).to(start.dtype)
+    for e0 in range(start, stop, BLOCK_L):
+        offs_l = e0 + tl.arange(0, BLOCK_L)
+        fid, valid = _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS)
+        acc = tl.zeros([BLOCK_P, BLOCK_L], dtype=tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            offs_c = c0 + tl.arange(0, BLOCK_C)
+            g = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
+            f = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid[:, None] & (offs_c[None, :] < C), other=0.0)
+            acc += tl.dot(g, tl.trans(f), input_precision=PREC)
+        tl.store(Scratch + (offs_l[None, :] - ENTRY0) * 256 + offs_p[:, None], acc, mask=valid[None, :])
+
+
+@triton.jit
+def _feature_grad_kernel(
+    Offsets, Stops, FlatIds, GradOut, Scratch, DValues,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ENTRY0,
+    SHARED_FEATS: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, PREC: tl.constexpr,
+):
+    """DValues[f[e], slice] += sum_p w[e, p] G[p, slice] for tile TILE0 + program 0's entries before
+    Stops[tile] (w: their scratch rows) and channel slice program 1 (its G loaded once)."""
+    tile = TILE0 + tl.program_id(0)
+    offs_p = tl.arange(0, 256)
+    pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    g = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
+    start = tl.load(Offsets + tile)
+    stop = tl.load(Stops + tile).to(start.dtype)
+    for e0 in range(start, stop, BLOCK_L):
+        offs_l = e0 + tl.arange(0, BLOCK_L)
+        fid, valid = _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS)
+        w = tl.load(Scratch + (offs_l[:, None] - ENTRY0) * 256 + offs_p[None, :], mask=valid[:, None], other=0.0)
+        d_feat = tl.dot(w, g, input_precision=PREC)
+        tl.atomic_add(DValues + fid[:, None] * C + offs_c[None, :], d_feat, mask=valid[:, None] & (offs_c[None, :] < C), sem="relaxed")
+
+
+# Candidates (autotuned per channel count on a GPU; the first when the autotuner is off), kept where
+# bench/kernel_resources.py shows no spills on sm_90 at C = 160: the feature pass holds its [256,
+# BLOCK_C] slice of G in registers, so with TF32x3 products only 16 entries per step fit (32: 0.4-1 KB
+# of spills).
+_DOTS_SETTINGS = ((64, 32, 32, "tf32x3", 4, 3), (64, 64, 32, "tf32x3", 8, 3), (128, 32, 32, "tf32x3", 8, 3), (64, 32, 16, "ieee", 4, 3))
+_FEATURE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64, "ieee", 8, 3), (16, 32, "ieee", 4, 3))
+
+
+def dots_configs():
+    """Pixels per program, entries per step, channels per product, product precision, warps, stages."""
+    return [
+        triton.Config({"BLOCK_P": p, "BLOCK_L": lb, "BLOCK_C": c, "PREC": prec}, num_warps=w, num_stages=st) for p, lb, c, prec, w, st in _DOTS_SETTINGS
+    ]
+
+
+def feature_configs():
+    """Entries per step, channels per program, product precision, warps, stages."""
+    return [triton.Config({"BLOCK_L": lb, "BLOCK_C": c, "PREC": prec}, num_warps=w, num_stages=st) for lb, c, prec, w, st in _FEATURE_SETTINGS]
+
+
+_dots_tuned = triton.autotune(dots_configs(), key=["C", "OUT_C"])(_dots_kernel)
+_feature_tuned = triton.autotune(feature_configs(), key=["C", "OUT_C"], reset_to_zero=["DValues"])(_feature_grad_kernel)
+
+
+def _fixed(config: triton.Config) -> dict:
+    return {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+
+
+def _interpreter_settings(kind: str) -> dict:
+    """Small blocks under the interpreter (the products run in NumPy)."""
+    return {"dots": {"BLOCK_P": 64, "BLOCK_L": 16, "BLOCK_C": 16, "PREC": "ieee"}, "feature": {"BLOCK_L": 16, "BLOCK_C": 16, "PREC": "ieee"}}[kind]
+
+
+def _launch(tuned, plain, first: triton.Config, kind: str):
+    """(kernel, keyword settings): autotuned on a GPU, fixed otherwise."""
+    if triton_interpreter_enabled():
+        return plain, _interpreter_settings(kind)
+    if not triton_autotune_enabled():
+        return plain, _fixed(first)
+    return tuned, {}
+
+
+def chunks(offsets: torch.Tensor, n_entries: int, n_tiles: int, scratch_bytes: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Tile chunks (first tile, end tile, first entry, entries) whose scratch rows fit ``scratch_bytes``
+    (default ``SCRATCH_BYTES``; a tile whose list alone does not fit is a chunk of its own). One
+    chunk, without reading ``offsets`` back from the device, when the whole list fits."""
+    per_chunk = max(1, (SCRATCH_BYTES if scratch_bytes is None else scratch_bytes) // (ROW * 4))
+    if n_entries <= per_chunk:
+        return [(0, n_tiles, 0, n_entries)]
+    offs = offsets.tolist()  # the one host sync
+    out, t0 = [], 0
+    while t0 < n_tiles:
+        t1 = t0 + 1
+        while t1 < n_tiles and offs[t1 + 1] - offs[t0] <= per_chunk:
+            t1 += 1
+        out.append((t0, t1, offs[t0], offs[t1] - offs[t0]))
+        t0 = t1
+    return out
