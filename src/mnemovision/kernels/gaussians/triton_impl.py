@@ -548,8 +548,8 @@ class _CompositeTritonFn(torch.autograd.Function):
             _wide_backward(inputs, grads, ctx.stops, st, c, out_c, n_tiles)
         elif _sequential(c):
             kernel, kwargs = _launcher(True, c, st["const"])
-            # GRest, Scratch, Stops, TILE0 and ENTRY0 serve the wide backward only: placeholders
-            kernel[(n_tiles,)](*inputs, *grads, final_t, final_t, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
+            # GRest, Scratch, Stops, RowStart, TILE0 and ROW0 serve the wide backward only: placeholders
+            kernel[(n_tiles,)](*inputs, *grads, final_t, final_t, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
         else:
             kernel, kwargs = _launcher(True, c, st["const"])
             kernel[(n_tiles,)](*inputs, *grads, *st["sizes"], c, out_c, *st["features"], **kwargs)
@@ -563,25 +563,27 @@ class _CompositeTritonFn(torch.autograd.Function):
 
 def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -> None:
     """The three passes of ``triton_wide`` over chunks of tiles: G . f per (entry, pixel) into the
-    scratch, the one-Gaussian-at-a-time backward reading it (and writing the weights over it), then
-    the feature gradients as weights x G per channel slice."""
+    scratch (a row per entry before the tile's forward stopping point), the one-Gaussian-at-a-time
+    backward reading it (and writing the weights over it), then the feature gradients as weights x G
+    per channel slice."""
     offsets, pids, means2d, conics, opac, values, depths, out, final_t, grad_render, grad_t = inputs
     d_values = grads[3]
     # G . out + g_T T_final per pixel, over every output channel (the depth's included)
     g_rest = ((grad_render * out).sum(-1) + grad_t.reshape(final_t.shape) * final_t).contiguous()
     stops = stops.clone()  # the middle pass writes where it stopped
-    plan = triton_wide.chunks(offsets, pids.numel(), n_tiles)
+    row_start, n_rows = triton_wide.scratch_rows(offsets, stops)
+    plan = triton_wide.chunks(row_start, n_rows, n_tiles)
     scratch = torch.empty(max(1, max(rows for *_, rows in plan)) * triton_wide.ROW, device=out.device, dtype=torch.float32)
     shape_args = (*st["sizes"], c, out_c, *st["features"])
     shared = st["const"]["SHARED_FEATS"]
     dots, dots_kw = triton_wide._launch(triton_wide._dots_tuned, triton_wide._dots_kernel, triton_wide.dots_configs()[0], "dots")
     feats, feats_kw = triton_wide._launch(triton_wide._feature_tuned, triton_wide._feature_grad_kernel, triton_wide.feature_configs()[0], "feature")
     walk, walk_kw = _launcher(True, c, st["const"], wide=True)
-    for t0, t1, e0, _ in plan:
+    for t0, t1, r0, _ in plan:
         n = t1 - t0
-        dots[lambda m: (n, triton_wide.ROW // m["BLOCK_P"])](offsets, stops, pids, values, grad_render, scratch, *shape_args, t0, e0, SHARED_FEATS=shared, **dots_kw)
-        walk[(n,)](*inputs, *grads, g_rest, scratch, stops, *shape_args, t0, e0, 1, **walk_kw)
-        feats[lambda m: (n, triton.cdiv(c, m["BLOCK_C"]))](offsets, stops, pids, grad_render, scratch, d_values, *shape_args, t0, e0, SHARED_FEATS=shared, **feats_kw)
+        dots[lambda m: (n, triton_wide.ROW // m["BLOCK_P"])](offsets, stops, row_start, pids, values, grad_render, scratch, *shape_args, t0, r0, SHARED_FEATS=shared, **dots_kw)
+        walk[(n,)](*inputs, *grads, g_rest, scratch, stops, row_start, *shape_args, t0, r0, 1, **walk_kw)
+        feats[lambda m: (n, triton.cdiv(c, m["BLOCK_C"]))](offsets, stops, row_start, pids, grad_render, scratch, d_values, *shape_args, t0, r0, SHARED_FEATS=shared, **feats_kw)
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):

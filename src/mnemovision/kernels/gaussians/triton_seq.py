@@ -196,8 +196,8 @@ def _grad_channel(GradOut, Out, pix, inside, ch: tl.constexpr, OUT_C, NCH: tl.co
 @triton.jit(do_not_specialize=["UNIT"])
 def _seq_bwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
-    DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad, GRest, Scratch, Stops,
-    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ENTRY0, UNIT,
+    DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad, GRest, Scratch, Stops, RowStart,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0, UNIT,
     SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, WIDE: tl.constexpr,
     BLOCK_G: tl.constexpr, NW: tl.constexpr,
 ):
@@ -205,9 +205,9 @@ def _seq_bwd_kernel(
     dL/d alpha = T (G . f) - (G . out + g_T T_final - prefix) / (1 - alpha), the prefix the running
     sum of w (G . f) up to and including this Gaussian.
 
-    WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i; G . f of list entry e
-    comes from Scratch[e - ENTRY0] ([256] per entry, written by ``triton_wide``'s first pass) and its
-    weights w are written back there for the feature pass; G . out + g_T T_final is GRest [pixels];
+    WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i; G . f of its list entry
+    start + j comes from scratch row RowStart[tile] - ROW0 + j ([256] per entry, written by
+    ``triton_wide``'s first pass) and its weights w are written back there for the feature pass; G . out + g_T T_final is GRest [pixels];
     the walk ends at Stops[tile] (the forward's) and stores there where it ended. NCH is 0 then (the
     feature gradients are the third pass's) and GradOut is read for the depth channel only. UNIT is
     1 (a runtime argument, never specialised)."""
@@ -242,8 +242,9 @@ def _seq_bwd_kernel(
     # not known to be contiguous, so the loads and stores are not vectorised into another layout
     # (which would cost a shared-memory shuffle and two barriers per access in the loop)
     row = offs * UNIT
-    if WIDE:
-        dots_n = tl.load(Scratch + (start - ENTRY0) * 256 + row, mask=valid, other=0.0)
+    if WIDE:  # entry e's scratch row: base + e
+        base = tl.load(RowStart + tile) - ROW0 - start
+        dots_n = tl.load(Scratch + (base + start) * 256 + row, mask=valid, other=0.0)
     b = start
     live = _live(done, inside)
     while (b < end) & (live > 0):
@@ -252,7 +253,7 @@ def _seq_bwd_kernel(
             nxt = _gaussian_params(pair_n, fid_n, valid_n, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
             dots = dots_n
             if WIDE:  # the next entry's G . f, in flight during this one
-                dots_n = tl.load(Scratch + (b + 1 - ENTRY0) * 256 + row, mask=valid_n, other=0.0)
+                dots_n = tl.load(Scratch + (base + b + 1) * 256 + row, mask=valid_n, other=0.0)
             alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op, valid)
             t_after = t_run * (1.0 - alpha)
             keep = (t_after >= T_MIN_C) & (done == 0)
@@ -260,7 +261,7 @@ def _seq_bwd_kernel(
             keep = keep & inside
             w = tl.where(keep, alpha * t_run, 0.0)
             if WIDE:
-                tl.store(Scratch + (b - ENTRY0) * 256 + row, w, mask=valid)
+                tl.store(Scratch + (base + b) * 256 + row, w, mask=valid)
             dots += _channel_grad(DValues, fid, valid, w, g0, f0, 0, C, NCH)
             dots += _channel_grad(DValues, fid, valid, w, g1, f1, 1, C, NCH)
             dots += _channel_grad(DValues, fid, valid, w, g2, f2, 2, C, NCH)

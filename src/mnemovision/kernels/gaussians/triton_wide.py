@@ -15,8 +15,9 @@ on sm_90) and moves its [256, 16] tiles between register layouts behind block ba
 3. ``_feature_grad_kernel``, per (tile, channel slice): dF[e] = sum_p w[e, p] G[p, slice], a matmul of
    the scratch rows with the slice of G (loaded once per program), added with relaxed atomics.
 
-The scratch holds 1 KB per list entry; tiles are processed in chunks whose entries fit
-``SCRATCH_BYTES`` (one host sync for the tile offsets, only when the whole list does not fit).
+The scratch holds 1 KB per list entry up to each tile's stopping point in the forward (the entries
+behind it never showed: one host sync for their count); tiles are processed in chunks whose rows
+fit ``SCRATCH_BYTES`` (one more sync for the per-tile counts, only when they do not fit at once).
 """
 from __future__ import annotations
 
@@ -54,17 +55,19 @@ def _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS: tl.constexpr):
 
 @triton.jit
 def _dots_kernel(
-    Offsets, Stops, FlatIds, Values, GradOut, Scratch,
-    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ENTRY0,
+    Offsets, Stops, RowStart, FlatIds, Values, GradOut, Scratch,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0,
     SHARED_FEATS: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, PREC: tl.constexpr,
 ):
-    """Scratch[e - ENTRY0, p] = G[p] . f[e] for tile TILE0 + program 0's entries e before Stops[tile]
-    and its BLOCK_P pixels of block program 1 (G the output gradient over the C feature channels)."""
+    """Scratch[row(e), p] = G[p] . f[e] for tile TILE0 + program 0's entries e before Stops[tile]
+    and its BLOCK_P pixels of block program 1 (G the output gradient over the C feature channels;
+    row(e) = RowStart[tile] - ROW0 + e - start)."""
     tile = TILE0 + tl.program_id(0)
     offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
     start = tl.load(Offsets + tile)
     stop = tl.load(Stops + tile).to(start.dtype)
+    base = tl.load(RowStart + tile) - ROW0 - start
     for e0 in range(start, stop, BLOCK_L):
         offs_l = e0 + tl.arange(0, BLOCK_L)
         fid, valid = _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS)
@@ -74,17 +77,18 @@ def _dots_kernel(
             g = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
             f = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid[:, None] & (offs_c[None, :] < C), other=0.0)
             acc += tl.dot(g, tl.trans(f), input_precision=PREC)
-        tl.store(Scratch + (offs_l[None, :] - ENTRY0) * 256 + offs_p[:, None], acc, mask=valid[None, :])
+        tl.store(Scratch + (base + offs_l[None, :]) * 256 + offs_p[:, None], acc, mask=valid[None, :])
 
 
 @triton.jit
 def _feature_grad_kernel(
-    Offsets, Stops, FlatIds, GradOut, Scratch, DValues,
-    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ENTRY0,
+    Offsets, Stops, RowStart, FlatIds, GradOut, Scratch, DValues,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0,
     SHARED_FEATS: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, PREC: tl.constexpr,
 ):
     """DValues[f[e], slice] += sum_p w[e, p] G[p, slice] for tile TILE0 + program 0's entries before
-    Stops[tile] (w: their scratch rows) and channel slice program 1 (its G loaded once)."""
+    Stops[tile] (w: their scratch rows, as in ``_dots_kernel``) and channel slice program 1 (its G
+    loaded once)."""
     tile = TILE0 + tl.program_id(0)
     offs_p = tl.arange(0, 256)
     pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
@@ -92,10 +96,11 @@ def _feature_grad_kernel(
     g = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
     start = tl.load(Offsets + tile)
     stop = tl.load(Stops + tile).to(start.dtype)
+    base = tl.load(RowStart + tile) - ROW0 - start
     for e0 in range(start, stop, BLOCK_L):
         offs_l = e0 + tl.arange(0, BLOCK_L)
         fid, valid = _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS)
-        w = tl.load(Scratch + (offs_l[:, None] - ENTRY0) * 256 + offs_p[None, :], mask=valid[:, None], other=0.0)
+        w = tl.load(Scratch + (base + offs_l[:, None]) * 256 + offs_p[None, :], mask=valid[:, None], other=0.0)
         d_feat = tl.dot(w, g, input_precision=PREC)
         tl.atomic_add(DValues + fid[:, None] * C + offs_c[None, :], d_feat, mask=valid[:, None] & (offs_c[None, :] < C), sem="relaxed")
 
@@ -142,10 +147,20 @@ def _launch(tuned, plain, first: triton.Config, kind: str):
     return tuned, {}
 
 
+def scratch_rows(offsets: torch.Tensor, stops: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(first scratch row per tile [n_tiles + 1] int64 (the last: the total), total rows): each tile
+    gets a row per list entry before its stopping point. Reads the total back (a host sync)."""
+    used = stops.to(torch.int64) - offsets[:-1]
+    rows = torch.zeros_like(offsets)
+    torch.cumsum(used, 0, out=rows[1:])
+    return rows, int(rows[-1]) if rows.numel() > 1 else 0
+
+
 def chunks(offsets: torch.Tensor, n_entries: int, n_tiles: int, scratch_bytes: int | None = None) -> list[tuple[int, int, int, int]]:
-    """Tile chunks (first tile, end tile, first entry, entries) whose scratch rows fit ``scratch_bytes``
-    (default ``SCRATCH_BYTES``; a tile whose list alone does not fit is a chunk of its own). One
-    chunk, without reading ``offsets`` back from the device, when the whole list fits."""
+    """Tile chunks (first tile, end tile, first row, rows) whose scratch rows fit ``scratch_bytes``
+    (default ``SCRATCH_BYTES``; a tile whose rows alone do not fit is a chunk of its own), with
+    ``offsets`` [n_tiles + 1] the tiles' first rows and ``n_entries`` the total. One chunk, without
+    reading ``offsets`` back from the device, when all rows fit."""
     per_chunk = max(1, (SCRATCH_BYTES if scratch_bytes is None else scratch_bytes) // (ROW * 4))
     if n_entries <= per_chunk:
         return [(0, n_tiles, 0, n_entries)]
