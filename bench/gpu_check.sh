@@ -75,7 +75,7 @@ pids=()
 STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step gpu_tests "${pytest_native[@]}" "${test_files[@]}" -k "$test_k" & pids+=($!)
 if wants raster; then
   run_step raster_profile_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --small-c both & pids+=($!)
-  run_step raster_profile_c160 $PY bench/raster_profile.py --device cuda --backends triton --channels 160 --backward --calls 3 --wide-backward both & pids+=($!)
+  run_step raster_profile_c160 $PY bench/raster_profile.py --device cuda --backends triton --channels 160 --backward --calls 3 --wide both & pids+=($!)
 fi
 if wants attention; then
   run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 --tiles 8,16,32 & pids+=($!)

@@ -121,19 +121,21 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
                 rows.append(row)
                 print(row, flush=True)
         if c > ts.MAX_CHANNELS:  # the wide backward's matmul passes (its middle pass: seq_bwd below, WIDE)
-            for which, fn, configs in (("wide_dots", tw._dots_kernel, tw.dots_configs()), ("wide_features", tw._feature_grad_kernel, tw.feature_configs())):
+            wide_kernels = (("wide_compose", tw._compose_kernel, tw.compose_configs()), ("wide_dots", tw._dots_kernel, tw.dots_configs()),
+                            ("wide_features", tw._feature_grad_kernel, tw.feature_configs()))
+            for which, fn, configs in wide_kernels:
                 for config in configs:
                     row = {"kernel": which, "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
                     row.update(compile_report(fn, dict(SHARED_FEATS=True, **config.kwargs), config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
                     rows.append(row)
                     print(row, flush=True)
-        # the one-Gaussian-at-a-time kernels: both for C <= 4, the backward as the wide backward's middle pass
+        # the one-Gaussian-at-a-time kernels: for C <= 4, and (WIDE, no channels) as the walks of the wide path
         wide = c > ts.MAX_CHANNELS
-        for which, fn in (("bwd", ts._seq_bwd_kernel),) if wide else (("fwd", ts._seq_fwd_kernel), ("bwd", ts._seq_bwd_kernel)):
+        for which, fn in (("fwd", ts._seq_fwd_kernel), ("bwd", ts._seq_bwd_kernel)):
             for config in ts.configs(backward=which == "bwd"):
-                constants = dict(SHARED_FEATS=True, NCH=0 if wide else c, HAS_DEPTH=False, **config.kwargs)
+                constants = dict(SHARED_FEATS=True, NCH=0 if wide else c, HAS_DEPTH=False, WIDE=wide, **config.kwargs)
                 if which == "bwd":
-                    constants.update(ABSGRAD=False, WIDE=wide)
+                    constants["ABSGRAD"] = False
                 row = {"kernel": f"seq_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
                 row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
                 rows.append(row)

@@ -1,15 +1,15 @@
 """Where the time of one garden view goes: the kernels (torch.profiler) of a rasterizer backend, with
 the launch count and the wall time per call, forward or forward+backward, at C = 3 and C = 160.
 
-    python bench/raster_profile.py [--device cuda] [--backends triton,gsplat] [--channels 3,160] [--backward] [--small-c both] [--wide-backward both]
+    python bench/raster_profile.py [--device cuda] [--backends triton,gsplat] [--channels 3,160] [--backward] [--small-c both] [--wide both]
 
 Prints one kernel table per (backend, channels): the Triton path's ``_project_*``, ``_bin_kernel`` and
 ``_composite_*_kernel`` beside PyTorch's sort and small elementwise kernels; for the Triton path on a
 GPU also the compositor autotuner's time per candidate and choice, and each compiled compositor's
 registers and spills. ``--small-c both`` profiles the Triton path at C <= 4 twice: with the
 one-Gaussian-at-a-time kernels (``triton_seq``, the default) and with the batched kernels' small-C path;
-``--wide-backward both`` profiles C > 4 with the three-pass backward (``triton_wide``, the default) and
-with the batched one.
+``--wide both`` profiles C > 4 with the two-pass forward and three-pass backward (``triton_wide``, the
+default) and with the batched kernels.
 Not a JSON benchmark: ``bench/raster.py`` is the record. On a CPU it profiles the CPU ops instead.
 """
 
@@ -37,14 +37,15 @@ def print_triton_choices() -> None:
 
     tuners = (
         ("forward", triton_impl._fwd_tuned), ("backward", triton_impl._bwd_tuned), ("sequential forward", triton_impl._seq_fwd_tuned),
-        ("sequential backward", triton_impl._seq_bwd_tuned), ("wide dots", triton_wide._dots_tuned), ("wide features", triton_wide._feature_tuned),
+        ("sequential backward", triton_impl._seq_bwd_tuned), ("wide compose", triton_wide._compose_tuned), ("wide dots", triton_wide._dots_tuned),
+        ("wide features", triton_wide._feature_tuned),
     )
     for name, tuner in tuners:
         for config, timing in (getattr(tuner, "configs_timings", None) or {}).items():
             print(f"   autotune {name}: {config} -> {timing} ms")
         print(f"   autotune {name} choice: {getattr(tuner, 'best_config', None)}")
     kernels = (triton_impl._composite_fwd_kernel, triton_impl._composite_bwd_kernel, triton_seq._seq_fwd_kernel, triton_seq._seq_bwd_kernel,
-               triton_wide._dots_kernel, triton_wide._feature_grad_kernel)
+               triton_wide._compose_kernel, triton_wide._dots_kernel, triton_wide._feature_grad_kernel)
     for jit in kernels:
         for entry in getattr(jit, "device_caches", {}).values():
             cache = entry[0] if isinstance(entry, tuple) else entry
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument("--backward", action="store_true", help="profile forward+backward")
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--small-c", default="sequential", choices=["sequential", "batched", "both"], help="Triton kernels at C <= 4")
-    parser.add_argument("--wide-backward", default="split", choices=["split", "batched", "both"], help="Triton backward at C > 4")
+    parser.add_argument("--wide", default="split", choices=["split", "batched", "both"], help="Triton kernels at C > 4")
     args = parser.parse_args()
     backends = args.backends.split(",") if args.backends else (["triton", "gsplat"] if args.device == "cuda" else ["torch"])
     choices = {"sequential": [True], "split": [True], "batched": [False], "both": [True, False]}
@@ -95,10 +96,10 @@ def main() -> None:
             from mnemovision.kernels.gaussians import triton_impl
 
             small = channels <= 4
-            switch = "SEQUENTIAL_SMALL_C" if small else "SPLIT_WIDE_BACKWARD"
-            for new_path in choices[args.small_c if small else args.wide_backward]:
+            switch = "SEQUENTIAL_SMALL_C" if small else "SPLIT_WIDE"
+            for new_path in choices[args.small_c if small else args.wide]:
                 setattr(triton_impl, switch, new_path)
-                label = "" if new_path else (" (batched small-C kernels)" if small else " (batched backward)")
+                label = "" if new_path else (" (batched small-C kernels)" if small else " (batched kernels)")
                 profile_backend(backend, channels, args.device, args.backward, args.calls, label)
                 setattr(triton_impl, switch, True)
 

@@ -431,7 +431,7 @@ def test_triton_compositor_variants_the_autotuner_may_pick(sequential, settings,
     launch = {"BLOCK_C": 16, "PREC": "ieee", "num_warps": 4} if not sequential else {"num_warps": settings["NW"]}
     monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "0")
     monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
-    monkeypatch.setattr(triton_impl, "SPLIT_WIDE_BACKWARD", False)
+    monkeypatch.setattr(triton_impl, "SPLIT_WIDE", False)
     monkeypatch.setattr(triton_impl, "_fixed_settings", lambda c, backward: {**launch, **settings})
     assert_parity_with_float64(scene(n=80, c=channels, v=2), W, H)
 

@@ -422,9 +422,10 @@ _seq_fwd_tuned = triton.autotune(triton_seq.configs(backward=False), key=["C", "
 _seq_bwd_tuned = triton.autotune(
     triton_seq.configs(backward=True), key=["C", "OUT_C"], reset_to_zero=_GRADS, restore_value=["Scratch", "Stops"],
 )(triton_seq._seq_bwd_kernel)
-# C > 4 takes the three-pass backward of ``triton_wide``; False selects the batched one-program-per-tile
-# backward (kept while GPU timings compare the two: ``bench/raster_profile.py --wide-backward both``)
-SPLIT_WIDE_BACKWARD = True
+# C > 4 takes the two-pass forward and three-pass backward of ``triton_wide``; False selects the
+# batched one-program-per-tile kernels (kept while GPU timings compare the two:
+# ``bench/raster_profile.py --wide both``)
+SPLIT_WIDE = True
 
 
 def _sequential(c: int) -> bool:
@@ -432,7 +433,7 @@ def _sequential(c: int) -> bool:
 
 
 def _wide(c: int) -> bool:
-    return SPLIT_WIDE_BACKWARD and c > triton_seq.MAX_CHANNELS
+    return SPLIT_WIDE and c > triton_seq.MAX_CHANNELS
 
 
 def _fixed_settings(c: int, backward: bool) -> dict:
@@ -461,8 +462,7 @@ def _launcher(backward: bool, c: int, const: dict, wide: bool = False):
     if _sequential(c) or wide:
         kwargs = {k: v for k, v in const.items() if k not in ("SMALL_C", "TILE")}
         kwargs["NCH"] = 0 if wide else c
-        if backward:
-            kwargs["WIDE"] = wide
+        kwargs["WIDE"] = wide
         plain, tuned = (triton_seq._seq_bwd_kernel, _seq_bwd_tuned) if backward else (triton_seq._seq_fwd_kernel, _seq_fwd_tuned)
     else:
         kwargs = dict(const)
@@ -510,11 +510,18 @@ class _CompositeTritonFn(torch.autograd.Function):
         def grid(launch_meta):
             return (v * n_tiles, 1 if one_slice else triton.cdiv(c, launch_meta["BLOCK_C"]))
 
-        kernel, kwargs = _launcher(False, c, st["const"])
-        # the batched forward also records where each tile stopped (read by the wide backward)
+        # the batched and the wide forward also record where each tile stopped (read by the wide backward)
         stops = None if _sequential(c) else torch.empty(v * n_tiles, device=values.device, dtype=torch.int32)
-        outputs = (out, final_t) if stops is None else (out, final_t, stops)
-        kernel[grid](offsets, pids, *f32, depths32, *outputs, *st["sizes"], c, out_c, *st["features"], **kwargs)
+        inputs = (offsets, pids, *f32, depths32, out, final_t)
+        if _wide(c):
+            _wide_forward(inputs, stops, st, c, out_c, v * n_tiles)
+        elif _sequential(c):
+            kernel, kwargs = _launcher(False, c, st["const"])
+            # Scratch, Stops, RowStart, TILE0, ROW0 serve the wide forward only: placeholders
+            kernel[grid](*inputs, final_t, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
+        else:
+            kernel, kwargs = _launcher(False, c, st["const"])
+            kernel[grid](*inputs, stops, *st["sizes"], c, out_c, *st["features"], **kwargs)
         ctx.meta, ctx.has_depth, ctx.dtype, ctx.stops = meta, has_depth, dtype, stops
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t)
         ft = final_t[..., None].to(dtype)
@@ -559,6 +566,24 @@ class _CompositeTritonFn(torch.autograd.Function):
         grad_depths = d_depths.to(depths.dtype) if ctx.has_depth else None
         return (d_means.to(means2d.dtype), d_conics.to(conics.dtype), d_opac.to(opacities.dtype), d_values.to(values.dtype),
                 grad_depths, grad_bg, None, None, None)
+
+
+def _wide_forward(inputs, stops, st, c: int, out_c: int, n_tiles: int) -> None:
+    """The two passes of ``triton_wide``'s forward over chunks of tiles: the channel-free walk writing
+    each entry's weights to the scratch (a row per list entry) and ``stops``, then weights x features
+    per channel slice into ``out``."""
+    offsets, pids, means2d, conics, opac, values, depths, out, final_t = inputs
+    plan = triton_wide.chunks(offsets, pids.numel(), n_tiles)
+    scratch = torch.empty(max(1, max(rows for *_, rows in plan)) * triton_wide.ROW, device=out.device, dtype=torch.float32)
+    shape_args = (*st["sizes"], c, out_c, *st["features"])
+    walk, walk_kw = _launcher(False, c, st["const"], wide=True)
+    compose, compose_kw = triton_wide._launch(triton_wide._compose_tuned, triton_wide._compose_kernel, triton_wide.compose_configs()[0], "compose")
+    for t0, t1, r0, _ in plan:
+        n = t1 - t0
+        walk[(n,)](*inputs, scratch, stops, offsets, *shape_args, t0, r0, 1, **walk_kw)
+        compose[lambda m: (n, triton.cdiv(c, m["BLOCK_C"]))](
+            offsets, stops, offsets, pids, values, scratch, out, *shape_args, t0, r0, SHARED_FEATS=st["const"]["SHARED_FEATS"], **compose_kw,
+        )
 
 
 def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -> None:

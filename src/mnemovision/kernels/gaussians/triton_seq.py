@@ -106,18 +106,25 @@ def _store_channel(Out, pix, inside, value, ch: tl.constexpr, OUT_C, NCH: tl.con
         tl.store(Out + pix * OUT_C + ch, value, mask=inside)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["UNIT"])
 def _seq_fwd_kernel(
-    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT,
-    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
-    SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, BLOCK_G: tl.constexpr, NW: tl.constexpr,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, Scratch, Stops, RowStart,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0, UNIT,
+    SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, WIDE: tl.constexpr, BLOCK_G: tl.constexpr, NW: tl.constexpr,
 ):
     """One program per (view, tile): front to back, one Gaussian at a time, NCH = C <= 4 channels
-    (and the depth with HAS_DEPTH); the liveness test every BLOCK_G Gaussians."""
-    tile = tl.program_id(0)
-    pix, inside, px, py, _local = _pixels(tile, N_TILES, TILES_X, H, W, NW)
+    (and the depth with HAS_DEPTH); the liveness test every BLOCK_G Gaussians.
+
+    WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i and has no channels of its
+    own (NCH = 0): it writes each list entry's weights w [256] to its scratch row (entry start + j:
+    row RowStart[tile] - ROW0 + j) for ``triton_wide``'s matmul of weights and features, and where
+    it stopped to Stops[tile]; final transmittance and depth as usual. UNIT is 1 (never specialised)."""
+    tile = TILE0 + tl.program_id(0)
+    pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
+    row = offs * UNIT  # scratch offsets in the pixels' layout (see the backward)
+    base = tl.load(RowStart + tile) - ROW0 - start  # WIDE: entry e's scratch row is base + e
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
     done = tl.zeros(px.shape, dtype=tl.int32)
     a0 = tl.zeros(px.shape, dtype=tl.float32)
@@ -139,6 +146,8 @@ def _seq_fwd_kernel(
             t_after = t_run * (1.0 - alpha)
             keep = (t_after >= T_MIN_C) & (done == 0)
             w = tl.where(keep, alpha * t_run, 0.0)
+            if WIDE:
+                tl.store(Scratch + (base + b) * 256 + row, w, mask=valid)
             a0 += w * f0
             if NCH > 1:
                 a1 += w * f1
@@ -161,6 +170,8 @@ def _seq_fwd_kernel(
     tl.store(FinalT + pix, t_run, mask=inside)
     if HAS_DEPTH:
         tl.store(Out + pix * OUT_C + C, acc_d, mask=inside)
+    if WIDE:  # the weights of entries from here on were not written: the matmul stops here
+        tl.store(Stops + tile, tl.minimum(b, end).to(Stops.dtype.element_ty))
 
 
 @triton.jit

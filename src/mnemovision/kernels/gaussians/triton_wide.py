@@ -1,4 +1,10 @@
-"""Triton compositor backward for C > 4 channels, in three passes per chunk of tiles.
+"""Triton compositor for C > 4 channels: forward in two passes, backward in three, per chunk of tiles.
+
+Forward: ``triton_seq._seq_fwd_kernel`` in its WIDE mode walks each tile one Gaussian at a time
+without channels and writes every list entry's weights w[e, p] (alpha times transmittance) to a
+scratch row, then ``_compose_kernel`` forms out[p, slice] = sum_e w[e, p] f[e, slice] per channel
+slice as a matmul (the batched forward recomputed the alphas, their cumulative products and the
+block barriers behind them in every channel slice's program).
 
 The batched backward (``triton_impl``) does everything in one program per tile: per batch of 16
 Gaussians it reloads the tile's [256, C] output gradient twice (G . f over all channels, then
@@ -105,12 +111,45 @@ def _feature_grad_kernel(
         tl.atomic_add(DValues + fid[:, None] * C + offs_c[None, :], d_feat, mask=valid[:, None] & (offs_c[None, :] < C), sem="relaxed")
 
 
+@triton.jit
+def _compose_kernel(
+    Offsets, Stops, RowStart, FlatIds, Values, Scratch, Out,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0,
+    SHARED_FEATS: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, PREC: tl.constexpr,
+):
+    """Out[p, slice] = sum_e w[e, p] f[e, slice] for tile TILE0 + program 0's entries before
+    Stops[tile] (w: their scratch rows, written by the forward walk) and channel slice program 1."""
+    tile = TILE0 + tl.program_id(0)
+    offs_p = tl.arange(0, 256)
+    pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    start = tl.load(Offsets + tile)
+    stop = tl.load(Stops + tile).to(start.dtype)
+    base = tl.load(RowStart + tile) - ROW0 - start
+    acc = tl.zeros([256, BLOCK_C], dtype=tl.float32)
+    for e0 in range(start, stop, BLOCK_L):
+        offs_l = e0 + tl.arange(0, BLOCK_L)
+        fid, valid = _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS)
+        w = tl.load(Scratch + (base + offs_l[:, None]) * 256 + offs_p[None, :], mask=valid[:, None], other=0.0)
+        f = tl.load(Values + fid[:, None] * C + offs_c[None, :], mask=valid[:, None] & (offs_c[None, :] < C), other=0.0)
+        acc += tl.dot(tl.trans(w), f, input_precision=PREC)
+    tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
+
+
 # Candidates (autotuned per channel count on a GPU; the first when the autotuner is off), kept where
 # bench/kernel_resources.py shows no spills on sm_90 at C = 160: the feature pass holds its [256,
 # BLOCK_C] slice of G in registers, so with TF32x3 products only 16 entries per step fit (32: 0.4-1 KB
 # of spills).
 _DOTS_SETTINGS = ((64, 32, 32, "tf32x3", 4, 3), (64, 64, 32, "tf32x3", 8, 3), (128, 32, 32, "tf32x3", 8, 3), (64, 32, 16, "ieee", 4, 3))
 _FEATURE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64, "ieee", 8, 3), (16, 32, "ieee", 4, 3))
+
+
+_COMPOSE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (32, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64, "ieee", 8, 3))
+
+
+def compose_configs():
+    """Entries per step, channels per program, product precision, warps, stages."""
+    return [triton.Config({"BLOCK_L": lb, "BLOCK_C": c, "PREC": prec}, num_warps=w, num_stages=st) for lb, c, prec, w, st in _COMPOSE_SETTINGS]
 
 
 def dots_configs():
@@ -127,6 +166,7 @@ def feature_configs():
 
 _dots_tuned = triton.autotune(dots_configs(), key=["C", "OUT_C"])(_dots_kernel)
 _feature_tuned = triton.autotune(feature_configs(), key=["C", "OUT_C"], reset_to_zero=["DValues"])(_feature_grad_kernel)
+_compose_tuned = triton.autotune(compose_configs(), key=["C", "OUT_C"])(_compose_kernel)
 
 
 def _fixed(config: triton.Config) -> dict:
@@ -135,7 +175,9 @@ def _fixed(config: triton.Config) -> dict:
 
 def _interpreter_settings(kind: str) -> dict:
     """Small blocks under the interpreter (the products run in NumPy)."""
-    return {"dots": {"BLOCK_P": 64, "BLOCK_L": 16, "BLOCK_C": 16, "PREC": "ieee"}, "feature": {"BLOCK_L": 16, "BLOCK_C": 16, "PREC": "ieee"}}[kind]
+    if kind == "dots":
+        return {"BLOCK_P": 64, "BLOCK_L": 16, "BLOCK_C": 16, "PREC": "ieee"}
+    return {"BLOCK_L": 16, "BLOCK_C": 16, "PREC": "ieee"}
 
 
 def _launch(tuned, plain, first: triton.Config, kind: str):
