@@ -103,6 +103,14 @@ def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict |
     return report
 
 
+def config_row(kernel: str, c: int, fn, config, constants: dict, arch: int) -> dict:
+    """One table row: a compositor kernel compiled with ``config`` and ``constants`` at the garden shape."""
+    row = {"kernel": kernel, "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
+    row.update(compile_report(fn, {**constants, **config.kwargs}, config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
+    print(row, flush=True)
+    return row
+
+
 def raster_rows(channels: list[int], arch: int) -> list[dict]:
     from mnemovision.kernels.gaussians import triton_impl as ti
     from mnemovision.kernels.gaussians import triton_seq as ts
@@ -111,35 +119,19 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
     rows = []
     for c in channels:
         small = c if 0 < c <= ti.SMALL_C_MAX else 0
-        for which, fn, candidates in (("fwd", ti._composite_fwd_kernel, ti._FWD_MATMUL_CONFIGS), ("bwd", ti._composite_bwd_kernel, ti._BWD_MATMUL_CONFIGS)):
-            for config in ti._pruner(candidates)([], {}, SMALL_C=small):
-                constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, TILE=16, **config.kwargs)
-                if which == "bwd":
-                    constants["ABSGRAD"] = False
-                row = {"kernel": f"composite_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
-                row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
-                rows.append(row)
-                print(row, flush=True)
-        if c > ts.MAX_CHANNELS:  # the wide backward's matmul passes (its middle pass: seq_bwd below, WIDE)
-            wide_kernels = (("wide_compose", tw._compose_kernel, tw.compose_configs()), ("wide_dots", tw._dots_kernel, tw.dots_configs()),
-                            ("wide_features", tw._feature_grad_kernel, tw.feature_configs()))
-            for which, fn, configs in wide_kernels:
-                for config in configs:
-                    row = {"kernel": which, "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
-                    row.update(compile_report(fn, dict(SHARED_FEATS=True, **config.kwargs), config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
-                    rows.append(row)
-                    print(row, flush=True)
-        # the one-Gaussian-at-a-time kernels: for C <= 4, and (WIDE, no channels) as the walks of the wide path
         wide = c > ts.MAX_CHANNELS
+        # the batched kernels (the fallback paths)
+        for which, fn, candidates in (("fwd", ti._composite_fwd_kernel, ti._FWD_MATMUL_CONFIGS), ("bwd", ti._composite_bwd_kernel, ti._BWD_MATMUL_CONFIGS)):
+            constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, TILE=16, **({"ABSGRAD": False} if which == "bwd" else {}))
+            rows += [config_row(f"composite_{which}", c, fn, config, constants, arch) for config in ti._pruner(candidates)([], {}, SMALL_C=small)]
+        if wide:  # the wide path's matmul passes
+            for which, fn, configs in (("wide_compose", tw._compose_kernel, tw.compose_configs()), ("wide_dots", tw._dots_kernel, tw.dots_configs()),
+                                       ("wide_features", tw._feature_grad_kernel, tw.feature_configs())):
+                rows += [config_row(which, c, fn, config, {"SHARED_FEATS": True}, arch) for config in configs]
+        # the one-Gaussian-at-a-time kernels: for C <= 4, and (WIDE, no channels) as the walks of the wide path
         for which, fn in (("fwd", ts._seq_fwd_kernel), ("bwd", ts._seq_bwd_kernel)):
-            for config in ts.configs(backward=which == "bwd"):
-                constants = dict(SHARED_FEATS=True, NCH=0 if wide else c, HAS_DEPTH=False, WIDE=wide, **config.kwargs)
-                if which == "bwd":
-                    constants["ABSGRAD"] = False
-                row = {"kernel": f"seq_{which}", "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
-                row.update(compile_report(fn, constants, config.num_warps, arch, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
-                rows.append(row)
-                print(row, flush=True)
+            constants = dict(SHARED_FEATS=True, NCH=0 if wide else c, HAS_DEPTH=False, WIDE=wide, **({"ABSGRAD": False} if which == "bwd" else {}))
+            rows += [config_row(f"seq_{which}", c, fn, config, constants, arch) for config in ts.configs(backward=which == "bwd")]
     return rows
 
 

@@ -342,15 +342,11 @@ def _composite_bwd_kernel(
         wd = w * dots
         incl = prefix + tl.cumsum(wd, axis=1)
         d_alpha = t_before * dots - (g_rest - incl) / (1.0 - alpha)
-        d_alpha = tl.where(keep & ok, d_alpha, 0.0)
-        d_raw = tl.where(raw < ALPHA_MAX_C, d_alpha, 0.0)
-        d_sigma = -d_raw * raw
-        _scatter_sum(DOpac + pair, d_raw * g, valid_g)
-        _scatter_sum(DConics + pair * 3, d_sigma * 0.5 * dx * dx, valid_g)
-        _scatter_sum(DConics + pair * 3 + 1, d_sigma * dx * dy, valid_g)
-        _scatter_sum(DConics + pair * 3 + 2, d_sigma * 0.5 * dy * dy, valid_g)
-        d_mx = -d_sigma * (ca * dx + cb * dy)
-        d_my = -d_sigma * (cc * dy + cb * dx)
+        d_op, d_ca, d_cb, d_cc, d_mx, d_my = triton_seq._alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
+        _scatter_sum(DOpac + pair, d_op, valid_g)
+        _scatter_sum(DConics + pair * 3, d_ca, valid_g)
+        _scatter_sum(DConics + pair * 3 + 1, d_cb, valid_g)
+        _scatter_sum(DConics + pair * 3 + 2, d_cc, valid_g)
         _scatter_sum(DMeans2d + pair * 2, d_mx, valid_g)
         _scatter_sum(DMeans2d + pair * 2 + 1, d_my, valid_g)
         if ABSGRAD:

@@ -82,6 +82,16 @@ def _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C,
 
 
 @triton.jit
+def _first_gaussians(start, end, FlatIds, Means2d, Conics, Opac, Values, Depths, VN, NF, C, SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr):
+    """A walk's prologue: the first entry's (pair, feature row, valid), the second's, then the first's
+    parameters (``_gaussian_params``), flat."""
+    pair, fid, valid = _gaussian_id(start, end, FlatIds, VN, NF, SHARED_FEATS)
+    pair_n, fid_n, valid_n = _gaussian_id(start + 1, end, FlatIds, VN, NF, SHARED_FEATS)
+    mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+    return pair, fid, valid, pair_n, fid_n, valid_n, mx, my, ca, cb, cc, op, z, f0, f1, f2, f3
+
+
+@triton.jit
 def _alpha(px, py, mx, my, ca, cb, cc, op, valid):
     """alpha [R, NW, 32] of one Gaussian at the pixels, with the pieces its gradient needs."""
     dx = px - mx
@@ -92,6 +102,19 @@ def _alpha(px, py, mx, my, ca, cb, cc, op, valid):
     alpha = tl.minimum(raw, ALPHA_MAX_C)
     ok = valid & (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
     return tl.where(ok, alpha, 0.0), ok, raw, g, dx, dy
+
+
+@triton.jit
+def _alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc):
+    """Per pixel and Gaussian, from dL/d alpha: the terms whose sums over pixels are dL/d opacity,
+    dL/d conic (a, b, c) and dL/d mean2d (x, y) (alpha = min(0.99, o exp(-sigma)); no gradient
+    where alpha was clamped or not composited). Shared with the batched backward."""
+    d_alpha = tl.where(keep & ok, d_alpha, 0.0)
+    d_raw = tl.where(raw < ALPHA_MAX_C, d_alpha, 0.0)
+    d_sigma = -d_raw * raw
+    d_mx = -d_sigma * (ca * dx + cb * dy)
+    d_my = -d_sigma * (cc * dy + cb * dx)
+    return d_raw * g, d_sigma * 0.5 * dx * dx, d_sigma * dx * dy, d_sigma * 0.5 * dy * dy, d_mx, d_my
 
 
 @triton.jit
@@ -132,9 +155,9 @@ def _seq_fwd_kernel(
     a2 = tl.zeros(px.shape, dtype=tl.float32)
     a3 = tl.zeros(px.shape, dtype=tl.float32)
     acc_d = tl.zeros(px.shape, dtype=tl.float32)
-    pair, fid, valid = _gaussian_id(start, end, FlatIds, VN, NF, SHARED_FEATS)
-    pair_n, fid_n, valid_n = _gaussian_id(start + 1, end, FlatIds, VN, NF, SHARED_FEATS)
-    mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+    pair, fid, valid, pair_n, fid_n, valid_n, mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _first_gaussians(
+        start, end, FlatIds, Means2d, Conics, Opac, Values, Depths, VN, NF, C, SHARED_FEATS, NCH, HAS_DEPTH,
+    )
     b = start
     live = _live(done, inside)
     while (b < end) & (live > 0):
@@ -245,9 +268,9 @@ def _seq_bwd_kernel(
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
     done = tl.zeros(px.shape, dtype=tl.int32)
     prefix = tl.zeros(px.shape, dtype=tl.float32)
-    pair, fid, valid = _gaussian_id(start, end, FlatIds, VN, NF, SHARED_FEATS)
-    pair_n, fid_n, valid_n = _gaussian_id(start + 1, end, FlatIds, VN, NF, SHARED_FEATS)
-    mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
+    pair, fid, valid, pair_n, fid_n, valid_n, mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _first_gaussians(
+        start, end, FlatIds, Means2d, Conics, Opac, Values, Depths, VN, NF, C, SHARED_FEATS, NCH, HAS_DEPTH,
+    )
     dots_n = tl.zeros(px.shape, dtype=tl.float32)
     # scratch offsets of the pixels, in the pixels' layout: as a product with a runtime 1 they are
     # not known to be contiguous, so the loads and stores are not vectorised into another layout
@@ -282,15 +305,11 @@ def _seq_bwd_kernel(
                 _warp_scatter(DDepths + pair, w * g_depth, valid)
             prefix += w * dots
             d_alpha = t_run * dots - (g_rest - prefix) / (1.0 - alpha)
-            d_alpha = tl.where(keep & ok, d_alpha, 0.0)
-            d_raw = tl.where(raw < ALPHA_MAX_C, d_alpha, 0.0)
-            d_sigma = -d_raw * raw
-            _warp_scatter(DOpac + pair, d_raw * g, valid)
-            _warp_scatter(DConics + pair * 3, d_sigma * 0.5 * dx * dx, valid)
-            _warp_scatter(DConics + pair * 3 + 1, d_sigma * dx * dy, valid)
-            _warp_scatter(DConics + pair * 3 + 2, d_sigma * 0.5 * dy * dy, valid)
-            d_mx = -d_sigma * (ca * dx + cb * dy)
-            d_my = -d_sigma * (cc * dy + cb * dx)
+            d_op, d_ca, d_cb, d_cc, d_mx, d_my = _alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
+            _warp_scatter(DOpac + pair, d_op, valid)
+            _warp_scatter(DConics + pair * 3, d_ca, valid)
+            _warp_scatter(DConics + pair * 3 + 1, d_cb, valid)
+            _warp_scatter(DConics + pair * 3 + 2, d_cc, valid)
             _warp_scatter(DMeans2d + pair * 2, d_mx, valid)
             _warp_scatter(DMeans2d + pair * 2 + 1, d_my, valid)
             if ABSGRAD:

@@ -48,6 +48,14 @@ def _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W):
 
 
 @triton.jit
+def _entry_range(Offsets, Stops, RowStart, tile, ROW0):
+    """(first entry, stop, base) of a tile's list: entries start .. stop - 1, entry e in scratch row base + e."""
+    start = tl.load(Offsets + tile)
+    stop = tl.load(Stops + tile).to(start.dtype)
+    return start, stop, tl.load(RowStart + tile) - ROW0 - start
+
+
+@triton.jit
 def _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS: tl.constexpr):
     """(feature rows, valid) of list entries ``offs_l`` (valid: before ``stop``)."""
     valid = offs_l < stop
@@ -71,9 +79,7 @@ def _dots_kernel(
     tile = TILE0 + tl.program_id(0)
     offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
-    start = tl.load(Offsets + tile)
-    stop = tl.load(Stops + tile).to(start.dtype)
-    base = tl.load(RowStart + tile) - ROW0 - start
+    start, stop, base = _entry_range(Offsets, Stops, RowStart, tile, ROW0)
     for e0 in range(start, stop, BLOCK_L):
         offs_l = e0 + tl.arange(0, BLOCK_L)
         fid, valid = _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS)
@@ -100,9 +106,7 @@ def _feature_grad_kernel(
     pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     g = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
-    start = tl.load(Offsets + tile)
-    stop = tl.load(Stops + tile).to(start.dtype)
-    base = tl.load(RowStart + tile) - ROW0 - start
+    start, stop, base = _entry_range(Offsets, Stops, RowStart, tile, ROW0)
     for e0 in range(start, stop, BLOCK_L):
         offs_l = e0 + tl.arange(0, BLOCK_L)
         fid, valid = _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS)
@@ -123,9 +127,7 @@ def _compose_kernel(
     offs_p = tl.arange(0, 256)
     pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    start = tl.load(Offsets + tile)
-    stop = tl.load(Stops + tile).to(start.dtype)
-    base = tl.load(RowStart + tile) - ROW0 - start
+    start, stop, base = _entry_range(Offsets, Stops, RowStart, tile, ROW0)
     acc = tl.zeros([256, BLOCK_C], dtype=tl.float32)
     for e0 in range(start, stop, BLOCK_L):
         offs_l = e0 + tl.arange(0, BLOCK_L)
