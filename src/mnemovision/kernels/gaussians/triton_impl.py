@@ -51,33 +51,12 @@ T_MIN_C = tl.constexpr(T_MIN)
 
 @triton.jit
 def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr):
-    """Pair ids, feature rows and validity [1, G] of the intersections b0 .. b0 + BLOCK_G of a tile.
-    A pair (view v of batch element b, Gaussian g) is b V N + v N + g; with features shared across the
-    views its feature row is b N + g, else the pair itself (SH colours are evaluated per view)."""
+    """Pair ids, feature rows (``triton_seq._feature_row``) and validity [1, G] of the intersections
+    b0 .. b0 + BLOCK_G of a tile."""
     offs_g = b0 + tl.arange(0, BLOCK_G)[None, :]
     valid_g = offs_g < end
     pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
-    if SHARED_FEATS:
-        fid = (pair // VN) * NF + pair % NF
-    else:
-        fid = pair
-    return pair, fid, valid_g
-
-
-@triton.jit
-def _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH: tl.constexpr):
-    """The batch's 2-D means, conics, opacities and (with HAS_DEPTH) depths, each [1, G]."""
-    mx = tl.load(Means2d + pair * 2, mask=valid_g, other=0.0)
-    my = tl.load(Means2d + pair * 2 + 1, mask=valid_g, other=0.0)
-    ca = tl.load(Conics + pair * 3, mask=valid_g, other=0.0)
-    cb = tl.load(Conics + pair * 3 + 1, mask=valid_g, other=0.0)
-    cc = tl.load(Conics + pair * 3 + 2, mask=valid_g, other=0.0)
-    op = tl.load(Opac + pair, mask=valid_g, other=0.0)
-    if HAS_DEPTH:
-        z = tl.load(Depths + pair, mask=valid_g, other=0.0)
-    else:
-        z = tl.zeros_like(op)
-    return mx, my, ca, cb, cc, op, z
+    return pair, triton_seq._feature_row(pair, VN, NF, SHARED_FEATS), valid_g
 
 
 @triton.jit
@@ -100,20 +79,6 @@ def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
     if SMALL_C > 3:
         f3 = _channel(Values, fid, valid_g, 3, C)
     return f0, f1, f2, f3
-
-
-@triton.jit
-def _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g):
-    """alpha [P, G] and the pieces its gradient needs (px, py [P, 1]; the rest [1, G])."""
-    dx = px - mx
-    dy = py - my
-    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-    g = tl.exp(-sigma)
-    raw = op * g
-    alpha = tl.minimum(raw, ALPHA_MAX_C)
-    ok = valid_g & (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
-    alpha = tl.where(ok, alpha, 0.0)
-    return alpha, ok, raw, g, dx, dy
 
 
 @triton.jit
@@ -179,7 +144,7 @@ def _composite_fwd_kernel(
     acc_d = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-    mx, my, ca, cb, cc, op, z = _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+    mx, my, ca, cb, cc, op, z = triton_seq._geometry(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
     if SMALL_C > 0:
         f0, f1, f2, f3 = _small_features(Values, fid, valid_g, C, SMALL_C)
         feats = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
@@ -194,14 +159,14 @@ def _composite_fwd_kernel(
     while (b0 < end) & (live > 0):
         # in flight during this batch: ids two batches ahead, parameters and features one ahead
         pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-        mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = _batch_params(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+        mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = triton_seq._geometry(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
         if SMALL_C > 0:
             f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n, C, SMALL_C)
             feats_n = feats
         else:
             f0_n, f1_n, f2_n, f3_n = f0, f1, f2, f3
             feats_n = tl.load(Values + tl.trans(fid_n) * C + offs_c[None, :], mask=tl.trans(valid_n) & (offs_c[None, :] < C), other=0.0)
-        alpha, ok, raw, g, dx, dy = _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g)
+        alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op, valid_g)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
@@ -240,15 +205,9 @@ def _composite_fwd_kernel(
 
 
 @triton.jit
-def _scatter_sum(Target, tile_terms, valid_g):
-    """Add the sum over pixels of ``tile_terms`` [P, G] to ``Target`` [1, G] (pointers)."""
-    tl.atomic_add(Target, tl.sum(tile_terms, axis=0, keep_dims=True), mask=valid_g, sem="relaxed")
-
-
-@triton.jit
 def _channel_grads(DValues, fid, valid_g, w, g_ch, f_ch, ch: tl.constexpr, C):
     """Small-C path, one channel: scatter dF_ch = w^T G_ch and return G_ch f_ch [P, G] for the dots."""
-    _scatter_sum(DValues + fid * C + ch, w * g_ch, valid_g & (ch < C))
+    triton_seq._block_scatter(DValues + fid * C + ch, w * g_ch, valid_g & (ch < C))
     return g_ch * f_ch
 
 
@@ -301,13 +260,13 @@ def _composite_bwd_kernel(
     prefix = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-    mx, my, ca, cb, cc, op, z = _batch_params(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+    mx, my, ca, cb, cc, op, z = triton_seq._geometry(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
     f0, f1, f2, f3 = _small_features(Values, fid, valid_g & (SMALL_C > 0), C, SMALL_C)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
         pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-        mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = _batch_params(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+        mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = triton_seq._geometry(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
         f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n & (SMALL_C > 0), C, SMALL_C)
         if SMALL_C == 0:
             # D = G . f over all channels first, dF = w^T G in a second pass once w is known: each pass
@@ -318,7 +277,7 @@ def _composite_bwd_kernel(
                 feats_blk = tl.load(Values + tl.trans(fid) * C + offs_c, mask=tl.trans(valid_g) & (offs_c < C), other=0.0)
                 grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
                 dots += tl.dot(grad_blk, tl.trans(feats_blk), input_precision=PREC)
-        alpha, ok, raw, g, dx, dy = _batch_alphas(px, py, mx, my, ca, cb, cc, op, valid_g)
+        alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op, valid_g)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         keep = keep & inside
         w = tl.where(keep, alpha * t_before, 0.0)
@@ -338,20 +297,12 @@ def _composite_bwd_kernel(
                 tl.atomic_add(DValues + tl.trans(fid) * C + offs_c, dfeat, mask=tl.trans(valid_g) & (offs_c < C), sem="relaxed")
         if HAS_DEPTH:
             dots += g_depth * z
-            _scatter_sum(DDepths + pair, w * g_depth, valid_g)
+            triton_seq._block_scatter(DDepths + pair, w * g_depth, valid_g)
         wd = w * dots
         incl = prefix + tl.cumsum(wd, axis=1)
         d_alpha = t_before * dots - (g_rest - incl) / (1.0 - alpha)
-        d_op, d_ca, d_cb, d_cc, d_mx, d_my = triton_seq._alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
-        _scatter_sum(DOpac + pair, d_op, valid_g)
-        _scatter_sum(DConics + pair * 3, d_ca, valid_g)
-        _scatter_sum(DConics + pair * 3 + 1, d_cb, valid_g)
-        _scatter_sum(DConics + pair * 3 + 2, d_cc, valid_g)
-        _scatter_sum(DMeans2d + pair * 2, d_mx, valid_g)
-        _scatter_sum(DMeans2d + pair * 2 + 1, d_my, valid_g)
-        if ABSGRAD:
-            _scatter_sum(AbsGrad + pair * 2, tl.abs(d_mx), valid_g)
-            _scatter_sum(AbsGrad + pair * 2 + 1, tl.abs(d_my), valid_g)
+        terms = triton_seq._alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
+        triton_seq._scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, ABSGRAD, False)
         prefix += tl.sum(wd, axis=1, keep_dims=True)
         t_run = t_run_next
         b0 += BLOCK_G

@@ -45,16 +45,21 @@ def _pixels(tile, N_TILES, TILES_X, H, W, NW: tl.constexpr):
 
 
 @triton.jit
+def _feature_row(pair, VN, NF, SHARED_FEATS: tl.constexpr):
+    """The feature row of a pair (view v of batch element e, Gaussian g: e V N + v N + g): e N + g
+    when the features are shared across views, else the pair itself (SH colours, one row per view).
+    Shared by every compositor kernel."""
+    if SHARED_FEATS:
+        return (pair // VN) * NF + pair % NF
+    return pair
+
+
+@triton.jit
 def _gaussian_id(b, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr):
-    """(pair id, feature row, valid) of list entry b (scalars; valid = b < end). A pair (view v of
-    batch element e, Gaussian g) is e V N + v N + g; its feature row e N + g with shared features."""
+    """(pair id, feature row, valid) of list entry b (scalars; valid = b < end)."""
     valid = b < end
     pair = tl.load(FlatIds + b, mask=valid, other=0)
-    if SHARED_FEATS:
-        fid = (pair // VN) * NF + pair % NF
-    else:
-        fid = pair
-    return pair, fid, valid
+    return pair, _feature_row(pair, VN, NF, SHARED_FEATS), valid
 
 
 @triton.jit
@@ -64,16 +69,27 @@ def _feature(Values, fid, valid, ch: tl.constexpr, C, NCH: tl.constexpr):
 
 
 @triton.jit
-def _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr):
-    """The Gaussian's 2-D mean, conic, opacity, depth (0 without HAS_DEPTH) and its NCH <= 4
-    features (0 past NCH), all scalars (zeros when not valid)."""
+def _geometry(pair, valid, Means2d, Conics, Opac, Depths, HAS_DEPTH: tl.constexpr):
+    """2-D mean (x, y), conic (a, b, c), opacity and depth (0 without HAS_DEPTH) of pairs: scalars
+    here, [1, G] rows in the batched kernels (zeros where not valid)."""
     mx = tl.load(Means2d + pair * 2, mask=valid, other=0.0)
     my = tl.load(Means2d + pair * 2 + 1, mask=valid, other=0.0)
     ca = tl.load(Conics + pair * 3, mask=valid, other=0.0)
     cb = tl.load(Conics + pair * 3 + 1, mask=valid, other=0.0)
     cc = tl.load(Conics + pair * 3 + 2, mask=valid, other=0.0)
     op = tl.load(Opac + pair, mask=valid, other=0.0)
-    z = tl.load(Depths + pair, mask=valid & HAS_DEPTH, other=0.0)
+    if HAS_DEPTH:
+        z = tl.load(Depths + pair, mask=valid, other=0.0)
+    else:
+        z = tl.zeros_like(op)
+    return mx, my, ca, cb, cc, op, z
+
+
+@triton.jit
+def _gaussian_params(pair, fid, valid, Means2d, Conics, Opac, Values, Depths, C, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr):
+    """The Gaussian's ``_geometry`` and its NCH <= 4 features (0 past NCH), all scalars (zeros when
+    not valid)."""
+    mx, my, ca, cb, cc, op, z = _geometry(pair, valid, Means2d, Conics, Opac, Depths, HAS_DEPTH)
     f0 = _feature(Values, fid, valid, 0, C, NCH)
     f1 = _feature(Values, fid, valid, 1, C, NCH)
     f2 = _feature(Values, fid, valid, 2, C, NCH)
@@ -93,7 +109,8 @@ def _first_gaussians(start, end, FlatIds, Means2d, Conics, Opac, Values, Depths,
 
 @triton.jit
 def _alpha(px, py, mx, my, ca, cb, cc, op, valid):
-    """alpha [R, NW, 32] of one Gaussian at the pixels, with the pieces its gradient needs."""
+    """alpha of Gaussians at pixels, with the pieces its gradient needs: [R, NW, 32] here (pixels
+    against one Gaussian's scalars); [P, G] in the batched kernels (px, py [P, 1], the rest [1, G])."""
     dx = px - mx
     dy = py - my
     sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
@@ -210,6 +227,38 @@ def _warp_scatter(Target, terms, valid):
 
 
 @triton.jit
+def _block_scatter(Target, tile_terms, valid_g):
+    """The batched kernels' scatter: add the sum over pixels of ``tile_terms`` [P, G] to ``Target``
+    [1, G] (pointers), one relaxed atomic per Gaussian after a block-wide sum."""
+    tl.atomic_add(Target, tl.sum(tile_terms, axis=0, keep_dims=True), mask=valid_g, sem="relaxed")
+
+
+@triton.jit
+def _scatter(Target, terms, valid, BY_WARP: tl.constexpr):
+    if BY_WARP:
+        _warp_scatter(Target, terms, valid)
+    else:
+        _block_scatter(Target, terms, valid)
+
+
+@triton.jit
+def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD: tl.constexpr, BY_WARP: tl.constexpr):
+    """Scatter the sums over pixels of ``_alpha_grads``' terms: opacity, conic (a, b, c), 2-D mean
+    and (ABSGRAD) |2-D mean| gradients; per warp (BY_WARP: pixels [R, NW, 32] against one Gaussian)
+    or per block (the batched kernels' [P, G] tiles)."""
+    d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
+    _scatter(DOpac + pair, d_op, valid, BY_WARP)
+    _scatter(DConics + pair * 3, d_ca, valid, BY_WARP)
+    _scatter(DConics + pair * 3 + 1, d_cb, valid, BY_WARP)
+    _scatter(DConics + pair * 3 + 2, d_cc, valid, BY_WARP)
+    _scatter(DMeans2d + pair * 2, d_mx, valid, BY_WARP)
+    _scatter(DMeans2d + pair * 2 + 1, d_my, valid, BY_WARP)
+    if ABSGRAD:
+        _scatter(AbsGrad + pair * 2, tl.abs(d_mx), valid, BY_WARP)
+        _scatter(AbsGrad + pair * 2 + 1, tl.abs(d_my), valid, BY_WARP)
+
+
+@triton.jit
 def _channel_grad(DValues, fid, valid, w, g_ch, f_ch, ch: tl.constexpr, C, NCH: tl.constexpr):
     """Channel ``ch``: scatter dF_ch = sum_p w G_ch and return G_ch f_ch [R, NW, 32] (0 past NCH)."""
     if ch < NCH:
@@ -305,16 +354,8 @@ def _seq_bwd_kernel(
                 _warp_scatter(DDepths + pair, w * g_depth, valid)
             prefix += w * dots
             d_alpha = t_run * dots - (g_rest - prefix) / (1.0 - alpha)
-            d_op, d_ca, d_cb, d_cc, d_mx, d_my = _alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
-            _warp_scatter(DOpac + pair, d_op, valid)
-            _warp_scatter(DConics + pair * 3, d_ca, valid)
-            _warp_scatter(DConics + pair * 3 + 1, d_cb, valid)
-            _warp_scatter(DConics + pair * 3 + 2, d_cc, valid)
-            _warp_scatter(DMeans2d + pair * 2, d_mx, valid)
-            _warp_scatter(DMeans2d + pair * 2 + 1, d_my, valid)
-            if ABSGRAD:
-                _warp_scatter(AbsGrad + pair * 2, tl.abs(d_mx), valid)
-                _warp_scatter(AbsGrad + pair * 2 + 1, tl.abs(d_my), valid)
+            terms = _alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
+            _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD, True)
             t_run = tl.where(keep, t_after, t_run)
             b += 1
             pair, fid, valid = pair_n, fid_n, valid_n

@@ -32,6 +32,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
+from mnemovision.kernels.gaussians.triton_seq import _feature_row
 
 SCRATCH_BYTES = 256 << 20  # scratch per chunk of tiles: 1 KB (256 fp32 pixels) per list entry
 ROW = 256  # pixels per tile, one scratch row per list entry
@@ -60,11 +61,7 @@ def _entry_rows(FlatIds, offs_l, stop, VN, NF, SHARED_FEATS: tl.constexpr):
     """(feature rows, valid) of list entries ``offs_l`` (valid: before ``stop``)."""
     valid = offs_l < stop
     pair = tl.load(FlatIds + offs_l, mask=valid, other=0)
-    if SHARED_FEATS:
-        fid = (pair // VN) * NF + pair % NF
-    else:
-        fid = pair
-    return fid, valid
+    return _feature_row(pair, VN, NF, SHARED_FEATS), valid
 
 
 @triton.jit
