@@ -457,6 +457,26 @@ def test_triton_wide_backward_candidates_and_chunks(index, monkeypatch):
     assert_parity_with_float64(scene(n=80, c=40, v=2), W, H)
 
 
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("width, height, count", [(W, H, 0), (1, 1, 80), (W, H, 1)])
+def test_triton_wide_path_edge_cases(width, height, count):
+    """C > 4 through the wide forward and backward: an empty scene, a one-pixel image, a single
+    Gaussian, with a depth channel and a background: the torch backend's render and gradients."""
+    inputs = [t.detach().float().to(DEVICE) for t in scene(n=80, c=40, v=2)]
+    bg = torch.rand(2, 40, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+
+    def run(backend):
+        leaves = [t[:count].clone().requires_grad_(True) if i < 5 else t for i, t in enumerate(inputs)]
+        r, a, _ = rasterize_gaussians(*leaves, width, height, backgrounds=bg, render_mode="RGB+D", backend=backend)
+        grads = torch.autograd.grad(r.square().sum() + a.sum(), leaves[:5], allow_unused=True)
+        return [r, a, *[torch.zeros_like(t) if g is None else g for t, g in zip(leaves[:5], grads)]]
+
+    for got, want in zip(run("triton"), run("torch")):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_wide_backward_chunks_cover_every_tile_once():
     """The chunk plan: consecutive tile ranges covering all tiles, each within the scratch unless a
     single tile's list is larger; one chunk (offsets not read) when everything fits."""

@@ -425,7 +425,7 @@ def _settings(meta, c: int, has_depth: bool, absgrad: bool | None = None) -> dic
     extra = {} if absgrad is None else {"ABSGRAD": absgrad}  # the backward's switch
     return {
         "sizes": (meta["height"], meta["width"], meta["tiles_x"], meta["tiles_x"] * meta["tiles_y"]),
-        "features": (shared[0], shared[1]) if shared else (1, 1),
+        "features": (max(1, shared[0]), max(1, shared[1])) if shared else (1, 1),  # (V N, N); 1 for an empty scene (no entries to map)
         "const": dict(SHARED_FEATS=shared is not None, SMALL_C=c if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth, TILE=16, **extra),
     }
 
