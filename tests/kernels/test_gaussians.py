@@ -432,7 +432,7 @@ def test_triton_compositor_variants_the_autotuner_may_pick(sequential, settings,
     monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "0")
     monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
     monkeypatch.setattr(triton_impl, "SPLIT_WIDE", False)
-    monkeypatch.setattr(triton_impl, "_fixed_settings", lambda c, backward: {**launch, **settings})
+    monkeypatch.setattr(triton_impl, "_fixed_settings", lambda c, backward, sequential: {**launch, **settings})
     assert_parity_with_float64(scene(n=80, c=channels, v=2), W, H)
 
 
@@ -442,7 +442,8 @@ def test_triton_compositor_variants_the_autotuner_may_pick(sequential, settings,
 def test_triton_wide_backward_candidates_and_chunks(index, monkeypatch):
     """C > 4 (the three-pass backward): each candidate of its two matmul passes (run as fixed
     settings, FMA or TF32x3 products) gives the float64 path's gradients; with index 0 the scratch
-    holds 24 list entries only, so the tiles go through it in many chunks (one larger than that)."""
+    holds 24 list entries only, so the tiles go through it in many chunks (one larger than that);
+    with index 1 the few-channel kernels are switched to the batched ones (not used here)."""
     from mnemovision.kernels.gaussians import triton_wide
 
     dots_cfg, feat_cfg = triton_wide.dots_configs()[index], triton_wide.feature_configs()[index]
@@ -454,6 +455,10 @@ def test_triton_wide_backward_candidates_and_chunks(index, monkeypatch):
     monkeypatch.setattr(triton_wide, "_launch", fixed)
     if index == 0:
         monkeypatch.setattr(triton_wide, "SCRATCH_BYTES", 24 * triton_wide.ROW * 4)
+    if index == 1:  # the batched small-C path chosen: the wide walks still take the sequential kernels
+        from mnemovision.kernels.gaussians import triton_impl
+
+        monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", False)
     assert_parity_with_float64(scene(n=80, c=40, v=2), W, H)
 
 

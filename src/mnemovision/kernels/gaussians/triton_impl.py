@@ -33,15 +33,13 @@ import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
 from mnemovision.kernels.gaussians import triton_seq, triton_wide
-from mnemovision.kernels.gaussians.ref import ALPHA_MAX, ALPHA_MIN, T_MIN, add_background, background_grads
+from mnemovision.kernels.gaussians.ref import T_MIN, add_background, background_grads
 
 BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step), fixed under the interpreter
 NUM_WARPS = 8
 BLOCK_C = 32  # channels per program under the interpreter (on a GPU: autotuned, or _fixed_settings)
 
 
-ALPHA_MAX_C = tl.constexpr(ALPHA_MAX)
-ALPHA_MIN_C = tl.constexpr(ALPHA_MIN)
 T_MIN_C = tl.constexpr(T_MIN)
 
 # Layout rule of these kernels: every tensor is 2-D. Per-pixel values are [P, 1] columns, per-Gaussian
@@ -362,7 +360,7 @@ _bwd_tuned = triton.autotune(
 
 
 # C <= 4 composites one Gaussian at a time (``triton_seq``); False selects the batched kernels' small-C
-# path instead (kept while GPU timings compare the two: ``bench/raster_profile.py --batched-small-c``)
+# path instead (kept while GPU timings compare the two: ``bench/raster_profile.py --small-c both``)
 SEQUENTIAL_SMALL_C = True
 _seq_fwd_tuned = triton.autotune(triton_seq.configs(backward=False), key=["C", "OUT_C"])(triton_seq._seq_fwd_kernel)
 # the WIDE pass rewrites its scratch rows and stopping points in place: restored around each trial
@@ -383,13 +381,13 @@ def _wide(c: int) -> bool:
     return SPLIT_WIDE and c > triton_seq.MAX_CHANNELS
 
 
-def _fixed_settings(c: int, backward: bool) -> dict:
+def _fixed_settings(c: int, backward: bool, sequential: bool) -> dict:
     """Launch settings without the autotuner: under the interpreter, small sizes; on a GPU the
     candidates the H100 autotuner preferred (2026-11-27; batched small C: batches of 4 on 4 warps,
     backward 1.19 ms against 1.80 on 8 warps; matmul path: 16-channel slices with FMA products on 8
     warps); for the sequential kernels (not yet timed) the first of ``triton_seq``'s candidates."""
     interp = triton_interpreter_enabled()
-    if _sequential(c):
+    if sequential:
         if interp:
             return {"BLOCK_G": 4, "NW": 8, "num_warps": 8}
         first = triton_seq.configs(backward)[0]
@@ -406,7 +404,8 @@ def _launcher(backward: bool, c: int, const: dict, wide: bool = False):
     C <= 4 (``_sequential``) and for the middle pass of the wide backward (``wide``: no channels of
     its own), else the batched ones; autotuned, or fixed (``_fixed_settings``) under the interpreter
     (the autotuner needs a GPU driver) or with ``MNEMOVISION_TRITON_AUTOTUNE=0``."""
-    if _sequential(c) or wide:
+    sequential = _sequential(c) or wide
+    if sequential:
         kwargs = {k: v for k, v in const.items() if k not in ("SMALL_C", "TILE")}
         kwargs["NCH"] = 0 if wide else c
         kwargs["WIDE"] = wide
@@ -415,7 +414,7 @@ def _launcher(backward: bool, c: int, const: dict, wide: bool = False):
         kwargs = dict(const)
         plain, tuned = (_composite_bwd_kernel, _bwd_tuned) if backward else (_composite_fwd_kernel, _fwd_tuned)
     if not triton_autotune_enabled():
-        return plain, {**kwargs, **_fixed_settings(0 if wide else c, backward)}
+        return plain, {**kwargs, **_fixed_settings(c, backward, sequential)}
     return tuned, kwargs
 
 
