@@ -1,4 +1,5 @@
-"""Triton tile compositing for few channels (C <= 4), one Gaussian at a time (forward and backward).
+"""Triton tile compositing one Gaussian at a time (forward and backward): the whole compositor for
+few channels (C <= 4), and in WIDE mode the channel-free walks of the wide path (``triton_wide``).
 
 The batched compositor (``triton_impl``) evaluates [256 pixels, G Gaussians] tiles: its cumulative
 products along the batch and its per-Gaussian sums over pixels need the tiles in several register

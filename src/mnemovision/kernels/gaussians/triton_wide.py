@@ -21,8 +21,9 @@ on sm_90) and moves its [256, 16] tiles between register layouts behind block ba
 3. ``_feature_grad_kernel``, per (tile, channel slice): dF[e] = sum_p w[e, p] G[p, slice], a matmul of
    the scratch rows with the slice of G (loaded once per program), added with relaxed atomics.
 
-The scratch holds 1 KB per list entry up to each tile's stopping point in the forward (the entries
-behind it never showed: one host sync for their count); tiles are processed in chunks whose rows
+The scratch holds 1 KB per list entry: in the forward for every entry (where a tile stops is known
+only after its walk), in the backward up to each tile's stopping point in the forward (the entries
+behind it never showed: one host sync for their count). Tiles are processed in chunks whose rows
 fit ``SCRATCH_BYTES`` (one more sync for the per-tile counts, only when they do not fit at once).
 """
 from __future__ import annotations
