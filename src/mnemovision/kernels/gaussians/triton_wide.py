@@ -35,7 +35,7 @@ import triton.language as tl
 from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
 from mnemovision.kernels.gaussians.triton_seq import _feature_row
 
-SCRATCH_BYTES = 256 << 20  # scratch per chunk of tiles: 1 KB (256 fp32 pixels) per list entry
+SCRATCH_BYTES = 512 << 20  # scratch per chunk of tiles: 1 KB (256 fp32 pixels) per list entry; the garden view (0.3 GB) in one chunk, so every tile walks at once
 ROW = 256  # pixels per tile, one scratch row per list entry
 
 
