@@ -439,17 +439,18 @@ def test_triton_compositor_variants_the_autotuner_may_pick(sequential, settings,
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.parametrize("index", range(4))
-def test_triton_wide_backward_candidates_and_chunks(index, monkeypatch):
-    """C > 4 (the three-pass backward): each candidate of its two matmul passes (run as fixed
-    settings, FMA or TF32x3 products) gives the float64 path's gradients; with index 0 the scratch
-    holds 24 list entries only, so the tiles go through it in many chunks (one larger than that);
-    with index 1 the few-channel kernels are switched to the batched ones (not used here)."""
+def test_triton_wide_candidates_and_chunks(index, monkeypatch):
+    """C > 4 (the wide forward and backward): candidate ``index`` of each matmul pass (compose, dots,
+    features; run as fixed settings, FMA or TF32x3 products) gives the float64 path's render and
+    gradients; with index 0 the scratch holds 24 list entries only, so the tiles go through it in
+    many chunks (some larger than that); with index 1 the few-channel kernels are switched to the
+    batched ones (the wide walks must not follow)."""
     from mnemovision.kernels.gaussians import triton_wide
 
-    dots_cfg, feat_cfg = triton_wide.dots_configs()[index], triton_wide.feature_configs()[index]
+    candidates = {"dots": triton_wide.dots_configs(), "feature": triton_wide.feature_configs(), "compose": triton_wide.compose_configs()}
 
     def fixed(tuned, plain, first, kind):
-        config = dots_cfg if kind == "dots" else feat_cfg
+        config = candidates[kind][index]
         return plain, {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
 
     monkeypatch.setattr(triton_wide, "_launch", fixed)
@@ -482,7 +483,8 @@ def test_triton_wide_path_edge_cases(width, height, count):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_wide_backward_chunks_cover_every_tile_once():
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_wide_chunks_cover_every_tile_once():
     """The chunk plan: consecutive tile ranges covering all tiles, each within the scratch unless a
     single tile's list is larger; one chunk (offsets not read) when everything fits."""
     from mnemovision.kernels.gaussians import triton_wide
