@@ -2,9 +2,11 @@
 # GPU checks in one go, for a lent GPU machine, in three phases:
 #  1. in parallel (compile-bound, so the machine's cores are used at once): the kernel tests natively
 #     (Triton vs PyTorch parity, no interpreter, fixed kernel settings), and the kernel profiles
-#     (bench/raster_profile.py forward+backward at C = 3 and C = 160, bench/attention_profile.py for
-#     top-k VOS at selection tiles of 8, 16 and 32 keys and dense MCNet, forward+backward), which compile every autotuner candidate into Triton's disk cache and
-#     print the autotuner's timing per candidate (noisy here: the GPU is shared) and the kernel tables;
+#     (bench/raster_profile.py forward+backward at C = 3 with the sequential and the batched small-C
+#     kernels, at C = 160 with the wide and the batched kernels; bench/attention_profile.py for top-k
+#     VOS at selection tiles of 8, 16 and 32 keys and dense MCNet, forward+backward), which compile
+#     every autotuner candidate into Triton's disk cache and print the autotuner's timing per
+#     candidate (noisy here: the GPU is shared) and the kernel tables;
 #  2. one after another, on an otherwise idle GPU: the benchmarks (the record), their kernels now
 #     compiled, with TRITON_PRINT_AUTOTUNING=1 so the log names each autotuner choice, then
 #     bench/launch_overhead.py (host cost per call at tiny shapes, with a Python profile);
