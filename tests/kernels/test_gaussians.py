@@ -449,7 +449,7 @@ def test_triton_wide_candidates_and_chunks(index, monkeypatch):
 
     candidates = {"dots": triton_wide.dots_configs(), "feature": triton_wide.feature_configs(), "compose": triton_wide.compose_configs()}
 
-    def fixed(tuned, plain, first, kind):
+    def fixed(tuned, plain, kind):
         config = candidates[kind][index]
         return plain, {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
 

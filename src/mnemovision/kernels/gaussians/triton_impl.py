@@ -101,12 +101,7 @@ def _tile_live(done, inside):
 @triton.jit
 def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
     """The 256 pixels of a (view, tile) index as [P, 1]: (flat pixel index, in-image mask, centre x, centre y)."""
-    view = tile // N_TILES
-    local = tile % N_TILES
-    offs_p = tl.arange(0, TILE * TILE)[:, None]
-    x = (local % TILES_X) * TILE + offs_p % TILE
-    y = (local // TILES_X) * TILE + offs_p // TILE
-    return (view * H + y) * W + x, (x < W) & (y < H), x.to(tl.float32) + 0.5, y.to(tl.float32) + 0.5
+    return triton_seq._tile_pixel(tile, tl.arange(0, TILE * TILE)[:, None], N_TILES, TILES_X, H, W, TILE)
 
 
 @triton.jit
@@ -390,7 +385,7 @@ def _fixed_settings(c: int, backward: bool, sequential: bool) -> dict:
     if sequential:
         if interp:
             return {"BLOCK_G": 4, "NW": 8, "num_warps": 8}
-        first = triton_seq.configs(backward)[0]
+        first = (_seq_bwd_tuned if backward else _seq_fwd_tuned).configs[0]
         return {**first.kwargs, "num_warps": first.num_warps}
     if interp:
         return {"BLOCK_G": BLOCK_G, "BLOCK_C": BLOCK_C, "PREC": "ieee", "num_warps": NUM_WARPS}
@@ -523,7 +518,7 @@ def _wide_forward(inputs, stops, st, c: int, out_c: int, n_tiles: int) -> None:
     scratch = torch.empty(max(1, max(rows for *_, rows in plan)) * triton_wide.ROW, device=out.device, dtype=torch.float32)
     shape_args = (*st["sizes"], c, out_c, *st["features"])
     walk, walk_kw = _launcher(False, c, st["const"], wide=True)
-    compose, compose_kw = triton_wide._launch(triton_wide._compose_tuned, triton_wide._compose_kernel, triton_wide.compose_configs()[0], "compose")
+    compose, compose_kw = triton_wide._launch(triton_wide._compose_tuned, triton_wide._compose_kernel, "compose")
     for t0, t1, r0, _ in plan:
         n = t1 - t0
         walk[(n,)](*inputs, scratch, stops, offsets, *shape_args, t0, r0, 1, **walk_kw)
@@ -547,8 +542,8 @@ def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -
     scratch = torch.empty(max(1, max(rows for *_, rows in plan)) * triton_wide.ROW, device=out.device, dtype=torch.float32)
     shape_args = (*st["sizes"], c, out_c, *st["features"])
     shared = st["const"]["SHARED_FEATS"]
-    dots, dots_kw = triton_wide._launch(triton_wide._dots_tuned, triton_wide._dots_kernel, triton_wide.dots_configs()[0], "dots")
-    feats, feats_kw = triton_wide._launch(triton_wide._feature_tuned, triton_wide._feature_grad_kernel, triton_wide.feature_configs()[0], "feature")
+    dots, dots_kw = triton_wide._launch(triton_wide._dots_tuned, triton_wide._dots_kernel, "dots")
+    feats, feats_kw = triton_wide._launch(triton_wide._feature_tuned, triton_wide._feature_grad_kernel, "feature")
     walk, walk_kw = _launcher(True, c, st["const"], wide=True)
     for t0, t1, r0, _ in plan:
         n = t1 - t0

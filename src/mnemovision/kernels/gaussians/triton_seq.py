@@ -33,16 +33,24 @@ MAX_CHANNELS = 4
 
 
 @triton.jit
+def _tile_pixel(tile, offs, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
+    """Pixels ``offs`` (row-major within the TILE x TILE tile, any shape) of a (view, tile) index:
+    (flat pixel index, in-image mask, centre x, centre y). Shared by every compositor kernel."""
+    view = tile // N_TILES
+    local = tile % N_TILES
+    x = (local % TILES_X) * TILE + offs % TILE
+    y = (local // TILES_X) * TILE + offs // TILE
+    return (view * H + y) * W + x, (x < W) & (y < H), x.to(tl.float32) + 0.5, y.to(tl.float32) + 0.5
+
+
+@triton.jit
 def _pixels(tile, N_TILES, TILES_X, H, W, NW: tl.constexpr):
     """The 256 pixels of a (view, tile) index as [R, NW, 32]: (flat pixel index, in-image mask,
     centre x, centre y, index in the tile); pixel r 32 NW + w 32 + lane of the tile, row-major 16 x 16."""
     R: tl.constexpr = 256 // (NW * 32)
-    view = tile // N_TILES
-    local = tile % N_TILES
     offs = tl.arange(0, R)[:, None, None] * (NW * 32) + tl.arange(0, NW)[None, :, None] * 32 + tl.arange(0, 32)[None, None, :]
-    x = (local % TILES_X) * 16 + offs % 16
-    y = (local // TILES_X) * 16 + offs // 16
-    return (view * H + y) * W + x, (x < W) & (y < H), x.to(tl.float32) + 0.5, y.to(tl.float32) + 0.5, offs
+    pix, inside, px, py = _tile_pixel(tile, offs, N_TILES, TILES_X, H, W, 16)
+    return pix, inside, px, py, offs
 
 
 @triton.jit
@@ -165,7 +173,8 @@ def _seq_fwd_kernel(
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
     row = offs * UNIT  # scratch offsets in the pixels' layout (see the backward)
-    base = tl.load(RowStart + tile) - ROW0 - start  # WIDE: entry e's scratch row is base + e
+    if WIDE:  # entry e's scratch row: base + e
+        base = tl.load(RowStart + tile) - ROW0 - start
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
     done = tl.zeros(px.shape, dtype=tl.int32)
     a0 = tl.zeros(px.shape, dtype=tl.float32)
@@ -291,10 +300,10 @@ def _seq_bwd_kernel(
 
     WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i; G . f of its list entry
     start + j comes from scratch row RowStart[tile] - ROW0 + j ([256] per entry, written by
-    ``triton_wide``'s first pass) and its weights w are written back there for the feature pass; G . out + g_T T_final is GRest [pixels];
-    the walk ends at Stops[tile] (the forward's) and stores there where it ended. NCH is 0 then (the
-    feature gradients are the third pass's) and GradOut is read for the depth channel only. UNIT is
-    1 (a runtime argument, never specialised)."""
+    ``triton_wide``'s first pass) and its weights w are written back there for the feature pass;
+    G . out + g_T T_final is GRest [pixels]; the walk ends at Stops[tile] (the forward's) and stores
+    there where it ended. NCH is 0 then (the feature gradients are the third pass's) and GradOut is
+    read for the depth channel only. UNIT is 1 (a runtime argument, never specialised)."""
     tile = TILE0 + tl.program_id(0)
     pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
     start = tl.load(Offsets + tile)
@@ -306,14 +315,15 @@ def _seq_bwd_kernel(
     g1, go1 = _grad_channel(GradOut, Out, pix, inside, 1, OUT_C, NCH)
     g2, go2 = _grad_channel(GradOut, Out, pix, inside, 2, OUT_C, NCH)
     g3, go3 = _grad_channel(GradOut, Out, pix, inside, 3, OUT_C, NCH)
-    g_out += go1 + go2 + go3
     g_depth = tl.zeros(px.shape, dtype=tl.float32)
     if HAS_DEPTH:
         g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
-        g_out += g_depth * tl.load(Out + pix * OUT_C + C, mask=inside, other=0.0)
     if WIDE:
         g_rest = tl.load(GRest + pix, mask=inside, other=0.0)
     else:
+        g_out += go1 + go2 + go3
+        if HAS_DEPTH:
+            g_out += g_depth * tl.load(Out + pix * OUT_C + C, mask=inside, other=0.0)
         g_rest = g_out + tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
     done = tl.zeros(px.shape, dtype=tl.int32)

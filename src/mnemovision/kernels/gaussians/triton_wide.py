@@ -33,20 +33,10 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
-from mnemovision.kernels.gaussians.triton_seq import _feature_row
+from mnemovision.kernels.gaussians.triton_seq import _feature_row, _tile_pixel
 
 SCRATCH_BYTES = 512 << 20  # scratch per chunk of tiles: 1 KB (256 fp32 pixels) per list entry; the garden view (0.3 GB) in one chunk, so every tile walks at once
 ROW = 256  # pixels per tile, one scratch row per list entry
-
-
-@triton.jit
-def _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W):
-    """Flat pixel index and in-image mask of the tile's pixels ``offs_p`` (row-major 16 x 16)."""
-    view = tile // N_TILES
-    local = tile % N_TILES
-    x = (local % TILES_X) * 16 + offs_p % 16
-    y = (local // TILES_X) * 16 + offs_p // 16
-    return (view * H + y) * W + x, (x < W) & (y < H)
 
 
 @triton.jit
@@ -76,7 +66,7 @@ def _dots_kernel(
     row(e) = RowStart[tile] - ROW0 + e - start)."""
     tile = TILE0 + tl.program_id(0)
     offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
+    pix, inside, _x, _y = _tile_pixel(tile, offs_p, N_TILES, TILES_X, H, W, 16)
     start, stop, base = _entry_range(Offsets, Stops, RowStart, tile, ROW0)
     for e0 in range(start, stop, BLOCK_L):
         offs_l = e0 + tl.arange(0, BLOCK_L)
@@ -101,7 +91,7 @@ def _feature_grad_kernel(
     loaded once)."""
     tile = TILE0 + tl.program_id(0)
     offs_p = tl.arange(0, 256)
-    pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
+    pix, inside, _x, _y = _tile_pixel(tile, offs_p, N_TILES, TILES_X, H, W, 16)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     g = tl.load(GradOut + pix[:, None] * OUT_C + offs_c[None, :], mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
     start, stop, base = _entry_range(Offsets, Stops, RowStart, tile, ROW0)
@@ -123,7 +113,7 @@ def _compose_kernel(
     Stops[tile] (w: their scratch rows, written by the forward walk) and channel slice program 1."""
     tile = TILE0 + tl.program_id(0)
     offs_p = tl.arange(0, 256)
-    pix, inside = _tile_pixel_block(tile, offs_p, N_TILES, TILES_X, H, W)
+    pix, inside, _x, _y = _tile_pixel(tile, offs_p, N_TILES, TILES_X, H, W, 16)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     start, stop, base = _entry_range(Offsets, Stops, RowStart, tile, ROW0)
     acc = tl.zeros([256, BLOCK_C], dtype=tl.float32)
@@ -142,8 +132,6 @@ def _compose_kernel(
 # of spills).
 _DOTS_SETTINGS = ((64, 32, 32, "tf32x3", 4, 3), (64, 64, 32, "tf32x3", 8, 3), (128, 32, 32, "tf32x3", 8, 3), (64, 32, 16, "ieee", 4, 3))
 _FEATURE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64, "ieee", 8, 3), (16, 32, "ieee", 4, 3))
-
-
 _COMPOSE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (32, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64, "ieee", 8, 3))
 
 
@@ -180,12 +168,13 @@ def _interpreter_settings(kind: str) -> dict:
     return {"BLOCK_L": 16, "BLOCK_C": 16, "PREC": "ieee"}
 
 
-def _launch(tuned, plain, first: triton.Config, kind: str):
-    """(kernel, keyword settings): autotuned on a GPU, fixed otherwise."""
+def _launch(tuned, plain, kind: str):
+    """(kernel, keyword settings): autotuned on a GPU; fixed otherwise, under the interpreter small
+    blocks, else the first of the autotuner's candidates."""
     if triton_interpreter_enabled():
         return plain, _interpreter_settings(kind)
     if not triton_autotune_enabled():
-        return plain, _fixed(first)
+        return plain, _fixed(tuned.configs[0])
     return tuned, {}
 
 
