@@ -9,7 +9,10 @@ depend on the device, so they are taken here on CPU under the Triton interpreter
 Triton is imported), at small shapes: ``aten_ops`` is the ATen ops the dispatcher saw outside the
 kernels (views included; the interpreter's own work inside a launch is not counted), ``launches`` the
 Triton kernel launches, for a forward and a forward+backward of each case. ``--ops`` lists the ops.
-GPU timings of the same calls: ``bench/launch_overhead.py``.
+``host_us`` is the host time of one call outside the kernels (the launches replay what a recorded
+call's launches wrote; see ``Replay``): our wrappers' Python, the ATen ops on CPU at these tiny
+sizes, the launch-grid arithmetic and autograd, but not Triton's own launcher, which needs a GPU. It
+ranks host-side changes on this machine; GPU timings of the same calls: ``bench/launch_overhead.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import os
 os.environ["TRITON_INTERPRET"] = "1"  # read when @triton.jit decorates a kernel: before any import of them
 
 import argparse  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -46,29 +51,79 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-_ACTIVE: list[OpCounter] = []
+class Replay:
+    """Records what each launch of one call wrote, then stands in for the launches of later calls
+    of the same function, writing the recorded values into their fresh buffers: the host code
+    downstream (sizes read back, sorts, autograd) runs as it does for real, and the loop stays hot
+    (running the interpreter between calls would leave the host's caches cold)."""
+
+    def __init__(self):
+        self.written: list[list] = []
+        self.recording = True
+        self.step = 0
+        self.launch_s = 0.0
+
+    def launch(self, fn, args, kwargs):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if self.recording:
+            before = [t.clone() for t in tensors]
+            result = fn(*args, **kwargs)
+            self.written.append([(i, t.clone()) for i, (t, b) in enumerate(zip(tensors, before)) if not torch.equal(t, b)])
+            return result
+        start = time.perf_counter()
+        with torch.no_grad():
+            for i, value in self.written[self.step]:
+                tensors[i].copy_(value)
+        self.step += 1
+        self.launch_s += time.perf_counter() - start
+        return None
+
+
+_ACTIVE: list = []
 _original_run = InterpretedFunction.run
 
 
-def _counting_run(self, *args, **kwargs):
-    if _ACTIVE:
-        _ACTIVE[-1].launches[self.fn.__name__] += 1
+def _intercepted_run(self, *args, **kwargs):
+    active = _ACTIVE[-1] if _ACTIVE else None
+    if isinstance(active, Replay):
+        return active.launch(lambda *a, **k: _original_run(self, *a, **k), args, kwargs)
+    if active is not None:
+        active.launches[self.fn.__name__] += 1
     with _disable_current_modes():
         return _original_run(self, *args, **kwargs)
 
 
-InterpretedFunction.run = _counting_run
+InterpretedFunction.run = _intercepted_run
+
+
+def _within(active, fn):
+    _ACTIVE.append(active)
+    try:
+        fn()
+    finally:
+        _ACTIVE.pop()
 
 
 def count(fn) -> OpCounter:
     counter = OpCounter()
-    _ACTIVE.append(counter)
-    try:
-        with counter:
-            fn()
-    finally:
-        _ACTIVE.pop()
+    with counter:
+        _within(counter, fn)
     return counter
+
+
+def host_us(fn, repeats: int) -> float:
+    """Median over ``repeats`` calls of the host time outside the launches, in microseconds: one
+    call records what its launches write, the timed calls replay it (the copies are not counted)."""
+    replay = Replay()
+    _within(replay, fn)
+    replay.recording = False
+    samples = []
+    for _ in range(repeats + 5):  # the first few warm the caches
+        replay.step, replay.launch_s = 0, 0.0
+        start = time.perf_counter()
+        _within(replay, fn)
+        samples.append((time.perf_counter() - start - replay.launch_s) * 1e6)
+    return statistics.median(samples[5:])
 
 
 def raster_case(c: int):
@@ -112,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default=None)
     parser.add_argument("--ops", action="store_true", help="list the ops of each call")
+    parser.add_argument("--repeats", type=int, default=200, help="calls per host-time median")
     args = parser.parse_args()
     cases = {
         "rasterize_gaussians C=3": raster_case(3),
@@ -124,10 +180,10 @@ def main() -> None:
         fwd_bwd()  # first calls compile nothing here, but keep the counted calls free of one-off work
         for part, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
             counter = count(fn)
-            rows.append({"case": name, "part": part, "aten_ops": sum(counter.ops.values()), "launches": sum(counter.launches.values())})
+            rows.append({"case": name, "part": part, "aten_ops": sum(counter.ops.values()), "launches": sum(counter.launches.values()), "host_us": round(host_us(fn, args.repeats), 1)})
             if args.ops:
                 print(f"== {name} {part}: {dict(counter.ops)}\n   launches: {dict(counter.launches)}")
-    print_table(rows, ["case", "part", "aten_ops", "launches"])
+    print_table(rows, ["case", "part", "aten_ops", "launches", "host_us"])
     write_json(args.json, {"results": rows})
 
 

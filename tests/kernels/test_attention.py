@@ -466,3 +466,25 @@ def test_triton_autotuned_dense_forward_matches_the_fixed_tiles(monkeypatch):
     monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "1")
     tuned = memory_attention(q, k, v, backend="triton")
     torch.testing.assert_close(tuned, fixed, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("top_k", [None, 5])
+def test_triton_autotuned_launches_on_cpu(top_k, autotune_on_cpu):
+    """The GPU launch path on CPU: the first call runs the forward's candidates through Triton's
+    autotuner (the dense tiles, or the selection's warps and chunks), the second launches the chosen
+    (last) one directly; both match the float64 reference."""
+    from mnemovision.kernels.attention import triton_topk
+
+    shape = (1, 2, 37, 45, 20, 130)
+    for call in range(2):
+        inputs, got, _, _, expected, _ = triton_case(shape, torch.float32, "dot", top_k, True)
+        mask = torch.zeros(shape[0], shape[3], dtype=torch.bool)
+        mask[:, ::4] = True
+        _, same = same_precision_reference(inputs, top_k, "dot", mask)
+        assert_kernel_close(got.out, same.out, expected, "out")
+        if call == 0:
+            trials = autotune_on_cpu.calls
+            assert trials == len(triton_topk._select_tuned.configs) if top_k else trials > 1
+    assert autotune_on_cpu.calls == trials  # no new trials: the choice was reused

@@ -525,3 +525,22 @@ def test_triton_autotuned_compositor_matches_the_reference(channels, monkeypatch
     accumulated gradients around its trials (the parity tests above may run with it off)."""
     monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "1")
     assert_parity_with_float64(scene(n=300, c=channels, v=2, seed=channels), 67, 45, calls=2)  # the first call tunes, the second reuses the choice
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("channels", [3, 8])
+def test_triton_autotuned_launches_on_cpu(channels, autotune_on_cpu):
+    """The GPU launch path on CPU: the first call runs every candidate through Triton's autotuner
+    (its trials must reset the gradients they accumulate and restore the scratch they rewrite), the
+    second launches the chosen (last) candidates directly; both match the float64 reference."""
+    from mnemovision.kernels.gaussians import triton_impl, triton_wide
+
+    inputs = scene(n=40, c=channels, seed=channels)
+    assert_parity_with_float64(inputs, 37, 21)
+    tuned = [triton_impl._seq_fwd_tuned, triton_impl._seq_bwd_tuned]
+    if channels > 4:
+        tuned += [triton_wide._compose_tuned, triton_wide._dots_tuned, triton_wide._feature_tuned]
+    trials = autotune_on_cpu.calls
+    assert trials == sum(len(t.configs) for t in tuned)  # every candidate of every pass, once
+    assert_parity_with_float64(inputs, 37, 21)
+    assert autotune_on_cpu.calls == trials  # no new trials: the choices were reused

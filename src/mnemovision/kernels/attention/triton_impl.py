@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
+from mnemovision.kernels._launch import TunedKernel, cdiv, next_pow2
 from mnemovision.kernels.attention import ref, triton_sizes, triton_topk
 
 MAX_HEAD_DIM = 256
@@ -44,7 +45,7 @@ def _prune_fwd(configs, named_args, **kwargs):
     kept = []
     for c in configs:
         bm, bn, bdv = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_DV"]
-        if bdv > max(16, triton.next_power_of_2(dv)):
+        if bdv > max(16, next_pow2(dv)):
             continue  # a slice wider than Dv only wastes registers
         if block_d > 128 and (bm * bn > 128 * 64 or bdv > 256):
             continue  # large head dims: keep the tiles within shared memory
@@ -286,7 +287,7 @@ def _check_inputs(q, k, v, bias) -> None:
 
 # Tuned per head sizes only: a memory bank grows frame by frame, and re-tuning at every new M would
 # cost more than it gains.
-_attn_fwd_tuned = triton.autotune(configs=_fwd_configs(), key=["D", "DV"], prune_configs_by={"early_config_prune": _prune_fwd})(_attn_fwd_kernel)
+_attn_fwd_tuned = TunedKernel(triton.autotune(configs=_fwd_configs(), key=["D", "DV"], prune_configs_by={"early_config_prune": _prune_fwd})(_attn_fwd_kernel))
 
 
 def _fwd(q, k, v, bias, scale: float):
@@ -300,11 +301,11 @@ def _fwd(q, k, v, bias, scale: float):
     block_d = triton_sizes.block_d(d)
     if not triton_autotune_enabled():  # the interpreter (no GPU driver to tune with) or MNEMOVISION_TRITON_AUTOTUNE=0
         cfg, block_dv = _blocks(block_d), triton_sizes.block_dv(dv)
-        grid = (triton.cdiv(nq, cfg["BLOCK_M"]), b * h, triton.cdiv(dv, block_dv))
+        grid = (cdiv(nq, cfg["BLOCK_M"]), b * h, cdiv(dv, block_dv))
         _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
     else:
         def grid(meta):
-            return (triton.cdiv(nq, meta["BLOCK_M"]), b * h, triton.cdiv(dv, meta["BLOCK_DV"]))
+            return (cdiv(nq, meta["BLOCK_M"]), b * h, cdiv(dv, meta["BLOCK_DV"]))
 
         _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype))
     return out.view(b, h, nq, dv), lse.view(b, h, nq)
@@ -325,11 +326,11 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     has_glse = grad_lse is not None
     glse = grad_lse.reshape(b * h, nq).contiguous() if has_glse else lsef
     block_r = 16
-    _attn_bwd_delta_kernel[(triton.cdiv(rows, block_r),)](out, dof, glse, delta, rows, dv, HAS_GLSE=has_glse, BLOCK_R=block_r, BLOCK_DV=triton_sizes.block_dv(dv))
+    _attn_bwd_delta_kernel[(cdiv(rows, block_r),)](out, dof, glse, delta, rows, dv, HAS_GLSE=has_glse, BLOCK_R=block_r, BLOCK_DV=triton_sizes.block_dv(dv))
     block_d, block_dv = triton_sizes.block_d(d), triton_sizes.block_dv(dv)
     cfg = _blocks(block_d)
     sizes = dict(HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
-    n_blocks = triton.cdiv(m, cfg["BLOCK_N"])
+    n_blocks = cdiv(m, cfg["BLOCK_N"])
     splits, chunk = _query_splits(nq, cfg["BLOCK_M"], n_blocks * b * h, q.device)
     dq = torch.empty_like(qf)
     # partial sums in fp32; one split writes the gradients in the input dtype directly (tl.store casts)
@@ -338,9 +339,9 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     dvv = torch.empty(splits, b * h, m, dv, device=q.device, dtype=part_dtype)
     dbias = torch.empty(splits, b * h, m, device=q.device, dtype=torch.float32) if has_bias else dk
     # split s of (batch, head) bh writes partial number bh * splits + s of each buffer
-    _attn_bwd_dv_kernel[(n_blocks, b * h * splits, triton.cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
+    _attn_bwd_dv_kernel[(n_blocks, b * h * splits, cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
     _attn_bwd_dk_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dbias, nq, m, d, dv, chunk, splits, scale, **sizes)
-    _attn_bwd_dq_kernel[(triton.cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, delta, dq, nq, m, d, dv, scale, **sizes)
+    _attn_bwd_dq_kernel[(cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, delta, dq, nq, m, d, dv, scale, **sizes)
 
     if splits == 1:
         dk_total, dv_total = dk[0].to(k.dtype), dvv[0].to(v.dtype)
@@ -350,7 +351,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
         dv_total = torch.empty(b * h, m * dv, device=q.device, dtype=v.dtype)
         dbias_total = torch.empty(b * h, m, device=q.device, dtype=bias.dtype) if has_bias else None
         last = (dbias, dbias_total, m) if has_bias else (dk, dk_total, 0)
-        grid = (triton.cdiv(m * max(d, dv), 1024), b * h, 3 if has_bias else 2)
+        grid = (cdiv(m * max(d, dv), 1024), b * h, 3 if has_bias else 2)
         _sum_splits_kernel[grid](dk, dk_total, m * d, dvv, dv_total, m * dv, *last, splits, BLOCK=1024)
     return dq.view_as(q), dk_total.view_as(k), dv_total.view_as(v), None if dbias_total is None else dbias_total.view(b, h, m)
 
@@ -361,10 +362,10 @@ def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, in
     each split writes a partial sum. Queries the SM count at call time (a fixed 8 under the
     interpreter, so the tests exercise splitting)."""
     sms = 8 if triton_sizes.interpreting() else torch.cuda.get_device_properties(device).multi_processor_count
-    q_blocks = triton.cdiv(nq, block_m)
-    splits = max(1, min(q_blocks, triton.cdiv(2 * sms, max(1, programs))))
-    chunk = triton.cdiv(q_blocks, splits) * block_m
-    return triton.cdiv(nq, chunk), chunk
+    q_blocks = cdiv(nq, block_m)
+    splits = max(1, min(q_blocks, cdiv(2 * sms, max(1, programs))))
+    chunk = cdiv(q_blocks, splits) * block_m
+    return cdiv(nq, chunk), chunk
 
 
 class _DenseTritonFn(torch.autograd.Function):
@@ -399,7 +400,7 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0):
     usage = torch.empty(b * h, m, device=q.device, dtype=torch.float32)
     block_d = triton_sizes.block_d(d)
     cfg = _blocks(block_d)
-    grid = (triton.cdiv(m, cfg["BLOCK_N"]), b * h)
+    grid = (cdiv(m, cfg["BLOCK_N"]), b * h)
     qf = _flat(q)
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
     _attn_usage_kernel[grid](qf, _flat(k), biasf, lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)

@@ -6,23 +6,24 @@ Plain functions of the shapes and dtypes: nothing here queries a device.
 from __future__ import annotations
 
 import torch
-import triton
 
-from mnemovision.kernels._backend import triton_interpreter_enabled
+from mnemovision.kernels._launch import INTERPRETED, next_pow2
 
 __all__ = ["block_d", "block_dv", "interpreting", "kernel_bias", "precision"]
 
-interpreting = triton_interpreter_enabled
+def interpreting() -> bool:
+    """True when the kernels run under the Triton interpreter (see ``mnemovision.kernels._launch``)."""
+    return INTERPRETED
 
 
 def block_d(d: int) -> int:
     """Head-dim tile: D rounded up to a power of two, at least 16 (``tl.dot``'s minimum)."""
-    return max(16, triton.next_power_of_2(d))
+    return max(16, next_pow2(d))
 
 
 def block_dv(dv: int) -> int:
     """Value-dim slice per program: Dv rounded up to a power of two, 16 to 128."""
-    return min(128, max(16, triton.next_power_of_2(dv)))
+    return min(128, max(16, next_pow2(dv)))
 
 
 def precision(dtype: torch.dtype) -> str:

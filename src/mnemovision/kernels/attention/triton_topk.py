@@ -39,6 +39,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
+from mnemovision.kernels._launch import TunedKernel, cdiv, next_pow2
 from mnemovision.kernels.attention import ref, triton_sizes
 
 # Keys per selection tile: the smallest of these whose tile row and candidate block fit (``_tile_size``),
@@ -259,10 +260,10 @@ def _topk_bwd_kernel(
 # (registers with the fused readout at vos_T20, offline): the fixed choice (8-wide on 8 warps, 80)
 # beside 16 warps (47), 16-wide gathers (102) and 4-wide on 4 warps (106).
 # The trials rewrite Idx (and Out, Lse) with the same values, so they need no reset.
-_select_tuned = triton.autotune(
+_select_tuned = TunedKernel(triton.autotune(
     [triton.Config({"D_CHUNK": dc}, num_warps=w) for w, dc in ((SELECT_WARPS, _D_CHUNK), (16, 8), (8, 16), (4, 4))],
     key=["D", "DV", "TOPK", "BLOCK_T", "READOUT"],
-)(_select_kernel)
+)(_select_kernel))
 
 
 def _flat_inputs(q, k, v, bias):
@@ -282,8 +283,8 @@ def _tile_size(m: int, top_k: int) -> int:
     30, D = 64 in fp16) tiles of 8 mean 16 KB of maxima and 30 KB of gathered keys per query,
     tiles of 32 4 KB and 120 KB."""
     for tile in TILES:
-        n_tiles = triton.cdiv(m, tile)
-        if triton.next_power_of_2(n_tiles) <= MAX_TILES and triton.next_power_of_2(min(top_k, n_tiles)) * tile <= MAX_CANDIDATES:
+        n_tiles = cdiv(m, tile)
+        if next_pow2(n_tiles) <= MAX_TILES and next_pow2(min(top_k, n_tiles)) * tile <= MAX_CANDIDATES:
             return tile
     return TILES[-1]
 
@@ -300,9 +301,9 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None):
     b, h, nq, d = q.shape
     m = k.shape[2]
     tile = tile or _tile_size(m, top_k)
-    n_tiles = triton.cdiv(m, tile)
+    n_tiles = cdiv(m, tile)
     kt = min(top_k, n_tiles)
-    block_t, block_kt = triton.next_power_of_2(n_tiles), triton.next_power_of_2(kt)
+    block_t, block_kt = next_pow2(n_tiles), next_pow2(kt)
     if block_t > MAX_TILES or block_kt * tile > MAX_CANDIDATES:
         chunk = max(16, min(nq, (1 << 27) // max(1, b * h * m)))
         return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk).reshape(b * h, nq, top_k), None, None
@@ -311,7 +312,7 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None):
         tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
         block_m = 16 if triton_sizes.interpreting() else 64
         tpb = max(1, TILE_KEYS // tile)
-        grid = (triton.cdiv(nq, block_m), triton.cdiv(n_tiles, tpb), b * h)
+        grid = (cdiv(nq, block_m), cdiv(n_tiles, tpb), b * h)
         _tile_max_kernel[grid](
             qf, kf, biasf, tile_max, nq, m, d, n_tiles, scale,
             HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=tpb, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
@@ -342,7 +343,7 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int | None = N
 
 
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
-    return dict(BLOCK_K=max(2, triton.next_power_of_2(top_k)), BLOCK_D=triton_sizes.block_d(d), BLOCK_DV=triton_sizes.block_dv(dv))
+    return dict(BLOCK_K=max(2, next_pow2(top_k)), BLOCK_D=triton_sizes.block_d(d), BLOCK_DV=triton_sizes.block_dv(dv))
 
 
 class _TopkReadoutFn(torch.autograd.Function):

@@ -31,7 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
+from mnemovision.kernels._backend import triton_autotune_enabled
+from mnemovision.kernels._launch import INTERPRETED, TunedKernel, cdiv
 from mnemovision.kernels.gaussians import triton_seq, triton_wide
 from mnemovision.kernels.gaussians.ref import T_MIN, add_background, background_grads
 
@@ -347,21 +348,21 @@ def _pruner(matmul_configs):
 
 
 _GRADS = ["DMeans2d", "DConics", "DOpac", "DValues", "DDepths", "AbsGrad"]
-_fwd_tuned = triton.autotune(_SMALL_C_CONFIGS + _FWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_FWD_MATMUL_CONFIGS)})(_composite_fwd_kernel)
+_fwd_tuned = TunedKernel(triton.autotune(_SMALL_C_CONFIGS + _FWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_FWD_MATMUL_CONFIGS)})(_composite_fwd_kernel))
 # the backward accumulates with atomics: the autotuner zeroes the gradient buffers around its trial runs
-_bwd_tuned = triton.autotune(
+_bwd_tuned = TunedKernel(triton.autotune(
     _SMALL_C_CONFIGS + _BWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_BWD_MATMUL_CONFIGS)}, reset_to_zero=_GRADS,
-)(_composite_bwd_kernel)
+)(_composite_bwd_kernel))
 
 
 # C <= 4 composites one Gaussian at a time (``triton_seq``); False selects the batched kernels' small-C
 # path instead (kept while GPU timings compare the two: ``bench/raster_profile.py --small-c both``)
 SEQUENTIAL_SMALL_C = True
-_seq_fwd_tuned = triton.autotune(triton_seq.configs(backward=False), key=["C", "OUT_C"])(triton_seq._seq_fwd_kernel)
+_seq_fwd_tuned = TunedKernel(triton.autotune(triton_seq.configs(backward=False), key=["C", "OUT_C"])(triton_seq._seq_fwd_kernel))
 # the WIDE pass rewrites its scratch rows and stopping points in place: restored around each trial
-_seq_bwd_tuned = triton.autotune(
+_seq_bwd_tuned = TunedKernel(triton.autotune(
     triton_seq.configs(backward=True), key=["C", "OUT_C"], reset_to_zero=_GRADS, restore_value=["Scratch", "Stops"],
-)(triton_seq._seq_bwd_kernel)
+)(triton_seq._seq_bwd_kernel))
 # C > 4 takes the two-pass forward and three-pass backward of ``triton_wide``; False selects the
 # batched one-program-per-tile kernels (kept while GPU timings compare the two:
 # ``bench/raster_profile.py --wide both``)
@@ -381,7 +382,7 @@ def _fixed_settings(c: int, backward: bool, sequential: bool) -> dict:
     candidates the H100 autotuner preferred (2026-11-27; batched small C: batches of 4 on 4 warps,
     backward 1.19 ms against 1.80 on 8 warps; matmul path: 16-channel slices with FMA products on 8
     warps); for the sequential kernels (not yet timed) the first of ``triton_seq``'s candidates."""
-    interp = triton_interpreter_enabled()
+    interp = INTERPRETED
     if sequential:
         if interp:
             return {"BLOCK_G": 4, "NW": 8, "num_warps": 8}
@@ -449,7 +450,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         one_slice = c <= SMALL_C_MAX  # the channels are not split across programs
 
         def grid(launch_meta):
-            return (v * n_tiles, 1 if one_slice else triton.cdiv(c, launch_meta["BLOCK_C"]))
+            return (v * n_tiles, 1 if one_slice else cdiv(c, launch_meta["BLOCK_C"]))
 
         # the batched and the wide forward also record where each tile stopped (read by the wide backward)
         stops = None if _sequential(c) else torch.empty(v * n_tiles, device=values.device, dtype=torch.int32)
@@ -522,7 +523,7 @@ def _wide_forward(inputs, stops, st, c: int, out_c: int, n_tiles: int) -> None:
     for t0, t1, r0, _ in plan:
         n = t1 - t0
         walk[(n,)](*inputs, scratch, stops, offsets, *shape_args, t0, r0, 1, **walk_kw)
-        compose[lambda m: (n, triton.cdiv(c, m["BLOCK_C"]))](
+        compose[lambda m: (n, cdiv(c, m["BLOCK_C"]))](
             offsets, stops, offsets, pids, values, scratch, out, *shape_args, t0, r0, SHARED_FEATS=st["const"]["SHARED_FEATS"], **compose_kw,
         )
 
@@ -549,7 +550,7 @@ def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -
         n = t1 - t0
         dots[lambda m: (n, triton_wide.ROW // m["BLOCK_P"])](offsets, stops, row_start, pids, values, grad_render, scratch, *shape_args, t0, r0, SHARED_FEATS=shared, **dots_kw)
         walk[(n,)](*inputs, *grads, g_rest, scratch, stops, row_start, *shape_args, t0, r0, 1, **walk_kw)
-        feats[lambda m: (n, triton.cdiv(c, m["BLOCK_C"]))](offsets, stops, row_start, pids, grad_render, scratch, d_values, *shape_args, t0, r0, SHARED_FEATS=shared, **feats_kw)
+        feats[lambda m: (n, cdiv(c, m["BLOCK_C"]))](offsets, stops, row_start, pids, grad_render, scratch, d_values, *shape_args, t0, r0, SHARED_FEATS=shared, **feats_kw)
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):

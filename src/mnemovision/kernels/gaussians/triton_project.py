@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mnemovision.kernels._launch import cdiv
 from mnemovision.kernels.gaussians.ref import EPS_2D, RADIUS_SIGMAS, TILE_SIZE
 
 BLOCK = 128  # Gaussians per program of the projection
@@ -290,7 +291,7 @@ def _project_bwd_kernel(
 
 
 def _tiles(width: int, height: int) -> tuple[int, int]:
-    return triton.cdiv(width, TILE_SIZE), triton.cdiv(height, TILE_SIZE)
+    return cdiv(width, TILE_SIZE), cdiv(height, TILE_SIZE)
 
 
 class _ProjectTritonFn(torch.autograd.Function):
@@ -307,7 +308,7 @@ class _ProjectTritonFn(torch.autograd.Function):
         radii = torch.empty(b * v, n, 2, device=dev, dtype=torch.int32)
         comps = torch.empty(b * v, n, device=dev)
         if n > 0:
-            _project_fwd_kernel[(triton.cdiv(n, BLOCK), b * v)](
+            _project_fwd_kernel[(cdiv(n, BLOCK), b * v)](
                 *f32, means2d, conics, depths, radii, comps, n, v, float(width), float(height), float(near), float(far),
                 ANTIALIASED=antialiased, BLOCK=BLOCK,
             )
@@ -332,7 +333,7 @@ class _ProjectTritonFn(torch.autograd.Function):
         g_o = grad_or_zeros(g_comps, (b * v, n)) if antialiased else g_d
         d_means, d_quats, d_scales = torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales)
         if n > 0:
-            _project_bwd_kernel[(triton.cdiv(n, BLOCK), b)](
+            _project_bwd_kernel[(cdiv(n, BLOCK), b)](
                 means, quats, scales, viewmats, Ks, g_m, g_c, g_d, g_o, d_means, d_quats, d_scales,
                 n, v, float(width), float(height), float(near), float(far), ANTIALIASED=antialiased, BLOCK=BLOCK,
             )
@@ -444,7 +445,7 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         m2, dep, con, opac = (t.detach().float().contiguous() for t in (means2d, depths, conics, opacities))
         inputs = (m2, radii.contiguous(), dep, con, opac)
         counts = torch.empty(v * n, dtype=torch.int32, device=dev)
-        grid = (max(1, triton.cdiv(v * n, BIN_BLOCK)),)
+        grid = (max(1, cdiv(v * n, BIN_BLOCK)),)
         sizes = dict(TILE=TILE_SIZE, BLOCK=BIN_BLOCK, num_warps=1)
         if v * n > 0:
             _bin_kernel[grid](*inputs, counts, counts, counts, counts, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)

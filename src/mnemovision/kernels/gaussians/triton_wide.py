@@ -32,7 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels._backend import triton_autotune_enabled, triton_interpreter_enabled
+from mnemovision.kernels._backend import triton_autotune_enabled
+from mnemovision.kernels._launch import INTERPRETED, TunedKernel
 from mnemovision.kernels.gaussians.triton_seq import _feature_row, _tile_pixel
 
 SCRATCH_BYTES = 512 << 20  # scratch per chunk of tiles: 1 KB (256 fp32 pixels) per list entry; the garden view (0.3 GB) in one chunk, so every tile walks at once
@@ -152,9 +153,9 @@ def feature_configs():
     return [triton.Config({"BLOCK_L": lb, "BLOCK_C": c, "PREC": prec}, num_warps=w, num_stages=st) for lb, c, prec, w, st in _FEATURE_SETTINGS]
 
 
-_dots_tuned = triton.autotune(dots_configs(), key=["C", "OUT_C"])(_dots_kernel)
-_feature_tuned = triton.autotune(feature_configs(), key=["C", "OUT_C"], reset_to_zero=["DValues"])(_feature_grad_kernel)
-_compose_tuned = triton.autotune(compose_configs(), key=["C", "OUT_C"])(_compose_kernel)
+_dots_tuned = TunedKernel(triton.autotune(dots_configs(), key=["C", "OUT_C"])(_dots_kernel))
+_feature_tuned = TunedKernel(triton.autotune(feature_configs(), key=["C", "OUT_C"], reset_to_zero=["DValues"])(_feature_grad_kernel))
+_compose_tuned = TunedKernel(triton.autotune(compose_configs(), key=["C", "OUT_C"])(_compose_kernel))
 
 
 def _fixed(config: triton.Config) -> dict:
@@ -171,11 +172,11 @@ def _interpreter_settings(kind: str) -> dict:
 def _launch(tuned, plain, kind: str):
     """(kernel, keyword settings): autotuned on a GPU; fixed otherwise, under the interpreter small
     blocks, else the first of the autotuner's candidates."""
-    if triton_interpreter_enabled():
+    if triton_autotune_enabled():
+        return tuned, {}
+    if INTERPRETED:
         return plain, _interpreter_settings(kind)
-    if not triton_autotune_enabled():
-        return plain, _fixed(tuned.configs[0])
-    return tuned, {}
+    return plain, _fixed(tuned.configs[0])
 
 
 def scratch_rows(offsets: torch.Tensor, stops: torch.Tensor) -> tuple[torch.Tensor, int]:
