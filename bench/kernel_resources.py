@@ -25,8 +25,8 @@ from common import print_table  # noqa: E402
 
 REGISTERS_PER_SM = 65536
 # the integer arguments of one garden view (648 x 420, 41 x 27 tiles, 138,766 Gaussians)
-GARDEN_INTS = {"H": 420, "W": 648, "TILES_X": 41, "N_TILES": 1107, "VN": 138766, "NF": 138766}
-SCALARS = ("H", "W", "TILES_X", "N_TILES", "C", "OUT_C", "VN", "NF", "TILE0", "ROW0", "UNIT")
+GARDEN_INTS = {"H": 420, "W": 648, "TILES_X": 41, "N_TILES": 1107, "VN": 138766, "NF": 138766, "NPIX": 272160}
+SCALARS = ("H", "W", "TILES_X", "N_TILES", "C", "OUT_C", "VN", "NF", "TILE0", "ROW0", "UNIT", "NPIX")
 INT64_POINTERS = ("Offsets", "FlatIds", "RowStart")
 INT32_POINTERS = ("Stops",)
 

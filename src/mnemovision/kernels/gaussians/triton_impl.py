@@ -497,8 +497,9 @@ class _CompositeTritonFn(torch.autograd.Function):
             _wide_backward(inputs, grads, ctx.stops, st, c, out_c, n_tiles)
         elif _sequential(c):
             kernel, kwargs = _launcher(True, c, st["const"])
-            # GRest, Scratch, Stops, RowStart, TILE0 and ROW0 serve the wide backward only: placeholders
-            kernel[(n_tiles,)](*inputs, *grads, final_t, final_t, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
+            # Scratch, Stops, RowStart, TILE0 and ROW0 serve the wide backward only: placeholders
+            walk_inputs = (*inputs[:7], *_pixel_planes(grad_render, out, grad_t, final_t))
+            kernel[(n_tiles,)](*walk_inputs, *grads, final_t, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, final_t.numel(), **kwargs)
         else:
             kernel, kwargs = _launcher(True, c, st["const"])
             kernel[(n_tiles,)](*inputs, *grads, *st["sizes"], c, out_c, *st["features"], **kwargs)
@@ -508,6 +509,14 @@ class _CompositeTritonFn(torch.autograd.Function):
         grad_depths = d_depths.to(depths.dtype) if ctx.has_depth else None
         return (d_means.to(means2d.dtype), d_conics.to(conics.dtype), d_opac.to(opacities.dtype), d_values.to(values.dtype),
                 grad_depths, grad_bg, None, None, None)
+
+
+def _pixel_planes(grad_render, out, grad_t, final_t) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the one-Gaussian-at-a-time backward reads per pixel: the output gradient as channel planes
+    [OUT_C, V H W] and G . out + g_T T_final [V H W] (the part of dL/d alpha that does not depend on
+    the Gaussian)."""
+    g_rest = ((grad_render * out).sum(-1) + grad_t.reshape(final_t.shape) * final_t).contiguous()
+    return grad_render.permute(3, 0, 1, 2).contiguous(), g_rest
 
 
 def _wide_forward(inputs, stops, st, c: int, out_c: int, n_tiles: int) -> None:
@@ -535,8 +544,7 @@ def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -
     per channel slice."""
     offsets, pids, means2d, conics, opac, values, depths, out, final_t, grad_render, grad_t = inputs
     d_values = grads[3]
-    # G . out + g_T T_final per pixel, over every output channel (the depth's included)
-    g_rest = ((grad_render * out).sum(-1) + grad_t.reshape(final_t.shape) * final_t).contiguous()
+    planes, g_rest = _pixel_planes(grad_render, out, grad_t, final_t)
     stops = stops.clone()  # the middle pass writes where it stopped
     row_start, n_rows = triton_wide.scratch_rows(offsets, stops)
     plan = triton_wide.chunks(row_start, n_rows, n_tiles)
@@ -549,7 +557,7 @@ def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -
     for t0, t1, r0, _ in plan:
         n = t1 - t0
         dots[lambda m: (n, triton_wide.ROW // m["BLOCK_P"])](offsets, stops, row_start, pids, values, grad_render, scratch, *shape_args, t0, r0, SHARED_FEATS=shared, **dots_kw)
-        walk[(n,)](*inputs, *grads, g_rest, scratch, stops, row_start, *shape_args, t0, r0, 1, **walk_kw)
+        walk[(n,)](*inputs[:7], planes, g_rest, *grads, scratch, stops, row_start, *shape_args, t0, r0, 1, final_t.numel(), **walk_kw)
         feats[lambda m: (n, cdiv(c, m["BLOCK_C"]))](offsets, stops, row_start, pids, grad_render, scratch, d_values, *shape_args, t0, r0, SHARED_FEATS=shared, **feats_kw)
 
 

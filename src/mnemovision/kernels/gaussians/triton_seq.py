@@ -12,8 +12,9 @@ per-Gaussian gradient is summed within each warp by shuffles, then added by one 
 warp that saw a non-zero term (the warp-level reduction of 3DGS's backward). The pixels are held as
 [R, NW, 32] with NW the program's warps (``num_warps``): warp w owns lanes of 32 consecutive pixels
 (two image rows of the tile) in each of the R = 256 / (32 NW) slabs, so the per-warp sum is an
-in-thread sum over R and a shuffle sum over the 32 lanes. With NW equal to ``num_warps`` the loop
-has no block barrier except the tile's liveness test once every ``BLOCK_G`` Gaussians (the walk
+in-thread sum over R and a shuffle sum over the 32 lanes (the candidates use NW = 8, R = 1: see
+``FWD_SETTINGS``). With NW equal to ``num_warps`` the loop has no block barrier except the tile's
+liveness test once every ``BLOCK_G`` Gaussians (the walk
 stops once every in-image pixel has stopped, as in the batched kernels). Parameters are prefetched
 (ids two Gaussians ahead, parameters and features one ahead). Same maths and stopping rule as
 ``ref.composite``; the backward recomputes the forward front to back like ``triton_impl``'s.
@@ -172,7 +173,7 @@ def _seq_fwd_kernel(
     pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
-    row = offs * UNIT  # scratch offsets in the pixels' layout (see the backward)
+    stride = 256 * UNIT  # scratch row stride (see the backward)
     if WIDE:  # entry e's scratch row: base + e
         base = tl.load(RowStart + tile) - ROW0 - start
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
@@ -197,7 +198,7 @@ def _seq_fwd_kernel(
             keep = (t_after >= T_MIN_C) & (done == 0)
             w = tl.where(keep, alpha * t_run, 0.0)
             if WIDE:
-                tl.store(Scratch + (base + b) * 256 + row, w, mask=valid)
+                tl.store(Scratch + (base + b) * stride + offs, w, mask=valid)
             a0 += w * f0
             if NCH > 1:
                 a1 += w * f1
@@ -231,9 +232,8 @@ def _warp_scatter(Target, terms, valid):
     warp, from its first lane, where that warp's sum is non-zero."""
     per_warp = tl.sum(tl.sum(terms, axis=0), axis=1, keep_dims=True)  # [NW, 1]
     part = tl.broadcast_to(per_warp, terms.shape[1:])
-    first_lane = (tl.arange(0, 32) == 0)[None, :]
-    # the offsets come from the partial sums so that the atomic keeps their layout (no shuffle through shared memory)
-    tl.atomic_add(Target + tl.zeros_like(part).to(tl.int64), part, mask=first_lane & valid & (part != 0.0), sem="relaxed")
+    lane = tl.broadcast_to(tl.arange(0, 32)[None, :], part.shape)
+    tl.atomic_add(Target + lane, part, mask=(lane == 0) & valid & (part != 0.0), sem="relaxed")
 
 
 @triton.jit
@@ -278,32 +278,34 @@ def _channel_grad(DValues, fid, valid, w, g_ch, f_ch, ch: tl.constexpr, C, NCH: 
 
 
 @triton.jit
-def _grad_channel(GradOut, Out, pix, inside, ch: tl.constexpr, OUT_C, NCH: tl.constexpr):
-    """(G_ch, G_ch out_ch) per pixel for channel ``ch`` of the output (zeros past NCH)."""
+def _grad_channel(GradPlanes, pix, inside, ch: tl.constexpr, NPIX, NCH: tl.constexpr):
+    """G_ch per pixel for channel ``ch`` of the output (zeros past NCH), from its plane."""
     if ch < NCH:
-        g = tl.load(GradOut + pix * OUT_C + ch, mask=inside, other=0.0)
-        return g, g * tl.load(Out + pix * OUT_C + ch, mask=inside, other=0.0)
-    return tl.zeros(pix.shape, dtype=tl.float32), tl.zeros(pix.shape, dtype=tl.float32)
+        return tl.load(GradPlanes + ch * NPIX + pix, mask=inside, other=0.0)
+    return tl.zeros(pix.shape, dtype=tl.float32)
 
 
 @triton.jit(do_not_specialize=["UNIT"])
 def _seq_bwd_kernel(
-    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
-    DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad, GRest, Scratch, Stops, RowStart,
-    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0, UNIT,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, GradPlanes, GRest,
+    DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad, Scratch, Stops, RowStart,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0, UNIT, NPIX,
     SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, WIDE: tl.constexpr,
     BLOCK_G: tl.constexpr, NW: tl.constexpr,
 ):
     """Recomputes the forward front to back and scatters each Gaussian's gradients by warp:
     dL/d alpha = T (G . f) - (G . out + g_T T_final - prefix) / (1 - alpha), the prefix the running
-    sum of w (G . f) up to and including this Gaussian.
+    sum of w (G . f) up to and including this Gaussian. The output gradient G comes as channel
+    planes (GradPlanes [OUT_C, NPIX], NPIX = V H W pixels) and G . out + g_T T_final per pixel as
+    GRest [NPIX], both computed by the launcher: every pixel load then reads consecutive addresses
+    along the lanes, so each gets the pixels' own register layout (an interleaved [pixel, channel]
+    read would get another layout, and with Triton 3.6 conversions between them in the loop).
 
     WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i; G . f of its list entry
     start + j comes from scratch row RowStart[tile] - ROW0 + j ([256] per entry, written by
     ``triton_wide``'s first pass) and its weights w are written back there for the feature pass;
-    G . out + g_T T_final is GRest [pixels]; the walk ends at Stops[tile] (the forward's) and stores
-    there where it ended. NCH is 0 then (the feature gradients are the third pass's) and GradOut is
-    read for the depth channel only. UNIT is 1 (a runtime argument, never specialised)."""
+    the walk ends at Stops[tile] (the forward's) and stores there where it ended. NCH is 0 then (the
+    feature gradients are the third pass's) and GradPlanes is read for the depth channel only. UNIT is 1 (a runtime argument, never specialised)."""
     tile = TILE0 + tl.program_id(0)
     pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
     start = tl.load(Offsets + tile)
@@ -311,20 +313,14 @@ def _seq_bwd_kernel(
         end = tl.load(Stops + tile).to(start.dtype)
     else:
         end = tl.load(Offsets + tile + 1)
-    g0, g_out = _grad_channel(GradOut, Out, pix, inside, 0, OUT_C, NCH)
-    g1, go1 = _grad_channel(GradOut, Out, pix, inside, 1, OUT_C, NCH)
-    g2, go2 = _grad_channel(GradOut, Out, pix, inside, 2, OUT_C, NCH)
-    g3, go3 = _grad_channel(GradOut, Out, pix, inside, 3, OUT_C, NCH)
+    g0 = _grad_channel(GradPlanes, pix, inside, 0, NPIX, NCH)
+    g1 = _grad_channel(GradPlanes, pix, inside, 1, NPIX, NCH)
+    g2 = _grad_channel(GradPlanes, pix, inside, 2, NPIX, NCH)
+    g3 = _grad_channel(GradPlanes, pix, inside, 3, NPIX, NCH)
     g_depth = tl.zeros(px.shape, dtype=tl.float32)
     if HAS_DEPTH:
-        g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
-    if WIDE:
-        g_rest = tl.load(GRest + pix, mask=inside, other=0.0)
-    else:
-        g_out += go1 + go2 + go3
-        if HAS_DEPTH:
-            g_out += g_depth * tl.load(Out + pix * OUT_C + C, mask=inside, other=0.0)
-        g_rest = g_out + tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
+        g_depth = tl.load(GradPlanes + C * NPIX + pix, mask=inside, other=0.0)
+    g_rest = tl.load(GRest + pix, mask=inside, other=0.0)
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
     done = tl.zeros(px.shape, dtype=tl.int32)
     prefix = tl.zeros(px.shape, dtype=tl.float32)
@@ -332,13 +328,14 @@ def _seq_bwd_kernel(
         start, end, FlatIds, Means2d, Conics, Opac, Values, Depths, VN, NF, C, SHARED_FEATS, NCH, HAS_DEPTH,
     )
     dots_n = tl.zeros(px.shape, dtype=tl.float32)
-    # scratch offsets of the pixels, in the pixels' layout: as a product with a runtime 1 they are
-    # not known to be contiguous, so the loads and stores are not vectorised into another layout
-    # (which would cost a shared-memory shuffle and two barriers per access in the loop)
-    row = offs * UNIT
+    # the scratch row stride as a product with a runtime 1: rows are then not known to be 16-byte
+    # aligned, so the loads and stores are not vectorised into another layout (which would cost a
+    # shared-memory shuffle and two barriers per access in the loop), while the pixels' offsets
+    # within a row stay known to be contiguous along the lanes (so the layout keeps lanes there)
+    stride = 256 * UNIT
     if WIDE:  # entry e's scratch row: base + e
         base = tl.load(RowStart + tile) - ROW0 - start
-        dots_n = tl.load(Scratch + (base + start) * 256 + row, mask=valid, other=0.0)
+        dots_n = tl.load(Scratch + (base + start) * stride + offs, mask=valid, other=0.0)
     b = start
     live = _live(done, inside)
     while (b < end) & (live > 0):
@@ -347,7 +344,7 @@ def _seq_bwd_kernel(
             nxt = _gaussian_params(pair_n, fid_n, valid_n, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
             dots = dots_n
             if WIDE:  # the next entry's G . f, in flight during this one
-                dots_n = tl.load(Scratch + (base + b + 1) * 256 + row, mask=valid_n, other=0.0)
+                dots_n = tl.load(Scratch + (base + b + 1) * stride + offs, mask=valid_n, other=0.0)
             alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op, valid)
             t_after = t_run * (1.0 - alpha)
             keep = (t_after >= T_MIN_C) & (done == 0)
@@ -355,7 +352,7 @@ def _seq_bwd_kernel(
             keep = keep & inside
             w = tl.where(keep, alpha * t_run, 0.0)
             if WIDE:
-                tl.store(Scratch + (base + b) * 256 + row, w, mask=valid)
+                tl.store(Scratch + (base + b) * stride + offs, w, mask=valid)
             dots += _channel_grad(DValues, fid, valid, w, g0, f0, 0, C, NCH)
             dots += _channel_grad(DValues, fid, valid, w, g1, f1, 1, C, NCH)
             dots += _channel_grad(DValues, fid, valid, w, g2, f2, 2, C, NCH)
@@ -377,12 +374,15 @@ def _seq_bwd_kernel(
         tl.store(Stops + tile, tl.minimum(b, end).to(Stops.dtype.element_ty))
 
 
-# (BLOCK_G, warps): offline on sm_90 (bench/kernel_resources.py, C = 3), fewer warps mean fewer
-# instructions per Gaussian and tile (each warp-level sum costs the same shuffles whatever its pixel
-# count) but fewer warps per SM to hide latency; longer unrolled runs between liveness tests cost
-# registers (the forward at 16 on 2 warps: 254). Only a GPU can weigh these.
-FWD_SETTINGS = ((8, 2), (4, 2), (16, 2), (8, 4))
-BWD_SETTINGS = ((16, 2), (8, 2), (8, 4), (16, 4), (8, 1))
+# (BLOCK_G, warps): eight warps, one pixel per thread (R = 1), as 3DGS's and gsplat's CUDA kernels
+# lay out a tile. Fewer warps (R > 1 pixels per thread) compile to fewer instructions per Gaussian
+# with Triton 3.8, but Triton 3.6 (the GPU machine's) lays the [R, NW, 32] tensors out with the
+# warps along R wherever a load's addresses run along the lanes (a tie in its contiguity order):
+# the per-warp sums then cross warps, 350-560 block barriers in the backward's code against 5 with
+# eight warps (``bench/kernel_resources.py`` under each Triton, 2026-11-27). The autotuner weighs
+# the run length between liveness tests (registers against tests).
+FWD_SETTINGS = ((8, 8), (4, 8), (16, 8))
+BWD_SETTINGS = ((8, 8), (4, 8), (16, 8))
 
 
 def configs(backward: bool):
