@@ -66,14 +66,15 @@ class Replay:
     def launch(self, fn, args, kwargs):
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         if self.recording:
-            before = [t.clone() for t in tensors]
             result = fn(*args, **kwargs)
-            self.written.append([(i, t.clone()) for i, (t, b) in enumerate(zip(tensors, before)) if not torch.equal(t, b)])
+            # every tensor argument's state after the launch: the outputs, and the inputs unchanged
+            # (telling them apart by comparison fails where a fresh buffer reuses memory that already
+            # held the same values)
+            self.written.append([t.clone() for t in tensors])
             return result
         start = time.perf_counter()
-        with torch.no_grad():
-            for i, value in self.written[self.step]:
-                tensors[i].copy_(value)
+        for t, value in zip(tensors, self.written[self.step]):
+            t.data.copy_(value)  # through .data: no autograd version bump on saved tensors
         self.step += 1
         self.launch_s += time.perf_counter() - start
         return None
