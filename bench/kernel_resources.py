@@ -7,7 +7,10 @@ for the resource report) and prints a table: registers per thread, spill stores 
 memory, and how many programs (and warps) fit on one SM by registers (65,536 per SM). Register pressure decides
 how many tiles an SM works on at once, so a candidate that spills or fits one program per SM is
 slow whatever the GPU; the table says which before device time is spent. Must run without
-TRITON_INTERPRET (the kernels have to be compiled, not interpreted).
+TRITON_INTERPRET (the kernels have to be compiled, not interpreted). Compilers differ: to see what
+the GPU machine's Triton makes of the kernels, install that version beside the project's
+(``pip install --target /tmp/t36 triton==3.6.0``) and run with ``PYTHONPATH=/tmp/t36``; the table's
+header names the Triton that compiled it.
 """
 
 from __future__ import annotations
@@ -181,7 +184,9 @@ def main() -> None:
     rows = raster_rows([int(c) for c in args.channels.split(",")], args.arch) if "raster" in wanted else []
     if "attention" in wanted:
         rows += attention_rows(args.arch)
-    print()
+    import triton
+
+    print(f"\ncompiled for sm_{args.arch} by Triton {triton.__version__} ({Path(triton.__file__).parent})")
     print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm", "warps_per_sm", "sass", "bar", "shfl", "atom"])
 
 
