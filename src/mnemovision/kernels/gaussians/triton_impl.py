@@ -498,7 +498,7 @@ class _CompositeTritonFn(torch.autograd.Function):
         elif _sequential(c):
             kernel, kwargs = _launcher(True, c, st["const"])
             # Scratch, Stops, RowStart, TILE0 and ROW0 serve the wide backward only: placeholders
-            walk_inputs = (*inputs[:7], *_pixel_planes(grad_render, out, grad_t, final_t))
+            walk_inputs = (*inputs[:7], *_pixel_planes(grad_render, out, grad_t, final_t, 0))
             kernel[(n_tiles,)](*walk_inputs, *grads, final_t, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, final_t.numel(), **kwargs)
         else:
             kernel, kwargs = _launcher(True, c, st["const"])
@@ -511,12 +511,14 @@ class _CompositeTritonFn(torch.autograd.Function):
                 grad_depths, grad_bg, None, None, None)
 
 
-def _pixel_planes(grad_render, out, grad_t, final_t) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the one-Gaussian-at-a-time backward reads per pixel: the output gradient as channel planes
-    [OUT_C, V H W] and G . out + g_T T_final [V H W] (the part of dL/d alpha that does not depend on
-    the Gaussian)."""
+def _pixel_planes(grad_render, out, grad_t, final_t, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the one-Gaussian-at-a-time backward reads per pixel: the output gradient's channels from
+    ``first`` on as planes [OUT_C - first, V H W] (all of them for C <= 4; for the wide walk only the
+    depth's, which it reads as plane NCH = 0; ``final_t`` stands in when there is none) and
+    G . out + g_T T_final [V H W] (the part of dL/d alpha that does not depend on the Gaussian)."""
     g_rest = ((grad_render * out).sum(-1) + grad_t.reshape(final_t.shape) * final_t).contiguous()
-    return grad_render.permute(3, 0, 1, 2).contiguous(), g_rest
+    planes = grad_render[..., first:].permute(3, 0, 1, 2).contiguous() if grad_render.shape[-1] > first else final_t
+    return planes, g_rest
 
 
 def _wide_forward(inputs, stops, st, c: int, out_c: int, n_tiles: int) -> None:
@@ -544,7 +546,7 @@ def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -
     per channel slice."""
     offsets, pids, means2d, conics, opac, values, depths, out, final_t, grad_render, grad_t = inputs
     d_values = grads[3]
-    planes, g_rest = _pixel_planes(grad_render, out, grad_t, final_t)
+    planes, g_rest = _pixel_planes(grad_render, out, grad_t, final_t, c)
     stops = stops.clone()  # the middle pass writes where it stopped
     row_start, n_rows = triton_wide.scratch_rows(offsets, stops)
     plan = triton_wide.chunks(row_start, n_rows, n_tiles)

@@ -296,7 +296,7 @@ def _seq_bwd_kernel(
     """Recomputes the forward front to back and scatters each Gaussian's gradients by warp:
     dL/d alpha = T (G . f) - (G . out + g_T T_final - prefix) / (1 - alpha), the prefix the running
     sum of w (G . f) up to and including this Gaussian. The output gradient G comes as channel
-    planes (GradPlanes [OUT_C, NPIX], NPIX = V H W pixels) and G . out + g_T T_final per pixel as
+    planes (GradPlanes [NCH (+ 1 with HAS_DEPTH), NPIX], NPIX = V H W pixels) and G . out + g_T T_final per pixel as
     GRest [NPIX], both computed by the launcher: every pixel load then reads consecutive addresses
     along the lanes, so each gets the pixels' own register layout (an interleaved [pixel, channel]
     read would get another layout, and with Triton 3.6 conversions between them in the loop).
@@ -305,7 +305,7 @@ def _seq_bwd_kernel(
     start + j comes from scratch row RowStart[tile] - ROW0 + j ([256] per entry, written by
     ``triton_wide``'s first pass) and its weights w are written back there for the feature pass;
     the walk ends at Stops[tile] (the forward's) and stores there where it ended. NCH is 0 then (the
-    feature gradients are the third pass's) and GradPlanes is read for the depth channel only. UNIT is 1 (a runtime argument, never specialised)."""
+    feature gradients are the third pass's) and GradPlanes holds the depth's plane only. UNIT is 1 (a runtime argument, never specialised)."""
     tile = TILE0 + tl.program_id(0)
     pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
     start = tl.load(Offsets + tile)
@@ -319,7 +319,7 @@ def _seq_bwd_kernel(
     g3 = _grad_channel(GradPlanes, pix, inside, 3, NPIX, NCH)
     g_depth = tl.zeros(px.shape, dtype=tl.float32)
     if HAS_DEPTH:
-        g_depth = tl.load(GradPlanes + C * NPIX + pix, mask=inside, other=0.0)
+        g_depth = tl.load(GradPlanes + NCH * NPIX + pix, mask=inside, other=0.0)  # the plane after the channels
     g_rest = tl.load(GRest + pix, mask=inside, other=0.0)
     t_run = tl.full(px.shape, 1.0, dtype=tl.float32)
     done = tl.zeros(px.shape, dtype=tl.int32)
