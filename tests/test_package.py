@@ -7,8 +7,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src" / "mnemovision"
 METHODS = ("splatting", "vos", "sr", "motion")

@@ -1,6 +1,5 @@
 import logging
 
-import numpy as np
 import pytest
 
 from mnemovision.vision.io import read_image
