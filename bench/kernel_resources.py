@@ -83,7 +83,7 @@ def sass_counts(cubin: bytes) -> dict:
     return {"sass": len(ops), "bar": ops.count("BAR"), "shfl": ops.count("SHFL"), "atom": sum(op in ("ATOM", "ATOMG", "RED", "REDG") for op in ops)}
 
 
-def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict | None = None, num_stages: int = 3, ints: dict | None = None) -> dict:
+def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict | None = None, num_stages: int = 3, ints: dict | None = None, maxnreg: int | None = None) -> dict:
     """Compile one configuration and report its resources. ``ints`` holds the integer arguments of
     the shape being modelled: like a real launch, those divisible by 16 are specialised as such (this
     decides vector loads and asynchronous copies, so registers and shared memory too)."""
@@ -96,7 +96,8 @@ def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict |
     ints = ints or {}
     attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if sig[name].startswith("*") or (name in ints and ints[name] % 16 == 0)}
     source = ASTSource(fn, signature=sig, constexprs=constants, attrs=attrs)
-    kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps, "num_stages": num_stages})
+    options = {"num_warps": num_warps, "num_stages": num_stages, **({"maxnreg": maxnreg} if maxnreg else {})}
+    kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     report = ptxas_report(kernel.asm["ptx"], arch)
     threads = 32 * num_warps
     report["programs_per_sm"] = REGISTERS_PER_SM // max(1, report["registers"] * threads)
@@ -108,8 +109,10 @@ def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict |
 
 def config_row(kernel: str, c: int, fn, config, constants: dict, arch: int) -> dict:
     """One table row: a compositor kernel compiled with ``config`` and ``constants`` at the garden shape."""
-    row = {"kernel": kernel, "C": c, "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()), "warps": config.num_warps}
-    row.update(compile_report(fn, {**constants, **config.kwargs}, config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c)))
+    cap = getattr(config, "maxnreg", None)
+    settings = " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + (f" maxnreg={cap}" if cap else "")
+    row = {"kernel": kernel, "C": c, "config": settings, "warps": config.num_warps}
+    row.update(compile_report(fn, {**constants, **config.kwargs}, config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c), maxnreg=cap))
     print(row, flush=True)
     return row
 

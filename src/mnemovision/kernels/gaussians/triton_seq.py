@@ -380,13 +380,15 @@ def _seq_bwd_kernel(
 # warps along R wherever a load's addresses run along the lanes (a tie in its contiguity order):
 # the per-warp sums then cross warps, 350-560 block barriers in the backward's code against 5 with
 # eight warps (``bench/kernel_resources.py`` under each Triton, 2026-11-27). The autotuner weighs
-# the run length between liveness tests (registers against tests).
-FWD_SETTINGS = ((8, 8), (4, 8), (16, 8))
-BWD_SETTINGS = ((8, 8), (4, 8), (16, 8))
+# the run length between liveness tests (registers against tests) and, third, a register cap
+# (None: ptxas decides): runs of 4 capped at 64 registers fit 4 programs (32 warps) per SM instead
+# of 2-3, without spilling under Triton 3.6 (the forward at C = 3 uses 94 registers uncapped).
+FWD_SETTINGS = ((8, 8, None), (4, 8, None), (16, 8, None), (4, 8, 64))
+BWD_SETTINGS = ((8, 8, None), (4, 8, None), (16, 8, None), (4, 8, 64))
 
 
 def configs(backward: bool):
-    """Autotuner candidates: Gaussians between liveness tests (BLOCK_G, the unrolled inner loop) and
-    warps (NW follows num_warps: it shapes the pixel grid so that each warp owns whole rows). The
-    first of each list is the launch setting when the autotuner is off."""
-    return [triton.Config({"BLOCK_G": g, "NW": w}, num_warps=w) for g, w in (BWD_SETTINGS if backward else FWD_SETTINGS)]
+    """Autotuner candidates: Gaussians between liveness tests (BLOCK_G, the unrolled inner loop),
+    warps (NW follows num_warps: it shapes the pixel grid so that each warp owns whole rows) and a
+    register cap. The first of each list is the launch setting when the autotuner is off."""
+    return [triton.Config({"BLOCK_G": g, "NW": w}, num_warps=w, maxnreg=cap) for g, w, cap in (BWD_SETTINGS if backward else FWD_SETTINGS)]
