@@ -168,8 +168,10 @@ def attention_rows(arch: int) -> list[dict]:
         for config in tk._select_tuned.configs:
             # the selection with the readout of Dv = 512 values fused, as memory_attention launches it
             constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=32, BLOCK_D=64, BLOCK_K=32, BLOCK_DV=128, **config.kwargs)
-            row = {"kernel": "topk_select vos_T20", "C": "-", "config": f"TILE={tile} BLOCK_T={block_t} D_CHUNK={config.kwargs['D_CHUNK']}", "warps": config.num_warps}
-            row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}))
+            cap = getattr(config, "maxnreg", None)
+            settings = f"TILE={tile} BLOCK_T={block_t} D_CHUNK={config.kwargs['D_CHUNK']}" + (f" maxnreg={cap}" if cap else "")
+            row = {"kernel": "topk_select vos_T20", "C": "-", "config": settings, "warps": config.num_warps}
+            row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}, maxnreg=cap))
             rows.append(row)
             print(row, flush=True)
     return rows

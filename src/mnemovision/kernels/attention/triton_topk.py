@@ -258,10 +258,13 @@ def _topk_bwd_kernel(
 
 # The selection program's gather width and warps, tuned per (D, Dv, top_k, tile-row size) on a GPU
 # (registers with the fused readout at vos_T20, offline): the fixed choice (8-wide on 8 warps, 80)
-# beside 16 warps (47), 16-wide gathers (102) and 4-wide on 4 warps (106).
+# beside 16 warps (47), 16-wide gathers (102) and 4-wide on 4 warps (106); and the fixed choice
+# capped at 80 registers: with tiles of 8 it uses 103 (Triton 3.8) to 127 (3.6), 2 programs per SM,
+# capped 3, without spills under either (the program waits on scattered gathers, so more warps per
+# SM hide more of that; 2026-11-27 offline, ``bench/kernel_resources.py``).
 # The trials rewrite Idx (and Out, Lse) with the same values, so they need no reset.
 _select_tuned = TunedKernel(triton.autotune(
-    [triton.Config({"D_CHUNK": dc}, num_warps=w) for w, dc in ((SELECT_WARPS, _D_CHUNK), (16, 8), (8, 16), (4, 4))],
+    [triton.Config({"D_CHUNK": dc}, num_warps=w, maxnreg=cap) for w, dc, cap in ((SELECT_WARPS, _D_CHUNK, None), (16, 8, None), (8, 16, None), (4, 4, None), (SELECT_WARPS, _D_CHUNK, 80))],
     key=["D", "DV", "TOPK", "BLOCK_T", "READOUT"],
 )(_select_kernel))
 
