@@ -386,8 +386,7 @@ def _fixed_settings(c: int, backward: bool, sequential: bool) -> dict:
     if sequential:
         if interp:
             return {"BLOCK_G": 4, "NW": 8, "num_warps": 8}
-        first = (_seq_bwd_tuned if backward else _seq_fwd_tuned).configs[0]
-        return {**first.kwargs, "num_warps": first.num_warps}
+        return (_seq_bwd_tuned if backward else _seq_fwd_tuned).configs[0].all_kwargs()
     if interp:
         return {"BLOCK_G": BLOCK_G, "BLOCK_C": BLOCK_C, "PREC": "ieee", "num_warps": NUM_WARPS}
     if 0 < c <= SMALL_C_MAX:

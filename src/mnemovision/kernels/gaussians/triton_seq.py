@@ -296,16 +296,18 @@ def _seq_bwd_kernel(
     """Recomputes the forward front to back and scatters each Gaussian's gradients by warp:
     dL/d alpha = T (G . f) - (G . out + g_T T_final - prefix) / (1 - alpha), the prefix the running
     sum of w (G . f) up to and including this Gaussian. The output gradient G comes as channel
-    planes (GradPlanes [NCH (+ 1 with HAS_DEPTH), NPIX], NPIX = V H W pixels) and G . out + g_T T_final per pixel as
-    GRest [NPIX], both computed by the launcher: every pixel load then reads consecutive addresses
-    along the lanes, so each gets the pixels' own register layout (an interleaved [pixel, channel]
-    read would get another layout, and with Triton 3.6 conversions between them in the loop).
+    planes (GradPlanes [NCH (+ 1 with HAS_DEPTH), NPIX], NPIX = V H W pixels) and
+    G . out + g_T T_final per pixel as GRest [NPIX], both computed by the launcher: every pixel load
+    then reads consecutive addresses along the lanes, so each gets the pixels' own register layout
+    (an interleaved [pixel, channel] read would get another layout, and with Triton 3.6 conversions
+    between them in the loop).
 
     WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i; G . f of its list entry
     start + j comes from scratch row RowStart[tile] - ROW0 + j ([256] per entry, written by
     ``triton_wide``'s first pass) and its weights w are written back there for the feature pass;
     the walk ends at Stops[tile] (the forward's) and stores there where it ended. NCH is 0 then (the
-    feature gradients are the third pass's) and GradPlanes holds the depth's plane only. UNIT is 1 (a runtime argument, never specialised)."""
+    feature gradients are the third pass's) and GradPlanes holds the depth's plane only. UNIT is 1
+    (a runtime argument, never specialised)."""
     tile = TILE0 + tl.program_id(0)
     pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
     start = tl.load(Offsets + tile)
@@ -374,7 +376,7 @@ def _seq_bwd_kernel(
         tl.store(Stops + tile, tl.minimum(b, end).to(Stops.dtype.element_ty))
 
 
-# (BLOCK_G, warps): eight warps, one pixel per thread (R = 1), as 3DGS's and gsplat's CUDA kernels
+# (BLOCK_G, warps, register cap): eight warps, one pixel per thread (R = 1), as 3DGS's and gsplat's CUDA kernels
 # lay out a tile. Fewer warps (R > 1 pixels per thread) compile to fewer instructions per Gaussian
 # with Triton 3.8, but Triton 3.6 (the GPU machine's) lays the [R, NW, 32] tensors out with the
 # warps along R wherever a load's addresses run along the lanes (a tie in its contiguity order):

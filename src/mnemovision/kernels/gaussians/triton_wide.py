@@ -136,30 +136,29 @@ _FEATURE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64
 _COMPOSE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (32, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64, "ieee", 8, 3))
 
 
+def _configs(names: tuple[str, ...], settings) -> list:
+    """Autotuner candidates from rows of settings: the values of ``names``, then warps and stages."""
+    return [triton.Config(dict(zip(names, row[:-2])), num_warps=row[-2], num_stages=row[-1]) for row in settings]
+
+
 def compose_configs():
     """Entries per step, channels per program, product precision, warps, stages."""
-    return [triton.Config({"BLOCK_L": lb, "BLOCK_C": c, "PREC": prec}, num_warps=w, num_stages=st) for lb, c, prec, w, st in _COMPOSE_SETTINGS]
+    return _configs(("BLOCK_L", "BLOCK_C", "PREC"), _COMPOSE_SETTINGS)
 
 
 def dots_configs():
     """Pixels per program, entries per step, channels per product, product precision, warps, stages."""
-    return [
-        triton.Config({"BLOCK_P": p, "BLOCK_L": lb, "BLOCK_C": c, "PREC": prec}, num_warps=w, num_stages=st) for p, lb, c, prec, w, st in _DOTS_SETTINGS
-    ]
+    return _configs(("BLOCK_P", "BLOCK_L", "BLOCK_C", "PREC"), _DOTS_SETTINGS)
 
 
 def feature_configs():
     """Entries per step, channels per program, product precision, warps, stages."""
-    return [triton.Config({"BLOCK_L": lb, "BLOCK_C": c, "PREC": prec}, num_warps=w, num_stages=st) for lb, c, prec, w, st in _FEATURE_SETTINGS]
+    return _configs(("BLOCK_L", "BLOCK_C", "PREC"), _FEATURE_SETTINGS)
 
 
 _dots_tuned = TunedKernel(triton.autotune(dots_configs(), key=["C", "OUT_C"])(_dots_kernel))
 _feature_tuned = TunedKernel(triton.autotune(feature_configs(), key=["C", "OUT_C"], reset_to_zero=["DValues"])(_feature_grad_kernel))
 _compose_tuned = TunedKernel(triton.autotune(compose_configs(), key=["C", "OUT_C"])(_compose_kernel))
-
-
-def _fixed(config: triton.Config) -> dict:
-    return {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
 
 
 def _interpreter_settings(kind: str) -> dict:
@@ -176,7 +175,7 @@ def _launch(tuned, plain, kind: str):
         return tuned, {}
     if INTERPRETED:
         return plain, _interpreter_settings(kind)
-    return plain, _fixed(tuned.configs[0])
+    return plain, tuned.configs[0].all_kwargs()
 
 
 def scratch_rows(offsets: torch.Tensor, stops: torch.Tensor) -> tuple[torch.Tensor, int]:
