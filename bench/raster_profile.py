@@ -6,8 +6,8 @@ the launch count and the wall time per call, forward or forward+backward, at C =
 Prints one kernel table per (backend, channels): the Triton path's ``_project_*``, ``_bin_kernel`` and
 ``_composite_*_kernel`` beside PyTorch's sort and small elementwise kernels; for the Triton path on a
 GPU also the compositor autotuner's time per candidate and choice, and each compiled compositor's
-registers and spills. ``--small-c both`` profiles the Triton path at C <= 4 twice: with the
-one-Gaussian-at-a-time kernels (``triton_seq``, the default) and with the batched kernels' small-C path;
+registers and spills. ``--small-c both`` profiles the Triton path at C <= 4 twice: with the batched
+kernels' small-C path (the default) and with the one-Gaussian-at-a-time kernels (``triton_seq``);
 ``--wide both`` profiles C > 4 with the two-pass forward and three-pass backward (``triton_wide``, the
 default) and with the batched kernels.
 Not a JSON benchmark: ``bench/raster.py`` is the record. On a CPU it profiles the CPU ops instead.
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--channels", default="3,160")
     parser.add_argument("--backward", action="store_true", help="profile forward+backward")
     parser.add_argument("--calls", type=int, default=5)
-    parser.add_argument("--small-c", default="sequential", choices=["sequential", "batched", "both"], help="Triton kernels at C <= 4")
+    parser.add_argument("--small-c", default="batched", choices=["sequential", "batched", "both"], help="Triton kernels at C <= 4")
     parser.add_argument("--wide", default="split", choices=["split", "batched", "both"], help="Triton kernels at C > 4")
     args = parser.parse_args()
     backends = args.backends.split(",") if args.backends else (["triton", "gsplat"] if args.device == "cuda" else ["torch"])
@@ -97,11 +97,12 @@ def main() -> None:
 
             small = channels <= 4
             switch = "SEQUENTIAL_SMALL_C" if small else "SPLIT_WIDE"
+            default = getattr(triton_impl, switch)
             for new_path in choices[args.small_c if small else args.wide]:
                 setattr(triton_impl, switch, new_path)
-                label = "" if new_path else (" (batched small-C kernels)" if small else " (batched kernels)")
+                label = "" if new_path == default else (" (sequential small-C kernels)" if new_path else " (batched small-C kernels)") if small else " (batched kernels)"
                 profile_backend(backend, channels, args.device, args.backward, args.calls, label)
-                setattr(triton_impl, switch, True)
+            setattr(triton_impl, switch, default)
 
 
 if __name__ == "__main__":

@@ -444,22 +444,23 @@ def test_triton_wide_candidates_and_chunks(index, monkeypatch):
     features; run as fixed settings, FMA or TF32x3 products) gives the float64 path's render and
     gradients; with index 0 the scratch holds 24 list entries only, so the tiles go through it in
     many chunks (some larger than that); with index 1 the few-channel kernels are switched to the
-    batched ones (the wide walks must not follow)."""
+    path that is not the default (the wide walks must not follow). Passes with fewer candidates wrap
+    around."""
     from mnemovision.kernels.gaussians import triton_wide
 
     candidates = {"dots": triton_wide.dots_configs(), "feature": triton_wide.feature_configs(), "compose": triton_wide.compose_configs()}
 
     def fixed(tuned, plain, kind):
-        config = candidates[kind][index]
+        config = candidates[kind][index % len(candidates[kind])]
         return plain, {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
 
     monkeypatch.setattr(triton_wide, "_launch", fixed)
     if index == 0:
         monkeypatch.setattr(triton_wide, "SCRATCH_BYTES", 24 * triton_wide.ROW * 4)
-    if index == 1:  # the batched small-C path chosen: the wide walks still take the sequential kernels
+    if index == 1:  # the other small-C path chosen: the wide walks still take the sequential kernels
         from mnemovision.kernels.gaussians import triton_impl
 
-        monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", False)
+        monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", not triton_impl.SEQUENTIAL_SMALL_C)
     assert_parity_with_float64(scene(n=80, c=40, v=2), W, H)
 
 
@@ -528,19 +529,25 @@ def test_triton_autotuned_compositor_matches_the_reference(channels, monkeypatch
 
 
 @pytest.mark.triton
-@pytest.mark.parametrize("channels", [3, 8])
-def test_triton_autotuned_launches_on_cpu(channels, autotune_on_cpu):
+@pytest.mark.parametrize("channels, sequential", [(3, False), (3, True), (8, False)])
+def test_triton_autotuned_launches_on_cpu(channels, sequential, autotune_on_cpu, monkeypatch):
     """The GPU launch path on CPU: the first call runs every candidate through Triton's autotuner
     (its trials must reset the gradients they accumulate and restore the scratch they rewrite), the
-    second launches the chosen (last) candidates directly; both match the float64 reference."""
+    second launches the chosen (last) candidates directly; both match the float64 reference. At
+    C = 3 with either small-C path (batched, the default, or one Gaussian at a time)."""
     from mnemovision.kernels.gaussians import triton_impl, triton_wide
 
+    monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
     inputs = scene(n=40, c=channels, seed=channels)
     assert_parity_with_float64(inputs, 37, 21)
-    tuned = [triton_impl._seq_fwd_tuned, triton_impl._seq_bwd_tuned]
-    if channels > 4:
-        tuned += [triton_wide._compose_tuned, triton_wide._dots_tuned, triton_wide._feature_tuned]
+    if channels <= 4 and not sequential:  # the batched kernels, pruned to their small-C candidates
+        expected = 2 * len(triton_impl._SMALL_C_CONFIGS)
+    else:
+        tuned = [triton_impl._seq_fwd_tuned, triton_impl._seq_bwd_tuned]
+        if channels > 4:
+            tuned += [triton_wide._compose_tuned, triton_wide._dots_tuned, triton_wide._feature_tuned]
+        expected = sum(len(t.configs) for t in tuned)
     trials = autotune_on_cpu.calls
-    assert trials == sum(len(t.configs) for t in tuned)  # every candidate of every pass, once
+    assert trials == expected  # every candidate of every pass, once
     assert_parity_with_float64(inputs, 37, 21)
     assert autotune_on_cpu.calls == trials  # no new trials: the choices were reused

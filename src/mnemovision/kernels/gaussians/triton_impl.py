@@ -5,8 +5,9 @@ alpha = min(0.99, o exp(-q/2)) for all 256 pixels x BLOCK_G Gaussians, the trans
 cumulative product along the batch (3DGS's early stop once it would fall below 1e-4, and the skip
 below 1/255), then ``weights @ features``: for more than 4 channels a matmul per channel slice (fp32
 products as plain FMA or as three TF32 tensor-core products, both about fp32 accurate), for 1 to 4
-channel by channel sums (a matmul tile would be mostly padding; by default C <= 4 goes to the
-one-Gaussian-at-a-time kernels of ``triton_seq`` instead, ``SEQUENTIAL_SMALL_C``). A tile stops walking its list once
+channel by channel sums (a matmul tile would be mostly padding; the one-Gaussian-at-a-time kernels
+of ``triton_seq`` can take C <= 4 instead, ``SEQUENTIAL_SMALL_C``, off by default since the H100 timed
+them slower at C = 3). A tile stops walking its list once
 every in-image pixel has stopped (forward and backward). The walk is software-pipelined: the ids of
 batch i + 2 and the parameters and features of batch i + 1 are loaded while batch i is composited
 (the list -> Gaussian indirection would otherwise stall every batch). Channels are tiled across
@@ -355,9 +356,11 @@ _bwd_tuned = TunedKernel(triton.autotune(
 )(_composite_bwd_kernel))
 
 
-# C <= 4 composites one Gaussian at a time (``triton_seq``); False selects the batched kernels' small-C
-# path instead (kept while GPU timings compare the two: ``bench/raster_profile.py --small-c both``)
-SEQUENTIAL_SMALL_C = True
+# True: C <= 4 composites one Gaussian at a time (``triton_seq``) instead of the batched kernels'
+# small-C path. Off: on the H100 (2026-11-27, garden view, C = 3, ``bench/raster_profile.py --small-c
+# both``) the batched kernels' best candidates took 0.34 ms forward and 0.89 ms backward, the
+# sequential ones' 0.45 and 1.41. The sequential kernels stay for the wide passes (C > 4).
+SEQUENTIAL_SMALL_C = False
 _seq_fwd_tuned = TunedKernel(triton.autotune(triton_seq.configs(backward=False), key=["C", "OUT_C"])(triton_seq._seq_fwd_kernel))
 # the WIDE pass rewrites its scratch rows and stopping points in place: restored around each trial
 _seq_bwd_tuned = TunedKernel(triton.autotune(
@@ -379,9 +382,10 @@ def _wide(c: int) -> bool:
 
 def _fixed_settings(c: int, backward: bool, sequential: bool) -> dict:
     """Launch settings without the autotuner: under the interpreter, small sizes; on a GPU the
-    candidates the H100 autotuner preferred (2026-11-27; batched small C: batches of 4 on 4 warps,
-    backward 1.19 ms against 1.80 on 8 warps; matmul path: 16-channel slices with FMA products on 8
-    warps); for the sequential kernels (not yet timed) the first of ``triton_seq``'s candidates."""
+    candidates the H100 autotuner preferred (2026-11-27, garden view; batched small C: forward
+    batches of 16 on 8 warps, 0.34 ms against 0.37-0.43, backward batches of 8 on 4 warps, 0.89 ms
+    against 1.19-1.79; matmul path: 16-channel slices with FMA products on 8 warps); for the
+    sequential kernels the first of ``triton_seq``'s candidates (the H100's picks at C = 160)."""
     interp = INTERPRETED
     if sequential:
         if interp:
@@ -390,7 +394,7 @@ def _fixed_settings(c: int, backward: bool, sequential: bool) -> dict:
     if interp:
         return {"BLOCK_G": BLOCK_G, "BLOCK_C": BLOCK_C, "PREC": "ieee", "num_warps": NUM_WARPS}
     if 0 < c <= SMALL_C_MAX:
-        return {"BLOCK_G": 4, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 4}
+        return {"BLOCK_G": 8, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 4} if backward else {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
     return {"BLOCK_G": 16, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 8}
 
 

@@ -127,13 +127,15 @@ def _compose_kernel(
     tl.store(Out + pix[:, None] * OUT_C + offs_c[None, :], acc, mask=inside[:, None] & (offs_c[None, :] < C))
 
 
-# Candidates (autotuned per channel count on a GPU; the first when the autotuner is off), kept where
-# bench/kernel_resources.py shows no spills on sm_90 at C = 160: the feature pass holds its [256,
-# BLOCK_C] slice of G in registers, so with TF32x3 products only 16 entries per step fit (32: 0.4-1 KB
-# of spills).
+# Candidates (autotuned per channel count on a GPU; the first when the autotuner is off: the H100's
+# pick at C = 160, 2026-11-27, bench/RESULTS.md), kept where bench/kernel_resources.py shows no spills
+# on sm_90 at C = 160: the feature pass holds its [256, BLOCK_C] slice of G in registers, so with
+# TF32x3 products only 16 entries per step fit (32: 0.4-1 KB of spills). The H100 timed the compose
+# pass 0.73-1.05 ms, dots 0.51-2.84, features 1.00-1.69 (a 64-channel FMA candidate that spilled
+# 1.5 KB under the GPU's Triton 3.6 took 25.6 ms and is gone).
 _DOTS_SETTINGS = ((64, 32, 32, "tf32x3", 4, 3), (64, 64, 32, "tf32x3", 8, 3), (128, 32, 32, "tf32x3", 8, 3), (64, 32, 16, "ieee", 4, 3))
-_FEATURE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64, "ieee", 8, 3), (16, 32, "ieee", 4, 3))
-_COMPOSE_SETTINGS = ((16, 32, "tf32x3", 8, 3), (32, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2), (32, 64, "ieee", 8, 3))
+_FEATURE_SETTINGS = ((16, 32, "ieee", 4, 3), (16, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2))
+_COMPOSE_SETTINGS = ((32, 64, "ieee", 8, 3), (16, 32, "tf32x3", 8, 3), (32, 32, "tf32x3", 8, 3), (16, 64, "tf32x3", 8, 2))
 
 
 def _configs(names: tuple[str, ...], settings) -> list:
