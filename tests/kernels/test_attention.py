@@ -362,6 +362,38 @@ def test_triton_topk_readout_fused_and_after_the_selection_fallback(max_tiles, t
         torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("top_k,max_tiles", [(None, None), (6, None), (6, 1)])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_triton_inference_launches_match_the_autograd_path(top_k, max_tiles, layout, monkeypatch):
+    """Without anything to differentiate (``torch.no_grad``, or inputs that need no gradient) the
+    Triton launchers skip autograd: the same kernels give bit-identical out and usage, with no graph.
+    Strided inputs (a transposed [B, M, H, D] bank) are copied into the kernels' row layout; top-k
+    also after the PyTorch selection fallback (``max_tiles`` 1)."""
+    from mnemovision.kernels.attention import triton_topk
+
+    if max_tiles is not None:
+        monkeypatch.setattr(triton_topk, "MAX_TILES", max_tiles)
+    q, k, v = make(1, 2, 11, 90, 16, 12, dtype=torch.float32, device=DEVICE)
+    if layout == "strided":  # [B, H, L, E] views of [B, L, H, E] tensors
+        q, k, v = (t.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True) for t in (q, k, v))
+        assert not q.is_contiguous()
+    args = dict(top_k=top_k, similarity="neg_l2", return_usage=True, backend="triton")
+    tracked = memory_attention(q, k, v, **args)
+    assert tracked.out.grad_fn is not None
+    with torch.no_grad():
+        untracked = memory_attention(q, k, v, **args)
+    detached = memory_attention(*(t.detach() for t in (q, k, v)), **args)
+    for res in (untracked, detached):
+        assert res.out.grad_fn is None and not res.out.requires_grad
+        assert res.out.shape == tracked.out.shape and res.out.is_contiguous()
+        assert torch.equal(res.out, tracked.out.detach())
+        assert torch.equal(res.usage, tracked.usage)
+    expected, _ = oracle(*(t.detach().double().cpu() for t in (q, k, v)), top_k=top_k, similarity="neg_l2")
+    assert_kernel_close(untracked.out, memory_attention(q.detach(), k.detach(), v.detach(), top_k=top_k, similarity="neg_l2", backend="torch"), expected.to(untracked.out.device), "out")
+
+
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_triton_topk_tile_size_is_the_smallest_that_fits():
     """Tiles of 8 keys up to 4096 tiles (M = 32,768; vos_T20 has 32,400), then 16, then 32."""

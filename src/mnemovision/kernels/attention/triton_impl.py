@@ -273,9 +273,7 @@ def _blocks(block_d: int) -> dict:
     return {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4}
 
 
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """[B, H, L, E] -> contiguous [B*H, L, E]."""
-    return t.reshape(-1, *t.shape[2:]).contiguous()
+_flat = triton_sizes.dense_rows
 
 
 def _check_inputs(q, k, v, bias) -> None:
@@ -296,8 +294,8 @@ def _fwd(q, k, v, bias, scale: float):
     m, dv = k.shape[2], v.shape[3]
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
-    out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
-    lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
+    out = torch.empty(b, h, nq, dv, device=q.device, dtype=q.dtype)  # written as [B*H, Nq, Dv] rows
+    lse = torch.empty(b, h, nq, device=q.device, dtype=torch.float32)
     block_d = triton_sizes.block_d(d)
     if not triton_autotune_enabled():  # the interpreter (no GPU driver to tune with) or MNEMOVISION_TRITON_AUTOTUNE=0
         cfg, block_dv = _blocks(block_d), triton_sizes.block_dv(dv)
@@ -308,7 +306,7 @@ def _fwd(q, k, v, bias, scale: float):
             return (cdiv(nq, meta["BLOCK_M"]), b * h, cdiv(dv, meta["BLOCK_DV"]))
 
         _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype))
-    return out.view(b, h, nq, dv), lse.view(b, h, nq)
+    return out, lse
 
 
 def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
@@ -320,11 +318,11 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
     dof = torch.zeros_like(out) if grad_out is None else _flat(grad_out.to(q.dtype))
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
-    lsef = lse.reshape(-1, nq).contiguous()
+    lsef = _flat(lse)
     rows = b * h * nq
     delta = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
     has_glse = grad_lse is not None
-    glse = grad_lse.reshape(b * h, nq).contiguous() if has_glse else lsef
+    glse = _flat(grad_lse) if has_glse else lsef
     block_r = 16
     _attn_bwd_delta_kernel[(cdiv(rows, block_r),)](out, dof, glse, delta, rows, dv, HAS_GLSE=has_glse, BLOCK_R=block_r, BLOCK_DV=triton_sizes.block_dv(dv))
     block_d, block_dv = triton_sizes.block_d(d), triton_sizes.block_dv(dv)
@@ -353,7 +351,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
         last = (dbias, dbias_total, m) if has_bias else (dk, dk_total, 0)
         grid = (cdiv(m * max(d, dv), 1024), b * h, 3 if has_bias else 2)
         _sum_splits_kernel[grid](dk, dk_total, m * d, dvv, dv_total, m * dv, *last, splits, BLOCK=1024)
-    return dq.view_as(q), dk_total.view_as(k), dv_total.view_as(v), None if dbias_total is None else dbias_total.view(b, h, m)
+    return dq, dk_total.view(k.shape), dv_total.view(v.shape), None if dbias_total is None else dbias_total.view(b, h, m)
 
 
 def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, int]:
@@ -361,7 +359,7 @@ def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, in
     too few programs to fill the GPU (MCNet: 1024 keys, 16384 queries), the query range is split and
     each split writes a partial sum. Queries the SM count at call time (a fixed 8 under the
     interpreter, so the tests exercise splitting)."""
-    sms = 8 if triton_sizes.interpreting() else torch.cuda.get_device_properties(device).multi_processor_count
+    sms = triton_sizes.sm_count(device)
     q_blocks = cdiv(nq, block_m)
     splits = max(1, min(q_blocks, cdiv(2 * sms, max(1, programs))))
     chunk = cdiv(q_blocks, splits) * block_m
@@ -388,8 +386,12 @@ class _DenseTritonFn(torch.autograd.Function):
 
 def dense_attention(q, k, v, bias, scale: float = 1.0):
     """(out [B, H, Nq, Dv], lse [B, H, Nq]) of dense softmax attention with logits scale q.k + bias
-    (``bias`` [B, H, M] or None for none); differentiable in q, k, v, bias and through lse."""
-    return _DenseTritonFn.apply(q, k, v, bias, scale)
+    (``bias`` [B, H, M] or None for none); differentiable in q, k, v, bias and through lse. Without
+    anything to differentiate (inference, ``torch.no_grad``) the forward launches without autograd."""
+    if triton_sizes.needs_grad(q, k, v, bias):
+        return _DenseTritonFn.apply(q, k, v, bias, scale)
+    out, lse = _fwd(q, k, v, bias, scale)
+    return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse
 
 
 def dense_usage(q, k, bias, lse, scale: float = 1.0):

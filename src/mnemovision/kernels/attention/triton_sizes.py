@@ -9,7 +9,9 @@ import torch
 
 from mnemovision.kernels._launch import INTERPRETED, next_pow2
 
-__all__ = ["block_d", "block_dv", "interpreting", "kernel_bias", "precision"]
+__all__ = ["block_d", "block_dv", "dense_rows", "interpreting", "kernel_bias", "needs_grad", "precision", "sm_count"]
+
+_SM_COUNTS: dict = {}
 
 def interpreting() -> bool:
     """True when the kernels run under the Triton interpreter (see ``mnemovision.kernels._launch``)."""
@@ -29,6 +31,29 @@ def block_dv(dv: int) -> int:
 def precision(dtype: torch.dtype) -> str:
     """fp32 tiles multiply in full IEEE precision (Triton's default would be TF32); 16-bit ones natively."""
     return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
+
+
+def dense_rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` [B, H, L, E] in the layout the kernels address ([B*H, L, E] rows, contiguous): ``t``
+    itself when it is contiguous (the same memory; no view is made, each costs the host about a
+    microsecond), else a contiguous copy."""
+    return t if t.is_contiguous() else t.contiguous()
+
+
+def needs_grad(*tensors) -> bool:
+    """True when autograd would record an op on these tensors (None entries ignored): the launchers
+    take the autograd.Function only then (its apply costs the host a few microseconds per call)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def sm_count(device: torch.device) -> int:
+    """Multiprocessors of a CUDA device (8 under the interpreter), asked once per device."""
+    if INTERPRETED:
+        return 8
+    count = _SM_COUNTS.get(device)
+    if count is None:
+        count = _SM_COUNTS[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return count
 
 
 def kernel_bias(bias, bh: int, m: int, placeholder: torch.Tensor) -> tuple[bool, torch.Tensor]:

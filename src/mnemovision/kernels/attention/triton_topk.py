@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import TunedKernel, cdiv, next_pow2
+from mnemovision.kernels._launch import INTERPRETED, TunedKernel, cdiv, next_pow2
 from mnemovision.kernels.attention import ref, triton_sizes
 
 # Keys per selection tile: the smallest of these whose tile row and candidate block fit (``_tile_size``),
@@ -270,12 +270,12 @@ _select_tuned = TunedKernel(triton.autotune(
 
 
 def _flat_inputs(q, k, v, bias):
-    """(qf, kf, vf, HAS_BIAS, Bias argument): q, k, v as contiguous [B*H, L, E] (vf None without v)
+    """(qf, kf, vf, HAS_BIAS, Bias argument): q, k, v in the kernels' contiguous [B*H, L, E] row
+    layout (``triton_sizes.dense_rows``: the tensors themselves when contiguous; vf None without v)
     and the kernels' bias (``triton_sizes.kernel_bias``)."""
-    bh = q.shape[0] * q.shape[1]
-    qf, kf = q.reshape(bh, q.shape[2], -1).contiguous(), k.reshape(bh, k.shape[2], -1).contiguous()
-    vf = None if v is None else v.reshape(bh, v.shape[2], -1).contiguous()
-    return (qf, kf, vf, *triton_sizes.kernel_bias(bias, bh, k.shape[2], qf))
+    rows = triton_sizes.dense_rows
+    qf = rows(q)
+    return (qf, rows(k), None if v is None else rows(v), *triton_sizes.kernel_bias(bias, q.shape[0] * q.shape[1], k.shape[2], qf))
 
 
 def _tile_size(m: int, top_k: int) -> int:
@@ -293,14 +293,15 @@ def _tile_size(m: int, top_k: int) -> int:
 
 
 def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None):
-    """(idx [B*H, Nq, top_k] int64, out [B*H, Nq, Dv] or None, lse [B*H, Nq] float32 or None), with
-    ``flat`` = ``_flat_inputs(q, k, v or None, bias)``.
+    """(idx [B, H, Nq, top_k] int64, out [B, H, Nq, Dv] or None, lse [B, H, Nq] float32 or None),
+    with ``flat`` = ``_flat_inputs(q, k, v or None, bias)``.
 
     Two launches: the tile maxima, then one program per query for the rest, which with v also
     reads the values (out, lse). Memory beyond the inputs: the tile maxima, [B*H, Nq, ceil(M / tile)]
     float32. Where a query's tile row or its candidate block would not fit in registers
     (``MAX_TILES``, ``MAX_CANDIDATES``), the chunked matmul + ``torch.topk`` selection of ``ref`` is
-    used instead, and out and lse are None."""
+    used instead, and out and lse are None. Outputs are allocated in their final shapes (the kernels
+    write them as [B*H, ...] rows)."""
     b, h, nq, d = q.shape
     m = k.shape[2]
     tile = tile or _tile_size(m, top_k)
@@ -309,40 +310,55 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None):
     block_t, block_kt = next_pow2(n_tiles), next_pow2(kt)
     if block_t > MAX_TILES or block_kt * tile > MAX_CANDIDATES:
         chunk = max(16, min(nq, (1 << 27) // max(1, b * h * m)))
-        return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk).reshape(b * h, nq, top_k), None, None
+        return ref.topk_select(q, k, ref.bias_or_zeros(bias, k), top_k, scale, chunk=chunk), None, None
     qf, kf, vf, has_bias, biasf = flat
-    with torch.no_grad():
-        tile_max = torch.empty(b * h, nq, n_tiles, device=q.device, dtype=torch.float32)
-        block_m = 16 if triton_sizes.interpreting() else 64
-        tpb = max(1, TILE_KEYS // tile)
-        grid = (cdiv(nq, block_m), cdiv(n_tiles, tpb), b * h)
-        _tile_max_kernel[grid](
-            qf, kf, biasf, tile_max, nq, m, d, n_tiles, scale,
-            HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=tpb, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
-        )
-        idx = torch.empty(b * h, nq, top_k, device=q.device, dtype=torch.int64)
-        readout = vf is not None
-        if readout:
-            dv = vf.shape[2]
-            out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
-            lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
-        else:  # placeholders the kernel does not read
-            dv, vf, out, lse = 1, tile_max, tile_max, tile_max
-        sizes = dict(HAS_BIAS=has_bias, READOUT=readout, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, **_launch_sizes(top_k, d, dv))
-        args = (qf, kf, vf, biasf, tile_max, idx, out, lse, nq, m, d, dv, n_tiles, kt, top_k, scale)
-        if triton_autotune_enabled():
-            _select_tuned[(b * h * nq,)](*args, **sizes)
-        else:  # the interpreter, or MNEMOVISION_TRITON_AUTOTUNE=0
-            _select_kernel[(b * h * nq,)](*args, **sizes, D_CHUNK=_D_CHUNK, num_warps=SELECT_WARPS)
-        return idx, (out if readout else None), (lse if readout else None)
+    device = q.device
+    # no torch.no_grad() needed: fresh buffers and launches are invisible to autograd
+    tile_max = torch.empty(b * h, nq, n_tiles, device=device, dtype=torch.float32)
+    block_m = 16 if INTERPRETED else 64
+    tpb = max(1, TILE_KEYS // tile)
+    grid = (cdiv(nq, block_m), cdiv(n_tiles, tpb), b * h)
+    _tile_max_kernel[grid](
+        qf, kf, biasf, tile_max, nq, m, d, n_tiles, scale,
+        HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=tpb, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
+    )
+    idx = torch.empty(b, h, nq, top_k, device=device, dtype=torch.int64)
+    readout = vf is not None
+    if readout:
+        dv = vf.shape[-1]
+        out = torch.empty(b, h, nq, dv, device=device, dtype=q.dtype)
+        lse = torch.empty(b, h, nq, device=device, dtype=torch.float32)
+    else:  # placeholders the kernel does not read
+        dv, vf, out, lse = 1, tile_max, tile_max, tile_max
+    sizes = dict(HAS_BIAS=has_bias, READOUT=readout, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, **_launch_sizes(top_k, d, dv))
+    args = (qf, kf, vf, biasf, tile_max, idx, out, lse, nq, m, d, dv, n_tiles, kt, top_k, scale)
+    if triton_autotune_enabled():
+        _select_tuned[(b * h * nq,)](*args, **sizes)
+    else:  # the interpreter, or MNEMOVISION_TRITON_AUTOTUNE=0
+        _select_kernel[(b * h * nq,)](*args, **sizes, D_CHUNK=_D_CHUNK, num_warps=SELECT_WARPS)
+    return idx, (out if readout else None), (lse if readout else None)
 
 
 def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int | None = None):
     """Indices [B, H, Nq, top_k] (int64, unordered) of each query's top_k largest logits
     scale q.k + bias (``_select`` without the readout); ``tile`` keys per selection tile (a power
     of two; default ``_tile_size``)."""
-    b, h, nq, _ = q.shape
-    return _select(q, k, bias, _flat_inputs(q, k, None, bias), top_k, scale, tile)[0].view(b, h, nq, top_k)
+    return _select(q, k, bias, _flat_inputs(q, k, None, bias), top_k, scale, tile)[0]
+
+
+def _select_and_read(q, k, v, bias, top_k: int, scale: float, tile: int | None):
+    """(flat inputs, idx [B, H, Nq, top_k], out [B, H, Nq, Dv], lse [B, H, Nq] float32): the
+    selection with its readout, or after ``ref``'s selection the readout kernel on its own."""
+    flat = _flat_inputs(q, k, v, bias)
+    idx, out, lse = _select(q, k, bias, flat, top_k, scale, tile)
+    if out is None:  # the selection fell back to PyTorch: the readout on its own
+        qf, kf, vf, has_bias, biasf = flat
+        b, h, nq, d = q.shape
+        m, dv = k.shape[2], v.shape[3]
+        out = torch.empty(b, h, nq, dv, device=q.device, dtype=q.dtype)
+        lse = torch.empty(b, h, nq, device=q.device, dtype=torch.float32)
+        _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idx, out, lse, nq, m, d, dv, top_k, scale, HAS_BIAS=has_bias, **_launch_sizes(top_k, d, dv), num_warps=4)
+    return flat, idx, out, lse
 
 
 def _launch_sizes(top_k: int, d: int, dv: int) -> dict:
@@ -355,30 +371,22 @@ class _TopkReadoutFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, top_k: int, scale: float, tile: int | None):
-        b, h, nq, d = q.shape
-        m, dv = k.shape[2], v.shape[3]
-        flat = _flat_inputs(q, k, v, bias)
-        qf, kf, vf, has_bias, biasf = flat
-        idxf, out, lse = _select(q, k, bias, flat, top_k, scale, tile)
-        if out is None:  # the selection fell back to PyTorch: the readout on its own
-            out = torch.empty(b * h, nq, dv, device=q.device, dtype=q.dtype)
-            lse = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
-            _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idxf, out, lse, nq, m, d, dv, top_k, scale, HAS_BIAS=has_bias, **_launch_sizes(top_k, d, dv), num_warps=4)
-        ctx.save_for_backward(qf, kf, vf, biasf, idxf, out, lse)
-        ctx.shapes = (b, h, nq, m, d, dv, top_k, None if bias is None else bias.dtype)
+        (qf, kf, vf, _, biasf), idx, out, lse = _select_and_read(q, k, v, bias, top_k, scale, tile)
+        ctx.save_for_backward(qf, kf, vf, biasf, idx, out, lse)
+        ctx.shapes = (k.shape[2], top_k, None if bias is None else bias.dtype)
         ctx.scale = scale
-        idx = idxf.view(b, h, nq, top_k)
         ctx.mark_non_differentiable(idx)
-        lse = lse.view(b, h, nq)
-        return out.view(b, h, nq, dv), lse.to(q.dtype) if q.dtype == torch.float64 else lse, idx
+        return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse, idx
 
     @staticmethod
     def backward(ctx, grad_out, grad_lse, _grad_idx):
-        qf, kf, vf, biasf, idxf, out, lse = ctx.saved_tensors
-        b, h, nq, m, d, dv, top_k, bias_dtype = ctx.shapes
-        go = torch.zeros_like(out) if grad_out is None else grad_out.reshape(b * h, nq, dv).contiguous()
+        qf, kf, vf, biasf, idx, out, lse = ctx.saved_tensors
+        m, top_k, bias_dtype = ctx.shapes
+        b, h, nq, d = qf.shape
+        dv = vf.shape[3]
+        go = torch.zeros_like(out) if grad_out is None else triton_sizes.dense_rows(grad_out)
         has_glse = grad_lse is not None
-        glse = grad_lse.reshape(b * h, nq).contiguous() if has_glse else lse
+        glse = triton_sizes.dense_rows(grad_lse) if has_glse else lse
         dq = torch.empty_like(qf)
         has_bias = bias_dtype is not None
         # one zeroed fp32 buffer for the atomically accumulated dK, dV (and d(bias)): one fill, one cast
@@ -387,12 +395,12 @@ class _TopkReadoutFn(torch.autograd.Function):
         dk, dvacc = acc[:n_k], acc[n_k: n_k + n_v]
         dbias = acc[n_k + n_v:] if has_bias else dk
         _topk_bwd_kernel[(b * h * nq,)](
-            qf, kf, vf, biasf, idxf, lse, out, go, glse, dq, dk, dvacc, dbias, nq, m, d, dv, top_k, ctx.scale,
+            qf, kf, vf, biasf, idx, lse, out, go, glse, dq, dk, dvacc, dbias, nq, m, d, dv, top_k, ctx.scale,
             HAS_BIAS=has_bias, HAS_GLSE=has_glse, **_launch_sizes(top_k, d, dv), num_warps=4,
         )
         cast = acc[: n_k + n_v].to(qf.dtype)
         return (
-            dq.view(b, h, nq, d), cast[:n_k].view(b, h, m, d), cast[n_k:].view(b, h, m, dv),
+            dq, cast[:n_k].view(b, h, m, d), cast[n_k:].view(b, h, m, dv),
             None if bias_dtype is None else dbias.view(b, h, m).to(bias_dtype), None, None, None,
         )
 
@@ -400,5 +408,9 @@ class _TopkReadoutFn(torch.autograd.Function):
 def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, tile: int | None = None):
     """(out [B, H, Nq, Dv], lse [B, H, Nq], idx [B, H, Nq, top_k]) of softmax attention with logits
     scale q.k + bias over each query's top_k keys, selected and read in one program per query;
-    differentiable in q, k, v, bias and through lse. ``tile`` as in ``topk_select``."""
-    return _TopkReadoutFn.apply(q, k, v, bias, top_k, scale, tile)
+    differentiable in q, k, v, bias and through lse. ``tile`` as in ``topk_select``. Without anything
+    to differentiate (inference, ``torch.no_grad``) it launches without autograd."""
+    if triton_sizes.needs_grad(q, k, v, bias):
+        return _TopkReadoutFn.apply(q, k, v, bias, top_k, scale, tile)
+    _, idx, out, lse = _select_and_read(q, k, v, bias, top_k, scale, tile)
+    return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse, idx
