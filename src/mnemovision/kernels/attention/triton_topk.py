@@ -16,7 +16,8 @@ Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive k
    kernel took about 0.5 ms of the 0.78 ms vos_T20 forward on an H100); the first bisection starts
    at the least of BLOCK_KT groups' maxima and the second at the kt-th largest tile maximum (lower
    bounds of what they look for, by the same argument: about 22 steps each instead of 31 on
-   N(0, 1) logits). Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
+   N(0, 1) logits), and each stops at the first count of exactly k (``bench/topk_steps.py`` counts
+   the steps). Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
    keys (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding. Smaller tiles mean a
    longer row of maxima to stream (4 bytes per tile) but fewer candidate key rows to gather (one
    scattered read of D values each), the selection's main memory traffic at 32.
@@ -99,20 +100,26 @@ def _take_largest(o, ids, valid, k, start, Out, USE_START: tl.constexpr):
     order, and return the k-th largest value; among equal values the lowest positions win.
     ``valid`` marks the real entries (at least k of them; the others must be smaller than all).
 
-    No sort: the k-th largest value t is found by bisection on the value (each step one count,
-    count(o >= mid) >= k), then the entries above t and the first ties at t are compacted with a
-    prefix sum. The search starts from the smallest real entry, or with USE_START from ``start`` (a
-    lower bound from elsewhere, used once a count confirms it): each step halves the range, so a
-    tight bound saves steps."""
+    No sort: a threshold t is found by bisection on the value (each step one count of o >= mid),
+    then the entries above t and the first ties at t are compacted with a prefix sum. The search
+    stops at the first mid whose count is exactly k: the k entries >= mid are then the k largest
+    (with no tie across the boundary, which only an exact count can show), typically a third of
+    the steps the full search takes to pin the k-th largest value down to the last bit (the gap
+    below the k-th largest is many ulps wide); with ties across the boundary no count is exact and
+    the search ends at the k-th largest value itself. It starts from the smallest real entry, or
+    with USE_START from ``start`` (a lower bound from elsewhere, used once a count confirms it):
+    each step halves the range, so a tight bound saves steps. Returns t: the k-th largest value or a
+    lower bound of it that still leaves exactly k entries at or above it."""
     lo = tl.min(tl.where(valid, o, 2147483647), 0)
     hi = tl.max(o, 0)
     if USE_START:
         lo = tl.where(tl.sum((o >= start).to(tl.int32), 0) >= k, tl.maximum(lo, start), lo)
     while lo < hi:  # invariant: count(o >= lo) >= k, and the k-th largest lies in [lo, hi]
         mid = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo.to(tl.int64) + 1) >> 1)).to(tl.int32)
-        enough = tl.sum((o >= mid).to(tl.int32), 0) >= k
+        count = tl.sum((o >= mid).to(tl.int32), 0)
+        enough = count >= k
         lo = tl.where(enough, mid, lo)
-        hi = tl.where(enough, hi, mid - 1)
+        hi = tl.where(count == k, mid, tl.where(enough, hi, mid - 1))  # exact: stop at mid
     above = o > lo
     ties = o == lo
     take = above | (ties & (tl.cumsum(ties.to(tl.int32), 0) <= k - tl.sum(above.to(tl.int32), 0)))
@@ -164,7 +171,8 @@ def _select_kernel(
     s = tl.where(inside, tl.maximum(s, _FLOOR), float("-inf"))
     n_cand: tl.constexpr = BLOCK_KT * TILE_
     # the KT-th largest tile maximum is a logit of a candidate, so with KT = TOPK the k-th largest
-    # candidate is at least it: the search starts there (checked: the two passes round differently)
+    # candidate is at least it, and at least the first search's result (a lower bound of that
+    # maximum): the search starts there (checked: the two passes round differently)
     _take_largest(_ordered(tl.reshape(s, [n_cand])), tl.reshape(keys, [n_cand]), tl.reshape(inside, [n_cand]), TOPK, kth_tile, Idx + row * TOPK, True)
     if READOUT:
         tl.debug_barrier()  # the keys just written are read back by every thread
