@@ -1,6 +1,6 @@
 """Memory-attention benchmark: the shapes the methods use, every backend side by side.
 
-    python bench/attention.py [--quick] [--device cpu|cuda] [--dtype float16] --json PATH
+    python bench/attention.py [--quick] [--device cpu|cuda] [--dtype float16] [--cases vos_T20,mcnet] [--backends naive,triton] --json PATH
 
 Cases: VOS readout at 480p (Nq = 1620 tokens, M = 1620 T, D = 64, Dv = 512, dense and top-k 30),
 MCNet (Nq = 16384, M = 1024, D = Dv = 256), M3 (Nq = 64x64, M = 4096, D = 160, Dv = 768, cosine,
@@ -101,9 +101,15 @@ def measure(case_name: str, backend: str, top_k: int | None, device: str, dtype:
     }
 
 
-def plan(quick: bool, device: str) -> list[tuple[str, str, int | None]]:
-    names = ["vos_T2", "vos_T20", "mcnet", "m3"] if quick else list(CASES)
-    backends = ["torch", "naive", "sdpa"] + (["triton"] if device == "cuda" else [])
+def plan(quick: bool, device: str, cases: str | None = None, backends: str | None = None) -> list[tuple[str, str, int | None]]:
+    """(case, backend, top_k) jobs: every case (``--quick``: four) and backend, or the comma-separated
+    ``cases`` / ``backends`` subsets."""
+    names = cases.split(",") if cases else (["vos_T2", "vos_T20", "mcnet", "m3"] if quick else list(CASES))
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; choose from {sorted(CASES)}")
+    available = ["torch", "naive", "sdpa"] + (["triton"] if device == "cuda" else [])
+    backends = [b for b in available if b in backends.split(",")] if backends else available
     jobs = []
     for name in names:
         for backend in backends:
@@ -120,6 +126,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=None, help="float32 on CPU (default), float16 on GPU (default)")
     parser.add_argument("--json", default=None, help="write {'results': [...]} here")
+    parser.add_argument("--cases", default=None, help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument("--backends", default=None, help="comma-separated subset of torch,naive,sdpa,triton (triton on CUDA only)")
     parser.add_argument("--one", nargs=3, metavar=("CASE", "BACKEND", "TOPK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype or ("float16" if args.device == "cuda" else "float32"))
@@ -131,7 +139,7 @@ def main() -> None:
         print(json.dumps(measure(case, backend, None if top_k == "none" else int(top_k), args.device, dtype, warmup, repeats)))
         return
     results = []
-    for case, backend, top_k in plan(args.quick, args.device):
+    for case, backend, top_k in plan(args.quick, args.device, args.cases, args.backends):
         if args.device == "cpu":
             cmd = [sys.executable, __file__, "--device", "cpu", "--dtype", str(dtype).replace("torch.", ""), "--one", case, backend, str(top_k).lower()]
             if args.quick:

@@ -7,11 +7,17 @@
 #     VOS at selection tiles of 8, 16 and 32 keys and dense MCNet, forward+backward), which compile
 #     every autotuner candidate into Triton's disk cache and print the autotuner's timing per
 #     candidate (noisy here: the GPU is shared) and the kernel tables;
-#  2. one after another, on an otherwise idle GPU: the benchmarks (the record), their kernels now
-#     compiled, with TRITON_PRINT_AUTOTUNING=1 so the log names each autotuner choice, then
+#  2. one after another, on an otherwise idle GPU: the benchmarks (the record: attention, then the
+#     rasterizer), their kernels now compiled, with TRITON_PRINT_AUTOTUNING=1 so the log names each
+#     autotuner choice, then
 #     bench/launch_overhead.py (host cost per call at tiny shapes, with a Python profile);
 #  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
+# QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the attention parity
+# tests matching QUICK_K (default "topk or inference") and the top-k forward profile; phase 2 the
+# attention benchmark on ATTN_CASES (default vos_T20,mcnet) without the CPU path, the rasterizer
+# benchmark with the autotuner off (its fixed settings are the H100's picks: no candidate compiles)
+# and launch_overhead with 500 calls per row.
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the kernel tests matching -k "triton and topk")
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
@@ -68,18 +74,21 @@ $PY -c "import xdist" 2>/dev/null && xdist=(-n 4)
 # autotuner back on themselves): compiling every candidate is the profiles' job
 pytest_native=(env MNEMOVISION_TRITON_AUTOTUNE=0 $PY -m pytest "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs)
 test_files=()
-wants raster && test_files+=(tests/kernels/test_gaussians.py tests/kernels/test_backend.py)
+wants raster && [ -z "${QUICK:-}" ] && test_files+=(tests/kernels/test_gaussians.py tests/kernels/test_backend.py)
 wants attention && test_files+=(tests/kernels/test_attention.py)
 test_k="triton${ATTN_K:+ and $ATTN_K}"
+[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference})"
 
 # 1. parallel: parity tests + profiles (compiles)
 pids=()
 STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step gpu_tests "${pytest_native[@]}" "${test_files[@]}" -k "$test_k" & pids+=($!)
-if wants raster; then
+if wants attention && [ -n "${QUICK:-}" ]; then
+  run_step attention_profile_topk_fwd $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 10 --tiles 8,16,32 & pids+=($!)
+elif wants raster; then
   run_step raster_profile_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --small-c both & pids+=($!)
   run_step raster_profile_c160 $PY bench/raster_profile.py --device cuda --backends triton --channels 160 --backward --calls 3 --wide both & pids+=($!)
 fi
-if wants attention; then
+if wants attention && [ -z "${QUICK:-}" ]; then
   run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 --tiles 8,16,32 & pids+=($!)
   run_step attention_profile_mcnet $PY bench/attention_profile.py --case mcnet --top-k 0 --backward --calls 5 & pids+=($!)
 fi
@@ -87,22 +96,29 @@ wait "${pids[@]}"
 
 # 2. the benchmarks (the record), alone on the GPU
 export TRITON_PRINT_AUTOTUNING=1
+# attention first: gsplat's build (background) gets the most time before the rasterizer benchmark
+if wants attention; then
+  attn_args=(${ATTN_CASES:+--cases "$ATTN_CASES"})
+  [ -n "${QUICK:-}" ] && attn_args=(--cases "${ATTN_CASES:-vos_T20,mcnet}" --backends naive,sdpa,triton)
+  STEP_TIMEOUT_S=${ATTN_TIMEOUT_S:-200} run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 "${attn_args[@]}" --json "$OUT/attention_gpu.json"
+fi
 if wants raster; then
   backends=triton
   if compgen -G '.whl/gsplat-*.whl' >/dev/null; then
     while [ ! -f "$gsplat_flag" ] && [ "$SECONDS" -lt "${GSPLAT_WAIT_S:-300}" ]; do sleep 3; done
     if [ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ]; then backends=triton,gsplat; else stamp "gsplat not built in time: $(tail -c 600 "$OUT/gsplat_build.log" 2>/dev/null)"; fi
   fi
-  STEP_TIMEOUT_S=${RASTER_TIMEOUT_S:-240} run_step raster_gpu $PY bench/raster.py --device cuda --backends "$backends" --json "$OUT/raster_gpu.json"
-fi
-if wants attention; then
-  STEP_TIMEOUT_S=${ATTN_TIMEOUT_S:-200} run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 --json "$OUT/attention_gpu.json"
+  raster_env=()
+  [ -n "${QUICK:-}" ] && raster_env=(env MNEMOVISION_TRITON_AUTOTUNE=0)
+  STEP_TIMEOUT_S=${RASTER_TIMEOUT_S:-240} run_step raster_gpu "${raster_env[@]}" $PY bench/raster.py --device cuda --backends "$backends" --json "$OUT/raster_gpu.json"
 fi
 unset TRITON_PRINT_AUTOTUNING
 # host cost per call at tiny shapes (launches, Triton's launcher, wrappers, autograd)
 peer=()
 [ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ] && peer=(--gsplat)
-STEP_TIMEOUT_S=${OVERHEAD_TIMEOUT_S:-60} run_step launch_overhead $PY bench/launch_overhead.py --cprofile "${peer[@]}" --json "$OUT/launch_overhead.json"
+calls=2000
+[ -n "${QUICK:-}" ] && calls=500
+STEP_TIMEOUT_S=${OVERHEAD_TIMEOUT_S:-60} run_step launch_overhead $PY bench/launch_overhead.py --calls "$calls" --cprofile "${peer[@]}" --json "$OUT/launch_overhead.json"
 # 3. kernel tables alone on the GPU
 if [ -n "${PROFILE_AGAIN:-}" ]; then
   wants raster && run_step raster_profile_alone $PY bench/raster_profile.py --device cuda --backends triton --backward --calls 3

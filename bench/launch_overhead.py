@@ -197,6 +197,7 @@ def main() -> None:
     write_json(args.json, {"results": rows})
     if args.cprofile:
         print_host_profile("memory_attention topk8 fwd+bwd", cases["memory_attention topk8 fwd+bwd"])
+        print_host_profile("memory_attention dense fwd+bwd", cases["memory_attention dense fwd+bwd"])
         print_host_profile("rasterize_gaussians fwd+bwd", cases["rasterize_gaussians fwd+bwd"])
 
 
