@@ -182,8 +182,10 @@ def test_bad_arguments_are_named(kwargs, message):
 
 def test_bad_shapes_and_dtypes_are_named():
     means, quats, scales, opac, colors, viewmats, Ks = scene(n=4)
-    with pytest.raises(ValueError, match="quats"):
+    with pytest.raises(ValueError, match=r"quats must have shape \[4, 4\], got \(4, 3\)"):
         rasterize_gaussians(means, quats[:, :3], scales, opac, colors, viewmats, Ks, W, H)
+    with pytest.raises(ValueError, match=r"quats must be floating point \[4, 4\], got torch.int64"):
+        rasterize_gaussians(means, quats.long(), scales, opac, colors, viewmats, Ks, W, H)
     with pytest.raises(ValueError, match="opacities"):
         rasterize_gaussians(means, quats, scales, opac[:3], colors, viewmats, Ks, W, H)
     with pytest.raises(ValueError, match="Ks"):

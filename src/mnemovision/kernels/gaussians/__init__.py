@@ -49,24 +49,28 @@ class RasterInfo(dict):
         return self[key] if key in self or key in ("visible", "visible_ids") else default
 
 
-def _check(name: str, t, shape: tuple, expected: str) -> None:
+def _check(name: str, t, shape: tuple, expected: str | None = None) -> None:
+    """``t`` must be a floating tensor of ``shape`` (None: any size there); ``expected`` describes it
+    in the error (default: ``shape`` written out; messages are built only on failure)."""
+    if isinstance(t, torch.Tensor) and t.is_floating_point() and t.ndim == len(shape) and all(s is None or a == s for a, s in zip(t.shape, shape)):
+        return
+    expected = expected or "[" + ", ".join("?" if s is None else str(s) for s in shape) + "]"
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor {expected}, got {type(t).__name__}")
     if not t.is_floating_point():
         raise ValueError(f"{name} must be floating point {expected}, got {t.dtype}")
-    if t.ndim != len(shape) or any(s is not None and a != s for a, s in zip(t.shape, shape)):
-        raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
+    raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
 
 
 def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds):
     _check("means", means, (*means.shape[:-1], 3) if isinstance(means, torch.Tensor) and means.ndim >= 2 else (None, 3), "[..., N, 3]")
     batch, n = means.shape[:-2], means.shape[-2]
-    _check("quats", quats, (*batch, n, 4), f"[{', '.join(map(str, (*batch, n)))}, 4]")
-    _check("scales", scales, (*batch, n, 3), f"[{', '.join(map(str, (*batch, n)))}, 3]")
-    _check("opacities", opacities, (*batch, n), f"[{', '.join(map(str, (*batch, n)))}]")
+    _check("quats", quats, (*batch, n, 4))
+    _check("scales", scales, (*batch, n, 3))
+    _check("opacities", opacities, (*batch, n))
     _check("viewmats", viewmats, (*batch, viewmats.shape[-3] if isinstance(viewmats, torch.Tensor) and viewmats.ndim >= 3 else None, 4, 4), "[..., V, 4, 4]")
     v = viewmats.shape[-3]
-    _check("Ks", Ks, (*batch, v, 3, 3), f"[..., {v}, 3, 3]")
+    _check("Ks", Ks, (*batch, v, 3, 3))
     if sh_degree is None:
         _check("colors", colors, (*batch, n, colors.shape[-1] if isinstance(colors, torch.Tensor) and colors.ndim else None), "[..., N, C]")
         c = colors.shape[-1]
@@ -84,7 +88,7 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     if render_mode not in RENDER_MODES:
         raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
     if backgrounds is not None:
-        _check("backgrounds", backgrounds, (*batch, v, c), f"[..., {v}, {c}]")
+        _check("backgrounds", backgrounds, (*batch, v, c))
     dtypes = {t.dtype for t in (means, quats, scales, opacities, colors, viewmats, Ks)}
     if len(dtypes) != 1:
         raise ValueError(f"all inputs must share one dtype, got {sorted(map(str, dtypes))}")
