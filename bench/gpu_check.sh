@@ -14,8 +14,9 @@
 #  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 # QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the attention parity
-# tests matching QUICK_K (default "topk or inference") and the top-k forward profile; phase 2 the
-# attention benchmark on ATTN_CASES (default vos_T20,mcnet) without the CPU path, the rasterizer
+# tests matching QUICK_K (default "topk or inference"); phase 2 the top-k forward profile at selection
+# tiles of 8, 16 and 32 keys, the attention benchmark on ATTN_CASES (default vos_T20,mcnet) without
+# the CPU path, the rasterizer
 # benchmark with the autotuner off (its fixed settings are the H100's picks: no candidate compiles)
 # and launch_overhead with 500 calls per row.
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
@@ -82,9 +83,7 @@ test_k="triton${ATTN_K:+ and $ATTN_K}"
 # 1. parallel: parity tests + profiles (compiles)
 pids=()
 STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step gpu_tests "${pytest_native[@]}" "${test_files[@]}" -k "$test_k" & pids+=($!)
-if wants attention && [ -n "${QUICK:-}" ]; then
-  run_step attention_profile_topk_fwd $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 10 --tiles 8,16,32 & pids+=($!)
-elif wants raster; then
+if wants raster && [ -z "${QUICK:-}" ]; then
   run_step raster_profile_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --small-c both & pids+=($!)
   run_step raster_profile_c160 $PY bench/raster_profile.py --device cuda --backends triton --channels 160 --backward --calls 3 --wide both & pids+=($!)
 fi
@@ -97,6 +96,9 @@ wait "${pids[@]}"
 # 2. the benchmarks (the record), alone on the GPU
 export TRITON_PRINT_AUTOTUNING=1
 # attention first: gsplat's build (background) gets the most time before the rasterizer benchmark
+if wants attention && [ -n "${QUICK:-}" ]; then  # selection tile sizes compared alone on the GPU
+  run_step attention_profile_topk_fwd $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 10 --tiles 8,16,32
+fi
 if wants attention; then
   attn_args=(${ATTN_CASES:+--cases "$ATTN_CASES"})
   [ -n "${QUICK:-}" ] && attn_args=(--cases "${ATTN_CASES:-vos_T20,mcnet}" --backends naive,sdpa,triton)
