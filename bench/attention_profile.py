@@ -2,10 +2,12 @@
 path beside the naive one (top-k: materialise + ``torch.topk``) and, for dense readouts, PyTorch's
 SDPA, with their wall time per call and launch counts.
 
-    python bench/attention_profile.py [--case vos_T20] [--top-k 30 | --top-k 0 (dense)] [--backward] [--tiles 8,16,32]
+    python bench/attention_profile.py [--case vos_T20] [--top-k 30 | --top-k 0 (dense)] [--backward] [--tiles 8,16,32] [--key-grads both]
 
 ``--tiles`` profiles the Triton top-k path once per selection tile size (by default it runs with the
-size ``triton_topk._tile_size`` picks for the case).
+size ``triton_topk._tile_size`` picks for the case). ``--key-grads both`` profiles the dense Triton
+backward twice: dK and dV in one kernel where Dv allows (``triton_impl.FUSE_KEY_GRADS``, the
+default) and in two.
 
 Prints one kernel table per backend (not a JSON benchmark: ``bench/attention.py`` is the record).
 """
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attention import CASES, make_inputs, runner  # noqa: E402
 from common import print_kernel_profile  # noqa: E402
 
-from mnemovision.kernels.attention import triton_topk  # noqa: E402
+from mnemovision.kernels.attention import triton_impl, triton_topk  # noqa: E402
 
 
 def main() -> None:
@@ -32,14 +34,18 @@ def main() -> None:
     parser.add_argument("--backward", action="store_true", help="profile forward+backward")
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--tiles", default=None, help="top-k: selection tile sizes to profile the Triton path with, e.g. 8,16,32")
+    parser.add_argument("--key-grads", default="default", choices=["default", "fused", "split", "both"], help="dense backward: dK and dV in one kernel, in two, or both")
     args = parser.parse_args()
     case = CASES[args.case]
     top_k = args.top_k or None
     tiles = [int(t) for t in args.tiles.split(",")] if (args.tiles and top_k) else [None]
-    runs = [("triton", t) for t in tiles] + [("naive", None)] + ([("sdpa", None)] if top_k is None else [])
-    for backend, tile in runs:
+    fusions = {"default": [triton_impl.FUSE_KEY_GRADS], "fused": [True], "split": [False], "both": [True, False]}[args.key_grads]
+    runs = [("triton", t, f) for t in tiles for f in fusions] + [("naive", None, None)] + ([("sdpa", None, None)] if top_k is None else [])
+    for backend, tile, fuse in runs:
         if tile is not None:  # _tile_size then picks this size (if its tile row fits the registers)
             triton_topk.TILES = (tile,)
+        if fuse is not None:
+            triton_impl.FUSE_KEY_GRADS = fuse
         fn = runner(case, backend, top_k)
         q, k, v = make_inputs(case, "cuda", torch.float16, grad=args.backward)
 
@@ -53,7 +59,8 @@ def main() -> None:
                     fn(q, k, v)
 
         size = f" tile={triton_topk._tile_size(case['m'], top_k)}" if (backend == "triton" and top_k) else ""
-        title = f"{backend}{size} {args.case} top_k={top_k} {'fwd+bwd' if args.backward else 'fwd'}"
+        key_grads = f" key-grads={'fused' if fuse else 'split'}" if (backend == "triton" and top_k is None and args.backward) else ""
+        title = f"{backend}{size}{key_grads} {args.case} top_k={top_k} {'fwd+bwd' if args.backward else 'fwd'}"
         print_kernel_profile(title, call, "cuda", args.calls, rows=12, warmup=3)
 
 

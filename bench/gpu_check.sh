@@ -14,8 +14,9 @@
 #  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 # QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the attention parity
-# tests matching QUICK_K (default "topk or inference"); phase 2 the top-k forward profile at selection
-# tiles of 8, 16 and 32 keys, the attention benchmark on ATTN_CASES (default vos_T20,mcnet) without
+# tests matching QUICK_K (default "topk or inference or splits or half"); phase 2 the top-k forward profile at
+# selection tiles of 8, 16 and 32 keys, the MCNet backward profile with dK and dV fused and not, the
+# attention benchmark on ATTN_CASES (default vos_T20,mcnet) without
 # the CPU path, the rasterizer
 # benchmark with the autotuner off (its fixed settings are the H100's picks: no candidate compiles)
 # and launch_overhead with 500 calls per row.
@@ -78,7 +79,7 @@ test_files=()
 wants raster && [ -z "${QUICK:-}" ] && test_files+=(tests/kernels/test_gaussians.py tests/kernels/test_backend.py)
 wants attention && test_files+=(tests/kernels/test_attention.py)
 test_k="triton${ATTN_K:+ and $ATTN_K}"
-[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference})"
+[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half})"
 
 # 1. parallel: parity tests + profiles (compiles)
 pids=()
@@ -96,8 +97,9 @@ wait "${pids[@]}"
 # 2. the benchmarks (the record), alone on the GPU
 export TRITON_PRINT_AUTOTUNING=1
 # attention first: gsplat's build (background) gets the most time before the rasterizer benchmark
-if wants attention && [ -n "${QUICK:-}" ]; then  # selection tile sizes compared alone on the GPU
+if wants attention && [ -n "${QUICK:-}" ]; then  # alone on the GPU: selection tile sizes; dK and dV fused or not
   run_step attention_profile_topk_fwd $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 10 --tiles 8,16,32
+  run_step attention_profile_mcnet_bwd $PY bench/attention_profile.py --case mcnet --top-k 0 --backward --calls 10 --key-grads both
 fi
 if wants attention; then
   attn_args=(${ATTN_CASES:+--cases "$ATTN_CASES"})

@@ -142,8 +142,8 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
 
 
 def attention_rows(arch: int) -> list[dict]:
-    """The dense forward's autotune candidates at the MCNet shape (D = Dv = 256, fp16) and the top-k
-    selection program's candidates at vos_T20 (M = 32400, tiles of 32, top-k 30, D = 64)."""
+    """The dense forward's autotune candidates and the backward's key-side kernels at the MCNet shape
+    (D = Dv = 256, fp16) and the top-k selection program's candidates at vos_T20 (M = 32400, tiles of 32, top-k 30, D = 64)."""
     import triton
 
     from mnemovision.kernels.attention import triton_impl as ai
@@ -155,6 +155,19 @@ def attention_rows(arch: int) -> list[dict]:
         constants = dict(HAS_BIAS=False, BLOCK_D=256, PREC="tf32", **config.kwargs)
         row = {"kernel": "attn_fwd mcnet", "C": "-", "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" stages={config.num_stages}", "warps": config.num_warps}
         row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages, ints={"NQ": 16384, "M": 1024, "D": 256, "DV": 256}))
+        rows.append(row)
+        print(row, flush=True)
+    # the dense backward's key side at MCNet (BLOCK_M = BLOCK_N = 32 as launched for D > 128): dK and dV
+    # in one kernel (``FUSE_KEY_GRADS``) on 4 / 8 warps beside the two kernels it replaces
+    bwd_types = {name: "*fp16" for name in ("Q", "K", "V", "DO")}
+    bwd_types.update({name: "*fp32" for name in ("Bias", "Lse", "Delta", "DK", "DVout", "DBias")})
+    bwd_types.update({name: "i32" for name in ("NQ", "M", "D", "DV", "CHUNK", "SPLITS")}, SCALE="fp32")
+    bwd_ints = {"NQ": 16384, "M": 1024, "D": 256, "DV": 256, "CHUNK": 1824, "SPLITS": 9}
+    blocks = dict(HAS_BIAS=False, BLOCK_M=32, BLOCK_N=32, BLOCK_D=256, PREC="tf32")
+    for name, fn, block_dv, warps in (("attn_bwd_dkdv mcnet", ai._attn_bwd_dkdv_kernel, 256, 8), ("attn_bwd_dkdv mcnet", ai._attn_bwd_dkdv_kernel, 256, 4),
+                                      ("attn_bwd_dk mcnet", ai._attn_bwd_dk_kernel, 128, 4), ("attn_bwd_dv mcnet", ai._attn_bwd_dv_kernel, 128, 4)):
+        row = {"kernel": name, "C": "-", "config": f"BLOCK_M=32 BLOCK_N=32 BLOCK_DV={block_dv}", "warps": warps}
+        row.update(compile_report(fn, dict(blocks, BLOCK_DV=block_dv), warps, arch, {k: v for k, v in bwd_types.items() if k in fn.arg_names}, ints=bwd_ints))
         rows.append(row)
         print(row, flush=True)
     sel_types = {

@@ -321,14 +321,20 @@ def test_triton_topk_ties_go_to_the_lowest_keys(tile):
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("similarity", ["dot", "neg_l2"])
-def test_triton_dense_backward_with_query_splits(similarity):
+@pytest.mark.parametrize("dv, fused", [(8, True), (8, False), (300, True)])
+def test_triton_dense_backward_with_query_splits(similarity, dv, fused, monkeypatch):
     """Many queries, few keys: the key-side backward splits the queries and one launch sums the
-    partials of dK, dV and (neg_l2: a key bias) d(bias); gradients match the float64 oracle."""
+    partials of dK, dV and (neg_l2: a key bias) d(bias); gradients match the float64 oracle. With
+    the key-side gradients in one kernel (Dv <= FUSED_DV_MAX) and in two (switched off, or Dv past
+    the limit: 300 > 256, also more than two value slices)."""
     from mnemovision.kernels.attention import triton_impl
 
-    b, h, nq, m, d, dv = 1, 2, 200, 33, 16, 8
+    monkeypatch.setattr(triton_impl, "FUSE_KEY_GRADS", fused)
+    fuse = triton_impl._fused_key_grads(dv)
+    assert fuse == (fused and dv <= 256)
+    b, h, nq, m, d = 1, 2, 200, 15, 16
     cfg = triton_impl._blocks(triton_impl.triton_sizes.block_d(d))
-    splits, _ = triton_impl._query_splits(nq, cfg["BLOCK_M"], math.ceil(m / cfg["BLOCK_N"]) * b * h, DEVICE)
+    splits, _ = triton_impl._query_splits(nq, cfg["BLOCK_M"], math.ceil(m / cfg["BLOCK_N"]) * b * h, DEVICE, 1 if fuse else 2)
     assert splits > 1
     inputs64 = make(b, h, nq, m, d, dv)
     inputs = [t.detach().float().to(DEVICE).requires_grad_(True) for t in inputs64]
@@ -338,6 +344,20 @@ def test_triton_dense_backward_with_query_splits(similarity):
     want_g = grads(oracle(*inputs64, similarity=similarity)[0], inputs64)
     for name, a, b_, c in zip("qkv", got_g, same_g, want_g):
         assert_kernel_close(a, b_, c.to(a.device), f"d{name}")
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_query_splits_fill_one_wave(monkeypatch):
+    """MCNet on an H100 (132 SMs; 32 key blocks of 32, 16384 queries in blocks of 32): the dK kernel
+    (2 programs per SM) gets 8 splits, 256 programs resident at once (9 would leave a tail of 24), the
+    fused dK + dV kernel (1 per SM) 4, 128 programs; few queries never split past their blocks."""
+    from mnemovision.kernels.attention import triton_impl, triton_sizes
+
+    monkeypatch.setattr(triton_sizes, "sm_count", lambda device: 132)
+    assert triton_impl._query_splits(16384, 32, 32, None) == (8, 2048)
+    assert triton_impl._query_splits(16384, 32, 32, None, per_sm=1) == (4, 4096)
+    assert triton_impl._query_splits(40, 32, 1, None) == (2, 32)
+    assert triton_impl._query_splits(1620, 64, 507, None) == (1, 1664)
 
 
 @pytest.mark.triton

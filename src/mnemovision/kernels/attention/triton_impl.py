@@ -7,7 +7,9 @@ backward accepts a gradient on lse too, so partial attentions can be merged (``r
 Algorithm: FlashAttention (Dao et al. 2022) forward; the backward is a delta pass (dO . out) and
 three kernels (dV; dK with d(bias); dQ), so no atomics are needed and the value width Dv can exceed
 what one program holds (Dv is tiled; the memory-attention shapes have Dv up to 768 with D as small
-as 64); key-side partials over query splits are summed by one more launch.
+as 64); where Dv fits one slice (at most 256: MCNet) dV and dK share one kernel and its pass over the
+queries (FlashAttention-2's key-side loop); key-side partials over query splits are summed by one
+more launch.
 ``usage`` (column sums of the softmax) is a separate pass over key blocks.
 
 Limits: D <= 256. fp32 accumulation for every dtype. Top-k selection and the top-k readout are in
@@ -100,8 +102,15 @@ def _attn_fwd_kernel(
 
 @triton.jit
 def _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, SCALE, HAS_BIAS: tl.constexpr, PREC: tl.constexpr):
-    """p [BLOCK_M, BLOCK_N] = exp(SCALE q k^T + bias - lse), zero where lse is -inf or out of range."""
+    """p [BLOCK_M, BLOCK_N] = exp(SCALE q k^T + bias - lse), zero where lse is -inf or out of range,
+    and the key rows k [BLOCK_N, BLOCK_D] it loaded."""
     k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
+    return _probs_of(q, k, Bias, Lse, bh, offs_m, offs_n, NQ, M, SCALE, HAS_BIAS, PREC), k
+
+
+@triton.jit
+def _probs_of(q, k, Bias, Lse, bh, offs_m, offs_n, NQ, M, SCALE, HAS_BIAS: tl.constexpr, PREC: tl.constexpr):
+    """``_probs`` for key rows already loaded."""
     if HAS_BIAS:
         bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf")).to(tl.float32)
     else:
@@ -109,7 +118,7 @@ def _probs(q, K, Bias, Lse, bh, offs_m, offs_n, offs_d, NQ, M, D, SCALE, HAS_BIA
     lse = tl.load(Lse + bh * NQ + offs_m, mask=offs_m < NQ, other=float("-inf"))
     s = tl.dot(q, tl.trans(k), input_precision=PREC) * SCALE + bias[None, :]
     valid = (lse != float("-inf"))[:, None] & (offs_n < M)[None, :]
-    return tl.where(valid, tl.exp(s - tl.where(lse == float("-inf"), 0.0, lse)[:, None]), 0.0), k
+    return tl.where(valid, tl.exp(s - tl.where(lse == float("-inf"), 0.0, lse)[:, None]), 0.0)
 
 
 @triton.jit
@@ -174,6 +183,46 @@ def _attn_bwd_dk_kernel(
         dbias += tl.sum(ds, 0)
     part = tl.program_id(1).to(tl.int64)
     tl.store(DK + part * M * D + offs_n[:, None] * D + offs_d[None, :], (dk * SCALE).to(DK.dtype.element_ty), mask=(offs_n[:, None] < M) & (offs_d[None, :] < D))
+    if HAS_BIAS:
+        tl.store(DBias + part * M + offs_n, dbias, mask=offs_n < M)
+
+
+@triton.jit
+def _attn_bwd_dkdv_kernel(
+    Q, K, V, Bias, Lse, DO, Delta, DK, DVout, DBias,
+    NQ, M, D, DV, CHUNK, SPLITS, SCALE,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+):
+    """The dK / d(bias) and dV kernels in one pass over the queries of split s, for Dv <= BLOCK_DV
+    (the whole value width in one slice): the key block's k and v rows are loaded once, and each
+    query block's probabilities p serve dV += p^T dO and ds = p (dO v^T - delta) alike
+    (FlashAttention-2's key-side loop; fp32 partials per split)."""
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1) // SPLITS
+    split = tl.program_id(1) % SPLITS
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = tl.arange(0, BLOCK_DV)
+    k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
+    v = tl.load(V + bh * M * DV + offs_n[:, None] * DV + offs_e[None, :], mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV), other=0.0)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
+    dbias = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for start_m in range(split * CHUNK, tl.minimum(NQ, split * CHUNK + CHUNK), BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        q = tl.load(Q + bh * NQ * D + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+        p = _probs_of(q, k, Bias, Lse, bh, offs_m, offs_n, NQ, M, SCALE, HAS_BIAS, PREC)
+        do = tl.load(DO + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV), other=0.0)
+        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+        delta = tl.load(Delta + bh * NQ + offs_m, mask=offs_m < NQ, other=0.0)
+        ds = p * (dp - delta[:, None])
+        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+        dbias += tl.sum(ds, 0)
+    part = tl.program_id(1).to(tl.int64)
+    key_rows = (offs_n[:, None] < M)
+    tl.store(DK + part * M * D + offs_n[:, None] * D + offs_d[None, :], (dk * SCALE).to(DK.dtype.element_ty), mask=key_rows & (offs_d[None, :] < D))
+    tl.store(DVout + part * M * DV + offs_n[:, None] * DV + offs_e[None, :], dv.to(DVout.dtype.element_ty), mask=key_rows & (offs_e[None, :] < DV))
     if HAS_BIAS:
         tl.store(DBias + part * M + offs_n, dbias, mask=offs_n < M)
 
@@ -311,7 +360,8 @@ def _fwd(q, k, v, bias, scale: float):
 
 def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     """(dq, dk, dv, dbias or None) of the dense readout; logits scale q.k + bias (no scaled copy of q:
-    the kernels apply the scale). Launches: delta, dV, dK (+ d(bias)), dQ, and with query splits one
+    the kernels apply the scale). Launches: delta, dV and dK (+ d(bias)) (one launch for
+    Dv <= FUSED_DV_MAX), dQ, and with query splits one
     more that sums the splits of all the key-side gradients."""
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
@@ -329,7 +379,8 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     cfg = _blocks(block_d)
     sizes = dict(HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
     n_blocks = cdiv(m, cfg["BLOCK_N"])
-    splits, chunk = _query_splits(nq, cfg["BLOCK_M"], n_blocks * b * h, q.device)
+    fuse = _fused_key_grads(dv)
+    splits, chunk = _query_splits(nq, cfg["BLOCK_M"], n_blocks * b * h, q.device, 1 if fuse else 2)
     dq = torch.empty_like(qf)
     # partial sums in fp32; one split writes the gradients in the input dtype directly (tl.store casts)
     part_dtype = torch.float32 if splits > 1 else q.dtype
@@ -337,8 +388,12 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     dvv = torch.empty(splits, b * h, m, dv, device=q.device, dtype=part_dtype)
     dbias = torch.empty(splits, b * h, m, device=q.device, dtype=torch.float32) if has_bias else dk
     # split s of (batch, head) bh writes partial number bh * splits + s of each buffer
-    _attn_bwd_dv_kernel[(n_blocks, b * h * splits, cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
-    _attn_bwd_dk_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dbias, nq, m, d, dv, chunk, splits, scale, **sizes)
+    if fuse:  # dK, d(bias) and dV in one pass over the queries
+        fused = {**sizes, "BLOCK_DV": max(16, next_pow2(dv)), "num_warps": 4 if triton_sizes.interpreting() else FUSED_WARPS}
+        _attn_bwd_dkdv_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dvv, dbias, nq, m, d, dv, chunk, splits, scale, **fused)
+    else:
+        _attn_bwd_dv_kernel[(n_blocks, b * h * splits, cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
+        _attn_bwd_dk_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dbias, nq, m, d, dv, chunk, splits, scale, **sizes)
     _attn_bwd_dq_kernel[(cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, delta, dq, nq, m, d, dv, scale, **sizes)
 
     if splits == 1:
@@ -354,14 +409,29 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     return dq, dk_total.view(k.shape), dv_total.view(v.shape), None if dbias_total is None else dbias_total.view(b, h, m)
 
 
-def _query_splits(nq: int, block_m: int, programs: int, device) -> tuple[int, int]:
+# The key-side backward in one kernel (``_attn_bwd_dkdv_kernel``) where the whole value width fits one
+# slice of at most FUSED_DV_MAX (MCNet: Dv = 256), on FUSED_WARPS warps (its dK and dV accumulators
+# are [BLOCK_N, D] and [BLOCK_N, Dv] fp32); wider values take the dV kernel per slice and the dK
+# kernel. FUSE_KEY_GRADS False takes those two everywhere (``bench/attention_profile.py --split-key-grads``).
+FUSE_KEY_GRADS = True
+FUSED_DV_MAX = 256
+FUSED_WARPS = 8
+
+
+def _fused_key_grads(dv: int) -> bool:
+    return FUSE_KEY_GRADS and dv <= FUSED_DV_MAX
+
+
+def _query_splits(nq: int, block_m: int, programs: int, device, per_sm: int = 2) -> tuple[int, int]:
     """(splits, queries per split) for the key-side backward kernels: when the key blocks alone give
     too few programs to fill the GPU (MCNet: 1024 keys, 16384 queries), the query range is split and
-    each split writes a partial sum. Queries the SM count at call time (a fixed 8 under the
-    interpreter, so the tests exercise splitting)."""
+    each split writes a partial sum: as many splits as keep every program resident at once with
+    ``per_sm`` programs per SM (2 for the dK kernel; 1 for the fused dK + dV kernel, whose 242
+    registers on 8 warps leave room for one), so no wave runs a short tail. Queries the SM count at
+    call time (a fixed 8 under the interpreter, so the tests exercise splitting)."""
     sms = triton_sizes.sm_count(device)
     q_blocks = cdiv(nq, block_m)
-    splits = max(1, min(q_blocks, cdiv(2 * sms, max(1, programs))))
+    splits = max(1, min(q_blocks, per_sm * sms // max(1, programs)))
     chunk = cdiv(q_blocks, splits) * block_m
     return cdiv(nq, chunk), chunk
 
