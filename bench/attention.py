@@ -1,6 +1,6 @@
 """Memory-attention benchmark: the shapes the methods use, every backend side by side.
 
-    python bench/attention.py [--quick] [--device cpu|cuda] [--dtype float16] [--cases vos_T20,mcnet] [--backends naive,triton] --json PATH
+    python bench/attention.py [--quick] [--device cpu|cuda] [--dtype float16] [--cases vos_T20:topk,mcnet] [--backends naive,triton] --json PATH
 
 Cases: VOS readout at 480p (Nq = 1620 tokens, M = 1620 T, D = 64, Dv = 512, dense and top-k 30),
 MCNet (Nq = 16384, M = 1024, D = Dv = 256), M3 (Nq = 64x64, M = 4096, D = 160, Dv = 768, cosine,
@@ -103,18 +103,20 @@ def measure(case_name: str, backend: str, top_k: int | None, device: str, dtype:
 
 def plan(quick: bool, device: str, cases: str | None = None, backends: str | None = None) -> list[tuple[str, str, int | None]]:
     """(case, backend, top_k) jobs: every case (``--quick``: four) and backend, or the comma-separated
-    ``cases`` / ``backends`` subsets."""
-    names = cases.split(",") if cases else (["vos_T2", "vos_T20", "mcnet", "m3"] if quick else list(CASES))
-    unknown = sorted(set(names) - set(CASES))
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown}; choose from {sorted(CASES)}")
+    ``cases`` / ``backends`` subsets; a case written ``name:dense`` or ``name:topk`` runs that readout only."""
+    entries = cases.split(",") if cases else (["vos_T2", "vos_T20", "mcnet", "m3"] if quick else list(CASES))
+    wanted = [entry.partition(":")[::2] for entry in entries]
+    bad = [entry for entry, (name, mode) in zip(entries, wanted) if name not in CASES or mode not in ("", "dense", "topk")]
+    if bad:
+        raise SystemExit(f"unknown case(s) {bad}; choose from {sorted(CASES)}, optionally with :dense or :topk")
     available = ["torch", "naive", "sdpa"] + (["triton"] if device == "cuda" else [])
     backends = [b for b in available if b in backends.split(",")] if backends else available
     jobs = []
-    for name in names:
-        for backend in backends:
-            jobs.append((name, backend, None))
-        if name in TOPK_CASES:
+    for name, mode in wanted:
+        if mode != "topk":
+            for backend in backends:
+                jobs.append((name, backend, None))
+        if name in TOPK_CASES and mode != "dense":
             for backend in [b for b in backends if b != "sdpa"]:
                 jobs.append((name, backend, 30))
     return jobs

@@ -14,12 +14,11 @@
 #  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 # QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the attention parity
-# tests matching QUICK_K (default "topk or inference or splits or half"); phase 2 the top-k forward profile at
-# selection tiles of 8, 16 and 32 keys, the MCNet backward profile with dK and dV fused and not, the
-# attention benchmark on ATTN_CASES (default vos_T20,mcnet) without
-# the CPU path, the rasterizer
-# benchmark with the autotuner off (its fixed settings are the H100's picks: no candidate compiles)
-# and launch_overhead with 500 calls per row.
+# tests matching QUICK_K (default "topk or inference or splits or half"); phase 2 the attention
+# benchmark on ATTN_CASES (default vos_T20:topk,mcnet) without the CPU path, the MCNet backward
+# profile with dK and dV in one kernel and in two, the top-k forward profile at selection tiles of
+# 8, 16 and 32 keys, the rasterizer benchmark with the autotuner off (its fixed settings are the
+# H100's picks: no candidate compiles) and launch_overhead with 500 calls per row.
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the kernel tests matching -k "triton and topk")
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
@@ -97,14 +96,14 @@ wait "${pids[@]}"
 # 2. the benchmarks (the record), alone on the GPU
 export TRITON_PRINT_AUTOTUNING=1
 # attention first: gsplat's build (background) gets the most time before the rasterizer benchmark
-if wants attention && [ -n "${QUICK:-}" ]; then  # alone on the GPU: selection tile sizes; dK and dV fused or not
-  run_step attention_profile_topk_fwd $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 10 --tiles 8,16,32
-  run_step attention_profile_mcnet_bwd $PY bench/attention_profile.py --case mcnet --top-k 0 --backward --calls 10 --key-grads both
-fi
 if wants attention; then
   attn_args=(${ATTN_CASES:+--cases "$ATTN_CASES"})
-  [ -n "${QUICK:-}" ] && attn_args=(--cases "${ATTN_CASES:-vos_T20,mcnet}" --backends naive,sdpa,triton)
+  [ -n "${QUICK:-}" ] && attn_args=(--cases "${ATTN_CASES:-vos_T20:topk,mcnet}" --backends naive,sdpa,triton)
   STEP_TIMEOUT_S=${ATTN_TIMEOUT_S:-200} run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 "${attn_args[@]}" --json "$OUT/attention_gpu.json"
+fi
+if wants attention && [ -n "${QUICK:-}" ]; then  # alone on the GPU: dK and dV fused or not; selection tile sizes
+  run_step attention_profile_mcnet_bwd $PY bench/attention_profile.py --case mcnet --top-k 0 --backward --calls 10 --key-grads both
+  run_step attention_profile_topk_fwd $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 10 --tiles 8,16,32
 fi
 if wants raster; then
   backends=triton
