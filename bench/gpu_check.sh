@@ -17,8 +17,8 @@
 # tests matching QUICK_K (default "topk or inference or splits or half"); phase 2 the attention
 # benchmark on ATTN_CASES (default vos_T20:topk,mcnet) without the CPU path, the MCNet backward
 # profile with dK and dV in one kernel and in two, the top-k forward profile at selection tiles of
-# 8, 16 and 32 keys, the rasterizer benchmark with the autotuner off (its fixed settings are the
-# H100's picks: no candidate compiles) and launch_overhead with 500 calls per row.
+# 8, 16 and 32 keys, the rasterizer benchmark at C = 3 (RASTER_CHANNELS) with the autotuner off (its
+# fixed settings are the H100's picks: no candidate compiles) and launch_overhead with 500 calls per row.
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the kernel tests matching -k "triton and topk")
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
@@ -32,6 +32,10 @@ OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+# one architecture list for gsplat's background build and the benchmark that loads it: torch's JIT
+# extension loader rebuilds when the compile flags differ (in the eleventh session's second call the
+# benchmark process rebuilt gsplat's extension and ran out of time)
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 if [ -z "${MNEMOVISION_DATA:-}" ] && [ -d .gpu_data ]; then export MNEMOVISION_DATA="$PWD/.gpu_data"; fi
 PY=${PYTHON:-python3}
 benches=("$@")
@@ -53,7 +57,7 @@ fi
 wants() { [[ " ${benches[*]} " == *" $1 "* ]]; }
 if wants raster && compgen -G ".whl/gsplat-*.whl" >/dev/null; then
   stamp "building gsplat's CUDA extension in the background"
-  (MAX_JOBS=${GSPLAT_JOBS:-6} TORCH_CUDA_ARCH_LIST=9.0 $PY -c "from gsplat.cuda._backend import _C; assert _C is not None" >"$OUT/gsplat_build.log" 2>&1; echo $? >"$gsplat_flag") &
+  (MAX_JOBS=${GSPLAT_JOBS:-6} $PY -c "from gsplat.cuda._backend import _C; assert _C is not None" >"$OUT/gsplat_build.log" 2>&1; echo $? >"$gsplat_flag") &
 fi
 
 status_dir=$(mktemp -d)
@@ -112,8 +116,9 @@ if wants raster; then
     if [ "$(cat "$gsplat_flag" 2>/dev/null)" = "0" ]; then backends=triton,gsplat; else stamp "gsplat not built in time: $(tail -c 600 "$OUT/gsplat_build.log" 2>/dev/null)"; fi
   fi
   raster_env=()
-  [ -n "${QUICK:-}" ] && raster_env=(env MNEMOVISION_TRITON_AUTOTUNE=0)
-  STEP_TIMEOUT_S=${RASTER_TIMEOUT_S:-240} run_step raster_gpu "${raster_env[@]}" $PY bench/raster.py --device cuda --backends "$backends" --json "$OUT/raster_gpu.json"
+  channels=${RASTER_CHANNELS:-3,160}
+  [ -n "${QUICK:-}" ] && raster_env=(env MNEMOVISION_TRITON_AUTOTUNE=0) && channels=${RASTER_CHANNELS:-3}
+  STEP_TIMEOUT_S=${RASTER_TIMEOUT_S:-240} run_step raster_gpu "${raster_env[@]}" $PY bench/raster.py --device cuda --backends "$backends" --channels "$channels" --json "$OUT/raster_gpu.json"
 fi
 unset TRITON_PRINT_AUTOTUNING
 # host cost per call at tiny shapes (launches, Triton's launcher, wrappers, autograd)

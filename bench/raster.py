@@ -127,14 +127,15 @@ def peak_mb_once(fn, device):
     return max(0.0, max_rss_mb() - base)
 
 
-def plan(device: str, only: list[str] | None = None) -> list[tuple[str, str, int]]:
-    """Rows to measure: every backend available here, or those of ``only`` among them."""
+def plan(device: str, only: list[str] | None = None, channels: tuple[int, ...] = (3, 160)) -> list[tuple[str, str, int]]:
+    """Rows to measure: every backend available here, or those of ``only`` among them, at each of
+    ``channels`` on the full garden view."""
     backends = ["torch"]
     if device == "cuda":
         backends.append("triton")
         if importlib.util.find_spec("gsplat") is not None:
             backends.append("gsplat")
-    jobs = [(b, "garden", c) for c in (3, 160) for b in backends]
+    jobs = [(b, "garden", c) for c in channels for b in backends]
     jobs += [("dense", "garden_small", 3), ("torch", "garden_small", 3)]
     return [job for job in jobs if only is None or job[0] in only]
 
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None)
     parser.add_argument("--backends", default=None, help="comma-separated subset of torch,triton,gsplat,dense (default: all available)")
+    parser.add_argument("--channels", default="3,160", help="channel counts of the full-view rows (default 3,160)")
     parser.add_argument("--one", nargs=3, metavar=("BACKEND", "SCENE", "CHANNELS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     only = None if args.backends is None else args.backends.split(",")
@@ -158,7 +160,7 @@ def main() -> None:
         print(json.dumps(measure(backend, scene, int(channels), args.device, repeats, warmup)))
         return
     results = []
-    for backend, scene, channels in plan(args.device, only):
+    for backend, scene, channels in plan(args.device, only, tuple(int(c) for c in args.channels.split(","))):
         if args.device == "cpu":
             cmd = [sys.executable, __file__, "--device", "cpu", "--one", backend, scene, str(channels)] + (["--quick"] if args.quick else [])
             out = subprocess.run(cmd, capture_output=True, text=True)
