@@ -365,9 +365,9 @@ def test_query_splits_fill_one_wave(monkeypatch):
 @pytest.mark.parametrize("max_tiles,tile", [(16, 8), (8, 16), (4, 32), (1, None)])
 def test_triton_topk_readout_fused_and_after_the_selection_fallback(max_tiles, tile, monkeypatch):
     """memory_attention's top-k readout: in the selection program (fused) with each tile size
-    ``_tile_size`` may pick (the smallest whose tile row fits: here chosen by the register budget
-    MAX_TILES), and as its own kernel after the PyTorch selection fallback (no tile row fits); same
-    output, same gradients as the torch backend."""
+    ``_tile_size`` may pick (here chosen by the register budget MAX_TILES), and as its own kernel
+    after the PyTorch selection fallback (no tile row fits); same output, same gradients as the
+    torch backend."""
     from mnemovision.kernels.attention import triton_topk
 
     monkeypatch.setattr(triton_topk, "MAX_TILES", max_tiles)
@@ -420,13 +420,16 @@ def test_triton_inference_launches_match_the_autograd_path(top_k, max_tiles, lay
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-def test_triton_topk_tile_size_is_the_smallest_that_fits():
-    """Tiles of 8 keys up to 4096 tiles (M = 32,768; vos_T20 has 32,400), then 16, then 32."""
+def test_triton_topk_tile_size_keeps_the_tile_row_short():
+    """Tiles of 8 keys up to rows of 2,048 tiles (M = 16,384), then 16 (vos_T20: M = 32,400), then
+    32; past rows of 2,048 at every size, the smallest whose row fits the registers (4,096)."""
     from mnemovision.kernels.attention import triton_topk
 
-    assert [triton_topk._tile_size(m, 30) for m in (50, 32400, 32768, 32769, 65536, 65537, 10**6)] == [8, 8, 8, 16, 16, 32, 32]
-    # larger tiles only shorten the tile row: a candidate block too large at 8 (1,500 x 8 keys) is
-    # too large at every size, and gets the largest (where the selection falls back to PyTorch)
+    ms = (50, 16384, 16385, 32400, 32768, 32769, 65536, 65537, 131072, 10**6)
+    assert [triton_topk._tile_size(m, 30) for m in ms] == [8, 8, 16, 16, 16, 32, 32, 32, 32, 32]
+    # a candidate block too large with short rows (1,000 x 16 keys) takes the longer row of tiles of
+    # 8 (1,024 x 8 candidates fit); one too large at 8 (1,500 x 8 keys) is too large at every size,
+    # and gets the largest (where the selection falls back to PyTorch)
     assert triton_topk._tile_size(32400, 1000) == 8 and triton_topk._tile_size(32400, 1500) == 32
 
 

@@ -1,7 +1,8 @@
 """Triton top-k memory attention: fused selection without the [Nq, M] logits, and a fused readout.
 
 Selection is exact and runs in two passes over "tiles" of ``TILE`` consecutive keys (8, 16 or 32,
-``_tile_size``: the smallest that fits the selection program's registers):
+``_tile_size``: the smallest whose row of tile maxima is at most ``ROW_TILES`` long and fits the
+selection program's registers):
 
 1. ``_tile_max_kernel``: logits q k^T + bias block by block on the tensor cores, reduced to the
    maximum of each tile: tile_max [BH, Nq, ceil(M / TILE)] (TILE times smaller than the logits).
@@ -43,7 +44,7 @@ from mnemovision.kernels._backend import triton_autotune_enabled
 from mnemovision.kernels._launch import INTERPRETED, TunedKernel, cdiv, next_pow2
 from mnemovision.kernels.attention import ref, triton_sizes
 
-# Keys per selection tile: the smallest of these whose tile row and candidate block fit (``_tile_size``),
+# Keys per selection tile: chosen among these by ``_tile_size``,
 # and keys per program of the tile-max pass (TILE_KEYS / tile tiles each).
 TILES = (8, 16, 32)
 TILE_KEYS = 128
@@ -51,6 +52,10 @@ TILE_KEYS = 128
 # block of candidate logits. Beyond these, selection falls back to ``ref.topk_select``.
 MAX_TILES = 4096
 MAX_CANDIDATES = 8192
+# The longest row of tile maxima worth its fewer candidates: at vos_T20 on an H100 (2026-11-27,
+# ``bench/attention_profile.py --tiles 8,16,32``) the selection took 148 / 130 / 170 us with tiles of
+# 8 / 16 / 32 keys (rows of 4,096 / 2,048 / 1,024 padded maxima), the tile maxima 40 / 34 / 32 us.
+ROW_TILES = 2048
 # Head-dim slice per gather of the candidate keys in the selection program, and its warps, when the
 # autotuner is off: 8-wide (vector loads) on 8 warps, 80 registers with the fused readout and 3
 # programs (24 warps) per SM on sm_90 at the vos_T20 shape (bench/kernel_resources.py).
@@ -287,16 +292,19 @@ def _flat_inputs(q, k, v, bias):
 
 
 def _tile_size(m: int, top_k: int) -> int:
-    """Keys per selection tile for M keys: the smallest of ``TILES`` whose tile row and candidate
-    block fit the selection program (else the largest, for which ``_select`` may fall back to
-    PyTorch). Per query the selection reads its row of tile maxima (4 bytes per tile, streamed) and
-    gathers min(top_k, tiles) x tile candidate key rows (scattered): at vos_T20 (M = 32,400, top-k
-    30, D = 64 in fp16) tiles of 8 mean 16 KB of maxima and 30 KB of gathered keys per query,
-    tiles of 32 4 KB and 120 KB."""
-    for tile in TILES:
-        n_tiles = cdiv(m, tile)
-        if next_pow2(n_tiles) <= MAX_TILES and next_pow2(min(top_k, n_tiles)) * tile <= MAX_CANDIDATES:
-            return tile
+    """Keys per selection tile for M keys: the smallest of ``TILES`` whose row of tile maxima has at
+    most ``ROW_TILES`` entries and whose candidate block fits the selection program; else the
+    smallest whose row fits at all (``MAX_TILES``); else the largest (for which ``_select`` may fall
+    back to PyTorch). Per query the selection reads its row of tile maxima (4 bytes per tile,
+    streamed, each bisection step counting over it) and gathers min(top_k, tiles) x tile candidate
+    key rows (scattered): at vos_T20 (M = 32,400, top-k 30, D = 64 in fp16) tiles of 8 mean 4,050
+    maxima and 240 candidates per query, tiles of 16 2,025 and 480, tiles of 32 1,013 and 960."""
+    row_limit = min(ROW_TILES, MAX_TILES)
+    for limit in (row_limit, MAX_TILES):
+        for tile in TILES:
+            n_tiles = cdiv(m, tile)
+            if next_pow2(n_tiles) <= limit and next_pow2(min(top_k, n_tiles)) * tile <= MAX_CANDIDATES:
+                return tile
     return TILES[-1]
 
 
