@@ -7,9 +7,11 @@ it. Each row gives ``issue_us`` (calls back to back, one synchronisation at the 
 and ``sync_us`` (median of call + synchronise: the latency a caller waiting on the result sees),
 side by side for a PyTorch op, a trivial Triton kernel (plain, through ``triton.autotune`` and through
 ``mnemovision.kernels._launch.TunedKernel``),
-``memory_attention`` (dense and top-k, forward and forward+backward) beside SDPA, and
-``rasterize_gaussians`` beside gsplat's ``rasterization`` (``--gsplat``). ``--cprofile`` first prints where the
-host time of a top-k, a dense and a rasterizer forward+backward goes, by Python function. Needs CUDA.
+``memory_attention`` (dense and top-k, forward and forward+backward) beside SDPA (the
+forward+backward rows again with autograd's backward on the calling thread instead of its device
+thread), and ``rasterize_gaussians`` beside gsplat's ``rasterization`` (``--gsplat``). ``--cprofile``
+first prints where the host time of a top-k, a dense and a rasterizer forward+backward goes, by
+Python function (backward on the calling thread, so that cProfile sees it). Needs CUDA.
 """
 
 from __future__ import annotations
@@ -154,18 +156,31 @@ def raster_cases(with_gsplat: bool):
 
 
 def print_host_profile(name: str, fn, calls: int = 200) -> None:
-    """Where the host time of ``fn`` goes, by Python function (cumulative, top 20)."""
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(calls):
-        fn()
-    torch.cuda.synchronize()
-    prof.disable()
-    print(f"== host profile: {name}, {calls} calls")
+    """Where the host time of ``fn`` goes, by Python function (own time, top 20). Autograd runs a
+    CUDA backward on its device thread, which cProfile does not see: here the engine runs it on the
+    calling thread instead, so the backward's Python shows up."""
+    with torch.autograd.set_multithreading_enabled(False):
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        prof.disable()
+    print(f"== host profile: {name}, {calls} calls (backward on the calling thread)")
     pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+
+
+def on_calling_thread(fn):
+    """``fn`` with autograd's backward on the calling thread (no hand-over to the device thread)."""
+
+    def call():
+        with torch.autograd.set_multithreading_enabled(False):
+            fn()
+
+    return call
 
 
 def main() -> None:
@@ -190,6 +205,9 @@ def main() -> None:
     if args.cprofile:  # first: on a fresh machine the rows below (compiling every kernel) can outlast a step's time limit
         for name in ("memory_attention topk8 fwd+bwd", "memory_attention dense fwd+bwd", "rasterize_gaussians fwd+bwd"):
             print_host_profile(name, cases[name])
+    # the hand-over to autograd's device thread and back, per backward: the same calls without it
+    for name in ("memory_attention dense fwd+bwd", "memory_attention topk8 fwd+bwd", "sdpa fwd+bwd"):
+        cases[f"{name}, backward on the calling thread"] = on_calling_thread(cases[name])
     rows = []
     for name, fn in cases.items():
         row = {"case": name, **timings(fn, args.calls), "device": torch.cuda.get_device_name()}
