@@ -152,9 +152,12 @@ def test_early_termination_and_alpha_clamp():
     assert a[0, 14, 18, 0].item() == pytest.approx(1 - 0.01 * 0.01)
 
 
-def test_means2d_gradient_and_absgrad():
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=[pytest.mark.triton, pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")])])
+def test_means2d_gradient_and_absgrad(backend):
+    """Unbatched inputs: info's means2d is the projection's own output (no reshape in between), and
+    its gradient is there after backward, bounded by the absolute gradient."""
     means, quats, scales, opac, colors, viewmats, Ks = scene(n=20)
-    r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, absgrad=True)
+    r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, absgrad=True, backend=backend)
     (r.sum() + a.sum()).backward()
     grad, absgrad = info["means2d"].grad, info["absgrad"].value
     assert grad is not None and absgrad.shape == grad.shape == (1, 20, 2)

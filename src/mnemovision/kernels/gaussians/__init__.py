@@ -49,6 +49,12 @@ class RasterInfo(dict):
         return self[key] if key in self or key in ("visible", "visible_ids") else default
 
 
+def _as(t: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """``t`` reshaped to ``shape``, or ``t`` itself when it has that shape already (unbatched calls:
+    each view costs the host about as much as launching a small kernel on a GPU)."""
+    return t if t.shape == shape else t.reshape(shape)
+
+
 def _check(name: str, t, shape: tuple, expected: str | None = None) -> None:
     """``t`` must be a floating tensor of ``shape`` (None: any size there); ``expected`` describes it
     in the error (default: ``shape`` written out; messages are built only on failure)."""
@@ -175,7 +181,7 @@ def rasterize_gaussians(
     # The fused Triton projection differentiates means, quats and scales; camera gradients take PyTorch's.
     fused = chosen == "triton" and not (viewmats.requires_grad or Ks.requires_grad)
     means2d, conics, depths, radii, comps = _project(means_b, quats_b, scales_b, views_b, ks_b, width, height, near, far, antialiased, fused)
-    opac_v = opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)
+    opac_v = opac_b if v == 1 else opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)
     if antialiased:
         opac_v = opac_v * comps
     values, shared_features = _feature_rows(colors, sh_degree, means_b, views_b, c)
@@ -208,7 +214,7 @@ def rasterize_gaussians(
         "absgrad": absgrad, "absgrad_holder": holder, "shared_features": shared_features,
     }
     bg = backgrounds.reshape(b * v, c) if (backgrounds is not None and want_rgb) else None
-    means2d_out = means2d.reshape(*batch, v, n, 2)
+    means2d_out = _as(means2d, (*batch, v, n, 2))
     if means2d_out.requires_grad:
         means2d_out.retain_grad()  # densification reads info["means2d"].grad after backward
     render, alpha = impl.composite(
@@ -221,14 +227,14 @@ def rasterize_gaussians(
     info = RasterInfo({
         "means2d": means2d_out,
         "absgrad": holder,
-        "radii": radii.reshape(*batch, v, n, 2),
-        "depths": depths.reshape(*batch, v, n),
-        "conics": conics.reshape(*batch, v, n, 3),
+        "radii": _as(radii, (*batch, v, n, 2)),
+        "depths": _as(depths, (*batch, v, n)),
+        "conics": _as(conics, (*batch, v, n, 3)),
         "n_isects": int(flat_ids.numel()),
         "tile_size": tile_size,
         "backend": chosen,
     })
-    return render.reshape(*batch, v, height, width, -1), alpha.reshape(*batch, v, height, width, 1), info
+    return _as(render, (*batch, v, height, width, render.shape[-1])), _as(alpha, (*batch, v, height, width, 1)), info
 
 
 __all__ = [

@@ -300,7 +300,8 @@ class _ProjectTritonFn(torch.autograd.Function):
         b, n = means.shape[:2]
         v = viewmats.shape[1]
         dtype = means.dtype
-        f32 = [t.detach().float().contiguous() for t in (means, quats, scales, viewmats, Ks)]
+        # inside forward nothing is recorded: no detach needed (fp32 contiguous inputs pass as they are)
+        f32 = [t.float().contiguous() for t in (means, quats, scales, viewmats, Ks)]
         dev = means.device
         means2d = torch.empty(b * v, n, 2, device=dev)
         conics = torch.empty(b * v, n, 3, device=dev)
@@ -442,7 +443,7 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
     n_tiles = tiles_x * tiles_y
     dev = depths.device
     with torch.no_grad():
-        m2, dep, con, opac = (t.detach().float().contiguous() for t in (means2d, depths, conics, opacities))
+        m2, dep, con, opac = (t.float().contiguous() for t in (means2d, depths, conics, opacities))
         inputs = (m2, radii.contiguous(), dep, con, opac)
         counts = torch.empty(v * n, dtype=torch.int32, device=dev)
         grid = (max(1, cdiv(v * n, BIN_BLOCK)),)
