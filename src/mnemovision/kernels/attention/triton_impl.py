@@ -360,9 +360,9 @@ def _fwd(q, k, v, bias, scale: float):
 
 def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     """(dq, dk, dv, dbias or None) of the dense readout; logits scale q.k + bias (no scaled copy of q:
-    the kernels apply the scale). Launches: delta, dV and dK (+ d(bias)) (one launch for
-    Dv <= FUSED_DV_MAX), dQ, and with query splits one
-    more that sums the splits of all the key-side gradients."""
+    the kernels apply the scale). Launches: delta, dV and dK (+ d(bias)) (one launch for both where
+    Dv <= FUSED_DV_MAX), dQ, and with query splits one more that sums the splits of all the
+    key-side gradients."""
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
