@@ -93,7 +93,7 @@ if wants raster && [ -z "${QUICK:-}" ]; then
 fi
 if wants attention && [ -z "${QUICK:-}" ]; then
   run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 --tiles 8,16,32 & pids+=($!)
-  run_step attention_profile_mcnet $PY bench/attention_profile.py --case mcnet --top-k 0 --backward --calls 5 & pids+=($!)
+  run_step attention_profile_mcnet $PY bench/attention_profile.py --case mcnet --top-k 0 --backward --calls 5 --key-grads both & pids+=($!)
 fi
 wait "${pids[@]}"
 
