@@ -11,7 +11,8 @@
 #     rasterizer), their kernels now compiled, with TRITON_PRINT_AUTOTUNING=1 so the log names each
 #     autotuner choice, then
 #     bench/launch_overhead.py (host cost per call at tiny shapes, with a Python profile);
-#  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows).
+#  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows); then the
+#     issues' targets checked against the run's benchmark JSON (bench/targets.py).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 # QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the attention parity
 # tests matching QUICK_K (default "topk or inference or splits or half"); phase 2 the attention
@@ -132,6 +133,8 @@ if [ -n "${PROFILE_AGAIN:-}" ]; then
   wants raster && run_step raster_profile_alone $PY bench/raster_profile.py --device cuda --backends triton --backward --calls 3
   wants attention && run_step attention_profile_topk_alone $PY bench/attention_profile.py --case vos_T20 --top-k 30
 fi
+# the issues' targets against this run's benchmark JSON (appended to the step log, never a failed step)
+{ echo "===== targets"; timeout 60 $PY bench/targets.py --dir "$OUT" 2>&1; } | tee -a "$OUT/steps.log"
 failed=$(ls "$status_dir" | tr "\n" " ")
 stamp "done; failed steps: ${failed:-none}"
 [ -z "$failed" ]
