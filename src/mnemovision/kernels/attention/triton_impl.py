@@ -322,7 +322,7 @@ def _blocks(block_d: int) -> dict:
     return {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4}
 
 
-_flat = triton_sizes.dense_rows
+_rows = triton_sizes.dense_rows
 
 
 def _check_inputs(q, k, v, bias) -> None:
@@ -341,7 +341,7 @@ def _fwd(q, k, v, bias, scale: float):
     _check_inputs(q, k, v, bias)
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
-    qf, kf, vf = _flat(q), _flat(k), _flat(v)
+    qf, kf, vf = _rows(q), _rows(k), _rows(v)
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
     out = torch.empty(b, h, nq, dv, device=q.device, dtype=q.dtype)  # written as [B*H, Nq, Dv] rows
     lse = torch.empty(b, h, nq, device=q.device, dtype=torch.float32)
@@ -365,14 +365,14 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     key-side gradients."""
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
-    qf, kf, vf = _flat(q), _flat(k), _flat(v)
-    dof = torch.zeros_like(out) if grad_out is None else _flat(grad_out.to(q.dtype))
+    qf, kf, vf = _rows(q), _rows(k), _rows(v)
+    dof = torch.zeros_like(out) if grad_out is None else _rows(grad_out.to(q.dtype))
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
-    lsef = _flat(lse)
+    lsef = _rows(lse)
     rows = b * h * nq
     delta = torch.empty(b * h, nq, device=q.device, dtype=torch.float32)
     has_glse = grad_lse is not None
-    glse = _flat(grad_lse) if has_glse else lsef
+    glse = _rows(grad_lse) if has_glse else lsef
     block_r = 16
     _attn_bwd_delta_kernel[(cdiv(rows, block_r),)](out, dof, glse, delta, rows, dv, HAS_GLSE=has_glse, BLOCK_R=block_r, BLOCK_DV=triton_sizes.block_dv(dv))
     block_d, block_dv = triton_sizes.block_d(d), triton_sizes.block_dv(dv)
@@ -389,7 +389,8 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     dbias = torch.empty(splits, b * h, m, device=q.device, dtype=torch.float32) if has_bias else dk
     # split s of (batch, head) bh writes partial number bh * splits + s of each buffer
     if fuse:  # dK, d(bias) and dV in one pass over the queries
-        fused = {**sizes, "BLOCK_DV": max(16, next_pow2(dv)), "num_warps": 4 if triton_sizes.interpreting() else FUSED_WARPS}
+        # the whole value width in one slice, padded as a head dim is
+        fused = {**sizes, "BLOCK_DV": triton_sizes.block_d(dv), "num_warps": 4 if triton_sizes.interpreting() else FUSED_WARPS}
         _attn_bwd_dkdv_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dvv, dbias, nq, m, d, dv, chunk, splits, scale, **fused)
     else:
         _attn_bwd_dv_kernel[(n_blocks, b * h * splits, cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
@@ -412,7 +413,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
 # The key-side backward in one kernel (``_attn_bwd_dkdv_kernel``) where the whole value width fits one
 # slice of at most FUSED_DV_MAX (MCNet: Dv = 256), on FUSED_WARPS warps (its dK and dV accumulators
 # are [BLOCK_N, D] and [BLOCK_N, Dv] fp32); wider values take the dV kernel per slice and the dK
-# kernel. FUSE_KEY_GRADS False takes those two everywhere (``bench/attention_profile.py --split-key-grads``).
+# kernel. FUSE_KEY_GRADS False takes those two everywhere (``bench/attention_profile.py --key-grads``).
 FUSE_KEY_GRADS = True
 FUSED_DV_MAX = 256
 FUSED_WARPS = 8
@@ -443,7 +444,7 @@ class _DenseTritonFn(torch.autograd.Function):
         ctx.save_for_backward(q, k, v, bias, out, lse)
         ctx.scale = scale
         ctx.set_materialize_grads(False)  # an unused lse gets None, not a zeros tensor to subtract
-        return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse
+        return out, triton_sizes.lse_out(lse, q.dtype)
 
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
@@ -461,7 +462,7 @@ def dense_attention(q, k, v, bias, scale: float = 1.0):
     if triton_sizes.needs_grad(q, k, v, bias):
         return _DenseTritonFn.apply(q, k, v, bias, scale)
     out, lse = _fwd(q, k, v, bias, scale)
-    return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse
+    return out, triton_sizes.lse_out(lse, q.dtype)
 
 
 def dense_usage(q, k, bias, lse, scale: float = 1.0):
@@ -473,9 +474,9 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0):
     block_d = triton_sizes.block_d(d)
     cfg = _blocks(block_d)
     grid = (cdiv(m, cfg["BLOCK_N"]), b * h)
-    qf = _flat(q)
+    qf = _rows(q)
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
-    _attn_usage_kernel[grid](qf, _flat(k), biasf, lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
+    _attn_usage_kernel[grid](qf, _rows(k), biasf, lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
     return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
 
 

@@ -9,9 +9,10 @@ import torch
 
 from mnemovision.kernels._launch import INTERPRETED, next_pow2
 
-__all__ = ["block_d", "block_dv", "dense_rows", "interpreting", "kernel_bias", "needs_grad", "precision", "sm_count"]
+__all__ = ["block_d", "block_dv", "dense_rows", "interpreting", "kernel_bias", "lse_out", "needs_grad", "precision", "sm_count"]
 
 _SM_COUNTS: dict = {}
+
 
 def interpreting() -> bool:
     """True when the kernels run under the Triton interpreter (see ``mnemovision.kernels._launch``)."""
@@ -38,6 +39,12 @@ def dense_rows(t: torch.Tensor) -> torch.Tensor:
     itself when it is contiguous (the same memory; no view is made, each costs the host about a
     microsecond), else a contiguous copy."""
     return t if t.is_contiguous() else t.contiguous()
+
+
+def lse_out(lse: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The float32 log-sum-exp the kernels write, as the launchers return it: in float64 for
+    float64 inputs (the interpreter's oracle tests), else float32 as it is."""
+    return lse.to(dtype) if dtype == torch.float64 else lse
 
 
 def needs_grad(*tensors) -> bool:

@@ -392,7 +392,7 @@ class _TopkReadoutFn(torch.autograd.Function):
         ctx.shapes = (k.shape[2], top_k, None if bias is None else bias.dtype)
         ctx.scale = scale
         ctx.mark_non_differentiable(idx)
-        return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse, idx
+        return out, triton_sizes.lse_out(lse, q.dtype), idx
 
     @staticmethod
     def backward(ctx, grad_out, grad_lse, _grad_idx):
@@ -429,4 +429,4 @@ def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, tile: int | None
     if triton_sizes.needs_grad(q, k, v, bias):
         return _TopkReadoutFn.apply(q, k, v, bias, top_k, scale, tile)
     _, idx, out, lse = _select_and_read(q, k, v, bias, top_k, scale, tile)
-    return out, lse.to(q.dtype) if q.dtype == torch.float64 else lse, idx
+    return out, triton_sizes.lse_out(lse, q.dtype), idx
