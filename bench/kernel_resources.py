@@ -107,12 +107,17 @@ def compile_report(fn, constants: dict, num_warps: int, arch: int, types: dict |
     return report
 
 
+def config_label(config, prefix: str = "") -> str:
+    """A candidate's settings for the table: ``prefix``, its keyword values and any register cap."""
+    cap = getattr(config, "maxnreg", None)
+    values = " ".join(f"{k}={v}" for k, v in config.kwargs.items())
+    return " ".join(part for part in (prefix, values, f"maxnreg={cap}" if cap else "") if part)
+
+
 def config_row(kernel: str, c: int, fn, config, constants: dict, arch: int) -> dict:
     """One table row: a compositor kernel compiled with ``config`` and ``constants`` at the garden shape."""
-    cap = getattr(config, "maxnreg", None)
-    settings = " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + (f" maxnreg={cap}" if cap else "")
-    row = {"kernel": kernel, "C": c, "config": settings, "warps": config.num_warps}
-    row.update(compile_report(fn, {**constants, **config.kwargs}, config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c), maxnreg=cap))
+    row = {"kernel": kernel, "C": c, "config": config_label(config), "warps": config.num_warps}
+    row.update(compile_report(fn, {**constants, **config.kwargs}, config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c), maxnreg=config.maxnreg))
     print(row, flush=True)
     return row
 
@@ -181,10 +186,8 @@ def attention_rows(arch: int) -> list[dict]:
         for config in tk._select_tuned.configs:
             # the selection with the readout of Dv = 512 values fused, as memory_attention launches it
             constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=32, BLOCK_D=64, BLOCK_K=32, BLOCK_DV=128, **config.kwargs)
-            cap = getattr(config, "maxnreg", None)
-            settings = f"TILE={tile} BLOCK_T={block_t} D_CHUNK={config.kwargs['D_CHUNK']}" + (f" maxnreg={cap}" if cap else "")
-            row = {"kernel": "topk_select vos_T20", "C": "-", "config": settings, "warps": config.num_warps}
-            row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}, maxnreg=cap))
+            row = {"kernel": "topk_select vos_T20", "C": "-", "config": config_label(config, f"TILE={tile} BLOCK_T={block_t}"), "warps": config.num_warps}
+            row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}, maxnreg=config.maxnreg))
             rows.append(row)
             print(row, flush=True)
     return rows
