@@ -20,10 +20,14 @@ The backward recomputes the forward front to back (no division drift), forms
 dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
 come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
 atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and (only when asked for)
-|per-pixel dL/d mean2d|. Every tensor in the loops is 2-D ([P, 1] per pixel, [1, G] per Gaussian,
-reductions keeping their axis) so all of them share the [P, G] tiles' layout: 1-D vectors were moved
-between layouts through shared memory at every batch, and ``bench/kernel_resources.py`` showed the
-backward at 255 registers with spills, one program per SM, before this.
+|per-pixel dL/d mean2d|. Every tensor in the loops is 2-D (per-pixel and per-Gaussian vectors
+are a row or a column, reductions keep their axis) so all of them share the tiles' layout: 1-D
+vectors were moved between layouts through shared memory at every batch, and
+``bench/kernel_resources.py`` showed the backward at 255 registers with spills, one program per SM,
+before this. The backward's tiles are [G, P], the forward's [P, G]: in the backward the pixel rows
+loaded from the output gradient then share the tiles' layout (with [P, G] tiles the sm_90 code moved
+five whole tiles a batch between layouts), and its per-Gaussian sums over pixels go through one
+multi-operand reduction (one exchange between warps) instead of one each.
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
 """
 from __future__ import annotations
@@ -44,16 +48,22 @@ BLOCK_C = 32  # channels per program under the interpreter (on a GPU: autotuned,
 
 T_MIN_C = tl.constexpr(T_MIN)
 
-# Layout rule of these kernels: every tensor is 2-D. Per-pixel values are [P, 1] columns, per-Gaussian
-# values [1, G] rows, and reductions keep their axis, so the whole loop shares the layout of its
-# [P, G] tiles (1-D vectors would be moved between layouts through shared memory at every batch).
+# Layout rule of these kernels: every tensor is 2-D. In the forward's [P, G] tiles per-pixel values
+# are [P, 1] columns and per-Gaussian values [1, G] rows, in the backward's [G, P] tiles the other way
+# round; reductions keep their axis, so the whole loop shares the layout of its tiles (1-D vectors
+# would be moved between layouts through shared memory at every batch). G_AXIS (1 or 0) tells the
+# shared helpers which way the tiles lie.
 
 
 @triton.jit
-def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr):
-    """Pair ids, feature rows (``triton_seq._feature_row``) and validity [1, G] of the intersections
-    b0 .. b0 + BLOCK_G of a tile."""
-    offs_g = b0 + tl.arange(0, BLOCK_G)[None, :]
+def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr, G_AXIS: tl.constexpr):
+    """Pair ids, feature rows (``triton_seq._feature_row``) and validity of the intersections
+    b0 .. b0 + BLOCK_G of a tile: [1, G] rows (G_AXIS = 1, the forward's [P, G] tiles) or [G, 1]
+    columns (G_AXIS = 0, the backward's [G, P] tiles)."""
+    if G_AXIS == 1:
+        offs_g = b0 + tl.arange(0, BLOCK_G)[None, :]
+    else:
+        offs_g = b0 + tl.arange(0, BLOCK_G)[:, None]
     valid_g = offs_g < end
     pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
     return pair, triton_seq._feature_row(pair, VN, NF, SHARED_FEATS), valid_g
@@ -61,13 +71,13 @@ def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl
 
 @triton.jit
 def _channel(Values, fid, valid_g, ch: tl.constexpr, C):
-    """Small-C path: channel ``ch`` of the batch's feature rows [1, G] (zeros past C)."""
+    """Small-C path: channel ``ch`` of the batch's feature rows, shaped as ``fid`` (zeros past C)."""
     return tl.load(Values + fid * C + ch, mask=valid_g & (ch < C), other=0.0)
 
 
 @triton.jit
 def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
-    """Channels 0..3 of the batch's feature rows, each [1, G] (the ones past SMALL_C = C are zeros)."""
+    """Channels 0..3 of the batch's feature rows, each shaped as ``fid`` (the ones past SMALL_C = C are zeros)."""
     f0 = _channel(Values, fid, valid_g, 0, C)
     f1 = tl.zeros_like(f0)
     f2 = tl.zeros_like(f0)
@@ -82,14 +92,15 @@ def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
 
 
 @triton.jit
-def _transmittance(alpha, t_in, done):
-    """Within a batch (t_in, done [P, 1]): (t_before [P, G], kept [P, G], t_out [P, 1], done [P, 1])."""
+def _transmittance(alpha, t_in, done, G_AXIS: tl.constexpr):
+    """Within a batch, with tiles [P, G] (G_AXIS = 1) or [G, P] (G_AXIS = 0) and per-pixel t_in,
+    done [P, 1] or [1, P]: (t_before, kept (tiles), t_out, done (per pixel))."""
     one_minus = 1.0 - alpha
-    t_after = t_in * tl.cumprod(one_minus, axis=1)
+    t_after = t_in * tl.cumprod(one_minus, axis=G_AXIS)
     keep = (t_after >= T_MIN_C) & (done == 0)
     t_before = t_after / one_minus
-    t_out = tl.min(tl.where(keep, t_after, t_in), axis=1, keep_dims=True)
-    stopped = tl.max(tl.where(keep, 0, 1), axis=1, keep_dims=True)
+    t_out = tl.min(tl.where(keep, t_after, t_in), axis=G_AXIS, keep_dims=True)
+    stopped = tl.max(tl.where(keep, 0, 1), axis=G_AXIS, keep_dims=True)
     return t_before, keep, t_out, tl.maximum(done, stopped)
 
 
@@ -101,9 +112,14 @@ def _tile_live(done, inside):
 
 
 @triton.jit
-def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
-    """The 256 pixels of a (view, tile) index as [P, 1]: (flat pixel index, in-image mask, centre x, centre y)."""
-    return triton_seq._tile_pixel(tile, tl.arange(0, TILE * TILE)[:, None], N_TILES, TILES_X, H, W, TILE)
+def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr, G_AXIS: tl.constexpr):
+    """The 256 pixels of a (view, tile) index as [P, 1] (G_AXIS = 1) or [1, P] (G_AXIS = 0):
+    (flat pixel index, in-image mask, centre x, centre y)."""
+    if G_AXIS == 1:
+        offs = tl.arange(0, TILE * TILE)[:, None]
+    else:
+        offs = tl.arange(0, TILE * TILE)[None, :]
+    return triton_seq._tile_pixel(tile, offs, N_TILES, TILES_X, H, W, TILE)
 
 
 @triton.jit
@@ -125,7 +141,7 @@ def _composite_fwd_kernel(
     of ``triton_wide`` walks no further)."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
-    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
+    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE, 1)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
@@ -137,8 +153,8 @@ def _composite_fwd_kernel(
     a2 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     a3 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
     acc_d = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 1)
+    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 1)
     mx, my, ca, cb, cc, op, z = triton_seq._geometry(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
     if SMALL_C > 0:
         f0, f1, f2, f3 = _small_features(Values, fid, valid_g, C, SMALL_C)
@@ -153,7 +169,7 @@ def _composite_fwd_kernel(
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
         # in flight during this batch: ids two batches ahead, parameters and features one ahead
-        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 1)
         mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = triton_seq._geometry(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
         if SMALL_C > 0:
             f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n, C, SMALL_C)
@@ -162,7 +178,7 @@ def _composite_fwd_kernel(
             f0_n, f1_n, f2_n, f3_n = f0, f1, f2, f3
             feats_n = tl.load(Values + tl.trans(fid_n) * C + offs_c[None, :], mask=tl.trans(valid_n) & (offs_c[None, :] < C), other=0.0)
         alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op, valid_g)
-        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
+        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done, 1)
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
             a0 += tl.sum(w * f0, axis=1, keep_dims=True)
@@ -199,11 +215,83 @@ def _composite_fwd_kernel(
             tl.store(Out + pix * OUT_C + C, acc_d, mask=inside)
 
 
+# The backward's per-Gaussian sums over pixels. Each block-wide sum exchanges its warps' partial
+# sums through shared memory behind a barrier; one ``tl.reduce`` of several operands (the combines
+# below) makes that exchange once for all of them.
+
+
 @triton.jit
-def _channel_grads(DValues, fid, valid_g, w, g_ch, f_ch, ch: tl.constexpr, C):
-    """Small-C path, one channel: scatter dF_ch = w^T G_ch and return G_ch f_ch [P, G] for the dots."""
-    triton_seq._block_scatter(DValues + fid * C + ch, w * g_ch, valid_g & (ch < C))
-    return g_ch * f_ch
+def _add2(a0, a1, b0, b1):
+    return a0 + b0, a1 + b1
+
+
+@triton.jit
+def _add3(a0, a1, a2, b0, b1, b2):
+    return a0 + b0, a1 + b1, a2 + b2
+
+
+@triton.jit
+def _add4(a0, a1, a2, a3, b0, b1, b2, b3):
+    return a0 + b0, a1 + b1, a2 + b2, a3 + b3
+
+
+@triton.jit
+def _add6(a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5):
+    return a0 + b0, a1 + b1, a2 + b2, a3 + b3, a4 + b4, a5 + b5
+
+
+@triton.jit
+def _add_to(Target, sums, valid_g):
+    tl.atomic_add(Target, sums, mask=valid_g, sem="relaxed")
+
+
+@triton.jit
+def _scatter_sum(Target, tile_terms, valid_g):
+    """Add the sums over pixels of ``tile_terms`` [G, P] to ``Target`` [G, 1] (pointers): one
+    block-wide sum, then one relaxed atomic per Gaussian."""
+    _add_to(Target, tl.sum(tile_terms, axis=1, keep_dims=True), valid_g)
+
+
+@triton.jit
+def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, ABSGRAD: tl.constexpr):
+    """``triton_seq._scatter_geometry`` for [G, P] tiles: the six sums over pixels in one reduction
+    (with ABSGRAD the two absolute ones in a second), then one relaxed atomic per Gaussian and term."""
+    d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
+    s_op, s_ca, s_cb, s_cc, s_mx, s_my = tl.reduce((d_op, d_ca, d_cb, d_cc, d_mx, d_my), 1, _add6, keep_dims=True)
+    _add_to(DOpac + pair, s_op, valid_g)
+    _add_to(DConics + pair * 3, s_ca, valid_g)
+    _add_to(DConics + pair * 3 + 1, s_cb, valid_g)
+    _add_to(DConics + pair * 3 + 2, s_cc, valid_g)
+    _add_to(DMeans2d + pair * 2, s_mx, valid_g)
+    _add_to(DMeans2d + pair * 2 + 1, s_my, valid_g)
+    if ABSGRAD:
+        a_mx, a_my = tl.reduce((tl.abs(d_mx), tl.abs(d_my)), 1, _add2, keep_dims=True)
+        _add_to(AbsGrad + pair * 2, a_mx, valid_g)
+        _add_to(AbsGrad + pair * 2 + 1, a_my, valid_g)
+
+
+@triton.jit
+def _scatter_channels(DValues, fid, valid_g, w, g0, g1, g2, g3, C, SMALL_C: tl.constexpr):
+    """Small-C path: dF_ch = sum over pixels of w G_ch ([G, P] tiles) for the SMALL_C = C channels
+    in one reduction, then one relaxed atomic per Gaussian and channel."""
+    row = DValues + fid * C
+    if SMALL_C == 1:
+        _scatter_sum(row, w * g0, valid_g)
+    elif SMALL_C == 2:
+        s0, s1 = tl.reduce((w * g0, w * g1), 1, _add2, keep_dims=True)
+        _add_to(row, s0, valid_g)
+        _add_to(row + 1, s1, valid_g)
+    elif SMALL_C == 3:
+        s0, s1, s2 = tl.reduce((w * g0, w * g1, w * g2), 1, _add3, keep_dims=True)
+        _add_to(row, s0, valid_g)
+        _add_to(row + 1, s1, valid_g)
+        _add_to(row + 2, s2, valid_g)
+    else:
+        s0, s1, s2, s3 = tl.reduce((w * g0, w * g1, w * g2, w * g3), 1, _add4, keep_dims=True)
+        _add_to(row, s0, valid_g)
+        _add_to(row + 1, s1, valid_g)
+        _add_to(row + 2, s2, valid_g)
+        _add_to(row + 3, s3, valid_g)
 
 
 @triton.jit
@@ -214,20 +302,27 @@ def _composite_bwd_kernel(
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """Recomputes the forward front to back (pipelined like it) and scatters the gradients."""
+    """Recomputes the forward front to back (pipelined like it) and scatters the gradients.
+
+    Its tiles are [G, P] (Gaussians x pixels; the forward's are [P, G]): per-pixel values are [1, P]
+    rows, per-Gaussian ones [G, 1] columns. Laid out so, the pixel rows loaded from the output
+    gradient and the batch's tiles share one register layout (each thread holds whole columns of
+    the batch: the scans over the batch stay in registers), where with [P, G] tiles sm_90 code
+    moved five [P, G] tiles a batch between layouts through shared memory (Triton 3.6,
+    ``bench/kernel_resources.py``)."""
     tile = tl.program_id(0)
-    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
+    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE, 0)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
-    # Per pixel [P, 1]: the output gradient's small channels, G . out (out without background), and
+    # Per pixel [1, P]: the output gradient's small channels, G . out (out without background), and
     # the final-T gradient term.
-    g_depth = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    g_depth = tl.zeros([1, TILE * TILE], dtype=tl.float32)
     if HAS_DEPTH:
         g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
-    g0 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    g1 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    g2 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    g3 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+    g0 = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    g1 = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    g2 = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    g3 = tl.zeros([1, TILE * TILE], dtype=tl.float32)
     if SMALL_C > 0:
         g0 = tl.load(GradOut + pix * OUT_C, mask=inside, other=0.0)
         g_out = g0 * tl.load(Out + pix * OUT_C, mask=inside, other=0.0)
@@ -243,62 +338,64 @@ def _composite_bwd_kernel(
         if HAS_DEPTH:
             g_out += g_depth * tl.load(Out + pix * OUT_C + C, mask=inside, other=0.0)
     else:
-        g_out = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
+        g_out = tl.zeros([1, TILE * TILE], dtype=tl.float32)
         for c0 in range(0, OUT_C, BLOCK_C):
-            offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
+            offs_c = c0 + tl.arange(0, BLOCK_C)[:, None]
             m = inside & (offs_c < OUT_C)
-            g_out += tl.sum(tl.load(GradOut + pix * OUT_C + offs_c, mask=m, other=0.0) * tl.load(Out + pix * OUT_C + offs_c, mask=m, other=0.0), axis=1, keep_dims=True)
-    # d alpha needs G . out + g_T T_final (less the prefix), one column for both
+            g_out += tl.sum(tl.load(GradOut + pix * OUT_C + offs_c, mask=m, other=0.0) * tl.load(Out + pix * OUT_C + offs_c, mask=m, other=0.0), axis=0, keep_dims=True)
+    # d alpha needs G . out + g_T T_final (less the prefix), one row for both
     g_rest = g_out + tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
-    t_run = tl.full([TILE * TILE, 1], 1.0, dtype=tl.float32)
-    done = tl.zeros([TILE * TILE, 1], dtype=tl.int32)
-    prefix = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+    t_run = tl.full([1, TILE * TILE], 1.0, dtype=tl.float32)
+    done = tl.zeros([1, TILE * TILE], dtype=tl.int32)
+    prefix = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 0)
+    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 0)
     mx, my, ca, cb, cc, op, z = triton_seq._geometry(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
     f0, f1, f2, f3 = _small_features(Values, fid, valid_g & (SMALL_C > 0), C, SMALL_C)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
-        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 0)
         mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = triton_seq._geometry(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
         f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n & (SMALL_C > 0), C, SMALL_C)
         if SMALL_C == 0:
-            # D = G . f over all channels first, dF = w^T G in a second pass once w is known: each pass
+            # D = f . G over all channels first, dF = w G^T in a second pass once w is known: each pass
             # holds one matmul's tiles (one pass holding both, beside the batch's tiles, spills)
-            dots = tl.zeros([TILE * TILE, BLOCK_G], dtype=tl.float32)
+            dots = tl.zeros([BLOCK_G, TILE * TILE], dtype=tl.float32)
             for c0 in range(0, C, BLOCK_C):
-                offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
-                feats_blk = tl.load(Values + tl.trans(fid) * C + offs_c, mask=tl.trans(valid_g) & (offs_c < C), other=0.0)
+                feats_blk = tl.load(Values + fid * C + c0 + tl.arange(0, BLOCK_C)[None, :], mask=valid_g & (c0 + tl.arange(0, BLOCK_C)[None, :] < C), other=0.0)
+                offs_c = c0 + tl.arange(0, BLOCK_C)[:, None]
                 grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
-                dots += tl.dot(grad_blk, tl.trans(feats_blk), input_precision=PREC)
+                dots += tl.dot(feats_blk, grad_blk, input_precision=PREC)
         alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op, valid_g)
-        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
+        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done, 0)
         keep = keep & inside
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
-            dots = _channel_grads(DValues, fid, valid_g, w, g0, f0, 0, C)
+            _scatter_channels(DValues, fid, valid_g, w, g0, g1, g2, g3, C, SMALL_C)
+            dots = g0 * f0  # f . G; the channels past SMALL_C are zeros
             if SMALL_C > 1:
-                dots += _channel_grads(DValues, fid, valid_g, w, g1, f1, 1, C)
+                dots += g1 * f1
             if SMALL_C > 2:
-                dots += _channel_grads(DValues, fid, valid_g, w, g2, f2, 2, C)
+                dots += g2 * f2
             if SMALL_C > 3:
-                dots += _channel_grads(DValues, fid, valid_g, w, g3, f3, 3, C)
+                dots += g3 * f3
         else:
             for c0 in range(0, C, BLOCK_C):
-                offs_c = c0 + tl.arange(0, BLOCK_C)[None, :]
+                offs_c = c0 + tl.arange(0, BLOCK_C)[:, None]
                 grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
-                dfeat = tl.dot(tl.trans(w), grad_blk, input_precision="ieee")  # FMA: PREC is for the G . f pass
-                tl.atomic_add(DValues + tl.trans(fid) * C + offs_c, dfeat, mask=tl.trans(valid_g) & (offs_c < C), sem="relaxed")
+                dfeat = tl.dot(w, tl.trans(grad_blk), input_precision="ieee")  # FMA: PREC is for the f . G pass
+                cols = c0 + tl.arange(0, BLOCK_C)[None, :]
+                tl.atomic_add(DValues + fid * C + cols, dfeat, mask=valid_g & (cols < C), sem="relaxed")
         if HAS_DEPTH:
             dots += g_depth * z
-            triton_seq._block_scatter(DDepths + pair, w * g_depth, valid_g)
+            _scatter_sum(DDepths + pair, w * g_depth, valid_g)
         wd = w * dots
-        incl = prefix + tl.cumsum(wd, axis=1)
+        incl = prefix + tl.cumsum(wd, axis=0)
         d_alpha = t_before * dots - (g_rest - incl) / (1.0 - alpha)
         terms = triton_seq._alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
-        triton_seq._scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, ABSGRAD, False)
-        prefix += tl.sum(wd, axis=1, keep_dims=True)
+        _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, ABSGRAD)
+        prefix += tl.sum(wd, axis=0, keep_dims=True)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)

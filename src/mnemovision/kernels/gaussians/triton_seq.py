@@ -1,10 +1,10 @@
 """Triton tile compositing one Gaussian at a time (forward and backward): the whole compositor for
 few channels (C <= 4), and in WIDE mode the channel-free walks of the wide path (``triton_wide``).
 
-The batched compositor (``triton_impl``) evaluates [256 pixels, G Gaussians] tiles: its cumulative
-products along the batch and its per-Gaussian sums over pixels need the tiles in several register
-layouts, and every layout change and cross-warp sum goes through shared memory behind a block
-barrier (about 80 barriers per batch of 4 in the small-C backward on sm_90, ``bench/kernel_resources.py``).
+The batched compositor (``triton_impl``) evaluates tiles of 256 pixels x G Gaussians: its
+cumulative products along the batch and its per-Gaussian sums over pixels need cross-thread work,
+and every layout change and cross-warp sum goes through shared memory behind a block barrier (60
+to 90 barriers in the small-C backward's sm_90 code, ``bench/kernel_resources.py``).
 Here each program walks its tile's depth-sorted list one Gaussian at a time, as 3DGS's CUDA
 rasterizer does per thread: the Gaussian's parameters are scalars (the same value in every thread),
 transmittance and the running prefix are per-pixel registers updated in order (no scans), and a
@@ -81,7 +81,7 @@ def _feature(Values, fid, valid, ch: tl.constexpr, C, NCH: tl.constexpr):
 @triton.jit
 def _geometry(pair, valid, Means2d, Conics, Opac, Depths, HAS_DEPTH: tl.constexpr):
     """2-D mean (x, y), conic (a, b, c), opacity and depth (0 without HAS_DEPTH) of pairs: scalars
-    here, [1, G] rows in the batched kernels (zeros where not valid)."""
+    here, [1, G] rows or [G, 1] columns in the batched kernels (zeros where not valid)."""
     mx = tl.load(Means2d + pair * 2, mask=valid, other=0.0)
     my = tl.load(Means2d + pair * 2 + 1, mask=valid, other=0.0)
     ca = tl.load(Conics + pair * 3, mask=valid, other=0.0)
@@ -120,7 +120,7 @@ def _first_gaussians(start, end, FlatIds, Means2d, Conics, Opac, Values, Depths,
 @triton.jit
 def _alpha(px, py, mx, my, ca, cb, cc, op, valid):
     """alpha of Gaussians at pixels, with the pieces its gradient needs: [R, NW, 32] here (pixels
-    against one Gaussian's scalars); [P, G] in the batched kernels (px, py [P, 1], the rest [1, G])."""
+    against one Gaussian's scalars); [P, G] or [G, P] tiles in the batched kernels (px, py a column or a row, the rest the other)."""
     dx = px - mx
     dy = py - my
     sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
@@ -237,35 +237,19 @@ def _warp_scatter(Target, terms, valid):
 
 
 @triton.jit
-def _block_scatter(Target, tile_terms, valid_g):
-    """The batched kernels' scatter: add the sum over pixels of ``tile_terms`` [P, G] to ``Target``
-    [1, G] (pointers), one relaxed atomic per Gaussian after a block-wide sum."""
-    tl.atomic_add(Target, tl.sum(tile_terms, axis=0, keep_dims=True), mask=valid_g, sem="relaxed")
-
-
-@triton.jit
-def _scatter(Target, terms, valid, BY_WARP: tl.constexpr):
-    if BY_WARP:
-        _warp_scatter(Target, terms, valid)
-    else:
-        _block_scatter(Target, terms, valid)
-
-
-@triton.jit
-def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD: tl.constexpr, BY_WARP: tl.constexpr):
-    """Scatter the sums over pixels of ``_alpha_grads``' terms: opacity, conic (a, b, c), 2-D mean
-    and (ABSGRAD) |2-D mean| gradients; per warp (BY_WARP: pixels [R, NW, 32] against one Gaussian)
-    or per block (the batched kernels' [P, G] tiles)."""
+def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD: tl.constexpr):
+    """Scatter the sums over pixels of ``_alpha_grads``' terms (pixels [R, NW, 32] against one
+    Gaussian): opacity, conic (a, b, c), 2-D mean and (ABSGRAD) |2-D mean| gradients, per warp."""
     d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
-    _scatter(DOpac + pair, d_op, valid, BY_WARP)
-    _scatter(DConics + pair * 3, d_ca, valid, BY_WARP)
-    _scatter(DConics + pair * 3 + 1, d_cb, valid, BY_WARP)
-    _scatter(DConics + pair * 3 + 2, d_cc, valid, BY_WARP)
-    _scatter(DMeans2d + pair * 2, d_mx, valid, BY_WARP)
-    _scatter(DMeans2d + pair * 2 + 1, d_my, valid, BY_WARP)
+    _warp_scatter(DOpac + pair, d_op, valid)
+    _warp_scatter(DConics + pair * 3, d_ca, valid)
+    _warp_scatter(DConics + pair * 3 + 1, d_cb, valid)
+    _warp_scatter(DConics + pair * 3 + 2, d_cc, valid)
+    _warp_scatter(DMeans2d + pair * 2, d_mx, valid)
+    _warp_scatter(DMeans2d + pair * 2 + 1, d_my, valid)
     if ABSGRAD:
-        _scatter(AbsGrad + pair * 2, tl.abs(d_mx), valid, BY_WARP)
-        _scatter(AbsGrad + pair * 2 + 1, tl.abs(d_my), valid, BY_WARP)
+        _warp_scatter(AbsGrad + pair * 2, tl.abs(d_mx), valid)
+        _warp_scatter(AbsGrad + pair * 2 + 1, tl.abs(d_my), valid)
 
 
 @triton.jit
@@ -365,7 +349,7 @@ def _seq_bwd_kernel(
             prefix += w * dots
             d_alpha = t_run * dots - (g_rest - prefix) / (1.0 - alpha)
             terms = _alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
-            _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD, True)
+            _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD)
             t_run = tl.where(keep, t_after, t_run)
             b += 1
             pair, fid, valid = pair_n, fid_n, valid_n
