@@ -20,14 +20,17 @@ The backward recomputes the forward front to back (no division drift), forms
 dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
 come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
 atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and (only when asked for)
-|per-pixel dL/d mean2d|. Every tensor in the loops is 2-D (per-pixel and per-Gaussian vectors
-are a row or a column, reductions keep their axis) so all of them share the tiles' layout: 1-D
-vectors were moved between layouts through shared memory at every batch, and
-``bench/kernel_resources.py`` showed the backward at 255 registers with spills, one program per SM,
-before this. The backward's tiles are [G, P], the forward's [P, G]: in the backward the pixel rows
-loaded from the output gradient then share the tiles' layout (with [P, G] tiles the sm_90 code moved
-five whole tiles a batch between layouts), and its per-Gaussian sums over pixels go through one
-multi-operand reduction (one exchange between warps) instead of one each.
+|per-pixel dL/d mean2d|; its per-Gaussian sums over pixels go through one multi-operand reduction
+(one exchange between warps) instead of one each.
+
+Tiles are [G, P] (the batch's Gaussians x the tile's pixels): per-pixel values are [1, P] rows,
+per-Gaussian ones [G, 1] columns, reductions keep their axis (every tensor in the loops is 2-D, so
+all of them share the tiles' layout: 1-D vectors were moved between layouts through shared memory at
+every batch). Laid out so, each thread holds whole columns of the batch (the scans and sums over
+the batch stay in its registers) and the pixel rows loaded from the output gradient share the
+tiles' layout. With [P, G] tiles the sm_90 code (Triton 3.6, ``bench/kernel_resources.py``, C = 3)
+summed over the batch by warp shuffles (150-390 a batch in the forward, 6 now) and the backward
+moved five whole tiles a batch between layouts (shared memory 4,096 B -> 768).
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
 """
 from __future__ import annotations
@@ -41,29 +44,23 @@ from mnemovision.kernels._launch import INTERPRETED, TunedKernel, cdiv
 from mnemovision.kernels.gaussians import triton_seq, triton_wide
 from mnemovision.kernels.gaussians.ref import T_MIN, add_background, background_grads
 
-BLOCK_G = 16  # Gaussians per batch (a [256, 16] tile of pixel x Gaussian terms per step), fixed under the interpreter
+BLOCK_G = 16  # Gaussians per batch (a [16, 256] tile of Gaussian x pixel terms per step), fixed under the interpreter
 NUM_WARPS = 8
 BLOCK_C = 32  # channels per program under the interpreter (on a GPU: autotuned, or _fixed_settings)
 
 
 T_MIN_C = tl.constexpr(T_MIN)
 
-# Layout rule of these kernels: every tensor is 2-D. In the forward's [P, G] tiles per-pixel values
-# are [P, 1] columns and per-Gaussian values [1, G] rows, in the backward's [G, P] tiles the other way
-# round; reductions keep their axis, so the whole loop shares the layout of its tiles (1-D vectors
-# would be moved between layouts through shared memory at every batch). G_AXIS (1 or 0) tells the
-# shared helpers which way the tiles lie.
+# Layout rule of these kernels: every tensor is 2-D. Tiles are [G, P], per-pixel values [1, P] rows,
+# per-Gaussian values [G, 1] columns, and reductions keep their axis, so the whole loop shares the
+# layout of its tiles (1-D vectors would be moved between layouts through shared memory at every batch).
 
 
 @triton.jit
-def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr, G_AXIS: tl.constexpr):
-    """Pair ids, feature rows (``triton_seq._feature_row``) and validity of the intersections
-    b0 .. b0 + BLOCK_G of a tile: [1, G] rows (G_AXIS = 1, the forward's [P, G] tiles) or [G, 1]
-    columns (G_AXIS = 0, the backward's [G, P] tiles)."""
-    if G_AXIS == 1:
-        offs_g = b0 + tl.arange(0, BLOCK_G)[None, :]
-    else:
-        offs_g = b0 + tl.arange(0, BLOCK_G)[:, None]
+def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl.constexpr):
+    """Pair ids, feature rows (``triton_seq._feature_row``) and validity [G, 1] of the intersections
+    b0 .. b0 + BLOCK_G of a tile."""
+    offs_g = b0 + tl.arange(0, BLOCK_G)[:, None]
     valid_g = offs_g < end
     pair = tl.load(FlatIds + offs_g, mask=valid_g, other=0)
     return pair, triton_seq._feature_row(pair, VN, NF, SHARED_FEATS), valid_g
@@ -92,15 +89,14 @@ def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
 
 
 @triton.jit
-def _transmittance(alpha, t_in, done, G_AXIS: tl.constexpr):
-    """Within a batch, with tiles [P, G] (G_AXIS = 1) or [G, P] (G_AXIS = 0) and per-pixel t_in,
-    done [P, 1] or [1, P]: (t_before, kept (tiles), t_out, done (per pixel))."""
+def _transmittance(alpha, t_in, done):
+    """Within a batch (t_in, done [1, P]): (t_before [G, P], kept [G, P], t_out [1, P], done [1, P])."""
     one_minus = 1.0 - alpha
-    t_after = t_in * tl.cumprod(one_minus, axis=G_AXIS)
+    t_after = t_in * tl.cumprod(one_minus, axis=0)
     keep = (t_after >= T_MIN_C) & (done == 0)
     t_before = t_after / one_minus
-    t_out = tl.min(tl.where(keep, t_after, t_in), axis=G_AXIS, keep_dims=True)
-    stopped = tl.max(tl.where(keep, 0, 1), axis=G_AXIS, keep_dims=True)
+    t_out = tl.min(tl.where(keep, t_after, t_in), axis=0, keep_dims=True)
+    stopped = tl.max(tl.where(keep, 0, 1), axis=0, keep_dims=True)
     return t_before, keep, t_out, tl.maximum(done, stopped)
 
 
@@ -112,14 +108,9 @@ def _tile_live(done, inside):
 
 
 @triton.jit
-def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr, G_AXIS: tl.constexpr):
-    """The 256 pixels of a (view, tile) index as [P, 1] (G_AXIS = 1) or [1, P] (G_AXIS = 0):
-    (flat pixel index, in-image mask, centre x, centre y)."""
-    if G_AXIS == 1:
-        offs = tl.arange(0, TILE * TILE)[:, None]
-    else:
-        offs = tl.arange(0, TILE * TILE)[None, :]
-    return triton_seq._tile_pixel(tile, offs, N_TILES, TILES_X, H, W, TILE)
+def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
+    """The 256 pixels of a (view, tile) index as [1, P]: (flat pixel index, in-image mask, centre x, centre y)."""
+    return triton_seq._tile_pixel(tile, tl.arange(0, TILE * TILE)[None, :], N_TILES, TILES_X, H, W, TILE)
 
 
 @triton.jit
@@ -141,57 +132,57 @@ def _composite_fwd_kernel(
     of ``triton_wide`` walks no further)."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
-    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE, 1)
+    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
-    t_run = tl.full([TILE * TILE, 1], 1.0, dtype=tl.float32)
-    done = tl.zeros([TILE * TILE, 1], dtype=tl.int32)
+    t_run = tl.full([1, TILE * TILE], 1.0, dtype=tl.float32)
+    done = tl.zeros([1, TILE * TILE], dtype=tl.int32)
     acc = tl.zeros([TILE * TILE, BLOCK_C], dtype=tl.float32)
-    a0 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    a1 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    a2 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    a3 = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    acc_d = tl.zeros([TILE * TILE, 1], dtype=tl.float32)
-    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 1)
-    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 1)
+    a0 = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    a1 = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    a2 = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    a3 = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    acc_d = tl.zeros([1, TILE * TILE], dtype=tl.float32)
+    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     mx, my, ca, cb, cc, op, z = triton_seq._geometry(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
     if SMALL_C > 0:
         f0, f1, f2, f3 = _small_features(Values, fid, valid_g, C, SMALL_C)
         feats = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
     else:
-        f0 = tl.zeros([1, BLOCK_G], dtype=tl.float32)
-        f1 = tl.zeros([1, BLOCK_G], dtype=tl.float32)
-        f2 = tl.zeros([1, BLOCK_G], dtype=tl.float32)
-        f3 = tl.zeros([1, BLOCK_G], dtype=tl.float32)
-        feats = tl.load(Values + tl.trans(fid) * C + offs_c[None, :], mask=tl.trans(valid_g) & (offs_c[None, :] < C), other=0.0)
+        f0 = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
+        f1 = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
+        f2 = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
+        f3 = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
+        feats = tl.load(Values + fid * C + offs_c[None, :], mask=valid_g & (offs_c[None, :] < C), other=0.0)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
         # in flight during this batch: ids two batches ahead, parameters and features one ahead
-        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 1)
+        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
         mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = triton_seq._geometry(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
         if SMALL_C > 0:
             f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n, C, SMALL_C)
             feats_n = feats
         else:
             f0_n, f1_n, f2_n, f3_n = f0, f1, f2, f3
-            feats_n = tl.load(Values + tl.trans(fid_n) * C + offs_c[None, :], mask=tl.trans(valid_n) & (offs_c[None, :] < C), other=0.0)
+            feats_n = tl.load(Values + fid_n * C + offs_c[None, :], mask=valid_n & (offs_c[None, :] < C), other=0.0)
         alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op, valid_g)
-        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done, 1)
+        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
-            a0 += tl.sum(w * f0, axis=1, keep_dims=True)
+            a0 += tl.sum(w * f0, axis=0, keep_dims=True)
             if SMALL_C > 1:
-                a1 += tl.sum(w * f1, axis=1, keep_dims=True)
+                a1 += tl.sum(w * f1, axis=0, keep_dims=True)
             if SMALL_C > 2:
-                a2 += tl.sum(w * f2, axis=1, keep_dims=True)
+                a2 += tl.sum(w * f2, axis=0, keep_dims=True)
             if SMALL_C > 3:
-                a3 += tl.sum(w * f3, axis=1, keep_dims=True)
+                a3 += tl.sum(w * f3, axis=0, keep_dims=True)
         else:
-            acc += tl.dot(w, feats, input_precision=PREC)
+            acc += tl.dot(tl.trans(w), feats, input_precision=PREC)
         if HAS_DEPTH:
-            acc_d += tl.sum(w * z, axis=1, keep_dims=True)
+            acc_d += tl.sum(w * z, axis=0, keep_dims=True)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)
@@ -207,7 +198,8 @@ def _composite_fwd_kernel(
         if SMALL_C > 3:
             _store_channel(Out, pix, inside, a3, 3, C, OUT_C)
     else:
-        tl.store(Out + pix * OUT_C + offs_c[None, :], acc, mask=inside & (offs_c[None, :] < C))
+        pix_c = tl.trans(pix)  # [P, 1] for the [P, BLOCK_C] matmul tile
+        tl.store(Out + pix_c * OUT_C + offs_c[None, :], acc, mask=tl.trans(inside) & (offs_c[None, :] < C))
     if pid_c == 0:
         tl.store(FinalT + pix, t_run, mask=inside)
         tl.store(Stops + tile, tl.minimum(b0, end).to(tl.int32))
@@ -254,7 +246,7 @@ def _scatter_sum(Target, tile_terms, valid_g):
 
 @triton.jit
 def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, ABSGRAD: tl.constexpr):
-    """``triton_seq._scatter_geometry`` for [G, P] tiles: the six sums over pixels in one reduction
+    """``triton_seq._scatter_geometry`` for the batched tiles: the six sums over pixels in one reduction
     (with ABSGRAD the two absolute ones in a second), then one relaxed atomic per Gaussian and term."""
     d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
     s_op, s_ca, s_cb, s_cc, s_mx, s_my = tl.reduce((d_op, d_ca, d_cb, d_cc, d_mx, d_my), 1, _add6, keep_dims=True)
@@ -272,7 +264,7 @@ def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, A
 
 @triton.jit
 def _scatter_channels(DValues, fid, valid_g, w, g0, g1, g2, g3, C, SMALL_C: tl.constexpr):
-    """Small-C path: dF_ch = sum over pixels of w G_ch ([G, P] tiles) for the SMALL_C = C channels
+    """Small-C path: dF_ch = sum over pixels of w G_ch for the SMALL_C = C channels
     in one reduction, then one relaxed atomic per Gaussian and channel."""
     row = DValues + fid * C
     if SMALL_C == 1:
@@ -302,16 +294,9 @@ def _composite_bwd_kernel(
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """Recomputes the forward front to back (pipelined like it) and scatters the gradients.
-
-    Its tiles are [G, P] (Gaussians x pixels; the forward's are [P, G]): per-pixel values are [1, P]
-    rows, per-Gaussian ones [G, 1] columns. Laid out so, the pixel rows loaded from the output
-    gradient and the batch's tiles share one register layout (each thread holds whole columns of
-    the batch: the scans over the batch stay in registers), where with [P, G] tiles sm_90 code
-    moved five [P, G] tiles a batch between layouts through shared memory (Triton 3.6,
-    ``bench/kernel_resources.py``)."""
+    """Recomputes the forward front to back (pipelined like it) and scatters the gradients."""
     tile = tl.program_id(0)
-    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE, 0)
+    pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
     # Per pixel [1, P]: the output gradient's small channels, G . out (out without background), and
@@ -348,14 +333,14 @@ def _composite_bwd_kernel(
     t_run = tl.full([1, TILE * TILE], 1.0, dtype=tl.float32)
     done = tl.zeros([1, TILE * TILE], dtype=tl.int32)
     prefix = tl.zeros([1, TILE * TILE], dtype=tl.float32)
-    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 0)
-    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 0)
+    pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
+    pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     mx, my, ca, cb, cc, op, z = triton_seq._geometry(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
     f0, f1, f2, f3 = _small_features(Values, fid, valid_g & (SMALL_C > 0), C, SMALL_C)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
-        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G, 0)
+        pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
         mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = triton_seq._geometry(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
         f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n & (SMALL_C > 0), C, SMALL_C)
         if SMALL_C == 0:
@@ -368,7 +353,7 @@ def _composite_bwd_kernel(
                 grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
                 dots += tl.dot(feats_blk, grad_blk, input_precision=PREC)
         alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op, valid_g)
-        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done, 0)
+        t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         keep = keep & inside
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
