@@ -315,10 +315,10 @@ def test_triton_matches_the_reference(render_mode, channels, batch, v, backgroun
         assert_kernel_close(g, s, w.to(g.device), name)
 
 
-def assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, means2d, conics, opacities):
+def assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, means2d, conics, opacities, width=W, height=H):
     """(keys, ids) are ref's sorted entries, in ref's order, less some whose tile has no pixel centre
     where alpha reaches 1/255 (brute force over the 256 pixels), and some were dropped."""
-    tiles_x, n_tiles = math.ceil(W / 16), math.ceil(W / 16) * math.ceil(H / 16)
+    tiles_x, n_tiles = math.ceil(width / 16), math.ceil(width / 16) * math.ceil(height / 16)
     local = torch.arange(256, device=ref_keys.device)
     px = (ref_keys % n_tiles % tiles_x)[:, None] * 16 + local % 16 + 0.5
     py = (ref_keys % n_tiles // tiles_x)[:, None] * 16 + local // 16 + 0.5
@@ -393,6 +393,38 @@ def test_triton_projection_and_binning_match_the_reference(antialiased):
     ref_keys, ref_ids, ref_offsets = ref.isect_tiles(got[0], got[3], got[2], W, H)
     assert_only_unseen_dropped(ref_keys, ref_ids, fused_keys, fused_ids, got[0], got[1], opacities)
     assert torch.equal(fused_offsets[-1], torch.tensor(fused_ids.numel(), device=fused_offsets.device))
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_triton_binning_of_wide_rectangles():
+    """Rectangles of 1 to a few hundred tiles (the binning kernel spreads each program's (Gaussian,
+    tile) items over its lanes, so a wide one spans many steps and lanes), two views, culled and
+    too faint Gaussians, a pair count that is no multiple of the program size: ref's entries in ref's
+    order less unseen ones, and the tile offsets of the entries kept."""
+    from mnemovision.kernels.gaussians import triton_project
+
+    g = torch.Generator().manual_seed(0)
+    width, height, v, n = 203, 117, 2, 45
+    m2 = torch.rand(v, n, 2, generator=g) * torch.tensor([width * 1.2, height * 1.2]) - torch.tensor([width * 0.1, height * 0.1])
+    sx, sy = (torch.exp(torch.rand(v, n, generator=g) * 4.5) for _ in range(2))  # 1 to 90 pixels
+    rho = (torch.rand(v, n, generator=g) - 0.5) * 1.6
+    cov = torch.stack([sx * sx, rho * sx * sy, sy * sy], -1)
+    det = cov[..., 0] * cov[..., 2] - cov[..., 1] ** 2
+    conics = torch.stack([cov[..., 2] / det, -cov[..., 1] / det, cov[..., 0] / det], -1)
+    radii = torch.ceil(3.33 * torch.stack([cov[..., 0], cov[..., 2]], -1).sqrt()).to(torch.int32)
+    radii[:, :4] = 0  # culled
+    depths = torch.rand(v, n, generator=g) * 10 + 0.1
+    opacities = torch.rand(v, n, generator=g) * 0.9 + 0.02
+    opacities[:, 4:7] = 0.001  # alpha never reaches 1/255
+    tiles = (radii[..., 0] // 8 + 2) * (radii[..., 1] // 8 + 2)
+    assert int(tiles.max()) > 200 and int((tiles <= 16).sum()) >= 10, "a mix of narrow and wide rectangles"
+    keys, ids, offsets = triton_project.isect_tiles(*(t.to(DEVICE) for t in (m2, radii, depths, conics, opacities)), width, height)
+    ref_keys, ref_ids, _ = ref.isect_tiles(m2, radii, depths, width, height)
+    keys, ids, offsets = keys.cpu(), ids.cpu(), offsets.cpu()
+    assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, m2, conics, opacities, width, height)
+    n_tiles = math.ceil(width / 16) * math.ceil(height / 16)
+    assert torch.equal(offsets.diff(), torch.bincount(keys, minlength=v * n_tiles)) and int(offsets[-1]) == ids.numel()
 
 
 @pytest.mark.triton
