@@ -460,6 +460,26 @@ def test_triton_extra_tokens_and_lse_gradient():
         torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("used", ["out", "lse"])
+def test_triton_topk_gradients_when_one_output_is_unused(used):
+    """The top-k readout's backward gets None for an output the loss does not use (no zeros are
+    materialised): through out alone and through lse alone, the gradients of the PyTorch path."""
+    from mnemovision.kernels.attention import triton_topk
+
+    q, k, v = make(1, 2, 11, 37, 16, 8, dtype=torch.float32, device=DEVICE)
+    bias = torch.randn(1, 2, 37, generator=torch.Generator().manual_seed(5)).to(DEVICE).requires_grad_(True)
+
+    def loss_grads(readout):
+        out, lse, _ = readout(q, k, v, bias, 5, 0.25)
+        picked = out if used == "out" else lse
+        return grads(picked, (q, k, v, bias))
+
+    for got, want in zip(loss_grads(triton_topk.topk_readout), loss_grads(ref.topk_readout)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -232,13 +232,17 @@ def _topk_fwd_kernel(
 
 @triton.jit
 def _topk_bwd_kernel(
-    Q, K, V, Bias, Idx, Lse, Out, DO, GradLse, DQ, DK, DVacc, DBias,
-    NQ, M, D, DV, TOPK, SCALE,
+    Q, K, V, Bias, Idx, Lse, Out, DO, GradLse, DQ, Acc,
+    NQ, M, D, DV, TOPK, SCALE, DV_AT, DBIAS_AT,
     HAS_BIAS: tl.constexpr, HAS_GLSE: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """dQ[row] = sum_j ds_j k_j; atomically dK[j] += ds_j q, dV[j] += p_j dO, dBias[j] += ds_j,
     with p the selected softmax weights, ds_j = p_j (dO . v_j - delta) and delta = dO . out (less
-    the lse gradient when HAS_GLSE), computed here in the same pass over Dv."""
+    the lse gradient when HAS_GLSE), computed here in the same pass over Dv. dK, dV and dBias are
+    one float32 buffer ``Acc``: dK [B*H*M, D] from 0, dV [B*H*M, DV] from DV_AT, dBias from DBIAS_AT."""
+    DK = Acc
+    DVacc = Acc + DV_AT
+    DBias = Acc + DBIAS_AT
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
     q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D)
@@ -387,6 +391,7 @@ class _TopkReadoutFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, top_k: int, scale: float, tile: int | None):
+        ctx.set_materialize_grads(False)  # an unused lse (and idx) gets None, not a zeros tensor
         (qf, kf, vf, _, biasf), idx, out, lse = _select_and_read(q, k, v, bias, top_k, scale, tile)
         ctx.save_for_backward(qf, kf, vf, biasf, idx, out, lse)
         ctx.shapes = (k.shape[2], top_k, None if bias is None else bias.dtype)
@@ -405,20 +410,19 @@ class _TopkReadoutFn(torch.autograd.Function):
         glse = triton_sizes.dense_rows(grad_lse) if has_glse else lse
         dq = torch.empty_like(qf)
         has_bias = bias_dtype is not None
-        # one zeroed fp32 buffer for the atomically accumulated dK, dV (and d(bias)): one fill, one cast
+        # one zeroed fp32 buffer for the atomically accumulated dK, dV (and d(bias)): one fill, one
+        # cast, and the gradients as strided views of the cast (each op costs the host microseconds)
         n_k, n_v = b * h * m * d, b * h * m * dv
         acc = torch.zeros(n_k + n_v + (b * h * m if has_bias else 0), device=qf.device, dtype=torch.float32)
-        dk, dvacc = acc[:n_k], acc[n_k: n_k + n_v]
-        dbias = acc[n_k + n_v:] if has_bias else dk
         _topk_bwd_kernel[(b * h * nq,)](
-            qf, kf, vf, biasf, idx, lse, out, go, glse, dq, dk, dvacc, dbias, nq, m, d, dv, top_k, ctx.scale,
+            qf, kf, vf, biasf, idx, lse, out, go, glse, dq, acc, nq, m, d, dv, top_k, ctx.scale, n_k, n_k + n_v,
             HAS_BIAS=has_bias, HAS_GLSE=has_glse, **_launch_sizes(top_k, d, dv), num_warps=4,
         )
-        cast = acc[: n_k + n_v].to(qf.dtype)
-        return (
-            dq, cast[:n_k].view(b, h, m, d), cast[n_k:].view(b, h, m, dv),
-            None if bias_dtype is None else dbias.view(b, h, m).to(bias_dtype), None, None, None,
-        )
+        cast = (acc[: n_k + n_v] if has_bias else acc).to(qf.dtype)
+        dk = cast.as_strided((b, h, m, d), (h * m * d, m * d, d, 1))
+        dv_ = cast.as_strided((b, h, m, dv), (h * m * dv, m * dv, dv, 1), n_k)
+        dbias = acc[n_k + n_v:].view(b, h, m).to(bias_dtype) if has_bias else None
+        return dq, dk, dv_, dbias, None, None, None
 
 
 def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, tile: int | None = None):
