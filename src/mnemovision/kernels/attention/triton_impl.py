@@ -382,11 +382,13 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     fuse = _fused_key_grads(dv)
     splits, chunk = _query_splits(nq, cfg["BLOCK_M"], n_blocks * b * h, q.device, 1 if fuse else 2)
     dq = torch.empty_like(qf)
-    # partial sums in fp32; one split writes the gradients in the input dtype directly (tl.store casts)
-    part_dtype = torch.float32 if splits > 1 else q.dtype
-    dk = torch.empty(splits, b * h, m, d, device=q.device, dtype=part_dtype)
-    dvv = torch.empty(splits, b * h, m, dv, device=q.device, dtype=part_dtype)
-    dbias = torch.empty(splits, b * h, m, device=q.device, dtype=torch.float32) if has_bias else dk
+    if splits == 1:  # the gradients in their shapes and the input dtype, written directly (tl.store casts)
+        dk, dvv = torch.empty_like(kf), torch.empty_like(vf)
+        dbias = torch.empty(b, h, m, device=q.device, dtype=torch.float32) if has_bias else dk
+    else:  # partial sums in fp32
+        dk = torch.empty(splits, b * h, m, d, device=q.device, dtype=torch.float32)
+        dvv = torch.empty(splits, b * h, m, dv, device=q.device, dtype=torch.float32)
+        dbias = torch.empty(splits, b * h, m, device=q.device, dtype=torch.float32) if has_bias else dk
     # split s of (batch, head) bh writes partial number bh * splits + s of each buffer
     if fuse:  # dK, d(bias) and dV in one pass over the queries
         # the whole value width in one slice, padded as a head dim is
@@ -398,16 +400,14 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     _attn_bwd_dq_kernel[(cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, delta, dq, nq, m, d, dv, scale, **sizes)
 
     if splits == 1:
-        dk_total, dv_total = dk[0].to(k.dtype), dvv[0].to(v.dtype)
-        dbias_total = dbias[0].to(bias.dtype) if has_bias else None
-    else:  # one launch sums the splits of dK, dV (and d(bias))
-        dk_total = torch.empty(b * h, m * d, device=q.device, dtype=k.dtype)
-        dv_total = torch.empty(b * h, m * dv, device=q.device, dtype=v.dtype)
-        dbias_total = torch.empty(b * h, m, device=q.device, dtype=bias.dtype) if has_bias else None
-        last = (dbias, dbias_total, m) if has_bias else (dk, dk_total, 0)
-        grid = (cdiv(m * max(d, dv), 1024), b * h, 3 if has_bias else 2)
-        _sum_splits_kernel[grid](dk, dk_total, m * d, dvv, dv_total, m * dv, *last, splits, BLOCK=1024)
-    return dq, dk_total.view(k.shape), dv_total.view(v.shape), None if dbias_total is None else dbias_total.view(b, h, m)
+        return dq, dk, dvv, dbias.to(bias.dtype) if has_bias else None
+    # one launch sums the splits of dK, dV (and d(bias)), written in their shapes
+    dk_total, dv_total = torch.empty_like(kf), torch.empty_like(vf)
+    dbias_total = torch.empty(b, h, m, device=q.device, dtype=bias.dtype) if has_bias else None
+    last = (dbias, dbias_total, m) if has_bias else (dk, dk_total, 0)
+    grid = (cdiv(m * max(d, dv), 1024), b * h, 3 if has_bias else 2)
+    _sum_splits_kernel[grid](dk, dk_total, m * d, dvv, dv_total, m * dv, *last, splits, BLOCK=1024)
+    return dq, dk_total, dv_total, dbias_total
 
 
 # The key-side backward in one kernel (``_attn_bwd_dkdv_kernel``) where the whole value width fits one
