@@ -179,8 +179,10 @@ def _project_bwd_kernel(
     GMeans2d, GConics, GDepths, GComps,
     DMeans, DQuats, DScales,
     N, V, W, H, near, far,
-    ANTIALIASED: tl.constexpr, BLOCK: tl.constexpr,
+    ANTIALIASED: tl.constexpr, HAS_GD: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    """Gradients of means, quats and scales (summed over the views) from those of the projection's
+    outputs; without HAS_GD the depths have none (GDepths is not read)."""
     pid = tl.program_id(0)
     batch = tl.program_id(1)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -205,7 +207,9 @@ def _project_bwd_kernel(
         g_ca = tl.load(GConics + o * 3 + 0, mask=mask, other=0.0)
         g_cb = tl.load(GConics + o * 3 + 1, mask=mask, other=0.0)
         g_cc = tl.load(GConics + o * 3 + 2, mask=mask, other=0.0)
-        g_z = tl.load(GDepths + o, mask=mask, other=0.0)
+        g_z = zero
+        if HAS_GD:
+            g_z = tl.load(GDepths + o, mask=mask, other=0.0)
         a = a0 + EPS_2D_C
         c = c0 + EPS_2D_C
         det = a * c - b * b
@@ -314,6 +318,7 @@ class _ProjectTritonFn(torch.autograd.Function):
         ctx.save_for_backward(*f32)
         ctx.settings = (width, height, near, far, antialiased, dtype)
         ctx.mark_non_differentiable(radii)
+        ctx.set_materialize_grads(False)  # outputs without a gradient (depths in RGB mode) get None, not zeros
         return means2d.to(dtype), conics.to(dtype), depths.to(dtype), radii, comps.to(dtype)
 
     @staticmethod
@@ -328,13 +333,14 @@ class _ProjectTritonFn(torch.autograd.Function):
 
         g_m = grad_or_zeros(g_means2d, (b * v, n, 2))
         g_c = grad_or_zeros(g_conics, (b * v, n, 3))
-        g_d = grad_or_zeros(g_depths, (b * v, n))
-        g_o = grad_or_zeros(g_comps, (b * v, n)) if antialiased else g_d
+        has_gd = g_depths is not None
+        g_d = g_depths.float().contiguous() if has_gd else g_m  # not read without a gradient
+        g_o = grad_or_zeros(g_comps, (b * v, n)) if antialiased else g_m  # read only when antialiased
         d_means, d_quats, d_scales = torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales)
         if n > 0:
             _project_bwd_kernel[(cdiv(n, BLOCK), b)](
                 means, quats, scales, viewmats, Ks, g_m, g_c, g_d, g_o, d_means, d_quats, d_scales,
-                n, v, float(width), float(height), float(near), float(far), ANTIALIASED=antialiased, BLOCK=BLOCK,
+                n, v, float(width), float(height), float(near), float(far), ANTIALIASED=antialiased, HAS_GD=has_gd, BLOCK=BLOCK,
             )
         return d_means.to(dtype), d_quats.to(dtype), d_scales.to(dtype), None, None, None, None, None, None, None
 
