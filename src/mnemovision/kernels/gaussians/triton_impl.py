@@ -249,17 +249,11 @@ def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, A
     """``triton_seq._scatter_geometry`` for the batched tiles: the six sums over pixels in one reduction
     (with ABSGRAD the two absolute ones in a second), then one relaxed atomic per Gaussian and term."""
     d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
-    s_op, s_ca, s_cb, s_cc, s_mx, s_my = tl.reduce((d_op, d_ca, d_cb, d_cc, d_mx, d_my), 1, _add6, keep_dims=True)
-    _add_to(DOpac + pair, s_op, valid_g)
-    _add_to(DConics + pair * 3, s_ca, valid_g)
-    _add_to(DConics + pair * 3 + 1, s_cb, valid_g)
-    _add_to(DConics + pair * 3 + 2, s_cc, valid_g)
-    _add_to(DMeans2d + pair * 2, s_mx, valid_g)
-    _add_to(DMeans2d + pair * 2 + 1, s_my, valid_g)
+    sums = tl.reduce((d_op, d_ca, d_cb, d_cc, d_mx, d_my), 1, _add6, keep_dims=True)
+    abs_sums = (sums[4], sums[5])
     if ABSGRAD:
-        a_mx, a_my = tl.reduce((tl.abs(d_mx), tl.abs(d_my)), 1, _add2, keep_dims=True)
-        _add_to(AbsGrad + pair * 2, a_mx, valid_g)
-        _add_to(AbsGrad + pair * 2 + 1, a_my, valid_g)
+        abs_sums = tl.reduce((tl.abs(d_mx), tl.abs(d_my)), 1, _add2, keep_dims=True)
+    triton_seq._add_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, sums, abs_sums, ABSGRAD, _add_to)
 
 
 @triton.jit

@@ -237,19 +237,31 @@ def _warp_scatter(Target, terms, valid):
 
 
 @triton.jit
+def _add_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, parts, abs_parts, ABSGRAD: tl.constexpr, ADD: tl.constexpr):
+    """ADD(target, part, valid) each of the six geometry gradient parts (opacity, conic a, b, c, 2-D
+    mean x, y) and with ABSGRAD the two |2-D mean| ones to its place among pairs ``pair``: parts
+    over pixels here (ADD = ``_warp_scatter`` sums them), sums in the batched kernels."""
+    p_op, p_ca, p_cb, p_cc, p_mx, p_my = parts
+    ADD(DOpac + pair, p_op, valid)
+    ADD(DConics + pair * 3, p_ca, valid)
+    ADD(DConics + pair * 3 + 1, p_cb, valid)
+    ADD(DConics + pair * 3 + 2, p_cc, valid)
+    ADD(DMeans2d + pair * 2, p_mx, valid)
+    ADD(DMeans2d + pair * 2 + 1, p_my, valid)
+    if ABSGRAD:
+        a_mx, a_my = abs_parts
+        ADD(AbsGrad + pair * 2, a_mx, valid)
+        ADD(AbsGrad + pair * 2 + 1, a_my, valid)
+
+
+@triton.jit
 def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD: tl.constexpr):
     """Scatter the sums over pixels of ``_alpha_grads``' terms (pixels [R, NW, 32] against one
     Gaussian): opacity, conic (a, b, c), 2-D mean and (ABSGRAD) |2-D mean| gradients, per warp."""
-    d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
-    _warp_scatter(DOpac + pair, d_op, valid)
-    _warp_scatter(DConics + pair * 3, d_ca, valid)
-    _warp_scatter(DConics + pair * 3 + 1, d_cb, valid)
-    _warp_scatter(DConics + pair * 3 + 2, d_cc, valid)
-    _warp_scatter(DMeans2d + pair * 2, d_mx, valid)
-    _warp_scatter(DMeans2d + pair * 2 + 1, d_my, valid)
+    abs_parts = (terms[4], terms[5])
     if ABSGRAD:
-        _warp_scatter(AbsGrad + pair * 2, tl.abs(d_mx), valid)
-        _warp_scatter(AbsGrad + pair * 2 + 1, tl.abs(d_my), valid)
+        abs_parts = (tl.abs(terms[4]), tl.abs(terms[5]))
+    _add_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, abs_parts, ABSGRAD, _warp_scatter)
 
 
 @triton.jit
