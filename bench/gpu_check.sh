@@ -14,12 +14,14 @@
 #  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows); then the
 #     issues' targets checked against the run's benchmark JSON (bench/targets.py).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
-# QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the attention parity
-# tests matching QUICK_K (default "topk or inference or splits or half"); phase 2 the attention
-# benchmark on ATTN_CASES (default vos_T20:topk,mcnet) without the CPU path, the MCNet backward
-# profile with dK and dV in one kernel and in two, the top-k forward profile at selection tiles of
-# 8, 16 and 32 keys, the rasterizer benchmark at C = 3 (RASTER_CHANNELS) with the autotuner off (its
-# fixed settings are the H100's picks: no candidate compiles) and launch_overhead with 500 calls per row.
+# QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the parity tests
+# matching QUICK_K (default: the attention tests matching "topk or inference or splits or half" and
+# the rasterizer's binning, absgrad, small-C reference and batched-variant tests);
+# phase 2 the attention benchmark on ATTN_CASES (default vos_T20:topk,mcnet) without the CPU path,
+# the MCNet backward profile with dK and dV in one kernel and in two, the top-k forward profile at
+# selection tiles of 8, 16 and 32 keys, the rasterizer benchmark at C = 3 (RASTER_CHANNELS) with the
+# autotuner on (RASTER_AUTOTUNE=0: its fixed settings, no candidate compiles), the C = 3
+# forward+backward kernel table, and launch_overhead with 500 calls per row.
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the kernel tests matching -k "triton and topk")
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
@@ -80,10 +82,11 @@ $PY -c "import xdist" 2>/dev/null && xdist=(-n 4)
 # autotuner back on themselves): compiling every candidate is the profiles' job
 pytest_native=(env MNEMOVISION_TRITON_AUTOTUNE=0 $PY -m pytest "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs)
 test_files=()
-wants raster && [ -z "${QUICK:-}" ] && test_files+=(tests/kernels/test_gaussians.py tests/kernels/test_backend.py)
+wants raster && test_files+=(tests/kernels/test_gaussians.py)
+wants raster && [ -z "${QUICK:-}" ] && test_files+=(tests/kernels/test_backend.py)
 wants attention && test_files+=(tests/kernels/test_attention.py)
 test_k="triton${ATTN_K:+ and $ATTN_K}"
-[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half})"
+[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half or binning or absgrad or RGB-3-batch1 or D-3-batch3 or False-settings0 or False-settings1})"
 
 # 1. parallel: parity tests + profiles (compiles)
 pids=()
@@ -118,8 +121,11 @@ if wants raster; then
   fi
   raster_env=()
   channels=${RASTER_CHANNELS:-3,160}
-  [ -n "${QUICK:-}" ] && raster_env=(env MNEMOVISION_TRITON_AUTOTUNE=0) && channels=${RASTER_CHANNELS:-3}
+  [ -n "${QUICK:-}" ] && channels=${RASTER_CHANNELS:-3}
+  [ "${RASTER_AUTOTUNE:-1}" = "0" ] && raster_env=(env MNEMOVISION_TRITON_AUTOTUNE=0)
   STEP_TIMEOUT_S=${RASTER_TIMEOUT_S:-240} run_step raster_gpu "${raster_env[@]}" $PY bench/raster.py --device cuda --backends "$backends" --channels "$channels" --json "$OUT/raster_gpu.json"
+  # the kernels of one C = 3 forward+backward, alone on the GPU (binning, sort, compositor)
+  [ -n "${QUICK:-}" ] && run_step raster_profile_c3 "${raster_env[@]}" $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3
 fi
 unset TRITON_PRINT_AUTOTUNING
 # host cost per call at tiny shapes (launches, Triton's launcher, wrappers, autograd)
