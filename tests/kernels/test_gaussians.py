@@ -337,7 +337,9 @@ def test_triton_matches_the_reference(render_mode, channels, batch, v, backgroun
 
 def assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, means2d, conics, opacities, width=W, height=H):
     """(keys, ids) are ref's sorted entries, in ref's order, less some whose tile has no pixel centre
-    where alpha reaches 1/255 (brute force over the 256 pixels), and some were dropped."""
+    where alpha reaches 1/255 (brute force over the 256 pixels), and some were dropped. ``keys`` may
+    be int32 (the Triton binning's tile ids)."""
+    keys = keys.long()
     tiles_x, n_tiles = math.ceil(width / 16), math.ceil(width / 16) * math.ceil(height / 16)
     local = torch.arange(256, device=ref_keys.device)
     px = (ref_keys % n_tiles % tiles_x)[:, None] * 16 + local % 16 + 0.5
@@ -444,7 +446,7 @@ def test_triton_binning_of_wide_rectangles():
     keys, ids, offsets = keys.cpu(), ids.cpu(), offsets.cpu()
     assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, m2, conics, opacities, width, height)
     n_tiles = math.ceil(width / 16) * math.ceil(height / 16)
-    assert torch.equal(offsets.diff(), torch.bincount(keys, minlength=v * n_tiles)) and int(offsets[-1]) == ids.numel()
+    assert torch.equal(offsets.diff(), torch.bincount(keys.long(), minlength=v * n_tiles)) and int(offsets[-1]) == ids.numel()
 
 
 @pytest.mark.triton

@@ -404,15 +404,23 @@ def _pair_rect(pair, mask, Means2d, Radii, Conics, Opac, TILES_X, TILES_Y, TILE:
 
 
 @triton.jit
+def _ranked_pair(Order, rank, mask, N):
+    """The flat (view, Gaussian) pair at ``rank`` of the depth order: view rank // N, Gaussian Order[rank]."""
+    return (rank // N) * N + tl.load(Order + rank, mask=mask, other=0)
+
+
+@triton.jit
 def _bin_kernel(
-    Means2d, Radii, Depths, Conics, Opac, Counts, Ends, Keys, Ids,
+    Means2d, Radii, Conics, Opac, Order, Counts, Ends, Keys, Ids,
     TOTAL, N_TILES, TILES_X, TILES_Y, TILES_PER_VIEW_N,
     WRITE: tl.constexpr, TILE: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """For BLOCK consecutive (view, Gaussian) pairs, the tiles of each one's 3.33-sigma rectangle
-    where some pixel centre can reach alpha >= 1/255 (o exp(-min sigma) over the tile's pixel-centre
-    rectangle; the compositor skips every other pixel anyway). WRITE = 0 counts them into Counts;
-    WRITE = 1 writes (view-tile << 32 | depth bits, flat id) from Ends - Counts on.
+    """For BLOCK consecutive (view, Gaussian) pairs in depth order within each view (rank r = view N +
+    i is the view's pair Order[r], N = TILES_PER_VIEW_N), the
+    tiles of each one's 3.33-sigma rectangle where some pixel centre can reach alpha >= 1/255
+    (o exp(-min sigma) over the tile's pixel-centre rectangle; the compositor skips every other pixel
+    anyway). WRITE = 0 counts them into Counts[rank]; WRITE = 1 writes (view-tile int32, flat pair
+    id) from Ends[rank] - Counts[rank] on: the entries come out nearest pair first.
 
     The pairs' rectangles are walked as one list of (pair, tile) items in pair order, BLOCK items a
     step, one per lane: one wide rectangle spreads over the lanes instead of keeping one lane (and
@@ -424,8 +432,9 @@ def _bin_kernel(
     at or before it, then reloads that pair's parameters (cached)."""
     first = tl.program_id(0) * BLOCK
     lanes = tl.arange(0, BLOCK)
-    offs = first + lanes
-    n_box = _pair_rect(offs, offs < TOTAL, Means2d, Radii, Conics, Opac, TILES_X, TILES_Y, TILE)[9]
+    ranks = first + lanes
+    in_range = ranks < TOTAL
+    n_box = _pair_rect(_ranked_pair(Order, ranks, in_range, TILES_PER_VIEW_N), in_range, Means2d, Radii, Conics, Opac, TILES_X, TILES_Y, TILE)[9]
     ends = tl.cumsum(n_box, 0)  # items of pairs 0..i of the program
     starts = ends - n_box
     n_items = tl.sum(n_box, 0)
@@ -439,7 +448,7 @@ def _bin_kernel(
         owner = tl.minimum(tl.sum((ends[None, :] <= item[:, None]).to(tl.int32), axis=1), BLOCK - 1)
         mine = owner[:, None] == lanes[None, :]  # [items, pairs] one-hot
         j = item - tl.sum(tl.where(mine, starts[None, :], 0), axis=1)  # the item's tile within its rectangle
-        pair = first + owner
+        pair = _ranked_pair(Order, first + owner, live, TILES_PER_VIEW_N)
         px, py, ca, cb, cc, reach, x0, y0, span, _ = _pair_rect(pair, live, Means2d, Radii, Conics, Opac, TILES_X, TILES_Y, TILE)
         tx = x0 + j % span
         ty = y0 + j // span
@@ -449,37 +458,40 @@ def _bin_kernel(
         hit = live & (sigma <= reach)
         if WRITE:
             at = slot + tl.cumsum(hit.to(tl.int64), 0) - hit.to(tl.int64)
-            view = pair // TILES_PER_VIEW_N
-            depth_bits = tl.maximum(tl.load(Depths + pair, mask=live, other=0.0), 0.0).to(tl.int32, bitcast=True).to(tl.int64)
-            tile = view.to(tl.int64) * N_TILES + ty * TILES_X + tx
-            tl.store(Keys + at, (tile << 32) | depth_bits, mask=hit)
+            tile = (pair // TILES_PER_VIEW_N).to(tl.int32) * N_TILES + ty * TILES_X + tx
+            tl.store(Keys + at, tile, mask=hit)
             tl.store(Ids + at, pair.to(tl.int64), mask=hit)
             slot += tl.sum(hit.to(tl.int64), 0)
         else:
             kept += tl.sum((mine & hit[:, None]).to(tl.int32), axis=0)
     if not WRITE:
-        tl.store(Counts + offs, kept, mask=offs < TOTAL)
+        tl.store(Counts + ranks, kept, mask=in_range)
 
 
 def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: int):
     """``ref.isect_tiles`` without the (tile, Gaussian) entries that cannot show: those whose tile has
     no pixel centre where alpha = o exp(-sigma) reaches 1/255 (the compositor skips such pixels, so
-    the render is the same; about a fifth of the garden view's entries). Same sort order.
+    the render is the same; about a fifth of the garden view's entries). Same order: by view and
+    tile, then depth (equal depths: by pair). The pairs are sorted by depth first and their entries
+    written in that order, so that a stable sort by the 32-bit tile id alone orders the list (a
+    radix sort's passes go with the key's width: ``ref``'s 64-bit (tile, depth) key takes twice as
+    many over the whole list).
 
     Args:
         means2d [V, N, 2], radii [V, N, 2] int32, depths [V, N], conics [V, N, 3], opacities [V, N]
         (after any antialiasing compensation).
 
     Returns:
-        tile_keys [I] int64 sorted, flat_ids [I] int64, offsets [V * n_tiles + 1] int64.
+        tile_keys [I] int32 sorted, flat_ids [I] int64, offsets [V * n_tiles + 1] int64.
     """
     v, n = depths.shape
     tiles_x, tiles_y = _tiles(width, height)
     n_tiles = tiles_x * tiles_y
     dev = depths.device
     with torch.no_grad():
-        m2, dep, con, opac = (t.float().contiguous() for t in (means2d, depths, conics, opacities))
-        inputs = (m2, radii.contiguous(), dep, con, opac)
+        m2, con, opac = (t.float().contiguous() for t in (means2d, conics, opacities))
+        by_depth = torch.sort(depths, stable=True).indices  # [V, N]: each view's Gaussians nearest first
+        inputs = (m2, radii.contiguous(), con, opac, by_depth)
         counts = torch.empty(v * n, dtype=torch.int32, device=dev)
         grid = (max(1, cdiv(v * n, BIN_BLOCK)),)
         sizes = dict(TILE=TILE_SIZE, BLOCK=BIN_BLOCK, num_warps=1)
@@ -487,12 +499,11 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
             _bin_kernel[grid](*inputs, counts, counts, counts, counts, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
         ends = torch.cumsum(counts, 0, dtype=torch.int64)
         total = int(ends[-1]) if ends.numel() else 0  # the one host sync: the size of the lists
-        keys = torch.empty(total, dtype=torch.int64, device=dev)
+        keys = torch.empty(total, dtype=torch.int32, device=dev)
         ids = torch.empty(total, dtype=torch.int64, device=dev)
         if total > 0:
             _bin_kernel[grid](*inputs, counts, ends, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
-        keys, order = torch.sort(keys)
+        tile_keys, order = torch.sort(keys, stable=True)
         flat_ids = ids[order]
-        tile_keys = keys >> 32
-        offsets = torch.searchsorted(tile_keys, torch.arange(v * n_tiles + 1, device=dev, dtype=torch.int64))
+        offsets = torch.searchsorted(tile_keys, torch.arange(v * n_tiles + 1, device=dev, dtype=torch.int32))
     return tile_keys, flat_ids, offsets
