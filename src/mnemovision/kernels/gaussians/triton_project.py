@@ -412,18 +412,18 @@ def _ranked_pair(Order, rank, mask, N):
 @triton.jit
 def _bin_kernel(
     Means2d, Radii, Conics, Opac, Order, Counts, Ends, Keys, Ids,
-    TOTAL, N_TILES, TILES_X, TILES_Y, TILES_PER_VIEW_N,
+    TOTAL, N_TILES, TILES_X, TILES_Y, PAIRS_PER_VIEW,
     WRITE: tl.constexpr, TILE: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """For BLOCK consecutive (view, Gaussian) pairs in depth order within each view (rank r = view N +
-    i is the view's pair Order[r], N = TILES_PER_VIEW_N), the
-    tiles of each one's 3.33-sigma rectangle where some pixel centre can reach alpha >= 1/255
-    (o exp(-min sigma) over the tile's pixel-centre rectangle; the compositor skips every other pixel
-    anyway). WRITE = 0 counts them into Counts[rank]; WRITE = 1 writes (view-tile int32, flat pair
-    id) from Ends[rank] - Counts[rank] on: the entries come out nearest pair first.
+    """For BLOCK consecutive ranks of (view, Gaussian) pairs, each view's in depth order (rank
+    view N + i is the view's Gaussian Order[view N + i], N = PAIRS_PER_VIEW), the tiles of each
+    pair's 3.33-sigma rectangle where some pixel centre can reach alpha >= 1/255 (o exp(-min sigma)
+    over the tile's pixel-centre rectangle; the compositor skips every other pixel anyway). WRITE = 0
+    counts them into Counts[rank]; WRITE = 1 writes (view-tile int32, flat pair id) from Ends[rank] -
+    Counts[rank] on: the entries come out nearest pair first.
 
-    The pairs' rectangles are walked as one list of (pair, tile) items in pair order, BLOCK items a
-    step, one per lane: one wide rectangle spreads over the lanes instead of keeping one lane (and
+    The program's rectangles are walked as one list of (pair, tile) items in rank order, BLOCK items
+    a step, one per lane: one wide rectangle spreads over the lanes instead of keeping one lane (and
     its warp) looping over all its tiles while the others idle. On the garden view (138,766
     Gaussians, 381,987 items) the rectangles hold 4 tiles at the median and 1,107 at most: with each
     lane looping over its own pair's rectangle the programs took 79,322 steps in all and the longest
@@ -434,7 +434,7 @@ def _bin_kernel(
     lanes = tl.arange(0, BLOCK)
     ranks = first + lanes
     in_range = ranks < TOTAL
-    n_box = _pair_rect(_ranked_pair(Order, ranks, in_range, TILES_PER_VIEW_N), in_range, Means2d, Radii, Conics, Opac, TILES_X, TILES_Y, TILE)[9]
+    n_box = _pair_rect(_ranked_pair(Order, ranks, in_range, PAIRS_PER_VIEW), in_range, Means2d, Radii, Conics, Opac, TILES_X, TILES_Y, TILE)[9]
     ends = tl.cumsum(n_box, 0)  # items of pairs 0..i of the program
     starts = ends - n_box
     n_items = tl.sum(n_box, 0)
@@ -448,7 +448,7 @@ def _bin_kernel(
         owner = tl.minimum(tl.sum((ends[None, :] <= item[:, None]).to(tl.int32), axis=1), BLOCK - 1)
         mine = owner[:, None] == lanes[None, :]  # [items, pairs] one-hot
         j = item - tl.sum(tl.where(mine, starts[None, :], 0), axis=1)  # the item's tile within its rectangle
-        pair = _ranked_pair(Order, first + owner, live, TILES_PER_VIEW_N)
+        pair = _ranked_pair(Order, first + owner, live, PAIRS_PER_VIEW)
         px, py, ca, cb, cc, reach, x0, y0, span, _ = _pair_rect(pair, live, Means2d, Radii, Conics, Opac, TILES_X, TILES_Y, TILE)
         tx = x0 + j % span
         ty = y0 + j // span
@@ -458,7 +458,7 @@ def _bin_kernel(
         hit = live & (sigma <= reach)
         if WRITE:
             at = slot + tl.cumsum(hit.to(tl.int64), 0) - hit.to(tl.int64)
-            tile = (pair // TILES_PER_VIEW_N).to(tl.int32) * N_TILES + ty * TILES_X + tx
+            tile = (pair // PAIRS_PER_VIEW).to(tl.int32) * N_TILES + ty * TILES_X + tx
             tl.store(Keys + at, tile, mask=hit)
             tl.store(Ids + at, pair.to(tl.int64), mask=hit)
             slot += tl.sum(hit.to(tl.int64), 0)
