@@ -29,8 +29,9 @@ all of them share the tiles' layout: 1-D vectors were moved between layouts thro
 every batch). Laid out so, each thread holds whole columns of the batch (the scans and sums over
 the batch stay in its registers) and the pixel rows loaded from the output gradient share the
 tiles' layout. With [P, G] tiles the sm_90 code (Triton 3.6, ``bench/kernel_resources.py``, C = 3)
-summed over the batch by warp shuffles (150-390 a batch in the forward, 6 now) and the backward
-moved five whole tiles a batch between layouts (shared memory 4,096 B -> 768).
+summed over the batch by warp shuffles (54-390 shuffle instructions in the forward's candidates, 4-6
+now) and the backward moved five whole tiles a batch between layouts (its shared memory 4,096 B ->
+768 at batches of 8).
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
 """
 from __future__ import annotations
