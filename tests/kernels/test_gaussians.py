@@ -577,6 +577,22 @@ def assert_parity_with_float64(inputs64, width, height, calls=1):
             assert_kernel_close(g, s, w.to(g.device), name)
 
 
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_triton_backward_sums_in_one_reduction(channels, monkeypatch):
+    """The batched backward's per-Gaussian sums as compiled for a GPU (one multi-operand reduction
+    per batch; the interpreter otherwise takes one sum per operand, being slow at the former), with
+    depth and absgrad, on a one-tile image: the float64 PyTorch path's render and gradients."""
+    from mnemovision.kernels.gaussians import triton_impl
+
+    if triton_impl.INTERPRETED:
+        monkeypatch.setattr(triton_impl, "ONE_REDUCTION", True)
+    monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "0")
+    monkeypatch.setattr(triton_impl, "_fixed_settings", lambda c, backward, sequential: {"BLOCK_G": 4, "BLOCK_C": 16, "PREC": "ieee", "num_warps": 4})
+    assert_parity_with_float64(scene(n=6, c=channels), 16, 16)
+
+
 @pytest.mark.gpu
 @pytest.mark.triton
 @pytest.mark.parametrize("channels", [3, 40])

@@ -210,7 +210,27 @@ def _composite_fwd_kernel(
 
 # The backward's per-Gaussian sums over pixels. Each block-wide sum exchanges its warps' partial
 # sums through shared memory behind a barrier; one ``tl.reduce`` of several operands (the combines
-# below) makes that exchange once for all of them.
+# below) makes that exchange once for all of them. The interpreter runs such a reduction element by
+# element in Python (a small test's backward went from seconds to minutes), so there each operand
+# gets its own ``tl.sum`` (``ONE_REDUCTION``): the same sums.
+ONE_REDUCTION = tl.constexpr(not INTERPRETED)
+
+
+@triton.jit
+def _pixel_sums(tiles):
+    """Sums over pixels of a tuple of 2, 3, 4 or 6 [G, P] tiles, each [G, 1]: one reduction, or
+    under the interpreter one ``tl.sum`` per tile."""
+    if ONE_REDUCTION:
+        if len(tiles) == 2:
+            return tl.reduce(tiles, 1, _add2, keep_dims=True)
+        elif len(tiles) == 3:
+            return tl.reduce(tiles, 1, _add3, keep_dims=True)
+        elif len(tiles) == 4:
+            return tl.reduce(tiles, 1, _add4, keep_dims=True)
+        else:
+            return tl.reduce(tiles, 1, _add6, keep_dims=True)
+    else:
+        return tuple(tl.sum(t, 1, keep_dims=True) for t in tiles)
 
 
 @triton.jit
@@ -250,10 +270,10 @@ def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, A
     """``triton_seq._scatter_geometry`` for the batched tiles: the six sums over pixels in one reduction
     (with ABSGRAD the two absolute ones in a second), then one relaxed atomic per Gaussian and term."""
     d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
-    sums = tl.reduce((d_op, d_ca, d_cb, d_cc, d_mx, d_my), 1, _add6, keep_dims=True)
+    sums = _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my))
     abs_sums = (sums[4], sums[5])
     if ABSGRAD:
-        abs_sums = tl.reduce((tl.abs(d_mx), tl.abs(d_my)), 1, _add2, keep_dims=True)
+        abs_sums = _pixel_sums((tl.abs(d_mx), tl.abs(d_my)))
     triton_seq._add_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, sums, abs_sums, ABSGRAD, _add_to)
 
 
@@ -265,16 +285,16 @@ def _scatter_channels(DValues, fid, valid_g, w, g0, g1, g2, g3, C, SMALL_C: tl.c
     if SMALL_C == 1:
         _scatter_sum(row, w * g0, valid_g)
     elif SMALL_C == 2:
-        s0, s1 = tl.reduce((w * g0, w * g1), 1, _add2, keep_dims=True)
+        s0, s1 = _pixel_sums((w * g0, w * g1))
         _add_to(row, s0, valid_g)
         _add_to(row + 1, s1, valid_g)
     elif SMALL_C == 3:
-        s0, s1, s2 = tl.reduce((w * g0, w * g1, w * g2), 1, _add3, keep_dims=True)
+        s0, s1, s2 = _pixel_sums((w * g0, w * g1, w * g2))
         _add_to(row, s0, valid_g)
         _add_to(row + 1, s1, valid_g)
         _add_to(row + 2, s2, valid_g)
     else:
-        s0, s1, s2, s3 = tl.reduce((w * g0, w * g1, w * g2, w * g3), 1, _add4, keep_dims=True)
+        s0, s1, s2, s3 = _pixel_sums((w * g0, w * g1, w * g2, w * g3))
         _add_to(row, s0, valid_g)
         _add_to(row + 1, s1, valid_g)
         _add_to(row + 2, s2, valid_g)
