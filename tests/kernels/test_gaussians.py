@@ -156,7 +156,10 @@ def test_early_termination_and_alpha_clamp():
 def test_means2d_gradient_and_absgrad(backend):
     """Unbatched inputs: info's means2d is the projection's own output (no reshape in between), and
     its gradient is there after backward, bounded by the absolute gradient."""
-    means, quats, scales, opac, colors, viewmats, Ks = scene(n=20)
+    inputs = scene(n=20)
+    if backend == "triton":
+        inputs = [t.to(DEVICE) for t in inputs]  # on a GPU machine the Triton path takes CUDA tensors
+    means, quats, scales, opac, colors, viewmats, Ks = inputs
     r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, absgrad=True, backend=backend)
     (r.sum() + a.sum()).backward()
     grad, absgrad = info["means2d"].grad, info["absgrad"].value
@@ -177,8 +180,8 @@ def test_triton_absgrad_matches_torch(channels, sequential, monkeypatch):
     monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
 
     def absgrad(backend):
-        means, quats, scales, opac, colors, viewmats, Ks = scene(n=30, c=channels)
-        r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, absgrad=True, backend=backend)
+        inputs = [t.to(DEVICE if backend == "triton" else "cpu") for t in scene(n=30, c=channels)]
+        r, a, info = rasterize_gaussians(*inputs, W, H, absgrad=True, backend=backend)
         (r.square().sum() + a.sum()).backward()
         return info["absgrad"].value.double().cpu()
 
