@@ -23,6 +23,9 @@
 # autotuner on (RASTER_AUTOTUNE=0: its fixed settings, no candidate compiles), the C = 3
 # forward+backward kernel table, and launch_overhead with 500 calls per row.
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
+#   A QUICK call that fits one 600 s device command (every step cut at its limit, worst case ~560 s):
+#   OUT=$OUT QUICK=1 STEP_TIMEOUT_S=50 TEST_TIMEOUT_S=120 ATTN_TIMEOUT_S=80 RASTER_TIMEOUT_S=150 \
+#     OVERHEAD_TIMEOUT_S=60 GSPLAT_WAIT_S=250 TAIL_LINES=14 bash bench/gpu_check.sh
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the kernel tests matching -k "triton and topk")
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
 # else ../shared/data. Wheels carried in ./.whl are installed under /tmp/site: gsplat's CUDA code is
