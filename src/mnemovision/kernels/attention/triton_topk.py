@@ -394,7 +394,7 @@ class _TopkReadoutFn(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # an unused lse (and idx) gets None, not a zeros tensor
         (qf, kf, vf, _, biasf), idx, out, lse = _select_and_read(q, k, v, bias, top_k, scale, tile)
         ctx.save_for_backward(qf, kf, vf, biasf, idx, out, lse)
-        ctx.shapes = (k.shape[2], top_k, None if bias is None else bias.dtype)
+        ctx.top_k, ctx.bias_dtype = top_k, None if bias is None else bias.dtype
         ctx.scale = scale
         ctx.mark_non_differentiable(idx)
         return out, triton_sizes.lse_out(lse, q.dtype), idx
@@ -402,9 +402,9 @@ class _TopkReadoutFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, grad_lse, _grad_idx):
         qf, kf, vf, biasf, idx, out, lse = ctx.saved_tensors
-        m, top_k, bias_dtype = ctx.shapes
+        top_k, bias_dtype = ctx.top_k, ctx.bias_dtype
         b, h, nq, d = qf.shape
-        dv = vf.shape[3]
+        m, dv = kf.shape[2], vf.shape[3]
         go = torch.zeros_like(out) if grad_out is None else triton_sizes.dense_rows(grad_out)
         has_glse = grad_lse is not None
         glse = triton_sizes.dense_rows(grad_lse) if has_glse else lse

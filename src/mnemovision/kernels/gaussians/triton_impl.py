@@ -363,7 +363,8 @@ def _composite_bwd_kernel(
             # holds one matmul's tiles (one pass holding both, beside the batch's tiles, spills)
             dots = tl.zeros([BLOCK_G, TILE * TILE], dtype=tl.float32)
             for c0 in range(0, C, BLOCK_C):
-                feats_blk = tl.load(Values + fid * C + c0 + tl.arange(0, BLOCK_C)[None, :], mask=valid_g & (c0 + tl.arange(0, BLOCK_C)[None, :] < C), other=0.0)
+                cols = c0 + tl.arange(0, BLOCK_C)[None, :]
+                feats_blk = tl.load(Values + fid * C + cols, mask=valid_g & (cols < C), other=0.0)
                 offs_c = c0 + tl.arange(0, BLOCK_C)[:, None]
                 grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
                 dots += tl.dot(feats_blk, grad_blk, input_precision=PREC)
