@@ -19,7 +19,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,7 +27,6 @@ from raster import load_scene  # noqa: E402
 
 from mnemovision.kernels.gaussians import ref  # noqa: E402
 from mnemovision.kernels.gaussians.triton_project import BIN_BLOCK  # noqa: E402
-from mnemovision.vision.data import shared_data_path  # noqa: E402
 
 
 def rectangle_tiles(means2d, radii, opacities, width: int, height: int) -> torch.Tensor:
@@ -64,10 +62,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=3, help="the garden file's first this many cameras")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    (means, quats, scales, opac, _, _, _), width, height = load_scene("garden", 3, "cpu")
-    cameras = np.load(shared_data_path("splatting", "garden", "test_garden.npz", start=Path(__file__).resolve().parent))
-    viewmats = torch.from_numpy(cameras["viewmats"][: args.views]).float()
-    ks = torch.from_numpy(cameras["Ks"][: args.views]).float()
+    (means, quats, scales, opac, _, viewmats, ks), width, height = load_scene("garden", 3, "cpu", views=args.views)
     means2d, _, _, radii, _ = ref.project_gaussians(means, ref.quat_scale_to_covar(quats, scales), viewmats, ks, width, height)
     rows = [view_steps(i, rectangle_tiles(means2d[i], radii[i], opac, width, height)) for i in range(viewmats.shape[0])]
     print_table(rows, ["view", "pairs", "items", "median_tiles", "max_tiles", "programs", "lane_loop_steps", "lane_loop_longest", "balanced_steps", "balanced_longest"])

@@ -33,7 +33,9 @@ from mnemovision.vision.data import shared_data_path  # noqa: E402
 SMALL_GAUSSIANS, SMALL_DOWNSCALE = 1500, 4
 
 
-def load_scene(name: str, channels: int, device: str):
+def load_scene(name: str, channels: int, device: str, views: int = 1):
+    """((means, quats, scales, opacities, colors, viewmats, Ks), width, height) of the scene with the
+    garden file's first ``views`` cameras (the benchmark uses the first)."""
     path = shared_data_path("splatting", "garden", "test_garden.npz", start=Path(__file__).resolve().parent)
     if path is None:
         raise SystemExit("garden data not found: place ../shared/data/splatting/garden/test_garden.npz or set MNEMOVISION_DATA")
@@ -47,7 +49,7 @@ def load_scene(name: str, channels: int, device: str):
     n = len(pts)
     idx = np.arange(n)
     width, height = int(data["width"]), int(data["height"])
-    Ks = torch.from_numpy(data["Ks"][:1]).float()
+    Ks = torch.from_numpy(data["Ks"][:views]).float()
     if name == "garden_small":
         idx = np.sort(rng.choice(n, SMALL_GAUSSIANS, replace=False))
         width, height = width // SMALL_DOWNSCALE, height // SMALL_DOWNSCALE
@@ -59,7 +61,7 @@ def load_scene(name: str, channels: int, device: str):
     quats[:, 0] = 1.0
     opac = torch.full((len(idx),), 0.8)
     colors = torch.from_numpy(data["colors"][idx]).float() / 255.0 if channels == 3 else torch.from_numpy(rng.random((len(idx), channels))).float()
-    viewmats = torch.from_numpy(data["viewmats"][:1]).float()
+    viewmats = torch.from_numpy(data["viewmats"][:views]).float()
     tensors = [t.to(device) for t in (means, quats, scales, opac, colors, viewmats, Ks)]
     return tensors, width, height
 
