@@ -546,6 +546,35 @@ def test_triton_wide_path_edge_cases(width, height, count):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("sequential", [False, True])
+@pytest.mark.parametrize("loss, background", [("render only", True), ("alpha only", False), ("sums", True), ("sums", False)])
+def test_triton_gradients_when_one_output_is_unused(loss, background, sequential, monkeypatch):
+    """A loss through the render alone (no alpha gradient), through alpha alone (no render
+    gradient) or through plain sums (broadcast, stride-0 gradients), with or without a background:
+    the triton backend's gradients, the background's included, match the torch backend's, for the
+    batched and the one-Gaussian-at-a-time small-C kernels."""
+    from mnemovision.kernels.gaussians import triton_impl
+
+    monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
+    inputs = [t.detach().float().to(DEVICE) for t in scene(n=40, c=3, v=2)]
+    bg = torch.rand(2, 3, generator=torch.Generator().manual_seed(3)).to(DEVICE) if background else None
+    weights = torch.rand(2, H, W, 3, generator=torch.Generator().manual_seed(4)).to(DEVICE)
+
+    def run(backend):
+        leaves = [t.clone().requires_grad_(i < 5) for i, t in enumerate(inputs)]
+        bg_leaf = None if bg is None else bg.clone().requires_grad_(True)
+        r, a, _ = rasterize_gaussians(*leaves, W, H, backgrounds=bg_leaf, backend=backend)
+        total = {"render only": (r * weights).sum(), "alpha only": a.square().sum(), "sums": r.sum() + a.sum()}[loss]
+        wanted = leaves[:5] + ([] if bg_leaf is None else [bg_leaf])
+        return [r, a, *torch.autograd.grad(total, wanted)]
+
+    got, want = run("triton"), run("torch")
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 def test_wide_chunks_cover_every_tile_once():
     """The chunk plan: consecutive tile ranges covering all tiles, each within the scratch unless a

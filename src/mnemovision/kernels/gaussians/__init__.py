@@ -101,13 +101,16 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     return batch, n, v, c
 
 
-def _project(means, quats, scales, viewmats, Ks, width, height, near, far, antialiased, fused):
-    """Projection of [B, N] Gaussians into [B, V] views: (means2d, conics, depths, radii, compensations)
-    [B*V, N, ...], by the fused Triton kernel or the PyTorch stages."""
+def _project(means, quats, scales, viewmats, Ks, b, width, height, near, far, antialiased, fused):
+    """Projection of [..., N] Gaussians into [..., V] views (B = prod(...) batches): (means2d, conics,
+    depths, radii, compensations) [B*V, N, ...], by the fused Triton kernel or the PyTorch stages."""
     if fused:
         from mnemovision.kernels.gaussians import triton_project
 
         return triton_project.project(means, quats, scales, viewmats, Ks, width, height, near, far, antialiased)
+    n, v = means.shape[-2], viewmats.shape[-3]
+    means, quats, scales = means.reshape(b, n, 3), quats.reshape(b, n, 4), scales.reshape(b, n, 3)
+    viewmats, Ks = viewmats.reshape(b, v, 4, 4), Ks.reshape(b, v, 3, 3)
     projected = [
         project_gaussians(means[i], quat_scale_to_covar(quats[i], scales[i]), viewmats[i], Ks[i], width, height, near, far, antialiased)
         for i in range(means.shape[0])
@@ -115,14 +118,15 @@ def _project(means, quats, scales, viewmats, Ks, width, height, near, far, antia
     return tuple(torch.cat([p[j] for p in projected]) for j in range(5))
 
 
-def _feature_rows(colors, sh_degree, means, viewmats, c):
-    """(values, shared_features): with SH, one colour row per (view, Gaussian) pair [B*V*N, 3] and
-    None; else the colours [B*N, C] shared by the views and (V N, N): pair b V N + v N + g reads row b N + g."""
-    b, v, n = means.shape[0], viewmats.shape[1], means.shape[1]
+def _feature_rows(colors, sh_degree, means, viewmats, b: int):
+    """(values, shared_features) for [..., N] Gaussians in [..., V] views, B = prod(...): with SH, one
+    colour row per (view, Gaussian) pair [B*V*N, 3] and None; else the colours themselves [..., N, C]
+    (rows b N + g once flattened) shared by the views and (V N, N): pair b V N + v N + g reads row b N + g."""
+    n, v = means.shape[-2], viewmats.shape[-3]
     if sh_degree is None:
-        return colors.reshape(b * n, c), (v * n, n)
-    centers = torch.linalg.inv(viewmats)[..., :3, 3]  # [B, V, 3]
-    dirs = means[:, None] - centers[:, :, None]  # [B, V, N, 3]
+        return colors, (v * n, n)
+    centers = torch.linalg.inv(viewmats.reshape(b, v, 4, 4))[..., :3, 3]  # [B, V, 3]
+    dirs = means.reshape(b, 1, n, 3) - centers[:, :, None]  # [B, V, N, 3]
     return spherical_harmonics(sh_degree, dirs, colors.reshape(b, 1, n, *colors.shape[-2:])).reshape(b * v * n, 3), None
 
 
@@ -175,21 +179,21 @@ def rasterize_gaussians(
     else:
         impl = ref
     b = math.prod(batch)
-    means_b, quats_b, scales_b = means.reshape(b, n, 3), quats.reshape(b, n, 4), scales.reshape(b, n, 3)
-    opac_b = opacities.reshape(b, n)
-    views_b, ks_b = viewmats.reshape(b, v, 4, 4), Ks.reshape(b, v, 3, 3)
     # The fused Triton projection differentiates means, quats and scales; camera gradients take PyTorch's.
     fused = chosen == "triton" and not (viewmats.requires_grad or Ks.requires_grad)
-    means2d, conics, depths, radii, comps = _project(means_b, quats_b, scales_b, views_b, ks_b, width, height, near, far, antialiased, fused)
-    opac_v = opac_b if v == 1 else opac_b[:, None, :].expand(b, v, n).reshape(b * v, n)
+    # Per-Gaussian inputs keep the caller's shapes where they can: the Triton kernels index them
+    # flat, and each reshape costs a view op and, under autograd, a node of the backward (host time
+    # per call on a GPU). The stages below take any leading shape that flattens to their rows.
+    means2d, conics, depths, radii, comps = _project(means, quats, scales, viewmats, Ks, b, width, height, near, far, antialiased, fused)
+    opac_v = opacities if v == 1 else opacities.reshape(b, 1, n).expand(b, v, n).reshape(b * v, n)
     if antialiased:
-        opac_v = opac_v * comps
-    values, shared_features = _feature_rows(colors, sh_degree, means_b, views_b, c)
+        opac_v = _as(opac_v, comps.shape) * comps
+    values, shared_features = _feature_rows(colors, sh_degree, means, viewmats, b)
     want_rgb = render_mode.startswith("RGB")
     want_depth = render_mode != "RGB"
     tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
     if not want_rgb:
-        values = values[:, :0]
+        values = values[..., :0]
     if fused:
         from mnemovision.kernels.gaussians import triton_project
 
@@ -197,7 +201,7 @@ def rasterize_gaussians(
         tile_keys, flat_ids, offsets = triton_project.isect_tiles(means2d, radii, depths, conics, opac_v, width, height)
     else:
         tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
-        tile_keys, flat_ids, offsets = ref.drop_unseen(tile_keys, flat_ids, means2d, conics, opac_v, b * v, tiles_x * tiles_y, tiles_x, tile_size)
+        tile_keys, flat_ids, offsets = ref.drop_unseen(tile_keys, flat_ids, means2d, conics, opac_v.reshape(-1), b * v, tiles_x * tiles_y, tiles_x, tile_size)
     if shared_features is None:
         feature_ids = flat_ids
     elif chosen == "torch":
@@ -213,14 +217,11 @@ def rasterize_gaussians(
         "block": 64, "chunk_slots": 2048 if means.device.type == "cpu" else 1 << 16,
         "absgrad": absgrad, "absgrad_holder": holder, "shared_features": shared_features,
     }
-    bg = backgrounds.reshape(b * v, c) if (backgrounds is not None and want_rgb) else None
+    bg = _as(backgrounds, (b * v, c)) if (backgrounds is not None and want_rgb) else None
     means2d_out = _as(means2d, (*batch, v, n, 2))
     if means2d_out.requires_grad:
         means2d_out.retain_grad()  # densification reads info["means2d"].grad after backward
-    render, alpha = impl.composite(
-        means2d_out.reshape(b * v * n, 2), conics.reshape(b * v * n, 3), opac_v.reshape(-1), values,
-        depths.reshape(-1) if want_depth else None, bg, flat_ids, feature_ids, offsets, meta,
-    )
+    render, alpha = impl.composite(means2d_out, conics, opac_v, values, depths if want_depth else None, bg, flat_ids, feature_ids, offsets, meta)
     if render_mode in ("ED", "RGB+ED"):
         expected = render[..., -1:] / alpha.clamp_min(1e-10)
         render = torch.cat([render[..., :-1], torch.where(alpha > 0, expected, torch.zeros_like(expected))], -1)

@@ -514,11 +514,17 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
-    """Differentiable compositing of flattened per-(view, Gaussian) inputs (see ``_CompositeFn``).
+    """Differentiable compositing of per-(view, Gaussian) inputs (see ``_CompositeFn``): means2d
+    [..., 2], conics [..., 3], opacities [...], depths [...] or None, whose leading dims flatten to
+    the V*N pairs (as ``flat_ids`` count them), and feature rows values [..., C] (flattened rows as
+    ``feature_ids`` count them); background [V, C] or None.
 
     Returns render [V, H, W, C] (background added to its first ``background.shape[-1]`` channels)
     and alpha [V, H, W, 1]."""
-    return _CompositeFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta)
+    return _CompositeFn.apply(
+        means2d.reshape(-1, 2), conics.reshape(-1, 3), opacities.reshape(-1), values.flatten(0, -2),  # flatten: C may be 0
+        None if depths is None else depths.reshape(-1), background, flat_ids, feature_ids, offsets, meta,
+    )
 
 
 def composite_dense(means2d, conics, opacities, values, depths, background, radii, width: int, height: int, render_depth: bool = False):

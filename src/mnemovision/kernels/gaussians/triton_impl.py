@@ -17,7 +17,7 @@ programs (any C from 1 to 512 in one call). Each pair's feature row is derived i
 count on a GPU (``_small_c_configs``, ``_matmul_configs``).
 
 The backward recomputes the forward front to back (no division drift), forms
-dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i) with S_i the colour still to
+dL/d alpha_i = T_i (G . f_i) - (G . S_i - g_A T_final) / (1 - alpha_i) with S_i the colour still to
 come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
 atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and (only when asked for)
 |per-pixel dL/d mean2d|; its per-Gaussian sums over pixels go through one multi-operand reduction
@@ -35,6 +35,8 @@ now) and the backward moved five whole tiles a batch between layouts (its shared
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import triton
@@ -121,7 +123,7 @@ def _store_channel(Out, pix, inside, value, ch: tl.constexpr, C, OUT_C):
 
 @triton.jit
 def _composite_fwd_kernel(
-    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, Stops,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha, Stops,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -129,8 +131,8 @@ def _composite_fwd_kernel(
     """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C > 0 (C <= 4)
     the channels are summed one by one (a matmul would be mostly padding). Software-pipelined: while
     batch i is composited, the ids of batch i + 2 and the parameters and features of batch i + 1 are
-    already in flight. Stops[tile]: the list position where the tile stopped (the three-pass backward
-    of ``triton_wide`` walks no further)."""
+    already in flight. Alpha [V H W]: 1 - the final transmittance. Stops[tile]: the list position
+    where the tile stopped (the three-pass backward of ``triton_wide`` walks no further)."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
@@ -202,7 +204,7 @@ def _composite_fwd_kernel(
         pix_c = tl.trans(pix)  # [P, 1] for the [P, BLOCK_C] matmul tile
         tl.store(Out + pix_c * OUT_C + offs_c[None, :], acc, mask=tl.trans(inside) & (offs_c[None, :] < C))
     if pid_c == 0:
-        tl.store(FinalT + pix, t_run, mask=inside)
+        tl.store(Alpha + pix, 1.0 - t_run, mask=inside)
         tl.store(Stops + tile, tl.minimum(b0, end).to(tl.int32))
         if HAS_DEPTH:
             tl.store(Out + pix * OUT_C + C, acc_d, mask=inside)
@@ -303,19 +305,20 @@ def _scatter_channels(DValues, fid, valid_g, w, g0, g1, g2, g3, C, SMALL_C: tl.c
 
 @triton.jit
 def _composite_bwd_kernel(
-    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, GradOut, GradT,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha, GradOut, GradA,
     DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """Recomputes the forward front to back (pipelined like it) and scatters the gradients."""
+    """Recomputes the forward front to back (pipelined like it) and scatters the gradients. Alpha:
+    the forward's; GradA [V H W]: dL/d alpha (less G . background where one was added)."""
     tile = tl.program_id(0)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
     # Per pixel [1, P]: the output gradient's small channels, G . out (out without background), and
-    # the final-T gradient term.
+    # the final-transmittance term -g_A T_final.
     g_depth = tl.zeros([1, TILE * TILE], dtype=tl.float32)
     if HAS_DEPTH:
         g_depth = tl.load(GradOut + pix * OUT_C + C, mask=inside, other=0.0)
@@ -343,8 +346,9 @@ def _composite_bwd_kernel(
             offs_c = c0 + tl.arange(0, BLOCK_C)[:, None]
             m = inside & (offs_c < OUT_C)
             g_out += tl.sum(tl.load(GradOut + pix * OUT_C + offs_c, mask=m, other=0.0) * tl.load(Out + pix * OUT_C + offs_c, mask=m, other=0.0), axis=0, keep_dims=True)
-    # d alpha needs G . out + g_T T_final (less the prefix), one row for both
-    g_rest = g_out + tl.load(GradT + pix, mask=inside, other=0.0) * tl.load(FinalT + pix, mask=inside, other=1.0)
+    # d alpha needs G . out - g_A T_final (less the prefix), one row for both
+    t_final = 1.0 - tl.load(Alpha + pix, mask=inside, other=0.0)
+    g_rest = g_out - tl.load(GradA + pix, mask=inside, other=0.0) * t_final
     t_run = tl.full([1, TILE * TILE], 1.0, dtype=tl.float32)
     done = tl.zeros([1, TILE * TILE], dtype=tl.int32)
     prefix = tl.zeros([1, TILE * TILE], dtype=tl.float32)
@@ -542,9 +546,10 @@ class _CompositeTritonFn(torch.autograd.Function):
         dtype = values.dtype
         f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
         depths32 = depths.float().contiguous() if has_depth else f32[2]
-        # every pixel of every tile is written (empty tiles write zeros and T = 1)
+        # every pixel of every tile is written (empty tiles write zeros and alpha = 0); the kernels
+        # write alpha = 1 - T_final itself, the output (no 1 - T op after them)
         out = torch.empty(v, h, w, out_c, device=values.device, dtype=torch.float32)
-        final_t = torch.empty(v, h, w, device=values.device, dtype=torch.float32)
+        alpha = torch.empty(v, h, w, 1, device=values.device, dtype=torch.float32)
         pids = _pairs(flat_ids)
         st = _settings(meta, c, has_depth)
         n_tiles = st["sizes"][3]
@@ -555,56 +560,56 @@ class _CompositeTritonFn(torch.autograd.Function):
 
         # the batched and the wide forward also record where each tile stopped (read by the wide backward)
         stops = None if _sequential(c) else torch.empty(v * n_tiles, device=values.device, dtype=torch.int32)
-        inputs = (offsets, pids, *f32, depths32, out, final_t)
+        inputs = (offsets, pids, *f32, depths32, out, alpha)
         if _wide(c):
             _wide_forward(inputs, stops, st, c, out_c, v * n_tiles)
         elif _sequential(c):
             kernel, kwargs = _launcher(False, c, st["const"])
             # Scratch, Stops, RowStart, TILE0, ROW0 serve the wide forward only: placeholders
-            kernel[grid](*inputs, final_t, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
+            kernel[grid](*inputs, alpha, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
         else:
             kernel, kwargs = _launcher(False, c, st["const"])
             kernel[grid](*inputs, stops, *st["sizes"], c, out_c, *st["features"], **kwargs)
         ctx.meta, ctx.has_depth, ctx.dtype, ctx.stops = meta, has_depth, dtype, stops
-        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t)
-        ft = final_t[..., None].to(dtype)
-        return add_background(out.to(dtype), ft, background), 1.0 - ft
+        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, alpha)
+        alpha_out = alpha.to(dtype)
+        render = out.to(dtype) if background is None else add_background(out.to(dtype), 1.0 - alpha_out, background)
+        return render, alpha_out
 
     @staticmethod
     def backward(ctx, grad_render, grad_alpha):
-        means2d, conics, opacities, values, depths, background, pids, offsets, out, final_t = ctx.saved_tensors
+        means2d, conics, opacities, values, depths, background, pids, offsets, out, alpha = ctx.saved_tensors
         meta = ctx.meta
-        v, h, w = meta["views"], meta["height"], meta["width"]
         c = values.shape[-1]
         out_c = out.shape[-1]
         grad_render = torch.zeros_like(out) if grad_render is None else grad_render.float().contiguous()
-        grad_alpha = torch.zeros(v, h, w, 1, device=out.device) if grad_alpha is None else grad_alpha.float()
-        grad_bg, grad_t = background_grads(grad_render, grad_alpha, final_t[..., None], background)
-        grad_bg = None if grad_bg is None else grad_bg.to(background.dtype)
+        grad_bg, grad_a = _alpha_grads(grad_render, grad_alpha, alpha, background)
         f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
         depths32 = depths.float().contiguous() if ctx.has_depth else f32[2]
-        # one zeroed buffer for the per-pair gradients: means2d (2), conics (3), opacity, depth, |d means2d| (2)
-        n_pairs = f32[2].shape[0]
-        per_pair = torch.zeros(9 * n_pairs, device=out.device, dtype=torch.float32)
-        d_means, d_conics = per_pair[: 2 * n_pairs].view(n_pairs, 2), per_pair[2 * n_pairs: 5 * n_pairs].view(n_pairs, 3)
-        d_opac, d_depths = per_pair[5 * n_pairs: 6 * n_pairs], per_pair[6 * n_pairs: 7 * n_pairs]
-        absgrad = per_pair[7 * n_pairs:].view(n_pairs, 2)
-        d_values = torch.zeros_like(f32[3])
-        st = _settings(meta, c, ctx.has_depth, absgrad=bool(meta["absgrad"]))
-        inputs = (offsets, pids, *f32, depths32, out, final_t, grad_render, grad_t.contiguous())
+        # one zeroed buffer (one fill) for the atomically summed gradients: the features, then per
+        # pair means2d (2), conics (3), opacity, and where asked for depth and |d means2d| (2); the
+        # kernels read neither of the last two without HAS_DEPTH / ABSGRAD (d_opac stands in)
+        want_abs = bool(meta["absgrad"])
+        shapes = (values.shape, means2d.shape, conics.shape, opacities.shape)
+        extra = ((depths.shape,) if ctx.has_depth else ()) + (((f32[2].numel(), 2),) if want_abs else ())
+        d_values, d_means, d_conics, d_opac, *rest = _zeroed_parts(shapes + extra, out.device)
+        d_depths = rest.pop(0) if ctx.has_depth else d_opac
+        absgrad = rest.pop(0) if want_abs else d_opac
+        st = _settings(meta, c, ctx.has_depth, absgrad=want_abs)
+        inputs = (offsets, pids, *f32, depths32, out, alpha, grad_render, grad_a)
         grads = (d_means, d_conics, d_opac, d_values, d_depths, absgrad)
-        n_tiles = v * st["sizes"][3]
+        n_tiles = meta["views"] * st["sizes"][3]
         if _wide(c) and ctx.stops is not None:
             _wide_backward(inputs, grads, ctx.stops, st, c, out_c, n_tiles)
         elif _sequential(c):
             kernel, kwargs = _launcher(True, c, st["const"])
             # Scratch, Stops, RowStart, TILE0 and ROW0 serve the wide backward only: placeholders
-            walk_inputs = (*inputs[:7], *_pixel_planes(grad_render, out, grad_t, final_t, 0))
-            kernel[(n_tiles,)](*walk_inputs, *grads, final_t, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, final_t.numel(), **kwargs)
+            walk_inputs = (*inputs[:7], *_pixel_planes(grad_render, out, grad_a, alpha, 0))
+            kernel[(n_tiles,)](*walk_inputs, *grads, alpha, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, alpha.numel(), **kwargs)
         else:
             kernel, kwargs = _launcher(True, c, st["const"])
             kernel[(n_tiles,)](*inputs, *grads, *st["sizes"], c, out_c, *st["features"], **kwargs)
-        if meta["absgrad"]:
+        if want_abs:
             holder = meta["absgrad_holder"]
             holder.value = absgrad.to(means2d.dtype).reshape(holder.shape)
         grad_depths = d_depths.to(depths.dtype) if ctx.has_depth else None
@@ -612,13 +617,41 @@ class _CompositeTritonFn(torch.autograd.Function):
                 grad_depths, grad_bg, None, None, None)
 
 
-def _pixel_planes(grad_render, out, grad_t, final_t, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _zeroed_parts(shapes, device) -> list[torch.Tensor]:
+    """Contiguous float32 zeros of each shape, consecutive parts of one buffer: one fill, and one
+    view op per part (each op costs the host microseconds on a GPU)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    buffer = torch.zeros(sum(sizes), device=device, dtype=torch.float32)
+    parts, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        strides = [1] * len(shape)
+        for i in range(len(shape) - 2, -1, -1):
+            strides[i] = strides[i + 1] * shape[i + 1]
+        parts.append(buffer.as_strided(shape, strides, start))
+        start += size
+    return parts
+
+
+def _alpha_grads(grad_render, grad_alpha, alpha, background):
+    """(dL/d background [V, C] or None, g_A [V, H, W, 1]: what the backward kernels read as the
+    gradient of alpha = 1 - T_final), given the output gradients (grad_render [V, H, W, C']
+    float32, grad_alpha [V, H, W, 1] or None) and the forward's alpha [V, H, W, 1]. A background
+    added T_final x background to the render, so there g_A = grad_alpha - G . background."""
+    g_a = torch.zeros_like(alpha) if grad_alpha is None else grad_alpha.float().contiguous()
+    if background is None:
+        return None, g_a
+    grad_bg, grad_t = background_grads(grad_render, g_a, 1.0 - alpha, background)
+    return grad_bg.to(background.dtype), -grad_t
+
+
+def _pixel_planes(grad_render, out, grad_a, alpha, first: int) -> tuple[torch.Tensor, torch.Tensor]:
     """What the one-Gaussian-at-a-time backward reads per pixel: the output gradient's channels from
     ``first`` on as planes [OUT_C - first, V H W] (all of them for C <= 4; for the wide walk only the
-    depth's, which it reads as plane NCH = 0; ``final_t`` stands in when there is none) and
-    G . out + g_T T_final [V H W] (the part of dL/d alpha that does not depend on the Gaussian)."""
-    g_rest = ((grad_render * out).sum(-1) + grad_t.reshape(final_t.shape) * final_t).contiguous()
-    planes = grad_render[..., first:].permute(3, 0, 1, 2).contiguous() if grad_render.shape[-1] > first else final_t
+    depth's, which it reads as plane NCH = 0; ``alpha`` stands in when there is none) and
+    G . out - g_A T_final [V H W] (the part of dL/d alpha that does not depend on the Gaussian;
+    T_final = 1 - alpha; g_A and alpha [V, H, W, 1])."""
+    g_rest = ((grad_render * out).sum(-1, keepdim=True) - grad_a * (1.0 - alpha)).contiguous()
+    planes = grad_render[..., first:].permute(3, 0, 1, 2).contiguous() if grad_render.shape[-1] > first else alpha
     return planes, g_rest
 
 
@@ -626,7 +659,7 @@ def _wide_forward(inputs, stops, st, c: int, out_c: int, n_tiles: int) -> None:
     """The two passes of ``triton_wide``'s forward over chunks of tiles: the channel-free walk writing
     each entry's weights to the scratch (a row per list entry) and ``stops``, then weights x features
     per channel slice into ``out``."""
-    offsets, pids, means2d, conics, opac, values, depths, out, final_t = inputs
+    offsets, pids, means2d, conics, opac, values, depths, out, alpha = inputs
     plan = triton_wide.chunks(offsets, pids.numel(), n_tiles)
     scratch = torch.empty(max(1, max(rows for *_, rows in plan)) * triton_wide.ROW, device=out.device, dtype=torch.float32)
     shape_args = (*st["sizes"], c, out_c, *st["features"])
@@ -645,9 +678,9 @@ def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -
     scratch (a row per entry before the tile's forward stopping point), the one-Gaussian-at-a-time
     backward reading it (and writing the weights over it), then the feature gradients as weights x G
     per channel slice."""
-    offsets, pids, means2d, conics, opac, values, depths, out, final_t, grad_render, grad_t = inputs
+    offsets, pids, means2d, conics, opac, values, depths, out, alpha, grad_render, grad_a = inputs
     d_values = grads[3]
-    planes, g_rest = _pixel_planes(grad_render, out, grad_t, final_t, c)
+    planes, g_rest = _pixel_planes(grad_render, out, grad_a, alpha, c)
     stops = stops.clone()  # the middle pass writes where it stopped
     row_start, n_rows = triton_wide.scratch_rows(offsets, stops)
     plan = triton_wide.chunks(row_start, n_rows, n_tiles)
@@ -660,12 +693,14 @@ def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -
     for t0, t1, r0, _ in plan:
         n = t1 - t0
         dots[lambda m: (n, triton_wide.ROW // m["BLOCK_P"])](offsets, stops, row_start, pids, values, grad_render, scratch, *shape_args, t0, r0, SHARED_FEATS=shared, **dots_kw)
-        walk[(n,)](*inputs[:7], planes, g_rest, *grads, scratch, stops, row_start, *shape_args, t0, r0, 1, final_t.numel(), **walk_kw)
+        walk[(n,)](*inputs[:7], planes, g_rest, *grads, scratch, stops, row_start, *shape_args, t0, r0, 1, alpha.numel(), **walk_kw)
         feats[lambda m: (n, cdiv(c, m["BLOCK_C"]))](offsets, stops, row_start, pids, grad_render, scratch, d_values, *shape_args, t0, r0, SHARED_FEATS=shared, **feats_kw)
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
-    """Same contract as ``ref.composite``, on CUDA tensors (or under the Triton interpreter).
+    """Same contract as ``ref.composite``, on CUDA tensors (or under the Triton interpreter); the
+    inputs are read flat in the shapes given (no reshape: one op fewer each, and their gradients come
+    back in those shapes).
     ``feature_ids`` is not read: the kernels derive each pair's feature row from
     ``meta["shared_features"]`` ((V N, N) when the features are shared across views, else None)."""
     return _CompositeTritonFn.apply(means2d, conics, opacities, values, depths, background, flat_ids, offsets, meta)

@@ -17,6 +17,8 @@ rectangle that some pixel of it can reach with alpha >= 1/255, scan the counts, 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -296,11 +298,15 @@ def _tiles(width: int, height: int) -> tuple[int, int]:
     return cdiv(width, TILE_SIZE), cdiv(height, TILE_SIZE)
 
 
+def _batch_sizes(means, viewmats) -> tuple[int, int, int]:
+    """(B, N, V) of means [..., N, 3] and viewmats [..., V, 4, 4], B the product of the leading dims."""
+    return math.prod(means.shape[:-2]), means.shape[-2], viewmats.shape[-3]
+
+
 class _ProjectTritonFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, quats, scales, viewmats, Ks, width, height, near, far, antialiased):
-        b, n = means.shape[:2]
-        v = viewmats.shape[1]
+        b, n, v = _batch_sizes(means, viewmats)
         dtype = means.dtype
         # inside forward nothing is recorded: no detach needed (fp32 contiguous inputs pass as they are)
         f32 = [t.float().contiguous() for t in (means, quats, scales, viewmats, Ks)]
@@ -325,8 +331,7 @@ class _ProjectTritonFn(torch.autograd.Function):
     def backward(ctx, g_means2d, g_conics, g_depths, _g_radii, g_comps):
         means, quats, scales, viewmats, Ks = ctx.saved_tensors
         width, height, near, far, antialiased, dtype = ctx.settings
-        b, n = means.shape[:2]
-        v = viewmats.shape[1]
+        b, n, v = _batch_sizes(means, viewmats)
 
         def grad_or_zeros(t, shape):
             return torch.zeros(shape, device=means.device) if t is None else t.float().contiguous()
@@ -349,7 +354,9 @@ def project(means, quats, scales, viewmats, Ks, width: int, height: int, near: f
     """Fused EWA projection of B batches of N Gaussians into V views each.
 
     Args:
-        means [B, N, 3], quats [B, N, 4], scales [B, N, 3], viewmats [B, V, 4, 4], Ks [B, V, 3, 3].
+        means [..., N, 3], quats [..., N, 4], scales [..., N, 3], viewmats [..., V, 4, 4], Ks
+        [..., V, 3, 3], the same leading dims (B batches in all; none for one batch); gradients come
+        back in these shapes.
 
     Returns:
         means2d [B*V, N, 2], conics [B*V, N, 3], depths [B*V, N], radii [B*V, N, 2] int32,

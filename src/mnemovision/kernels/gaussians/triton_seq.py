@@ -158,7 +158,7 @@ def _store_channel(Out, pix, inside, value, ch: tl.constexpr, OUT_C, NCH: tl.con
 
 @triton.jit(do_not_specialize=["UNIT"])
 def _seq_fwd_kernel(
-    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, FinalT, Scratch, Stops, RowStart,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha, Scratch, Stops, RowStart,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0, UNIT,
     SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, WIDE: tl.constexpr, BLOCK_G: tl.constexpr, NW: tl.constexpr,
 ):
@@ -218,7 +218,7 @@ def _seq_fwd_kernel(
     _store_channel(Out, pix, inside, a1, 1, OUT_C, NCH)
     _store_channel(Out, pix, inside, a2, 2, OUT_C, NCH)
     _store_channel(Out, pix, inside, a3, 3, OUT_C, NCH)
-    tl.store(FinalT + pix, t_run, mask=inside)
+    tl.store(Alpha + pix, 1.0 - t_run, mask=inside)  # alpha = 1 - the final transmittance
     if HAS_DEPTH:
         tl.store(Out + pix * OUT_C + C, acc_d, mask=inside)
     if WIDE:  # the weights of entries from here on were not written: the matmul stops here
@@ -290,13 +290,13 @@ def _seq_bwd_kernel(
     BLOCK_G: tl.constexpr, NW: tl.constexpr,
 ):
     """Recomputes the forward front to back and scatters each Gaussian's gradients by warp:
-    dL/d alpha = T (G . f) - (G . out + g_T T_final - prefix) / (1 - alpha), the prefix the running
+    dL/d alpha = T (G . f) - (G . out - g_A T_final - prefix) / (1 - alpha), the prefix the running
     sum of w (G . f) up to and including this Gaussian. The output gradient G comes as channel
     planes (GradPlanes [NCH (+ 1 with HAS_DEPTH), NPIX], NPIX = V H W pixels) and
-    G . out + g_T T_final per pixel as GRest [NPIX], both computed by the launcher: every pixel load
-    then reads consecutive addresses along the lanes, so each gets the pixels' own register layout
-    (an interleaved [pixel, channel] read would get another layout, and with Triton 3.6 conversions
-    between them in the loop).
+    G . out - g_A T_final per pixel as GRest [NPIX] (g_A: the gradient of the rendered alpha =
+    1 - T_final), both computed by the launcher: every pixel load then reads consecutive addresses
+    along the lanes, so each gets the pixels' own register layout (an interleaved [pixel, channel]
+    read would get another layout, and with Triton 3.6 conversions between them in the loop).
 
     WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i; G . f of its list entry
     start + j comes from scratch row RowStart[tile] - ROW0 + j ([256] per entry, written by
