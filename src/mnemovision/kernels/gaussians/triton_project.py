@@ -10,9 +10,10 @@ quaternions and scales (and opacities through the compensation, outside); camera
 computed here: ``rasterize_gaussians`` takes the PyTorch projection when viewmats or Ks require grad.
 
 Binning (two passes of one kernel, as gsplat does): count, per Gaussian, the tiles of its 3.33 sigma
-rectangle that some pixel of it can reach with alpha >= 1/255, scan the counts, then write
-(tile << 32 | depth bits, flat id) for those tiles; ``torch.sort`` orders them and
-``torch.searchsorted`` finds each tile's range. One host sync (the total count).
+rectangle that some pixel of it can reach with alpha >= 1/255, scan the counts, then write (view-tile
+id, flat pair id) for those tiles, each view's Gaussians nearest first; a stable ``torch.sort`` by
+tile id orders them, and one more kernel gathers the sorted pair ids and finds each tile's range
+(``_tile_ranges_kernel``). One host sync (the total count).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ BLOCK = 128  # Gaussians per program of the projection
 # (view, Gaussian) pairs per program of the binning, one warp each, and (pair, tile) items per step
 # of its walk (one per lane; see ``_bin_kernel``)
 BIN_BLOCK = 32
+RANGE_BLOCK = 256  # list entries and tiles per program of ``_tile_ranges_kernel``
 EPS_2D_C = tl.constexpr(EPS_2D)
 RADIUS_SIGMAS_C = tl.constexpr(RADIUS_SIGMAS)
 
@@ -475,6 +477,26 @@ def _bin_kernel(
         tl.store(Counts + ranks, kept, mask=in_range)
 
 
+@triton.jit
+def _tile_ranges_kernel(Keys, Order, Ids, FlatIds, Offsets, TOTAL, N_OFFSETS, STEPS, BLOCK: tl.constexpr):
+    """After the sort by tile (Keys [TOTAL] sorted, Order the sort's permutation): entry i's pair
+    FlatIds[i] = Ids[Order[i]], and for t < N_OFFSETS the first entry of tile t, Offsets[t] = the
+    number of keys below t (a binary search of Keys in STEPS >= bit_length(TOTAL) halvings). One
+    launch for what ``ids[order]``, ``arange`` and ``searchsorted`` took three."""
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    entry = i < TOTAL
+    tl.store(FlatIds + i, tl.load(Ids + tl.load(Order + i, mask=entry, other=0), mask=entry, other=0), mask=entry)
+    lo = tl.zeros([BLOCK], dtype=tl.int32)
+    hi = tl.where(i < N_OFFSETS, TOTAL, 0)  # [lo, hi): where the first key >= t lies
+    for _ in range(STEPS):
+        open_ = lo < hi
+        mid = (lo + hi) >> 1
+        below = tl.load(Keys + mid, mask=open_, other=0) < i
+        lo = tl.where(open_ & below, mid + 1, lo)
+        hi = tl.where(open_ & ~below, mid, hi)
+    tl.store(Offsets + i, lo.to(tl.int64), mask=i < N_OFFSETS)
+
+
 def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: int):
     """``ref.isect_tiles`` without the (tile, Gaussian) entries that cannot show: those whose tile has
     no pixel centre where alpha = o exp(-sigma) reaches 1/255 (the compositor skips such pixels, so
@@ -511,6 +533,10 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         if total > 0:
             _bin_kernel[grid](*inputs, counts, ends, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
         tile_keys, order = torch.sort(keys, stable=True)
-        flat_ids = ids[order]
-        offsets = torch.searchsorted(tile_keys, torch.arange(v * n_tiles + 1, device=dev, dtype=torch.int32))
+        flat_ids = torch.empty(total, dtype=torch.int64, device=dev)
+        n_offsets = v * n_tiles + 1
+        offsets = torch.empty(n_offsets, dtype=torch.int64, device=dev)
+        _tile_ranges_kernel[(cdiv(max(total, n_offsets), RANGE_BLOCK),)](
+            tile_keys, order, ids, flat_ids, offsets, total, n_offsets, max(1, total.bit_length()), BLOCK=RANGE_BLOCK,
+        )
     return tile_keys, flat_ids, offsets
