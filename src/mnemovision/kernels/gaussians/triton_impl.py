@@ -123,7 +123,7 @@ def _store_channel(Out, pix, inside, value, ch: tl.constexpr, C, OUT_C):
 
 @triton.jit
 def _composite_fwd_kernel(
-    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha, Stops,
+    Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
     SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -131,8 +131,7 @@ def _composite_fwd_kernel(
     """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C > 0 (C <= 4)
     the channels are summed one by one (a matmul would be mostly padding). Software-pipelined: while
     batch i is composited, the ids of batch i + 2 and the parameters and features of batch i + 1 are
-    already in flight. Alpha [V H W]: 1 - the final transmittance. Stops[tile]: the list position
-    where the tile stopped (the three-pass backward of ``triton_wide`` walks no further)."""
+    already in flight. Alpha [V H W]: 1 - the final transmittance."""
     tile = tl.program_id(0)
     pid_c = tl.program_id(1)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
@@ -205,7 +204,6 @@ def _composite_fwd_kernel(
         tl.store(Out + pix_c * OUT_C + offs_c[None, :], acc, mask=tl.trans(inside) & (offs_c[None, :] < C))
     if pid_c == 0:
         tl.store(Alpha + pix, 1.0 - t_run, mask=inside)
-        tl.store(Stops + tile, tl.minimum(b0, end).to(tl.int32))
         if HAS_DEPTH:
             tl.store(Out + pix * OUT_C + C, acc_d, mask=inside)
 
@@ -558,8 +556,8 @@ class _CompositeTritonFn(torch.autograd.Function):
         def grid(launch_meta):
             return (v * n_tiles, 1 if one_slice else cdiv(c, launch_meta["BLOCK_C"]))
 
-        # the batched and the wide forward also record where each tile stopped (read by the wide backward)
-        stops = None if _sequential(c) else torch.empty(v * n_tiles, device=values.device, dtype=torch.int32)
+        # the wide forward also records where each tile stopped (read by the wide backward)
+        stops = torch.empty(v * n_tiles, device=values.device, dtype=torch.int32) if _wide(c) else None
         inputs = (offsets, pids, *f32, depths32, out, alpha)
         if _wide(c):
             _wide_forward(inputs, stops, st, c, out_c, v * n_tiles)
@@ -569,7 +567,7 @@ class _CompositeTritonFn(torch.autograd.Function):
             kernel[grid](*inputs, alpha, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
         else:
             kernel, kwargs = _launcher(False, c, st["const"])
-            kernel[grid](*inputs, stops, *st["sizes"], c, out_c, *st["features"], **kwargs)
+            kernel[grid](*inputs, *st["sizes"], c, out_c, *st["features"], **kwargs)
         ctx.meta, ctx.has_depth, ctx.dtype, ctx.stops = meta, has_depth, dtype, stops
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, alpha)
         alpha_out = alpha.to(dtype)
