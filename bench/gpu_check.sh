@@ -112,9 +112,9 @@ if wants attention; then
   [ -n "${QUICK:-}" ] && attn_args=(--cases "${ATTN_CASES:-vos_T20:topk,mcnet}" --backends naive,sdpa,triton)
   STEP_TIMEOUT_S=${ATTN_TIMEOUT_S:-200} run_step attention_gpu $PY bench/attention.py --device cuda --dtype float16 "${attn_args[@]}" --json "$OUT/attention_gpu.json"
 fi
-if wants attention && [ -n "${QUICK:-}" ]; then  # alone on the GPU: dK and dV fused or not; selection tile sizes
+if wants attention && [ -n "${QUICK:-}" ]; then  # alone on the GPU: dK and dV fused or not; search thresholds per step
   run_step attention_profile_mcnet_bwd $PY bench/attention_profile.py --case mcnet --top-k 0 --backward --calls 10 --key-grads both
-  run_step attention_profile_topk_fwd $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 10 --tiles 8,16,32
+  run_step attention_profile_topk_fwd $PY bench/attention_profile.py --case vos_T20 --top-k 30 --calls 10 --probes 1,4,8
 fi
 if wants raster; then
   backends=triton

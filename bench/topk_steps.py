@@ -1,6 +1,6 @@
 """Bisection steps of the Triton top-k selection, counted on CPU for the benchmark's inputs.
 
-    python bench/topk_steps.py [--cases vos_T2,vos_T20] [--queries 256] [--json PATH]
+    python bench/topk_steps.py [--cases vos_T2,vos_T20] [--queries 256] [--probes 1,4,8] [--json PATH]
 
 ``triton_topk._select_kernel`` picks, per query, the top tiles by their maxima and then the top-k
 keys among the tiles' candidates, each pick by a bisection on the values' order-preserving int32
@@ -8,8 +8,10 @@ bits (``_take_largest``), one block-wide count per step. This replays the two se
 all queries at once, on the inputs ``bench/attention.py`` times (seeded N(0, 1) q, k in float16,
 dot similarity, top-k 30, the tile size ``_tile_size`` picks), with each search's own starting
 bound, and counts the steps per query: searching until the k-th largest value is pinned to the
-last bit ("full"), and stopping at the first count of exactly k ("exact stop", the kernel's rule).
-Steps are counts, not times: what they save on a GPU is for ``bench/attention_profile.py`` to show.
+last bit by bisection ("full"), and stopping at the first count of exactly k ("exact stop", the
+kernel's rule) with each of ``--probes`` thresholds counted per step (the kernel's
+``SEARCH_PROBES``; 1 is bisection). Steps are counts, not times: each is one block-wide reduction
+in the kernel, whose cost on a GPU is for ``bench/attention_profile.py`` to show.
 """
 
 from __future__ import annotations
@@ -38,30 +40,35 @@ def ordered(values: torch.Tensor) -> torch.Tensor:
     return flipped
 
 
-def search_steps(o: torch.Tensor, valid: torch.Tensor, k: int, start: torch.Tensor | None, exact_stop: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(threshold [Q], steps [Q]) of the bisection for each row of ``o`` [Q, N] (ordered ints;
-    ``valid`` marks the real entries): count(o >= threshold) >= k, as in ``_take_largest``."""
+def search_steps(o: torch.Tensor, valid: torch.Tensor, k: int, start: torch.Tensor | None, exact_stop: bool, probes: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(threshold [Q], steps [Q]) of the search for each row of ``o`` [Q, N] (ordered ints;
+    ``valid`` marks the real entries): count(o >= threshold) >= k, as in ``_take_largest``, with
+    ``probes`` counts per step at lo + ceil(span j / (probes + 1)), j = 1..probes (1: bisection)."""
     lo = torch.where(valid, o, _INT32_MAX).min(1).values
     hi = o.max(1).values
     if start is not None:
         ok = (o >= start[:, None]).sum(1) >= k
         lo = torch.where(ok, torch.maximum(lo, start), lo)
     steps = torch.zeros_like(lo)
+    j = torch.arange(1, probes + 1)
     while bool((lo < hi).any()):
         active = lo < hi
-        mid = lo + ((hi - lo + 1) >> 1)
-        count = (o >= mid[:, None]).sum(1)
+        th = lo[:, None] + ((hi - lo)[:, None] * j + probes) // (probes + 1)  # [Q, probes], ceil
+        count = (o[:, None, :] >= th[:, :, None]).sum(2)
         enough = count >= k
-        new_lo = torch.where(enough, mid, lo)
-        new_hi = torch.where(enough, hi, mid - 1)
+        new_lo = torch.maximum(lo, torch.where(enough, th, lo[:, None]).amax(1))
+        new_hi = torch.minimum(hi, torch.where(enough, hi[:, None], th - 1).amin(1))
         if exact_stop:
-            new_hi = torch.where(count == k, mid, new_hi)
+            exact = count == k
+            hit = torch.where(exact, th, lo[:, None]).amax(1)
+            new_lo = torch.where(exact.any(1), hit, new_lo)
+            new_hi = torch.where(exact.any(1), hit, new_hi)
         lo, hi = torch.where(active, new_lo, lo), torch.where(active, new_hi, hi)
         steps += active.to(steps.dtype)
     return lo, steps
 
 
-def case_steps(name: str, queries: int) -> list[dict]:
+def case_steps(name: str, queries: int, probe_counts: list[int]) -> list[dict]:
     from mnemovision.kernels.attention import triton_topk
 
     case = CASES[name]
@@ -83,14 +90,14 @@ def case_steps(name: str, queries: int) -> list[dict]:
     # the kernel's first bound: the least of BLOCK_KT strided groups' maxima (padding groups: none)
     bound = o_tiles.view(queries, block_t // block_kt, block_kt).amax(1).amin(1)
     rows = []
-    for exact_stop in (False, True):
-        first, steps1 = search_steps(o_tiles[:, :n_tiles], torch.ones_like(tile_max, dtype=torch.bool), kt, bound, exact_stop)
-        best = torch.topk(tile_max, kt, dim=1).indices
-        keys = (best[:, :, None] * tile + torch.arange(tile)).view(queries, -1)
-        cand = torch.gather(padded, 1, keys)
-        _, steps2 = search_steps(ordered(cand), keys < m, TOP_K, first, exact_stop)
+    best = torch.topk(tile_max, kt, dim=1).indices
+    keys = (best[:, :, None] * tile + torch.arange(tile)).view(queries, -1)
+    cand = torch.gather(padded, 1, keys)
+    for exact_stop, probes in [(False, 1)] + [(True, p) for p in probe_counts]:
+        first, steps1 = search_steps(o_tiles[:, :n_tiles], torch.ones_like(tile_max, dtype=torch.bool), kt, bound, exact_stop, probes)
+        _, steps2 = search_steps(ordered(cand), keys < m, TOP_K, first, exact_stop, probes)
         rows.append({
-            "case": name, "m": m, "tile": tile, "rule": "exact stop" if exact_stop else "full",
+            "case": name, "m": m, "tile": tile, "rule": f"exact stop, {probes} probes" if exact_stop else "full",
             "tile_pick_steps": float(steps1.float().mean()), "key_pick_steps": float(steps2.float().mean()),
             "max_steps": int((steps1 + steps2).max()), "queries": queries,
         })
@@ -101,9 +108,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(TOPK_CASES))
     parser.add_argument("--queries", type=int, default=256, help="the first this many of the case's 1,620 queries")
+    parser.add_argument("--probes", default="1,4,8", help="thresholds counted per search step (the kernel's SEARCH_PROBES)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    rows = [row for name in args.cases.split(",") for row in case_steps(name, args.queries)]
+    probes = [int(p) for p in args.probes.split(",")]
+    rows = [row for name in args.cases.split(",") for row in case_steps(name, args.queries, probes)]
     print_table(rows, ["case", "m", "tile", "rule", "tile_pick_steps", "key_pick_steps", "max_steps"])
     if args.json:
         write_json(args.json, {"results": rows})

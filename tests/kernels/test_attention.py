@@ -296,12 +296,36 @@ def test_triton_autotuned_topk_selection_is_exact(monkeypatch):
 
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.parametrize("tile", [4, 32])
-def test_triton_topk_ties_go_to_the_lowest_keys(tile):
-    """Logits with many exact ties (integer-valued, q = 0 so the bias alone decides): the selection
-    holds torch.topk's values, and at the k-th value it takes the lowest key ids."""
+@pytest.mark.parametrize("probes", [1, 2, 8])
+def test_triton_topk_search_with_other_probe_counts(probes, monkeypatch):
+    """The selection's searches with 1 (bisection), 2 or 8 thresholds counted per step (the default
+    is ``SEARCH_PROBES``): torch.topk's keys on random logits with masked keys, and on exact ties
+    torch.topk's values with the lowest keys at the k-th value."""
     from mnemovision.kernels.attention import triton_topk
 
+    monkeypatch.setattr(triton_topk, "SEARCH_PROBES", probes)
+    g = torch.Generator().manual_seed(21)
+    q, k = torch.randn(1, 2, 6, 16, generator=g).to(DEVICE), torch.randn(1, 2, 300, 16, generator=g).to(DEVICE)
+    bias = torch.randn(1, 2, 300, generator=g).to(DEVICE)
+    bias[..., ::4] = float("-inf")
+    got = triton_topk.topk_select(q, k, bias, 12, tile=8)
+    want = torch.topk(q @ k.transpose(-1, -2) + bias[..., None, :], 12, dim=-1).indices
+    assert torch.equal(got.sort(-1).values, want.sort(-1).values)
+    # logits that are consecutive floats (consecutive ints to the search): every threshold it counts
+    # sits next to a value, so a range bound off by one loses the k-th largest
+    steps = torch.stack([torch.randperm(300, generator=g) for _ in range(2)])[None].float()
+    bias = (1.0 + steps * 2.0**-23).to(DEVICE)
+    zeros = torch.zeros(1, 2, 3, 16).to(DEVICE)
+    for top_k in (1, 7, 12, 20, 31):
+        got = triton_topk.topk_select(zeros, k, bias, top_k, tile=8)
+        want = torch.topk(bias, top_k, dim=-1).indices[:, :, None, :].expand(got.shape)
+        assert torch.equal(got.sort(-1).values, want.sort(-1).values), top_k
+    assert_lowest_keys_win_ties(triton_topk, tile=4)
+
+
+def assert_lowest_keys_win_ties(triton_topk, tile: int) -> None:
+    """Logits with many exact ties (integer-valued, q = 0 so the bias alone decides): the selection
+    holds torch.topk's values, and at the k-th value it takes the lowest key ids."""
     g = torch.Generator().manual_seed(11)
     b, h, nq, m, d, top_k = 1, 2, 5, 300, 8, 20
     q = torch.zeros(b, h, nq, d).to(DEVICE)
@@ -316,6 +340,16 @@ def test_triton_topk_ties_go_to_the_lowest_keys(tile):
     order = torch.where(logits > kth, -1, torch.where(logits == kth, torch.arange(m).float(), float(m)))
     want_ids = order.argsort(dim=-1, stable=True)[..., :top_k]
     assert torch.equal(got.sort(-1).values, want_ids.sort(-1).values)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("tile", [4, 32])
+def test_triton_topk_ties_go_to_the_lowest_keys(tile):
+    """Exact ties: torch.topk's values, the lowest keys at the k-th value (``assert_lowest_keys_win_ties``)."""
+    from mnemovision.kernels.attention import triton_topk
+
+    assert_lowest_keys_win_ties(triton_topk, tile)
 
 
 @pytest.mark.triton

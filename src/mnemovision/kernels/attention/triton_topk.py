@@ -12,13 +12,14 @@ selection program's registers):
    a top-k key has a maximum no smaller than that, i.e. ranks among the top kt tiles (ties aside,
    where the top-k set is itself ambiguous). The same program computes the logits of those kt * TILE
    candidate keys in registers and picks the top_k. Both picks run without sorting
-   (``_take_largest``: bisection for the k-th largest value on order-preserving int32 bits, then a
-   prefix-sum compaction; with a bitonic ``tl.sort`` of 1,024 packed keys per pick instead, this
-   kernel took about 0.5 ms of the 0.78 ms vos_T20 forward on an H100); the first bisection starts
-   at the least of BLOCK_KT groups' maxima and the second at the kt-th largest tile maximum (lower
-   bounds of what they look for, by the same argument: about 22 steps each instead of 31 on
-   N(0, 1) logits), and each stops at the first count of exactly k (``bench/topk_steps.py`` counts
-   the steps). Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
+   (``_take_largest``: a search for the k-th largest value on order-preserving int32 bits,
+   ``SEARCH_PROBES`` thresholds counted per step, then a prefix-sum compaction; with a bitonic
+   ``tl.sort`` of 1,024 packed keys per pick instead, this kernel took about 0.5 ms of the 0.78 ms
+   vos_T20 forward on an H100); the first search starts at the least of BLOCK_KT groups' maxima and
+   the second at the kt-th largest tile maximum (lower bounds of what they look for, by the same
+   argument), and each stops at the first count of exactly k (``bench/topk_steps.py`` counts the
+   steps: at vos_T20, 44 per query for both searches run to the last bit by bisection, 15.5 with
+   the bounds and the exact stop, 7.5 with 4 thresholds a step). Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
    keys (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding. Smaller tiles mean a
    longer row of maxima to stream (4 bytes per tile) but fewer candidate key rows to gather (one
    scattered read of D values each), the selection's main memory traffic at 32.
@@ -61,6 +62,11 @@ ROW_TILES = 2048
 # programs (24 warps) per SM on sm_90 at the vos_T20 shape (bench/kernel_resources.py).
 _D_CHUNK = 8
 SELECT_WARPS = 8
+# Thresholds counted per step of the selection's searches (``_take_largest``; 1: bisection). On the
+# benchmark's vos_T20 queries (``bench/topk_steps.py --probes``) the two searches take 15.5 steps
+# a query by bisection, 7.5 with 4 thresholds a step, 5.8 with 8; each step is one block-wide
+# reduction of that many counts, whose latency (shuffle levels, a barrier) hardly grows with them.
+SEARCH_PROBES = 4
 # A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
 # (-inf) then never outrank a real key.
 _FLOOR = tl.constexpr(-3.0e38)
@@ -100,31 +106,39 @@ def _ordered(vals):
 
 
 @triton.jit
-def _take_largest(o, ids, valid, k, start, Out, USE_START: tl.constexpr):
+def _take_largest(o, ids, valid, k, start, Out, USE_START: tl.constexpr, PROBES: tl.constexpr):
     """Store the ``ids`` of the ``k`` largest entries of the 1-D int32 ``o`` at Out[0:k], in position
     order, and return the k-th largest value; among equal values the lowest positions win.
     ``valid`` marks the real entries (at least k of them; the others must be smaller than all).
 
-    No sort: a threshold t is found by bisection on the value (each step one count of o >= mid),
-    then the entries above t and the first ties at t are compacted with a prefix sum. The search
-    stops at the first mid whose count is exactly k: the k entries >= mid are then the k largest
-    (with no tie across the boundary, which only an exact count can show), typically a third of
-    the steps the full search takes to pin the k-th largest value down to the last bit (the gap
-    below the k-th largest is many ulps wide); with ties across the boundary no count is exact and
-    the search ends at the k-th largest value itself. It starts from the smallest real entry, or
-    with USE_START from ``start`` (a lower bound from elsewhere, used once a count confirms it):
-    each step halves the range, so a tight bound saves steps. Returns t: the k-th largest value or a
-    lower bound of it that still leaves exactly k entries at or above it."""
+    No sort: a threshold t is searched for on the value, then the entries above t and the first
+    ties at t are compacted with a prefix sum. Each step counts the entries >= each of PROBES
+    thresholds splitting the range [lo, hi] into PROBES + 1 parts (one block-wide reduction of
+    PROBES counts: the step's latency is the reduction's, so more thresholds per step mean fewer
+    steps for about the same time each; PROBES = 1 is bisection). The search stops at the first
+    threshold whose count is exactly k: the k entries >= it are then the k largest (with no tie
+    across the boundary, which only an exact count can show), typically a third of the steps the
+    full search takes to pin the k-th largest value down to the last bit (the gap below the k-th
+    largest is many ulps wide); with ties across the boundary no count is exact and the search ends
+    at the k-th largest value itself. It starts from the smallest real entry, or with USE_START
+    from ``start`` (a lower bound from elsewhere, used once a count confirms it): each step divides
+    the range, so a tight bound saves steps. Returns t: the k-th largest value or a lower bound of
+    it that still leaves exactly k entries at or above it."""
     lo = tl.min(tl.where(valid, o, 2147483647), 0)
     hi = tl.max(o, 0)
     if USE_START:
         lo = tl.where(tl.sum((o >= start).to(tl.int32), 0) >= k, tl.maximum(lo, start), lo)
+    parts = (tl.arange(0, PROBES) + 1).to(tl.int64)
     while lo < hi:  # invariant: count(o >= lo) >= k, and the k-th largest lies in [lo, hi]
-        mid = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo.to(tl.int64) + 1) >> 1)).to(tl.int32)
-        count = tl.sum((o >= mid).to(tl.int32), 0)
+        # thresholds lo + ceil((hi - lo) j / (PROBES + 1)), j = 1..PROBES: ascending, in (lo, hi]
+        th = (lo.to(tl.int64) + ((hi.to(tl.int64) - lo.to(tl.int64)) * parts + PROBES) // (PROBES + 1)).to(tl.int32)
+        count = tl.sum((o[None, :] >= th[:, None]).to(tl.int32), 1)
         enough = count >= k
-        lo = tl.where(enough, mid, lo)
-        hi = tl.where(count == k, mid, tl.where(enough, hi, mid - 1))  # exact: stop at mid
+        exact = count == k
+        hit = tl.max(tl.where(exact, th, lo), 0)  # an exact count: stop there
+        found = tl.max(exact.to(tl.int32), 0) > 0
+        lo = tl.where(found, hit, tl.max(tl.where(enough, th, lo), 0))
+        hi = tl.where(found, hit, tl.min(tl.where(enough, hi, th - 1), 0))
     above = o > lo
     ties = o == lo
     take = above | (ties & (tl.cumsum(ties.to(tl.int32), 0) <= k - tl.sum(above.to(tl.int32), 0)))
@@ -138,7 +152,7 @@ def _select_kernel(
     Q, K, V, Bias, TileMax, Idx, Out, Lse,
     NQ, M, D, DV, NT, KT, TOPK, SCALE,
     HAS_BIAS: tl.constexpr, READOUT: tl.constexpr, TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr,
-    BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DV: tl.constexpr,
+    BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DV: tl.constexpr, PROBES: tl.constexpr,
 ):
     """One query per program: the KT tiles with the largest maxima (written to Idx[row, :KT] as
     scratch, read back after a barrier), the logits of their KT * TILE candidate keys in registers
@@ -157,7 +171,7 @@ def _select_kernel(
     # maxima (BLOCK_KT distinct entries are at least it); with padding-only groups it is -inf and the
     # search starts from the smallest real entry instead
     bound = tl.min(tl.max(tl.reshape(o_tiles, [BLOCK_T // BLOCK_KT, BLOCK_KT]), axis=0), axis=0)
-    kth_tile = _take_largest(o_tiles, offs_t.to(tl.int64), offs_t < NT, KT, bound, Idx + row * TOPK, True)
+    kth_tile = _take_largest(o_tiles, offs_t.to(tl.int64), offs_t < NT, KT, bound, Idx + row * TOPK, True, PROBES)
     tl.debug_barrier()
     offs_j = tl.arange(0, BLOCK_KT)
     best = tl.load(Idx + row * TOPK + offs_j, mask=offs_j < KT, other=0)
@@ -178,7 +192,7 @@ def _select_kernel(
     # the KT-th largest tile maximum is a logit of a candidate, so with KT = TOPK the k-th largest
     # candidate is at least it, and at least the first search's result (a lower bound of that
     # maximum): the search starts there (checked: the two passes round differently)
-    _take_largest(_ordered(tl.reshape(s, [n_cand])), tl.reshape(keys, [n_cand]), tl.reshape(inside, [n_cand]), TOPK, kth_tile, Idx + row * TOPK, True)
+    _take_largest(_ordered(tl.reshape(s, [n_cand])), tl.reshape(keys, [n_cand]), tl.reshape(inside, [n_cand]), TOPK, kth_tile, Idx + row * TOPK, True, PROBES)
     if READOUT:
         tl.debug_barrier()  # the keys just written are read back by every thread
         _readout(Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D, BLOCK_DV)
@@ -350,7 +364,7 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None):
         lse = torch.empty(b, h, nq, device=device, dtype=torch.float32)
     else:  # placeholders the kernel does not read
         dv, vf, out, lse = 1, tile_max, tile_max, tile_max
-    sizes = dict(HAS_BIAS=has_bias, READOUT=readout, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, **_launch_sizes(top_k, d, dv))
+    sizes = dict(HAS_BIAS=has_bias, READOUT=readout, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, PROBES=SEARCH_PROBES, **_launch_sizes(top_k, d, dv))
     args = (qf, kf, vf, biasf, tile_max, idx, out, lse, nq, m, d, dv, n_tiles, kt, top_k, scale)
     if triton_autotune_enabled():
         _select_tuned[(b * h * nq,)](*args, **sizes)
