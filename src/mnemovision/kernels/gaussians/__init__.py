@@ -165,7 +165,8 @@ def rasterize_gaussians(
 
     Returns:
         render [..., V, H, W, C'], alpha [..., V, H, W, 1], info dict with ``means2d``
-        [..., V, N, 2] (call ``retain_grad()`` on it before backward to read its gradient),
+        [..., V, N, 2] (its gradient is retained: ``info["means2d"].grad`` after backward, the
+        densification statistic),
         ``absgrad`` (AbsGrad), ``radii`` [..., V, N, 2], ``depths`` [..., V, N], ``visible``
         [..., V, N] bool and ``visible_ids`` [K, ndim] (indices of the visible (..., view, Gaussian)
         pairs), both computed when first read, ``conics``, ``n_isects``, ``tile_size``, ``backend``.
