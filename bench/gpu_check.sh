@@ -16,10 +16,10 @@
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 # QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the parity tests
 # matching QUICK_K (default: the attention tests matching "topk or inference or splits or half" and
-# the rasterizer's binning, absgrad, small-C reference and batched-variant tests);
+# the rasterizer's binning, absgrad, unused-output, small-C reference and batched-variant tests);
 # phase 2 the attention benchmark on ATTN_CASES (default vos_T20:topk,mcnet) without the CPU path,
-# the MCNet backward profile with dK and dV in one kernel and in two, the top-k forward profile at
-# selection tiles of 8, 16 and 32 keys, the rasterizer benchmark at C = 3 (RASTER_CHANNELS) with the
+# the MCNet backward profile with dK and dV in one kernel and in two, the top-k forward profile with
+# 1, 4 and 8 thresholds per search step, the rasterizer benchmark at C = 3 (RASTER_CHANNELS) with the
 # autotuner on (RASTER_AUTOTUNE=0: its fixed settings, no candidate compiles), the C = 3
 # forward+backward kernel table, and launch_overhead with 500 calls per row.
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
@@ -89,7 +89,7 @@ wants raster && test_files+=(tests/kernels/test_gaussians.py)
 wants raster && [ -z "${QUICK:-}" ] && test_files+=(tests/kernels/test_backend.py)
 wants attention && test_files+=(tests/kernels/test_attention.py)
 test_k="triton${ATTN_K:+ and $ATTN_K}"
-[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half or binning or absgrad or RGB-3-batch1 or D-3-batch3 or False-settings0 or False-settings1})"
+[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half or binning or absgrad or one_output or RGB-3-batch1 or D-3-batch3 or False-settings0 or False-settings1})"
 
 # 1. parallel: parity tests + profiles (compiles)
 pids=()
