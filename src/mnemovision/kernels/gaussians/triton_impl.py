@@ -170,7 +170,7 @@ def _composite_fwd_kernel(
         else:
             f0_n, f1_n, f2_n, f3_n = f0, f1, f2, f3
             feats_n = tl.load(Values + fid_n * C + offs_c[None, :], mask=valid_n & (offs_c[None, :] < C), other=0.0)
-        alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op, valid_g)
+        alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
@@ -370,7 +370,7 @@ def _composite_bwd_kernel(
                 offs_c = c0 + tl.arange(0, BLOCK_C)[:, None]
                 grad_blk = tl.load(GradOut + pix * OUT_C + offs_c, mask=inside & (offs_c < C), other=0.0)
                 dots += tl.dot(feats_blk, grad_blk, input_precision=PREC)
-        alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op, valid_g)
+        alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         keep = keep & inside
         w = tl.where(keep, alpha * t_before, 0.0)

@@ -118,16 +118,19 @@ def _first_gaussians(start, end, FlatIds, Means2d, Conics, Opac, Values, Depths,
 
 
 @triton.jit
-def _alpha(px, py, mx, my, ca, cb, cc, op, valid):
+def _alpha(px, py, mx, my, ca, cb, cc, op):
     """alpha of Gaussians at pixels, with the pieces its gradient needs: [R, NW, 32] here (pixels
-    against one Gaussian's scalars); [P, G] or [G, P] tiles in the batched kernels (px, py a column or a row, the rest the other)."""
+    against one Gaussian's scalars); [P, G] or [G, P] tiles in the batched kernels (px, py a column or a row, the rest the other).
+    Entries past the end of a list need no mask here: ``_geometry`` gives them opacity 0, so alpha
+    0 < 1/255 (in the batched kernels a mask would be one more [G, 1] column to broadcast to every
+    thread through shared memory per batch)."""
     dx = px - mx
     dy = py - my
     sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
     g = tl.exp(-sigma)
     raw = op * g
     alpha = tl.minimum(raw, ALPHA_MAX_C)
-    ok = valid & (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
+    ok = (sigma >= 0.0) & (alpha >= ALPHA_MIN_C)
     return tl.where(ok, alpha, 0.0), ok, raw, g, dx, dy
 
 
@@ -193,7 +196,7 @@ def _seq_fwd_kernel(
             # in flight while this Gaussian is composited: the id two ahead, the parameters one ahead
             pair_nn, fid_nn, valid_nn = _gaussian_id(b + 2, end, FlatIds, VN, NF, SHARED_FEATS)
             nxt = _gaussian_params(pair_n, fid_n, valid_n, Means2d, Conics, Opac, Values, Depths, C, NCH, HAS_DEPTH)
-            alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op, valid)
+            alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op)
             t_after = t_run * (1.0 - alpha)
             keep = (t_after >= T_MIN_C) & (done == 0)
             w = tl.where(keep, alpha * t_run, 0.0)
@@ -343,7 +346,7 @@ def _seq_bwd_kernel(
             dots = dots_n
             if WIDE:  # the next entry's G . f, in flight during this one
                 dots_n = tl.load(Scratch + (base + b + 1) * stride + offs, mask=valid_n, other=0.0)
-            alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op, valid)
+            alpha, ok, raw, g, dx, dy = _alpha(px, py, mx, my, ca, cb, cc, op)
             t_after = t_run * (1.0 - alpha)
             keep = (t_after >= T_MIN_C) & (done == 0)
             done = tl.where(keep, done, 1)
