@@ -19,8 +19,9 @@ selection program's registers):
    the second at the kt-th largest tile maximum (lower bounds of what they look for, by the same
    argument), and each stops at the first count of exactly k (``bench/topk_steps.py`` counts the
    steps: at vos_T20, 44 per query for both searches run to the last bit by bisection, 15.5 with
-   the bounds and the exact stop, 7.5 with 4 thresholds a step). Candidates past M get -inf and in-range ones are clamped to a finite floor, so in-range
-   keys (kt * TILE >= top_k of them whenever TILE >= 2) always win over padding. Smaller tiles mean a
+   the bounds and the exact stop, 7.5 with 4 thresholds a step). Candidates past M get -inf and
+   in-range ones are clamped to a finite floor, so in-range keys (kt * TILE >= top_k of them
+   whenever TILE >= 2) always win over padding. Smaller tiles mean a
    longer row of maxima to stream (4 bytes per tile) but fewer candidate key rows to gather (one
    scattered read of D values each), the selection's main memory traffic at 32.
 
