@@ -6,9 +6,9 @@ SDPA, with their wall time per call and launch counts.
 
 ``--tiles`` profiles the Triton top-k path once per selection tile size (by default it runs with the
 size ``triton_topk._tile_size`` picks for the case); ``--probes`` once per number of thresholds
-the selection's searches count per step (``triton_topk.SEARCH_PROBES``; 1 is bisection). ``--key-grads both`` profiles the dense Triton
-backward twice: dK and dV in one kernel where Dv allows (``triton_impl.FUSE_KEY_GRADS``, the
-default) and in two.
+the selection's searches count per step (``triton_topk.SEARCH_PROBES``; 1 is bisection).
+``--key-grads both`` profiles the dense Triton backward twice: dK and dV in one kernel where Dv
+allows (``triton_impl.FUSE_KEY_GRADS``, the default) and in two.
 
 Prints one kernel table per backend (not a JSON benchmark: ``bench/attention.py`` is the record).
 """

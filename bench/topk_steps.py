@@ -1,17 +1,17 @@
-"""Bisection steps of the Triton top-k selection, counted on CPU for the benchmark's inputs.
+"""Search steps of the Triton top-k selection, counted on CPU for the benchmark's inputs.
 
     python bench/topk_steps.py [--cases vos_T2,vos_T20] [--queries 256] [--probes 1,4,8] [--json PATH]
 
 ``triton_topk._select_kernel`` picks, per query, the top tiles by their maxima and then the top-k
-keys among the tiles' candidates, each pick by a bisection on the values' order-preserving int32
-bits (``_take_largest``), one block-wide count per step. This replays the two searches in PyTorch,
-all queries at once, on the inputs ``bench/attention.py`` times (seeded N(0, 1) q, k in float16,
-dot similarity, top-k 30, the tile size ``_tile_size`` picks), with each search's own starting
-bound, and counts the steps per query: searching until the k-th largest value is pinned to the
-last bit by bisection ("full"), and stopping at the first count of exactly k ("exact stop", the
-kernel's rule) with each of ``--probes`` thresholds counted per step (the kernel's
-``SEARCH_PROBES``; 1 is bisection). Steps are counts, not times: each is one block-wide reduction
-in the kernel, whose cost on a GPU is for ``bench/attention_profile.py`` to show.
+keys among the tiles' candidates, each pick by a search on the values' order-preserving int32
+bits (``_take_largest``). This replays the two searches in PyTorch, all queries at once, on the
+inputs ``bench/attention.py`` times (seeded N(0, 1) q, k in float16, dot similarity, top-k 30, the
+tile size ``_tile_size`` picks), with each search's own starting bound, and counts the steps per
+query: searching until the k-th largest value is pinned to the last bit by bisection ("full"), and
+stopping at the first count of exactly k ("exact stop", the kernel's rule) with each of
+``--probes`` thresholds counted per step (the kernel's ``SEARCH_PROBES``; 1 is bisection). Steps
+are counts, not times: each is one block-wide reduction in the kernel, whose cost on a GPU is for
+``bench/attention_profile.py`` to show.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def case_steps(name: str, queries: int, probe_counts: list[int]) -> list[dict]:
         first, steps1 = search_steps(o_tiles[:, :n_tiles], torch.ones_like(tile_max, dtype=torch.bool), kt, bound, exact_stop, probes)
         _, steps2 = search_steps(ordered(cand), keys < m, TOP_K, first, exact_stop, probes)
         rows.append({
-            "case": name, "m": m, "tile": tile, "rule": f"exact stop, {probes} probes" if exact_stop else "full",
+            "case": name, "m": m, "tile": tile, "rule": f"exact stop, probes={probes}" if exact_stop else "full",
             "tile_pick_steps": float(steps1.float().mean()), "key_pick_steps": float(steps2.float().mean()),
             "max_steps": int((steps1 + steps2).max()), "queries": queries,
         })

@@ -313,8 +313,8 @@ def test_triton_topk_search_with_other_probe_counts(probes, monkeypatch):
     assert torch.equal(got.sort(-1).values, want.sort(-1).values)
     # logits that are consecutive floats (consecutive ints to the search): every threshold it counts
     # sits next to a value, so a range bound off by one loses the k-th largest
-    steps = torch.stack([torch.randperm(300, generator=g) for _ in range(2)])[None].float()
-    bias = (1.0 + steps * 2.0**-23).to(DEVICE)
+    ulps = torch.stack([torch.randperm(300, generator=g) for _ in range(2)])[None].float()
+    bias = (1.0 + ulps * 2.0**-23).to(DEVICE)  # 1 + j ulp, each exactly representable
     zeros = torch.zeros(1, 2, 3, 16).to(DEVICE)
     for top_k in (1, 7, 12, 20, 31):
         got = triton_topk.topk_select(zeros, k, bias, top_k, tile=8)
