@@ -315,7 +315,7 @@ def _tile_size(m: int, top_k: int) -> int:
     most ``ROW_TILES`` entries and whose candidate block fits the selection program; else the
     smallest whose row fits at all (``MAX_TILES``); else the largest (for which ``_select`` may fall
     back to PyTorch). Per query the selection reads its row of tile maxima (4 bytes per tile,
-    streamed, each bisection step counting over it) and gathers min(top_k, tiles) x tile candidate
+    streamed, each search step counting over it) and gathers min(top_k, tiles) x tile candidate
     key rows (scattered): at vos_T20 (M = 32,400, top-k 30, D = 64 in fp16) tiles of 8 mean 4,050
     maxima and 240 candidates per query, tiles of 16 2,025 and 480, tiles of 32 1,013 and 960."""
     row_limit = min(ROW_TILES, MAX_TILES)
