@@ -310,7 +310,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.parametrize(
     "render_mode, channels, batch, v, background",
-    [("RGB", 1, (), 1, True), ("RGB", 3, (), 1, True), ("RGB+D", 5, (2,), 2, False), ("D", 3, (), 2, False), ("RGB+ED", 32, (), 1, True), ("RGB", 160, (), 1, False)],
+    [("RGB", 1, (), 1, True), ("RGB", 3, (), 1, True), ("RGB+D", 5, (2,), 2, False), ("D", 3, (), 2, False), ("RGB+ED", 32, (), 1, True), ("RGB", 160, (), 1, False),
+     ("RGB+D", 3, (2, 2), 1, True)],  # two batch dims, one view: the per-Gaussian inputs reach the kernels unreshaped
 )
 def test_triton_matches_the_reference(render_mode, channels, batch, v, background):
     from mnemovision.kernels._testing import assert_kernel_close
