@@ -9,10 +9,11 @@ depend on the device, so they are taken here on CPU under the Triton interpreter
 Triton is imported), at small shapes: ``aten_ops`` is the ATen ops the dispatcher saw outside the
 kernels (views included; the interpreter's own work inside a launch is not counted), ``launches`` the
 Triton kernel launches, for a forward and a forward+backward of each case. ``--ops`` lists the ops.
-``host_us`` is the host time of one call outside the kernels (the launches replay what a recorded
-call's launches wrote; see ``Replay``): our wrappers' Python, the ATen ops on CPU at these tiny
-sizes, the launch-grid arithmetic and autograd, but not Triton's own launcher, which needs a GPU. It
-ranks host-side changes on this machine; GPU timings of the same calls: ``bench/launch_overhead.py``.
+``autograd_nodes`` counts the nodes a forward+backward's backward runs. ``host_us`` is the host
+time of one call outside the kernels (the launches replay what a recorded call's launches wrote;
+see ``Replay``): our wrappers' Python, the ATen ops on CPU at these tiny sizes, the launch-grid
+arithmetic and autograd, but not Triton's own launcher, which needs a GPU. It ranks host-side
+changes on this machine; GPU timings of the same calls: ``bench/launch_overhead.py``.
 """
 
 from __future__ import annotations
@@ -127,6 +128,18 @@ def host_us(fn, repeats: int) -> float:
     return statistics.median(samples[5:])
 
 
+def graph_nodes(loss: torch.Tensor) -> int:
+    """The autograd nodes behind ``loss``, which its backward runs (gradient accumulation into the
+    leaves included): each costs the engine host time on a GPU beside its ops."""
+    seen, stack = set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(fn for fn, _ in node.next_functions)
+    return len(seen)
+
+
 def raster_case(c: int):
     g = torch.Generator().manual_seed(0)
     n = 60
@@ -143,11 +156,11 @@ def raster_case(c: int):
         with torch.no_grad():
             rasterize_gaussians(*leaves, view, ks, 32, 32, backend="triton")
 
-    def fwd_bwd():
-        render, alpha, _ = rasterize_gaussians(*leaves, view, ks, 32, 32, backend="triton")
-        (render.sum() + alpha.sum()).backward()
+    def loss():  # (loss, info): info held until after the backward, as training code holds it
+        render, alpha, info = rasterize_gaussians(*leaves, view, ks, 32, 32, backend="triton")
+        return render.sum() + alpha.sum(), info
 
-    return fwd, fwd_bwd
+    return fwd, loss
 
 
 def attention_case(top_k, m: int):
@@ -158,10 +171,10 @@ def attention_case(top_k, m: int):
         with torch.no_grad():
             memory_attention(q, k, v, top_k=top_k, backend="triton")
 
-    def fwd_bwd():
-        memory_attention(q, k, v, top_k=top_k, backend="triton").sum().backward()
+    def loss():
+        return memory_attention(q, k, v, top_k=top_k, backend="triton").sum(), None
 
-    return fwd, fwd_bwd
+    return fwd, loss
 
 
 def main() -> None:
@@ -177,14 +190,23 @@ def main() -> None:
         "memory_attention top-k 8": attention_case(8, 64),
     }
     rows = []
-    for name, (fwd, fwd_bwd) in cases.items():
+    for name, (fwd, loss) in cases.items():
+
+        def fwd_bwd(loss=loss):
+            total, _held = loss()
+            total.backward()
+
         fwd_bwd()  # first calls compile nothing here, but keep the counted calls free of one-off work
+        nodes = graph_nodes(loss()[0])
         for part, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
             counter = count(fn)
-            rows.append({"case": name, "part": part, "aten_ops": sum(counter.ops.values()), "launches": sum(counter.launches.values()), "host_us": round(host_us(fn, args.repeats), 1)})
+            rows.append({
+                "case": name, "part": part, "aten_ops": sum(counter.ops.values()), "launches": sum(counter.launches.values()),
+                "autograd_nodes": nodes if part == "fwd+bwd" else 0, "host_us": round(host_us(fn, args.repeats), 1),
+            })
             if args.ops:
                 print(f"== {name} {part}: {dict(counter.ops)}\n   launches: {dict(counter.launches)}")
-    print_table(rows, ["case", "part", "aten_ops", "launches", "host_us"])
+    print_table(rows, ["case", "part", "aten_ops", "launches", "autograd_nodes", "host_us"])
     write_json(args.json, {"results": rows})
 
 
