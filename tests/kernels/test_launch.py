@@ -9,7 +9,7 @@ import torch
 triton = pytest.importorskip("triton")
 import triton.language as tl  # noqa: E402
 
-from mnemovision.kernels._launch import INTERPRETED, TunedKernel, cdiv, next_pow2  # noqa: E402
+from mnemovision.kernels._launch import INTERPRETED, TunedKernel, carve, cdiv, next_pow2  # noqa: E402
 
 pytestmark = pytest.mark.triton
 DEVICE = "cpu" if INTERPRETED else "cuda"
@@ -20,6 +20,16 @@ def test_grid_arithmetic_matches_triton():
         assert next_pow2(n) == triton.next_power_of_2(n), n
         for b in (1, 3, 16, 1024):
             assert cdiv(n, b) == triton.cdiv(n, b), (n, b)
+
+
+def test_carve_gives_consecutive_contiguous_views_of_one_buffer():
+    buffer = torch.arange(2 * 3 + 4 + 2 * 1 * 5, dtype=torch.float32)
+    a, b, c = carve(buffer, ((2, 3), (4,), (2, 1, 5)))
+    assert [t.shape for t in (a, b, c)] == [(2, 3), (4,), (2, 1, 5)]
+    assert all(t.is_contiguous() and t.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr() for t in (a, b, c))
+    torch.testing.assert_close(torch.cat([a.flatten(), b, c.flatten()]), buffer, rtol=0, atol=0)
+    a.add_(100)  # views: writes reach the buffer
+    assert float(buffer[5]) == 105.0 and float(buffer[6]) == 6.0
 
 
 def test_interpreted_reports_how_kernels_were_decorated():

@@ -11,6 +11,7 @@ a dense readout of a small memory), so the launchers keep their own arithmetic c
   kernel; this module's probe kernel is decorated the same way at the same time, so the answer is a
   fact about the loaded kernels, asked at every launch for the price of a global lookup.
 - ``TunedKernel``: an autotuned kernel that consults Triton's autotuner once per launch signature.
+- ``carve``: several tensors as views of one buffer (one allocation or fill, one op per view).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 import triton
 from triton.runtime.interpreter import InterpretedFunction
 
-__all__ = ["INTERPRETED", "TunedKernel", "cdiv", "next_pow2"]
+__all__ = ["INTERPRETED", "TunedKernel", "carve", "cdiv", "next_pow2"]
 
 
 @triton.jit
@@ -38,6 +39,21 @@ def cdiv(a: int, b: int) -> int:
 def next_pow2(n: int) -> int:
     """The smallest power of two >= n for n >= 1 (0 for n = 0, as ``triton.next_power_of_2``)."""
     return 0 if n <= 0 else 1 << (n - 1).bit_length()
+
+
+def carve(buffer: torch.Tensor, shapes) -> list[torch.Tensor]:
+    """Consecutive contiguous views of the 1-D ``buffer``, from its start, with the given shapes: one
+    ``as_strided`` op each (a slice and a view would be two; each op costs the host microseconds
+    on a GPU)."""
+    parts, start = [], 0
+    for shape in shapes:
+        strides, size = [], 1
+        for extent in reversed(shape):
+            strides.insert(0, size)
+            size *= extent
+        parts.append(buffer.as_strided(tuple(shape), tuple(strides), start))
+        start += size
+    return parts
 
 
 class TunedKernel:

@@ -43,7 +43,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import INTERPRETED, TunedKernel, cdiv
+from mnemovision.kernels._launch import INTERPRETED, TunedKernel, carve, cdiv
 from mnemovision.kernels.gaussians import triton_seq, triton_wide
 from mnemovision.kernels.gaussians.ref import T_MIN, add_background, background_grads
 
@@ -632,18 +632,9 @@ class _CompositeTritonFn(torch.autograd.Function):
 
 
 def _zeroed_parts(shapes, device) -> list[torch.Tensor]:
-    """Contiguous float32 zeros of each shape, consecutive parts of one buffer: one fill, and one
-    view op per part (each op costs the host microseconds on a GPU)."""
-    sizes = [math.prod(shape) for shape in shapes]
-    buffer = torch.zeros(sum(sizes), device=device, dtype=torch.float32)
-    parts, start = [], 0
-    for shape, size in zip(shapes, sizes):
-        strides = [1] * len(shape)
-        for i in range(len(shape) - 2, -1, -1):
-            strides[i] = strides[i + 1] * shape[i + 1]
-        parts.append(buffer.as_strided(shape, strides, start))
-        start += size
-    return parts
+    """Contiguous float32 zeros of each shape, consecutive parts of one buffer (``carve``): one fill."""
+    buffer = torch.zeros(sum(math.prod(shape) for shape in shapes), device=device, dtype=torch.float32)
+    return carve(buffer, shapes)
 
 
 def _alpha_grads(grad_render, grad_alpha, alpha, background):

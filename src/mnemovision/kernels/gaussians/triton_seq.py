@@ -81,7 +81,7 @@ def _feature(Values, fid, valid, ch: tl.constexpr, C, NCH: tl.constexpr):
 @triton.jit
 def _geometry(pair, valid, Means2d, Conics, Opac, Depths, HAS_DEPTH: tl.constexpr):
     """2-D mean (x, y), conic (a, b, c), opacity and depth (0 without HAS_DEPTH) of pairs: scalars
-    here, [1, G] rows or [G, 1] columns in the batched kernels (zeros where not valid)."""
+    here, [G, 1] columns in the batched kernels (zeros where not valid)."""
     mx = tl.load(Means2d + pair * 2, mask=valid, other=0.0)
     my = tl.load(Means2d + pair * 2 + 1, mask=valid, other=0.0)
     ca = tl.load(Conics + pair * 3, mask=valid, other=0.0)
@@ -120,10 +120,10 @@ def _first_gaussians(start, end, FlatIds, Means2d, Conics, Opac, Values, Depths,
 @triton.jit
 def _alpha(px, py, mx, my, ca, cb, cc, op):
     """alpha of Gaussians at pixels, with the pieces its gradient needs: [R, NW, 32] here (pixels
-    against one Gaussian's scalars); [P, G] or [G, P] tiles in the batched kernels (px, py a column or a row, the rest the other).
-    Entries past the end of a list need no mask here: ``_geometry`` gives them opacity 0, so alpha
-    0 < 1/255 (in the batched kernels a mask would be one more [G, 1] column to broadcast to every
-    thread through shared memory per batch)."""
+    against one Gaussian's scalars); [G, P] tiles in the batched kernels (px, py [1, P] rows, the
+    rest [G, 1] columns). Entries past the end of a list need no mask here: ``_geometry`` gives
+    them opacity 0, so alpha 0 < 1/255 (in the batched kernels a mask would be one more [G, 1]
+    column to broadcast to every thread through shared memory per batch)."""
     dx = px - mx
     dy = py - my
     sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
