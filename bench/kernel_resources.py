@@ -4,7 +4,9 @@
 
 Compiles each kernel configuration for the target (Triton's own compiler, and its bundled ``ptxas -v``
 for the resource report) and prints a table: registers per thread, spill stores and loads, shared
-memory, and how many programs (and warps) fit on one SM by registers (65,536 per SM). Register pressure decides
+memory, and how many programs (and warps) fit on one SM by registers (65,536 per SM), and whether ptxas had to
+serialize the kernel's Hopper matrix multiplies (``wgmma_serial``: its advisory C7515, where each
+wgmma waits for the previous one to finish instead of overlapping it). Register pressure decides
 how many tiles an SM works on at once, so a candidate that spills or fits one program per SM is
 slow whatever the GPU; the table says which before device time is spent. Must run without
 TRITON_INTERPRET (the kernels have to be compiled, not interpreted). Compilers differ: to see what
@@ -62,7 +64,11 @@ def ptxas_report(ptx: str, arch: int) -> dict:
         os.unlink(handle.name)
     regs = re.search(r"Used (\d+) registers", out)
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", out)
-    return {"registers": int(regs.group(1)) if regs else -1, "spill_stores": int(spills.group(1)) if spills else 0, "spill_loads": int(spills.group(2)) if spills else 0}
+    return {
+        "registers": int(regs.group(1)) if regs else -1, "spill_stores": int(spills.group(1)) if spills else 0, "spill_loads": int(spills.group(2)) if spills else 0,
+        # ptxas advisory C7515: the kernel's Hopper matrix multiplies (wgmma) wait for each other
+        "wgmma_serial": "yes" if "wgmma.mma_async instructions are serialized" in out else "no",
+    }
 
 
 def sass_counts(cubin: bytes) -> dict:
@@ -146,9 +152,17 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
     return rows
 
 
+# the dense readouts of ``bench/attention.py`` (fp16): MCNet, the VOS readout at T = 20, M3
+DENSE_SHAPES = {
+    "mcnet": {"NQ": 16384, "M": 1024, "D": 256, "DV": 256},
+    "vos_T20": {"NQ": 1620, "M": 32400, "D": 64, "DV": 512},
+    "m3": {"NQ": 4096, "M": 4096, "D": 160, "DV": 768},
+}
+
+
 def attention_rows(arch: int) -> list[dict]:
-    """The dense forward's autotune candidates and the backward's key-side kernels at the MCNet shape
-    (D = Dv = 256, fp16) and the top-k selection program's candidates at vos_T20 (M = 32400, tiles of 32, top-k 30, D = 64)."""
+    """The dense forward's autotune candidates at the benchmark's dense shapes (``DENSE_SHAPES``),
+    the backward's key-side kernels at the MCNet shape (D = Dv = 256, fp16) and the top-k selection program's candidates at vos_T20 (M = 32400, tiles of 32, top-k 30, D = 64)."""
     import triton
 
     from mnemovision.kernels.attention import triton_impl as ai
@@ -156,21 +170,24 @@ def attention_rows(arch: int) -> list[dict]:
 
     rows = []
     fwd_types = {"Q": "*fp16", "K": "*fp16", "V": "*fp16", "Bias": "*fp32", "Out": "*fp16", "Lse": "*fp32", "NQ": "i32", "M": "i32", "D": "i32", "DV": "i32", "SCALE": "fp32"}
-    for config in ai._prune_fwd(ai._fwd_configs(), {"DV": 256}, BLOCK_D=256):
-        constants = dict(HAS_BIAS=False, BLOCK_D=256, PREC="tf32", **config.kwargs)
-        row = {"kernel": "attn_fwd mcnet", "C": "-", "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" stages={config.num_stages}", "warps": config.num_warps}
-        row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages, ints={"NQ": 16384, "M": 1024, "D": 256, "DV": 256}))
-        rows.append(row)
-        print(row, flush=True)
+    for case, shape in DENSE_SHAPES.items():
+        block_d = max(16, triton.next_power_of_2(shape["D"]))
+        for config in ai._prune_fwd(ai._fwd_configs(), {"DV": shape["DV"]}, BLOCK_D=block_d):
+            constants = dict(HAS_BIAS=False, BLOCK_D=block_d, PREC="tf32", **config.kwargs)
+            row = {"kernel": f"attn_fwd {case}", "C": "-", "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" stages={config.num_stages}", "warps": config.num_warps}
+            row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages, ints=shape))
+            rows.append(row)
+            print(row, flush=True)
     # the dense backward's key side at MCNet (BLOCK_M = BLOCK_N = 32 as launched for D > 128): dK and dV
     # in one kernel (``FUSE_KEY_GRADS``) on 4 / 8 warps beside the two kernels it replaces
-    bwd_types = {name: "*fp16" for name in ("Q", "K", "V", "DO")}
+    bwd_types = {name: "*fp16" for name in ("Q", "K", "V", "DO", "DQ")}
     bwd_types.update({name: "*fp32" for name in ("Bias", "Lse", "Delta", "DK", "DVout", "DBias")})
     bwd_types.update({name: "i32" for name in ("NQ", "M", "D", "DV", "CHUNK", "SPLITS")}, SCALE="fp32")
     bwd_ints = {"NQ": 16384, "M": 1024, "D": 256, "DV": 256, "CHUNK": 1824, "SPLITS": 9}
     blocks = dict(HAS_BIAS=False, BLOCK_M=32, BLOCK_N=32, BLOCK_D=256, PREC="tf32")
     for name, fn, block_dv, warps in (("attn_bwd_dkdv mcnet", ai._attn_bwd_dkdv_kernel, 256, 8), ("attn_bwd_dkdv mcnet", ai._attn_bwd_dkdv_kernel, 256, 4),
-                                      ("attn_bwd_dk mcnet", ai._attn_bwd_dk_kernel, 128, 4), ("attn_bwd_dv mcnet", ai._attn_bwd_dv_kernel, 128, 4)):
+                                      ("attn_bwd_dk mcnet", ai._attn_bwd_dk_kernel, 128, 4), ("attn_bwd_dv mcnet", ai._attn_bwd_dv_kernel, 128, 4),
+                                      ("attn_bwd_dq mcnet", ai._attn_bwd_dq_kernel, 128, 4)):
         row = {"kernel": name, "C": "-", "config": f"BLOCK_M=32 BLOCK_N=32 BLOCK_DV={block_dv}", "warps": warps}
         row.update(compile_report(fn, dict(blocks, BLOCK_DV=block_dv), warps, arch, {k: v for k, v in bwd_types.items() if k in fn.arg_names}, ints=bwd_ints))
         rows.append(row)
@@ -208,7 +225,7 @@ def main() -> None:
     import triton
 
     print(f"\ncompiled for sm_{args.arch} by Triton {triton.__version__} ({Path(triton.__file__).parent})")
-    print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm", "warps_per_sm", "sass", "bar", "shfl", "atom"])
+    print_table(rows, ["kernel", "C", "config", "warps", "registers", "spill_stores", "spill_loads", "shared_b", "programs_per_sm", "warps_per_sm", "sass", "bar", "shfl", "atom", "wgmma_serial"])
 
 
 if __name__ == "__main__":

@@ -233,6 +233,27 @@ def test_triton_matches_the_reference(similarity, top_k, shape):
         assert_kernel_close(a, b_, c.to(a.device), f"d{name}")
 
 
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("m", [64, 70])
+def test_triton_dense_with_whole_key_blocks_masked(m):
+    """The dense forward runs whole key blocks without key masks and checks keys against M only in
+    a partial last block: a memory of whole blocks (M = 64: none partial at the interpreter's 16 and
+    the GPU's 32-128 keys a block) and one with a partial block (M = 70), where one row's first 32
+    keys are masked (its running maximum stays -inf through whole blocks) and another row keeps only
+    its last key (in the partial block at M = 70). Forward and gradients against float64."""
+    q, k, v = make(2, 1, 19, m, 16, 8, dtype=torch.float32, device=DEVICE)
+    mask = torch.zeros(2, m, dtype=torch.bool, device=DEVICE)
+    mask[0, :32] = True
+    mask[1, :-1] = True
+    got = memory_attention(q, k, v, key_padding_mask=mask, backend="triton")
+    inputs64 = [t.detach().double().cpu().requires_grad_(True) for t in (q, k, v)]
+    expected, _ = oracle(*inputs64, mask=mask.cpu())
+    torch.testing.assert_close(got.double().cpu(), expected, rtol=1e-4, atol=1e-5)
+    for name, a, b in zip("qkv", grads(got, (q, k, v)), grads(expected, inputs64)):
+        torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-5, msg=lambda text, name=name: f"d{name}: {text}")
+
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("tile", [2, 4, 32])

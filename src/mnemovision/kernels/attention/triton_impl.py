@@ -56,6 +56,41 @@ def _prune_fwd(configs, named_args, **kwargs):
 
 
 @triton.jit
+def _fwd_block(
+    q, K, V, Bias, bh, start_n, m_i, l_i, acc, offs_d, offs_e, M, D, DV, scale2,
+    HAS_BIAS: tl.constexpr, TAIL: tl.constexpr, BLOCK_N: tl.constexpr, PREC: tl.constexpr,
+):
+    """One key block of the online softmax: (m_i, l_i, acc) after keys start_n .. start_n + BLOCK_N
+    (base-2 logits; m_i the running maximum, l_i the running sum, acc the unnormalised output).
+    Only the ``TAIL`` block (the last, partial one) checks keys against M: the others load and use
+    their keys without a per-block mask (the head-dim masks are the same every block)."""
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    k_mask = offs_d[None, :] < D
+    v_mask = offs_e[None, :] < DV
+    if TAIL:
+        k_mask = k_mask & (offs_n[:, None] < M)
+        v_mask = v_mask & (offs_n[:, None] < M)
+    k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=k_mask, other=0.0)
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale2
+    if HAS_BIAS:
+        if TAIL:
+            bias = tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))
+        else:
+            bias = tl.load(Bias + bh * M + offs_n)
+        s += bias[None, :] * 1.4426950408889634
+    elif TAIL:
+        s = tl.where((offs_n < M)[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with every key masked so far
+    p = tl.exp2(s - m_safe[:, None])
+    alpha = tl.exp2(m_i - m_safe)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    v = tl.load(V + bh * M * DV + offs_n[:, None] * DV + offs_e[None, :], mask=v_mask, other=0.0)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    return m_new, l_i, acc
+
+
+@triton.jit
 def _attn_fwd_kernel(
     Q, K, V, Bias, Out, Lse,
     NQ, M, D, DV, SCALE,
@@ -63,7 +98,8 @@ def _attn_fwd_kernel(
     PREC: tl.constexpr,
 ):
     """One program: BLOCK_M queries x one BLOCK_DV slice of the values, of one (batch, head).
-    Logits SCALE q.k (+ bias when HAS_BIAS; keys past M get -inf either way)."""
+    Logits SCALE q.k (+ bias when HAS_BIAS; keys past M get -inf either way). The whole key blocks
+    run unmasked; a partial last block runs once more with masks (``_fwd_block``)."""
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     pid_e = tl.program_id(2)
@@ -76,22 +112,11 @@ def _attn_fwd_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
     # base-2 logits (SCALE and the bias times log2(e)): the softmax then runs on exp2, one MUFU op
     scale2 = SCALE * 1.4426950408889634
-    for start_n in range(0, M, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        k = tl.load(K + bh * M * D + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & (offs_d[None, :] < D), other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale2
-        if HAS_BIAS:
-            s += tl.load(Bias + bh * M + offs_n, mask=offs_n < M, other=float("-inf"))[None, :] * 1.4426950408889634
-        else:
-            s = tl.where((offs_n < M)[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp2(s - m_safe[:, None])
-        alpha = tl.exp2(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(V + bh * M * DV + offs_n[:, None] * DV + offs_e[None, :], mask=(offs_n[:, None] < M) & (offs_e[None, :] < DV), other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
-        m_i = m_new
+    whole = M - M % BLOCK_N
+    for start_n in range(0, whole, BLOCK_N):
+        m_i, l_i, acc = _fwd_block(q, K, V, Bias, bh, start_n, m_i, l_i, acc, offs_d, offs_e, M, D, DV, scale2, HAS_BIAS, False, BLOCK_N, PREC)
+    if whole < M:
+        m_i, l_i, acc = _fwd_block(q, K, V, Bias, bh, whole, m_i, l_i, acc, offs_d, offs_e, M, D, DV, scale2, HAS_BIAS, True, BLOCK_N, PREC)
     has_keys = l_i > 0.0
     out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
     tl.store(Out + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], out.to(Out.dtype.element_ty), mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV))
