@@ -32,7 +32,7 @@ REGISTERS_PER_SM = 65536
 # the integer arguments of one garden view (648 x 420, 41 x 27 tiles, 138,766 Gaussians)
 GARDEN_INTS = {"H": 420, "W": 648, "TILES_X": 41, "N_TILES": 1107, "VN": 138766, "NF": 138766, "NPIX": 272160}
 SCALARS = ("H", "W", "TILES_X", "N_TILES", "C", "OUT_C", "VN", "NF", "TILE0", "ROW0", "UNIT", "NPIX")
-INT64_POINTERS = ("Offsets", "FlatIds", "RowStart")
+INT64_POINTERS = ("Offsets", "FlatIds", "RowStart", "TileOrder")
 INT32_POINTERS = ("Stops",)
 
 
@@ -139,7 +139,7 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
         wide = c > ts.MAX_CHANNELS
         # the batched kernels (the fallback paths)
         for which, fn, candidates in (("fwd", ti._composite_fwd_kernel, ti._FWD_MATMUL_CONFIGS), ("bwd", ti._composite_bwd_kernel, ti._BWD_MATMUL_CONFIGS)):
-            constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, TILE=16, **({"ABSGRAD": False} if which == "bwd" else {}))
+            constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, TILE=16, ORDERED=True, **({"ABSGRAD": False} if which == "bwd" else {}))
             rows += [config_row(f"composite_{which}", c, fn, config, constants, arch) for config in ti._pruner(candidates)([], {}, SMALL_C=small)]
         if wide:  # the wide path's matmul passes
             for which, fn, configs in (("wide_compose", tw._compose_kernel, tw.compose_configs()), ("wide_dots", tw._dots_kernel, tw.dots_configs()),

@@ -427,7 +427,8 @@ def test_triton_binning_of_wide_rectangles():
     """Rectangles of 1 to a few hundred tiles (the binning kernel spreads each program's (Gaussian,
     tile) items over its lanes, so a wide one spans many steps and lanes), two views, culled and
     too faint Gaussians, a pair count that is no multiple of the program size: ref's entries in ref's
-    order less unseen ones, and the tile offsets of the entries kept."""
+    order less unseen ones, and the tile offsets of the entries kept. With ``order``, the same lists
+    and the tiles longest list first (equal lengths by index)."""
     from mnemovision.kernels.gaussians import triton_project
 
     g = torch.Generator().manual_seed(0)
@@ -451,6 +452,13 @@ def test_triton_binning_of_wide_rectangles():
     assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, m2, conics, opacities, width, height)
     n_tiles = math.ceil(width / 16) * math.ceil(height / 16)
     assert torch.equal(offsets.diff(), torch.bincount(keys.long(), minlength=v * n_tiles)) and int(offsets[-1]) == ids.numel()
+    *lists, tile_order = triton_project.isect_tiles(*(t.to(DEVICE) for t in (m2, radii, depths, conics, opacities)), width, height, order=True)
+    for got, want in zip(lists, (keys, ids, offsets)):
+        assert torch.equal(got.cpu(), want)
+    lengths = offsets.diff()
+    expected = sorted(range(v * n_tiles), key=lambda t: (-int(lengths[t]), t))
+    assert len(set(lengths.tolist())) < v * n_tiles, "equal lengths to order"
+    assert tile_order.dtype == torch.int64 and tile_order.cpu().tolist() == expected
 
 
 @pytest.mark.triton

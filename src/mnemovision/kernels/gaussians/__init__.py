@@ -198,9 +198,13 @@ def rasterize_gaussians(
     if fused:
         from mnemovision.kernels.gaussians import triton_project
 
-        # also drops the (tile, Gaussian) entries no pixel of which reaches alpha 1/255: same render
-        tile_keys, flat_ids, offsets = triton_project.isect_tiles(means2d, radii, depths, conics, opac_v, width, height)
+        # also drops the (tile, Gaussian) entries no pixel of which reaches alpha 1/255: same render;
+        # and orders the tiles longest list first where the compositor launches one program per tile
+        ordered = impl.wants_tile_order(values.shape[-1])
+        tile_keys, flat_ids, offsets, *order = triton_project.isect_tiles(means2d, radii, depths, conics, opac_v, width, height, order=ordered)
+        tile_order = order[0] if ordered else None
     else:
+        tile_order = None
         tile_keys, flat_ids, offsets = isect_tiles(means2d, radii, depths, width, height, tile_size)
         tile_keys, flat_ids, offsets = ref.drop_unseen(tile_keys, flat_ids, means2d, conics, opac_v.reshape(-1), b * v, tiles_x * tiles_y, tiles_x, tile_size)
     if shared_features is None:
@@ -217,6 +221,7 @@ def rasterize_gaussians(
         # in cache and skip padding; on a GPU, few large chunks (each chunk costs host syncs).
         "block": 64, "chunk_slots": 2048 if means.device.type == "cpu" else 1 << 16,
         "absgrad": absgrad, "absgrad_holder": holder, "shared_features": shared_features,
+        "tile_order": tile_order,  # the Triton compositor's program -> (view, tile), or None: in index order
     }
     bg = _as(backgrounds, (b * v, c)) if (backgrounds is not None and want_rgb) else None
     means2d_out = _as(means2d, (*batch, v, n, 2))

@@ -124,6 +124,15 @@ def _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
 
 
 @triton.jit
+def _program_tile(TileOrder, ORDERED: tl.constexpr):
+    """The (view, tile) of this program: TileOrder[program] with ORDERED (the tiles longest list
+    first, ``triton_project.isect_tiles(order=True)``), else the program index itself."""
+    if ORDERED:
+        return tl.load(TileOrder + tl.program_id(0)).to(tl.int32)
+    return tl.program_id(0)
+
+
+@triton.jit
 def _store_channel(Out, pix, inside, value, ch: tl.constexpr, C, OUT_C):
     tl.store(Out + pix * OUT_C + ch, value, mask=inside & (ch < C))
 
@@ -131,15 +140,15 @@ def _store_channel(Out, pix, inside, value, ch: tl.constexpr, C, OUT_C):
 @triton.jit
 def _composite_fwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha,
-    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
-    SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, PREC: tl.constexpr,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TileOrder,
+    SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ORDERED: tl.constexpr, PREC: tl.constexpr,
     TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """One program: one (view, tile) x one BLOCK_C slice of the channels. With SMALL_C > 0 (C <= 4)
     the channels are summed one by one (a matmul would be mostly padding). Software-pipelined: while
     batch i is composited, the ids of batch i + 2 and the parameters and features of batch i + 1 are
-    already in flight. Alpha [V H W]: 1 - the final transmittance."""
-    tile = tl.program_id(0)
+    already in flight. Alpha [V H W]: 1 - the final transmittance. ``_program_tile``: which tile."""
+    tile = _program_tile(TileOrder, ORDERED)
     pid_c = tl.program_id(1)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -312,13 +321,13 @@ def _scatter_channels(DValues, fid, valid_g, w, g0, g1, g2, g3, C, SMALL_C: tl.c
 def _composite_bwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha, GradOut, GradA,
     DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad,
-    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF,
-    SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, PREC: tl.constexpr,
-    TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
+    H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TileOrder,
+    SHARED_FEATS: tl.constexpr, SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, ORDERED: tl.constexpr,
+    PREC: tl.constexpr, TILE: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """Recomputes the forward front to back (pipelined like it) and scatters the gradients. Alpha:
     the forward's; GradA [V H W]: dL/d alpha (less G . background where one was added)."""
-    tile = tl.program_id(0)
+    tile = _program_tile(TileOrder, ORDERED)
     pix, inside, px, py = _tile_pixels(tile, N_TILES, TILES_X, H, W, TILE)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
@@ -488,6 +497,18 @@ _seq_bwd_tuned = TunedKernel(triton.autotune(
 SPLIT_WIDE = True
 
 
+# The batched kernels run their tiles longest list first (``triton_project.isect_tiles(order=True)``):
+# on the garden view (``bench/tile_order.py``) a kernel's programs finish sooner when the long
+# tiles do not start last. False: in index order (to compare on a GPU: ``bench/raster_profile.py``).
+LONGEST_FIRST = True
+
+
+def wants_tile_order(c: int) -> bool:
+    """Whether the compositor for C channels reads ``meta["tile_order"]``: the batched kernels do
+    (with ``LONGEST_FIRST``), the sequential and wide paths walk the tiles in index order."""
+    return LONGEST_FIRST and not _sequential(c) and not _wide(c)
+
+
 def _sequential(c: int) -> bool:
     return SEQUENTIAL_SMALL_C and c <= triton_seq.MAX_CHANNELS
 
@@ -521,7 +542,7 @@ def _launcher(backward: bool, c: int, const: dict, wide: bool = False):
     (the autotuner needs a GPU driver) or with ``MNEMOVISION_TRITON_AUTOTUNE=0``."""
     sequential = _sequential(c) or wide
     if sequential:
-        kwargs = {k: v for k, v in const.items() if k not in ("SMALL_C", "TILE")}
+        kwargs = {k: v for k, v in const.items() if k not in ("SMALL_C", "TILE", "ORDERED")}
         kwargs["NCH"] = 0 if wide else c
         kwargs["WIDE"] = wide
         plain, tuned = (triton_seq._seq_bwd_kernel, _seq_bwd_tuned) if backward else (triton_seq._seq_fwd_kernel, _seq_fwd_tuned)
@@ -537,11 +558,19 @@ def _settings(meta, c: int, has_depth: bool, absgrad: bool | None = None) -> dic
     """Compile-time settings and shape arguments shared by the forward and backward launches."""
     shared = meta.get("shared_features")
     extra = {} if absgrad is None else {"ABSGRAD": absgrad}  # the backward's switch
+    order = meta.get("tile_order")
     return {
         "sizes": (meta["height"], meta["width"], meta["tiles_x"], meta["tiles_x"] * meta["tiles_y"]),
         "features": (max(1, shared[0]), max(1, shared[1])) if shared else (1, 1),  # (V N, N); 1 for an empty scene (no entries to map)
-        "const": dict(SHARED_FEATS=shared is not None, SMALL_C=c if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth, TILE=16, **extra),
+        "const": dict(SHARED_FEATS=shared is not None, SMALL_C=c if 0 < c <= SMALL_C_MAX else 0, HAS_DEPTH=has_depth, TILE=16, ORDERED=order is not None, **extra),
+        # the batched kernels' (view, tile) per program: meta["tile_order"], or None for index order
+        "order": order,
     }
+
+
+def _order_arg(st: dict, placeholder: torch.Tensor) -> torch.Tensor:
+    """The batched kernels' TileOrder argument: the tile order, or (ORDERED off) any pointer, unread."""
+    return placeholder if st["order"] is None else st["order"]
 
 
 def _pairs(flat_ids):
@@ -583,7 +612,7 @@ class _CompositeTritonFn(torch.autograd.Function):
             kernel[grid](*inputs, alpha, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, **kwargs)
         else:
             kernel, kwargs = _launcher(False, c, st["const"])
-            kernel[grid](*inputs, *st["sizes"], c, out_c, *st["features"], **kwargs)
+            kernel[grid](*inputs, *st["sizes"], c, out_c, *st["features"], _order_arg(st, offsets), **kwargs)
         ctx.meta, ctx.has_depth, ctx.dtype, ctx.stops = meta, has_depth, dtype, stops
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, alpha)
         alpha_out = alpha.to(dtype)
@@ -622,7 +651,7 @@ class _CompositeTritonFn(torch.autograd.Function):
             kernel[(n_tiles,)](*walk_inputs, *grads, alpha, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, alpha.numel(), **kwargs)
         else:
             kernel, kwargs = _launcher(True, c, st["const"])
-            kernel[(n_tiles,)](*inputs, *grads, *st["sizes"], c, out_c, *st["features"], **kwargs)
+            kernel[(n_tiles,)](*inputs, *grads, *st["sizes"], c, out_c, *st["features"], _order_arg(st, offsets), **kwargs)
         if want_abs:
             holder = meta["absgrad_holder"]
             holder.value = absgrad.to(means2d.dtype).reshape(holder.shape)

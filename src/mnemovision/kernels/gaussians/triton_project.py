@@ -478,26 +478,38 @@ def _bin_kernel(
 
 
 @triton.jit
-def _tile_ranges_kernel(Keys, Order, Ids, FlatIds, Offsets, TOTAL, N_OFFSETS, STEPS, BLOCK: tl.constexpr):
+def _first_at_least(Keys, target, lo, hi, STEPS):
+    """Per lane, the first index in [lo, hi) of the sorted Keys whose key is >= target (hi if none),
+    by STEPS >= bit_length(hi - lo) halvings."""
+    for _ in range(STEPS):
+        open_ = lo < hi
+        mid = (lo + hi) >> 1
+        below = tl.load(Keys + mid, mask=open_, other=0) < target
+        lo = tl.where(open_ & below, mid + 1, lo)
+        hi = tl.where(open_ & ~below, mid, hi)
+    return lo
+
+
+@triton.jit
+def _tile_ranges_kernel(Keys, Order, Ids, FlatIds, Offsets, NegLengths, TOTAL, N_OFFSETS, STEPS, LENGTHS: tl.constexpr, BLOCK: tl.constexpr):
     """After the sort by tile (Keys [TOTAL] sorted, Order the sort's permutation): entry i's pair
     FlatIds[i] = Ids[Order[i]], and for t < N_OFFSETS the first entry of tile t, Offsets[t] = the
-    number of keys below t (a binary search of Keys in STEPS >= bit_length(TOTAL) halvings). One
+    number of keys below t (a binary search of Keys in STEPS >= bit_length(TOTAL) halvings); with
+    LENGTHS also NegLengths[t] = -(entries of tile t) for t < N_OFFSETS - 1 (a second search). One
     launch for what ``ids[order]``, ``arange`` and ``searchsorted`` took three."""
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     entry = i < TOTAL
     tl.store(FlatIds + i, tl.load(Ids + tl.load(Order + i, mask=entry, other=0), mask=entry, other=0), mask=entry)
-    lo = tl.zeros([BLOCK], dtype=tl.int32)
-    hi = tl.where(i < N_OFFSETS, TOTAL, 0)  # [lo, hi): where the first key >= t lies
-    for _ in range(STEPS):
-        open_ = lo < hi
-        mid = (lo + hi) >> 1
-        below = tl.load(Keys + mid, mask=open_, other=0) < i
-        lo = tl.where(open_ & below, mid + 1, lo)
-        hi = tl.where(open_ & ~below, mid, hi)
-    tl.store(Offsets + i, lo.to(tl.int64), mask=i < N_OFFSETS)
+    # [lo, hi): where the first key >= t lies
+    first = _first_at_least(Keys, i, tl.zeros([BLOCK], dtype=tl.int32), tl.where(i < N_OFFSETS, TOTAL, 0), STEPS)
+    tl.store(Offsets + i, first.to(tl.int64), mask=i < N_OFFSETS)
+    if LENGTHS:
+        tile = i < N_OFFSETS - 1
+        after = _first_at_least(Keys, i + 1, first, tl.where(tile, TOTAL, first), STEPS)
+        tl.store(NegLengths + i, first - after, mask=tile)
 
 
-def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: int):
+def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: int, order: bool = False):
     """``ref.isect_tiles`` without the (tile, Gaussian) entries that cannot show: those whose tile has
     no pixel centre where alpha = o exp(-sigma) reaches 1/255 (the compositor skips such pixels, so
     the render is the same; about a fifth of the garden view's entries). Same order: by view and
@@ -510,8 +522,14 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         means2d [V, N, 2], radii [V, N, 2] int32, depths [V, N], conics [V, N, 3], opacities [V, N]
         (after any antialiasing compensation).
 
+    With ``order``, also the (view, tile) indices longest list first (``tile_order``), for the
+    compositor to start its longest tiles first: a kernel takes at least its longest program's time,
+    and a long tile that starts last ends last.
+
     Returns:
-        tile_keys [I] int32 sorted, flat_ids [I] int64, offsets [V * n_tiles + 1] int64.
+        tile_keys [I] int32 sorted, flat_ids [I] int64, offsets [V * n_tiles + 1] int64, and with
+        ``order`` tile_order [V * n_tiles] int64: the (view, tile) indices by list length,
+        longest first (equal lengths by index).
     """
     v, n = depths.shape
     tiles_x, tiles_y = _tiles(width, height)
@@ -532,11 +550,14 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         ids = torch.empty(total, dtype=torch.int64, device=dev)
         if total > 0:
             _bin_kernel[grid](*inputs, counts, ends, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
-        tile_keys, order = torch.sort(keys, stable=True)
+        tile_keys, by_tile = torch.sort(keys, stable=True)
         flat_ids = torch.empty(total, dtype=torch.int64, device=dev)
         n_offsets = v * n_tiles + 1
         offsets = torch.empty(n_offsets, dtype=torch.int64, device=dev)
+        neg_lengths = torch.empty(n_offsets - 1, dtype=torch.int32, device=dev) if order else offsets
         _tile_ranges_kernel[(cdiv(max(total, n_offsets), RANGE_BLOCK),)](
-            tile_keys, order, ids, flat_ids, offsets, total, n_offsets, max(1, total.bit_length()), BLOCK=RANGE_BLOCK,
+            tile_keys, by_tile, ids, flat_ids, offsets, neg_lengths, total, n_offsets, max(1, total.bit_length()), LENGTHS=order, BLOCK=RANGE_BLOCK,
         )
-    return tile_keys, flat_ids, offsets
+        if not order:
+            return tile_keys, flat_ids, offsets
+        return tile_keys, flat_ids, offsets, torch.argsort(neg_lengths, stable=True)

@@ -1,0 +1,103 @@
+"""In which order the compositor should start its tiles, modelled on CPU on the garden view.
+
+    python bench/tile_order.py [--views 1] [--slots 132,264,396] [--json PATH]
+
+The batched compositor kernels run one program per (view, tile); a program walks its tile's list in
+batches of BLOCK_G Gaussians until every pixel of the tile is opaque. GPU hardware starts programs in
+launch order as earlier ones finish, with ``slots`` of them resident at once (SMs x programs per SM:
+264 for the H100's picks, two programs per SM). A kernel lasts until its last program ends, so a
+long list that starts late sets the kernel's time. This projects the benchmark's scene
+(``bench/raster.py``: garden SfM points, opacity 0.8) with the PyTorch path, bins it as the Triton
+path does (unseen entries dropped), walks each tile's pixels to find where the last one stops (the
+batches a program runs: its "effective" length), and replays a list scheduler with every batch
+costing one step and every program one more: the kernel's steps for tiles started in index order
+(row by row), longest list first (``triton_project.isect_tiles(order=True)``, what the compositor
+does with ``LONGEST_FIRST``), and nearest the image centre first. ``bound`` is the larger of the
+longest program and the work per slot, which no order beats. A model of the schedule, not a timing:
+``bench/raster_profile.py`` times the kernels on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table, write_json  # noqa: E402
+from raster import load_scene  # noqa: E402
+
+from mnemovision.kernels.gaussians import ref  # noqa: E402
+
+T_MIN = 1e-4  # the compositor stops a pixel once its transmittance would fall below this
+
+
+def tile_lists(view: int, views: int):
+    """(list lengths [n_tiles], effective lengths [n_tiles], tiles_x, tiles_y) of one garden view."""
+    (means, quats, scales, opac, _, viewmats, ks), width, height = load_scene("garden", 3, "cpu", views=views)
+    means2d, conics, depths, radii, _ = ref.project_gaussians(means, ref.quat_scale_to_covar(quats, scales), viewmats[view:view + 1], ks[view:view + 1], width, height)
+    tiles_x, tiles_y = math.ceil(width / ref.TILE_SIZE), math.ceil(height / ref.TILE_SIZE)
+    n_tiles = tiles_x * tiles_y
+    keys, ids, offsets = ref.isect_tiles(means2d, radii, depths, width, height)
+    m2, con = means2d.reshape(-1, 2), conics.reshape(-1, 3)
+    keys, ids, offsets = ref.drop_unseen(keys, ids, m2, con, opac, 1, n_tiles, tiles_x)
+    lengths = offsets.diff()
+    effective = torch.zeros(n_tiles, dtype=torch.long)
+    for tile in torch.nonzero(lengths).squeeze(-1).tolist():
+        px, py = ref._tile_pixels(torch.tensor([tile]), tiles_x, ref.TILE_SIZE, torch.float32)
+        px, py = px[0] + 0.5, py[0] + 0.5
+        inside = (px < width) & (py < height)
+        g = ids[offsets[tile]:offsets[tile + 1]]
+        alpha = ref._block_alphas(px[None], py[None], m2[g][None], con[g][None], opac[g][None], torch.ones(1, len(g), dtype=torch.bool))[-1][0].T  # [L, P]
+        below = torch.cumprod(1.0 - alpha, 0) < T_MIN
+        # a pixel stops at its first Gaussian that would take it below T_MIN, else walks the whole list
+        stops = torch.where(below.any(0), below.int().argmax(0) + 1, torch.full_like(px, len(g), dtype=torch.long))
+        effective[tile] = int(stops[inside].max()) if bool(inside.any()) else 0
+    return lengths, effective, tiles_x, tiles_y
+
+
+def steps(order, cost: list[int], slots: int) -> int:
+    """Steps until the last program ends, programs started in ``order`` as slots free up."""
+    free = [0] * slots
+    last = 0
+    for tile in order:
+        start = heapq.heappop(free)
+        last = max(last, start + cost[tile])
+        heapq.heappush(free, start + cost[tile])
+    return last
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--views", type=int, default=1, help="the garden file's first this many cameras, each modelled alone")
+    parser.add_argument("--slots", default="132,264,396", help="programs resident at once")
+    parser.add_argument("--batches", default="8,16", help="Gaussians per batch (the H100 picks: backward 8, forward 16)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    rows = []
+    for view in range(args.views):
+        lengths, effective, tiles_x, tiles_y = tile_lists(view, args.views)
+        n = lengths.numel()
+        index_order = list(range(n))
+        longest_first = sorted(index_order, key=lambda t: (-int(lengths[t]), t))
+        cx, cy = (tiles_x - 1) / 2, (tiles_y - 1) / 2
+        centre_first = sorted(index_order, key=lambda t: ((t % tiles_x - cx) ** 2 + (t // tiles_x - cy) ** 2, t))
+        for batch in (int(b) for b in args.batches.split(",")):
+            cost = [-(-int(e) // batch) + 1 for e in effective.tolist()]
+            for slots in (int(s) for s in args.slots.split(",")):
+                rows.append({
+                    "view": view, "tiles": n, "entries": int(lengths.sum()), "walked": int(effective.sum()), "longest_list": int(lengths.max()),
+                    "batch": batch, "slots": slots, "bound": max(max(cost), -(-sum(cost) // slots)),
+                    "index_order": steps(index_order, cost, slots), "longest_first": steps(longest_first, cost, slots),
+                    "centre_first": steps(centre_first, cost, slots),
+                })
+    print_table(rows, ["view", "tiles", "entries", "walked", "longest_list", "batch", "slots", "bound", "index_order", "longest_first", "centre_first"])
+    write_json(args.json, {"t_min": T_MIN, "results": rows})
+
+
+if __name__ == "__main__":
+    main()
