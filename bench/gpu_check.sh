@@ -15,13 +15,15 @@
 #     issues' targets checked against the run's benchmark JSON (bench/targets.py).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 # QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the parity tests
-# matching QUICK_K (default: the attention tests matching "topk or inference or splits or half" and
-# the rasterizer's binning, absgrad, unused-output, small-C reference and batched-variant tests);
+# matching QUICK_K (default: the attention tests matching "topk or inference or splits or half or
+# whole_key_blocks" and the rasterizer's binning (with the tile order), absgrad, unused-output,
+# small-C reference and batched-variant tests);
 # phase 2 the attention benchmark on ATTN_CASES (default vos_T20:topk,mcnet) without the CPU path,
 # the MCNet backward profile with dK and dV in one kernel and in two, the top-k forward profile with
 # 1, 4 and 8 thresholds per search step, the rasterizer benchmark at C = 3 (RASTER_CHANNELS) with the
 # autotuner on (RASTER_AUTOTUNE=0: its fixed settings, no candidate compiles), the C = 3
-# forward+backward kernel table, and launch_overhead with 500 calls per row.
+# forward+backward kernel table with the tiles started longest list first and in index order, and
+# launch_overhead with 500 calls per row.
 #   bash bench/gpu_check.sh [attention] [raster]      (default: both)
 #   A QUICK call that fits one 600 s device command (every step cut at its limit, worst case ~560 s):
 #   OUT=$OUT QUICK=1 STEP_TIMEOUT_S=50 TEST_TIMEOUT_S=120 ATTN_TIMEOUT_S=80 RASTER_TIMEOUT_S=150 \
@@ -89,7 +91,7 @@ wants raster && test_files+=(tests/kernels/test_gaussians.py)
 wants raster && [ -z "${QUICK:-}" ] && test_files+=(tests/kernels/test_backend.py)
 wants attention && test_files+=(tests/kernels/test_attention.py)
 test_k="triton${ATTN_K:+ and $ATTN_K}"
-[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half or binning or absgrad or one_output or RGB-3-batch1 or D-3-batch3 or False-settings0 or False-settings1})"
+[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half or whole_key_blocks or binning or absgrad or one_output or RGB-3-batch1 or D-3-batch3 or False-settings0 or False-settings1})"
 
 # 1. parallel: parity tests + profiles (compiles)
 pids=()
@@ -128,7 +130,7 @@ if wants raster; then
   [ "${RASTER_AUTOTUNE:-1}" = "0" ] && raster_env=(env MNEMOVISION_TRITON_AUTOTUNE=0)
   STEP_TIMEOUT_S=${RASTER_TIMEOUT_S:-240} run_step raster_gpu "${raster_env[@]}" $PY bench/raster.py --device cuda --backends "$backends" --channels "$channels" --json "$OUT/raster_gpu.json"
   # the kernels of one C = 3 forward+backward, alone on the GPU (binning, sort, compositor)
-  [ -n "${QUICK:-}" ] && run_step raster_profile_c3 "${raster_env[@]}" $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3
+  [ -n "${QUICK:-}" ] && run_step raster_profile_c3 "${raster_env[@]}" $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --order both
 fi
 unset TRITON_PRINT_AUTOTUNING
 # host cost per call at tiny shapes (launches, Triton's launcher, wrappers, autograd)

@@ -1,7 +1,7 @@
 """Where the time of one garden view goes: the kernels (torch.profiler) of a rasterizer backend, with
 the launch count and the wall time per call, forward or forward+backward, at C = 3 and C = 160.
 
-    python bench/raster_profile.py [--device cuda] [--backends triton,gsplat] [--channels 3,160] [--backward] [--small-c both] [--wide both]
+    python bench/raster_profile.py [--device cuda] [--backends triton,gsplat] [--channels 3,160] [--backward] [--small-c both] [--wide both] [--order both]
 
 Prints one kernel table per (backend, channels): the Triton path's ``_project_*``, ``_bin_kernel`` and
 ``_composite_*_kernel`` beside PyTorch's sort and small elementwise kernels; for the Triton path on a
@@ -9,7 +9,8 @@ GPU also the compositor autotuner's time per candidate and choice, and each comp
 registers and spills. ``--small-c both`` profiles the Triton path at C <= 4 twice: with the batched
 kernels' small-C path (the default) and with the one-Gaussian-at-a-time kernels (``triton_seq``);
 ``--wide both`` profiles C > 4 with the two-pass forward and three-pass backward (``triton_wide``, the
-default) and with the batched kernels.
+default) and with the batched kernels. ``--order both`` profiles the batched kernels with their tiles
+started longest list first (``LONGEST_FIRST``, the default) and in index order.
 Not a JSON benchmark: ``bench/raster.py`` is the record. On a CPU it profiles the CPU ops instead.
 """
 
@@ -85,9 +86,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--small-c", default="batched", choices=["sequential", "batched", "both"], help="Triton kernels at C <= 4")
     parser.add_argument("--wide", default="split", choices=["split", "batched", "both"], help="Triton kernels at C > 4")
+    parser.add_argument("--order", default="longest", choices=["longest", "index", "both"], help="the batched kernels' tile order")
     args = parser.parse_args()
     backends = args.backends.split(",") if args.backends else (["triton", "gsplat"] if args.device == "cuda" else ["torch"])
     choices = {"sequential": [True], "split": [True], "batched": [False], "both": [True, False]}
+    orders = {"longest": [True], "index": [False], "both": [True, False]}
     for backend in backends:
         for channels in (int(c) for c in args.channels.split(",")):
             if backend != "triton":
@@ -101,8 +104,12 @@ def main() -> None:
             for new_path in choices[args.small_c if small else args.wide]:
                 setattr(triton_impl, switch, new_path)
                 label = "" if new_path == default else (" (sequential small-C kernels)" if new_path else " (batched small-C kernels)") if small else " (batched kernels)"
-                profile_backend(backend, channels, args.device, args.backward, args.calls, label)
+                for longest in orders[args.order]:
+                    triton_impl.LONGEST_FIRST = longest
+                    order = "" if longest else " (tiles in index order)"
+                    profile_backend(backend, channels, args.device, args.backward, args.calls, label + order)
             setattr(triton_impl, switch, default)
+            triton_impl.LONGEST_FIRST = True
 
 
 if __name__ == "__main__":
