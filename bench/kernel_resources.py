@@ -173,7 +173,7 @@ def attention_rows(arch: int) -> list[dict]:
     for case, shape in DENSE_SHAPES.items():
         block_d = max(16, triton.next_power_of_2(shape["D"]))
         for config in ai._prune_fwd(ai._fwd_configs(), {"DV": shape["DV"]}, BLOCK_D=block_d):
-            constants = dict(HAS_BIAS=False, BLOCK_D=block_d, PREC="tf32", **config.kwargs)
+            constants = dict(HAS_BIAS=False, BLOCK_D=block_d, PREC="tf32", STORE_LSE=True, **config.kwargs)
             row = {"kernel": f"attn_fwd {case}", "C": "-", "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" stages={config.num_stages}", "warps": config.num_warps}
             row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages, ints=shape))
             rows.append(row)

@@ -474,6 +474,27 @@ def test_triton_inference_launches_match_the_autograd_path(top_k, max_tiles, lay
     assert_kernel_close(untracked.out, memory_attention(q.detach(), k.detach(), v.detach(), top_k=top_k, similarity="neg_l2", backend="torch"), expected.to(untracked.out.device), "out")
 
 
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_dense_inference_without_lse():
+    """A dense inference call that returns out alone launches the forward without lse (no buffer,
+    no store): the same out, bit for bit, as the autograd path (which keeps lse for its backward)
+    and as a call that also asks for usage (which needs lse); the launcher then returns lse None."""
+    from mnemovision.kernels.attention import triton_impl
+
+    q, k, v = make(2, 1, 21, 37, 16, 12, dtype=torch.float32, device=DEVICE)
+    tracked = memory_attention(q, k, v, similarity="neg_l2", backend="triton")
+    with torch.no_grad():
+        plain = memory_attention(q, k, v, similarity="neg_l2", backend="triton")
+        with_usage = memory_attention(q, k, v, similarity="neg_l2", return_usage=True, backend="triton")
+        out, lse = triton_impl.dense_attention(q, k, v, None, 0.25, with_lse=False)
+        out_lse, lse_kept = triton_impl.dense_attention(q, k, v, None, 0.25)
+    assert torch.equal(plain, tracked.detach()) and torch.equal(plain, with_usage.out)
+    assert lse is None and lse_kept is not None and torch.equal(out, out_lse)
+    expected = torch.logsumexp(0.25 * q.detach().double() @ k.detach().double().transpose(-1, -2), -1)
+    torch.testing.assert_close(lse_kept.double().cpu(), expected.cpu(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_triton_topk_tile_size_keeps_the_tile_row_short():
     """Tiles of 8 keys up to rows of 2,048 tiles (M = 16,384), then 16 (vos_T20: M = 32,400), then

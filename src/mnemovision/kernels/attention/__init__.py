@@ -130,7 +130,8 @@ def memory_attention(
     if m == 0:
         out = lse = None
     elif top_k is None:
-        out, lse = impl.dense_attention(qp, kp, v, bias, factor)
+        # lse only where it is used: merging extra tokens, usage (and inside autograd's backward)
+        out, lse = impl.dense_attention(qp, kp, v, bias, factor, with_lse=return_usage or extra_q_kv is not None)
     else:
         out, lse, idx = impl.topk_readout(qp, kp, v, bias, top_k, factor)
     if extra_q_kv is not None:

@@ -246,9 +246,10 @@ class _DenseChunkedFn(torch.autograd.Function):
         return dq, dk, dv, dbias, None, None, None, None
 
 
-def dense_attention(q, k, v, bias, scale: float = 1.0, chunk: int | None = None, key_tile: int | None = None):
+def dense_attention(q, k, v, bias, scale: float = 1.0, with_lse: bool = True, chunk: int | None = None, key_tile: int | None = None):
     """(out, lse) of dense softmax attention; both differentiable, memory bounded by ``chunk``
-    queries at a time (default ``dense_chunk(M)``). The backward works on [rows, key_tile] tiles
+    queries at a time (default ``dense_chunk(M)``). ``with_lse`` is the Triton path's switch (it
+    skips lse where it is not wanted); here lse comes with every chunk. The backward works on [rows, key_tile] tiles
     (default ``chunk`` or DEFAULT_CHUNK rows, ``key_tile`` or BACKWARD_TILE_ELEMENTS / rows keys):
     many rows keep the dK / dV accumulation cheap, the key tiles keep its buffers small."""
     rows = chunk or DEFAULT_CHUNK

@@ -95,11 +95,12 @@ def _attn_fwd_kernel(
     Q, K, V, Bias, Out, Lse,
     NQ, M, D, DV, SCALE,
     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-    PREC: tl.constexpr,
+    PREC: tl.constexpr, STORE_LSE: tl.constexpr,
 ):
     """One program: BLOCK_M queries x one BLOCK_DV slice of the values, of one (batch, head).
     Logits SCALE q.k (+ bias when HAS_BIAS; keys past M get -inf either way). The whole key blocks
-    run unmasked; a partial last block runs once more with masks (``_fwd_block``)."""
+    run unmasked; a partial last block runs once more with masks (``_fwd_block``). Lse is written
+    only with STORE_LSE (an inference call that returns out alone needs none)."""
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     pid_e = tl.program_id(2)
@@ -120,7 +121,7 @@ def _attn_fwd_kernel(
     has_keys = l_i > 0.0
     out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
     tl.store(Out + bh * NQ * DV + offs_m[:, None] * DV + offs_e[None, :], out.to(Out.dtype.element_ty), mask=(offs_m[:, None] < NQ) & (offs_e[None, :] < DV))
-    if pid_e == 0:  # natural-log lse = ln(2) (m + log2 l)
+    if STORE_LSE and pid_e == 0:  # natural-log lse = ln(2) (m + log2 l)
         lse = tl.where(has_keys, (m_i + tl.log2(tl.where(has_keys, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
         tl.store(Lse + bh * NQ + offs_m, lse, mask=offs_m < NQ)
 
@@ -362,24 +363,28 @@ def _check_inputs(q, k, v, bias) -> None:
 _attn_fwd_tuned = TunedKernel(triton.autotune(configs=_fwd_configs(), key=["D", "DV"], prune_configs_by={"early_config_prune": _prune_fwd})(_attn_fwd_kernel))
 
 
-def _fwd(q, k, v, bias, scale: float):
+def _fwd(q, k, v, bias, scale: float, with_lse: bool = True):
+    """(out [B, H, Nq, Dv], lse [B, H, Nq] float32, or None without ``with_lse``)."""
     _check_inputs(q, k, v, bias)
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
     qf, kf, vf = _rows(q), _rows(k), _rows(v)
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
     out = torch.empty(b, h, nq, dv, device=q.device, dtype=q.dtype)  # written as [B*H, Nq, Dv] rows
-    lse = torch.empty(b, h, nq, device=q.device, dtype=torch.float32)
+    # no lse buffer when none is wanted (one allocation less: host time per call on a GPU); out
+    # stands in for the pointer, unwritten
+    lse = torch.empty(b, h, nq, device=q.device, dtype=torch.float32) if with_lse else None
+    lse_arg = out if lse is None else lse
     block_d = triton_sizes.block_d(d)
     if not triton_autotune_enabled():  # the interpreter (no GPU driver to tune with) or MNEMOVISION_TRITON_AUTOTUNE=0
         cfg, block_dv = _blocks(block_d), triton_sizes.block_dv(dv)
         grid = (cdiv(nq, cfg["BLOCK_M"]), b * h, cdiv(dv, block_dv))
-        _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
+        _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse_arg, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), STORE_LSE=with_lse, **cfg)
     else:
         def grid(meta):
             return (cdiv(nq, meta["BLOCK_M"]), b * h, cdiv(dv, meta["BLOCK_DV"]))
 
-        _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype))
+        _attn_fwd_tuned[grid](qf, kf, vf, biasf, out, lse_arg, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), STORE_LSE=with_lse)
     return out, lse
 
 
@@ -480,14 +485,15 @@ class _DenseTritonFn(torch.autograd.Function):
         return dq, dk, dv, dbias, None
 
 
-def dense_attention(q, k, v, bias, scale: float = 1.0):
+def dense_attention(q, k, v, bias, scale: float = 1.0, with_lse: bool = True):
     """(out [B, H, Nq, Dv], lse [B, H, Nq]) of dense softmax attention with logits scale q.k + bias
     (``bias`` [B, H, M] or None for none); differentiable in q, k, v, bias and through lse. Without
-    anything to differentiate (inference, ``torch.no_grad``) the forward launches without autograd."""
+    anything to differentiate (inference, ``torch.no_grad``) the forward launches without autograd,
+    and without ``with_lse`` there it neither allocates nor writes lse (returned as None)."""
     if triton_sizes.needs_grad(q, k, v, bias):
         return _DenseTritonFn.apply(q, k, v, bias, scale)
-    out, lse = _fwd(q, k, v, bias, scale)
-    return out, triton_sizes.lse_out(lse, q.dtype)
+    out, lse = _fwd(q, k, v, bias, scale, with_lse)
+    return out, None if lse is None else triton_sizes.lse_out(lse, q.dtype)
 
 
 def dense_usage(q, k, bias, lse, scale: float = 1.0):
