@@ -545,6 +545,11 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         if v * n > 0:
             _bin_kernel[grid](*inputs, counts, counts, counts, counts, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
         ends = torch.cumsum(counts, 0, dtype=torch.int64)
+        # what does not depend on the lists' size is allocated before the sync, while the GPU still
+        # works: after it the GPU waits for each op the host issues
+        n_offsets = v * n_tiles + 1
+        offsets = torch.empty(n_offsets, dtype=torch.int64, device=dev)
+        neg_lengths = torch.empty(n_offsets - 1, dtype=torch.int32, device=dev) if order else offsets
         total = int(ends[-1]) if ends.numel() else 0  # the one host sync: the size of the lists
         keys = torch.empty(total, dtype=torch.int32, device=dev)
         ids = torch.empty(total, dtype=torch.int64, device=dev)
@@ -552,9 +557,6 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
             _bin_kernel[grid](*inputs, counts, ends, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
         tile_keys, by_tile = torch.sort(keys, stable=True)
         flat_ids = torch.empty(total, dtype=torch.int64, device=dev)
-        n_offsets = v * n_tiles + 1
-        offsets = torch.empty(n_offsets, dtype=torch.int64, device=dev)
-        neg_lengths = torch.empty(n_offsets - 1, dtype=torch.int32, device=dev) if order else offsets
         _tile_ranges_kernel[(cdiv(max(total, n_offsets), RANGE_BLOCK),)](
             tile_keys, by_tile, ids, flat_ids, offsets, neg_lengths, total, n_offsets, max(1, total.bit_length()), LENGTHS=order, BLOCK=RANGE_BLOCK,
         )
