@@ -14,8 +14,9 @@
 #  3. the kernel tables again, alone on the GPU (PROFILE_AGAIN=1, when time allows); then the
 #     issues' targets checked against the run's benchmark JSON (bench/targets.py).
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
-# QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs only the parity tests
-# matching QUICK_K (default: the attention tests matching "topk or inference or splits or half or
+# QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs the benchmarks' Triton
+# rows once to compile their autotuner candidates (attention_warm, raster_warm: timings not kept)
+# beside the parity tests matching QUICK_K (default: the attention tests matching "topk or inference or splits or half or
 # whole_key_blocks" and the rasterizer's binning (with the tile order), absgrad, unused-output,
 # small-C reference and batched-variant tests);
 # phase 2 the attention benchmark on ATTN_CASES (default vos_T20:topk,mcnet) without the CPU path,
@@ -99,6 +100,10 @@ STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step gpu_tests "${pytest_native[@]}" "
 if wants raster && [ -z "${QUICK:-}" ]; then
   run_step raster_profile_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --small-c both & pids+=($!)
   run_step raster_profile_c160 $PY bench/raster_profile.py --device cuda --backends triton --channels 160 --backward --calls 3 --wide both & pids+=($!)
+fi
+if [ -n "${QUICK:-}" ]; then  # beside the tests, compile the benchmarks' autotuner candidates into Triton's disk cache
+  wants attention && STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step attention_warm $PY bench/attention.py --quick --device cuda --dtype float16 --cases "${ATTN_CASES:-vos_T20:topk,mcnet}" --backends triton & pids+=($!)
+  wants raster && [ "${RASTER_AUTOTUNE:-1}" != "0" ] && { STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step raster_warm $PY bench/raster.py --quick --device cuda --backends triton --channels "${RASTER_CHANNELS:-3}" & pids+=($!); }
 fi
 if wants attention && [ -z "${QUICK:-}" ]; then
   run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 --tiles 8,16,32 & pids+=($!)
