@@ -138,9 +138,9 @@ def raster_rows(channels: list[int], arch: int) -> list[dict]:
         small = c if 0 < c <= ti.SMALL_C_MAX else 0
         wide = c > ts.MAX_CHANNELS
         # the batched kernels (the fallback paths)
-        for which, fn, candidates in (("fwd", ti._composite_fwd_kernel, ti._FWD_MATMUL_CONFIGS), ("bwd", ti._composite_bwd_kernel, ti._BWD_MATMUL_CONFIGS)):
+        for which, fn, small_c, candidates in (("fwd", ti._composite_fwd_kernel, ti._FWD_SMALL_C_CONFIGS, ti._FWD_MATMUL_CONFIGS), ("bwd", ti._composite_bwd_kernel, ti._BWD_SMALL_C_CONFIGS, ti._BWD_MATMUL_CONFIGS)):
             constants = dict(SHARED_FEATS=True, SMALL_C=small, HAS_DEPTH=False, TILE=16, ORDERED=True, **({"ABSGRAD": False} if which == "bwd" else {}))
-            rows += [config_row(f"composite_{which}", c, fn, config, constants, arch) for config in ti._pruner(candidates)([], {}, SMALL_C=small)]
+            rows += [config_row(f"composite_{which}", c, fn, config, constants, arch) for config in ti._pruner(small_c, candidates)([], {}, SMALL_C=small)]
         if wide:  # the wide path's matmul passes
             for which, fn, configs in (("wide_compose", tw._compose_kernel, tw.compose_configs()), ("wide_dots", tw._dots_kernel, tw.dots_configs()),
                                        ("wide_features", tw._feature_grad_kernel, tw.feature_configs())):

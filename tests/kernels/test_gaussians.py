@@ -657,7 +657,7 @@ def test_triton_autotuned_launches_on_cpu(channels, sequential, autotune_on_cpu,
     inputs = scene(n=40, c=channels, seed=channels)
     assert_parity_with_float64(inputs, 37, 21)
     if channels <= 4 and not sequential:  # the batched kernels, pruned to their small-C candidates
-        expected = 2 * len(triton_impl._SMALL_C_CONFIGS)
+        expected = len(triton_impl._FWD_SMALL_C_CONFIGS) + len(triton_impl._BWD_SMALL_C_CONFIGS)
     else:
         tuned = [triton_impl._seq_fwd_tuned, triton_impl._seq_bwd_tuned]
         if channels > 4:

@@ -440,9 +440,18 @@ SMALL_C_MAX = 4  # up to this many channels the compositor sums them one by one 
 # batch means fewer registers (more tiles per SM) but more batches, which only a GPU can weigh.
 
 
-def _small_c_configs():
-    """Small-C path: Gaussians per batch and warps (channel slices and matmul precision do not apply)."""
-    return [triton.Config({"BLOCK_G": g, "BLOCK_C": 16, "PREC": "ieee"}, num_warps=w) for g, w in ((4, 4), (8, 4), (4, 8), (8, 8), (16, 8))]
+def _small_c_configs(backward: bool):
+    """Small-C path: Gaussians per batch, warps and a register cap (channel slices and matmul
+    precision do not apply). Besides the uncapped ones, caps that fit one more program per SM (sm_90,
+    Triton 3.6, C = 3, ``bench/kernel_resources.py``): backward batches of 4 on 4 warps at 168
+    registers (193 uncapped; 3 programs per SM instead of 2, no spills), of 4 on 8 warps at 128 (147;
+    2 instead of 1, no spills), of 8 on 4 warps at 168 (255; 3 instead of 2, 244 B of spills); forward
+    batches of 8 on 4 warps at 96 (105; 5 instead of 4, no spills), of 8 on 8 warps at 64 (87; 4
+    instead of 2, 32 B of spills). More programs hide more of each one's latency (barriers, the
+    transmittance scan) but spills cost loads: only a GPU can weigh them."""
+    plain = [(4, 4, None), (8, 4, None), (4, 8, None), (8, 8, None), (16, 8, None)]
+    capped = [(4, 4, 168), (4, 8, 128), (8, 4, 168)] if backward else [(8, 4, 96), (8, 8, 64)]
+    return [triton.Config({"BLOCK_G": g, "BLOCK_C": 16, "PREC": "ieee"}, num_warps=w, maxnreg=cap) for g, w, cap in plain + capped]
 
 
 def _matmul_configs(backward: bool):
@@ -458,26 +467,28 @@ def _matmul_configs(backward: bool):
     return [triton.Config({"BLOCK_G": 16, "BLOCK_C": bc, "PREC": p}, num_warps=w) for bc, p, w in settings]
 
 
-_SMALL_C_CONFIGS = _small_c_configs()
+_FWD_SMALL_C_CONFIGS, _BWD_SMALL_C_CONFIGS = _small_c_configs(backward=False), _small_c_configs(backward=True)
 _FWD_MATMUL_CONFIGS, _BWD_MATMUL_CONFIGS = _matmul_configs(backward=False), _matmul_configs(backward=True)
 
 
-def _pruner(matmul_configs):
+def _pruner(small_configs, matmul_configs):
     """The autotuner keeps the fastest per channel count, among the candidates of the path that
     applies. ``bench/kernel_resources.py`` reports each one's registers and spills without a GPU."""
 
     def prune(configs, named_args, **kwargs):
         small = kwargs.get("SMALL_C", named_args.get("SMALL_C", 0))
-        return list(_SMALL_C_CONFIGS if small else matmul_configs)
+        return list(small_configs if small else matmul_configs)
 
     return prune
 
 
 _GRADS = ["DMeans2d", "DConics", "DOpac", "DValues", "DDepths", "AbsGrad"]
-_fwd_tuned = TunedKernel(triton.autotune(_SMALL_C_CONFIGS + _FWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_FWD_MATMUL_CONFIGS)})(_composite_fwd_kernel))
+_fwd_tuned = TunedKernel(triton.autotune(
+    _FWD_SMALL_C_CONFIGS + _FWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_FWD_SMALL_C_CONFIGS, _FWD_MATMUL_CONFIGS)},
+)(_composite_fwd_kernel))
 # the backward accumulates with atomics: the autotuner zeroes the gradient buffers around its trial runs
 _bwd_tuned = TunedKernel(triton.autotune(
-    _SMALL_C_CONFIGS + _BWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_BWD_MATMUL_CONFIGS)}, reset_to_zero=_GRADS,
+    _BWD_SMALL_C_CONFIGS + _BWD_MATMUL_CONFIGS, key=["C", "OUT_C"], prune_configs_by={"early_config_prune": _pruner(_BWD_SMALL_C_CONFIGS, _BWD_MATMUL_CONFIGS)}, reset_to_zero=_GRADS,
 )(_composite_bwd_kernel))
 
 
