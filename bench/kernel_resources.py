@@ -202,7 +202,7 @@ def attention_rows(arch: int) -> list[dict]:
         block_t = triton.next_power_of_2(n_tiles)
         for config in tk._select_tuned.configs:
             # the selection with the readout of Dv = 512 values fused, as memory_attention launches it
-            constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=32, BLOCK_D=64, BLOCK_K=32, BLOCK_DV=128, PROBES=tk.SEARCH_PROBES, **config.kwargs)
+            constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=32, BLOCK_D=64, BLOCK_K=32, BLOCK_DV=128, PROBES=tk.SEARCH_PROBES, STORE_LSE=True, **config.kwargs)
             row = {"kernel": "topk_select vos_T20", "C": "-", "config": config_label(config, f"TILE={tile} BLOCK_T={block_t}"), "warps": config.num_warps}
             row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}, maxnreg=config.maxnreg))
             rows.append(row)

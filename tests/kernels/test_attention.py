@@ -495,6 +495,30 @@ def test_triton_dense_inference_without_lse():
     torch.testing.assert_close(lse_kept.double().cpu(), expected.cpu(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("max_tiles", [None, 1])
+def test_triton_topk_inference_without_lse(max_tiles, monkeypatch):
+    """The top-k readout's inference calls without usage or extra tokens skip lse too, fused with
+    the selection or (``max_tiles`` 1: the PyTorch selection) in the readout kernel alone: the same
+    out and idx, bit for bit, as a call that keeps lse, which matches float64."""
+    from mnemovision.kernels.attention import triton_impl, triton_topk
+
+    if max_tiles is not None:
+        monkeypatch.setattr(triton_topk, "MAX_TILES", max_tiles)
+    q, k, v = make(1, 2, 13, 70, 16, 12, dtype=torch.float32, device=DEVICE)
+    tracked = memory_attention(q, k, v, top_k=5, backend="triton")
+    with torch.no_grad():
+        plain = memory_attention(q, k, v, top_k=5, backend="triton")
+        out, lse, idx = triton_impl.topk_readout(q, k, v, None, 5, 0.25, with_lse=False)
+        out_lse, lse_kept, idx_kept = triton_impl.topk_readout(q, k, v, None, 5, 0.25)
+    assert torch.equal(plain, tracked.detach())
+    assert lse is None and torch.equal(out, out_lse) and torch.equal(idx, idx_kept)
+    logits = 0.25 * q.detach().double() @ k.detach().double().transpose(-1, -2)
+    expected = torch.logsumexp(torch.topk(logits, 5, dim=-1).values, -1)
+    torch.testing.assert_close(lse_kept.double().cpu(), expected.cpu(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_triton_topk_tile_size_keeps_the_tile_row_short():
     """Tiles of 8 keys up to rows of 2,048 tiles (M = 16,384), then 16 (vos_T20: M = 32,400), then

@@ -127,13 +127,14 @@ def memory_attention(
     else:
         impl = ref
     idx = None
+    # lse only where it is used: merging extra tokens, usage (and inside autograd's backward)
+    want_lse = return_usage or extra_q_kv is not None
     if m == 0:
         out = lse = None
     elif top_k is None:
-        # lse only where it is used: merging extra tokens, usage (and inside autograd's backward)
-        out, lse = impl.dense_attention(qp, kp, v, bias, factor, with_lse=return_usage or extra_q_kv is not None)
+        out, lse = impl.dense_attention(qp, kp, v, bias, factor, with_lse=want_lse)
     else:
-        out, lse, idx = impl.topk_readout(qp, kp, v, bias, top_k, factor)
+        out, lse, idx = impl.topk_readout(qp, kp, v, bias, top_k, factor, with_lse=want_lse)
     if extra_q_kv is not None:
         ke, ve = extra_q_kv
         qe, ke, bias_e, factor_e = ref.prepare(q, ke, similarity, float(scale), None, zero_bias)

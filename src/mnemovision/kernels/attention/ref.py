@@ -390,8 +390,9 @@ def topk_attention(q, k, v, bias, idx, scale: float = 1.0, chunk: int = TOPK_CHU
     return _TopkGatherFn.apply(q, k, v, bias, idx, scale, chunk)
 
 
-def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0):
-    """(out, lse, idx [B, H, Nq, top_k]): the top_k selection, then the readout of those keys."""
+def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, with_lse: bool = True):
+    """(out, lse, idx [B, H, Nq, top_k]): the top_k selection, then the readout of those keys
+    (``with_lse`` is the Triton path's switch; here lse always comes along)."""
     idx = topk_select(q, k, bias, top_k, scale)
     out, lse = topk_attention(q, k, v, bias, idx, scale)
     return out, lse, idx

@@ -511,8 +511,8 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0):
     return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
 
 
-def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0):
+def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, with_lse: bool = True):
     """(out, lse, idx) of the top-k readout, selection and readout fused (``triton_topk``);
-    differentiable in q, k, v, bias."""
+    differentiable in q, k, v, bias; an inference call without ``with_lse`` returns lse None."""
     _check_inputs(q, k, v, bias)
-    return triton_topk.topk_readout(q, k, v, bias, top_k, scale)
+    return triton_topk.topk_readout(q, k, v, bias, top_k, scale, with_lse=with_lse)

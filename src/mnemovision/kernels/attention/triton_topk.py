@@ -154,13 +154,14 @@ def _select_kernel(
     NQ, M, D, DV, NT, KT, TOPK, SCALE,
     HAS_BIAS: tl.constexpr, READOUT: tl.constexpr, TILE_: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_KT: tl.constexpr,
     BLOCK_D: tl.constexpr, D_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DV: tl.constexpr, PROBES: tl.constexpr,
+    STORE_LSE: tl.constexpr,
 ):
     """One query per program: the KT tiles with the largest maxima (written to Idx[row, :KT] as
     scratch, read back after a barrier), the logits of their KT * TILE candidate keys in registers
     (one gather per D_CHUNK slice of the head dim), and the keys of the TOPK largest of those to
     Idx[row, :TOPK] (ties go to the lowest key). Selection by ``_take_largest`` (no sort). With
-    READOUT, the same program then reads the values (``_readout``: Out[row], Lse[row]), one launch
-    instead of two; without it V, Out, Lse and DV are not read."""
+    READOUT, the same program then reads the values (``_readout``: Out[row], and Lse[row] with
+    STORE_LSE), one launch instead of two; without it V, Out, Lse and DV are not read."""
     row = tl.program_id(0).to(tl.int64)
     bh = row // NQ
     offs_t = tl.arange(0, BLOCK_T)
@@ -196,7 +197,7 @@ def _select_kernel(
     _take_largest(_ordered(tl.reshape(s, [n_cand])), tl.reshape(keys, [n_cand]), tl.reshape(inside, [n_cand]), TOPK, kth_tile, Idx + row * TOPK, True, PROBES)
     if READOUT:
         tl.debug_barrier()  # the keys just written are read back by every thread
-        _readout(Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D, BLOCK_DV)
+        _readout(Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D, BLOCK_DV, STORE_LSE)
 
 
 @triton.jit
@@ -217,8 +218,12 @@ def _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS: tl.constexp
 
 
 @triton.jit
-def _readout(Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE, HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
-    """Out[row] = softmax over the selected logits of the selected values; Lse[row] their log-sum-exp."""
+def _readout(
+    Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE,
+    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, STORE_LSE: tl.constexpr,
+):
+    """Out[row] = softmax over the selected logits of the selected values; with STORE_LSE, Lse[row]
+    their log-sum-exp."""
     q, k, rows, s, used = _selected(Q, K, Bias, Idx, row, bh, M, D, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D)
     mx = tl.max(s, 0)
     has = mx != float("-inf")
@@ -231,18 +236,19 @@ def _readout(Q, K, V, Bias, Idx, Out, Lse, row, bh, M, D, DV, TOPK, SCALE, HAS_B
         v = tl.load(V + rows[:, None] * DV + offs_e[None, :], mask=used[:, None] & (offs_e[None, :] < DV), other=0.0).to(tl.float32)
         out = tl.sum(w[:, None] * v, 0)
         tl.store(Out + row * DV + offs_e, out.to(Out.dtype.element_ty), mask=offs_e < DV)
-    tl.store(Lse + row, tl.where(has, safe + tl.log(tl.where(has, total, 1.0)), float("-inf")))
+    if STORE_LSE:
+        tl.store(Lse + row, tl.where(has, safe + tl.log(tl.where(has, total, 1.0)), float("-inf")))
 
 
 @triton.jit
 def _topk_fwd_kernel(
     Q, K, V, Bias, Idx, Out, Lse,
     NQ, M, D, DV, TOPK, SCALE,
-    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, STORE_LSE: tl.constexpr,
 ):
     """The readout alone, for keys selected elsewhere (the PyTorch selection fallback)."""
     row = tl.program_id(0).to(tl.int64)
-    _readout(Q, K, V, Bias, Idx, Out, Lse, row, row // NQ, M, D, DV, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D, BLOCK_DV)
+    _readout(Q, K, V, Bias, Idx, Out, Lse, row, row // NQ, M, D, DV, TOPK, SCALE, HAS_BIAS, BLOCK_K, BLOCK_D, BLOCK_DV, STORE_LSE)
 
 
 @triton.jit
@@ -327,9 +333,9 @@ def _tile_size(m: int, top_k: int) -> int:
     return TILES[-1]
 
 
-def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None):
+def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None, with_lse: bool = True):
     """(idx [B, H, Nq, top_k] int64, out [B, H, Nq, Dv] or None, lse [B, H, Nq] float32 or None),
-    with ``flat`` = ``_flat_inputs(q, k, v or None, bias)``.
+    with ``flat`` = ``_flat_inputs(q, k, v or None, bias)``; lse only ``with_lse``.
 
     Two launches: the tile maxima, then one program per query for the rest, which with v also
     reads the values (out, lse). Memory beyond the inputs: the tile maxima, [B*H, Nq, ceil(M / tile)]
@@ -362,16 +368,17 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None):
     if readout:
         dv = vf.shape[-1]
         out = torch.empty(b, h, nq, dv, device=device, dtype=q.dtype)
-        lse = torch.empty(b, h, nq, device=device, dtype=torch.float32)
+        lse = torch.empty(b, h, nq, device=device, dtype=torch.float32) if with_lse else None
     else:  # placeholders the kernel does not read
-        dv, vf, out, lse = 1, tile_max, tile_max, tile_max
-    sizes = dict(HAS_BIAS=has_bias, READOUT=readout, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, PROBES=SEARCH_PROBES, **_launch_sizes(top_k, d, dv))
-    args = (qf, kf, vf, biasf, tile_max, idx, out, lse, nq, m, d, dv, n_tiles, kt, top_k, scale)
+        dv, vf, out, lse = 1, tile_max, tile_max, None
+    store_lse = lse is not None
+    sizes = dict(HAS_BIAS=has_bias, READOUT=readout, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=block_kt, PROBES=SEARCH_PROBES, STORE_LSE=store_lse, **_launch_sizes(top_k, d, dv))
+    args = (qf, kf, vf, biasf, tile_max, idx, out, lse if store_lse else tile_max, nq, m, d, dv, n_tiles, kt, top_k, scale)
     if triton_autotune_enabled():
         _select_tuned[(b * h * nq,)](*args, **sizes)
     else:  # the interpreter, or MNEMOVISION_TRITON_AUTOTUNE=0
         _select_kernel[(b * h * nq,)](*args, **sizes, D_CHUNK=_D_CHUNK, num_warps=SELECT_WARPS)
-    return idx, (out if readout else None), (lse if readout else None)
+    return idx, (out if readout else None), lse
 
 
 def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int | None = None):
@@ -381,18 +388,22 @@ def topk_select(q, k, bias, top_k: int, scale: float = 1.0, tile: int | None = N
     return _select(q, k, bias, _flat_inputs(q, k, None, bias), top_k, scale, tile)[0]
 
 
-def _select_and_read(q, k, v, bias, top_k: int, scale: float, tile: int | None):
-    """(flat inputs, idx [B, H, Nq, top_k], out [B, H, Nq, Dv], lse [B, H, Nq] float32): the
-    selection with its readout, or after ``ref``'s selection the readout kernel on its own."""
+def _select_and_read(q, k, v, bias, top_k: int, scale: float, tile: int | None, with_lse: bool = True):
+    """(flat inputs, idx [B, H, Nq, top_k], out [B, H, Nq, Dv], lse [B, H, Nq] float32, or None
+    without ``with_lse``): the selection with its readout, or after ``ref``'s selection the readout
+    kernel on its own."""
     flat = _flat_inputs(q, k, v, bias)
-    idx, out, lse = _select(q, k, bias, flat, top_k, scale, tile)
+    idx, out, lse = _select(q, k, bias, flat, top_k, scale, tile, with_lse)
     if out is None:  # the selection fell back to PyTorch: the readout on its own
         qf, kf, vf, has_bias, biasf = flat
         b, h, nq, d = q.shape
         m, dv = k.shape[2], v.shape[3]
         out = torch.empty(b, h, nq, dv, device=q.device, dtype=q.dtype)
-        lse = torch.empty(b, h, nq, device=q.device, dtype=torch.float32)
-        _topk_fwd_kernel[(b * h * nq,)](qf, kf, vf, biasf, idx, out, lse, nq, m, d, dv, top_k, scale, HAS_BIAS=has_bias, **_launch_sizes(top_k, d, dv), num_warps=4)
+        lse = torch.empty(b, h, nq, device=q.device, dtype=torch.float32) if with_lse else None
+        _topk_fwd_kernel[(b * h * nq,)](
+            qf, kf, vf, biasf, idx, out, out if lse is None else lse, nq, m, d, dv, top_k, scale,
+            HAS_BIAS=has_bias, STORE_LSE=with_lse, **_launch_sizes(top_k, d, dv), num_warps=4,
+        )
     return flat, idx, out, lse
 
 
@@ -439,12 +450,13 @@ class _TopkReadoutFn(torch.autograd.Function):
         return dq, dk, dv_, dbias, None, None, None
 
 
-def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, tile: int | None = None):
+def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, tile: int | None = None, with_lse: bool = True):
     """(out [B, H, Nq, Dv], lse [B, H, Nq], idx [B, H, Nq, top_k]) of softmax attention with logits
     scale q.k + bias over each query's top_k keys, selected and read in one program per query;
     differentiable in q, k, v, bias and through lse. ``tile`` as in ``topk_select``. Without anything
-    to differentiate (inference, ``torch.no_grad``) it launches without autograd."""
+    to differentiate (inference, ``torch.no_grad``) it launches without autograd, and without
+    ``with_lse`` there it neither allocates nor writes lse (returned as None)."""
     if triton_sizes.needs_grad(q, k, v, bias):
         return _TopkReadoutFn.apply(q, k, v, bias, top_k, scale, tile)
-    _, idx, out, lse = _select_and_read(q, k, v, bias, top_k, scale, tile)
-    return out, triton_sizes.lse_out(lse, q.dtype), idx
+    _, idx, out, lse = _select_and_read(q, k, v, bias, top_k, scale, tile, with_lse)
+    return out, None if lse is None else triton_sizes.lse_out(lse, q.dtype), idx
