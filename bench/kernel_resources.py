@@ -120,12 +120,21 @@ def config_label(config, prefix: str = "") -> str:
     return " ".join(part for part in (prefix, values, f"maxnreg={cap}" if cap else "") if part)
 
 
-def config_row(kernel: str, c: int, fn, config, constants: dict, arch: int) -> dict:
-    """One table row: a compositor kernel compiled with ``config`` and ``constants`` at the garden shape."""
-    row = {"kernel": kernel, "C": c, "config": config_label(config), "warps": config.num_warps}
-    row.update(compile_report(fn, {**constants, **config.kwargs}, config.num_warps, arch, num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c), maxnreg=config.maxnreg))
+def report_row(kernel: str, c, config: str, fn, constants: dict, num_warps: int, arch: int, **compile_args) -> dict:
+    """One table row, printed as it comes (compiles take seconds each): ``fn`` compiled by
+    ``compile_report`` with ``constants`` on ``num_warps`` warps; ``config`` labels it."""
+    row = {"kernel": kernel, "C": c, "config": config, "warps": num_warps}
+    row.update(compile_report(fn, constants, num_warps, arch, **compile_args))
     print(row, flush=True)
     return row
+
+
+def config_row(kernel: str, c: int, fn, config, constants: dict, arch: int) -> dict:
+    """One table row: a compositor kernel compiled with ``config`` and ``constants`` at the garden shape."""
+    return report_row(
+        kernel, c, config_label(config), fn, {**constants, **config.kwargs}, config.num_warps, arch,
+        num_stages=config.num_stages, ints=dict(GARDEN_INTS, C=c, OUT_C=c), maxnreg=config.maxnreg,
+    )
 
 
 def raster_rows(channels: list[int], arch: int) -> list[dict]:
@@ -174,10 +183,10 @@ def attention_rows(arch: int) -> list[dict]:
         block_d = max(16, triton.next_power_of_2(shape["D"]))
         for config in ai._prune_fwd(ai._fwd_configs(), {"DV": shape["DV"]}, BLOCK_D=block_d):
             constants = dict(HAS_BIAS=False, BLOCK_D=block_d, PREC="tf32", STORE_LSE=True, **config.kwargs)
-            row = {"kernel": f"attn_fwd {case}", "C": "-", "config": " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" stages={config.num_stages}", "warps": config.num_warps}
-            row.update(compile_report(ai._attn_fwd_kernel, constants, config.num_warps, arch, fwd_types, config.num_stages, ints=shape))
-            rows.append(row)
-            print(row, flush=True)
+            rows.append(report_row(
+                f"attn_fwd {case}", "-", f"{config_label(config)} stages={config.num_stages}", ai._attn_fwd_kernel, constants, config.num_warps, arch,
+                types=fwd_types, num_stages=config.num_stages, ints=shape,
+            ))
     # the dense backward's key side at MCNet (BLOCK_M = BLOCK_N = 32 as launched for D > 128): dK and dV
     # in one kernel (``FUSE_KEY_GRADS``) on 4 / 8 warps beside the two kernels it replaces
     bwd_types = {name: "*fp16" for name in ("Q", "K", "V", "DO", "DQ")}
@@ -188,10 +197,8 @@ def attention_rows(arch: int) -> list[dict]:
     for name, fn, block_dv, warps in (("attn_bwd_dkdv mcnet", ai._attn_bwd_dkdv_kernel, 256, 8), ("attn_bwd_dkdv mcnet", ai._attn_bwd_dkdv_kernel, 256, 4),
                                       ("attn_bwd_dk mcnet", ai._attn_bwd_dk_kernel, 128, 4), ("attn_bwd_dv mcnet", ai._attn_bwd_dv_kernel, 128, 4),
                                       ("attn_bwd_dq mcnet", ai._attn_bwd_dq_kernel, 128, 4)):
-        row = {"kernel": name, "C": "-", "config": f"BLOCK_M=32 BLOCK_N=32 BLOCK_DV={block_dv}", "warps": warps}
-        row.update(compile_report(fn, dict(blocks, BLOCK_DV=block_dv), warps, arch, {k: v for k, v in bwd_types.items() if k in fn.arg_names}, ints=bwd_ints))
-        rows.append(row)
-        print(row, flush=True)
+        types = {k: v for k, v in bwd_types.items() if k in fn.arg_names}
+        rows.append(report_row(name, "-", f"BLOCK_M=32 BLOCK_N=32 BLOCK_DV={block_dv}", fn, dict(blocks, BLOCK_DV=block_dv), warps, arch, types=types, ints=bwd_ints))
     sel_types = {
         "Q": "*fp16", "K": "*fp16", "V": "*fp16", "Bias": "*fp32", "TileMax": "*fp32", "Idx": "*i64", "Out": "*fp16", "Lse": "*fp32",
         "NQ": "i32", "M": "i32", "D": "i32", "DV": "i32", "NT": "i32", "KT": "i32", "TOPK": "i32", "SCALE": "fp32",
@@ -203,10 +210,10 @@ def attention_rows(arch: int) -> list[dict]:
         for config in tk._select_tuned.configs:
             # the selection with the readout of Dv = 512 values fused, as memory_attention launches it
             constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=32, BLOCK_D=64, BLOCK_K=32, BLOCK_DV=128, PROBES=tk.SEARCH_PROBES, STORE_LSE=True, **config.kwargs)
-            row = {"kernel": "topk_select vos_T20", "C": "-", "config": config_label(config, f"TILE={tile} BLOCK_T={block_t}"), "warps": config.num_warps}
-            row.update(compile_report(tk._select_kernel, constants, config.num_warps, arch, sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}, maxnreg=config.maxnreg))
-            rows.append(row)
-            print(row, flush=True)
+            rows.append(report_row(
+                "topk_select vos_T20", "-", config_label(config, f"TILE={tile} BLOCK_T={block_t}"), tk._select_kernel, constants, config.num_warps, arch,
+                types=sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}, maxnreg=config.maxnreg,
+            ))
     return rows
 
 
