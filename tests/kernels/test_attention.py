@@ -233,7 +233,6 @@ def test_triton_matches_the_reference(similarity, top_k, shape):
         assert_kernel_close(a, b_, c.to(a.device), f"d{name}")
 
 
-
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("m", [64, 70])
@@ -253,6 +252,7 @@ def test_triton_dense_with_whole_key_blocks_masked(m):
     torch.testing.assert_close(got.double().cpu(), expected, rtol=1e-4, atol=1e-5)
     for name, a, b in zip("qkv", grads(got, (q, k, v)), grads(expected, inputs64)):
         torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-5, msg=lambda text, name=name: f"d{name}: {text}")
+
 
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")

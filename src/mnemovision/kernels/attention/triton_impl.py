@@ -493,7 +493,7 @@ def dense_attention(q, k, v, bias, scale: float = 1.0, with_lse: bool = True):
     if triton_sizes.needs_grad(q, k, v, bias):
         return _DenseTritonFn.apply(q, k, v, bias, scale)
     out, lse = _fwd(q, k, v, bias, scale, with_lse)
-    return out, None if lse is None else triton_sizes.lse_out(lse, q.dtype)
+    return out, triton_sizes.lse_out(lse, q.dtype)
 
 
 def dense_usage(q, k, bias, lse, scale: float = 1.0):

@@ -41,10 +41,11 @@ def dense_rows(t: torch.Tensor) -> torch.Tensor:
     return t if t.is_contiguous() else t.contiguous()
 
 
-def lse_out(lse: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def lse_out(lse: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """The float32 log-sum-exp the kernels write, as the launchers return it: in float64 for
-    float64 inputs (the interpreter's oracle tests), else float32 as it is."""
-    return lse.to(dtype) if dtype == torch.float64 else lse
+    float64 inputs (the interpreter's oracle tests), else float32 as it is; None (an inference call
+    without lse) stays None."""
+    return lse.to(dtype) if (lse is not None and dtype == torch.float64) else lse
 
 
 def needs_grad(*tensors) -> bool:

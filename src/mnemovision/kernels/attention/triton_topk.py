@@ -459,4 +459,4 @@ def topk_readout(q, k, v, bias, top_k: int, scale: float = 1.0, tile: int | None
     if triton_sizes.needs_grad(q, k, v, bias):
         return _TopkReadoutFn.apply(q, k, v, bias, top_k, scale, tile)
     _, idx, out, lse = _select_and_read(q, k, v, bias, top_k, scale, tile, with_lse)
-    return out, None if lse is None else triton_sizes.lse_out(lse, q.dtype), idx
+    return out, triton_sizes.lse_out(lse, q.dtype), idx
