@@ -33,12 +33,10 @@ from raster import load_scene  # noqa: E402
 
 from mnemovision.kernels.gaussians import ref  # noqa: E402
 
-T_MIN = 1e-4  # the compositor stops a pixel once its transmittance would fall below this
-
-
-def tile_lists(view: int, views: int):
-    """(list lengths [n_tiles], effective lengths [n_tiles], tiles_x, tiles_y) of one garden view."""
-    (means, quats, scales, opac, _, viewmats, ks), width, height = load_scene("garden", 3, "cpu", views=views)
+def tile_lists(scene, view: int):
+    """(list lengths [n_tiles], effective lengths [n_tiles], tiles_x, tiles_y) of one view of
+    ``scene`` (``load_scene``'s return)."""
+    (means, quats, scales, opac, _, viewmats, ks), width, height = scene
     means2d, conics, depths, radii, _ = ref.project_gaussians(means, ref.quat_scale_to_covar(quats, scales), viewmats[view:view + 1], ks[view:view + 1], width, height)
     tiles_x, tiles_y = math.ceil(width / ref.TILE_SIZE), math.ceil(height / ref.TILE_SIZE)
     n_tiles = tiles_x * tiles_y
@@ -53,7 +51,7 @@ def tile_lists(view: int, views: int):
         inside = (px < width) & (py < height)
         g = ids[offsets[tile]:offsets[tile + 1]]
         alpha = ref._block_alphas(px[None], py[None], m2[g][None], con[g][None], opac[g][None], torch.ones(1, len(g), dtype=torch.bool))[-1][0].T  # [L, P]
-        below = torch.cumprod(1.0 - alpha, 0) < T_MIN
+        below = torch.cumprod(1.0 - alpha, 0) < ref.T_MIN
         # a pixel stops at its first Gaussian that would take it below T_MIN, else walks the whole list
         stops = torch.where(below.any(0), below.int().argmax(0) + 1, torch.full_like(px, len(g), dtype=torch.long))
         effective[tile] = int(stops[inside].max()) if bool(inside.any()) else 0
@@ -78,9 +76,10 @@ def main() -> None:
     parser.add_argument("--batches", default="8,16", help="Gaussians per batch (the H100 picks: backward 8, forward 16)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    scene = load_scene("garden", 3, "cpu", views=args.views)  # the garden file read once for every view
     rows = []
     for view in range(args.views):
-        lengths, effective, tiles_x, tiles_y = tile_lists(view, args.views)
+        lengths, effective, tiles_x, tiles_y = tile_lists(scene, view)
         n = lengths.numel()
         index_order = list(range(n))
         longest_first = sorted(index_order, key=lambda t: (-int(lengths[t]), t))
@@ -96,7 +95,7 @@ def main() -> None:
                     "centre_first": steps(centre_first, cost, slots),
                 })
     print_table(rows, ["view", "tiles", "entries", "walked", "longest_list", "batch", "slots", "bound", "index_order", "longest_first", "centre_first"])
-    write_json(args.json, {"t_min": T_MIN, "results": rows})
+    write_json(args.json, {"t_min": ref.T_MIN, "results": rows})
 
 
 if __name__ == "__main__":
