@@ -171,16 +171,19 @@ DENSE_SHAPES = {
 
 def attention_rows(arch: int) -> list[dict]:
     """The dense forward's autotune candidates at the benchmark's dense shapes (``DENSE_SHAPES``),
-    the backward's key-side kernels at the MCNet shape (D = Dv = 256, fp16) and the top-k selection program's candidates at vos_T20 (M = 32400, tiles of 32, top-k 30, D = 64)."""
+    the backward's key-side kernels at the MCNet shape (D = Dv = 256, fp16) and the top-k selection
+    program's candidates at vos_T20 (M = 32400, top-k 30, D = 64; the tile size memory_attention
+    picks there, and 32)."""
     import triton
 
     from mnemovision.kernels.attention import triton_impl as ai
+    from mnemovision.kernels.attention import triton_sizes
     from mnemovision.kernels.attention import triton_topk as tk
 
     rows = []
     fwd_types = {"Q": "*fp16", "K": "*fp16", "V": "*fp16", "Bias": "*fp32", "Out": "*fp16", "Lse": "*fp32", "NQ": "i32", "M": "i32", "D": "i32", "DV": "i32", "SCALE": "fp32"}
     for case, shape in DENSE_SHAPES.items():
-        block_d = max(16, triton.next_power_of_2(shape["D"]))
+        block_d = triton_sizes.block_d(shape["D"])
         for config in ai._prune_fwd(ai._fwd_configs(), {"DV": shape["DV"]}, BLOCK_D=block_d):
             constants = dict(HAS_BIAS=False, BLOCK_D=block_d, PREC="tf32", STORE_LSE=True, **config.kwargs)
             rows.append(report_row(
