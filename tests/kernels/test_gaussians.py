@@ -490,7 +490,7 @@ def test_triton_sh_antialiased_camera_gradients_and_edge_cases():
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.parametrize(
     "sequential, settings, channels",
-    [(False, {"BLOCK_G": 4}, 3), (False, {"BLOCK_G": 8}, 1), (False, {"BLOCK_G": 32}, 3), (False, {"BLOCK_G": 16}, 40)]
+    [(False, {"BLOCK_G": 2}, 3), (False, {"BLOCK_G": 4}, 3), (False, {"BLOCK_G": 8}, 1), (False, {"BLOCK_G": 32}, 3), (False, {"BLOCK_G": 16}, 40)]
     + [(True, {"BLOCK_G": g, "NW": w}, c) for (g, w), c in zip(((16, 8), (8, 1), (8, 4), (4, 2)), (3, 1, 4, 2))],
 )
 def test_triton_compositor_variants_the_autotuner_may_pick(sequential, settings, channels, monkeypatch):

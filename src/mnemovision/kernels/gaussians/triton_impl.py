@@ -448,9 +448,16 @@ def _small_c_configs(backward: bool):
     2 instead of 1, no spills), of 8 on 4 warps at 168 (255; 3 instead of 2, 244 B of spills); forward
     batches of 8 on 4 warps at 96 (105; 5 instead of 4, no spills), of 8 on 8 warps at 64 (87; 4
     instead of 2, 32 B of spills). More programs hide more of each one's latency (barriers, the
-    transmittance scan) but spills cost loads: only a GPU can weigh them."""
-    plain = [(4, 4, None), (8, 4, None), (4, 8, None), (8, 8, None), (16, 8, None)]
-    capped = [(4, 4, 168), (4, 8, 128), (8, 4, 168)] if backward else [(8, 4, 96), (8, 8, 64)]
+    transmittance scan) but spills cost loads: only a GPU can weigh them.
+
+    Batches of 2 as well: Triton 3.6 moves a batch's [G, 1] columns (parameters, pair ids, sums
+    for the atomics) between its layouts within a warp at G = 2 but through shared memory behind a
+    barrier at G >= 4, so the backward's code holds 11 barriers instead of 47 (forward 5 instead of
+    23), for more instructions per Gaussian (more shuffles per Gaussian in the sums). Backward
+    batches of 2 on 4 warps: 137 registers, 3 programs per SM, capped at 128: 120, 4 programs, no
+    spills; on 8 warps: 110, 2 programs. Forward on 4 / 8 warps: 64 / 48 registers, 8 / 5 programs."""
+    plain = [(4, 4, None), (8, 4, None), (4, 8, None), (8, 8, None), (16, 8, None), (2, 4, None), (2, 8, None)]
+    capped = [(4, 4, 168), (4, 8, 128), (8, 4, 168), (2, 4, 128)] if backward else [(8, 4, 96), (8, 8, 64)]
     return [triton.Config({"BLOCK_G": g, "BLOCK_C": 16, "PREC": "ieee"}, num_warps=w, maxnreg=cap) for g, w, cap in plain + capped]
 
 
