@@ -10,7 +10,8 @@ of ``triton_seq`` can take C <= 4 instead, ``SEQUENTIAL_SMALL_C``, off by defaul
 them slower at C = 3). A tile stops walking its list once
 every in-image pixel has stopped (forward and backward). The walk is software-pipelined: the ids of
 batch i + 2 and the parameters and features of batch i + 1 are loaded while batch i is composited
-(the list -> Gaussian indirection would otherwise stall every batch). Channels are tiled across
+(the list -> Gaussian indirection would otherwise stall every batch), each batch's parameters as one
+[G, 16] block (``_packed_params``). Channels are tiled across
 programs (any C from 1 to 512 in one call). Each pair's feature row is derived in the kernel
 (features shared across views, or per pair for SH colours). Projection and binning are
 ``triton_project``. Batch size, warps, channel slice and matmul precision are autotuned per channel
@@ -21,7 +22,8 @@ dL/d alpha_i = T_i (G . f_i) - (G . S_i - g_A T_final) / (1 - alpha_i) with S_i 
 come (G . S_i = G . out - prefix sums of w_j (G . f_j)), and scatters per-Gaussian gradients with
 atomics: 2-D means, conics, opacities, features (weights^T @ G), depths, and (only when asked for)
 |per-pixel dL/d mean2d|; its per-Gaussian sums over pixels go through one multi-operand reduction
-(one exchange between warps) instead of one each.
+(one exchange between warps) instead of one each, and into the gradients as one [G, 16] block
+(``_scatter_batch``).
 
 Tiles are [G, P] (the batch's Gaussians x the tile's pixels): per-pixel values are [1, P] rows,
 per-Gaussian ones [G, 1] columns, reductions keep their axis (every tensor in the loops is 2-D, so
@@ -70,28 +72,6 @@ def _batch_ids(b0, end, FlatIds, VN, NF, SHARED_FEATS: tl.constexpr, BLOCK_G: tl
 
 
 @triton.jit
-def _channel(Values, fid, valid_g, ch: tl.constexpr, C):
-    """Small-C path: channel ``ch`` of the batch's feature rows, shaped as ``fid`` (zeros past C)."""
-    return tl.load(Values + fid * C + ch, mask=valid_g & (ch < C), other=0.0)
-
-
-@triton.jit
-def _small_features(Values, fid, valid_g, C, SMALL_C: tl.constexpr):
-    """Channels 0..3 of the batch's feature rows, each shaped as ``fid`` (the ones past SMALL_C = C are zeros)."""
-    f0 = _channel(Values, fid, valid_g, 0, C)
-    f1 = tl.zeros_like(f0)
-    f2 = tl.zeros_like(f0)
-    f3 = tl.zeros_like(f0)
-    if SMALL_C > 1:
-        f1 = _channel(Values, fid, valid_g, 1, C)
-    if SMALL_C > 2:
-        f2 = _channel(Values, fid, valid_g, 2, C)
-    if SMALL_C > 3:
-        f3 = _channel(Values, fid, valid_g, 3, C)
-    return f0, f1, f2, f3
-
-
-@triton.jit
 def _transmittance(alpha, t_in, done):
     """Within a batch (t_in, done [1, P]): (t_before [G, P], kept [G, P], t_out [1, P], done [1, P])."""
     one_minus = 1.0 - alpha
@@ -137,6 +117,48 @@ def _store_channel(Out, pix, inside, value, ch: tl.constexpr, C, OUT_C):
     tl.store(Out + pix * OUT_C + ch, value, mask=inside & (ch < C))
 
 
+# A batch's per-Gaussian values travel as [G, 16] blocks. Loaded or atomically added as separate
+# [G, 1] columns, each column took its own layout (Triton lays a memory op out by its pointers' shape)
+# and moved to or from the tiles' layout (where every thread holds the whole batch) through shared
+# memory behind barriers, at every batch: the backward's sm_90 code (Triton 3.6, C = 3) held 47
+# barriers. As blocks, one move each way per batch; the columns come out of and go into a block by
+# split and join, which stay in registers (``bench/kernel_resources.py``, before -> after: backward
+# 47 -> 17-29 barriers at batches of 4 to 16, 11 -> 17 at batches of 2; forward 23 -> 7-19, 5 -> 7).
+
+
+@triton.jit
+def _packed_params(pair, fid, valid_g, Means2d, Conics, Opac, Depths, Values, C, HAS_DEPTH: tl.constexpr, SMALL_C: tl.constexpr):
+    """The batch's parameters as one [G, 16] block: columns 0-1 the 2-D mean, 2-4 the conic, 5 the
+    opacity, 6 the depth (0 without HAS_DEPTH), 8-11 the SMALL_C features (0 past C), the rest 0."""
+    col = tl.arange(0, 16)[None, :]
+    ptr = tl.where(col < 2, Means2d + pair * 2 + col, tl.where(col < 5, Conics + pair * 3 + (col - 2), tl.where(col == 5, Opac + pair, tl.where(col == 6, Depths + pair, Values + fid * C + (col - 8)))))
+    use = (col < 6) | ((col == 6) & HAS_DEPTH) | ((col >= 8) & (col - 8 < SMALL_C))
+    return tl.load(ptr, mask=valid_g & use, other=0.0)
+
+
+@triton.jit
+def _split4(x):
+    """[..., 2, 2] -> its four [...] parts in row-major order of the last two dims."""
+    a, b = tl.split(x)
+    a0, a1 = tl.split(a)
+    b0, b1 = tl.split(b)
+    return a0, b0, a1, b1
+
+
+@triton.jit
+def _unpack(packed):
+    """``_packed_params``' block [G, 16] -> (mean x, y, conic a, b, c, opacity, depth, features 0-3),
+    each [G, 1]: row-major, column 8 h + 4 i + 2 j + k of the block sits at [h, i, j, k] of its
+    [2, 2, 2, 2] view; ``_split4`` peels (j, k), then (h, i)."""
+    v = tl.reshape(packed, [packed.shape[0], 1, 2, 2, 2, 2])
+    q0, q1, q2, q3 = _split4(v)
+    h00, h10, h20, h30 = _split4(q0)
+    h01, h11, h21, h31 = _split4(q1)
+    h02, h12, h22, h32 = _split4(q2)
+    h03, h13, h23, h33 = _split4(q3)
+    return h00, h01, h02, h03, h10, h11, h12, h20, h21, h22, h23
+
+
 @triton.jit
 def _composite_fwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha,
@@ -164,28 +186,22 @@ def _composite_fwd_kernel(
     acc_d = tl.zeros([1, TILE * TILE], dtype=tl.float32)
     pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-    mx, my, ca, cb, cc, op, z = triton_seq._geometry(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+    packed = _packed_params(pair, fid, valid_g, Means2d, Conics, Opac, Depths, Values, C, HAS_DEPTH, SMALL_C)
     if SMALL_C > 0:
-        f0, f1, f2, f3 = _small_features(Values, fid, valid_g, C, SMALL_C)
         feats = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
     else:
-        f0 = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
-        f1 = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
-        f2 = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
-        f3 = tl.zeros([BLOCK_G, 1], dtype=tl.float32)
         feats = tl.load(Values + fid * C + offs_c[None, :], mask=valid_g & (offs_c[None, :] < C), other=0.0)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
         # in flight during this batch: ids two batches ahead, parameters and features one ahead
         pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-        mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = triton_seq._geometry(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
+        packed_n = _packed_params(pair_n, fid_n, valid_n, Means2d, Conics, Opac, Depths, Values, C, HAS_DEPTH, SMALL_C)
         if SMALL_C > 0:
-            f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n, C, SMALL_C)
             feats_n = feats
         else:
-            f0_n, f1_n, f2_n, f3_n = f0, f1, f2, f3
             feats_n = tl.load(Values + fid_n * C + offs_c[None, :], mask=valid_n & (offs_c[None, :] < C), other=0.0)
+        mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _unpack(packed)
         alpha, ok, raw, g, dx, dy = triton_seq._alpha(px, py, mx, my, ca, cb, cc, op)
         t_before, keep, t_run_next, done = _transmittance(alpha, t_run, done)
         w = tl.where(keep, alpha * t_before, 0.0)
@@ -205,8 +221,7 @@ def _composite_fwd_kernel(
         b0 += BLOCK_G
         live = _tile_live(done, inside)
         valid_g, pair_n, fid_n, valid_n = valid_n, pair_nn, fid_nn, valid_nn
-        mx, my, ca, cb, cc, op, z = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n
-        f0, f1, f2, f3, feats = f0_n, f1_n, f2_n, f3_n, feats_n
+        packed, feats = packed_n, feats_n
     if SMALL_C > 0:
         _store_channel(Out, pix, inside, a0, 0, C, OUT_C)
         if SMALL_C > 1:
@@ -270,51 +285,56 @@ def _add6(a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5):
 
 
 @triton.jit
-def _add_to(Target, sums, valid_g):
-    tl.atomic_add(Target, sums, mask=valid_g, sem="relaxed")
-
-
-@triton.jit
-def _scatter_sum(Target, tile_terms, valid_g):
-    """Add the sums over pixels of ``tile_terms`` [G, P] to ``Target`` [G, 1] (pointers): one
-    block-wide sum, then one relaxed atomic per Gaussian."""
-    _add_to(Target, tl.sum(tile_terms, axis=1, keep_dims=True), valid_g)
-
-
-@triton.jit
-def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, ABSGRAD: tl.constexpr):
-    """``triton_seq._scatter_geometry`` for the batched tiles: the six sums over pixels in one reduction
-    (with ABSGRAD the two absolute ones in a second), then one relaxed atomic per Gaussian and term."""
-    d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
-    sums = _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my))
-    abs_sums = (sums[4], sums[5])
-    if ABSGRAD:
-        abs_sums = _pixel_sums((tl.abs(d_mx), tl.abs(d_my)))
-    triton_seq._add_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, sums, abs_sums, ABSGRAD, _add_to)
-
-
-@triton.jit
-def _scatter_channels(DValues, fid, valid_g, w, g0, g1, g2, g3, C, SMALL_C: tl.constexpr):
-    """Small-C path: dF_ch = sum over pixels of w G_ch for the SMALL_C = C channels
-    in one reduction, then one relaxed atomic per Gaussian and channel."""
-    row = DValues + fid * C
-    if SMALL_C == 1:
-        _scatter_sum(row, w * g0, valid_g)
+def _channel_sums(w, g0, g1, g2, g3, zero, SMALL_C: tl.constexpr):
+    """Small-C path: dF_ch = the sums over pixels of w G_ch, [G, 1] each, for the SMALL_C = C
+    channels in one reduction (``zero`` past C; all of them on the matmul path, SMALL_C = 0)."""
+    if SMALL_C == 0:
+        return zero, zero, zero, zero
+    elif SMALL_C == 1:
+        return tl.sum(w * g0, axis=1, keep_dims=True), zero, zero, zero
     elif SMALL_C == 2:
         s0, s1 = _pixel_sums((w * g0, w * g1))
-        _add_to(row, s0, valid_g)
-        _add_to(row + 1, s1, valid_g)
+        return s0, s1, zero, zero
     elif SMALL_C == 3:
         s0, s1, s2 = _pixel_sums((w * g0, w * g1, w * g2))
-        _add_to(row, s0, valid_g)
-        _add_to(row + 1, s1, valid_g)
-        _add_to(row + 2, s2, valid_g)
+        return s0, s1, s2, zero
     else:
-        s0, s1, s2, s3 = _pixel_sums((w * g0, w * g1, w * g2, w * g3))
-        _add_to(row, s0, valid_g)
-        _add_to(row + 1, s1, valid_g)
-        _add_to(row + 2, s2, valid_g)
-        _add_to(row + 3, s3, valid_g)
+        return _pixel_sums((w * g0, w * g1, w * g2, w * g3))
+
+
+@triton.jit
+def _pack16(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15):
+    """Sixteen [G, 1] columns as one [G, 16] block, column k = ck. Joins only add a dimension held
+    in registers (no data moves between threads): leaf j of the four-level join tree lands at index
+    j with its four bits reversed, hence the leaves' order."""
+    t = tl.join(tl.join(tl.join(tl.join(c0, c8), tl.join(c4, c12)), tl.join(tl.join(c2, c10), tl.join(c6, c14))),
+                tl.join(tl.join(tl.join(c1, c9), tl.join(c5, c13)), tl.join(tl.join(c3, c11), tl.join(c7, c15))))
+    return tl.reshape(t, [c0.shape[0], 16])
+
+
+@triton.jit
+def _scatter_batch(DOpac, DConics, DMeans2d, AbsGrad, DValues, DDepths, pair, fid, valid_g, C, terms, w, g0, g1, g2, g3, g_depth,
+                   SMALL_C: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr):
+    """A batch's per-Gaussian sums over pixels (``triton_seq._alpha_grads``' six geometry terms, with
+    ABSGRAD the two |2-D mean| ones, the SMALL_C channels' w G and with HAS_DEPTH the depth's) added
+    to their gradients by one relaxed atomic add of a [G, 16] block (columns: opacity, conic a b c,
+    mean x y, |mean| x y, channels 0-3, depth, 3 unused; see the note above ``_packed_params``)."""
+    d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
+    s_op, s_ca, s_cb, s_cc, s_mx, s_my = _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my))
+    zero = tl.zeros_like(s_op)
+    a_mx, a_my = zero, zero
+    if ABSGRAD:
+        a_mx, a_my = _pixel_sums((tl.abs(d_mx), tl.abs(d_my)))
+    f0, f1, f2, f3 = _channel_sums(w, g0, g1, g2, g3, zero, SMALL_C)
+    s_z = zero
+    if HAS_DEPTH:
+        s_z = tl.sum(w * g_depth, axis=1, keep_dims=True)
+    sums = _pack16(s_op, s_ca, s_cb, s_cc, s_mx, s_my, a_mx, a_my, f0, f1, f2, f3, s_z, zero, zero, zero)
+    col = tl.arange(0, 16)[None, :]
+    target = tl.where(col == 0, DOpac + pair, tl.where(col < 4, DConics + pair * 3 + (col - 1), tl.where(col < 6, DMeans2d + pair * 2 + (col - 4),
+                      tl.where(col < 8, AbsGrad + pair * 2 + (col - 6), tl.where(col < 12, DValues + fid * C + (col - 8), DDepths + pair)))))
+    used = (col < 6) | ((col < 8) & ABSGRAD) | ((col >= 8) & (col < 8 + SMALL_C)) | ((col == 12) & HAS_DEPTH)
+    tl.atomic_add(target, sums, mask=valid_g & used, sem="relaxed")
 
 
 @triton.jit
@@ -377,14 +397,13 @@ def _composite_bwd_kernel(
     prefix = zero
     pair, fid, valid_g = _batch_ids(start, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
     pair_n, fid_n, valid_n = _batch_ids(start + BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-    mx, my, ca, cb, cc, op, z = triton_seq._geometry(pair, valid_g, Means2d, Conics, Opac, Depths, HAS_DEPTH)
-    f0, f1, f2, f3 = _small_features(Values, fid, valid_g & (SMALL_C > 0), C, SMALL_C)
+    packed = _packed_params(pair, fid, valid_g, Means2d, Conics, Opac, Depths, Values, C, HAS_DEPTH, SMALL_C)
     b0 = start
     live = _tile_live(done, inside)
     while (b0 < end) & (live > 0):
         pair_nn, fid_nn, valid_nn = _batch_ids(b0 + 2 * BLOCK_G, end, FlatIds, VN, NF, SHARED_FEATS, BLOCK_G)
-        mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n = triton_seq._geometry(pair_n, valid_n, Means2d, Conics, Opac, Depths, HAS_DEPTH)
-        f0_n, f1_n, f2_n, f3_n = _small_features(Values, fid_n, valid_n & (SMALL_C > 0), C, SMALL_C)
+        packed_n = _packed_params(pair_n, fid_n, valid_n, Means2d, Conics, Opac, Depths, Values, C, HAS_DEPTH, SMALL_C)
+        mx, my, ca, cb, cc, op, z, f0, f1, f2, f3 = _unpack(packed)
         if SMALL_C == 0:
             # D = f . G over all channels first, dF = w G^T in a second pass once w is known: each pass
             # holds one matmul's tiles (one pass holding both, beside the batch's tiles, spills)
@@ -400,7 +419,6 @@ def _composite_bwd_kernel(
         keep = keep & inside
         w = tl.where(keep, alpha * t_before, 0.0)
         if SMALL_C > 0:
-            _scatter_channels(DValues, fid, valid_g, w, g0, g1, g2, g3, C, SMALL_C)
             dots = g0 * f0  # f . G; the channels past SMALL_C are zeros
             if SMALL_C > 1:
                 dots += g1 * f1
@@ -417,20 +435,18 @@ def _composite_bwd_kernel(
                 tl.atomic_add(DValues + fid * C + cols, dfeat, mask=valid_g & (cols < C), sem="relaxed")
         if HAS_DEPTH:
             dots += g_depth * z
-            _scatter_sum(DDepths + pair, w * g_depth, valid_g)
         wd = w * dots
         incl = prefix + tl.cumsum(wd, axis=0)
         d_alpha = t_before * dots - (g_rest - incl) / (1.0 - alpha)
         terms = triton_seq._alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
-        _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid_g, terms, ABSGRAD)
+        _scatter_batch(DOpac, DConics, DMeans2d, AbsGrad, DValues, DDepths, pair, fid, valid_g, C, terms, w, g0, g1, g2, g3, g_depth, SMALL_C, HAS_DEPTH, ABSGRAD)
         prefix += tl.sum(wd, axis=0, keep_dims=True)
         t_run = t_run_next
         b0 += BLOCK_G
         live = _tile_live(done, inside)
         pair, fid, valid_g = pair_n, fid_n, valid_n
         pair_n, fid_n, valid_n = pair_nn, fid_nn, valid_nn
-        mx, my, ca, cb, cc, op, z = mx_n, my_n, ca_n, cb_n, cc_n, op_n, z_n
-        f0, f1, f2, f3 = f0_n, f1_n, f2_n, f3_n
+        packed = packed_n
 
 
 SMALL_C_MAX = 4  # up to this many channels the compositor sums them one by one instead of a matmul
