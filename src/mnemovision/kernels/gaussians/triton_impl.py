@@ -122,8 +122,9 @@ def _store_channel(Out, pix, inside, value, ch: tl.constexpr, C, OUT_C):
 # and moved to or from the tiles' layout (where every thread holds the whole batch) through shared
 # memory behind barriers, at every batch: the backward's sm_90 code (Triton 3.6, C = 3) held 47
 # barriers. As blocks, one move each way per batch; the columns come out of and go into a block by
-# split and join, which stay in registers (``bench/kernel_resources.py``, before -> after: backward
-# 47 -> 17-29 barriers at batches of 4 to 16, 11 -> 17 at batches of 2; forward 23 -> 7-19, 5 -> 7).
+# split and join, which stay in registers. With the backward's geometry and channel sums in one
+# reduction (``_batch_sums``), ``bench/kernel_resources.py`` before -> after: backward 47 -> 14-26
+# barriers at batches of 4 to 16, 11 -> 14 at batches of 2; forward 23 -> 7-19, 5 -> 7.
 
 
 @triton.jit
@@ -249,17 +250,21 @@ ONE_REDUCTION = tl.constexpr(not INTERPRETED)
 
 @triton.jit
 def _pixel_sums(tiles):
-    """Sums over pixels of a tuple of 2, 3, 4 or 6 [G, P] tiles, each [G, 1]: one reduction, or
+    """Sums over pixels of a tuple of 2 or 6 to 10 [G, P] tiles, each [G, 1]: one reduction, or
     under the interpreter one ``tl.sum`` per tile."""
     if ONE_REDUCTION:
         if len(tiles) == 2:
             return tl.reduce(tiles, 1, _add2, keep_dims=True)
-        elif len(tiles) == 3:
-            return tl.reduce(tiles, 1, _add3, keep_dims=True)
-        elif len(tiles) == 4:
-            return tl.reduce(tiles, 1, _add4, keep_dims=True)
-        else:
+        elif len(tiles) == 6:
             return tl.reduce(tiles, 1, _add6, keep_dims=True)
+        elif len(tiles) == 7:
+            return tl.reduce(tiles, 1, _add7, keep_dims=True)
+        elif len(tiles) == 8:
+            return tl.reduce(tiles, 1, _add8, keep_dims=True)
+        elif len(tiles) == 9:
+            return tl.reduce(tiles, 1, _add9, keep_dims=True)
+        else:
+            return tl.reduce(tiles, 1, _add10, keep_dims=True)
     else:
         return tuple(tl.sum(t, 1, keep_dims=True) for t in tiles)
 
@@ -270,36 +275,53 @@ def _add2(a0, a1, b0, b1):
 
 
 @triton.jit
-def _add3(a0, a1, a2, b0, b1, b2):
-    return a0 + b0, a1 + b1, a2 + b2
-
-
-@triton.jit
-def _add4(a0, a1, a2, a3, b0, b1, b2, b3):
-    return a0 + b0, a1 + b1, a2 + b2, a3 + b3
-
-
-@triton.jit
 def _add6(a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5):
     return a0 + b0, a1 + b1, a2 + b2, a3 + b3, a4 + b4, a5 + b5
 
 
 @triton.jit
-def _channel_sums(w, g0, g1, g2, g3, zero, SMALL_C: tl.constexpr):
-    """Small-C path: dF_ch = the sums over pixels of w G_ch, [G, 1] each, for the SMALL_C = C
-    channels in one reduction (``zero`` past C; all of them on the matmul path, SMALL_C = 0)."""
+def _add7(a0, a1, a2, a3, a4, a5, a6, b0, b1, b2, b3, b4, b5, b6):
+    return a0 + b0, a1 + b1, a2 + b2, a3 + b3, a4 + b4, a5 + b5, a6 + b6
+
+
+@triton.jit
+def _add8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7):
+    return a0 + b0, a1 + b1, a2 + b2, a3 + b3, a4 + b4, a5 + b5, a6 + b6, a7 + b7
+
+
+@triton.jit
+def _add9(a0, a1, a2, a3, a4, a5, a6, a7, a8, b0, b1, b2, b3, b4, b5, b6, b7, b8):
+    return a0 + b0, a1 + b1, a2 + b2, a3 + b3, a4 + b4, a5 + b5, a6 + b6, a7 + b7, a8 + b8
+
+
+@triton.jit
+def _add10(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9):
+    return a0 + b0, a1 + b1, a2 + b2, a3 + b3, a4 + b4, a5 + b5, a6 + b6, a7 + b7, a8 + b8, a9 + b9
+
+
+@triton.jit
+def _batch_sums(terms, w, g0, g1, g2, g3, SMALL_C: tl.constexpr):
+    """The sums over pixels of ``triton_seq._alpha_grads``' six geometry terms and, on the small-C
+    path, of w G_ch for the SMALL_C = C channels, in one reduction: ten [G, 1] columns (opacity,
+    conic a b c, mean x y, channels 0-3; zeros past C, all four on the matmul path, SMALL_C = 0)."""
+    d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
     if SMALL_C == 0:
-        return zero, zero, zero, zero
+        s_op, s_ca, s_cb, s_cc, s_mx, s_my = _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my))
+        zero = tl.zeros_like(s_op)
+        return s_op, s_ca, s_cb, s_cc, s_mx, s_my, zero, zero, zero, zero
     elif SMALL_C == 1:
-        return tl.sum(w * g0, axis=1, keep_dims=True), zero, zero, zero
+        s_op, s_ca, s_cb, s_cc, s_mx, s_my, f0 = _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my, w * g0))
+        zero = tl.zeros_like(s_op)
+        return s_op, s_ca, s_cb, s_cc, s_mx, s_my, f0, zero, zero, zero
     elif SMALL_C == 2:
-        s0, s1 = _pixel_sums((w * g0, w * g1))
-        return s0, s1, zero, zero
+        s_op, s_ca, s_cb, s_cc, s_mx, s_my, f0, f1 = _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my, w * g0, w * g1))
+        zero = tl.zeros_like(s_op)
+        return s_op, s_ca, s_cb, s_cc, s_mx, s_my, f0, f1, zero, zero
     elif SMALL_C == 3:
-        s0, s1, s2 = _pixel_sums((w * g0, w * g1, w * g2))
-        return s0, s1, s2, zero
+        s_op, s_ca, s_cb, s_cc, s_mx, s_my, f0, f1, f2 = _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my, w * g0, w * g1, w * g2))
+        return s_op, s_ca, s_cb, s_cc, s_mx, s_my, f0, f1, f2, tl.zeros_like(s_op)
     else:
-        return _pixel_sums((w * g0, w * g1, w * g2, w * g3))
+        return _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my, w * g0, w * g1, w * g2, w * g3))
 
 
 @triton.jit
@@ -319,13 +341,11 @@ def _scatter_batch(DOpac, DConics, DMeans2d, AbsGrad, DValues, DDepths, pair, fi
     ABSGRAD the two |2-D mean| ones, the SMALL_C channels' w G and with HAS_DEPTH the depth's) added
     to their gradients by one relaxed atomic add of a [G, 16] block (columns: opacity, conic a b c,
     mean x y, |mean| x y, channels 0-3, depth, 3 unused; see the note above ``_packed_params``)."""
-    d_op, d_ca, d_cb, d_cc, d_mx, d_my = terms
-    s_op, s_ca, s_cb, s_cc, s_mx, s_my = _pixel_sums((d_op, d_ca, d_cb, d_cc, d_mx, d_my))
+    s_op, s_ca, s_cb, s_cc, s_mx, s_my, f0, f1, f2, f3 = _batch_sums(terms, w, g0, g1, g2, g3, SMALL_C)
     zero = tl.zeros_like(s_op)
     a_mx, a_my = zero, zero
     if ABSGRAD:
-        a_mx, a_my = _pixel_sums((tl.abs(d_mx), tl.abs(d_my)))
-    f0, f1, f2, f3 = _channel_sums(w, g0, g1, g2, g3, zero, SMALL_C)
+        a_mx, a_my = _pixel_sums((tl.abs(terms[4]), tl.abs(terms[5])))
     s_z = zero
     if HAS_DEPTH:
         s_z = tl.sum(w * g_depth, axis=1, keep_dims=True)
@@ -460,20 +480,15 @@ def _small_c_configs(backward: bool):
     """Small-C path: Gaussians per batch, warps and a register cap (channel slices and matmul
     precision do not apply). Besides the uncapped ones, caps that fit one more program per SM (sm_90,
     Triton 3.6, C = 3, ``bench/kernel_resources.py``): backward batches of 4 on 4 warps at 168
-    registers (193 uncapped; 3 programs per SM instead of 2, no spills), of 4 on 8 warps at 128 (147;
-    2 instead of 1, no spills), of 8 on 4 warps at 168 (255; 3 instead of 2, 244 B of spills); forward
-    batches of 8 on 4 warps at 96 (105; 5 instead of 4, no spills), of 8 on 8 warps at 64 (87; 4
-    instead of 2, 32 B of spills). More programs hide more of each one's latency (barriers, the
-    transmittance scan) but spills cost loads: only a GPU can weigh them.
-
-    Batches of 2 as well: Triton 3.6 moves a batch's [G, 1] columns (parameters, pair ids, sums
-    for the atomics) between its layouts within a warp at G = 2 but through shared memory behind a
-    barrier at G >= 4, so the backward's code holds 11 barriers instead of 47 (forward 5 instead of
-    23), for more instructions per Gaussian (more shuffles per Gaussian in the sums). Backward
-    batches of 2 on 4 warps: 137 registers, 3 programs per SM, capped at 128: 120, 4 programs, no
-    spills; on 8 warps: 110, 2 programs. Forward on 4 / 8 warps: 64 / 48 registers, 8 / 5 programs."""
+    registers (195 uncapped; 3 programs per SM instead of 2, no spills), of 8 on 4 warps at 168 (255;
+    3 instead of 2, 140 B of spills); forward batches of 8 on 4 warps at 96 (105; 5 instead of 4, no
+    spills). More programs hide more of each one's latency (barriers, the transmittance scan) but
+    spills cost loads: only a GPU can weigh them. Batches of 2 have the fewest registers (backward
+    128 on 4 warps, 4 programs per SM, 98 on 8; forward 56 and 48) and the most instructions per
+    Gaussian. (Caps that the [G, 16] blocks made moot were dropped: backward 4 x 8 warps at 128 and
+    2 x 4 at 128, forward 8 x 8 at 64; those candidates now fit under them uncapped.)"""
     plain = [(4, 4, None), (8, 4, None), (4, 8, None), (8, 8, None), (16, 8, None), (2, 4, None), (2, 8, None)]
-    capped = [(4, 4, 168), (4, 8, 128), (8, 4, 168), (2, 4, 128)] if backward else [(8, 4, 96), (8, 8, 64)]
+    capped = [(4, 4, 168), (8, 4, 168)] if backward else [(8, 4, 96)]
     return [triton.Config({"BLOCK_G": g, "BLOCK_C": 16, "PREC": "ieee"}, num_warps=w, maxnreg=cap) for g, w, cap in plain + capped]
 
 
