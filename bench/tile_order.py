@@ -14,7 +14,11 @@ costing one step and every program one more: the kernel's steps for tiles starte
 (row by row), longest list first (``triton_project.isect_tiles(order=True)``, what the compositor
 does with ``LONGEST_FIRST``), and nearest the image centre first. ``bound`` is the larger of the
 longest program and the work per slot, which no order beats. A model of the schedule, not a timing:
-``bench/raster_profile.py`` times the kernels on a GPU.
+``bench/raster_profile.py`` times the kernels on a GPU. ``empty_entries``: the entries walked that
+reach no pixel of their tile (all their gradient sums zero); ``empty_warp_pct``: the share of (entry
+walked, warp of 32 pixels) pairs that reach none of the warp's pixels, the work a CUDA rasterizer's
+backward skips warp by warp (3DGS, gsplat) and a batched Triton kernel, whose branches are the whole
+program's, computes.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from raster import load_scene  # noqa: E402
 from mnemovision.kernels.gaussians import ref  # noqa: E402
 
 def tile_lists(scene, view: int):
-    """(list lengths [n_tiles], effective lengths [n_tiles], tiles_x, tiles_y) of one view of
-    ``scene`` (``load_scene``'s return)."""
+    """(list lengths [n_tiles], effective lengths [n_tiles], tiles_x, tiles_y, reach) of one view of
+    ``scene`` (``load_scene``'s return). ``reach``: of the entries walked, how many reach no pixel of
+    their tile (alpha below 1/255 wherever the pixel still takes light: their gradient sums are all
+    zero), and of the (entry, warp of 32 pixels: two rows) pairs, how many and how many reach none
+    (a CUDA rasterizer's backward skips those per warp; the batched Triton kernels cannot)."""
     (means, quats, scales, opac, _, viewmats, ks), width, height = scene
     means2d, conics, depths, radii, _ = ref.project_gaussians(means, ref.quat_scale_to_covar(quats, scales), viewmats[view:view + 1], ks[view:view + 1], width, height)
     tiles_x, tiles_y = math.ceil(width / ref.TILE_SIZE), math.ceil(height / ref.TILE_SIZE)
@@ -45,6 +52,7 @@ def tile_lists(scene, view: int):
     keys, ids, offsets = ref.drop_unseen(keys, ids, m2, con, opac, 1, n_tiles, tiles_x)
     lengths = offsets.diff()
     effective = torch.zeros(n_tiles, dtype=torch.long)
+    reach = {"empty_entries": 0, "warp_pairs": 0, "empty_warp_pairs": 0}
     for tile in torch.nonzero(lengths).squeeze(-1).tolist():
         px, py = ref._tile_pixels(torch.tensor([tile]), tiles_x, ref.TILE_SIZE, torch.float32)
         px, py = px[0] + 0.5, py[0] + 0.5
@@ -55,7 +63,14 @@ def tile_lists(scene, view: int):
         # a pixel stops at its first Gaussian that would take it below T_MIN, else walks the whole list
         stops = torch.where(below.any(0), below.int().argmax(0) + 1, torch.full_like(px, len(g), dtype=torch.long))
         effective[tile] = int(stops[inside].max()) if bool(inside.any()) else 0
-    return lengths, effective, tiles_x, tiles_y
+        walked = int(effective[tile])
+        # composited: in the image, alpha >= 1/255 and the pixel not yet stopped before this entry
+        kept = torch.where(below.any(0), below.int().argmax(0), len(g))  # entries before the stopping one
+        reached = (alpha[:walked] > 0) & inside[None] & (torch.arange(walked)[:, None] < kept[None])  # [walked, P]
+        reach["empty_entries"] += int((~reached.any(1)).sum())
+        reach["warp_pairs"] += walked * (reached.shape[1] // 32)
+        reach["empty_warp_pairs"] += int((~reached.reshape(walked, -1, 32).any(2)).sum())
+    return lengths, effective, tiles_x, tiles_y, reach
 
 
 def steps(order, cost: list[int], slots: int) -> int:
@@ -79,7 +94,8 @@ def main() -> None:
     scene = load_scene("garden", 3, "cpu", views=args.views)  # the garden file read once for every view
     rows = []
     for view in range(args.views):
-        lengths, effective, tiles_x, tiles_y = tile_lists(scene, view)
+        lengths, effective, tiles_x, tiles_y, reach = tile_lists(scene, view)
+        empty = {"empty_entries": reach["empty_entries"], "empty_warp_pct": round(100.0 * reach["empty_warp_pairs"] / max(1, reach["warp_pairs"]), 1)}
         n = lengths.numel()
         index_order = list(range(n))
         longest_first = sorted(index_order, key=lambda t: (-int(lengths[t]), t))
@@ -92,9 +108,9 @@ def main() -> None:
                     "view": view, "tiles": n, "entries": int(lengths.sum()), "walked": int(effective.sum()), "longest_list": int(lengths.max()),
                     "batch": batch, "slots": slots, "bound": max(max(cost), -(-sum(cost) // slots)),
                     "index_order": steps(index_order, cost, slots), "longest_first": steps(longest_first, cost, slots),
-                    "centre_first": steps(centre_first, cost, slots),
+                    "centre_first": steps(centre_first, cost, slots), **empty,
                 })
-    print_table(rows, ["view", "tiles", "entries", "walked", "longest_list", "batch", "slots", "bound", "index_order", "longest_first", "centre_first"])
+    print_table(rows, ["view", "tiles", "entries", "walked", "empty_entries", "empty_warp_pct", "longest_list", "batch", "slots", "bound", "index_order", "longest_first", "centre_first"])
     write_json(args.json, {"t_min": ref.T_MIN, "results": rows})
 
 
