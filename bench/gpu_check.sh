@@ -16,9 +16,10 @@
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 # QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs the benchmarks' Triton
 # rows once to compile their autotuner candidates (attention_warm, raster_warm: timings not kept)
+# and profiles the one-Gaussian-at-a-time kernels at C = 3 (raster_seq_c3, noisy: the GPU is shared)
 # beside the parity tests matching QUICK_K (default: the attention tests matching "topk or inference or splits or half or
 # whole_key_blocks" and the rasterizer's binning (with the tile order), absgrad, unused-output,
-# small-C reference and batched-variant tests);
+# small-C reference, batched-variant and one-warp sub-tile variant tests);
 # phase 2 the attention benchmark on ATTN_CASES (default vos_T20:topk,mcnet) without the CPU path,
 # the MCNet backward profile with dK and dV in one kernel and in two, the top-k forward profile with
 # 1, 4 and 8 thresholds per search step, the rasterizer benchmark at C = 3 (RASTER_CHANNELS) with the
@@ -92,7 +93,7 @@ wants raster && test_files+=(tests/kernels/test_gaussians.py)
 wants raster && [ -z "${QUICK:-}" ] && test_files+=(tests/kernels/test_backend.py)
 wants attention && test_files+=(tests/kernels/test_attention.py)
 test_k="triton${ATTN_K:+ and $ATTN_K}"
-[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half or whole_key_blocks or binning or absgrad or one_output or RGB-3-batch1 or D-3-batch3 or False-settings0 or False-settings1})"
+[ -n "${QUICK:-}" ] && test_k="triton and (${QUICK_K:-topk or inference or splits or half or whole_key_blocks or binning or absgrad or one_output or RGB-3-batch1 or D-3-batch3 or False-settings0 or False-settings1 or True-settings9 or True-settings10})"
 
 # 1. parallel: parity tests + profiles (compiles)
 pids=()
@@ -104,6 +105,9 @@ fi
 if [ -n "${QUICK:-}" ]; then  # beside the tests, compile the benchmarks' autotuner candidates into Triton's disk cache
   wants attention && STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step attention_warm $PY bench/attention.py --quick --device cuda --dtype float16 --cases "${ATTN_CASES:-vos_T20:topk,mcnet}" --backends triton & pids+=($!)
   wants raster && [ "${RASTER_AUTOTUNE:-1}" != "0" ] && { STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step raster_warm $PY bench/raster.py --quick --device cuda --backends triton --channels "${RASTER_CHANNELS:-3}" & pids+=($!); }
+  # the one-Gaussian-at-a-time kernels at C = 3 (not the default), with their one-warp sub-tile
+  # candidates: autotuner timings per candidate (the GPU is shared here) and a profile
+  wants raster && { STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step raster_seq_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --small-c sequential & pids+=($!); }
 fi
 if wants attention && [ -z "${QUICK:-}" ]; then
   run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 --tiles 8,16,32 & pids+=($!)

@@ -104,7 +104,7 @@ def main() -> None:
             for new_path in choices[args.small_c if small else args.wide]:
                 setattr(triton_impl, switch, new_path)
                 label = "" if new_path == default else (" (sequential small-C kernels)" if new_path else " (batched small-C kernels)") if small else " (batched kernels)"
-                for longest in orders[args.order]:
+                for longest in orders[args.order] if not (small and new_path) else [True]:  # the sequential kernels take tiles in index order anyway
                     triton_impl.LONGEST_FIRST = longest
                     order = "" if longest else " (tiles in index order)"
                     profile_backend(backend, channels, args.device, args.backward, args.calls, label + order)

@@ -491,12 +491,14 @@ def test_triton_sh_antialiased_camera_gradients_and_edge_cases():
 @pytest.mark.parametrize(
     "sequential, settings, channels",
     [(False, {"BLOCK_G": 2}, 3), (False, {"BLOCK_G": 4}, 3), (False, {"BLOCK_G": 8}, 1), (False, {"BLOCK_G": 32}, 3), (False, {"BLOCK_G": 16}, 40)]
-    + [(True, {"BLOCK_G": g, "NW": w}, c) for (g, w), c in zip(((16, 8), (8, 1), (8, 4), (4, 2)), (3, 1, 4, 2))],
+    + [(True, {"BLOCK_G": g, "NW": w, "SUB": sub}, c) for (g, w, sub), c in zip(((16, 8, 1), (8, 1, 1), (8, 4, 1), (4, 2, 1), (4, 1, 8), (8, 1, 4)), (3, 1, 4, 2, 3, 4))],
 )
 def test_triton_compositor_variants_the_autotuner_may_pick(sequential, settings, channels, monkeypatch):
     """Every batch size the GPU autotuner may pick gives the same render and gradients: the batched
     kernels (small-C and matmul paths, with the batched backward) and the one-Gaussian-at-a-time
-    kernels for C <= 4, whose pixel grid follows the warp count (NW)."""
+    kernels for C <= 4, whose pixel grid follows the warp count (NW) and the programs per tile (SUB:
+    one-warp programs on two or four rows each, whose backward skips the Gaussians that reach none
+    of their pixels)."""
     from mnemovision.kernels.gaussians import triton_impl
 
     launch = {"BLOCK_C": 16, "PREC": "ieee", "num_warps": 4} if not sequential else {"num_warps": settings["NW"]}
@@ -651,7 +653,7 @@ def test_triton_autotuned_launches_on_cpu(channels, sequential, autotune_on_cpu,
     (its trials must reset the gradients they accumulate and restore the scratch they rewrite), the
     second launches the chosen (last) candidates directly; both match the float64 reference. At
     C = 3 with either small-C path (batched, the default, or one Gaussian at a time)."""
-    from mnemovision.kernels.gaussians import triton_impl, triton_wide
+    from mnemovision.kernels.gaussians import triton_impl, triton_seq, triton_wide
 
     monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
     inputs = scene(n=40, c=channels, seed=channels)
@@ -659,10 +661,11 @@ def test_triton_autotuned_launches_on_cpu(channels, sequential, autotune_on_cpu,
     if channels <= 4 and not sequential:  # the batched kernels, pruned to their small-C candidates
         expected = len(triton_impl._FWD_SMALL_C_CONFIGS) + len(triton_impl._BWD_SMALL_C_CONFIGS)
     else:
-        tuned = [triton_impl._seq_fwd_tuned, triton_impl._seq_bwd_tuned]
+        seq = [triton_impl._seq_fwd_tuned, triton_impl._seq_bwd_tuned]
+        # the wide passes' walks keep one program per tile (triton_seq.prune)
+        expected = sum(len(triton_seq.prune(t.configs, {}, WIDE=channels > 4)) for t in seq)
         if channels > 4:
-            tuned += [triton_wide._compose_tuned, triton_wide._dots_tuned, triton_wide._feature_tuned]
-        expected = sum(len(t.configs) for t in tuned)
+            expected += sum(len(t.configs) for t in (triton_wide._compose_tuned, triton_wide._dots_tuned, triton_wide._feature_tuned))
     trials = autotune_on_cpu.calls
     assert trials == expected  # every candidate of every pass, once
     assert_parity_with_float64(inputs, 37, 21)

@@ -533,12 +533,16 @@ _bwd_tuned = TunedKernel(triton.autotune(
 # True: C <= 4 composites one Gaussian at a time (``triton_seq``) instead of the batched kernels'
 # small-C path. Off: on the H100 (2026-11-27, garden view, C = 3, ``bench/raster_profile.py --small-c
 # both``) the batched kernels' best candidates took 0.34 ms forward and 0.89 ms backward, the
-# sequential ones' 0.45 and 1.41. The sequential kernels stay for the wide passes (C > 4).
+# sequential ones' 0.45 and 1.41. The sequential kernels stay for the wide passes (C > 4); since
+# then they have one-warp sub-tile candidates for C <= 4 (``triton_seq.FWD_SETTINGS``), not yet timed.
 SEQUENTIAL_SMALL_C = False
-_seq_fwd_tuned = TunedKernel(triton.autotune(triton_seq.configs(backward=False), key=["C", "OUT_C"])(triton_seq._seq_fwd_kernel))
+_seq_fwd_tuned = TunedKernel(triton.autotune(
+    triton_seq.configs(backward=False), key=["C", "OUT_C"], prune_configs_by={"early_config_prune": triton_seq.prune},
+)(triton_seq._seq_fwd_kernel))
 # the WIDE pass rewrites its scratch rows and stopping points in place: restored around each trial
 _seq_bwd_tuned = TunedKernel(triton.autotune(
     triton_seq.configs(backward=True), key=["C", "OUT_C"], reset_to_zero=_GRADS, restore_value=["Scratch", "Stops"],
+    prune_configs_by={"early_config_prune": triton_seq.prune},
 )(triton_seq._seq_bwd_kernel))
 # C > 4 takes the two-pass forward and three-pass backward of ``triton_wide``; False selects the
 # batched one-program-per-tile kernels (kept while GPU timings compare the two:
@@ -576,7 +580,7 @@ def _fixed_settings(c: int, backward: bool, sequential: bool) -> dict:
     interp = INTERPRETED
     if sequential:
         if interp:
-            return {"BLOCK_G": 4, "NW": 8, "num_warps": 8}
+            return {"BLOCK_G": 4, "NW": 8, "SUB": 1, "num_warps": 8}
         return (_seq_bwd_tuned if backward else _seq_fwd_tuned).configs[0].all_kwargs()
     if interp:
         return {"BLOCK_G": BLOCK_G, "BLOCK_C": BLOCK_C, "PREC": "ieee", "num_warps": NUM_WARPS}
@@ -648,8 +652,8 @@ class _CompositeTritonFn(torch.autograd.Function):
         n_tiles = st["sizes"][3]
         one_slice = c <= SMALL_C_MAX  # the channels are not split across programs
 
-        def grid(launch_meta):
-            return (v * n_tiles, 1 if one_slice else cdiv(c, launch_meta["BLOCK_C"]))
+        def grid(launch_meta):  # SUB: the sequential kernels' programs per tile
+            return (v * n_tiles * launch_meta.get("SUB", 1), 1 if one_slice else cdiv(c, launch_meta["BLOCK_C"]))
 
         # the wide forward also records where each tile stopped (read by the wide backward)
         stops = torch.empty(v * n_tiles, device=values.device, dtype=torch.int32) if _wide(c) else None
@@ -698,7 +702,7 @@ class _CompositeTritonFn(torch.autograd.Function):
             kernel, kwargs = _launcher(True, c, st["const"])
             # Scratch, Stops, RowStart, TILE0 and ROW0 serve the wide backward only: placeholders
             walk_inputs = (*inputs[:7], *_pixel_planes(grad_render, out, grad_a, alpha, 0))
-            kernel[(n_tiles,)](*walk_inputs, *grads, alpha, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, alpha.numel(), **kwargs)
+            kernel[lambda m: (n_tiles * m["SUB"],)](*walk_inputs, *grads, alpha, offsets, offsets, *st["sizes"], c, out_c, *st["features"], 0, 0, 1, alpha.numel(), **kwargs)
         else:
             kernel, kwargs = _launcher(True, c, st["const"])
             kernel[(n_tiles,)](*inputs, *grads, *st["sizes"], c, out_c, *st["features"], _order_arg(st, offsets), **kwargs)

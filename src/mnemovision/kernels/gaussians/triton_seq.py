@@ -13,9 +13,12 @@ warp that saw a non-zero term (the warp-level reduction of 3DGS's backward). The
 [R, NW, 32] with NW the program's warps (``num_warps``): warp w owns lanes of 32 consecutive pixels
 (two image rows of the tile) in each of the R = 256 / (32 NW) slabs, so the per-warp sum is an
 in-thread sum over R and a shuffle sum over the 32 lanes (the candidates use NW = 8, R = 1: see
-``FWD_SETTINGS``). With NW equal to ``num_warps`` the loop has no block barrier except the tile's
-liveness test once every ``BLOCK_G`` Gaussians (the walk
-stops once every in-image pixel has stopped, as in the batched kernels). Parameters are prefetched
+``FWD_SETTINGS``). With SUB > 1 a tile is split among SUB programs by rows (R = 256 / (32 NW SUB));
+one-warp programs (NW = 1) on two or four rows each then stop on their own and, in the backward,
+skip a Gaussian that reaches none of their pixels, the warp-level skip of 3DGS's backward. With NW
+equal to ``num_warps`` the loop has no block barrier except the tile's liveness test once every
+``BLOCK_G`` Gaussians (the walk stops once every in-image pixel has stopped, as in the batched
+kernels). Parameters are prefetched
 (ids two Gaussians ahead, parameters and features one ahead). Same maths and stopping rule as
 ``ref.composite``; the backward recomputes the forward front to back like ``triton_impl``'s.
 Under ``TRITON_INTERPRET=1`` the same kernels run on CPU.
@@ -45,11 +48,12 @@ def _tile_pixel(tile, offs, N_TILES, TILES_X, H, W, TILE: tl.constexpr):
 
 
 @triton.jit
-def _pixels(tile, N_TILES, TILES_X, H, W, NW: tl.constexpr):
-    """The 256 pixels of a (view, tile) index as [R, NW, 32]: (flat pixel index, in-image mask,
-    centre x, centre y, index in the tile); pixel r 32 NW + w 32 + lane of the tile, row-major 16 x 16."""
-    R: tl.constexpr = 256 // (NW * 32)
-    offs = tl.arange(0, R)[:, None, None] * (NW * 32) + tl.arange(0, NW)[None, :, None] * 32 + tl.arange(0, 32)[None, None, :]
+def _pixels(tile, sub, N_TILES, TILES_X, H, W, NW: tl.constexpr, SUB: tl.constexpr):
+    """Part ``sub`` of SUB of the 256 pixels of a (view, tile) index (whole rows: 256 / SUB pixels
+    from pixel 256 sub / SUB on) as [R, NW, 32]: (flat pixel index, in-image mask, centre x, centre
+    y, index in the tile); pixel 256 sub / SUB + r 32 NW + w 32 + lane of the tile, row-major 16 x 16."""
+    R: tl.constexpr = 256 // (NW * 32 * SUB)
+    offs = sub * (256 // SUB) + tl.arange(0, R)[:, None, None] * (NW * 32) + tl.arange(0, NW)[None, :, None] * 32 + tl.arange(0, 32)[None, None, :]
     pix, inside, px, py = _tile_pixel(tile, offs, N_TILES, TILES_X, H, W, 16)
     return pix, inside, px, py, offs
 
@@ -164,6 +168,7 @@ def _seq_fwd_kernel(
     Offsets, FlatIds, Means2d, Conics, Opac, Values, Depths, Out, Alpha, Scratch, Stops, RowStart,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0, UNIT,
     SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, WIDE: tl.constexpr, BLOCK_G: tl.constexpr, NW: tl.constexpr,
+    SUB: tl.constexpr,
 ):
     """One program per (view, tile): front to back, one Gaussian at a time, NCH = C <= 4 channels
     (and the depth with HAS_DEPTH); the liveness test every BLOCK_G Gaussians.
@@ -171,9 +176,11 @@ def _seq_fwd_kernel(
     WIDE (C > 4 channels, ``triton_wide``): program i takes tile TILE0 + i and has no channels of its
     own (NCH = 0): it writes each list entry's weights w [256] to its scratch row (entry start + j:
     row RowStart[tile] - ROW0 + j) for ``triton_wide``'s matmul of weights and features, and where
-    it stopped to Stops[tile]; final transmittance and depth as usual. UNIT is 1 (never specialised)."""
-    tile = TILE0 + tl.program_id(0)
-    pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
+    it stopped to Stops[tile]; final transmittance and depth as usual. UNIT is 1 (never specialised).
+    SUB > 1 (not WIDE): SUB programs per tile, each on its share of the rows (``_pixels``), walking
+    the list until its own pixels stop."""
+    tile = TILE0 + tl.program_id(0) // SUB
+    pix, inside, px, py, offs = _pixels(tile, tl.program_id(0) % SUB, N_TILES, TILES_X, H, W, NW, SUB)
     start = tl.load(Offsets + tile)
     end = tl.load(Offsets + tile + 1)
     stride = 256 * UNIT  # scratch row stride (see the backward)
@@ -268,12 +275,18 @@ def _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABS
 
 
 @triton.jit
-def _channel_grad(DValues, fid, valid, w, g_ch, f_ch, ch: tl.constexpr, C, NCH: tl.constexpr):
-    """Channel ``ch``: scatter dF_ch = sum_p w G_ch and return G_ch f_ch [R, NW, 32] (0 past NCH)."""
+def _channel_dot(g_ch, f_ch, ch: tl.constexpr, NCH: tl.constexpr):
+    """Channel ``ch``'s share of G . f per pixel, G_ch f_ch [R, NW, 32] (0 past NCH)."""
+    if ch < NCH:
+        return g_ch * f_ch
+    return tl.zeros_like(g_ch)
+
+
+@triton.jit
+def _channel_scatter(DValues, fid, valid, w, g_ch, ch: tl.constexpr, C, NCH: tl.constexpr):
+    """Channel ``ch`` (below NCH): add dF_ch = sum_p w G_ch to the feature's gradient."""
     if ch < NCH:
         _warp_scatter(DValues + fid * C + ch, w * g_ch, valid)
-        return g_ch * f_ch
-    return tl.zeros_like(w)
 
 
 @triton.jit
@@ -290,7 +303,7 @@ def _seq_bwd_kernel(
     DMeans2d, DConics, DOpac, DValues, DDepths, AbsGrad, Scratch, Stops, RowStart,
     H, W, TILES_X, N_TILES, C, OUT_C, VN, NF, TILE0, ROW0, UNIT, NPIX,
     SHARED_FEATS: tl.constexpr, NCH: tl.constexpr, HAS_DEPTH: tl.constexpr, ABSGRAD: tl.constexpr, WIDE: tl.constexpr,
-    BLOCK_G: tl.constexpr, NW: tl.constexpr,
+    BLOCK_G: tl.constexpr, NW: tl.constexpr, SUB: tl.constexpr,
 ):
     """Recomputes the forward front to back and scatters each Gaussian's gradients by warp:
     dL/d alpha = T (G . f) - (G . out - g_A T_final - prefix) / (1 - alpha), the prefix the running
@@ -306,9 +319,15 @@ def _seq_bwd_kernel(
     ``triton_wide``'s first pass) and its weights w are written back there for the feature pass;
     the walk ends at Stops[tile] (the forward's) and stores there where it ended. NCH is 0 then (the
     feature gradients are the third pass's) and GradPlanes holds the depth's plane only. UNIT is 1
-    (a runtime argument, never specialised)."""
-    tile = TILE0 + tl.program_id(0)
-    pix, inside, px, py, offs = _pixels(tile, N_TILES, TILES_X, H, W, NW)
+    (a runtime argument, never specialised).
+
+    SUB > 1 (not WIDE), as in the forward: SUB programs per tile. A one-warp program (NW = 1) skips
+    the gradient sums and atomics of a Gaussian that reaches none of its pixels (w = 0 at every
+    one: its sums would all be zero), as CUDA rasterizers skip it warp by warp: on the garden views
+    about 55% of the (entry, 32 pixels) pairs walked (``bench/tile_order.py``). The test is a
+    warp's max; in a program of several warps it would be a block-wide one, so they sum as before."""
+    tile = TILE0 + tl.program_id(0) // SUB
+    pix, inside, px, py, offs = _pixels(tile, tl.program_id(0) % SUB, N_TILES, TILES_X, H, W, NW, SUB)
     start = tl.load(Offsets + tile)
     if WIDE:
         end = tl.load(Stops + tile).to(start.dtype)
@@ -354,17 +373,27 @@ def _seq_bwd_kernel(
             w = tl.where(keep, alpha * t_run, 0.0)
             if WIDE:
                 tl.store(Scratch + (base + b) * stride + offs, w, mask=valid)
-            dots += _channel_grad(DValues, fid, valid, w, g0, f0, 0, C, NCH)
-            dots += _channel_grad(DValues, fid, valid, w, g1, f1, 1, C, NCH)
-            dots += _channel_grad(DValues, fid, valid, w, g2, f2, 2, C, NCH)
-            dots += _channel_grad(DValues, fid, valid, w, g3, f3, 3, C, NCH)
+            dots += _channel_dot(g0, f0, 0, NCH)
+            dots += _channel_dot(g1, f1, 1, NCH)
+            dots += _channel_dot(g2, f2, 2, NCH)
+            dots += _channel_dot(g3, f3, 3, NCH)
             if HAS_DEPTH:
                 dots += g_depth * z
-                _warp_scatter(DDepths + pair, w * g_depth, valid)
             prefix += w * dots
-            d_alpha = t_run * dots - (g_rest - prefix) / (1.0 - alpha)
-            terms = _alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
-            _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD)
+            if NW == 1:
+                hit = tl.max(tl.where(w != 0.0, 1, 0))
+            else:
+                hit = 1
+            if hit > 0:
+                _channel_scatter(DValues, fid, valid, w, g0, 0, C, NCH)
+                _channel_scatter(DValues, fid, valid, w, g1, 1, C, NCH)
+                _channel_scatter(DValues, fid, valid, w, g2, 2, C, NCH)
+                _channel_scatter(DValues, fid, valid, w, g3, 3, C, NCH)
+                if HAS_DEPTH:
+                    _warp_scatter(DDepths + pair, w * g_depth, valid)
+                d_alpha = t_run * dots - (g_rest - prefix) / (1.0 - alpha)
+                terms = _alpha_grads(d_alpha, keep, ok, raw, g, dx, dy, ca, cb, cc)
+                _scatter_geometry(DOpac, DConics, DMeans2d, AbsGrad, pair, valid, terms, ABSGRAD)
             t_run = tl.where(keep, t_after, t_run)
             b += 1
             pair, fid, valid = pair_n, fid_n, valid_n
@@ -375,7 +404,7 @@ def _seq_bwd_kernel(
         tl.store(Stops + tile, tl.minimum(b, end).to(Stops.dtype.element_ty))
 
 
-# (BLOCK_G, warps, register cap): eight warps, one pixel per thread (R = 1), as 3DGS's and gsplat's CUDA kernels
+# (BLOCK_G, warps, programs per tile, register cap): eight warps, one pixel per thread (R = 1), as 3DGS's and gsplat's CUDA kernels
 # lay out a tile. Fewer warps (R > 1 pixels per thread) compile to fewer instructions per Gaussian
 # with Triton 3.8, but Triton 3.6 (the GPU machine's) lays the [R, NW, 32] tensors out with the
 # warps along R wherever a load's addresses run along the lanes (a tie in its contiguity order):
@@ -386,12 +415,23 @@ def _seq_bwd_kernel(
 # of 2-3, without spilling under Triton 3.6 (the forward at C = 3 uses 94 registers uncapped). The
 # first of each list is the H100's pick for the wide passes (C = 160, 2026-11-27): forward runs of 8
 # (0.33 ms; the others 0.33-0.41), backward runs of 4 capped (1.25 ms; the others 1.25-1.33).
-FWD_SETTINGS = ((8, 8, None), (4, 8, None), (16, 8, None), (4, 8, 64))
-BWD_SETTINGS = ((4, 8, 64), (8, 8, None), (4, 8, None), (16, 8, None))
+# Then, for C <= 4 only (``prune``), one warp per program on a part of the tile (SUB programs per
+# tile: two rows of 32 pixels, or four): each part stops on its own, and the backward skips the
+# sums of a Gaussian that reaches none of its pixels (see ``_seq_bwd_kernel``). Not yet timed.
+FWD_SETTINGS = ((8, 8, 1, None), (4, 8, 1, None), (16, 8, 1, None), (4, 8, 1, 64), (8, 1, 8, None), (4, 1, 4, None))
+BWD_SETTINGS = ((4, 8, 1, 64), (8, 8, 1, None), (4, 8, 1, None), (16, 8, 1, None), (4, 1, 8, None), (8, 1, 8, None), (4, 1, 4, None))
 
 
 def configs(backward: bool):
     """Autotuner candidates: Gaussians between liveness tests (BLOCK_G, the unrolled inner loop),
-    warps (NW follows num_warps: it shapes the pixel grid so that each warp owns whole rows) and a
-    register cap. The first of each list is the launch setting when the autotuner is off."""
-    return [triton.Config({"BLOCK_G": g, "NW": w}, num_warps=w, maxnreg=cap) for g, w, cap in (BWD_SETTINGS if backward else FWD_SETTINGS)]
+    warps (NW follows num_warps: it shapes the pixel grid so that each warp owns whole rows),
+    programs per tile (SUB) and a register cap. The first of each list is the launch setting when
+    the autotuner is off."""
+    return [triton.Config({"BLOCK_G": g, "NW": w, "SUB": sub}, num_warps=w, maxnreg=cap) for g, w, sub, cap in (BWD_SETTINGS if backward else FWD_SETTINGS)]
+
+
+def prune(configs, named_args, **kwargs):
+    """The autotuner's candidates for a launch: the wide passes (WIDE) keep one program per tile
+    (their scratch rows and stopping points are per tile)."""
+    wide = kwargs.get("WIDE", named_args.get("WIDE", False))
+    return [c for c in configs if not wide or c.kwargs["SUB"] == 1]
