@@ -18,7 +18,8 @@ longest program and the work per slot, which no order beats. A model of the sche
 reach no pixel of their tile (all their gradient sums zero); ``empty_warp_pct``: the share of (entry
 walked, warp of 32 pixels) pairs that reach none of the warp's pixels, the work a CUDA rasterizer's
 backward skips warp by warp (3DGS, gsplat) and a batched Triton kernel, whose branches are the whole
-program's, computes.
+program's, computes; ``warp_walk_pct``: the entries the tile's 8 warps walk if each stops with its
+own last pixel (one-warp sub-tile programs, ``triton_seq`` with SUB = 8), against 8 x the tile's.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def tile_lists(scene, view: int):
     keys, ids, offsets = ref.drop_unseen(keys, ids, m2, con, opac, 1, n_tiles, tiles_x)
     lengths = offsets.diff()
     effective = torch.zeros(n_tiles, dtype=torch.long)
-    reach = {"empty_entries": 0, "warp_pairs": 0, "empty_warp_pairs": 0}
+    reach = {"empty_entries": 0, "warp_pairs": 0, "empty_warp_pairs": 0, "warp_walks": 0}
     for tile in torch.nonzero(lengths).squeeze(-1).tolist():
         px, py = ref._tile_pixels(torch.tensor([tile]), tiles_x, ref.TILE_SIZE, torch.float32)
         px, py = px[0] + 0.5, py[0] + 0.5
@@ -70,6 +71,9 @@ def tile_lists(scene, view: int):
         reach["empty_entries"] += int((~reached.any(1)).sum())
         reach["warp_pairs"] += walked * (reached.shape[1] // 32)
         reach["empty_warp_pairs"] += int((~reached.reshape(walked, -1, 32).any(2)).sum())
+        # a warp of the tile walking on its own (one-warp sub-tile programs) stops with its last pixel
+        warp_stops = torch.where(inside, stops, 0).reshape(-1, 32).amax(1)
+        reach["warp_walks"] += int(warp_stops.sum())
     return lengths, effective, tiles_x, tiles_y, reach
 
 
@@ -95,7 +99,8 @@ def main() -> None:
     rows = []
     for view in range(args.views):
         lengths, effective, tiles_x, tiles_y, reach = tile_lists(scene, view)
-        empty = {"empty_entries": reach["empty_entries"], "empty_warp_pct": round(100.0 * reach["empty_warp_pairs"] / max(1, reach["warp_pairs"]), 1)}
+        empty = {"empty_entries": reach["empty_entries"], "empty_warp_pct": round(100.0 * reach["empty_warp_pairs"] / max(1, reach["warp_pairs"]), 1),
+                 "warp_walk_pct": round(100.0 * reach["warp_walks"] / max(1, reach["warp_pairs"]), 1)}
         n = lengths.numel()
         index_order = list(range(n))
         longest_first = sorted(index_order, key=lambda t: (-int(lengths[t]), t))
@@ -110,7 +115,7 @@ def main() -> None:
                     "index_order": steps(index_order, cost, slots), "longest_first": steps(longest_first, cost, slots),
                     "centre_first": steps(centre_first, cost, slots), **empty,
                 })
-    print_table(rows, ["view", "tiles", "entries", "walked", "empty_entries", "empty_warp_pct", "longest_list", "batch", "slots", "bound", "index_order", "longest_first", "centre_first"])
+    print_table(rows, ["view", "tiles", "entries", "walked", "empty_entries", "empty_warp_pct", "warp_walk_pct", "longest_list", "batch", "slots", "bound", "index_order", "longest_first", "centre_first"])
     write_json(args.json, {"t_min": ref.T_MIN, "results": rows})
 
 
