@@ -212,7 +212,8 @@ def attention_rows(arch: int) -> list[dict]:
         block_t = triton.next_power_of_2(n_tiles)
         for config in tk._select_tuned.configs:
             # the selection with the readout of Dv = 512 values fused, as memory_attention launches it
-            constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=32, BLOCK_D=64, BLOCK_K=32, BLOCK_DV=128, PROBES=tk.SEARCH_PROBES, STORE_LSE=True, **config.kwargs)
+            constants = dict(HAS_BIAS=False, READOUT=True, TILE_=tile, BLOCK_T=block_t, BLOCK_KT=32, PROBES=tk.SEARCH_PROBES, STORE_LSE=True,
+                             **tk._launch_sizes(30, 64, 512), **config.kwargs)
             rows.append(report_row(
                 "topk_select vos_T20", "-", config_label(config, f"TILE={tile} BLOCK_T={block_t}"), tk._select_kernel, constants, config.num_warps, arch,
                 types=sel_types, ints={"NQ": 1620, "M": 32400, "D": 64, "DV": 512, "NT": n_tiles, "KT": 30, "TOPK": 30}, maxnreg=config.maxnreg,

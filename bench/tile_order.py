@@ -38,6 +38,7 @@ from raster import load_scene  # noqa: E402
 
 from mnemovision.kernels.gaussians import ref  # noqa: E402
 
+
 def tile_lists(scene, view: int):
     """(list lengths [n_tiles], effective lengths [n_tiles], tiles_x, tiles_y, reach) of one view of
     ``scene`` (``load_scene``'s return). ``reach``: of the entries walked, how many reach no pixel of
@@ -61,12 +62,14 @@ def tile_lists(scene, view: int):
         g = ids[offsets[tile]:offsets[tile + 1]]
         alpha = ref._block_alphas(px[None], py[None], m2[g][None], con[g][None], opac[g][None], torch.ones(1, len(g), dtype=torch.bool))[-1][0].T  # [L, P]
         below = torch.cumprod(1.0 - alpha, 0) < ref.T_MIN
-        # a pixel stops at its first Gaussian that would take it below T_MIN, else walks the whole list
-        stops = torch.where(below.any(0), below.int().argmax(0) + 1, torch.full_like(px, len(g), dtype=torch.long))
+        stopping = below.any(0)
+        # a pixel composites the entries before its first Gaussian that would take it below T_MIN
+        # (else the whole list) and walks that one too
+        kept = torch.where(stopping, below.int().argmax(0), len(g))
+        stops = kept + stopping.long()
         effective[tile] = int(stops[inside].max()) if bool(inside.any()) else 0
         walked = int(effective[tile])
         # composited: in the image, alpha >= 1/255 and the pixel not yet stopped before this entry
-        kept = torch.where(below.any(0), below.int().argmax(0), len(g))  # entries before the stopping one
         reached = (alpha[:walked] > 0) & inside[None] & (torch.arange(walked)[:, None] < kept[None])  # [walked, P]
         reach["empty_entries"] += int((~reached.any(1)).sum())
         reach["warp_pairs"] += walked * (reached.shape[1] // 32)
