@@ -6,14 +6,18 @@ queries no device and reads no environment variable.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
 BACKENDS = ("auto", "torch", "triton")
 
 
+@functools.cache
 def triton_importable() -> bool:
-    """True when the ``triton`` package can be imported on this machine."""
+    """True when the ``triton`` package can be imported on this machine. Looked up once per process:
+    until something imports triton, the lookup searches ``sys.path`` (about 30 us here), and
+    ``resolve_backend`` runs at every op call (the CPU path never imports triton)."""
     return importlib.util.find_spec("triton") is not None
 
 
@@ -59,15 +63,14 @@ def resolve_backend(backend: str, device_type: str) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return "torch"
-    runnable = triton_importable() and (device_type == "cuda" or triton_interpreter_enabled())
     if backend == "triton":
-        if not runnable:
+        if not ((device_type == "cuda" or triton_interpreter_enabled()) and triton_importable()):
             raise ValueError(
                 f"backend='triton' needs triton and CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors); "
                 f"got tensors on {device_type!r}, triton importable={triton_importable()}"
             )
         return "triton"
-    return "triton" if (triton_importable() and device_type == "cuda") else "torch"
+    return "triton" if (device_type == "cuda" and triton_importable()) else "torch"
 
 
 def backend_report() -> dict[str, object]:
