@@ -81,7 +81,7 @@ def check_against_oracle(inputs, **kwargs):
     return r, a, info
 
 
-@pytest.mark.parametrize("channels", [1, 3, 32, 160])
+@pytest.mark.parametrize("channels", [1, 3, 32, 160, 512])  # 512: the most one pass takes
 def test_channels_match_the_dense_oracle(channels):
     check_against_oracle(scene(c=channels))
 
@@ -311,6 +311,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.mark.parametrize(
     "render_mode, channels, batch, v, background",
     [("RGB", 1, (), 1, True), ("RGB", 3, (), 1, True), ("RGB+D", 5, (2,), 2, False), ("D", 3, (), 2, False), ("RGB+ED", 32, (), 1, True), ("RGB", 160, (), 1, False),
+     ("RGB+D", 512, (), 1, True),  # the widest the contract allows, in one pass
      ("RGB+D", 3, (2, 2), 1, True)],  # two batch dims, one view: the per-Gaussian inputs reach the kernels unreshaped
 )
 def test_triton_matches_the_reference(render_mode, channels, batch, v, background):
