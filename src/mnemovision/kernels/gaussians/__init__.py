@@ -217,9 +217,11 @@ def rasterize_gaussians(
     meta = {
         "views": b * v, "height": height, "width": width, "tile_size": tile_size,
         "tiles_x": tiles_x, "tiles_y": tiles_y,
-        # Padded (tile, Gaussian) slots per chunk of the PyTorch compositor: small chunks keep CPU work
-        # in cache and skip padding; on a GPU, few large chunks (each chunk costs host syncs).
-        "block": 64, "chunk_slots": 2048 if means.device.type == "cpu" else 1 << 16,
+        # The PyTorch compositor walks chunks of tiles, "block" Gaussians a step; "chunk_elems" bounds
+        # a chunk's per-step tensors (tiles x block x pixels). On CPU about 128k elements: large
+        # enough to amortise each op's overhead over long lists, small enough to stay in cache. On a
+        # GPU few large chunks (each chunk costs host syncs).
+        "block": 64, "chunk_elems": 1 << 17 if means.device.type == "cpu" else 1 << 22,
         "absgrad": absgrad, "absgrad_holder": holder, "shared_features": shared_features,
         "tile_order": tile_order,  # the Triton compositor's program -> (view, tile), or None: in index order
     }
