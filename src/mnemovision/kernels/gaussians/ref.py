@@ -181,7 +181,7 @@ def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor
         y0 = torch.clamp(torch.floor((my - ry) / tile_size), 0, tiles_y).long()
         y1 = torch.clamp(torch.ceil((my + ry) / tile_size), 0, tiles_y).long()
         w, h = (x1 - x0).clamp_min(0), (y1 - y0).clamp_min(0)
-        counts = torch.where(visible, w * h, torch.zeros_like(w))
+        counts = torch.where(visible, w * h, 0)
         ids = torch.nonzero(counts > 0).squeeze(-1)
         counts = counts[ids]
         flat_ids = torch.repeat_interleave(ids, counts)
@@ -269,7 +269,7 @@ def _block_alphas(px, py, means2d, conics, opacities, valid):
     gauss = torch.exp(-sigma)
     raw = opacities[:, None, :] * gauss
     ok = valid[:, None, :] & (sigma >= 0) & (raw >= ALPHA_MIN)
-    return dx, dy, gauss, raw, ok, torch.where(ok, torch.clamp_max(raw, ALPHA_MAX), torch.zeros_like(raw))
+    return dx, dy, gauss, raw, ok, torch.where(ok, torch.clamp_max(raw, ALPHA_MAX), 0.0)
 
 
 def _composite_block(px, py, means2d, conics, opacities, values, valid, transmittance):
@@ -289,7 +289,7 @@ def _composite_block(px, py, means2d, conics, opacities, values, valid, transmit
     # A Gaussian counts only while the transmittance after it stays >= T_MIN (3DGS's early stop).
     # t_after never increases along the block, so the kept Gaussians are a prefix.
     keep = t_after >= T_MIN
-    weights = torch.where(keep, alpha * (t_after / one_minus), torch.zeros_like(alpha))
+    weights = torch.where(keep, alpha * (t_after / one_minus), 0.0)
     t_out = torch.where(keep, t_after, transmittance[:, :, None].expand_as(t_after)).amin(-1)
     stopped = (~keep).any(-1)  # the caller stops this pixel: later blocks add nothing
     return torch.bmm(weights, values), t_out, stopped
@@ -339,7 +339,7 @@ def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
         if depths is not None:
             block_values = torch.cat([block_values, depths[pair][..., None]], -1)
         contrib, t_next, stopped = _composite_block(px, py, means2d[pair], conics[pair], opacities[pair], block_values, valid, transmittance)
-        contrib = torch.where(active[..., None], contrib, torch.zeros_like(contrib))
+        contrib = torch.where(active[..., None], contrib, 0.0)
         out = out + contrib
         transmittance = torch.where(active, t_next, transmittance)
         active = active & ~stopped
@@ -388,7 +388,7 @@ def _gather_tiles(image: torch.Tensor, tile_ids: torch.Tensor, meta) -> torch.Te
     inside = (px < meta["width"]) & (py < meta["height"])
     flat = (view[:, None] * meta["height"] + py.clamp_max(meta["height"] - 1)) * meta["width"] + px.clamp_max(meta["width"] - 1)
     out = image.reshape(-1, image.shape[-1])[flat]
-    return torch.where(inside[..., None], out, torch.zeros_like(out))
+    return torch.where(inside[..., None], out, 0.0)
 
 
 def add_background(render: torch.Tensor, final_t: torch.Tensor, background: torch.Tensor | None) -> torch.Tensor:
@@ -494,16 +494,16 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
         t_after = transmittance[:, :, None] * torch.cumprod(one_minus, dim=-1)
         keep = (t_after >= T_MIN) & active[:, :, None]
         t_before = t_after / one_minus
-        weights = torch.where(keep, alpha * t_before, torch.zeros_like(alpha))
+        weights = torch.where(keep, alpha * t_before, 0.0)
         dots = torch.bmm(g_out, block_values.transpose(1, 2))  # [T, P, L] = G . f
         wd = weights * dots
         inclusive = prefix[:, :, None] + torch.cumsum(wd, -1)
         d_alpha = t_before * dots - (g_dot_out[:, :, None] - inclusive + g_t[:, :, None]) / one_minus
-        d_raw = torch.where(keep & ok & (raw < ALPHA_MAX), d_alpha, torch.zeros_like(d_alpha))
+        d_raw = torch.where(keep & ok & (raw < ALPHA_MAX), d_alpha, 0.0)
         d_sigma = -d_raw * raw
         d_mx = -d_sigma * (ca * dx + cb * dy)
         d_my = -d_sigma * (cc * dy + cb * dx)
-        flat_pair = torch.where(valid, pair, torch.zeros_like(pair)).reshape(-1)
+        flat_pair = torch.where(valid, pair, 0).reshape(-1)
         vmask = valid.reshape(-1, 1).to(dtype)
         grads["opacities"].index_add_(0, flat_pair, (d_raw * gauss).sum(1).reshape(-1) * vmask[:, 0])
         d_con = torch.stack([(d_sigma * 0.5 * dx * dx).sum(1), (d_sigma * dx * dy).sum(1), (d_sigma * 0.5 * dy * dy).sum(1)], -1)
@@ -513,7 +513,7 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
             grads["absgrad"].index_add_(0, flat_pair, torch.stack([d_mx.abs().sum(1), d_my.abs().sum(1)], -1).reshape(-1, 2) * vmask)
         d_block_values = torch.bmm(weights.transpose(1, 2), g_out)  # [T, L, C']
         if n_feat:
-            feat_rows = torch.where(valid, fid, torch.zeros_like(fid)).reshape(-1)
+            feat_rows = torch.where(valid, fid, 0).reshape(-1)
             grads["values"].index_add_(0, feat_rows, d_block_values[..., :n_feat].reshape(-1, n_feat) * vmask)
         if depths is not None:
             grads["depths"].index_add_(0, flat_pair, d_block_values[..., n_feat].reshape(-1) * vmask[:, 0])
@@ -563,10 +563,10 @@ def composite_dense(means2d, conics, opacities, values, depths, background, radi
         con = conics[v, idx]
         sigma = 0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) + con[:, 1] * dx * dy
         alpha = torch.clamp_max(opacities[v, idx][None] * torch.exp(-sigma), ALPHA_MAX)
-        alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
+        alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, 0.0)
         t_after = torch.cumprod(1.0 - alpha, dim=-1)
         keep = t_after >= T_MIN
-        weights = torch.where(keep, alpha * t_after / (1.0 - alpha), torch.zeros_like(alpha))
+        weights = torch.where(keep, alpha * t_after / (1.0 - alpha), 0.0)
         t_final = torch.where(keep, t_after, torch.ones_like(t_after)).amin(-1) if idx.numel() else torch.ones_like(px)
         out = weights @ vals if idx.numel() else torch.zeros(px.shape[0], vals.shape[-1], dtype=means2d.dtype)
         if background is not None:
