@@ -489,7 +489,6 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
         if depths is not None:
             block_values = torch.cat([block_values, depths[pair][..., None]], -1)
         dx, dy, gauss, raw, ok, alpha = _block_alphas(px, py, m2, con, op, valid)
-        ca, cb, cc = con[:, None, :, 0], con[:, None, :, 1], con[:, None, :, 2]
         one_minus = 1.0 - alpha
         t_after = transmittance[:, :, None] * torch.cumprod(one_minus, dim=-1)
         keep = (t_after >= T_MIN) & active[:, :, None]
@@ -500,16 +499,22 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
         inclusive = prefix[:, :, None] + torch.cumsum(wd, -1)
         d_alpha = t_before * dots - (g_dot_out[:, :, None] - inclusive + g_t[:, :, None]) / one_minus
         d_raw = torch.where(keep & ok & (raw < ALPHA_MAX), d_alpha, 0.0)
-        d_sigma = -d_raw * raw
-        d_mx = -d_sigma * (ca * dx + cb * dy)
-        d_my = -d_sigma * (cc * dy + cb * dx)
+        d_sigma = -d_raw * raw  # dL/d sigma per pixel, sigma = a dx^2 / 2 + b dx dy + c dy^2 / 2
+        sdx, sdy = d_sigma * dx, d_sigma * dy
+        # a Gaussian's conic is the same at all its pixels, so the pixel sum of its mean's gradient
+        # -d_sigma (a dx + b dy, b dx + c dy) is -(a sx + b sy, b sx + c sy), sx and sy the pixel
+        # sums of d_sigma dx and d_sigma dy
+        sx, sy = sdx.sum(1), sdy.sum(1)  # [T, L]
+        ca, cb, cc = con.unbind(-1)  # [T, L]
         flat_pair = torch.where(valid, pair, 0).reshape(-1)
         vmask = valid.reshape(-1, 1).to(dtype)
         grads["opacities"].index_add_(0, flat_pair, (d_raw * gauss).sum(1).reshape(-1) * vmask[:, 0])
-        d_con = torch.stack([(d_sigma * 0.5 * dx * dx).sum(1), (d_sigma * dx * dy).sum(1), (d_sigma * 0.5 * dy * dy).sum(1)], -1)
+        d_con = torch.stack([0.5 * (sdx * dx).sum(1), (sdx * dy).sum(1), 0.5 * (sdy * dy).sum(1)], -1)
         grads["conics"].index_add_(0, flat_pair, d_con.reshape(-1, 3) * vmask)
-        grads["means2d"].index_add_(0, flat_pair, torch.stack([d_mx.sum(1), d_my.sum(1)], -1).reshape(-1, 2) * vmask)
-        if grads["absgrad"] is not None:
+        grads["means2d"].index_add_(0, flat_pair, torch.stack([-(ca * sx + cb * sy), -(cc * sy + cb * sx)], -1).reshape(-1, 2) * vmask)
+        if grads["absgrad"] is not None:  # per-pixel terms: their absolute values do not factor
+            d_mx = ca[:, None] * sdx + cb[:, None] * sdy
+            d_my = cc[:, None] * sdy + cb[:, None] * sdx
             grads["absgrad"].index_add_(0, flat_pair, torch.stack([d_mx.abs().sum(1), d_my.abs().sum(1)], -1).reshape(-1, 2) * vmask)
         d_block_values = torch.bmm(weights.transpose(1, 2), g_out)  # [T, L, C']
         if n_feat:
