@@ -32,6 +32,11 @@ ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
 EPS_2D = 0.3
 RADIUS_SIGMAS = 3.33
+# The PyTorch compositor takes exp(-sigma) with sigma capped at SIGMA_CAP: CPUs take a slow path, about
+# 14x slower, for exponents whose result is subnormal (float32: below -87.3), which is most of a
+# Gaussian's far pixels in a tile. o exp(-80) < 1/255 for any opacity below 1e32, so every term that
+# counts, and so the render and its gradients, stays the same.
+SIGMA_CAP = 80.0
 
 # Real spherical-harmonics constants (degrees 0-3), the standard normalisation used by 3DGS.
 SH_C0 = 0.28209479177387814
@@ -266,7 +271,7 @@ def _block_alphas(px, py, means2d, conics, opacities, valid):
     dx = px[:, :, None] - means2d[:, None, :, 0]
     dy = py[:, :, None] - means2d[:, None, :, 1]
     sigma = 0.5 * (conics[:, None, :, 0] * dx * dx + conics[:, None, :, 2] * dy * dy) + conics[:, None, :, 1] * dx * dy
-    gauss = torch.exp(-sigma)
+    gauss = torch.exp(torch.clamp_max(sigma, SIGMA_CAP).neg_())
     raw = opacities[:, None, :] * gauss
     ok = valid[:, None, :] & (sigma >= 0) & (raw >= ALPHA_MIN)
     return dx, dy, gauss, raw, ok, torch.where(ok, torch.clamp_max(raw, ALPHA_MAX), 0.0)
