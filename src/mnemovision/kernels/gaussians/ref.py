@@ -425,8 +425,8 @@ def _chunks(offsets: torch.Tensor, meta: dict) -> list[torch.Tensor]:
 
 
 class _CompositeFn(torch.autograd.Function):
-    """Tile compositing whose backward recomputes each chunk of tiles with autograd, so neither pass
-    holds per-pixel state for more than one chunk."""
+    """Tile compositing whose backward recomputes each chunk of tiles and differentiates it
+    analytically (``_backward_tiles``), so neither pass holds per-pixel state for more than one chunk."""
 
     @staticmethod
     def forward(ctx, means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
