@@ -296,7 +296,7 @@ def _composite_block(px, py, means2d, conics, opacities, values, valid, transmit
     keep = t_after >= T_MIN
     weights = torch.where(keep, alpha * (t_after / one_minus), 0.0)
     t_out = torch.where(keep, t_after, transmittance[:, :, None].expand_as(t_after)).amin(-1)
-    stopped = (~keep).any(-1)  # the caller stops this pixel: later blocks add nothing
+    stopped = ~keep[..., -1]  # the kept ones are a prefix: the caller stops this pixel, later blocks add nothing
     return torch.bmm(weights, values), t_out, stopped
 
 
@@ -530,7 +530,7 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
         prefix = prefix + wd.sum(-1)
         t_out = torch.where(keep, t_after, transmittance[:, :, None].expand_as(t_after)).amin(-1)
         transmittance = torch.where(active, t_out, transmittance)
-        active = active & keep.all(-1)  # a pixel stops at the first Gaussian it does not keep
+        active = keep[..., -1]  # a pixel stops at the first Gaussian it does not keep (keep: a prefix, within active)
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
