@@ -23,6 +23,7 @@ Shapes (flattened batch): V views, N Gaussians, C channels, H x W image, I inter
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 
@@ -265,39 +266,96 @@ def _tile_pixels(tiles: torch.Tensor, tiles_x: int, tile_size: int, dtype) -> tu
     return px, py
 
 
-def _block_alphas(px, py, means2d, conics, opacities, valid):
-    """Per pixel x Gaussian [T, P, L]: offsets dx, dy, exp(-q/2), raw o exp(-q/2), the mask of terms
-    that count (valid, q >= 0, raw >= 1/255) and alpha = min(raw, 0.99) where they count, else 0."""
-    dx = px[:, :, None] - means2d[:, None, :, 0]
-    dy = py[:, :, None] - means2d[:, None, :, 1]
-    sigma = 0.5 * (conics[:, None, :, 0] * dx * dx + conics[:, None, :, 2] * dy * dy) + conics[:, None, :, 1] * dx * dy
-    gauss = torch.exp(torch.clamp_max(sigma, SIGMA_CAP).neg_())
-    raw = opacities[:, None, :] * gauss
-    ok = valid[:, None, :] & (sigma >= 0) & (raw >= ALPHA_MIN)
-    return dx, dy, gauss, raw, ok, torch.where(ok, torch.clamp_max(raw, ALPHA_MAX), 0.0)
+class _Scratch:
+    """Flat buffers that every depth block of one compositing pass writes its [T, P, L] intermediates
+    into (``views``: one view per name, sized to the chunk; a buffer grows when a chunk needs more).
+
+    A block makes a few dozen such intermediates, and a training step of the bundled scene walks
+    about a hundred blocks. As fresh tensors, each was an allocation that the C library served
+    from pages it had just returned to the system (it trims the top of its heap once more than
+    twice the block's size is free there), so every block page-faulted its working set back in:
+    on this project's 2-core VM about a fifth of a training step. Reused buffers are faulted in once
+    per pass and stay in cache between blocks."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        self.device, self.dtype = device, dtype
+        self._flat: dict[str, torch.Tensor] = {}
+
+    def views(self, names: tuple[str, ...], shape: tuple[int, ...]) -> SimpleNamespace:
+        """A namespace of contiguous ``shape`` views, one per name, of this pass's buffers."""
+        size = math.prod(shape)
+        out = {}
+        for name in names:
+            flat = self._flat.get(name)
+            if flat is None or flat.numel() < size:
+                flat = self._flat[name] = torch.empty(size, dtype=self.dtype, device=self.device)
+            out[name] = flat[:size].view(shape)
+        return SimpleNamespace(**out)
 
 
-def _composite_block(px, py, means2d, conics, opacities, values, valid, transmittance):
-    """Composite one depth-ordered block of L Gaussians over the P pixels of T tiles.
+_ALPHA_NAMES = ("dx", "dy", "sigma", "gauss", "raw", "ok", "alpha")
+_STEP_NAMES = _ALPHA_NAMES + ("one_minus", "t_after", "keep")
+
+
+def gaussian_table(means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor) -> torch.Tensor:
+    """[6, V*N] rows mx, my, a / 2, b, c / 2, o of the flattened (view, Gaussian) pairs: what the
+    compositor reads per entry, gathered with one ``index_select`` a block, each row contiguous (a
+    column of a [V*N, 3] tensor is strided, and broadcasting strided rows is several times slower)."""
+    return torch.stack([means2d[:, 0], means2d[:, 1], 0.5 * conics[:, 0], conics[:, 1], 0.5 * conics[:, 2], opacities])
+
+
+def gather_table(table: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    """The rows of ``gaussian_table`` at entries ``pair`` [T, L] -> [6, T, L]."""
+    return table.index_select(1, pair.reshape(-1)).view(6, *pair.shape)
+
+
+def _block_alphas(px, py, rows, valid, s: SimpleNamespace | None = None):
+    """Per pixel x Gaussian [T, P, L]: offsets dx, dy, exponent sigma = a dx^2 / 2 + b dx dy + c dy^2 / 2,
+    exp(-sigma), raw o exp(-sigma), the 0/1 mask of terms that count (valid, sigma >= 0,
+    raw >= 1/255) and alpha = min(raw, 0.99) where they count, else 0.
+
+    Written into the views of ``s`` (``_Scratch.views`` with ``_ALPHA_NAMES``), fresh ones when None.
+    Masks are 0/1 floats that multiply: on CPU a float comparison and a multiply each cost a few
+    microseconds a block where ``torch.where`` and bool comparisons cost tens to hundreds.
 
     Args:
-        px, py: [T, P] pixel centres; means2d [T, L, 2]; conics [T, L, 3]; opacities [T, L];
-        values [T, L, C] (features, plus depth as the last channel when rendered); valid [T, L];
-        transmittance [T, P] entering the block.
-
-    Returns:
-        (contribution [T, P, C], transmittance leaving the block [T, P], stopped [T, P]).
+        px, py: [T, P] pixel centres; rows: [6, T, L] (``gather_table``);
+        valid: [T, L] (bool or 0/1) entries that are real (not padding).
     """
-    alpha = _block_alphas(px, py, means2d, conics, opacities, valid)[-1]
-    one_minus = 1.0 - alpha
-    t_after = transmittance[:, :, None] * torch.cumprod(one_minus, dim=-1)
-    # A Gaussian counts only while the transmittance after it stays >= T_MIN (3DGS's early stop).
-    # t_after never increases along the block, so the kept Gaussians are a prefix.
-    keep = t_after >= T_MIN
-    weights = torch.where(keep, alpha * (t_after / one_minus), 0.0)
-    t_out = torch.where(keep, t_after, transmittance[:, :, None].expand_as(t_after)).amin(-1)
-    stopped = ~keep[..., -1]  # the kept ones are a prefix: the caller stops this pixel, later blocks add nothing
-    return torch.bmm(weights, values), t_out, stopped
+    if s is None:
+        s = _Scratch(rows.device, rows.dtype).views(_ALPHA_NAMES, (px.shape[0], px.shape[1], rows.shape[2]))
+    mx, my, half_a, b, half_c, opacity = rows[:, :, None, :].unbind(0)  # each [T, 1, L]
+    dx = torch.sub(px[:, :, None], mx, out=s.dx)
+    dy = torch.sub(py[:, :, None], my, out=s.dy)
+    sigma = torch.mul(dx, half_a, out=s.sigma).addcmul_(dy, b).mul_(dx)  # dx (a dx / 2 + b dy)
+    sigma.addcmul_(torch.mul(dy, half_c, out=s.gauss), dy)
+    gauss = torch.clamp_max(sigma, SIGMA_CAP, out=s.gauss).neg_().exp_()
+    raw = torch.mul(gauss, opacity, out=s.raw)
+    ok = torch.ge(raw, ALPHA_MIN, out=s.ok).mul_(torch.ge(sigma, 0.0, out=s.alpha)).mul_(valid[:, None, :].to(raw.dtype))
+    alpha = torch.clamp_max(raw, ALPHA_MAX, out=s.alpha).mul_(ok)
+    return dx, dy, sigma, gauss, raw, ok, alpha
+
+
+def _block_transmittance(alpha, transmittance, active, s: SimpleNamespace):
+    """(1 - alpha, transmittance after each Gaussian t_after, 0/1 keep) [T, P, L] of one block, from
+    the transmittance [T, P] entering it; ``active`` [T, P] (0/1): pixels not stopped yet.
+
+    A Gaussian counts only while the transmittance after it stays >= T_MIN (3DGS's early stop), on
+    active pixels. t_after never increases along the block (each factor is at most 1, and a
+    rounded product by a factor <= 1 does not grow), so the kept Gaussians are a prefix."""
+    one_minus = torch.neg(alpha, out=s.one_minus).add_(1.0)
+    t_after = torch.cumprod(one_minus, -1, out=s.t_after).mul_(transmittance[:, :, None])
+    keep = torch.ge(t_after, T_MIN, out=s.keep).mul_(active[:, :, None])
+    return one_minus, t_after, keep
+
+
+def _block_exit(t_after, keep, transmittance):
+    """(transmittance [T, P] leaving the block, pixels still active [T, P] as 0/1): the transmittance
+    after the last kept Gaussian (kept ones are a prefix), unchanged where none was kept; a pixel
+    stays active while it kept the whole block."""
+    kept = keep.sum(-1)
+    last = t_after.gather(-1, kept.long().sub_(1).clamp_min_(0)[:, :, None]).squeeze(-1)
+    return torch.where(kept > 0, last, transmittance), keep[:, :, -1].clone()
 
 
 def _chunk_layout(tile_ids: torch.Tensor, offsets: torch.Tensor, meta: dict, dtype):
@@ -316,24 +374,26 @@ def _block_positions(starts: torch.Tensor, ends: torch.Tensor, b0: int, block: i
     return torch.where(valid, pos, starts[:, None].clamp_max(max(n_isects - 1, 0))), valid
 
 
-def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta):
+def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, depths, meta, scratch: _Scratch | None = None):
     """Composite a set of (view, tile) indices.
 
     Args:
         tile_ids: [T] global tile indices (view * n_tiles + tile). offsets, flat_ids: from
             ``isect_tiles``. feature_ids: [I] rows of ``values`` for each intersection.
-        means2d [V*N, 2], conics [V*N, 3], opacities [V*N]: flattened per (view, Gaussian).
+        table: [6, V*N] ``gaussian_table`` of the flattened (view, Gaussian) pairs.
         values: [F, C] rows gathered through ``feature_ids``. depths: [V*N] or None; when given it
             is composited as one more channel after the C feature channels.
+        scratch: the pass's ``_Scratch`` (a fresh one when None).
 
     Returns:
         colour [T, P, C(+1)] and final transmittance [T, P].
     """
-    device, dtype = means2d.device, means2d.dtype
+    device, dtype = table.device, table.dtype
     starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, meta, dtype)
     n_t, n_p = tile_ids.numel(), meta["tile_size"] ** 2
+    s = (scratch or _Scratch(device, dtype)).views(_STEP_NAMES, (n_t, n_p, block))
     transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
-    active = torch.ones(n_t, n_p, dtype=torch.bool, device=device)
+    active = torch.ones(n_t, n_p, dtype=dtype, device=device)
     out = torch.zeros(n_t, n_p, values.shape[-1] + (depths is not None), dtype=dtype, device=device)
     for b0 in range(0, max_len, block):
         if not bool(active.any()):
@@ -343,11 +403,11 @@ def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, o
         block_values = values[feature_ids[pos]]
         if depths is not None:
             block_values = torch.cat([block_values, depths[pair][..., None]], -1)
-        contrib, t_next, stopped = _composite_block(px, py, means2d[pair], conics[pair], opacities[pair], block_values, valid, transmittance)
-        contrib = torch.where(active[..., None], contrib, 0.0)
-        out = out + contrib
-        transmittance = torch.where(active, t_next, transmittance)
-        active = active & ~stopped
+        alpha = _block_alphas(px, py, gather_table(table, pair), valid, s)[-1]
+        one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
+        weights = torch.div(t_after, one_minus, out=one_minus).mul_(alpha).mul_(keep)  # alpha x transmittance before
+        out.baddbmm_(weights, block_values)
+        transmittance, active = _block_exit(t_after, keep, transmittance)
     return out, transmittance
 
 
@@ -434,9 +494,11 @@ class _CompositeFn(torch.autograd.Function):
         c = values.shape[-1] + (depths is not None)
         render = torch.zeros(v, h, w, c, dtype=values.dtype, device=values.device)
         final_t = torch.ones(v, h, w, 1, dtype=values.dtype, device=values.device)
+        scratch = _Scratch(values.device, values.dtype)
+        table = gaussian_table(means2d, conics, opacities)
         with torch.no_grad():
             for chunk in _chunks(offsets, meta):
-                out, trans = composite_tiles(chunk, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta)
+                out, trans = composite_tiles(chunk, offsets, flat_ids, feature_ids, table, values, depths, meta, scratch)
                 _scatter_tiles(render, chunk, out, meta)
                 _scatter_tiles(final_t, chunk, trans[..., None], meta)
         ctx.meta = meta
@@ -452,11 +514,13 @@ class _CompositeFn(torch.autograd.Function):
         grads["depths"] = torch.zeros_like(depths) if ctx.has_depths else None
         grads["absgrad"] = torch.zeros_like(means2d) if meta["absgrad"] else None
         grad_bg, grad_final_t = background_grads(grad_render, grad_alpha, final_t, background)
+        scratch = _Scratch(values.device, values.dtype)
+        table = gaussian_table(means2d, conics, opacities)
         for chunk in _chunks(offsets, meta):
             _backward_tiles(
-                chunk, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta,
+                chunk, offsets, flat_ids, feature_ids, table, values, depths, meta,
                 _gather_tiles(grad_render, chunk, meta), _gather_tiles(grad_final_t * final_t, chunk, meta)[..., 0],
-                _gather_tiles(render, chunk, meta), grads,
+                _gather_tiles(render, chunk, meta), grads, scratch,
             )
         if grads["absgrad"] is not None:
             holder = meta["absgrad_holder"]
@@ -464,73 +528,78 @@ class _CompositeFn(torch.autograd.Function):
         return grads["means2d"], grads["conics"], grads["opacities"], grads["values"], grads["depths"], grad_bg, None, None, None, None
 
 
-def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, means2d, conics, opacities, values, depths, meta, g_out, g_t, out, grads) -> None:
+def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, depths, meta, g_out, g_t, out, grads, scratch) -> None:
     """Analytic gradients of one chunk of tiles, accumulated into ``grads`` (in place).
 
     Per pixel, with G = dL/d(render) and T_i the transmittance before Gaussian i:
     dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i), where S_i is the colour
     still to come after i (G . S_i = G . out - sum_{j <= i} w_j (G . f_j)). The forward is
-    recomputed front to back block by block, exactly as ``composite_tiles`` does.
+    recomputed front to back block by block, exactly as ``composite_tiles`` does, in the views of
+    the pass's ``_Scratch``.
 
     Args:
         g_out [T, P, C'] = dL/d(render without background); g_t [T, P] = dL/d(T_final) * T_final;
         out [T, P, C'] = the forward's render without background.
     """
-    device, dtype = means2d.device, means2d.dtype
+    device, dtype = table.device, table.dtype
     starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, meta, dtype)
     n_t, n_p = tile_ids.numel(), meta["tile_size"] ** 2
-    g_dot_out = (g_out * out).sum(-1)
+    s = scratch.views(_STEP_NAMES + ("t_before", "dots", "wd", "later", "sdx", "sdy"), (n_t, n_p, block))
+    # G . out + g_T T_final - (the weighted G . f of the blocks before): the per-pixel constant of
+    # dL/d alpha's second term; each block takes its own weighted sums off it
+    remaining = (g_out * out).sum(-1) + g_t
     transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
-    active = torch.ones(n_t, n_p, dtype=torch.bool, device=device)
-    prefix = torch.zeros(n_t, n_p, dtype=dtype, device=device)
+    active = torch.ones(n_t, n_p, dtype=dtype, device=device)
     n_feat = values.shape[-1]
     for b0 in range(0, max_len, block):
         if not bool(active.any()):
             break
         pos, valid = _block_positions(starts, ends, b0, block, flat_ids.numel())
         pair, fid = flat_ids[pos], feature_ids[pos]
-        m2, con, op = means2d[pair], conics[pair], opacities[pair]
+        rows = gather_table(table, pair)
         block_values = values[fid]
         if depths is not None:
             block_values = torch.cat([block_values, depths[pair][..., None]], -1)
-        dx, dy, gauss, raw, ok, alpha = _block_alphas(px, py, m2, con, op, valid)
-        one_minus = 1.0 - alpha
-        t_after = transmittance[:, :, None] * torch.cumprod(one_minus, dim=-1)
-        keep = (t_after >= T_MIN) & active[:, :, None]
-        t_before = t_after / one_minus
-        weights = torch.where(keep, alpha * t_before, 0.0)
-        dots = torch.bmm(g_out, block_values.transpose(1, 2))  # [T, P, L] = G . f
-        wd = weights * dots
-        inclusive = prefix[:, :, None] + torch.cumsum(wd, -1)
-        d_alpha = t_before * dots - (g_dot_out[:, :, None] - inclusive + g_t[:, :, None]) / one_minus
-        d_raw = torch.where(keep & ok & (raw < ALPHA_MAX), d_alpha, 0.0)
-        d_sigma = -d_raw * raw  # dL/d sigma per pixel, sigma = a dx^2 / 2 + b dx dy + c dy^2 / 2
-        sdx, sdy = d_sigma * dx, d_sigma * dy
+        dx, dy, sigma, gauss, raw, ok, alpha = _block_alphas(px, py, rows, valid, s)
+        one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
+        t_before = torch.div(t_after, one_minus, out=s.t_before)
+        weights = torch.mul(alpha, t_before, out=s.alpha).mul_(keep)  # alpha is not needed after this
+        dots = torch.bmm(g_out, block_values.transpose(1, 2), out=s.dots)  # [T, P, L] = G . f
+        wd = torch.mul(weights, dots, out=s.wd)
+        later = torch.cumsum(wd, -1, out=s.later)
+        block_sum = later[:, :, -1].clone()
+        # (G . S_i + g_T T_final) / (1 - alpha_i), then dL/d alpha_i = T_i (G . f_i) minus that
+        later.neg_().add_(remaining[:, :, None]).div_(one_minus)
+        d_raw = t_before.mul_(dots).sub_(later)  # dL/d alpha, in t_before's buffer
+        d_raw.mul_(torch.lt(raw, ALPHA_MAX, out=s.one_minus).mul_(ok).mul_(keep))  # alpha = raw where it counts and is not clamped
+        flat_pair = torch.where(valid, pair, 0).reshape(-1)
+        vmask = valid.reshape(-1, 1).to(dtype)
+        grads["opacities"].index_add_(0, flat_pair, gauss.mul_(d_raw).sum(1).reshape(-1) * vmask[:, 0])
+        d_sigma = d_raw.mul_(raw).neg_()  # dL/d sigma per pixel
+        sdx, sdy = torch.mul(d_sigma, dx, out=s.sdx), torch.mul(d_sigma, dy, out=s.sdy)
         # a Gaussian's conic is the same at all its pixels, so the pixel sum of its mean's gradient
         # -d_sigma (a dx + b dy, b dx + c dy) is -(a sx + b sy, b sx + c sy), sx and sy the pixel
         # sums of d_sigma dx and d_sigma dy
         sx, sy = sdx.sum(1), sdy.sum(1)  # [T, L]
-        ca, cb, cc = con.unbind(-1)  # [T, L]
-        flat_pair = torch.where(valid, pair, 0).reshape(-1)
-        vmask = valid.reshape(-1, 1).to(dtype)
-        grads["opacities"].index_add_(0, flat_pair, (d_raw * gauss).sum(1).reshape(-1) * vmask[:, 0])
-        d_con = torch.stack([0.5 * (sdx * dx).sum(1), (sdx * dy).sum(1), 0.5 * (sdy * dy).sum(1)], -1)
+        ca, cb, cc = 2.0 * rows[2], rows[3], 2.0 * rows[4]  # the conic [T, L]
+        product = s.raw  # raw is not needed after d_sigma
+        d_con = torch.stack([
+            0.5 * torch.mul(sdx, dx, out=product).sum(1), torch.mul(sdx, dy, out=product).sum(1), 0.5 * torch.mul(sdy, dy, out=product).sum(1),
+        ], -1)
         grads["conics"].index_add_(0, flat_pair, d_con.reshape(-1, 3) * vmask)
         grads["means2d"].index_add_(0, flat_pair, torch.stack([-(ca * sx + cb * sy), -(cc * sy + cb * sx)], -1).reshape(-1, 2) * vmask)
         if grads["absgrad"] is not None:  # per-pixel terms: their absolute values do not factor
-            d_mx = ca[:, None] * sdx + cb[:, None] * sdy
-            d_my = cc[:, None] * sdy + cb[:, None] * sdx
-            grads["absgrad"].index_add_(0, flat_pair, torch.stack([d_mx.abs().sum(1), d_my.abs().sum(1)], -1).reshape(-1, 2) * vmask)
+            d_mx = torch.mul(sdx, ca[:, None], out=product).addcmul_(sdy, cb[:, None]).abs_().sum(1)
+            d_my = torch.mul(sdy, cc[:, None], out=product).addcmul_(sdx, cb[:, None]).abs_().sum(1)
+            grads["absgrad"].index_add_(0, flat_pair, torch.stack([d_mx, d_my], -1).reshape(-1, 2) * vmask)
         d_block_values = torch.bmm(weights.transpose(1, 2), g_out)  # [T, L, C']
         if n_feat:
             feat_rows = torch.where(valid, fid, 0).reshape(-1)
             grads["values"].index_add_(0, feat_rows, d_block_values[..., :n_feat].reshape(-1, n_feat) * vmask)
         if depths is not None:
             grads["depths"].index_add_(0, flat_pair, d_block_values[..., n_feat].reshape(-1) * vmask[:, 0])
-        prefix = prefix + wd.sum(-1)
-        t_out = torch.where(keep, t_after, transmittance[:, :, None].expand_as(t_after)).amin(-1)
-        transmittance = torch.where(active, t_out, transmittance)
-        active = keep[..., -1]  # a pixel stops at the first Gaussian it does not keep (keep: a prefix, within active)
+        remaining = remaining - block_sum
+        transmittance, active = _block_exit(t_after, keep, transmittance)
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
