@@ -121,6 +121,25 @@ def project_gaussians(
     return means2d, conics, z, radii, compensations
 
 
+def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
+    """Real SH basis values [..., (degree + 1)^2] of view directions [..., 3] (need not be unit
+    length), degree 0-3, in the 3DGS order and normalisation."""
+    if degree == 0:
+        return torch.full((*dirs.shape[:-1], 1), SH_C0, dtype=dirs.dtype, device=dirs.device)
+    x, y, z = torch.nn.functional.normalize(dirs, dim=-1).unbind(-1)
+    terms = [torch.full_like(x, SH_C0), -SH_C1 * y, SH_C1 * z, -SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        terms += [SH_C2[0] * xy, SH_C2[1] * yz, SH_C2[2] * (2.0 * zz - xx - yy), SH_C2[3] * xz, SH_C2[4] * (xx - yy)]
+        if degree >= 3:
+            terms += [
+                SH_C3[0] * y * (3.0 * xx - yy), SH_C3[1] * xy * z, SH_C3[2] * y * (4.0 * zz - xx - yy),
+                SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy), SH_C3[4] * x * (4.0 * zz - xx - yy),
+                SH_C3[5] * z * (xx - yy), SH_C3[6] * x * (xx - 3.0 * yy),
+            ]
+    return torch.stack(terms, -1)
+
+
 def spherical_harmonics(degree: int, dirs: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     """Evaluate real SH of ``degree`` (0-3) for view directions.
 
@@ -134,32 +153,10 @@ def spherical_harmonics(degree: int, dirs: torch.Tensor, coeffs: torch.Tensor) -
         raise ValueError(f"sh_degree must be in 0..3, got {degree}")
     if coeffs.shape[-2] < (degree + 1) ** 2:
         raise ValueError(f"SH degree {degree} needs {(degree + 1) ** 2} coefficients, got {coeffs.shape[-2]}")
-    out = SH_C0 * coeffs[..., 0, :]
-    if degree >= 1:
-        d = torch.nn.functional.normalize(dirs, dim=-1)
-        x, y, z = d[..., 0:1], d[..., 1:2], d[..., 2:3]
-        out = out - SH_C1 * y * coeffs[..., 1, :] + SH_C1 * z * coeffs[..., 2, :] - SH_C1 * x * coeffs[..., 3, :]
-        if degree >= 2:
-            xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-            out = (
-                out
-                + SH_C2[0] * xy * coeffs[..., 4, :]
-                + SH_C2[1] * yz * coeffs[..., 5, :]
-                + SH_C2[2] * (2.0 * zz - xx - yy) * coeffs[..., 6, :]
-                + SH_C2[3] * xz * coeffs[..., 7, :]
-                + SH_C2[4] * (xx - yy) * coeffs[..., 8, :]
-            )
-            if degree >= 3:
-                out = (
-                    out
-                    + SH_C3[0] * y * (3.0 * xx - yy) * coeffs[..., 9, :]
-                    + SH_C3[1] * xy * z * coeffs[..., 10, :]
-                    + SH_C3[2] * y * (4.0 * zz - xx - yy) * coeffs[..., 11, :]
-                    + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * coeffs[..., 12, :]
-                    + SH_C3[4] * x * (4.0 * zz - xx - yy) * coeffs[..., 13, :]
-                    + SH_C3[5] * z * (xx - yy) * coeffs[..., 14, :]
-                    + SH_C3[6] * x * (xx - 3.0 * yy) * coeffs[..., 15, :]
-                )
+    # one product with the basis instead of a term per coefficient: autograd then gives the
+    # coefficients one gradient tensor, where a term per coefficient made each term's backward fill
+    # a zero tensor of all the coefficients (16 a call at degree 3)
+    out = (sh_basis(degree, dirs)[..., :, None] * coeffs[..., : (degree + 1) ** 2, :]).sum(-2)
     out = out.expand(*torch.broadcast_shapes(dirs.shape[:-1], out.shape[:-1]), out.shape[-1])
     return torch.clamp_min(out + 0.5, 0.0)
 
