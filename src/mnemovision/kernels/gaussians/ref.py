@@ -507,9 +507,11 @@ class _CompositeFn(torch.autograd.Function):
     def backward(ctx, grad_render, grad_alpha):
         means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t, render = ctx.saved_tensors
         meta = ctx.meta
-        grads = {"means2d": torch.zeros_like(means2d), "conics": torch.zeros_like(conics), "opacities": torch.zeros_like(opacities), "values": torch.zeros_like(values)}
-        grads["depths"] = torch.zeros_like(depths) if ctx.has_depths else None
-        grads["absgrad"] = torch.zeros_like(means2d) if meta["absgrad"] else None
+        # one accumulator for the per-(view, Gaussian) gradients, one index_add_ a block: columns mx, my,
+        # a, b, c, opacity (the table's order), then depth and |d mx|, |d my| when asked for
+        n_cols = 6 + ctx.has_depths + 2 * meta["absgrad"]
+        pair_grads = torch.zeros(means2d.shape[0], n_cols, dtype=means2d.dtype, device=means2d.device)
+        grad_values = torch.zeros_like(values)
         grad_bg, grad_final_t = background_grads(grad_render, grad_alpha, final_t, background)
         scratch = _Scratch(values.device, values.dtype)
         table = gaussian_table(means2d, conics, opacities)
@@ -517,16 +519,19 @@ class _CompositeFn(torch.autograd.Function):
             _backward_tiles(
                 chunk, offsets, flat_ids, feature_ids, table, values, depths, meta,
                 _gather_tiles(grad_render, chunk, meta), _gather_tiles(grad_final_t * final_t, chunk, meta)[..., 0],
-                _gather_tiles(render, chunk, meta), grads, scratch,
+                _gather_tiles(render, chunk, meta), pair_grads, grad_values, scratch,
             )
-        if grads["absgrad"] is not None:
+        if meta["absgrad"]:
             holder = meta["absgrad_holder"]
-            holder.value = grads["absgrad"].reshape(holder.shape)
-        return grads["means2d"], grads["conics"], grads["opacities"], grads["values"], grads["depths"], grad_bg, None, None, None, None
+            holder.value = pair_grads[:, -2:].reshape(holder.shape)
+        grad_depths = pair_grads[:, 6].contiguous() if ctx.has_depths else None
+        return pair_grads[:, :2].contiguous(), pair_grads[:, 2:5].contiguous(), pair_grads[:, 5].contiguous(), grad_values, grad_depths, grad_bg, None, None, None, None
 
 
-def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, depths, meta, g_out, g_t, out, grads, scratch) -> None:
-    """Analytic gradients of one chunk of tiles, accumulated into ``grads`` (in place).
+def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, depths, meta, g_out, g_t, out, pair_grads, grad_values, scratch) -> None:
+    """Analytic gradients of one chunk of tiles, accumulated (in place) into ``pair_grads`` [V*N, K]
+    (columns mx, my, a, b, c, opacity, then depth and |d mx|, |d my| when rendered / asked for) and
+    ``grad_values`` [F, C].
 
     Per pixel, with G = dL/d(render) and T_i the transmittance before Gaussian i:
     dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i), where S_i is the colour
@@ -569,9 +574,7 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, dep
         later.neg_().add_(remaining[:, :, None]).div_(one_minus)
         d_raw = t_before.mul_(dots).sub_(later)  # dL/d alpha, in t_before's buffer
         d_raw.mul_(torch.lt(raw, ALPHA_MAX, out=s.one_minus).mul_(ok).mul_(keep))  # alpha = raw where it counts and is not clamped
-        flat_pair = torch.where(valid, pair, 0).reshape(-1)
-        vmask = valid.reshape(-1, 1).to(dtype)
-        grads["opacities"].index_add_(0, flat_pair, gauss.mul_(d_raw).sum(1).reshape(-1) * vmask[:, 0])
+        d_opacity = gauss.mul_(d_raw).sum(1)  # [T, L]
         d_sigma = d_raw.mul_(raw).neg_()  # dL/d sigma per pixel
         sdx, sdy = torch.mul(d_sigma, dx, out=s.sdx), torch.mul(d_sigma, dy, out=s.sdy)
         # a Gaussian's conic is the same at all its pixels, so the pixel sum of its mean's gradient
@@ -580,21 +583,22 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, dep
         sx, sy = sdx.sum(1), sdy.sum(1)  # [T, L]
         ca, cb, cc = 2.0 * rows[2], rows[3], 2.0 * rows[4]  # the conic [T, L]
         product = s.raw  # raw is not needed after d_sigma
-        d_con = torch.stack([
+        columns = [
+            -(ca * sx + cb * sy), -(cc * sy + cb * sx),
             0.5 * torch.mul(sdx, dx, out=product).sum(1), torch.mul(sdx, dy, out=product).sum(1), 0.5 * torch.mul(sdy, dy, out=product).sum(1),
-        ], -1)
-        grads["conics"].index_add_(0, flat_pair, d_con.reshape(-1, 3) * vmask)
-        grads["means2d"].index_add_(0, flat_pair, torch.stack([-(ca * sx + cb * sy), -(cc * sy + cb * sx)], -1).reshape(-1, 2) * vmask)
-        if grads["absgrad"] is not None:  # per-pixel terms: their absolute values do not factor
-            d_mx = torch.mul(sdx, ca[:, None], out=product).addcmul_(sdy, cb[:, None]).abs_().sum(1)
-            d_my = torch.mul(sdy, cc[:, None], out=product).addcmul_(sdx, cb[:, None]).abs_().sum(1)
-            grads["absgrad"].index_add_(0, flat_pair, torch.stack([d_mx, d_my], -1).reshape(-1, 2) * vmask)
+            d_opacity,
+        ]
         d_block_values = torch.bmm(weights.transpose(1, 2), g_out)  # [T, L, C']
-        if n_feat:
-            feat_rows = torch.where(valid, fid, 0).reshape(-1)
-            grads["values"].index_add_(0, feat_rows, d_block_values[..., :n_feat].reshape(-1, n_feat) * vmask)
         if depths is not None:
-            grads["depths"].index_add_(0, flat_pair, d_block_values[..., n_feat].reshape(-1) * vmask[:, 0])
+            columns.append(d_block_values[..., n_feat])
+        if meta["absgrad"]:  # per-pixel terms: their absolute values do not factor
+            columns.append(torch.mul(sdx, ca[:, None], out=product).addcmul_(sdy, cb[:, None]).abs_().sum(1))
+            columns.append(torch.mul(sdy, cc[:, None], out=product).addcmul_(sdx, cb[:, None]).abs_().sum(1))
+        # padding entries (valid = 0) point at a real entry and have alpha = 0 and d_raw = 0, so
+        # all they add is zeros: no mask is needed
+        pair_grads.index_add_(0, pair.reshape(-1), torch.stack(columns, -1).reshape(-1, len(columns)))
+        if n_feat:
+            grad_values.index_add_(0, fid.reshape(-1), d_block_values[..., :n_feat].reshape(-1, n_feat))
         remaining = remaining - block_sum
         transmittance, active = _block_exit(t_after, keep, transmittance)
 
