@@ -307,8 +307,8 @@ def gather_table(table: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
 
 
 def _block_alphas(px, py, rows, valid, s: SimpleNamespace | None = None):
-    """Per pixel x Gaussian [T, P, L]: offsets dx, dy, exponent sigma = a dx^2 / 2 + b dx dy + c dy^2 / 2,
-    exp(-sigma), raw o exp(-sigma), the 0/1 mask of terms that count (valid, sigma >= 0,
+    """Per pixel x Gaussian [T, P, L]: offsets dx, dy, exp(-sigma) (sigma = a dx^2 / 2 + b dx dy +
+    c dy^2 / 2), raw o exp(-sigma), the 0/1 mask of terms that count (valid, sigma >= 0,
     raw >= 1/255) and alpha = min(raw, 0.99) where they count, else 0.
 
     Written into the views of ``s`` (``_Scratch.views`` with ``_ALPHA_NAMES``), fresh ones when None.
@@ -330,7 +330,7 @@ def _block_alphas(px, py, rows, valid, s: SimpleNamespace | None = None):
     raw = torch.mul(gauss, opacity, out=s.raw)
     ok = torch.ge(raw, ALPHA_MIN, out=s.ok).mul_(torch.ge(sigma, 0.0, out=s.alpha)).mul_(valid[:, None, :].to(raw.dtype))
     alpha = torch.clamp_max(raw, ALPHA_MAX, out=s.alpha).mul_(ok)
-    return dx, dy, sigma, gauss, raw, ok, alpha
+    return dx, dy, gauss, raw, ok, alpha
 
 
 def _block_transmittance(alpha, transmittance, active, s: SimpleNamespace):
@@ -371,6 +371,18 @@ def _block_positions(starts: torch.Tensor, ends: torch.Tensor, b0: int, block: i
     return torch.where(valid, pos, starts[:, None].clamp_max(max(n_isects - 1, 0))), valid
 
 
+def _block_entries(starts, ends, b0: int, block: int, flat_ids, feature_ids, table, values, depths):
+    """What the forward and the backward read for one depth block [T, L]: validity, (view, Gaussian)
+    pairs, feature rows, the table's rows [6, T, L] and the composited values [T, L, C(+1)]
+    (features, plus depth as the last channel when rendered)."""
+    pos, valid = _block_positions(starts, ends, b0, block, flat_ids.numel())
+    pair, fid = flat_ids[pos], feature_ids[pos]
+    block_values = values[fid]
+    if depths is not None:
+        block_values = torch.cat([block_values, depths[pair][..., None]], -1)
+    return valid, pair, fid, gather_table(table, pair), block_values
+
+
 def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, depths, meta, scratch: _Scratch | None = None):
     """Composite a set of (view, tile) indices.
 
@@ -395,12 +407,8 @@ def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, dep
     for b0 in range(0, max_len, block):
         if not bool(active.any()):
             break
-        pos, valid = _block_positions(starts, ends, b0, block, flat_ids.numel())
-        pair = flat_ids[pos]
-        block_values = values[feature_ids[pos]]
-        if depths is not None:
-            block_values = torch.cat([block_values, depths[pair][..., None]], -1)
-        alpha = _block_alphas(px, py, gather_table(table, pair), valid, s)[-1]
+        valid, _, _, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
+        alpha = _block_alphas(px, py, rows, valid, s)[-1]
         one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
         weights = torch.div(t_after, one_minus, out=one_minus).mul_(alpha).mul_(keep)  # alpha x transmittance before
         out.baddbmm_(weights, block_values)
@@ -500,21 +508,20 @@ class _CompositeFn(torch.autograd.Function):
                 _scatter_tiles(final_t, chunk, trans[..., None], meta)
         ctx.meta = meta
         ctx.has_depths = depths is not None
-        ctx.save_for_backward(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t, render)
+        ctx.save_for_backward(table, values, depths, background, flat_ids, feature_ids, offsets, final_t, render)
         return add_background(render, final_t, background), 1.0 - final_t
 
     @staticmethod
     def backward(ctx, grad_render, grad_alpha):
-        means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, final_t, render = ctx.saved_tensors
+        table, values, depths, background, flat_ids, feature_ids, offsets, final_t, render = ctx.saved_tensors
         meta = ctx.meta
         # one accumulator for the per-(view, Gaussian) gradients, one index_add_ a block: columns mx, my,
         # a, b, c, opacity (the table's order), then depth and |d mx|, |d my| when asked for
         n_cols = 6 + ctx.has_depths + 2 * meta["absgrad"]
-        pair_grads = torch.zeros(means2d.shape[0], n_cols, dtype=means2d.dtype, device=means2d.device)
+        pair_grads = torch.zeros(table.shape[1], n_cols, dtype=table.dtype, device=table.device)
         grad_values = torch.zeros_like(values)
         grad_bg, grad_final_t = background_grads(grad_render, grad_alpha, final_t, background)
         scratch = _Scratch(values.device, values.dtype)
-        table = gaussian_table(means2d, conics, opacities)
         for chunk in _chunks(offsets, meta):
             _backward_tiles(
                 chunk, offsets, flat_ids, feature_ids, table, values, depths, meta,
@@ -556,13 +563,8 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, dep
     for b0 in range(0, max_len, block):
         if not bool(active.any()):
             break
-        pos, valid = _block_positions(starts, ends, b0, block, flat_ids.numel())
-        pair, fid = flat_ids[pos], feature_ids[pos]
-        rows = gather_table(table, pair)
-        block_values = values[fid]
-        if depths is not None:
-            block_values = torch.cat([block_values, depths[pair][..., None]], -1)
-        dx, dy, sigma, gauss, raw, ok, alpha = _block_alphas(px, py, rows, valid, s)
+        valid, pair, fid, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
+        dx, dy, gauss, raw, ok, alpha = _block_alphas(px, py, rows, valid, s)
         one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
         t_before = torch.div(t_after, one_minus, out=s.t_before)
         weights = torch.mul(alpha, t_before, out=s.alpha).mul_(keep)  # alpha is not needed after this
