@@ -412,6 +412,64 @@ def test_drop_unseen_keeps_every_entry_a_pixel_shows():
     assert int(kept_offsets[-1]) == kept_ids.numel() and torch.equal(kept_offsets.diff(), torch.bincount(kept_keys, minlength=kept_offsets.numel() - 1))
 
 
+def test_split_tiles_keeps_every_entry_a_pixel_of_the_sub_tile_shows():
+    """The PyTorch compositor's 8x8 sub-tiles, over two views of an image whose edges cut tiles and
+    sub-tiles: each sub-tile's list is its 16x16 tile's list, in order, less entries that no pixel
+    centre of the sub-tile inside the image shows (brute force); feature rows follow their entries."""
+    inputs = scene(n=60, v=2)
+    means, quats, scales = (t.detach() for t in inputs[:3])
+    views, ks = inputs[5:]
+    m2, con, dep, rad, _ = ref.project_gaussians(means, ref.quat_scale_to_covar(quats, scales), views, ks, W, H)
+    m2, con = m2.reshape(-1, 2), con.reshape(-1, 3)
+    opac = torch.rand(dep.numel(), generator=torch.Generator().manual_seed(4), dtype=dep.dtype) * 0.9 + 0.02
+    tiles_x, tiles_y = math.ceil(W / 16), math.ceil(H / 16)
+    keys, ids, offsets = ref.drop_unseen(*ref.isect_tiles(m2.view(2, -1, 2), rad, dep, W, H)[:2], m2, con, opac, 2, tiles_x * tiles_y, tiles_x)
+    meta = {"views": 2, "width": W, "height": H, "tile_size": 16, "tiles_x": tiles_x, "tiles_y": tiles_y, "block": 64}
+    sub_ids, sub_rows, sub_offsets, sub_meta = ref.split_tiles(ids, 3 * ids + 1, offsets, m2, con, opac, meta, 8, rows_per_step=16)
+    sub_x, sub_y = math.ceil(W / 8), math.ceil(H / 8)
+    assert (sub_meta["tile_size"], sub_meta["tiles_x"], sub_meta["tiles_y"], sub_meta["block"]) == (8, sub_x, sub_y, 64)
+    assert sub_offsets.numel() == 2 * sub_x * sub_y + 1 and int(sub_offsets[-1]) == sub_ids.numel()
+    assert torch.equal(sub_rows, 3 * sub_ids + 1)
+    shortened = 0
+    for view in range(2):
+        for sy in range(sub_y):
+            for sx in range(sub_x):
+                tile = view * tiles_x * tiles_y + sy // 2 * tiles_x + sx // 2
+                parent = ids[offsets[tile]:offsets[tile + 1]]
+                sub = view * sub_x * sub_y + sy * sub_x + sx
+                got = sub_ids[sub_offsets[sub]:sub_offsets[sub + 1]].tolist()
+                remaining = iter(parent.tolist())
+                assert all(entry in remaining for entry in got), "a subsequence of the tile's list"
+                px = torch.arange(sx * 8, min(sx * 8 + 8, W), dtype=m2.dtype) + 0.5
+                py = torch.arange(sy * 8, min(sy * 8 + 8, H), dtype=m2.dtype) + 0.5
+                dx = px[None, None, :] - m2[parent, 0, None, None]
+                dy = py[None, :, None] - m2[parent, 1, None, None]
+                c = con[parent][:, :, None, None]
+                sigma = 0.5 * (c[:, 0] * dx * dx + c[:, 2] * dy * dy) + c[:, 1] * dx * dy
+                shows = (opac[parent][:, None, None] * torch.exp(-sigma) >= 1.0 / 255.0).flatten(1).any(1)
+                assert set(parent[shows].tolist()) <= set(got), "an entry a pixel of the sub-tile shows was dropped"
+                shortened += len(got) < parent.numel()
+    assert shortened > 0 and sub_ids.numel() > ids.numel()
+
+
+def test_sub_tiles_do_not_change_the_render(monkeypatch):
+    """Compositing whole 16x16 tiles, 8x8 sub-tiles (the default) or 4x4 ones gives the same render
+    and gradients (float64; two views, depth, a background, an image whose edges cut sub-tiles)."""
+    inputs = scene(n=60, v=2)
+    bg = torch.rand(2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def run():
+        r, a, _ = rasterize_gaussians(*inputs, W, H, render_mode="RGB+ED", backgrounds=bg, backend="torch")
+        gr = torch.randn(r.shape, generator=torch.Generator().manual_seed(1), dtype=r.dtype)
+        return [r, a, *torch.autograd.grad((r * gr).sum() + a.sum(), inputs[:5])]
+
+    default = run()
+    for size in (16, 4):
+        monkeypatch.setattr(ref, "COMPOSITE_TILE", size)
+        for x, y in zip(run(), default):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.parametrize("antialiased", [False, True])
