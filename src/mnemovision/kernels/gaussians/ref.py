@@ -446,10 +446,11 @@ def _block_entries(starts, ends, b0: int, block: int, flat_ids, feature_ids, tab
     pairs, feature rows, the table's rows [6, T, L] and the composited values [T, L, C(+1)]
     (features, plus depth as the last channel when rendered)."""
     pos, valid = _block_positions(starts, ends, b0, block, flat_ids.numel())
-    pair, fid = flat_ids[pos], feature_ids[pos]
-    block_values = values[fid]
+    # take / index_select: on CPU a fraction of the time of indexing with a [T, L] tensor
+    pair, fid = flat_ids.take(pos), feature_ids.take(pos)
+    block_values = values.index_select(0, fid.view(-1)).view(*fid.shape, values.shape[-1])
     if depths is not None:
-        block_values = torch.cat([block_values, depths[pair][..., None]], -1)
+        block_values = torch.cat([block_values, depths.take(pair)[..., None]], -1)
     return valid, pair, fid, gather_table(table, pair), block_values
 
 
