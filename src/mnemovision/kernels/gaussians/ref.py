@@ -232,6 +232,12 @@ def rect_min_sigma(mx, my, ca, cb, cc, x_lo, x_hi, y_lo, y_hi):
     return torch.where(inside, torch.zeros_like(edges), edges)
 
 
+def _can_show(min_sigma: torch.Tensor, opacities: torch.Tensor) -> torch.Tensor:
+    """Whether alpha = o exp(-sigma) can reach 1/255 somewhere with sigma >= ``min_sigma`` (1e-3 of
+    slack in the exponent for rounding), elementwise."""
+    return (opacities * 255.0 >= 1.0) & (min_sigma <= torch.log((opacities * 255.0).clamp_min(1e-30)) + 1e-3)
+
+
 def drop_unseen(tile_keys, flat_ids, means2d, conics, opacities, views: int, n_tiles: int, tiles_x: int, tile_size: int = TILE_SIZE):
     """Remove the (tile, Gaussian) entries of sorted lists whose tile has no pixel centre where
     alpha = o exp(-sigma) can reach 1/255 (compositing skips those pixels: the render is unchanged;
@@ -251,7 +257,7 @@ def drop_unseen(tile_keys, flat_ids, means2d, conics, opacities, views: int, n_t
         m2, con = means2d.reshape(-1, 2)[flat_ids], conics.reshape(-1, 3)[flat_ids]
         opac = opacities.reshape(-1)[flat_ids]
         sigma = rect_min_sigma(m2[:, 0], m2[:, 1], con[:, 0], con[:, 1], con[:, 2], x_lo, x_lo + (tile_size - 1), y_lo, y_lo + (tile_size - 1))
-        keep = (opac * 255.0 >= 1.0) & (sigma <= torch.log((opac * 255.0).clamp_min(1e-30)) + 1e-3)
+        keep = _can_show(sigma, opac)
         tile_keys, flat_ids = tile_keys[keep], flat_ids[keep]
         return tile_keys, flat_ids, _tile_offsets(tile_keys, views * n_tiles)
 
@@ -267,7 +273,7 @@ def _sub_tiles_seen(tx, ty, flat_ids, means2d, conics, opacities, meta: dict, su
     x_hi, y_hi = (x_lo + (sub_size - 1)).clamp_max_(width - 0.5), (y_lo + (sub_size - 1)).clamp_max_(height - 0.5)
     m2, con, opac = means2d.index_select(0, flat_ids), conics.index_select(0, flat_ids), opacities.index_select(0, flat_ids)
     sigma = rect_min_sigma(m2[:, :1], m2[:, 1:], con[:, :1], con[:, 1:2], con[:, 2:], x_lo, x_hi, y_lo, y_hi)
-    return (sigma <= torch.log((opac * 255.0).clamp_min(1e-30))[:, None] + 1e-3) & (x_lo < width) & (y_lo < height)
+    return _can_show(sigma, opac[:, None]) & (x_lo < width) & (y_lo < height)
 
 
 def split_tiles(flat_ids, feature_ids, offsets, means2d, conics, opacities, meta: dict, sub_size: int, rows_per_step: int = 1 << 16):
