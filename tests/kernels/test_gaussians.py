@@ -152,6 +152,29 @@ def test_early_termination_and_alpha_clamp():
     assert a[0, 14, 18, 0].item() == pytest.approx(1 - 0.01 * 0.01)
 
 
+def test_backward_walks_only_what_the_forward_reached(monkeypatch):
+    """Depth blocks of 3 entries over wide, nearly opaque Gaussians: the backward walks each tile's
+    list only up to the block in which its last pixel stopped (the forward's ``walked``), some
+    tiles short of their lists' ends, and the render and all gradients still match the dense oracle."""
+    layout = ref._chunk_layout
+    monkeypatch.setattr(ref, "_chunk_layout", lambda *args: (*layout(*args)[:4], 3, layout(*args)[5]))
+    composite_tiles, short = ref.composite_tiles, []
+
+    def spy(tile_ids, offsets, lengths, *args):
+        out, trans, walked = composite_tiles(tile_ids, offsets, lengths, *args)
+        short.append(int((walked < lengths[tile_ids]).sum()))
+        assert bool((walked <= lengths[tile_ids]).all()) and bool((walked > 0).all())
+        return out, trans, walked
+
+    monkeypatch.setattr(ref, "composite_tiles", spy)
+    inputs = scene(n=80, v=2)
+    with torch.no_grad():
+        inputs[2].mul_(3.0)
+        inputs[3].clamp_(min=0.95)
+    check_against_oracle(inputs, backend="torch", render_mode="RGB+D")
+    assert sum(short) > 0, "some tiles stopped before their lists ended"
+
+
 def test_tile_chunks_cover_every_tile_within_the_budget():
     """The PyTorch compositor's chunks: every non-empty tile once, shortest lists first; a chunk
     holds at most ``budget`` elements a step (tiles x min(block, longest list) x pixels) unless it
@@ -159,9 +182,8 @@ def test_tile_chunks_cover_every_tile_within_the_budget():
     g = torch.Generator().manual_seed(3)
     lengths = torch.randint(0, 300, (60,), generator=g)
     lengths[::7] = 0
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])
     budget, block, pixels = 1 << 15, 64, 256
-    chunks = ref._tile_chunks(offsets, ref._nonempty_tiles(offsets), budget, block, pixels)
+    chunks = ref._tile_chunks(lengths, torch.nonzero(lengths).squeeze(-1), budget, block, pixels)
     walked = torch.cat(chunks)
     assert sorted(walked.tolist()) == torch.nonzero(lengths).squeeze(-1).tolist()
     assert torch.equal(lengths[walked], lengths[walked].sort().values)
@@ -184,8 +206,8 @@ def test_chunking_does_not_change_the_render(monkeypatch):
 
     default = run()
     whole = ref._tile_chunks
-    monkeypatch.setattr(ref, "_tile_chunks", lambda offsets, tile_ids, budget, block, pixels: whole(offsets, tile_ids, 1, block, pixels))
-    assert len(ref._chunks(torch.tensor([0, 5, 9, 9, 20]), {"chunk_elems": 1 << 17, "block": 64, "tile_size": 16})) == 3
+    monkeypatch.setattr(ref, "_tile_chunks", lambda lengths, tile_ids, budget, block, pixels: whole(lengths, tile_ids, 1, block, pixels))
+    assert len(ref._chunks(torch.tensor([5, 4, 0, 11]), {"chunk_elems": 1 << 17, "block": 64, "tile_size": 16})) == 3
     for x, y in zip(run(), default):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
 

@@ -431,10 +431,12 @@ def _block_exit(t_after, keep, transmittance):
     return torch.where(kept > 0, last, transmittance), keep[:, :, -1].clone()
 
 
-def _chunk_layout(tile_ids: torch.Tensor, offsets: torch.Tensor, meta: dict, dtype):
-    """(starts [T], ends [T], pixel centres px, py [T, P], block length, longest list) of a tile chunk."""
+def _chunk_layout(tile_ids: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, meta: dict, dtype):
+    """(starts [T], ends [T], pixel centres px, py [T, P], block length, longest list) of a tile chunk
+    whose tiles walk the first ``lengths`` [V * n_tiles] entries of their lists."""
     n_tiles = meta["tiles_x"] * meta["tiles_y"]
-    starts, ends = offsets[tile_ids], offsets[tile_ids + 1]
+    starts = offsets[tile_ids]
+    ends = starts + lengths[tile_ids]
     px, py = _tile_pixels(tile_ids % n_tiles, meta["tiles_x"], meta["tile_size"], dtype)
     max_len = int((ends - starts).max()) if tile_ids.numel() else 0
     return starts, ends, px.to(dtype) + 0.5, py.to(dtype) + 0.5, max(1, min(meta["block"], max_len)), max_len
@@ -460,7 +462,7 @@ def _block_entries(starts, ends, b0: int, block: int, flat_ids, feature_ids, tab
     return valid, pair, fid, gather_table(table, pair), block_values
 
 
-def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, depths, meta, scratch: _Scratch | None = None):
+def composite_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, values, depths, meta, scratch: _Scratch | None = None):
     """Composite a set of (view, tile) indices.
 
     Args:
@@ -469,31 +471,36 @@ def composite_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, dep
         table: [6, V*N] ``gaussian_table`` of the flattened (view, Gaussian) pairs.
         values: [F, C] rows gathered through ``feature_ids``. depths: [V*N] or None; when given it
             is composited as one more channel after the C feature channels.
+        lengths: [V * n_tiles] entries of each list to composite (``offsets.diff()``: all of them).
         scratch: the pass's ``_Scratch`` (a fresh one when None).
 
     Returns:
-        colour [T, P, C(+1)] and final transmittance [T, P].
+        colour [T, P, C(+1)], final transmittance [T, P] and walked [T]: the entries of each tile's
+        list up to the block in which its last pixel stopped (the rest change nothing).
     """
     device, dtype = table.device, table.dtype
-    starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, meta, dtype)
+    starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, lengths, meta, dtype)
     n_t, n_p = tile_ids.numel(), meta["tile_size"] ** 2
     s = (scratch or _Scratch(device, dtype)).views(_STEP_NAMES, (n_t, n_p, block))
     transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
     active = torch.ones(n_t, n_p, dtype=dtype, device=device)
     out = torch.zeros(n_t, n_p, values.shape[-1] + (depths is not None), dtype=dtype, device=device)
+    walked = torch.zeros_like(starts)
     for b0 in range(0, max_len, block):
-        if not bool(active.any()):
+        going = active.amax(1)  # [T] 0/1: tiles with a pixel still going
+        if not bool(going.any()):
             break
+        torch.maximum(walked, (ends - starts).clamp_max_(b0 + block).mul_(going.to(walked.dtype)), out=walked)
         valid, _, _, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
         alpha = _block_alphas(px, py, rows, valid, s)[-1]
         one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
         weights = torch.div(t_after, one_minus, out=one_minus).mul_(alpha).mul_(keep)  # alpha x transmittance before
         out.baddbmm_(weights, block_values)
         transmittance, active = _block_exit(t_after, keep, transmittance)
-    return out, transmittance
+    return out, transmittance, walked
 
 
-def _tile_chunks(offsets: torch.Tensor, tile_ids: torch.Tensor, budget: int, block: int, pixels: int) -> list[torch.Tensor]:
+def _tile_chunks(lengths: torch.Tensor, tile_ids: torch.Tensor, budget: int, block: int, pixels: int) -> list[torch.Tensor]:
     """Split tile ids into chunks whose per-step tensors hold at most ``budget`` elements (tiles x
     min(block, longest list) x pixels), at least one tile each.
 
@@ -502,19 +509,20 @@ def _tile_chunks(offsets: torch.Tensor, tile_ids: torch.Tensor, budget: int, blo
     shorter), one of long lists fewer: every step's ops get about the same amount of work, so their
     fixed cost per call is amortised alike (with a budget of padded list entries instead, a tile
     with 2,000 Gaussians went alone, 64 x 256 elements a step, and the bundled scene's training
-    step was about a quarter slower)."""
-    lengths_t = offsets[tile_ids + 1] - offsets[tile_ids]
+    step was about a quarter slower).
+
+    ``lengths`` [V * n_tiles]: how many entries of each tile's list are walked."""
+    lengths_t = lengths[tile_ids]
     order = torch.argsort(lengths_t, stable=True)
-    lengths, tile_list = lengths_t[order].tolist(), tile_ids[order].tolist()
     chunks, current = [], []
-    for tid, length in zip(tile_list, lengths):
+    for tid, length in zip(tile_ids[order].tolist(), lengths_t[order].tolist()):
         if current and (len(current) + 1) * min(block, length) * pixels > budget:
             chunks.append(current)
             current = []
         current.append(tid)
     if current:
         chunks.append(current)
-    return [torch.tensor(c, dtype=torch.long, device=offsets.device) for c in chunks]
+    return [torch.tensor(c, dtype=torch.long, device=lengths.device) for c in chunks]
 
 
 def _scatter_tiles(image: torch.Tensor, tile_ids: torch.Tensor, tile_values: torch.Tensor, meta) -> None:
@@ -557,13 +565,9 @@ def background_grads(grad_render: torch.Tensor, grad_alpha: torch.Tensor, final_
     return grad_bg, grad_t
 
 
-def _nonempty_tiles(offsets: torch.Tensor) -> torch.Tensor:
-    return torch.nonzero(offsets[1:] > offsets[:-1]).squeeze(-1)
-
-
-def _chunks(offsets: torch.Tensor, meta: dict) -> list[torch.Tensor]:
-    """The chunks of non-empty tiles that the forward and the backward walk (``_tile_chunks``)."""
-    return _tile_chunks(offsets, _nonempty_tiles(offsets), meta["chunk_elems"], meta["block"], meta["tile_size"] ** 2)
+def _chunks(lengths: torch.Tensor, meta: dict) -> list[torch.Tensor]:
+    """The chunks (``_tile_chunks``) of the tiles with entries to walk (``lengths`` [V * n_tiles] > 0)."""
+    return _tile_chunks(lengths, torch.nonzero(lengths).squeeze(-1), meta["chunk_elems"], meta["block"], meta["tile_size"] ** 2)
 
 
 class _CompositeFn(torch.autograd.Function):
@@ -578,19 +582,21 @@ class _CompositeFn(torch.autograd.Function):
         final_t = torch.ones(v, h, w, 1, dtype=values.dtype, device=values.device)
         scratch = _Scratch(values.device, values.dtype)
         table = gaussian_table(means2d, conics, opacities)
+        lengths = offsets.diff()
+        walked = torch.zeros_like(lengths)  # per tile: the entries before all its pixels stopped
         with torch.no_grad():
-            for chunk in _chunks(offsets, meta):
-                out, trans = composite_tiles(chunk, offsets, flat_ids, feature_ids, table, values, depths, meta, scratch)
+            for chunk in _chunks(lengths, meta):
+                out, trans, walked[chunk] = composite_tiles(chunk, offsets, lengths, flat_ids, feature_ids, table, values, depths, meta, scratch)
                 _scatter_tiles(render, chunk, out, meta)
                 _scatter_tiles(final_t, chunk, trans[..., None], meta)
         ctx.meta = meta
         ctx.has_depths = depths is not None
-        ctx.save_for_backward(table, values, depths, background, flat_ids, feature_ids, offsets, final_t, render)
+        ctx.save_for_backward(table, values, depths, background, flat_ids, feature_ids, offsets, walked, final_t, render)
         return add_background(render, final_t, background), 1.0 - final_t
 
     @staticmethod
     def backward(ctx, grad_render, grad_alpha):
-        table, values, depths, background, flat_ids, feature_ids, offsets, final_t, render = ctx.saved_tensors
+        table, values, depths, background, flat_ids, feature_ids, offsets, walked, final_t, render = ctx.saved_tensors
         meta = ctx.meta
         # one accumulator for the per-(view, Gaussian) gradients, one index_add_ a block: columns mx, my,
         # a, b, c, opacity (the table's order), then depth and |d mx|, |d my| when asked for
@@ -599,9 +605,11 @@ class _CompositeFn(torch.autograd.Function):
         grad_values = torch.zeros_like(values)
         grad_bg, grad_final_t = background_grads(grad_render, grad_alpha, final_t, background)
         scratch = _Scratch(values.device, values.dtype)
-        for chunk in _chunks(offsets, meta):
+        # the entries after a tile's pixels all stopped have zero gradients: the backward walks only
+        # those before, and groups its chunks by that length (fewer blocks where pixels stop early)
+        for chunk in _chunks(walked, meta):
             _backward_tiles(
-                chunk, offsets, flat_ids, feature_ids, table, values, depths, meta,
+                chunk, offsets, walked, flat_ids, feature_ids, table, values, depths, meta,
                 _gather_tiles(grad_render, chunk, meta), _gather_tiles(grad_final_t * final_t, chunk, meta)[..., 0],
                 _gather_tiles(render, chunk, meta), pair_grads, grad_values, scratch,
             )
@@ -612,7 +620,7 @@ class _CompositeFn(torch.autograd.Function):
         return pair_grads[:, :2].contiguous(), pair_grads[:, 2:5].contiguous(), pair_grads[:, 5].contiguous(), grad_values, grad_depths, grad_bg, None, None, None, None
 
 
-def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, depths, meta, g_out, g_t, out, pair_grads, grad_values, scratch) -> None:
+def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, values, depths, meta, g_out, g_t, out, pair_grads, grad_values, scratch) -> None:
     """Analytic gradients of one chunk of tiles, accumulated (in place) into ``pair_grads`` [V*N, K]
     (columns mx, my, a, b, c, opacity, then depth and |d mx|, |d my| when rendered / asked for) and
     ``grad_values`` [F, C].
@@ -628,7 +636,7 @@ def _backward_tiles(tile_ids, offsets, flat_ids, feature_ids, table, values, dep
         out [T, P, C'] = the forward's render without background.
     """
     device, dtype = table.device, table.dtype
-    starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, meta, dtype)
+    starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, lengths, meta, dtype)
     n_t, n_p = tile_ids.numel(), meta["tile_size"] ** 2
     s = scratch.views(_STEP_NAMES + ("t_before", "dots", "wd", "later", "sdx", "sdy"), (n_t, n_p, block))
     # G . out + g_T T_final - (the weighted G . f of the blocks before): the per-pixel constant of
