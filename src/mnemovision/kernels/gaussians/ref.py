@@ -302,7 +302,8 @@ def split_tiles(flat_ids, feature_ids, offsets, means2d, conics, opacities, meta
     with torch.no_grad():
         tiles = torch.repeat_interleave(torch.arange(offsets.numel() - 1, device=device), offsets.diff())  # [I]
         view = torch.div(tiles, n_tiles, rounding_mode="floor")
-        tx, ty = (tiles - view * n_tiles) % tiles_x, torch.div(tiles - view * n_tiles, tiles_x, rounding_mode="floor")
+        local = tiles - view * n_tiles
+        tx, ty = local % tiles_x, torch.div(local, tiles_x, rounding_mode="floor")
         keep = torch.empty(tiles.numel(), factor * factor, dtype=torch.bool, device=device)
         for a in range(0, tiles.numel(), rows_per_step):
             b = a + rows_per_step
@@ -485,12 +486,12 @@ def composite_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, va
     transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
     active = torch.ones(n_t, n_p, dtype=dtype, device=device)
     out = torch.zeros(n_t, n_p, values.shape[-1] + (depths is not None), dtype=dtype, device=device)
-    walked = torch.zeros_like(starts)
+    spans, walked = ends - starts, torch.zeros_like(starts)
     for b0 in range(0, max_len, block):
         going = active.amax(1)  # [T] 0/1: tiles with a pixel still going
         if not bool(going.any()):
             break
-        torch.maximum(walked, (ends - starts).clamp_max_(b0 + block).mul_(going.to(walked.dtype)), out=walked)
+        torch.maximum(walked, spans.clamp_max(b0 + block).mul_(going.to(walked.dtype)), out=walked)
         valid, _, _, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
         alpha = _block_alphas(px, py, rows, valid, s)[-1]
         one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
