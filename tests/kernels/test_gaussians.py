@@ -402,6 +402,15 @@ def test_triton_matches_the_reference(render_mode, channels, batch, v, backgroun
         assert_kernel_close(g, s, w.to(g.device), name)
 
 
+def pixels_show(ids, px, py, means2d, conics, opacities):
+    """[E] bool, brute force: whether entry e's Gaussian reaches alpha 1/255 at one of the pixel
+    centres px, py ([E, P] or [1, P])."""
+    m2, con = means2d.reshape(-1, 2)[ids], conics.reshape(-1, 3)[ids]
+    dx, dy = px - m2[:, :1], py - m2[:, 1:]
+    sigma = 0.5 * (con[:, :1] * dx * dx + con[:, 2:] * dy * dy) + con[:, 1:2] * dx * dy
+    return (opacities.reshape(-1)[ids][:, None] * torch.exp(-sigma) >= 1.0 / 255.0).any(1)
+
+
 def assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, means2d, conics, opacities, width=W, height=H):
     """(keys, ids) are ref's sorted entries, in ref's order, less some whose tile has no pixel centre
     where alpha reaches 1/255 (brute force over the 256 pixels), and some were dropped. ``keys`` may
@@ -411,10 +420,7 @@ def assert_only_unseen_dropped(ref_keys, ref_ids, keys, ids, means2d, conics, op
     local = torch.arange(256, device=ref_keys.device)
     px = (ref_keys % n_tiles % tiles_x)[:, None] * 16 + local % 16 + 0.5
     py = (ref_keys % n_tiles // tiles_x)[:, None] * 16 + local // 16 + 0.5
-    m2, con = means2d.reshape(-1, 2)[ref_ids], conics.reshape(-1, 3)[ref_ids]
-    dx, dy = px - m2[:, :1], py - m2[:, 1:]
-    sigma = 0.5 * (con[:, :1] * dx * dx + con[:, 2:] * dy * dy) + con[:, 1:2] * dx * dy
-    shows = (opacities.reshape(-1)[ref_ids][:, None] * torch.exp(-sigma) >= 1.0 / 255.0).any(1)
+    shows = pixels_show(ref_ids, px, py, means2d, conics, opacities)
     kept = torch.isin((ref_keys << 32) | ref_ids, (keys << 32) | ids)
     assert torch.equal(ref_keys[kept], keys) and torch.equal(ref_ids[kept], ids), "a subset, in ref's order"
     assert not (shows & ~kept).any(), "an entry some pixel shows in was dropped"
@@ -462,13 +468,11 @@ def test_split_tiles_keeps_every_entry_a_pixel_of_the_sub_tile_shows():
                 got = sub_ids[sub_offsets[sub]:sub_offsets[sub + 1]].tolist()
                 remaining = iter(parent.tolist())
                 assert all(entry in remaining for entry in got), "a subsequence of the tile's list"
-                px = torch.arange(sx * 8, min(sx * 8 + 8, W), dtype=m2.dtype) + 0.5
-                py = torch.arange(sy * 8, min(sy * 8 + 8, H), dtype=m2.dtype) + 0.5
-                dx = px[None, None, :] - m2[parent, 0, None, None]
-                dy = py[None, :, None] - m2[parent, 1, None, None]
-                c = con[parent][:, :, None, None]
-                sigma = 0.5 * (c[:, 0] * dx * dx + c[:, 2] * dy * dy) + c[:, 1] * dx * dy
-                shows = (opac[parent][:, None, None] * torch.exp(-sigma) >= 1.0 / 255.0).flatten(1).any(1)
+                py, px = torch.meshgrid(
+                    torch.arange(sy * 8, min(sy * 8 + 8, H), dtype=m2.dtype) + 0.5,
+                    torch.arange(sx * 8, min(sx * 8 + 8, W), dtype=m2.dtype) + 0.5, indexing="ij",
+                )
+                shows = pixels_show(parent, px.reshape(1, -1), py.reshape(1, -1), m2, con, opac)
                 assert set(parent[shows].tolist()) <= set(got), "an entry a pixel of the sub-tile shows was dropped"
                 shortened += len(got) < parent.numel()
     assert shortened > 0 and sub_ids.numel() > ids.numel()
