@@ -54,14 +54,15 @@ def tile_lists(scene, view: int):
     keys, ids, offsets = ref.drop_unseen(keys, ids, m2, con, opac, 1, n_tiles, tiles_x)
     lengths = offsets.diff()
     table = ref.gaussian_table(m2, con, opac)
+    meta = {"tiles_x": tiles_x, "tiles_y": tiles_y, "tile_size": ref.TILE_SIZE, "block": 1}
     effective = torch.zeros(n_tiles, dtype=torch.long)
     reach = {"empty_entries": 0, "warp_pairs": 0, "empty_warp_pairs": 0, "warp_walks": 0}
     for tile in torch.nonzero(lengths).squeeze(-1).tolist():
-        px, py = ref._tile_pixels(torch.tensor([tile]), tiles_x, ref.TILE_SIZE, torch.float32)
-        px, py = px[0] + 0.5, py[0] + 0.5
+        lay = ref._chunk_layout(torch.tensor([tile]), offsets, lengths, meta, torch.float32)
+        px, py = lay.px[0], lay.py[0]
         inside = (px < width) & (py < height)
         g = ids[offsets[tile]:offsets[tile + 1]]
-        alpha = ref._block_alphas(px[None], py[None], ref.gather_table(table, g[None]), torch.ones(1, len(g)))[-1][0].T  # [L, P]
+        alpha = ref._block_alphas(lay, ref.gather_table(table, g[None]), torch.ones(1, len(g)))[-1][0].T  # [L, P]
         below = torch.cumprod(1.0 - alpha, 0) < ref.T_MIN
         stopping = below.any(0)
         # a pixel composites the entries before its first Gaussian that would take it below T_MIN

@@ -3,6 +3,7 @@ gradchecks, edge cases, and agreement with gsplat's PyTorch reference on the rea
 
 import importlib.util
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -157,7 +158,7 @@ def test_backward_walks_only_what_the_forward_reached(monkeypatch):
     list only up to the block in which its last pixel stopped (the forward's ``walked``), some
     tiles short of their lists' ends, and the render and all gradients still match the dense oracle."""
     layout = ref._chunk_layout
-    monkeypatch.setattr(ref, "_chunk_layout", lambda *args: (*layout(*args)[:4], 3, layout(*args)[5]))
+    monkeypatch.setattr(ref, "_chunk_layout", lambda *args: SimpleNamespace(**{**vars(layout(*args)), "block": 3}))
     composite_tiles, short = ref.composite_tiles, []
 
     def spy(tile_ids, offsets, lengths, *args):
@@ -480,7 +481,9 @@ def test_split_tiles_keeps_every_entry_a_pixel_of_the_sub_tile_shows():
 
 def test_sub_tiles_do_not_change_the_render(monkeypatch):
     """Compositing whole 16x16 tiles, 8x8 sub-tiles (the default) or 4x4 ones gives the same render
-    and gradients (float64; two views, depth, a background, an image whose edges cut sub-tiles)."""
+    and gradients (float64; two views, depth, a background, an image whose edges cut sub-tiles), up
+    to rounding: sigma and the gradient sums are expanded about each (sub-)tile's centre, so they
+    round differently at each size (within 1e-12 of each tensor's largest value)."""
     inputs = scene(n=60, v=2)
     bg = torch.rand(2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
 
@@ -493,7 +496,7 @@ def test_sub_tiles_do_not_change_the_render(monkeypatch):
     for size in (16, 4):
         monkeypatch.setattr(ref, "COMPOSITE_TILE", size)
         for x, y in zip(run(), default):
-            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-12 * float(y.detach().abs().max()))
 
 
 @pytest.mark.triton

@@ -367,7 +367,7 @@ class _Scratch:
         return SimpleNamespace(**out)
 
 
-_ALPHA_NAMES = ("dx", "dy", "sigma", "gauss", "raw", "ok", "alpha")
+_ALPHA_NAMES = ("sigma", "raw", "ok", "alpha")
 _STEP_NAMES = _ALPHA_NAMES + ("one_minus", "t_after", "keep")
 
 
@@ -383,31 +383,41 @@ def gather_table(table: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
     return table.index_select(1, pair.reshape(-1)).view(6, *pair.shape)
 
 
-def _block_alphas(px, py, rows, valid, s: SimpleNamespace | None = None):
-    """Per pixel x Gaussian [T, P, L]: offsets dx, dy, exp(-sigma) (sigma = a dx^2 / 2 + b dx dy +
-    c dy^2 / 2), raw o exp(-sigma), the 0/1 mask of terms that count (valid, sigma >= 0,
+def _block_alphas(lay: SimpleNamespace, rows, valid, s: SimpleNamespace | None = None):
+    """Per pixel x Gaussian [T, P, L]: raw o exp(-sigma) (sigma = a dx^2 / 2 + b dx dy + c dy^2 / 2,
+    dx and dy the pixel centre's offsets from the mean), the 0/1 mask of terms that count (valid,
     raw >= 1/255) and alpha = min(raw, 0.99) where they count, else 0.
+
+    sigma is one batched matmul: the polynomial (1, x, y, x^2, x y, y^2) of each pixel centre
+    relative to its tile's centre (``lay.moments``) times each entry's coefficients of it, its mean
+    taken relative to the same centre so that the terms that cancel stay about the size of a tile.
+    Seven [T, P, L] passes (offsets, products) become one matmul and a dozen [T, L] ops. Rounding
+    can then take sigma just below 0 near a Gaussian's centre, where it is clamped at 0: a rounding
+    error of that one term (``project_gaussians`` makes conics positive definite, so sigma < 0 has
+    no other cause; the direct form's ``sigma >= 0`` test never drops a term there).
 
     Written into the views of ``s`` (``_Scratch.views`` with ``_ALPHA_NAMES``), fresh ones when None.
     Masks are 0/1 floats that multiply: on CPU a float comparison and a multiply each cost a few
     microseconds a block where ``torch.where`` and bool comparisons cost tens to hundreds.
 
     Args:
-        px, py: [T, P] pixel centres; rows: [6, T, L] (``gather_table``);
-        valid: [T, L] (bool or 0/1) entries that are real (not padding).
+        lay: ``_chunk_layout`` (``moments`` [T, 6, P], tile centres ``x0``, ``y0`` [T, 1]);
+        rows: [6, T, L] (``gather_table``); valid: [T, L] (bool or 0/1) entries that are real (not padding).
     """
+    n_t, n_p, n_l = lay.moments.shape[0], lay.moments.shape[2], rows.shape[2]
     if s is None:
-        s = _Scratch(rows.device, rows.dtype).views(_ALPHA_NAMES, (px.shape[0], px.shape[1], rows.shape[2]))
-    mx, my, half_a, b, half_c, opacity = rows[:, :, None, :].unbind(0)  # each [T, 1, L]
-    dx = torch.sub(px[:, :, None], mx, out=s.dx)
-    dy = torch.sub(py[:, :, None], my, out=s.dy)
-    sigma = torch.mul(dx, half_a, out=s.sigma).addcmul_(dy, b).mul_(dx)  # dx (a dx / 2 + b dy)
-    sigma.addcmul_(torch.mul(dy, half_c, out=s.gauss), dy)
-    gauss = torch.clamp_max(sigma, SIGMA_CAP, out=s.gauss).neg_().exp_()
-    raw = torch.mul(gauss, opacity, out=s.raw)
-    ok = torch.ge(raw, ALPHA_MIN, out=s.ok).mul_(torch.ge(sigma, 0.0, out=s.alpha)).mul_(valid[:, None, :].to(raw.dtype))
+        s = _Scratch(rows.device, rows.dtype).views(_ALPHA_NAMES, (n_t, n_p, n_l))
+    coef = torch.empty(6, n_t, n_l, dtype=rows.dtype, device=rows.device)  # the terms of 1, x, y, x^2, x y, y^2
+    mx, my = torch.sub(rows[0], lay.x0), torch.sub(rows[1], lay.y0)
+    coef[3:].copy_(rows[2:5])  # a / 2, b, c / 2
+    torch.mul(mx, rows[2], out=coef[1]).mul_(-2.0).addcmul_(rows[3], my, value=-1.0)  # -(a mx + b my)
+    torch.mul(my, rows[4], out=coef[2]).mul_(-2.0).addcmul_(rows[3], mx, value=-1.0)  # -(b mx + c my)
+    torch.mul(coef[1], mx, out=coef[0]).addcmul_(coef[2], my).mul_(-0.5)  # a mx^2 / 2 + b mx my + c my^2 / 2
+    sigma = torch.bmm(lay.moments.transpose(1, 2), coef.transpose(0, 1), out=s.sigma)
+    raw = torch.clamp(sigma, 0.0, SIGMA_CAP, out=s.raw).neg_().exp_().mul_(rows[5][:, None, :])
+    ok = torch.ge(raw, ALPHA_MIN, out=s.ok).mul_(valid[:, None, :].to(raw.dtype))
     alpha = torch.clamp_max(raw, ALPHA_MAX, out=s.alpha).mul_(ok)
-    return dx, dy, gauss, raw, ok, alpha
+    return raw, ok, alpha
 
 
 def _block_transmittance(alpha, transmittance, active, s: SimpleNamespace):
@@ -432,15 +442,26 @@ def _block_exit(t_after, keep, transmittance):
     return torch.where(kept > 0, last, transmittance), keep[:, :, -1].clone()
 
 
-def _chunk_layout(tile_ids: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, meta: dict, dtype):
-    """(starts [T], ends [T], pixel centres px, py [T, P], block length, longest list) of a tile chunk
-    whose tiles walk the first ``lengths`` [V * n_tiles] entries of their lists."""
-    n_tiles = meta["tiles_x"] * meta["tiles_y"]
+def _chunk_layout(tile_ids: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, meta: dict, dtype) -> SimpleNamespace:
+    """Where a chunk of tiles reads and writes, when its tiles walk the first ``lengths``
+    [V * n_tiles] entries of their lists: ``starts``, ``ends`` [T] (list positions), ``px``, ``py``
+    [T, P] (pixel centres), ``x0``, ``y0`` [T, 1] (each tile's centre), ``moments`` [T, 6, P]
+    (1, x, y, x^2, x y, y^2 of each pixel centre relative to its tile's centre: the same for every
+    tile, an expanded view), ``block`` (the depth block's length) and ``max_len`` (longest list)."""
+    n_tiles, size = meta["tiles_x"] * meta["tiles_y"], meta["tile_size"]
     starts = offsets[tile_ids]
     ends = starts + lengths[tile_ids]
-    px, py = _tile_pixels(tile_ids % n_tiles, meta["tiles_x"], meta["tile_size"], dtype)
+    tiles, half = tile_ids % n_tiles, 0.5 * size
+    x0 = ((tiles % meta["tiles_x"]) * size).to(dtype)[:, None] + half
+    y0 = (torch.div(tiles, meta["tiles_x"], rounding_mode="floor") * size).to(dtype)[:, None] + half
+    local = torch.arange(size * size, device=tile_ids.device)
+    lx, ly = (local % size).to(dtype) + (0.5 - half), torch.div(local, size, rounding_mode="floor").to(dtype) + (0.5 - half)
+    moments = torch.stack([torch.ones_like(lx), lx, ly, lx * lx, lx * ly, ly * ly])
     max_len = int((ends - starts).max()) if tile_ids.numel() else 0
-    return starts, ends, px.to(dtype) + 0.5, py.to(dtype) + 0.5, max(1, min(meta["block"], max_len)), max_len
+    return SimpleNamespace(
+        starts=starts, ends=ends, px=x0 + lx, py=y0 + ly, x0=x0, y0=y0,
+        moments=moments.expand(tile_ids.numel(), *moments.shape), block=max(1, min(meta["block"], max_len)), max_len=max_len,
+    )
 
 
 def _block_positions(starts: torch.Tensor, ends: torch.Tensor, b0: int, block: int, n_isects: int):
@@ -480,20 +501,21 @@ def composite_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, va
         list up to the block in which its last pixel stopped (the rest change nothing).
     """
     device, dtype = table.device, table.dtype
-    starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, lengths, meta, dtype)
+    lay = _chunk_layout(tile_ids, offsets, lengths, meta, dtype)
+    starts, ends, block = lay.starts, lay.ends, lay.block
     n_t, n_p = tile_ids.numel(), meta["tile_size"] ** 2
     s = (scratch or _Scratch(device, dtype)).views(_STEP_NAMES, (n_t, n_p, block))
     transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
     active = torch.ones(n_t, n_p, dtype=dtype, device=device)
     out = torch.zeros(n_t, n_p, values.shape[-1] + (depths is not None), dtype=dtype, device=device)
     spans, walked = ends - starts, torch.zeros_like(starts)
-    for b0 in range(0, max_len, block):
+    for b0 in range(0, lay.max_len, block):
         going = active.amax(1)  # [T] 0/1: tiles with a pixel still going
         if not bool(going.any()):
             break
         torch.maximum(walked, spans.clamp_max(b0 + block).mul_(going.to(walked.dtype)), out=walked)
         valid, _, _, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
-        alpha = _block_alphas(px, py, rows, valid, s)[-1]
+        alpha = _block_alphas(lay, rows, valid, s)[-1]
         one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
         weights = torch.div(t_after, one_minus, out=one_minus).mul_(alpha).mul_(keep)  # alpha x transmittance before
         out.baddbmm_(weights, block_values)
@@ -602,7 +624,7 @@ class _CompositeFn(torch.autograd.Function):
         # one accumulator for the per-(view, Gaussian) gradients, one index_add_ a block: columns mx, my,
         # a, b, c, opacity (the table's order), then depth and |d mx|, |d my| when asked for
         n_cols = 6 + ctx.has_depths + 2 * meta["absgrad"]
-        pair_grads = torch.zeros(table.shape[1], n_cols, dtype=table.dtype, device=table.device)
+        pair_grads = torch.zeros(n_cols, table.shape[1], dtype=table.dtype, device=table.device)
         grad_values = torch.zeros_like(values)
         grad_bg, grad_final_t = background_grads(grad_render, grad_alpha, final_t, background)
         scratch = _Scratch(values.device, values.dtype)
@@ -616,9 +638,9 @@ class _CompositeFn(torch.autograd.Function):
             )
         if meta["absgrad"]:
             holder = meta["absgrad_holder"]
-            holder.value = pair_grads[:, -2:].reshape(holder.shape)
-        grad_depths = pair_grads[:, 6].contiguous() if ctx.has_depths else None
-        return pair_grads[:, :2].contiguous(), pair_grads[:, 2:5].contiguous(), pair_grads[:, 5].contiguous(), grad_values, grad_depths, grad_bg, None, None, None, None
+            holder.value = pair_grads[-2:].t().reshape(holder.shape)
+        grad_depths = pair_grads[6] if ctx.has_depths else None
+        return pair_grads[:2].t(), pair_grads[2:5].t(), pair_grads[5], grad_values, grad_depths, grad_bg, None, None, None, None
 
 
 def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, values, depths, meta, g_out, g_t, out, pair_grads, grad_values, scratch) -> None:
@@ -637,20 +659,21 @@ def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, va
         out [T, P, C'] = the forward's render without background.
     """
     device, dtype = table.device, table.dtype
-    starts, ends, px, py, block, max_len = _chunk_layout(tile_ids, offsets, lengths, meta, dtype)
+    lay = _chunk_layout(tile_ids, offsets, lengths, meta, dtype)
+    starts, ends, block = lay.starts, lay.ends, lay.block
     n_t, n_p = tile_ids.numel(), meta["tile_size"] ** 2
-    s = scratch.views(_STEP_NAMES + ("t_before", "dots", "wd", "later", "sdx", "sdy"), (n_t, n_p, block))
+    s = scratch.views(_STEP_NAMES + ("t_before", "dots", "wd", "later"), (n_t, n_p, block))
     # G . out + g_T T_final - (the weighted G . f of the blocks before): the per-pixel constant of
     # dL/d alpha's second term; each block takes its own weighted sums off it
     remaining = (g_out * out).sum(-1) + g_t
     transmittance = torch.ones(n_t, n_p, dtype=dtype, device=device)
     active = torch.ones(n_t, n_p, dtype=dtype, device=device)
     n_feat = values.shape[-1]
-    for b0 in range(0, max_len, block):
+    for b0 in range(0, lay.max_len, block):
         if not bool(active.any()):
             break
         valid, pair, fid, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
-        dx, dy, gauss, raw, ok, alpha = _block_alphas(px, py, rows, valid, s)
+        raw, ok, alpha = _block_alphas(lay, rows, valid, s)
         one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
         t_before = torch.div(t_after, one_minus, out=s.t_before)
         weights = torch.mul(alpha, t_before, out=s.alpha).mul_(keep)  # alpha is not needed after this
@@ -662,33 +685,49 @@ def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, va
         later.neg_().add_(remaining[:, :, None]).div_(one_minus)
         d_raw = t_before.mul_(dots).sub_(later)  # dL/d alpha, in t_before's buffer
         d_raw.mul_(torch.lt(raw, ALPHA_MAX, out=s.one_minus).mul_(ok).mul_(keep))  # alpha = raw where it counts and is not clamped
-        d_opacity = gauss.mul_(d_raw).sum(1)  # [T, L]
         d_sigma = d_raw.mul_(raw).neg_()  # dL/d sigma per pixel
-        sdx, sdy = torch.mul(d_sigma, dx, out=s.sdx), torch.mul(d_sigma, dy, out=s.sdy)
-        # a Gaussian's conic is the same at all its pixels, so the pixel sum of its mean's gradient
-        # -d_sigma (a dx + b dy, b dx + c dy) is -(a sx + b sy, b sx + c sy), sx and sy the pixel
-        # sums of d_sigma dx and d_sigma dy
-        sx, sy = sdx.sum(1), sdy.sum(1)  # [T, L]
-        ca, cb, cc = 2.0 * rows[2], rows[3], 2.0 * rows[4]  # the conic [T, L]
-        product = s.raw  # raw is not needed after d_sigma
-        columns = [
-            -(ca * sx + cb * sy), -(cc * sy + cb * sx),
-            0.5 * torch.mul(sdx, dx, out=product).sum(1), torch.mul(sdx, dy, out=product).sum(1), 0.5 * torch.mul(sdy, dy, out=product).sum(1),
-            d_opacity,
-        ]
+        columns = _conic_mean_opacity_grads(torch.bmm(lay.moments, d_sigma), rows, lay.x0, lay.y0)
         d_block_values = torch.bmm(weights.transpose(1, 2), g_out)  # [T, L, C']
         if depths is not None:
             columns.append(d_block_values[..., n_feat])
-        if meta["absgrad"]:  # per-pixel terms: their absolute values do not factor
-            columns.append(torch.mul(sdx, ca[:, None], out=product).addcmul_(sdy, cb[:, None]).abs_().sum(1))
-            columns.append(torch.mul(sdy, cc[:, None], out=product).addcmul_(sdx, cb[:, None]).abs_().sum(1))
+        if meta["absgrad"]:  # per-pixel terms: their absolute values do not factor (sigma, the masks: free now)
+            ca, cb, cc = 2.0 * rows[2], rows[3], 2.0 * rows[4]  # the conic [T, L]
+            sdx = torch.sub(lay.px[:, :, None], rows[0][:, None, :], out=s.sigma).mul_(d_sigma)  # d_sigma dx
+            sdy = torch.sub(lay.py[:, :, None], rows[1][:, None, :], out=s.one_minus).mul_(d_sigma)
+            columns.append(torch.mul(sdx, ca[:, None], out=s.ok).addcmul_(sdy, cb[:, None]).abs_().sum(1))
+            columns.append(torch.mul(sdy, cc[:, None], out=s.ok).addcmul_(sdx, cb[:, None]).abs_().sum(1))
         # padding entries (valid = 0) point at a real entry and have alpha = 0 and d_raw = 0, so
         # all they add is zeros: no mask is needed
-        pair_grads.index_add_(0, pair.reshape(-1), torch.stack(columns, -1).reshape(-1, len(columns)))
+        pair_grads.index_add_(1, pair.reshape(-1), torch.stack(columns).view(len(columns), -1))
         if n_feat:
             grad_values.index_add_(0, fid.reshape(-1), d_block_values[..., :n_feat].reshape(-1, n_feat))
         remaining = remaining - block_sum
         transmittance, active = _block_exit(t_after, keep, transmittance)
+
+
+def _conic_mean_opacity_grads(moments: torch.Tensor, rows: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor) -> list[torch.Tensor]:
+    """dL/d (mx, my, a, b, c, opacity), each [T, L], of one depth block's entries from the pixel
+    moments [T, 6, L] of dL/d sigma: its sums over the pixels weighted by 1, x, y, x^2, x y and y^2
+    (pixel centres relative to their tile's centre x0, y0 [T, 1]; ``_chunk_layout``'s ``moments``).
+
+    sigma = a dx^2 / 2 + b dx dy + c dy^2 / 2 (dx = x - mx, dy = y - my), and a Gaussian's conic is
+    the same at all its pixels, so each pixel sum factors: with d = dL/d sigma,
+    sum d dx = S_x - mx S_1 and sum d dx^2 = S_xx - 2 mx S_x + mx^2 S_1 (means relative to the tile's
+    centre, so that the terms that cancel stay near the size of the tile), the mean's gradient is
+    -(a sum d dx + b sum d dy, b sum d dx + c sum d dy) and the conic's the weighted sums of
+    dx^2 / 2, dx dy and dy^2 / 2. o exp(-sigma) = raw gives dL/d o = -S_1 / o (zero below an
+    opacity of 1/255, where no term counts)."""
+    s1, s_x, s_y, s_xx, s_xy, s_yy = moments.unbind(1)
+    mx, my = rows[0] - x0, rows[1] - y0
+    sx, sy = torch.addcmul(s_x, mx, s1, value=-1.0), torch.addcmul(s_y, my, s1, value=-1.0)  # sum d dx, sum d dy
+    ca, cb, cc = 2.0 * rows[2], rows[3], 2.0 * rows[4]
+    return [
+        -(ca * sx + cb * sy), -(cc * sy + cb * sx),
+        0.5 * torch.addcmul(s_xx, mx, s_x + sx, value=-1.0),
+        s_xy - mx * s_y - my * sx,
+        0.5 * torch.addcmul(s_yy, my, s_y + sy, value=-1.0),
+        -s1 / rows[5].clamp_min(ALPHA_MIN),
+    ]
 
 
 def composite(means2d, conics, opacities, values, depths, background, flat_ids, feature_ids, offsets, meta):
