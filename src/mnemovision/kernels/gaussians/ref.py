@@ -442,18 +442,23 @@ def _block_exit(t_after, keep, transmittance):
     return torch.where(kept > 0, last, transmittance), keep[:, :, -1].clone()
 
 
+def _tile_centres(tile_ids: torch.Tensor, meta: dict, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel coordinates x, y [T] of the centres of (view, tile) indices [T]."""
+    tiles, size = tile_ids % (meta["tiles_x"] * meta["tiles_y"]), meta["tile_size"]
+    x = ((tiles % meta["tiles_x"]) * size).to(dtype) + 0.5 * size
+    return x, (torch.div(tiles, meta["tiles_x"], rounding_mode="floor") * size).to(dtype) + 0.5 * size
+
+
 def _chunk_layout(tile_ids: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, meta: dict, dtype) -> SimpleNamespace:
     """Where a chunk of tiles reads and writes, when its tiles walk the first ``lengths``
     [V * n_tiles] entries of their lists: ``starts``, ``ends`` [T] (list positions), ``px``, ``py``
     [T, P] (pixel centres), ``x0``, ``y0`` [T, 1] (each tile's centre), ``moments`` [T, 6, P]
     (1, x, y, x^2, x y, y^2 of each pixel centre relative to its tile's centre: the same for every
     tile, an expanded view), ``block`` (the depth block's length) and ``max_len`` (longest list)."""
-    n_tiles, size = meta["tiles_x"] * meta["tiles_y"], meta["tile_size"]
+    size, half = meta["tile_size"], 0.5 * meta["tile_size"]
     starts = offsets[tile_ids]
     ends = starts + lengths[tile_ids]
-    tiles, half = tile_ids % n_tiles, 0.5 * size
-    x0 = ((tiles % meta["tiles_x"]) * size).to(dtype)[:, None] + half
-    y0 = (torch.div(tiles, meta["tiles_x"], rounding_mode="floor") * size).to(dtype)[:, None] + half
+    x0, y0 = (c[:, None] for c in _tile_centres(tile_ids, meta, dtype))
     local = torch.arange(size * size, device=tile_ids.device)
     lx, ly = (local % size).to(dtype) + (0.5 - half), torch.div(local, size, rounding_mode="floor").to(dtype) + (0.5 - half)
     moments = torch.stack([torch.ones_like(lx), lx, ly, lx * lx, lx * ly, ly * ly])
@@ -472,16 +477,16 @@ def _block_positions(starts: torch.Tensor, ends: torch.Tensor, b0: int, block: i
 
 
 def _block_entries(starts, ends, b0: int, block: int, flat_ids, feature_ids, table, values, depths):
-    """What the forward and the backward read for one depth block [T, L]: validity, (view, Gaussian)
-    pairs, feature rows, the table's rows [6, T, L] and the composited values [T, L, C(+1)]
-    (features, plus depth as the last channel when rendered)."""
+    """What the forward and the backward read for one depth block [T, L]: list positions (padding
+    points at the tile's first entry), validity, feature rows, the table's rows [6, T, L] and the
+    composited values [T, L, C(+1)] (features, plus depth as the last channel when rendered)."""
     pos, valid = _block_positions(starts, ends, b0, block, flat_ids.numel())
     # take / index_select: on CPU a fraction of the time of indexing with a [T, L] tensor
     pair, fid = flat_ids.take(pos), feature_ids.take(pos)
     block_values = values.index_select(0, fid.view(-1)).view(*fid.shape, values.shape[-1])
     if depths is not None:
         block_values = torch.cat([block_values, depths.take(pair)[..., None]], -1)
-    return valid, pair, fid, gather_table(table, pair), block_values
+    return pos, valid, fid, gather_table(table, pair), block_values
 
 
 def composite_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, values, depths, meta, scratch: _Scratch | None = None):
@@ -514,7 +519,7 @@ def composite_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, va
         if not bool(going.any()):
             break
         torch.maximum(walked, spans.clamp_max(b0 + block).mul_(going.to(walked.dtype)), out=walked)
-        valid, _, _, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
+        _, valid, _, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
         alpha = _block_alphas(lay, rows, valid, s)[-1]
         one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
         weights = torch.div(t_after, one_minus, out=one_minus).mul_(alpha).mul_(keep)  # alpha x transmittance before
@@ -621,10 +626,10 @@ class _CompositeFn(torch.autograd.Function):
     def backward(ctx, grad_render, grad_alpha):
         table, values, depths, background, flat_ids, feature_ids, offsets, walked, final_t, render = ctx.saved_tensors
         meta = ctx.meta
-        # one accumulator for the per-(view, Gaussian) gradients, one index_add_ a block: columns mx, my,
-        # a, b, c, opacity (the table's order), then depth and |d mx|, |d my| when asked for
-        n_cols = 6 + ctx.has_depths + 2 * meta["absgrad"]
-        pair_grads = torch.zeros(n_cols, table.shape[1], dtype=table.dtype, device=table.device)
+        # per list entry, one index_add_ a block: dL/d sigma's pixel moments about the entry's tile
+        # centre (6 rows), then the depth gradient and |d mx|, |d my| when rendered / asked for
+        n_extra = ctx.has_depths + 2 * meta["absgrad"]
+        entry_grads = torch.zeros(6 + n_extra, flat_ids.numel(), dtype=table.dtype, device=table.device)
         grad_values = torch.zeros_like(values)
         grad_bg, grad_final_t = background_grads(grad_render, grad_alpha, final_t, background)
         scratch = _Scratch(values.device, values.dtype)
@@ -634,8 +639,9 @@ class _CompositeFn(torch.autograd.Function):
             _backward_tiles(
                 chunk, offsets, walked, flat_ids, feature_ids, table, values, depths, meta,
                 _gather_tiles(grad_render, chunk, meta), _gather_tiles(grad_final_t * final_t, chunk, meta)[..., 0],
-                _gather_tiles(render, chunk, meta), pair_grads, grad_values, scratch,
+                _gather_tiles(render, chunk, meta), entry_grads, grad_values, scratch,
             )
+        pair_grads = _pair_grads(entry_grads, flat_ids, offsets, table, meta)
         if meta["absgrad"]:
             holder = meta["absgrad_holder"]
             holder.value = pair_grads[-2:].t().reshape(holder.shape)
@@ -643,10 +649,22 @@ class _CompositeFn(torch.autograd.Function):
         return pair_grads[:2].t(), pair_grads[2:5].t(), pair_grads[5], grad_values, grad_depths, grad_bg, None, None, None, None
 
 
-def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, values, depths, meta, g_out, g_t, out, pair_grads, grad_values, scratch) -> None:
-    """Analytic gradients of one chunk of tiles, accumulated (in place) into ``pair_grads`` [V*N, K]
-    (columns mx, my, a, b, c, opacity, then depth and |d mx|, |d my| when rendered / asked for) and
-    ``grad_values`` [F, C].
+def _pair_grads(entry_grads: torch.Tensor, flat_ids: torch.Tensor, offsets: torch.Tensor, table: torch.Tensor, meta: dict) -> torch.Tensor:
+    """[K, V*N] gradients of the (view, Gaussian) pairs, rows mx, my, a, b, c, opacity (the table's
+    order) and then ``entry_grads``' extra rows, from the per-entry sums [K, I] of the backward
+    (``_conic_mean_opacity_grads`` turns each entry's moments into its six gradients, once for all
+    entries instead of once a block)."""
+    tiles = torch.repeat_interleave(torch.arange(offsets.numel() - 1, device=offsets.device), offsets.diff())
+    x0, y0 = _tile_centres(tiles, meta, table.dtype)
+    columns = _conic_mean_opacity_grads(entry_grads[:6], gather_table(table, flat_ids), x0, y0)
+    rows = torch.stack([*columns, *entry_grads[6:]])
+    return torch.zeros(rows.shape[0], table.shape[1], dtype=table.dtype, device=table.device).index_add_(1, flat_ids, rows)
+
+
+def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, values, depths, meta, g_out, g_t, out, entry_grads, grad_values, scratch) -> None:
+    """Analytic gradients of one chunk of tiles, accumulated (in place) into ``entry_grads`` [K, I]
+    (per list entry: the moments of dL/d sigma, ``_conic_mean_opacity_grads``, then depth and
+    |d mx|, |d my| when rendered / asked for) and ``grad_values`` [F, C].
 
     Per pixel, with G = dL/d(render) and T_i the transmittance before Gaussian i:
     dL/d alpha_i = T_i (G . f_i) - (G . S_i + g_T T_final) / (1 - alpha_i), where S_i is the colour
@@ -672,7 +690,7 @@ def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, va
     for b0 in range(0, lay.max_len, block):
         if not bool(active.any()):
             break
-        valid, pair, fid, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
+        pos, valid, fid, rows, block_values = _block_entries(starts, ends, b0, block, flat_ids, feature_ids, table, values, depths)
         raw, ok, alpha = _block_alphas(lay, rows, valid, s)
         one_minus, t_after, keep = _block_transmittance(alpha, transmittance, active, s)
         t_before = torch.div(t_after, one_minus, out=s.t_before)
@@ -686,19 +704,19 @@ def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, va
         d_raw = t_before.mul_(dots).sub_(later)  # dL/d alpha, in t_before's buffer
         d_raw.mul_(torch.lt(raw, ALPHA_MAX, out=s.one_minus).mul_(ok).mul_(keep))  # alpha = raw where it counts and is not clamped
         d_sigma = d_raw.mul_(raw).neg_()  # dL/d sigma per pixel
-        columns = _conic_mean_opacity_grads(torch.bmm(lay.moments, d_sigma), rows, lay.x0, lay.y0)
+        columns = [torch.bmm(lay.moments, d_sigma).transpose(0, 1)]  # [6, T, L]
         d_block_values = torch.bmm(weights.transpose(1, 2), g_out)  # [T, L, C']
         if depths is not None:
-            columns.append(d_block_values[..., n_feat])
+            columns.append(d_block_values[None, ..., n_feat])
         if meta["absgrad"]:  # per-pixel terms: their absolute values do not factor (sigma, the masks: free now)
             ca, cb, cc = 2.0 * rows[2], rows[3], 2.0 * rows[4]  # the conic [T, L]
             sdx = torch.sub(lay.px[:, :, None], rows[0][:, None, :], out=s.sigma).mul_(d_sigma)  # d_sigma dx
             sdy = torch.sub(lay.py[:, :, None], rows[1][:, None, :], out=s.one_minus).mul_(d_sigma)
-            columns.append(torch.mul(sdx, ca[:, None], out=s.ok).addcmul_(sdy, cb[:, None]).abs_().sum(1))
-            columns.append(torch.mul(sdy, cc[:, None], out=s.ok).addcmul_(sdx, cb[:, None]).abs_().sum(1))
-        # padding entries (valid = 0) point at a real entry and have alpha = 0 and d_raw = 0, so
-        # all they add is zeros: no mask is needed
-        pair_grads.index_add_(1, pair.reshape(-1), torch.stack(columns).view(len(columns), -1))
+            columns.append(torch.mul(sdx, ca[:, None], out=s.ok).addcmul_(sdy, cb[:, None]).abs_().sum(1)[None])
+            columns.append(torch.mul(sdy, cc[:, None], out=s.ok).addcmul_(sdx, cb[:, None]).abs_().sum(1)[None])
+        # padding entries (valid = 0) point at their tile's first entry and have alpha = 0 and
+        # d_raw = 0, so all they add is zeros: no mask is needed
+        entry_grads.index_add_(1, pos.view(-1), torch.cat(columns).view(entry_grads.shape[0], -1))
         if n_feat:
             grad_values.index_add_(0, fid.reshape(-1), d_block_values[..., :n_feat].reshape(-1, n_feat))
         remaining = remaining - block_sum
@@ -706,9 +724,10 @@ def _backward_tiles(tile_ids, offsets, lengths, flat_ids, feature_ids, table, va
 
 
 def _conic_mean_opacity_grads(moments: torch.Tensor, rows: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor) -> list[torch.Tensor]:
-    """dL/d (mx, my, a, b, c, opacity), each [T, L], of one depth block's entries from the pixel
-    moments [T, 6, L] of dL/d sigma: its sums over the pixels weighted by 1, x, y, x^2, x y and y^2
-    (pixel centres relative to their tile's centre x0, y0 [T, 1]; ``_chunk_layout``'s ``moments``).
+    """dL/d (mx, my, a, b, c, opacity), each [...], of list entries from the pixel moments
+    [6, ...] of dL/d sigma: its sums over the pixels weighted by 1, x, y, x^2, x y and y^2 (pixel
+    centres relative to the entry's tile centre x0, y0 [...]; ``_chunk_layout``'s ``moments``) and
+    the entries' rows [6, ...] of ``gaussian_table``.
 
     sigma = a dx^2 / 2 + b dx dy + c dy^2 / 2 (dx = x - mx, dy = y - my), and a Gaussian's conic is
     the same at all its pixels, so each pixel sum factors: with d = dL/d sigma,
@@ -717,7 +736,7 @@ def _conic_mean_opacity_grads(moments: torch.Tensor, rows: torch.Tensor, x0: tor
     -(a sum d dx + b sum d dy, b sum d dx + c sum d dy) and the conic's the weighted sums of
     dx^2 / 2, dx dy and dy^2 / 2. o exp(-sigma) = raw gives dL/d o = -S_1 / o (zero below an
     opacity of 1/255, where no term counts)."""
-    s1, s_x, s_y, s_xx, s_xy, s_yy = moments.unbind(1)
+    s1, s_x, s_y, s_xx, s_xy, s_yy = moments.unbind(0)
     mx, my = rows[0] - x0, rows[1] - y0
     sx, sy = torch.addcmul(s_x, mx, s1, value=-1.0), torch.addcmul(s_y, my, s1, value=-1.0)  # sum d dx, sum d dy
     ca, cb, cc = 2.0 * rows[2], rows[3], 2.0 * rows[4]
