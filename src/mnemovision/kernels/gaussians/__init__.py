@@ -115,6 +115,8 @@ def _project(means, quats, scales, viewmats, Ks, b, width, height, near, far, an
         project_gaussians(means[i], quat_scale_to_covar(quats[i], scales[i]), viewmats[i], Ks[i], width, height, near, far, antialiased)
         for i in range(means.shape[0])
     ]
+    if len(projected) == 1:  # no copies, and no concatenation nodes in the backward
+        return projected[0]
     return tuple(torch.cat([p[j] for p in projected]) for j in range(5))
 
 
