@@ -307,6 +307,55 @@ def test_stage_gradchecks():
         assert torch.autograd.gradcheck(lambda d, c: ref.spherical_harmonics(degree, d, c), (dirs, coeffs))
 
 
+@pytest.mark.parametrize("antialiased", [False, True])
+def test_analytic_projection_matches_autograd(antialiased):
+    """The closed-form projection backward (``analytic``, the PyTorch path's when the cameras need
+    no gradient) gives ``ref``'s outputs exactly and autograd's gradients into means, quats and
+    scales (float64, two views), with Gaussians off screen (the clamped Jacobian), behind the camera
+    and on the near plane among them; gradcheck passes."""
+    from mnemovision.kernels.gaussians import analytic
+
+    means, quats, scales, _, _, viewmats, Ks = scene(n=24, v=2)
+    extra = torch.tensor([[40.0, 0, 3], [0, -35.0, 3], [0, 0, -3], [0, 0, 0.005]], dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    leaves = [
+        torch.cat([means.detach(), extra]).requires_grad_(True),
+        torch.cat([quats.detach(), torch.randn(4, 4, generator=g, dtype=torch.float64)]).requires_grad_(True),
+        torch.cat([scales.detach(), torch.rand(4, 3, generator=g, dtype=torch.float64) * 0.3]).requires_grad_(True),
+    ]
+    reference = ref.project_gaussians(leaves[0], ref.quat_scale_to_covar(*leaves[1:]), viewmats, Ks, W, H, antialiased=antialiased)
+    closed = analytic.project_gaussians(*leaves, viewmats, Ks, W, H, antialiased=antialiased)
+    for x, y in zip(closed, reference):
+        assert torch.equal(x, y)
+    assert not bool(ref.projection_terms(leaves[0], ref.quat_scale_to_covar(*leaves[1:]), viewmats, Ks, W, H).x_free.all())
+    weights = [torch.randn(reference[i].shape, generator=g, dtype=torch.float64) for i in (0, 1, 2, 4)]
+
+    def loss(outputs):
+        return sum((outputs[i] * w).sum() for i, w in zip((0, 1, 2, 4), weights))
+
+    for x, y in zip(torch.autograd.grad(loss(closed), leaves), torch.autograd.grad(loss(reference), leaves)):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+
+    def outputs(*args):
+        return tuple(o for i, o in enumerate(analytic.project_gaussians(*args, viewmats, Ks, W, H, antialiased=antialiased)) if i != 3)
+
+    assert torch.autograd.gradcheck(outputs, tuple(leaves))
+
+
+def test_cameras_that_need_gradients_take_the_autograd_projection():
+    """Gradients reach viewmats and Ks through rasterize_gaussians (the autograd stages); the
+    closed-form projection refuses them by name."""
+    from mnemovision.kernels.gaussians import analytic
+
+    means, quats, scales, opac, colors, viewmats, Ks = scene(n=12)
+    viewmats, Ks = viewmats.clone().requires_grad_(True), Ks.clone().requires_grad_(True)
+    r, a, _ = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, backend="torch")
+    grads = torch.autograd.grad(r.sum() + a.sum(), (viewmats, Ks))
+    assert all(bool(t.abs().sum() > 0) for t in grads)
+    with pytest.raises(ValueError, match="viewmats or Ks"):
+        analytic.project_gaussians(means, quats, scales, viewmats, Ks, W, H)
+
+
 def test_composite_gradcheck():
     means, quats, scales, opac, colors, viewmats, Ks = scene(n=6)
     w, h = 9, 7

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mnemovision.kernels._backend import resolve_backend
-from mnemovision.kernels.gaussians import ref
+from mnemovision.kernels.gaussians import analytic, ref
 from mnemovision.kernels.gaussians.ref import isect_tiles, project_gaussians, quat_scale_to_covar, spherical_harmonics
 
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
@@ -111,10 +111,15 @@ def _project(means, quats, scales, viewmats, Ks, b, width, height, near, far, an
     n, v = means.shape[-2], viewmats.shape[-3]
     means, quats, scales = means.reshape(b, n, 3), quats.reshape(b, n, 4), scales.reshape(b, n, 3)
     viewmats, Ks = viewmats.reshape(b, v, 4, 4), Ks.reshape(b, v, 3, 3)
-    projected = [
-        project_gaussians(means[i], quat_scale_to_covar(quats[i], scales[i]), viewmats[i], Ks[i], width, height, near, far, antialiased)
-        for i in range(means.shape[0])
-    ]
+    # the same stages with closed-form backward passes (a fraction of autograd's CPU time), unless
+    # the cameras need gradients
+    if viewmats.requires_grad or Ks.requires_grad:
+        projected = [
+            project_gaussians(means[i], quat_scale_to_covar(quats[i], scales[i]), viewmats[i], Ks[i], width, height, near, far, antialiased)
+            for i in range(means.shape[0])
+        ]
+    else:
+        projected = [analytic.project_gaussians(means[i], quats[i], scales[i], viewmats[i], Ks[i], width, height, near, far, antialiased) for i in range(means.shape[0])]
     if len(projected) == 1:  # no copies, and no concatenation nodes in the backward
         return projected[0]
     return tuple(torch.cat([p[j] for p in projected]) for j in range(5))

@@ -53,7 +53,12 @@ SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.37317633
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     """[..., 4] wxyz (any norm) -> [..., 3, 3] rotation matrices."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    return unit_quat_to_rotmat(torch.nn.functional.normalize(quats, dim=-1))
+
+
+def unit_quat_to_rotmat(unit: torch.Tensor) -> torch.Tensor:
+    """[..., 4] unit wxyz -> [..., 3, 3] rotation matrices."""
+    w, x, y, z = unit.unbind(-1)
     return torch.stack(
         [
             1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
@@ -61,13 +66,20 @@ def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
             2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
         ],
         dim=-1,
-    ).reshape(*quats.shape[:-1], 3, 3)
+    ).reshape(*unit.shape[:-1], 3, 3)
 
 
 def quat_scale_to_covar(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """[..., N, 4], [..., N, 3] -> world covariances [..., N, 3, 3]."""
-    m = quat_to_rotmat(quats) * scales[..., None, :]
-    return m @ m.transpose(-1, -2)
+    return covar_terms(quats, scales)[-1]
+
+
+def covar_terms(quats: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(unit quaternions [..., N, 4], their rotations R [..., N, 3, 3], M = R diag(s), Sigma = M M^T)."""
+    unit = torch.nn.functional.normalize(quats, dim=-1)
+    rot = unit_quat_to_rotmat(unit)
+    m = rot * scales[..., None, :]
+    return unit, rot, m, m @ m.transpose(-1, -2)
 
 
 def project_gaussians(
@@ -91,6 +103,16 @@ def project_gaussians(
         depths [V, N] camera z; radii [V, N, 2] int32 (0 = not visible); compensations [V, N]
         (ones unless ``antialiased``).
     """
+    p = projection_terms(means, covars, viewmats, Ks, width, height, near, far, antialiased)
+    return p.means2d, p.conics, p.z, p.radii, p.compensations
+
+
+def projection_terms(means, covars, viewmats, Ks, width, height, near=0.01, far=1e10, antialiased=False) -> SimpleNamespace:
+    """``project_gaussians``' outputs (means2d, conics, z, radii, compensations) and the terms that a
+    hand-derived backward reads (``analytic``): rot [V, 1, 3, 3], camera coordinates x, y, z_safe
+    (1 where the depth is invalid), valid_depth, the clamped tx, ty and whether each was clamped,
+    fx, fy [V, 1], the Jacobian, cov_cam [V, N, 3, 3], a, b, c (2-D covariance, low-pass added),
+    det, det_safe and valid [V, N]."""
     rot = viewmats[:, None, :3, :3]  # [V, 1, 3, 3]
     cam = (rot @ means[None, :, :, None]).squeeze(-1) + viewmats[:, None, :3, 3]  # [V, N, 3]
     x, y, z = cam.unbind(-1)
@@ -101,8 +123,9 @@ def project_gaussians(
     tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
     lim_x_pos, lim_x_neg = (width - cx) / fx + 0.3 * tan_x, cx / fx + 0.3 * tan_x
     lim_y_pos, lim_y_neg = (height - cy) / fy + 0.3 * tan_y, cy / fy + 0.3 * tan_y
-    tx = z_safe * torch.minimum(torch.maximum(x / z_safe, -lim_x_neg), lim_x_pos)
-    ty = z_safe * torch.minimum(torch.maximum(y / z_safe, -lim_y_neg), lim_y_pos)
+    u, w = x / z_safe, y / z_safe
+    tx = z_safe * torch.minimum(torch.maximum(u, -lim_x_neg), lim_x_pos)
+    ty = z_safe * torch.minimum(torch.maximum(w, -lim_y_neg), lim_y_pos)
     zero = torch.zeros_like(z_safe)
     jac = torch.stack([fx / z_safe, zero, -fx * tx / z_safe**2, zero, fy / z_safe, -fy * ty / z_safe**2], -1).reshape(*z.shape, 2, 3)
     cov_cam = rot @ covars[None] @ rot.transpose(-1, -2)  # [V, N, 3, 3]
@@ -123,7 +146,13 @@ def project_gaussians(
         inside = (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
         keep = valid & inside & torch.isfinite(mx) & torch.isfinite(my)
         radii = torch.stack([torch.where(keep, rx, 0), torch.where(keep, ry, 0)], -1).to(torch.int32)
-    return means2d, conics, z, radii, compensations
+        x_free = (u > -lim_x_neg) & (u < lim_x_pos)
+        y_free = (w > -lim_y_neg) & (w < lim_y_pos)
+    return SimpleNamespace(
+        means2d=means2d, conics=conics, z=z, radii=radii, compensations=compensations,
+        rot=rot, x=x, y=y, z_safe=z_safe, valid_depth=valid_depth, tx=tx, ty=ty, x_free=x_free, y_free=y_free,
+        fx=fx, fy=fy, jac=jac, cov_cam=cov_cam, a=a, b=b, c=c, det=det, det_safe=det_safe, valid=valid,
+    )
 
 
 def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
