@@ -4,9 +4,10 @@
 by autograd (the oracle, gradchecked). Their autograd graphs are a few hundred small ops over
 [V, N] tensors and a dozen batched 3x3 matmuls, which on a CPU cost more than the rest of a small
 scene's projection, SH and loss together. The functions here run the same forward (``ref``'s own
-code, without recording a graph) and give the gradients from closed forms, over the per-entry
-scalars of the symmetric matrices. They differentiate means, quaternions, scales and covariances;
-cameras that need gradients take ``ref``'s autograd projection (``rasterize_gaussians`` dispatches).
+code, without recording a graph) and give the gradients from closed forms, entry by entry of the
+small matrices, equal to autograd's up to rounding. They differentiate means, quaternions and
+scales; cameras that need gradients take ``ref``'s autograd stages (``rasterize_gaussians``
+dispatches).
 
 Shapes: N Gaussians, V views.
 """
