@@ -327,7 +327,7 @@ def test_analytic_projection_matches_autograd(antialiased):
     closed = analytic.project_gaussians(*leaves, viewmats, Ks, W, H, antialiased=antialiased)
     for x, y in zip(closed, reference):
         assert torch.equal(x, y)
-    assert not bool(ref.projection_terms(leaves[0], ref.quat_scale_to_covar(*leaves[1:]), viewmats, Ks, W, H).x_free.all())
+    assert not bool(ref.projection_terms(leaves[0], ref.quat_scale_to_covar(*leaves[1:]), viewmats, Ks, W, H)[1].x_free.all())
     weights = [torch.randn(reference[i].shape, generator=g, dtype=torch.float64) for i in (0, 1, 2, 4)]
 
     def loss(outputs):

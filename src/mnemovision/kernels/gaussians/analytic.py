@@ -14,8 +14,6 @@ Shapes: N Gaussians, V views.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import torch
 
 from mnemovision.kernels.gaussians import ref
@@ -34,24 +32,23 @@ class _ProjectFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, quats, scales, viewmats, Ks, width, height, near, far, antialiased):
         unit, rot_q, m, covars = ref.covar_terms(quats, scales)
-        p = ref.projection_terms(means, covars, viewmats, Ks, width, height, near, far, antialiased)
-        # the intermediate terms only: an output held on ctx would be a reference cycle (output ->
-        # its grad_fn -> ctx -> output), freed only by the garbage collector
-        outputs = (p.means2d, p.conics, p.z, p.radii, p.compensations)
-        ctx.terms = SimpleNamespace(**{k: t for k, t in vars(p).items() if not any(t is o for o in outputs)})
-        ctx.antialiased = antialiased
-        ctx.save_for_backward(quats, unit, rot_q, m, scales)
-        ctx.mark_non_differentiable(p.radii)
-        return p.means2d, p.conics, p.z, p.radii, p.compensations
+        outputs, terms = ref.projection_terms(means, covars, viewmats, Ks, width, height, near, far, antialiased)
+        # intermediate terms only on ctx: an output held there would be a reference cycle (output ->
+        # its grad_fn -> ctx -> output), freed only by the garbage collector; outputs go through
+        # save_for_backward
+        ctx.terms, ctx.antialiased = terms, antialiased
+        ctx.save_for_backward(quats, unit, rot_q, m, scales, outputs[4])
+        ctx.mark_non_differentiable(outputs[3])
+        return outputs
 
     @staticmethod
     def backward(ctx, g_means2d, g_conics, g_z, _g_radii, g_comp):
-        quats, unit, rot_q, m, scales = ctx.saved_tensors
+        quats, unit, rot_q, m, scales, comp = ctx.saved_tensors
         p = ctx.terms
         # conics = inverse of [[a, b], [b, c]] (det_safe: 1 where invalid, then conics = (c, -b, a))
         d_a, d_b, d_c = _inverse_grads(p, g_conics)
         if ctx.antialiased:
-            d_a, d_b, d_c = _compensation_grads(p, g_comp, d_a, d_b, d_c)
+            d_a, d_b, d_c = _compensation_grads(p, comp, g_comp, d_a, d_b, d_c)
         d_j00, d_j02, d_j11, d_j12 = _jacobian_grads(p, d_a, d_b, d_c)
         d_means = (_camera_grads(p, g_means2d, g_z, d_j00, d_j02, d_j11, d_j12) @ p.rot[:, 0]).sum(0)  # cam = R mean + t
         d_m = _factor_grads(p, m, d_a, d_b, d_c)  # [N, 3, 3]
@@ -125,14 +122,12 @@ def _inverse_grads(p, g_conics):
     return torch.where(p.valid, inv_a, g2), torch.where(p.valid, inv_b, -g1), torch.where(p.valid, inv_c, g0)
 
 
-def _compensation_grads(p, g_comp, d_a, d_b, d_c):
+def _compensation_grads(p, comp, g_comp, d_a, d_b, d_c):
     """Adds dL/d (a, b, c) through comp = sqrt(max(det_orig / max(det, 1e-20), 0)), det_orig the
     determinant before the low-pass (a - 0.3)(c - 0.3) - b^2."""
     a0, c0 = p.a - ref.EPS_2D, p.c - ref.EPS_2D
-    det_orig = a0 * c0 - p.b * p.b
     det = p.det.clamp_min(1e-20)
-    ratio = det_orig / det
-    comp = torch.sqrt(ratio.clamp_min(0.0))
+    ratio = p.det_orig / det
     d_ratio = torch.where(ratio > 0, g_comp / (2 * comp.clamp_min(1e-30)), 0.0)
     d_orig, d_det = d_ratio / det, torch.where(p.det > 1e-20, -d_ratio * ratio / det, 0.0)
     return d_a + d_orig * c0 + d_det * p.c, d_b - 2 * p.b * (d_orig + d_det), d_c + d_orig * a0 + d_det * p.a

@@ -103,16 +103,15 @@ def project_gaussians(
         depths [V, N] camera z; radii [V, N, 2] int32 (0 = not visible); compensations [V, N]
         (ones unless ``antialiased``).
     """
-    p = projection_terms(means, covars, viewmats, Ks, width, height, near, far, antialiased)
-    return p.means2d, p.conics, p.z, p.radii, p.compensations
+    return projection_terms(means, covars, viewmats, Ks, width, height, near, far, antialiased)[0]
 
 
-def projection_terms(means, covars, viewmats, Ks, width, height, near=0.01, far=1e10, antialiased=False) -> SimpleNamespace:
-    """``project_gaussians``' outputs (means2d, conics, z, radii, compensations) and the terms that a
-    hand-derived backward reads (``analytic``): rot [V, 1, 3, 3], camera coordinates x, y, z_safe
-    (1 where the depth is invalid), valid_depth, the clamped tx, ty and whether each was clamped,
-    fx, fy [V, 1], the Jacobian, cov_cam [V, N, 3, 3], a, b, c (2-D covariance, low-pass added),
-    det, det_safe and valid [V, N]."""
+def projection_terms(means, covars, viewmats, Ks, width, height, near=0.01, far=1e10, antialiased=False) -> tuple[tuple, SimpleNamespace]:
+    """(``project_gaussians``' outputs (means2d, conics, z, radii, compensations), the intermediate
+    terms that a hand-derived backward reads (``analytic``)): rot [V, 1, 3, 3], camera coordinates
+    x, y, z_safe (1 where the depth is invalid), valid_depth, the clamped tx, ty and whether each was
+    clamped, fx, fy [V, 1], the Jacobian, cov_cam [V, N, 3, 3], a, b, c (2-D covariance, low-pass
+    added), det_orig (its determinant before the low-pass), det, det_safe and valid [V, N]."""
     rot = viewmats[:, None, :3, :3]  # [V, 1, 3, 3]
     cam = (rot @ means[None, :, :, None]).squeeze(-1) + viewmats[:, None, :3, 3]  # [V, N, 3]
     x, y, z = cam.unbind(-1)
@@ -148,11 +147,11 @@ def projection_terms(means, covars, viewmats, Ks, width, height, near=0.01, far=
         radii = torch.stack([torch.where(keep, rx, 0), torch.where(keep, ry, 0)], -1).to(torch.int32)
         x_free = (u > -lim_x_neg) & (u < lim_x_pos)
         y_free = (w > -lim_y_neg) & (w < lim_y_pos)
-    return SimpleNamespace(
-        means2d=means2d, conics=conics, z=z, radii=radii, compensations=compensations,
+    terms = SimpleNamespace(
         rot=rot, x=x, y=y, z_safe=z_safe, valid_depth=valid_depth, tx=tx, ty=ty, x_free=x_free, y_free=y_free,
-        fx=fx, fy=fy, jac=jac, cov_cam=cov_cam, a=a, b=b, c=c, det=det, det_safe=det_safe, valid=valid,
+        fx=fx, fy=fy, jac=jac, cov_cam=cov_cam, a=a, b=b, c=c, det_orig=det_orig, det=det, det_safe=det_safe, valid=valid,
     )
+    return (means2d, conics, z, radii, compensations), terms
 
 
 def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
@@ -235,6 +234,11 @@ def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor
         order = torch.argsort((tile_keys << 32) | depth_bits)
         tile_keys, flat_ids = tile_keys.index_select(0, order), flat_ids.index_select(0, order)
     return tile_keys, flat_ids, _tile_offsets(tile_keys, v * n_tiles)
+
+
+def _entry_tiles(offsets: torch.Tensor) -> torch.Tensor:
+    """The (view, tile) index [I] of each entry of the sorted lists that ``offsets`` delimit."""
+    return torch.repeat_interleave(torch.arange(offsets.numel() - 1, device=offsets.device), offsets.diff())
 
 
 def _tile_offsets(tile_keys: torch.Tensor, total_tiles: int) -> torch.Tensor:
@@ -330,7 +334,7 @@ def split_tiles(flat_ids, feature_ids, offsets, means2d, conics, opacities, meta
     sub_x, sub_y = math.ceil(meta["width"] / sub_size), math.ceil(meta["height"] / sub_size)
     device = flat_ids.device
     with torch.no_grad():
-        tiles = torch.repeat_interleave(torch.arange(offsets.numel() - 1, device=device), offsets.diff())  # [I]
+        tiles = _entry_tiles(offsets)
         view = torch.div(tiles, n_tiles, rounding_mode="floor")
         local = tiles - view * n_tiles
         tx, ty = local % tiles_x, torch.div(local, tiles_x, rounding_mode="floor")
@@ -704,8 +708,7 @@ def _pair_grads(entry_grads: torch.Tensor, flat_ids: torch.Tensor, offsets: torc
     order) and then ``entry_grads``' extra rows, from the per-entry sums [K, I] of the backward
     (``_conic_mean_opacity_grads`` turns each entry's moments into its six gradients, once for all
     entries instead of once a block)."""
-    tiles = torch.repeat_interleave(torch.arange(offsets.numel() - 1, device=offsets.device), offsets.diff())
-    x0, y0 = _tile_centres(tiles, meta, table.dtype)
+    x0, y0 = _tile_centres(_entry_tiles(offsets), meta, table.dtype)
     columns = _conic_mean_opacity_grads(entry_grads[:6], gather_table(table, flat_ids), x0, y0)
     rows = torch.stack([*columns, *entry_grads[6:]])
     return torch.zeros(rows.shape[0], table.shape[1], dtype=table.dtype, device=table.device).index_add_(1, flat_ids, rows)
