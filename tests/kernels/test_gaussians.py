@@ -111,6 +111,26 @@ def test_backgrounds_and_antialiasing():
     check_against_oracle(inputs, backgrounds=bg, antialiased=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_depth_order_at_the_inputs_precision_with_ties_by_index(dtype):
+    """Overlapping Gaussians whose depths differ by less than float32 resolves (float64: must still
+    go nearest first) or are equal (by index, as the oracle's stable sort). Found by fuzzing: a
+    32-bit depth key tied the first pair and an unstable sort swapped it (render off by 1e-2)."""
+    means, quats, scales, opac, colors, viewmats, Ks = (t.detach() for t in scene(n=6, c=3, seed=3))
+    z = 4.0 + torch.tensor([1e-7, 0.0, 2.0, 2.0, 2.0, 3.0], dtype=torch.float64)  # 1e-7 < float32's 4.8e-7 ulp at 4
+    means = torch.cat([torch.zeros(6, 2, dtype=torch.float64) + 0.1 * torch.arange(6.0, dtype=torch.float64)[:, None] / 6, z[:, None]], -1)
+    scales, opac = torch.full_like(scales, 0.3), torch.full_like(opac, 0.7)
+    inputs = [t.to(dtype).requires_grad_(True) for t in (means, quats, scales, opac, colors)] + [viewmats.to(dtype), Ks.to(dtype)]
+    if dtype == torch.float64:
+        check_against_oracle(inputs)
+    covars = ref.quat_scale_to_covar(inputs[1].detach(), inputs[2].detach())
+    m2, _, depths, radii, _ = ref.project_gaussians(inputs[0].detach(), covars, inputs[5], inputs[6], W, H)
+    keys, ids, offsets = ref.isect_tiles(m2, radii, depths, W, H)
+    first = ids[offsets[int(keys[0])]:offsets[int(keys[0]) + 1]].tolist()  # one tile's list
+    tied = [i for i in first if i in (0, 1)]
+    assert tied == ([1, 0] if dtype == torch.float64 else [0, 1])  # float32 rounds both depths to 4.0
+    assert [i for i in first if i in (2, 3, 4)] == [2, 3, 4]
+
 def test_edge_cases_give_finite_output():
     means, quats, scales, opac, colors, viewmats, Ks = scene(n=6)
     with torch.no_grad():

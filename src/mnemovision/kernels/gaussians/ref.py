@@ -219,6 +219,13 @@ def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor
         w, h = (x1 - x0).clamp_min(0), (y1 - y0).clamp_min(0)
         counts = torch.where(visible, w * h, 0)
         ids = torch.nonzero(counts > 0).squeeze(-1)
+        # Sorted by one key, (view, tile) << 32 | depth's float32 bits, stably: equal depths keep
+        # the pairs' order. 64-bit depths do not fit beside the tile (as float32 bits, two
+        # Gaussians closer than float32 resolves would tie and swap): their entries are made
+        # nearest first instead, and sorted by (view, tile) alone.
+        wide = depths.element_size() > 4
+        if wide:
+            ids = ids.index_select(0, depth_order(depths.reshape(-1).index_select(0, ids)))
         # index_select rather than tensor[index]: on CPU a fraction of the time
         counts = counts.index_select(0, ids)
         flat_ids = torch.repeat_interleave(ids, counts)
@@ -229,11 +236,26 @@ def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor
         ty = y0.index_select(0, flat_ids) + torch.div(local, wi, rounding_mode="floor")
         view = torch.div(flat_ids, n, rounding_mode="floor")
         tile_keys = view * n_tiles + ty * tiles_x + tx
-        # Depth bits: positive float32 depths order like their int32 bit patterns.
-        depth_bits = depths.reshape(-1).index_select(0, flat_ids).float().clamp_min(0).contiguous().view(torch.int32).long()
-        order = torch.argsort((tile_keys << 32) | depth_bits)
+        key = tile_keys
+        if not wide:  # positive float32 depths order like their int32 bit patterns
+            key = (tile_keys << 32) | depths.reshape(-1).index_select(0, flat_ids).float().clamp_min(0).view(torch.int32).long()
+        order = torch.argsort(key, stable=True)
         tile_keys, flat_ids = tile_keys.index_select(0, order), flat_ids.index_select(0, order)
     return tile_keys, flat_ids, _tile_offsets(tile_keys, v * n_tiles)
+
+
+_INT_OF_SIZE = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def depth_order(depths: torch.Tensor) -> torch.Tensor:
+    """Indices [M] that sort the flattened depths [M] nearest first (equal depths: by index), at the
+    depths' own precision; negative depths (culled) count as 0.
+
+    Non-negative floats order like their bit patterns read as integers of the same size, which
+    PyTorch's CPU sort takes through a radix sort from some tens of thousands of elements: a float
+    argsort compares, 10 ms against 1.5 for 138,766 float64 depths on this project's 2-core machine."""
+    flat = depths.reshape(-1).clamp_min(0)
+    return torch.argsort(flat.view(_INT_OF_SIZE[flat.element_size()]), stable=True)
 
 
 def _entry_tiles(offsets: torch.Tensor) -> torch.Tensor:
