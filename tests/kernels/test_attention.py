@@ -3,6 +3,7 @@
 import importlib.util
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,6 +95,49 @@ def test_extra_tokens_share_one_softmax_with_the_memory(top_k):
     assert float(result.usage.sum()) < 19 * 2 * 2  # the extra tokens took part of every query's weight
     for got, want in zip(grads(result.out, (q, k, v, ke, ve)), grads(expected, (q, k, v, ke, ve))):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def drawn_case(seed):
+    """A call drawn at random: (q, k, v, extra pair or None, memory_attention kwargs). Unaligned and
+    tiny sizes, rows long enough for the tiled top-k selection, every similarity, top-k from 1 to more than M, masks of any density (a row may lose
+    every memory key: then extra tokens are drawn, or the output is zeros), logits up to thousands
+    (temperature 0.05 on unnormalised vectors). Cosine keeps D >= 2, where D = 1 would tie every
+    key at +-1 and leave the top-k choice ambiguous."""
+    rng = np.random.default_rng(seed)
+    b, h = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    nq, m = int(rng.choice([1, 2, 7, 33, 70])), int(rng.choice([1, 2, 5, 31, 64, 65, 130, 300, 700]))
+    similarity = str(rng.choice(SIMS))
+    d, dv = int(rng.choice([1, 3, 8, 16, 33])) + (similarity == "cosine"), int(rng.choice([1, 2, 5, 16]))
+    q, k, v = make(b, h, nq, m, d, dv, seed=seed)
+    with torch.no_grad():
+        magnitude = float(rng.choice([0.1, 1.0, 3.0]))
+        q.mul_(magnitude), k.mul_(magnitude)
+    kwargs = {"similarity": similarity, "top_k": [None, None, 1, 2, 7, 30, m, m + 3][int(rng.integers(8))], "return_usage": True}
+    if rng.random() < 0.4:
+        kwargs["key_padding_mask"] = torch.rand(b, m, generator=torch.Generator().manual_seed(seed)) < float(rng.choice([0.2, 0.6, 1.0]))
+    pick = rng.random()
+    if pick < 0.2:
+        kwargs["temperature"] = float(rng.choice([0.05, 0.5]))
+    elif pick < 0.4:
+        kwargs["scale"] = float(rng.choice([0.01, 2.0]))
+    extra = make(b, h, 1, int(rng.choice([1, 3, 20])), d, dv, seed=seed + 1)[1:] if rng.random() < 0.3 else None
+    return q, k, v, extra, kwargs
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_drawn_calls_match_the_oracle(seed):
+    """``drawn_case`` calls of the torch path against the float64 oracle: out, usage, gradients."""
+    q, k, v, extra, kwargs = drawn_case(seed)
+    result = memory_attention(q, k, v, extra_q_kv=extra, backend="torch", **kwargs)
+    scale = kwargs.get("scale", 1.0 / kwargs["temperature"] if "temperature" in kwargs else None)
+    expected, usage = oracle(q, k, v, top_k=kwargs["top_k"], similarity=kwargs["similarity"], scale=scale, mask=kwargs.get("key_padding_mask"), extra=extra)
+    assert torch.isfinite(result.out).all()
+    torch.testing.assert_close(result.out, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(result.usage, usage, rtol=1e-10, atol=1e-10)
+    leaves = (q, k, v, *(extra or ()))
+    for name, got, want in zip(("q", "k", "v", "k_extra", "v_extra"), grads(result.out, leaves), grads(expected, leaves)):
+        # logits reach thousands here: a relative tolerance of their size
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10 * max(1.0, float(want.abs().max())), msg=lambda m, name=name: f"d{name}: {m}")
 
 
 def test_topk_gradients_reach_only_selected_keys():
