@@ -169,6 +169,9 @@ def rasterize_gaussians(
         RGB+D, RGB+ED (depth as the last channel).
         antialiased: opacity compensation for the 0.3 px low-pass (Mip-Splatting's 2-D filter).
         absgrad: also accumulate |dL/d means2d| per pixel into ``info["absgrad"].value``.
+        backend: ``torch`` computes in the inputs' dtype (float64: the oracle's precision, tile lists
+            ordered at it); ``triton`` computes in float32 whatever the inputs' dtype and returns
+            outputs and gradients in it; ``auto`` is triton for CUDA tensors where it is installed.
 
     Returns:
         render [..., V, H, W, C'], alpha [..., V, H, W, 1], info dict with ``means2d``
