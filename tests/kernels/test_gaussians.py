@@ -93,7 +93,7 @@ def random_scene(seed):
     Sizes from one pixel to several tiles, 1 to 300 Gaussians (crowded enough for lists longer
     than a depth block and for pixels to stop early), flat and fully opaque ones, wide and narrow
     fields of view, one or two views, SH or plain colours, every render mode, antialiasing,
-    backgrounds and cameras that need gradients, each sometimes."""
+    backgrounds, cameras that need gradients and tile sizes other than 16, each sometimes."""
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     dt = torch.float64
@@ -122,6 +122,7 @@ def random_scene(seed):
     cameras_grad = rng.random() < 0.25
     inputs = [t.requires_grad_(True) for t in (means, quats, scales, opac, colors)] + [viewmats.requires_grad_(cameras_grad), Ks.requires_grad_(cameras_grad)]
     kwargs = {"render_mode": str(rng.choice(["RGB", "RGB", "D", "ED", "RGB+D", "RGB+ED"])), "antialiased": bool(rng.random() < 0.3), "sh_degree": sh_degree}
+    kwargs["tile_size"] = int(rng.choice([16, 16, 16, 1, 4, 8, 13, 32]))  # 16 and 32: composited as 8x8 sub-tiles
     if rng.random() < 0.5:
         kwargs["backgrounds"] = torch.rand(v, 3 if sh_degree is not None else colors.shape[-1], generator=g, dtype=dt).requires_grad_(True)
     return inputs, width, height, kwargs
