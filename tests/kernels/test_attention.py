@@ -99,10 +99,10 @@ def test_extra_tokens_share_one_softmax_with_the_memory(top_k):
 
 def drawn_case(seed):
     """A call drawn at random: (q, k, v, extra pair or None, memory_attention kwargs). Unaligned and
-    tiny sizes, rows long enough for the tiled top-k selection, every similarity, top-k from 1 to more than M, masks of any density (a row may lose
-    every memory key: then extra tokens are drawn, or the output is zeros), logits up to thousands
-    (temperature 0.05 on unnormalised vectors). Cosine keeps D >= 2, where D = 1 would tie every
-    key at +-1 and leave the top-k choice ambiguous."""
+    tiny sizes, rows long enough for the tiled top-k selection, every similarity, top-k from 1 to
+    past M, masks of any density (a row may lose every memory key: its output is zeros unless extra
+    tokens are drawn), logits up to thousands (temperature 0.05 on unnormalised vectors). Cosine
+    keeps D >= 2, where D = 1 would tie every key at +-1 and leave the top-k choice ambiguous."""
     rng = np.random.default_rng(seed)
     b, h = int(rng.integers(1, 3)), int(rng.integers(1, 4))
     nq, m = int(rng.choice([1, 2, 7, 33, 70])), int(rng.choice([1, 2, 5, 31, 64, 65, 130, 300, 700]))
@@ -111,7 +111,8 @@ def drawn_case(seed):
     q, k, v = make(b, h, nq, m, d, dv, seed=seed)
     with torch.no_grad():
         magnitude = float(rng.choice([0.1, 1.0, 3.0]))
-        q.mul_(magnitude), k.mul_(magnitude)
+        q.mul_(magnitude)
+        k.mul_(magnitude)
     kwargs = {"similarity": similarity, "top_k": [None, None, 1, 2, 7, 30, m, m + 3][int(rng.integers(8))], "return_usage": True}
     if rng.random() < 0.4:
         kwargs["key_padding_mask"] = torch.rand(b, m, generator=torch.Generator().manual_seed(seed)) < float(rng.choice([0.2, 0.6, 1.0]))

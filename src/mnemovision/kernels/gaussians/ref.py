@@ -252,8 +252,9 @@ def depth_order(depths: torch.Tensor) -> torch.Tensor:
     depths' own precision; negative depths (culled) count as 0.
 
     Non-negative floats order like their bit patterns read as integers of the same size, which
-    PyTorch's CPU sort takes through a radix sort from some tens of thousands of elements: a float
-    argsort compares, 10 ms against 1.5 for 138,766 float64 depths on this project's 2-core machine."""
+    PyTorch's CPU sort takes through a radix sort from some tens of thousands of elements, where a
+    float argsort compares: for 138,766 depths on this project's 2-core machine, 10.4 ms as floats
+    against 1.5 ms as 64-bit integers."""
     flat = depths.reshape(-1).clamp_min(0)
     return torch.argsort(flat.view(_INT_OF_SIZE[flat.element_size()]), stable=True)
 
