@@ -136,6 +136,21 @@ def test_random_scenes_match_the_dense_oracle(seed):
     check_against_oracle(inputs, width=width, height=height, **kwargs)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_random_scenes_in_a_batch_match_the_dense_oracle(seed):
+    """A drawn scene batched with a moved and recoloured copy of itself ([2, ...] inputs): each
+    batch element against the oracle, render and gradients."""
+    inputs, width, height, kwargs = random_scene(seed)
+    g = torch.Generator().manual_seed(seed)
+    other = [t.detach().clone() for t in inputs]
+    other[0] += torch.randn(other[0].shape, generator=g, dtype=other[0].dtype) * 0.1
+    other[4] = torch.rand(other[4].shape, generator=g, dtype=other[4].dtype)
+    batched = [torch.stack([a.detach(), b]).requires_grad_(a.requires_grad) for a, b in zip(inputs, other)]
+    if "backgrounds" in kwargs:
+        kwargs["backgrounds"] = torch.stack([kwargs["backgrounds"].detach()] * 2).requires_grad_(True)
+    check_against_oracle(batched, width=width, height=height, **kwargs)
+
+
 @pytest.mark.parametrize("channels", [1, 3, 32, 160, 512])  # 512: the most one pass takes
 def test_channels_match_the_dense_oracle(channels):
     check_against_oracle(scene(c=channels))
