@@ -308,3 +308,103 @@ def test_colmap_txt_errors_name_file_and_line(tmp_path):
 def test_colmap_missing_model_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="no COLMAP model"):
         read_model(tmp_path)
+
+
+def small_colmap_model() -> ColmapModel:
+    """Two cameras, two images with keypoints, two points with tracks."""
+    cameras = {1: ColmapCamera(1, "PINHOLE", 64, 48, np.array([50.0, 51.0, 32.0, 24.0])), 2: ColmapCamera(2, "SIMPLE_RADIAL", 64, 48, np.array([50.0, 32.0, 24.0, 0.01]))}
+    images = {
+        i: ColmapImage(i, np.array([1.0, 0.1 * i, 0.0, 0.0]), np.array([0.0, 0.0, float(i)]), i, f"im{i}.png", np.array([[3.5 * i, 4.5], [10.0, 20.0]]), np.array([0, -1]))
+        for i in (1, 2)
+    }
+    points = ColmapPoints(np.array([0, 1]), np.array([[0.0, 0.0, 5.0], [1.0, 0.0, 6.0]]), np.array([[10, 20, 30], [200, 100, 0]], np.uint8), np.array([0.5, 0.7]), [np.array([[1, 0], [2, 0]]), np.array([[2, 1]])])
+    return ColmapModel(cameras, images, points)
+
+
+def replace_once(path, old: bytes, new: bytes) -> None:
+    """Rewrite ``path`` with its single occurrence of ``old`` replaced by ``new``."""
+    data = path.read_bytes()
+    assert data.count(old) == 1, (path, old)
+    path.write_bytes(data.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    "file, old, new, field",
+    [
+        # Each case was found by mutating valid files at random (bytes and tokens). Before, each
+        # raised UnicodeDecodeError, OverflowError, KeyError or a bare numpy ValueError naming no file.
+        ("cameras.txt", b"PINHOLE", b"PINHOLE\xad", "text: expected UTF-8"),
+        ("images.bin", b"im1.png", b"im\xad.png", "image record 0 name"),
+        ("images.txt", b"3.5 4.5 0", b"3.5 #4.5 0", r"line \d+ \(POINTS2D"),
+        ("images.txt", b" 2 im2.png", b" 7 im2.png", r"image 2 CAMERA_ID.*cameras.txt \[1, 2\]"),
+        ("images.txt", b"1 1.0 0.1 0.0 0.0", b"1 0 0 0 0", "non-zero quaternion"),
+        ("images.txt", b"0.0 0.0 1.0 1 im1", b"0.0 0.0 nan 1 im1", "finite numbers"),
+        ("points3D.txt", b" 200 100 0 ", b" 300 100 0 ", "R G B: expected integers in 0-255"),
+        ("points3D.txt", b"\n1 ", b"\n99999999999999999999 ", "integers that fit 64 bits"),
+        ("points3D.txt", b" 2 1\n", b" 2 1.5\n", "TRACK"),
+        ("cameras.txt", b"50.0 51.0", b"inf 51.0", "PARAMS: expected finite numbers"),
+    ],
+)
+def test_colmap_corrupt_fields_name_the_file_and_field(tmp_path, file, old, new, field):
+    ext = file.rsplit(".", 1)[1]
+    write_model(tmp_path, small_colmap_model(), f".{ext}")
+    path = tmp_path / file
+    replace_once(path, old, new)
+    with pytest.raises(FileFormatError, match=field) as info:
+        read_model(tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_colmap_binary_point_id_beyond_int64_is_reported(tmp_path):
+    write_model(tmp_path, small_colmap_model(), ".bin")
+    path = tmp_path / "points3D.bin"
+    raw = bytearray(path.read_bytes())
+    raw[8:16] = (2**64 - 2).to_bytes(8, "little")  # the first point's id
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FileFormatError, match="point record 0 POINT3D_ID") as info:
+        read_model(tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_colmap_small_model_round_trips_and_huge_quaternions_normalise(tmp_path):
+    model = small_colmap_model()
+    for ext in (".bin", ".txt"):
+        write_model(tmp_path / ext[1:], model, ext)
+        assert_models_equal(model, read_model(tmp_path / ext[1:]))
+    q = np.array([1.0, 0.2, -0.3, 0.1])
+    np.testing.assert_allclose(quat_to_rotmat(q * 1e300), quat_to_rotmat(q), atol=1e-15)
+
+
+def test_model_to_cameras_names_missing_cameras():
+    model = small_colmap_model()
+    del model.cameras[2]
+    with pytest.raises(ValueError, match=r"cameras \[2\]"):
+        model_to_cameras(model)
+
+
+@pytest.mark.parametrize(
+    "matrix, fl_x",
+    [([[1, 0, 0, 0], [0, 1, 0], [0, 0, 1, 0]], 50), ([["1", 0, 0, 0]] * 4, 50), (np.eye(4).tolist(), float("nan"))],
+)
+def test_transforms_ragged_text_or_nan_values_name_the_field(tmp_path, matrix, fl_x):
+    path = tmp_path / "transforms.json"
+    path.write_text(json.dumps({"fl_x": fl_x, "w": 4, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": matrix}]}))
+    field = "fl_x: expected a finite number" if fl_x != 50 else r"frames\[0\].transform_matrix"
+    with pytest.raises(FileFormatError, match=field) as info:
+        read_transforms(path)
+    assert str(path) in str(info.value)
+
+
+def test_transforms_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "transforms.json"
+    path.write_bytes(b'{"frames": ["\xad"]}')
+    with pytest.raises(FileFormatError, match="byte 0xad at offset 13") as info:
+        read_transforms(path)
+    assert str(path) in str(info.value)
+
+
+def test_cameras_refuse_non_finite_entries():
+    viewmats = np.stack([np.eye(4)] * 2)
+    viewmats[1, 0, 3] = np.nan
+    with pytest.raises(ValueError, match="viewmats must be finite; camera b"):
+        Cameras(viewmats, np.stack([np.eye(3)] * 2), 4, 4, names=("a", "b"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from os import PathLike
+from pathlib import Path
 
 
 class FileFormatError(ValueError):
@@ -21,3 +22,16 @@ class FileFormatError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read, or does not match the model it is loaded into."""
+
+
+def read_utf8(path: str | PathLike) -> str:
+    """The text of a file that must be UTF-8.
+
+    Raises:
+        FileFormatError: bytes that are not UTF-8, with their offset.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FileFormatError(path, "text", "UTF-8 text", f"byte 0x{data[err.start]:02x} at offset {err.start}") from err

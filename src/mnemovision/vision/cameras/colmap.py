@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from mnemovision.vision.cameras.camera import Cameras, intrinsics_matrix
-from mnemovision.vision.errors import FileFormatError
+from mnemovision.vision.errors import FileFormatError, read_utf8
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 # model id -> (name, number of params)
 CAMERA_MODELS: dict[int, tuple[str, int]] = {
@@ -81,7 +83,9 @@ class ColmapModel:
 
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
     """Rotation matrix [3, 3] of a quaternion [4] in wxyz order (normalised first)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    q = np.asarray(q, dtype=np.float64)
+    q = q / np.abs(q).max()  # first to the unit box, so that the norm of huge entries stays finite
+    w, x, y, z = q / np.linalg.norm(q)
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
@@ -142,7 +146,10 @@ class _BinReader:
         end = self.data.find(b"\x00", self.pos)
         if end < 0:
             raise FileFormatError(self.path, what, "a NUL-terminated name", "end of file")
-        text = self.data[self.pos:end].decode("utf-8")
+        try:
+            text = self.data[self.pos:end].decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise FileFormatError(self.path, what, "a UTF-8 name", f"byte 0x{self.data[self.pos + err.start]:02x} at offset {self.pos + err.start}") from err
         self.pos = end + 1
         return text
 
@@ -158,6 +165,18 @@ class _BinReader:
             raise FileFormatError(self.path, "end of data", f"{len(self.data)} bytes consumed by the header's record count", f"{len(self.data) - self.pos} trailing bytes")
 
 
+def _check_finite(path: Path, what: str, values) -> None:
+    if not np.isfinite(values).all():
+        raise FileFormatError(path, what, "finite numbers", " ".join(map(str, values)))
+
+
+def _check_pose(path: Path, what: str, qvec_tvec) -> None:
+    """QW QX QY QZ TX TY TZ: finite, and a quaternion that can be normalised."""
+    _check_finite(path, f"{what} QW QX QY QZ TX TY TZ", qvec_tvec)
+    if not np.linalg.norm(qvec_tvec[:4]) > 1e-12:
+        raise FileFormatError(path, f"{what} QW QX QY QZ", "a non-zero quaternion", " ".join(map(str, qvec_tvec[:4])))
+
+
 def read_cameras_bin(path: str | Path) -> dict[int, ColmapCamera]:
     reader = _BinReader(Path(path))
     cameras = {}
@@ -167,6 +186,7 @@ def read_cameras_bin(path: str | Path) -> dict[int, ColmapCamera]:
             raise FileFormatError(path, f"camera record {i} model_id", f"one of {sorted(CAMERA_MODELS)}", str(model_id))
         name, n_params = CAMERA_MODELS[model_id]
         params = reader.read_array("f8", n_params, f"camera record {i} params").astype(np.float64)
+        _check_finite(reader.path, f"camera record {i} params", params)
         cameras[cam_id] = ColmapCamera(cam_id, name, int(width), int(height), params)
     reader.finish()
     return cameras
@@ -177,6 +197,7 @@ def read_images_bin(path: str | Path) -> dict[int, ColmapImage]:
     images = {}
     for i in range(reader.count("header (number of images)")):
         values = reader.read("idddddddi", f"image record {i}")
+        _check_pose(reader.path, f"image record {i}", values[1:8])
         name = reader.read_cstring(f"image record {i} name")
         (n_points,) = reader.read("Q", f"image record {i} number of 2D points")
         raw = reader.read_array("u1", 24 * n_points, f"image record {i} 2D points")
@@ -204,6 +225,8 @@ def read_points3d_bin(path: str | Path) -> ColmapPoints:
     tracks = []
     for i in range(n):
         values = reader.read("QdddBBBd", f"point record {i}")
+        if values[0] > _INT64[1]:
+            raise FileFormatError(reader.path, f"point record {i} POINT3D_ID", "an id below 2**63", str(values[0]))
         ids[i], xyz[i], rgb[i], error[i] = values[0], values[1:4], values[4:7], values[7]
         (length,) = reader.read("Q", f"point record {i} track length")
         tracks.append(reader.read_array("i4", 2 * length, f"point record {i} track").reshape(-1, 2).astype(np.int64))
@@ -258,7 +281,7 @@ def _write_bytes(path: str | Path, data: bytes) -> None:
 def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, tokens) of the non-comment, non-empty lines."""
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_utf8(path).splitlines(), start=1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             out.append((lineno, stripped.split()))
@@ -266,13 +289,17 @@ def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
 
 
 def _parse(path: Path, lineno: int, what: str, tokens: list[str], kinds: str):
-    """Convert tokens with kinds ('i' int, 'f' float, 's' str); errors name the file and line."""
+    """Convert tokens with kinds ('i' int64, 'f' float, 's' str); errors name the file and line."""
     if len(tokens) < len(kinds):
         raise FileFormatError(path, f"line {lineno} ({what})", f"at least {len(kinds)} fields", f"{len(tokens)}: {' '.join(tokens)!r}")
     try:
-        return [int(t) if k == "i" else float(t) if k == "f" else t for t, k in zip(tokens, kinds)]
+        values = [int(t) if k == "i" else float(t) if k == "f" else t for t, k in zip(tokens, kinds)]
     except ValueError as err:
         raise FileFormatError(path, f"line {lineno} ({what})", f"fields of kinds {kinds!r}", repr(" ".join(tokens))) from err
+    too_big = [v for v, k in zip(values, kinds) if k == "i" and not _INT64[0] <= v <= _INT64[1]]
+    if too_big:
+        raise FileFormatError(path, f"line {lineno} ({what})", "integers that fit 64 bits", str(too_big[0]))
+    return values
 
 
 def read_cameras_txt(path: str | Path) -> dict[int, ColmapCamera]:
@@ -286,6 +313,7 @@ def read_cameras_txt(path: str | Path) -> dict[int, ColmapCamera]:
         if len(tokens) != 4 + n_params:
             raise FileFormatError(path, f"line {lineno} PARAMS", f"{n_params} params for {model}", str(len(tokens) - 4))
         params = np.array(_parse(path, lineno, "PARAMS", tokens[4:], "f" * n_params))
+        _check_finite(path, f"line {lineno} PARAMS", params)
         cameras[cam_id] = ColmapCamera(cam_id, model, width, height, params)
     return cameras
 
@@ -294,7 +322,7 @@ def read_images_txt(path: str | Path) -> dict[int, ColmapImage]:
     path = Path(path)
     images = {}
     # Each image takes two lines; the second (its 2D points) may be empty, so blank lines count here.
-    lines = [(n, line.strip()) for n, line in enumerate(path.read_text().splitlines(), start=1) if not line.startswith("#")]
+    lines = [(n, line.strip()) for n, line in enumerate(read_utf8(path).splitlines(), start=1) if not line.startswith("#")]
     i = 0
     while i < len(lines):
         lineno, header = lines[i]
@@ -305,19 +333,22 @@ def read_images_txt(path: str | Path) -> dict[int, ColmapImage]:
         if len(tokens) != 10:
             raise FileFormatError(path, f"line {lineno} (IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME)", "10 fields", f"{len(tokens)}")
         values = _parse(path, lineno, "image header", tokens, "ifffffffis")
-        points_line = lines[i + 1][1] if i + 1 < len(lines) else ""
+        _check_pose(path, f"line {lineno}", values[1:8])
+        points_lineno, points_line = lines[i + 1] if i + 1 < len(lines) else (lineno + 1, "")
         pts = points_line.split()
+        what = "POINTS2D[] as X Y POINT3D_ID"
         if len(pts) % 3:
-            raise FileFormatError(path, f"line {lineno + 1} (POINTS2D[] as X Y POINT3D_ID)", "a multiple of 3 fields", str(len(pts)))
-        arr = np.array(pts, dtype=np.float64).reshape(-1, 3) if pts else np.zeros((0, 3))
+            raise FileFormatError(path, f"line {points_lineno} ({what})", "a multiple of 3 fields", str(len(pts)))
+        fields = _parse(path, points_lineno, what, pts, "ffi" * (len(pts) // 3))
+        xys = np.array([fields[0::3], fields[1::3]], dtype=np.float64).T.reshape(-1, 2)
         images[values[0]] = ColmapImage(
             id=values[0],
             qvec=np.array(values[1:5]),
             tvec=np.array(values[5:8]),
             camera_id=values[8],
             name=values[9],
-            xys=arr[:, :2].copy(),
-            point3d_ids=arr[:, 2].astype(np.int64),
+            xys=xys,
+            point3d_ids=np.array(fields[2::3], dtype=np.int64),
         )
         i += 2
     return images
@@ -334,11 +365,13 @@ def read_points3d_txt(path: str | Path) -> ColmapPoints:
     tracks = []
     for i, (lineno, tokens) in enumerate(rows):
         values = _parse(path, lineno, "POINT3D_ID X Y Z R G B ERROR TRACK[]", tokens, "ifffiiif")
+        if not all(0 <= c <= 255 for c in values[4:7]):
+            raise FileFormatError(path, f"line {lineno} R G B", "integers in 0-255", " ".join(map(str, values[4:7])))
         track = tokens[8:]
         if len(track) % 2:
             raise FileFormatError(path, f"line {lineno} TRACK[]", "pairs of IMAGE_ID POINT2D_IDX", f"{len(track)} fields")
         ids[i], xyz[i], rgb[i], error[i] = values[0], values[1:4], values[4:7], values[7]
-        tracks.append(np.array(track, dtype=np.int64).reshape(-1, 2))
+        tracks.append(np.array(_parse(path, lineno, "TRACK[]", track, "i" * len(track)), dtype=np.int64).reshape(-1, 2))
     return ColmapPoints(ids, xyz, rgb, error, tracks)
 
 
@@ -377,7 +410,11 @@ def read_model(folder: str | Path) -> ColmapModel:
     for ext, readers in ((".bin", (read_cameras_bin, read_images_bin, read_points3d_bin)), (".txt", (read_cameras_txt, read_images_txt, read_points3d_txt))):
         files = [folder / f"{name}{ext}" for name in ("cameras", "images", "points3D")]
         if all(f.exists() for f in files):
-            return ColmapModel(*(reader(f) for reader, f in zip(readers, files)))
+            model = ColmapModel(*(reader(f) for reader, f in zip(readers, files)))
+            for image in model.images.values():
+                if image.camera_id not in model.cameras:
+                    raise FileFormatError(files[1], f"image {image.id} CAMERA_ID", f"one of the ids in {files[0].name} {sorted(model.cameras)}", str(image.camera_id))
+            return model
     raise FileNotFoundError(f"{folder}: no COLMAP model (cameras, images, points3D as .bin or .txt)")
 
 
@@ -418,6 +455,9 @@ def model_to_cameras(model: ColmapModel) -> Cameras:
     images = sorted(model.images.values(), key=lambda im: im.name)
     if not images:
         raise ValueError("COLMAP model has no registered images")
+    missing = sorted({im.camera_id for im in images} - set(model.cameras))
+    if missing:
+        raise ValueError(f"COLMAP images refer to cameras {missing} that the model lacks")
     sizes = {(model.cameras[im.camera_id].width, model.cameras[im.camera_id].height) for im in images}
     if len(sizes) != 1:
         raise ValueError(f"COLMAP images have several sizes {sorted(sizes)}; one Cameras set needs one size")

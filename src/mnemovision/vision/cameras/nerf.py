@@ -23,7 +23,7 @@ from mnemovision.vision.cameras.camera import (
     opencv_to_opengl,
     opengl_to_opencv,
 )
-from mnemovision.vision.errors import FileFormatError
+from mnemovision.vision.errors import FileFormatError, read_utf8
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -52,8 +52,8 @@ def _number(source: dict, key: str, path: Path, where: str) -> float | None:
     value = source.get(key)
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise FileFormatError(path, f"{where}.{key}", "a number", repr(value))
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+        raise FileFormatError(path, f"{where}.{key}", "a finite number", repr(value))
     return float(value)
 
 
@@ -96,6 +96,17 @@ def _image_size(image_path: Path) -> tuple[int, int] | None:
         return img.size
 
 
+def _matrix(value) -> np.ndarray | None:
+    """[4, 4] or [3, 4] float64 of a JSON value, or None where it is not such a matrix of finite numbers."""
+    if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
+        return None
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for row in value for x in row):
+        return None
+    if {len(row) for row in value} != {4} or len(value) not in (3, 4):
+        return None
+    return np.array(value, dtype=np.float64)
+
+
 def read_transforms(path: str | Path) -> NerfFrames:
     """Read a ``transforms.json`` file.
 
@@ -113,7 +124,7 @@ def read_transforms(path: str | Path) -> NerfFrames:
     """
     path = Path(path)
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise FileFormatError(path, "JSON", "valid JSON", f"a syntax error at line {err.lineno}") from err
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
@@ -131,9 +142,9 @@ def read_transforms(path: str | Path) -> NerfFrames:
         size = next((s for s in map(_image_size, image_paths) if s is not None), None)
     c2ws, ks, dists, sizes = [], [], [], set()
     for i, frame in enumerate(frames):
-        matrix = np.asarray(frame.get("transform_matrix"), dtype=np.float64) if frame.get("transform_matrix") is not None else None
-        if matrix is None or matrix.shape not in ((4, 4), (3, 4)):
-            raise FileFormatError(path, f"frames[{i}].transform_matrix", "a 4x4 (or 3x4) matrix", repr(None if matrix is None else matrix.shape))
+        matrix = _matrix(frame.get("transform_matrix"))
+        if matrix is None:
+            raise FileFormatError(path, f"frames[{i}].transform_matrix", "a 4x4 (or 3x4) matrix of numbers", repr(frame.get("transform_matrix"))[:80])
         if matrix.shape == (3, 4):
             matrix = np.vstack([matrix, [0.0, 0.0, 0.0, 1.0]])
         k, dist, w, h = _frame_intrinsics(meta, frame, path, i, size)
