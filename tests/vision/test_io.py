@@ -13,6 +13,7 @@ from mnemovision.vision.io import (
     read_video,
     to_float,
     to_uint8,
+    video_fps,
     write_image,
     write_mask,
     write_ply,
@@ -125,6 +126,21 @@ def test_video_errors(tmp_path):
         next(iter_video(tmp_path / "junk.mp4"))
 
 
+def test_video_metadata_that_is_not_utf8_names_the_file(tmp_path):
+    # Found by random byte mutation: PyAV decodes the encoder tag as UTF-8 and raised
+    # UnicodeDecodeError from av.open, naming no file.
+    path = tmp_path / "tag.mp4"
+    write_video(path, moving_frames(2))
+    data = path.read_bytes()
+    tag = data.find(b"Lavf")
+    assert tag > 0
+    path.write_bytes(data[:tag] + b"\xad" + data[tag + 1 :])
+    for reader in (read_video, video_fps):
+        with pytest.raises(FileFormatError, match="container") as info:
+            reader(path)
+        assert str(path) in str(info.value)
+
+
 def test_reads_the_real_driving_video(shared_data):
     frames, fps = read_video(shared_data("talking", "tpsmm", "driving.mp4"), max_frames=10)
     assert frames.shape == (10, 412, 410, 3) or frames.shape[1:3] in ((412, 410), (410, 412))
@@ -163,6 +179,28 @@ def test_binary_and_rgb_masks(tmp_path):
     Image.fromarray(odd).save(tmp_path / "odd.png")
     with pytest.raises(FileFormatError, match="#010203"):
         read_mask(tmp_path / "odd.png")
+
+
+def test_damaged_png_data_is_read_or_reported_with_the_file(tmp_path):
+    # Five bytes inserted near the end of the IDAT data: Pillow then raises OSError or, where the
+    # next chunk header is misread, SyntaxError, which read_mask let through (found by mutation).
+    mask = np.zeros((24, 32), np.uint8)
+    mask[4:10, 3:20], mask[12:20, 5:9] = 1, 2
+    write_mask(tmp_path / "m.png", mask)
+    data = (tmp_path / "m.png").read_bytes()
+    start = data.find(b"IDAT")
+    end = start + 4 + int.from_bytes(data[start - 4 : start], "big")
+    reported = 0
+    for back in range(16):
+        path = tmp_path / f"damaged{back}.png"
+        path.write_bytes(data[: end - back] + b"I;\xce\x02\x04" + data[end - back :])
+        for reader in (read_mask, read_image):
+            try:
+                reader(path)
+            except FileFormatError as err:
+                assert str(path) in str(err)
+                reported += 1
+    assert reported >= 4  # with this Pillow, 26 of the 32 reads fail
 
 
 def test_mask_of_the_wrong_size_names_the_file(tmp_path):
@@ -221,6 +259,16 @@ def test_truncated_ply_names_the_file(tmp_path):
         read_ply(tmp_path / "notply.ply")
     with pytest.raises(FileFormatError, match="face"):
         read_ply(tmp_path / "g.ply", element="face")
+
+
+def test_ascii_ply_value_outside_its_type_names_the_file(tmp_path):
+    write_ply(tmp_path / "a.ply", {"x": np.zeros(3), "label": np.arange(3, dtype=np.uint8)}, binary=False)
+    data = (tmp_path / "a.ply").read_bytes()
+    assert data.endswith(b"0 2\n")
+    (tmp_path / "a.ply").write_bytes(data[:-4] + b"0 -1\n")  # -1 in a uchar property: OverflowError before
+    with pytest.raises(FileFormatError, match="a.ply: PLY data") as info:
+        read_ply(tmp_path / "a.ply")
+    assert "-1" in str(info.value)
 
 
 def test_write_ply_validates(tmp_path):

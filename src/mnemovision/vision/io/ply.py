@@ -31,8 +31,8 @@ def read_ply(path: str | os.PathLike, element: str = "vertex") -> dict[str, np.n
             ply = PlyData.read(handle)
     except PlyParseError as err:
         raise FileFormatError(path, "PLY data", "a well-formed PLY file", str(err)) from err
-    except (ValueError, EOFError, IndexError, UnicodeDecodeError) as err:
-        raise FileFormatError(path, "PLY data", "data for every element the header declares", f"{type(err).__name__}: {err} (truncated file?)") from err
+    except (ValueError, EOFError, IndexError, OverflowError, UnicodeDecodeError) as err:
+        raise FileFormatError(path, "PLY data", "values for every property and row the header declares", f"{type(err).__name__}: {err}") from err
     names = [el.name for el in ply.elements]
     if element not in names:
         raise FileFormatError(path, "elements", f"an element named {element!r}", f"{names}")

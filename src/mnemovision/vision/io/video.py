@@ -67,20 +67,28 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     return count
 
 
+def _open_video(path: Path):
+    """An open PyAV container with at least one video stream; errors name the file."""
+    import av
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: video not found")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:  # PyAV decodes metadata as UTF-8
+        raise FileFormatError(path, "container", "a video file FFmpeg can open", str(err)) from err
+    if not container.streams.video:
+        container.close()
+        raise FileFormatError(path, "streams", "a video stream", "none")
+    return container
+
+
 def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """Decode a video file frame by frame as [H, W, 3] uint8 RGB."""
     import av
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: video not found")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as err:
-        raise FileFormatError(path, "container", "a video file FFmpeg can open", str(err)) from err
-    with container:
-        if not container.streams.video:
-            raise FileFormatError(path, "streams", "a video stream", "none")
+    with _open_video(path) as container:
         try:
             for frame in container.decode(video=0):
                 yield frame.to_ndarray(format="rgb24")
@@ -90,9 +98,7 @@ def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
 
 def video_fps(path: str | os.PathLike) -> float:
     """Average frame rate of the first video stream."""
-    import av
-
-    with av.open(str(path)) as container:
+    with _open_video(Path(path)) as container:
         rate = container.streams.video[0].average_rate
         return float(rate) if rate else 0.0
 
