@@ -1,5 +1,6 @@
 """Pruning selections, the hooks under a real (tiny) mmengine run, and the compressed export."""
 
+import json
 import math
 
 import pytest
@@ -10,6 +11,7 @@ from mnemovision.sr.engine import FilterPruneHook, ISSPHook, MagnitudePruneHook
 from mnemovision.sr.export import load_sr_model, read_sr_file, save_sr_model, to_sparse_inference
 from mnemovision.sr.models import build_sr_model
 from mnemovision.sr.pruning import layer_sparsity_for, prunable_weights, smallest_filters, smallest_fraction, smallest_n_of_m, soft_shrink, sparsity_of
+from mnemovision.vision.checkpoints import read_safetensors_metadata
 from mnemovision.vision.errors import CheckpointError
 
 
@@ -159,3 +161,37 @@ def test_bad_model_files_are_named(tmp_path):
     save_file({"a": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="other.safetensors: metadata field 'format'"):
         read_sr_file(tmp_path / "other.safetensors")
+
+
+def rewrite_metadata(src, dst, **fields) -> None:
+    """Copy a safetensors file with some metadata fields replaced (tensors kept)."""
+    from safetensors import safe_open
+
+    from mnemovision.vision.checkpoints import load_safetensors, save_safetensors
+
+    with safe_open(str(src), "pt") as handle:
+        meta = dict(handle.metadata())
+    save_safetensors(dst, load_safetensors(src), {**meta, **fields})
+
+
+@pytest.mark.parametrize(
+    "shapes, message",
+    [
+        # Found by mutating the header at random: these raised JSONDecodeError, AttributeError,
+        # numpy's UFuncTypeError, or unpacked a mask padded to any size the metadata named.
+        ("not json", "'shapes' is not JSON"),
+        ("[1, 2]", "'shapes' must map weight names to lists of sizes"),
+        ('{"w": ["a"]}', "'shapes' must map weight names to lists of sizes"),
+        ('{"w": [99999, 99999]}', r"needs a \d+-byte __bitmask"),
+    ],
+)
+def test_bad_sparse_shapes_are_named(tmp_path, shapes, message):
+    net = build_sr_model("edsr", "tiny", 2)
+    with torch.no_grad():
+        for w in prunable_weights(net).values():
+            w.mul_(~smallest_fraction(w, 0.9))
+    path = save_sr_model(tmp_path / "sparse.safetensors", net, "edsr", "tiny", 2, "iss-p")
+    name = next(iter(json.loads(read_safetensors_metadata(path)["shapes"])))
+    rewrite_metadata(path, tmp_path / "bad.safetensors", shapes=shapes.replace('"w"', json.dumps(name)))
+    with pytest.raises(CheckpointError, match=f"bad.safetensors: .*{message}"):
+        read_sr_file(tmp_path / "bad.safetensors")

@@ -124,3 +124,13 @@ def test_a_few_training_steps_lower_the_loss(tmp_path):
 
     export_jointformer(tmp_path / "iter_12.pth", tmp_path / "jf.safetensors")
     assert isinstance(load_model(str(tmp_path / "jf.safetensors")), JointFormerPropagator)
+
+
+def test_unknown_size_in_a_jointformer_file_names_the_file(tmp_path):
+    from mnemovision.vision.checkpoints import save_safetensors
+    from mnemovision.vision.errors import CheckpointError
+    from mnemovision.vos.jointformer_model import FORMAT
+
+    save_safetensors(tmp_path / "huge.safetensors", build_jointformer("tiny").state_dict(), {"format": FORMAT, "size": "huge"})
+    with pytest.raises(CheckpointError, match="huge.safetensors: metadata field 'size': .*'base', 'small', 'tiny'"):
+        load_jointformer(tmp_path / "huge.safetensors")

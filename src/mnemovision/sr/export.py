@@ -15,6 +15,7 @@ Loading rebuilds exactly the same tensors, so outputs are bit-identical to the s
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,20 @@ def save_sr_model(path: str | Path, model: nn.Module, arch: str, size: str, scal
     return Path(path)
 
 
+def _sparse_shapes(path: Path, text: str) -> dict[str, list[int]]:
+    """The ``shapes`` metadata field: a JSON object of sparse weight names to their dense shapes."""
+    try:
+        shapes = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: metadata field 'shapes' is not JSON ({err})") from None
+    ok = isinstance(shapes, dict) and all(
+        isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape) for shape in shapes.values()
+    )
+    if not ok:
+        raise CheckpointError(f"{path}: metadata field 'shapes' must map weight names to lists of sizes, got {text[:80]!r}")
+    return shapes
+
+
 def read_sr_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The dense state dict and the metadata of a file written by ``save_sr_model``.
 
@@ -65,15 +80,19 @@ def read_sr_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     meta = read_safetensors_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: metadata field 'format' is {meta.get('format')!r}, expected {FORMAT!r} (write it with save_sr_model)")
-    shapes = json.loads(meta.get("shapes", "{}"))
+    shapes = _sparse_shapes(path, meta.get("shapes", "{}"))
     state = {k: v for k, v in raw.items() if not k.endswith((".__bitmask", ".__values"))}
     for name, shape in shapes.items():
         bits, values = raw.get(f"{name}.__bitmask"), raw.get(f"{name}.__values")
         if bits is None or values is None:
             raise CheckpointError(f"{path}: sparse weight {name!r} lacks its __bitmask or __values tensor")
-        numel = int(np.prod(shape))
+        if bits.dtype != torch.uint8 or bits.ndim != 1 or values.ndim != 1:
+            raise CheckpointError(f"{path}: sparse weight {name!r}: expected a 1-D uint8 __bitmask and 1-D __values, found {bits.dtype} {list(bits.shape)} and {values.dtype} {list(values.shape)}")
+        numel = math.prod(shape)
+        if (numel + 7) // 8 != bits.numel():  # checked first: unpackbits pads a short mask with zeros
+            raise CheckpointError(f"{path}: sparse weight {name!r}: shape {shape} needs a {(numel + 7) // 8}-byte __bitmask, found {bits.numel()} bytes")
         mask = torch.from_numpy(np.unpackbits(bits.numpy(), count=numel).astype(bool))
-        if mask.numel() != numel or int(mask.sum()) != values.numel():
+        if int(mask.sum()) != values.numel():
             raise CheckpointError(f"{path}: sparse weight {name!r}: bitmask has {int(mask.sum())} ones for {values.numel()} values (shape {shape})")
         dense = torch.zeros(numel, dtype=values.dtype)
         dense[mask] = values

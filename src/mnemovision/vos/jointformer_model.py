@@ -192,6 +192,9 @@ def load_jointformer(path) -> JointFormer:
     meta = read_safetensors_metadata(path)
     if meta.get("format") != FORMAT or "size" not in meta:
         raise CheckpointError(f"{path}: metadata field 'format' is {meta.get('format')!r}, expected {FORMAT!r} with a 'size' (write it with save_jointformer)")
-    net = build_jointformer(meta["size"])
+    try:
+        net = build_jointformer(meta["size"])
+    except ValueError as err:
+        raise CheckpointError(f"{path}: metadata field 'size': {err}") from None
     load_state_dict_strict(net, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source=str(path))
     return net.eval()
