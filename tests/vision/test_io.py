@@ -77,6 +77,22 @@ def test_read_image_modes_and_errors(tmp_path):
         read_image(tmp_path / "missing.png")
 
 
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    gray = photo()[..., 0].astype(np.uint16) * 257 + 100  # 16-bit values over the full range
+    Image.fromarray(gray).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as img:
+        assert img.mode == "I;16"
+    expected = np.round(gray / 257.0).astype(np.uint8)  # before, Pillow's convert clipped at 255
+    np.testing.assert_array_equal(read_image(tmp_path / "g16.png", mode="L"), expected)
+    np.testing.assert_array_equal(read_image(tmp_path / "g16.png"), np.repeat(expected[..., None], 3, -1))
+    assert read_image(tmp_path / "g16.png", mode="keep").shape == gray.shape
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(FileFormatError, match=r"f.tiff: mode: expected an 8- or 16-bit image, found F"):
+        read_image(tmp_path / "f.tiff")
+
+
 # ---------------------------------------------------------------------------------------------
 # video
 

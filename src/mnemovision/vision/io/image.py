@@ -40,7 +40,7 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
     Args:
         path: any format Pillow reads (PNG, JPEG, ...).
         mode: ``RGB`` ([H, W, 3]), ``RGBA`` ([H, W, 4]), ``L`` ([H, W]) or ``keep`` (as stored:
-            RGB, RGBA or L; palette images become RGB/RGBA).
+            RGB, RGBA or L; palette images become RGB/RGBA). 16-bit grayscale is scaled to 8 bits.
 
     Raises:
         FileNotFoundError: no such file. FileFormatError: not a readable image.
@@ -56,6 +56,8 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
             img.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise FileFormatError(path, "image data", "an image Pillow can decode", str(err)) from err
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _gray_to_eight_bits(path, img)
     if mode == "keep":
         if img.mode == "P":
             mode = "RGBA" if "transparency" in img.info else "RGB"
@@ -63,13 +65,22 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
             mode = img.mode
         elif img.mode in ("LA",):
             mode = "RGBA"
-        elif img.mode in ("I", "I;16", "F"):
-            raise FileFormatError(path, "mode", "an 8-bit image", f"{img.mode} (use read_image_raw for high bit depth)")
         else:
             mode = "RGB"
     if mode not in ("RGB", "RGBA", "L"):
         raise ValueError(f"mode must be RGB, RGBA, L or keep, got {mode!r}")
     return np.asarray(img.convert(mode))
+
+
+def _gray_to_eight_bits(path: Path, img):
+    """An ``L`` image of a 16-bit grayscale one, scaled (v / 257, rounded) rather than clipped at 255
+    as Pillow's own conversion does. Float images and integers beyond 16 bits have no 8-bit range."""
+    from PIL import Image
+
+    values = np.asarray(img)
+    if img.mode == "F" or values.min() < 0 or values.max() > 65535:
+        raise FileFormatError(path, "mode", "an 8- or 16-bit image", f"{img.mode} with values {values.min()}..{values.max()}")
+    return Image.fromarray(np.round(values.astype(np.float64) / 257.0).astype(np.uint8))
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
