@@ -72,6 +72,23 @@ def test_malformed_transforms_names_the_file(tmp_path):
         load_scene(tmp_path / "nothing")
 
 
+def test_point_cloud_without_xyz_names_the_file_and_colours_need_all_three(tiny_scene, tmp_path):
+    import shutil
+
+    from mnemovision.splatting.data.scene import read_scene_cameras
+    from mnemovision.vision.io import read_ply, write_ply
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_scene, copy)
+    props = read_ply(copy / "points3d.ply")
+    write_ply(copy / "points3d.ply", {k: v for k, v in props.items() if k != "blue"})
+    found = read_scene_cameras(copy)
+    assert found.points.shape == (1500, 3) and found.colors is None  # KeyError before
+    write_ply(copy / "points3d.ply", {k: v for k, v in props.items() if k != "z"})
+    with pytest.raises(FileFormatError, match=r"points3d.ply: vertex properties: .*missing \['z'\]"):
+        read_scene_cameras(copy)
+
+
 @pytest.mark.parametrize("ext", [".bin", ".txt"])
 def test_colmap_scene_with_distortion(tmp_path, ext):
     rng = np.random.default_rng(0)
@@ -110,6 +127,22 @@ def test_ply_without_gaussian_fields_is_rejected(tmp_path):
     write_ply(tmp_path / "points.ply", {"x": np.zeros(3), "y": np.zeros(3), "z": np.zeros(3)})
     with pytest.raises(FileFormatError, match="points.ply.*missing"):
         load_ply(tmp_path / "points.ply")
+
+
+def test_ply_with_a_gap_in_f_rest_or_non_finite_values_is_rejected(tmp_path):
+    from mnemovision.vision.io import read_ply, write_ply
+
+    save_ply(tmp_path / "g.ply", GaussianModel.from_points(torch.randn(20, 3), torch.rand(20, 3), max_sh_degree=1))
+    props = read_ply(tmp_path / "g.ply")
+    gap = {k: v for k, v in props.items() if k != "f_rest_4"}
+    gap["f_rest_9"] = props["f_rest_4"]  # nine f_rest fields, but not 0-8: KeyError before
+    write_ply(tmp_path / "gap.ply", gap)
+    with pytest.raises(FileFormatError, match="gap.ply: f_rest_.*f_rest_4 missing"):
+        load_ply(tmp_path / "gap.ply")
+    props["scale_1"][[3, 7]] = np.nan
+    write_ply(tmp_path / "nan.ply", props)
+    with pytest.raises(FileFormatError, match="nan.ply: vertex values: .*2 Gaussians, the first at row 3"):
+        load_ply(tmp_path / "nan.ply")
 
 
 def test_density_control_clones_splits_and_prunes_a_constructed_case():

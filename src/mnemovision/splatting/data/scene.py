@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mnemovision.vision.cameras import Cameras, model_to_cameras, read_model, read_transforms
+from mnemovision.vision.errors import FileFormatError
 from mnemovision.vision.io import composite_alpha, read_image, read_ply, to_float
 
 
@@ -103,8 +104,11 @@ def read_scene_cameras(folder: str | Path) -> SceneCameras:
         ply = path.parent / "points3d.ply"
         if ply.exists():
             props = read_ply(ply)
+            missing = [name for name in ("x", "y", "z") if name not in props]
+            if missing:
+                raise FileFormatError(ply, "vertex properties", "x y z (and optionally red green blue)", f"missing {missing}")
             points = torch.from_numpy(np.stack([props["x"], props["y"], props["z"]], -1).astype(np.float32))
-            if "red" in props:
+            if all(name in props for name in ("red", "green", "blue")):
                 colors = torch.from_numpy(np.stack([props["red"], props["green"], props["blue"]], -1).astype(np.float32) / 255.0)
         return SceneCameras(frames.cameras, list(frames.image_paths), points, colors, "transforms.json")
     sparse = next((p for p in (folder / "sparse" / "0", folder / "sparse", folder) if (p / "cameras.bin").exists() or (p / "cameras.txt").exists()), None)

@@ -41,7 +41,8 @@ def load_ply(path: str | os.PathLike) -> GaussianModel:
     """Read a 3DGS PLY (any SH degree 0-3, inferred from the number of f_rest fields).
 
     Raises:
-        FileFormatError: a field is missing or the f_rest count matches no SH degree.
+        FileFormatError: a field is missing, the f_rest count matches no SH degree, or a value is not
+            finite.
     """
     props = read_ply(path)
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
@@ -53,6 +54,15 @@ def load_ply(path: str | os.PathLike) -> GaussianModel:
     degree = int(round(math.sqrt(k))) - 1
     if n_rest % 3 or (degree + 1) ** 2 != k or degree > 3:
         raise FileFormatError(path, "f_rest_*", "3 x ((d + 1)^2 - 1) fields for an SH degree d in 0..3", f"{n_rest} fields")
+    gaps = [f"f_rest_{i}" for i in range(n_rest) if f"f_rest_{i}" not in props]
+    if gaps:
+        raise FileFormatError(path, "f_rest_*", f"f_rest_0 to f_rest_{n_rest - 1}", f"{gaps[0]} missing")
+    fields = required + [f"f_rest_{i}" for i in range(n_rest)]
+    bad_rows = np.zeros(len(props["x"]), dtype=bool)
+    for name in fields:  # one field at a time: a [fields, N] array would be 0.5 GB at a million Gaussians
+        bad_rows |= ~np.isfinite(props[name])
+    if bad_rows.any():
+        raise FileFormatError(path, "vertex values", "finite numbers", f"NaN or infinity in {int(bad_rows.sum())} Gaussians, the first at row {int(np.argmax(bad_rows))}")
 
     def col(*names):
         return torch.from_numpy(np.stack([np.asarray(props[n], dtype=np.float32) for n in names], -1))
