@@ -209,12 +209,30 @@ def test_chunking_bounds_memory_but_not_results():
         (dict(key_padding_mask=torch.zeros(1, 3)), "key_padding_mask"),
         (dict(extra_q_kv=(torch.zeros(1, 1, 2, 4),)), "extra_q_kv"),
         (dict(backend="cuda"), "backend"),
+        # found by drawing bad values per argument: these gave NaN outputs or a bare TypeError
+        (dict(scale=float("nan")), "scale must be a finite number, got nan"),
+        (dict(scale=float("inf")), "scale must be a finite number, got inf"),
+        (dict(scale="a"), "scale must be a finite number, got 'a'"),
+        (dict(temperature="x"), "temperature must be a finite number, got 'x'"),
+        (dict(temperature=-0.5), "temperature must be positive"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
     q, k, v = (t.detach().float() for t in make(1, 1, 2, 5, 4, 3))
     with pytest.raises(ValueError, match=message):
         memory_attention(q, k, v, **kwargs)
+
+
+def test_empty_extra_tokens_read_the_memory_alone_and_numpy_top_k_works():
+    q, k, v = (t.detach() for t in make(1, 2, 3, 9, 4, 5))
+    empty = (k[:, :, :0], v[:, :, :0])  # Ne = 0: a reshape inside the extra path failed before
+    for top_k in (None, 4):
+        want = memory_attention(q, k, v, top_k=top_k, return_usage=True)
+        got = memory_attention(q, k, v, top_k=None if top_k is None else np.int64(top_k), extra_q_kv=empty, return_usage=True)
+        torch.testing.assert_close(got.out, want.out, rtol=0, atol=0)
+        torch.testing.assert_close(got.usage, want.usage, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="M = 0 memory slots and there are no extra keys"):
+        memory_attention(q, k[:, :, :0], v[:, :, :0], extra_q_kv=empty)
 
 
 def test_bad_shapes_are_named():

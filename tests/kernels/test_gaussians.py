@@ -388,6 +388,16 @@ def test_triton_absgrad_matches_torch(channels, sequential, monkeypatch):
         (dict(width=0), "width"),
         (dict(backgrounds=torch.zeros(2, 3, dtype=torch.float64)), "backgrounds"),
         (dict(backend="vulkan"), "backend"),
+        # found by drawing bad values per argument: these crashed inside a stage or were accepted
+        (dict(width=True), "width and height must be positive ints, got True"),
+        (dict(sh_degree="2"), "sh_degree must be an int in 0..3, got '2'"),
+        (dict(tile_size=0), "tile_size must be a positive int, got 0"),
+        (dict(tile_size=-3), "tile_size must be a positive int, got -3"),
+        (dict(tile_size=7.5), "tile_size must be a positive int, got 7.5"),
+        (dict(near=0.0), "0 < near < far"),
+        (dict(near=5.0, far=1.0), "0 < near < far"),
+        (dict(near=float("nan")), "0 < near < far"),
+        (dict(backgrounds=torch.zeros(1, 3, dtype=torch.float32)), "share one dtype"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
@@ -395,6 +405,13 @@ def test_bad_arguments_are_named(kwargs, message):
     width = kwargs.pop("width", W)
     with pytest.raises(ValueError, match=message):
         rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, width, H, **kwargs)
+
+
+def test_numpy_integer_sizes_render_like_python_ints():
+    inputs = scene(n=4)
+    want, _, _ = rasterize_gaussians(*inputs, W, H)
+    got, _, _ = rasterize_gaussians(*inputs, np.int64(W), np.int32(H))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_bad_shapes_and_dtypes_are_named():

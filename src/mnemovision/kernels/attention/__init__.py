@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mnemovision.kernels._args import finite_float, is_int
 from mnemovision.kernels._backend import resolve_backend
 from mnemovision.kernels.attention import ref
 
@@ -34,6 +35,13 @@ def _check(name: str, t, ndim: int, expected: str) -> None:
         raise ValueError(f"{name} must be floating point, got {t.dtype}")
 
 
+def _extra_count(extra_q_kv) -> int | None:
+    """Ne of a well-formed ``extra_q_kv`` pair, None where it is not one (``_validate`` says why)."""
+    if isinstance(extra_q_kv, (tuple, list)) and len(extra_q_kv) == 2 and isinstance(extra_q_kv[0], torch.Tensor) and extra_q_kv[0].ndim == 4:
+        return extra_q_kv[0].shape[2]
+    return None
+
+
 def _validate(q, k, v, top_k, similarity, scale, temperature, key_padding_mask, extra_q_kv):
     _check("q", q, 4, "[B, H, Nq, D]")
     _check("k", k, 4, "[B, H, M, D]")
@@ -46,7 +54,7 @@ def _validate(q, k, v, top_k, similarity, scale, temperature, key_padding_mask, 
         raise ValueError(f"v must have shape [B={b}, H={h}, M={m}, Dv], got {tuple(v.shape)}")
     if nq == 0 or d == 0 or v.shape[3] == 0:
         raise ValueError(f"q, k, v need Nq, D, Dv >= 1, got q {tuple(q.shape)}, v {tuple(v.shape)}")
-    if m == 0 and extra_q_kv is None:
+    if m == 0 and (extra_q_kv is None or _extra_count(extra_q_kv) == 0):
         raise ValueError("k and v have M = 0 memory slots and there are no extra keys to attend to")
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
@@ -58,9 +66,11 @@ def _validate(q, k, v, top_k, similarity, scale, temperature, key_padding_mask, 
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
     if scale is not None and temperature is not None:
         raise ValueError("pass scale or temperature (= 1 / scale), not both")
-    if temperature is not None and not temperature > 0:
+    if scale is not None:
+        finite_float("scale", scale)
+    if temperature is not None and not finite_float("temperature", temperature) > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
         raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
     if key_padding_mask is not None:
         if not isinstance(key_padding_mask, torch.Tensor) or key_padding_mask.dtype != torch.bool or key_padding_mask.shape != (b, m):
@@ -113,6 +123,9 @@ def memory_attention(
         keys are all masked gets zeros.
     """
     _validate(q, k, v, top_k, similarity, scale, temperature, key_padding_mask, extra_q_kv)
+    if extra_q_kv is not None and _extra_count(extra_q_kv) == 0:
+        extra_q_kv = None  # no extra tokens: the memory alone
+    top_k = None if top_k is None else int(top_k)  # numpy integers too
     chosen = resolve_backend(backend, q.device.type)
     if scale is None:
         scale = 1.0 / temperature if temperature is not None else ref.default_scale(similarity, q.shape[-1])

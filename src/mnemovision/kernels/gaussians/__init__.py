@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mnemovision.kernels._args import is_int
 from mnemovision.kernels._backend import resolve_backend
 from mnemovision.kernels.gaussians import analytic, ref
 from mnemovision.kernels.gaussians.ref import isect_tiles, project_gaussians, quat_scale_to_covar, spherical_harmonics
@@ -68,7 +69,18 @@ def _check(name: str, t, shape: tuple, expected: str | None = None) -> None:
     raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
 
 
-def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds):
+def _check_options(width, height, near: float, far: float, tile_size) -> tuple[int, int]:
+    """The scalar options: image size, clipping planes, tile size. Returns (width, height) as ints."""
+    if not (is_int(width) and is_int(height) and width > 0 and height > 0):
+        raise ValueError(f"width and height must be positive ints, got {width!r} x {height!r}")
+    if not 0 < near < far:  # also false for NaN
+        raise ValueError(f"near and far must satisfy 0 < near < far, got near={near!r}, far={far!r}")
+    if not (is_int(tile_size) and tile_size > 0):
+        raise ValueError(f"tile_size must be a positive int, got {tile_size!r}")
+    return int(width), int(height)
+
+
+def _validate(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, backgrounds):
     _check("means", means, (*means.shape[:-1], 3) if isinstance(means, torch.Tensor) and means.ndim >= 2 else (None, 3), "[..., N, 3]")
     batch, n = means.shape[:-2], means.shape[-2]
     _check("quats", quats, (*batch, n, 4))
@@ -81,21 +93,19 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
         _check("colors", colors, (*batch, n, colors.shape[-1] if isinstance(colors, torch.Tensor) and colors.ndim else None), "[..., N, C]")
         c = colors.shape[-1]
     else:
-        if not 0 <= sh_degree <= 3:
-            raise ValueError(f"sh_degree must be in 0..3, got {sh_degree}")
+        if not (is_int(sh_degree) and 0 <= sh_degree <= 3):
+            raise ValueError(f"sh_degree must be an int in 0..3, got {sh_degree!r}")
         _check("colors", colors, (*batch, n, colors.shape[-2] if isinstance(colors, torch.Tensor) and colors.ndim >= 2 else None, 3), "[..., N, K, 3] SH coefficients")
         if colors.shape[-2] < (sh_degree + 1) ** 2:
             raise ValueError(f"colors has {colors.shape[-2]} SH coefficients; sh_degree={sh_degree} needs {(sh_degree + 1) ** 2}")
         c = 3
     if not 1 <= c <= MAX_CHANNELS:
         raise ValueError(f"colors must have 1..{MAX_CHANNELS} channels, got {c}")
-    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
-        raise ValueError(f"width and height must be positive ints, got {width!r} x {height!r}")
     if render_mode not in RENDER_MODES:
         raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
     if backgrounds is not None:
         _check("backgrounds", backgrounds, (*batch, v, c))
-    dtypes = {t.dtype for t in (means, quats, scales, opacities, colors, viewmats, Ks)}
+    dtypes = {t.dtype for t in (means, quats, scales, opacities, colors, viewmats, Ks, *([] if backgrounds is None else [backgrounds]))}
     if len(dtypes) != 1:
         raise ValueError(f"all inputs must share one dtype, got {sorted(map(str, dtypes))}")
     return batch, n, v, c
@@ -181,7 +191,8 @@ def rasterize_gaussians(
         [..., V, N] bool and ``visible_ids`` [K, ndim] (indices of the visible (..., view, Gaussian)
         pairs), both computed when first read, ``conics``, ``n_isects``, ``tile_size``, ``backend``.
     """
-    batch, n, v, c = _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode, backgrounds)
+    width, height = _check_options(width, height, near, far, tile_size)
+    batch, n, v, c = _validate(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, backgrounds)
     chosen = resolve_backend(backend, means.device.type)
     if chosen == "triton":
         if tile_size != 16:
