@@ -67,6 +67,34 @@ def test_remove_reset_and_errors():
     assert session.step(frames[0]).max() == 0  # nothing to track yet
 
 
+@pytest.mark.parametrize("model", ["copy-first", "flow"])
+def test_a_frame_of_another_size_is_refused_until_reset(model):
+    # copy-first returned the first frame's mask at the old size; flow failed inside OpenCV
+    frames, masks = moving_square_video(3)
+    session = VOSSession(load_model(model))
+    session.add_mask(0, masks[0])
+    session.step(frames[0])
+    with pytest.raises(ValueError, match=r"frame 1 is 64x40, this video's frames are 64x48 \(reset\(\) starts a new video\)"):
+        session.step(frames[1][:40])
+    session.reset()
+    session.add_mask(0, masks[0][:40])
+    assert session.step(frames[0][:40]).shape == (40, 64)
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (5, 7), (2, 60)])
+def test_flow_tracks_frames_smaller_than_dis_takes(h, w):
+    # OpenCV's DIS refuses images below about 12 pixels a side: the frames are padded for it
+    frames, masks = moving_square_video(3)
+    session = VOSSession(load_model("flow"))
+    mask = np.zeros((h, w), np.uint8)
+    mask[: max(1, h // 2), : max(1, w // 2)] = 1
+    session.add_mask(0, mask)
+    still = [np.ascontiguousarray(frames[0][10 : 10 + h, 4 : 4 + w])] * 3  # a static crop: the mask stays
+    out = [session.step(f) for f in still]
+    assert all(o.shape == (h, w) for o in out)
+    np.testing.assert_array_equal(out[-1], mask)
+
+
 def test_aggregate_is_a_distribution_with_background_first():
     probs = np.stack([np.full((2, 2), 0.9), np.full((2, 2), 0.2)])
     agg = aggregate(probs)

@@ -134,3 +134,12 @@ def test_unknown_size_in_a_jointformer_file_names_the_file(tmp_path):
     save_safetensors(tmp_path / "huge.safetensors", build_jointformer("tiny").state_dict(), {"format": FORMAT, "size": "huge"})
     with pytest.raises(CheckpointError, match="huge.safetensors: metadata field 'size': .*'base', 'small', 'tiny'"):
         load_jointformer(tmp_path / "huge.safetensors")
+
+
+def test_prepare_frame_caps_the_longer_side_for_extreme_aspect_ratios():
+    from mnemovision.vos.jointformer_model import MAX_ASPECT, prepare_frame
+
+    image, size = prepare_frame(np.zeros((240, 320, 3), np.uint8), 480)
+    assert size == (480, 640) and image.shape == (1, 3, 480, 640)  # ordinary frames: shorter side 480
+    image, size = prepare_frame(np.zeros((2, 300, 3), np.uint8), 480)
+    assert size == (16, MAX_ASPECT * 480) and image.shape == (1, 3, 16, 1920)  # was 480 x 72,000

@@ -66,6 +66,7 @@ class VOSSession:
         self.object_ids: list[int] = []
         self.pending: dict[int, list[tuple[np.ndarray, list[int]]]] = {}
         self.next_index = 0
+        self.frame_size: tuple[int, int] | None = None  # (H, W) of this video's frames
 
     def add_mask(self, frame_index: int, mask: np.ndarray, object_ids: list[int] | None = None) -> None:
         """Give the masks of ``object_ids`` (default: every nonzero id in ``mask``) at ``frame_index``
@@ -95,6 +96,10 @@ class VOSSession:
             raise ValueError(f"frame must be [H, W, 3] uint8, got shape {list(frame.shape)} dtype {frame.dtype}")
         t = self.next_index
         h, w = frame.shape[:2]
+        if self.frame_size is None:
+            self.frame_size = (h, w)
+        elif self.frame_size != (h, w):
+            raise ValueError(f"frame {t} is {w}x{h}, this video's frames are {self.frame_size[1]}x{self.frame_size[0]} (reset() starts a new video)")
         probs = self.model.propagate(self.state, frame, t, len(self.object_ids)) if self.object_ids else np.zeros((0, h, w))
         given = self.pending.pop(t, [])
         annotated = bool(given)

@@ -38,6 +38,9 @@ class _FlowState:
     masks: np.ndarray | None = None  # [K, H, W] float
 
 
+DIS_MIN_SIDE = 16
+
+
 class FlowPropagation:
     """Warp the previous frame's masks into the current frame along dense optical flow.
 
@@ -59,7 +62,11 @@ class FlowPropagation:
         import cv2
 
         if self.method == "dis":
-            return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(current, previous, None)
+            # DIS refuses images below about 12 pixels a side: pad (edge values) and crop the flow
+            h, w = current.shape
+            pad = ((0, max(0, DIS_MIN_SIDE - h)), (0, max(0, DIS_MIN_SIDE - w)))
+            current, previous = np.pad(current, pad, mode="edge"), np.pad(previous, pad, mode="edge")
+            return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(current, previous, None)[:h, :w]
         return cv2.calcOpticalFlowFarneback(current, previous, None, 0.5, 4, 21, 3, 5, 1.1, 0)
 
     def propagate(self, state: _FlowState, frame: np.ndarray, frame_index: int, n_objects: int) -> np.ndarray:

@@ -27,12 +27,16 @@ from mnemovision.vos.models.jointformer import JointFormer
 
 
 
+MAX_ASPECT = 4
+
+
 def prepare_frame(frame: np.ndarray, internal_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """[H, W, 3] uint8 -> normalised [1, 3, h', w'] (shorter side ``internal_size``, padded to x16)
-    and the unpadded size (h, w) at that scale."""
+    and the unpadded size (h, w) at that scale. The longer side is capped at ``MAX_ASPECT`` x
+    ``internal_size``: a 2 x 300 frame would otherwise become 480 x 72,000."""
     image = torch.from_numpy(np.array(frame, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
     h, w = frame.shape[:2]
-    scale = internal_size / min(h, w)
+    scale = min(internal_size / min(h, w), MAX_ASPECT * internal_size / max(h, w))
     size = (max(16, round(h * scale)), max(16, round(w * scale)))
     image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
     image = (image - torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
