@@ -63,7 +63,11 @@ def test_benchmark_errors_name_the_file(tmp_path):
     import cv2
 
     cv2.imwrite(str(tmp_path / "HR" / "tiny.png"), np.full((8, 8), 4000, np.uint16))  # a 16-bit PNG
-    with pytest.raises(ValueError, match="tiny.png: mode: expected an 8-bit image"):
+    (name, lr, gt), = benchmark_pairs(tmp_path, 2)
+    assert gt.shape == (8, 8, 3) and (gt == 16).all()  # scaled to 8 bits: round(4000 / 257)
+    (tmp_path / "HR" / "tiny.png").unlink()
+    cv2.imwrite(str(tmp_path / "HR" / "tiny.tiff"), np.full((8, 8), 0.5, np.float32))  # a float TIFF
+    with pytest.raises(ValueError, match="tiny.tiff: mode: expected an 8- or 16-bit image"):
         benchmark_pairs(tmp_path, 2)
 
 

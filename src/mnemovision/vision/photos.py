@@ -13,14 +13,18 @@ SKIMAGE_PHOTOS = (
 
 
 def as_rgb_uint8(image: np.ndarray, source: str) -> np.ndarray:
-    """[H, W] grey, [H, W, 3] RGB or [H, W, 4] RGBA (alpha dropped) uint8 -> [H, W, 3] uint8.
+    """[H, W] or [H, W, 1] grey, [H, W, 3] RGB or [H, W, 4] RGBA (alpha dropped) uint8 -> [H, W, 3] uint8.
 
     Raises:
-        ValueError: another dtype or channel count (the message names ``source``).
+        ValueError: another dtype or channel count, or no pixels (the message names ``source``).
     """
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"{source}: expected an 8-bit image, got dtype {image.dtype}")
+    if image.ndim >= 2 and 0 in image.shape[:2]:
+        raise ValueError(f"{source}: expected an image with pixels, got shape {list(image.shape)}")
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
     if image.ndim == 2:
         return np.repeat(image[..., None], 3, axis=-1)
     if image.ndim == 3 and image.shape[-1] in (3, 4):
