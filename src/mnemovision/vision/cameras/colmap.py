@@ -292,10 +292,13 @@ def _parse(path: Path, lineno: int, what: str, tokens: list[str], kinds: str):
     """Convert tokens with kinds ('i' int64, 'f' float, 's' str); errors name the file and line."""
     if len(tokens) < len(kinds):
         raise FileFormatError(path, f"line {lineno} ({what})", f"at least {len(kinds)} fields", f"{len(tokens)}: {' '.join(tokens)!r}")
-    try:
-        values = [int(t) if k == "i" else float(t) if k == "f" else t for t, k in zip(tokens, kinds)]
-    except ValueError as err:
-        raise FileFormatError(path, f"line {lineno} ({what})", f"fields of kinds {kinds!r}", repr(" ".join(tokens))) from err
+    names = {"i": "an integer", "f": "a number", "s": "text"}
+    values = []
+    for i, (token, kind) in enumerate(zip(tokens, kinds)):
+        try:
+            values.append(int(token) if kind == "i" else float(token) if kind == "f" else token)
+        except ValueError:
+            raise FileFormatError(path, f"line {lineno} ({what}) field {i + 1}", names[kind], repr(token)) from None
     too_big = [v for v, k in zip(values, kinds) if k == "i" and not _INT64[0] <= v <= _INT64[1]]
     if too_big:
         raise FileFormatError(path, f"line {lineno} ({what})", "integers that fit 64 bits", str(too_big[0]))
