@@ -145,6 +145,19 @@ def test_ply_with_a_gap_in_f_rest_or_non_finite_values_is_rejected(tmp_path):
         load_ply(tmp_path / "nan.ply")
 
 
+def test_knn_scales_of_few_points_use_the_others_and_refuse_nan():
+    from mnemovision.splatting.gaussians import knn_scales
+
+    two = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 4.0]])
+    torch.testing.assert_close(knn_scales(two), torch.tensor([4.0, 4.0]))  # was the 0.01 fallback
+    three = torch.tensor([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+    torch.testing.assert_close(knn_scales(three), torch.tensor([3.5, 4.0, 4.5]))
+    torch.testing.assert_close(knn_scales(two[:1]), torch.tensor([0.01]))
+    assert knn_scales(torch.zeros(0, 3)).shape == (0,)
+    with pytest.raises(ValueError, match="points must be finite, got NaN or infinity in 1 of 2"):
+        knn_scales(torch.tensor([[0.0, 0.0, 0.0], [float("nan"), 0.0, 0.0]]))  # scipy's own message before
+
+
 def test_density_control_clones_splits_and_prunes_a_constructed_case():
     # Gaussians 0-1 small with big gradients (clone), 2-3 large with big gradients (split),
     # 4 transparent (prune), 5 untouched.

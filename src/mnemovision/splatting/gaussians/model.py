@@ -8,6 +8,7 @@ sh_dc = (rgb - 0.5) / C0 reproduces an RGB colour).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,11 +24,15 @@ def rgb_to_sh_dc(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def knn_scales(points: torch.Tensor, k: int = 3) -> torch.Tensor:
-    """Mean distance from each point to its ``k`` nearest neighbours [N] (scipy KD-tree)."""
+    """Mean distance from each point to its ``k`` nearest neighbours [N] (scipy KD-tree); to all the
+    others where there are ``k`` or fewer, and 0.01 for a single point."""
     from scipy.spatial import cKDTree
 
     pts = points.detach().cpu().double().numpy()
-    if len(pts) <= k:
+    if not np.isfinite(pts).all():
+        raise ValueError(f"points must be finite, got NaN or infinity in {int((~np.isfinite(pts).all(1)).sum())} of {len(pts)}")
+    k = min(k, len(pts) - 1)
+    if k < 1:
         return torch.full((len(pts),), 0.01, dtype=points.dtype)
     dist, _ = cKDTree(pts).query(pts, k=k + 1)
     return torch.from_numpy(dist[:, 1:].mean(1)).to(points.dtype).clamp_min(1e-7)
