@@ -14,6 +14,7 @@ from mnemovision.vision.checkpoints import (
     save_torch,
 )
 from mnemovision.vision.errors import CheckpointError
+from tests.vision.mutation import mutated
 
 
 def small_net():
@@ -118,3 +119,19 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_mutated_checkpoints_load_or_name_the_file(tmp_path, suffix):
+    path = tmp_path / f"net{suffix}"
+    (save_torch if suffix == ".pth" else save_safetensors)(path, small_net().state_dict())
+    original = path.read_bytes()
+    refused = 0
+    for seed in range(60):
+        path.write_bytes(mutated(original, seed))
+        try:
+            load_checkpoint(path)
+        except CheckpointError as err:
+            assert str(path) in str(err), err
+            refused += 1
+    assert refused >= 5

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from mnemovision.vision.errors import FileFormatError
+from tests.vision.mutation import mutated
 from mnemovision.vision.io import (
     composite_alpha,
     davis_palette,
@@ -292,3 +293,33 @@ def test_write_ply_validates(tmp_path):
         write_ply(tmp_path / "a.ply", {"x": np.zeros(3), "y": np.zeros(4)})
     with pytest.raises(ValueError, match="1-D"):
         write_ply(tmp_path / "a.ply", {"x": np.zeros((3, 2))})
+
+
+@pytest.mark.parametrize("kind", ["binary.ply", "ascii.ply", "video.mp4", "mask.png", "photo.jpg"])
+def test_mutated_files_load_or_name_the_file(tmp_path, kind):
+    # random edits (tests/vision/mutation.py) found the PLY, PNG and video cases above
+    path = tmp_path / kind
+    if kind.endswith(".ply"):
+        write_ply(path, {"x": np.linspace(0, 1, 6), "label": np.arange(6, dtype=np.uint8)}, binary=kind.startswith("binary"))
+        reader = read_ply
+    elif kind.endswith(".mp4"):
+        write_video(path, moving_frames(3, 32, 32))
+        reader = read_video
+    elif kind.endswith(".png"):
+        mask = np.zeros((24, 32), np.uint8)
+        mask[4:10, 3:20] = 1
+        write_mask(path, mask)
+        reader = read_mask
+    else:
+        write_image(path, photo()[:32, :32])
+        reader = read_image
+    original = path.read_bytes()
+    refused = 0
+    for seed in range(60):
+        path.write_bytes(mutated(original, seed))
+        try:
+            reader(path)
+        except FileFormatError as err:
+            assert str(path) in str(err), err
+            refused += 1
+    assert refused >= 5  # the edits do reach the checks

@@ -173,7 +173,7 @@ def _check_finite(path: Path, what: str, values) -> None:
 def _check_pose(path: Path, what: str, qvec_tvec) -> None:
     """QW QX QY QZ TX TY TZ: finite, and a quaternion that can be normalised."""
     _check_finite(path, f"{what} QW QX QY QZ TX TY TZ", qvec_tvec)
-    if not np.linalg.norm(qvec_tvec[:4]) > 1e-12:
+    if not np.abs(qvec_tvec[:4]).max() > 0:  # any scale normalises (quat_to_rotmat rescales first)
         raise FileFormatError(path, f"{what} QW QX QY QZ", "a non-zero quaternion", " ".join(map(str, qvec_tvec[:4])))
 
 
@@ -416,7 +416,7 @@ def read_model(folder: str | Path) -> ColmapModel:
             model = ColmapModel(*(reader(f) for reader, f in zip(readers, files)))
             for image in model.images.values():
                 if image.camera_id not in model.cameras:
-                    raise FileFormatError(files[1], f"image {image.id} CAMERA_ID", f"one of the ids in {files[0].name} {sorted(model.cameras)}", str(image.camera_id))
+                    raise FileFormatError(files[1], f"image {image.id} CAMERA_ID", f"one of the ids in {files[0]} {sorted(model.cameras)}", str(image.camera_id))
             return model
     raise FileNotFoundError(f"{folder}: no COLMAP model (cameras, images, points3D as .bin or .txt)")
 

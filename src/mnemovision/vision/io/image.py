@@ -54,7 +54,7 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:  # ValueError: Pillow's 'Truncated IHDR chunk'
         raise FileFormatError(path, "image data", "an image Pillow can decode", str(err)) from err
     if img.mode.startswith("I") or img.mode == "F":
         img = _gray_to_eight_bits(path, img)

@@ -52,7 +52,7 @@ def read_mask(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
             img.load()
             mode = img.mode
             array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:  # Pillow raises SyntaxError for broken PNG chunks
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:  # Pillow: SyntaxError for broken chunks, ValueError for a short IHDR
         raise FileFormatError(path, "image data", "a PNG mask", str(err)) from err
     if mode == "P":
         mask = array.astype(np.uint8)
