@@ -47,7 +47,7 @@ def video_report(pred_path: str | None, target_path: str | None, workdir: Path) 
         return "Upload a prediction and a reference video.", None
     try:
         result = compare_videos(pred_path, target_path)
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         return f"**Error**: {err}", None
     workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "psnr_per_frame.png"

@@ -11,6 +11,7 @@ import numpy as np
 
 from mnemovision.sr import api
 from mnemovision.vision.metrics import image_psnr, image_ssim
+from mnemovision.vision.photos import as_rgb_uint8
 from mnemovision.vision.resize import bicubic_lr
 
 TITLE = "Super-resolution"
@@ -28,13 +29,24 @@ def zoom_crop(image: np.ndarray, center: tuple[float, float], size: int = ZOOM, 
     return np.repeat(np.repeat(crop, factor, axis=0), factor, axis=1)
 
 
+def _scores(out: np.ndarray, reference: np.ndarray) -> str:
+    """' PSNR-Y | SSIM-Y |' table cells; 'n/a' with the reason for images too small to score."""
+    try:
+        return f" {image_psnr(out, reference, crop_border=SCALE, y_channel=True):.2f} | {image_ssim(out, reference, crop_border=SCALE, y_channel=True):.4f} |"
+    except ValueError as err:
+        return f" n/a | n/a ({err}) |"
+
+
 def compare(lr: np.ndarray | None, reference: np.ndarray | None, sparsity: float, zoom_y: float = 0.5, zoom_x: float = 0.5) -> tuple[list, str]:
     """Upscale with the three models; returns ([(image, caption)] for full images and zoom crops,
     markdown table). With only a reference, the LR input is made from it (MATLAB bicubic)."""
-    if reference is not None:
-        reference = np.asarray(reference)[..., :3].astype(np.uint8)
-        if lr is None:
-            lr, reference = bicubic_lr(reference, SCALE)
+    try:
+        if reference is not None:
+            reference = as_rgb_uint8(reference, "reference image")
+            if lr is None:
+                lr, reference = bicubic_lr(reference, SCALE)
+    except ValueError as err:
+        return [], f"**Error**: {err}"
     if lr is None:
         return [], "Upload a low-resolution image, or a reference (high-resolution) image to downscale."
     lr = np.asarray(lr)
@@ -61,7 +73,7 @@ def compare(lr: np.ndarray | None, reference: np.ndarray | None, sparsity: float
         crops.append((zoom_crop(out, (zoom_y, zoom_x)), f"zoom: {model.name}"))
         row = f"| {model.name} | {seconds * 1000:.0f} ms |"
         if reference is not None:
-            row += f" {image_psnr(out, reference, crop_border=SCALE, y_channel=True):.2f} | {image_ssim(out, reference, crop_border=SCALE, y_channel=True):.4f} |"
+            row += _scores(out, reference)
         rows.append(row)
     header = "| model | time |" + (" PSNR-Y (dB) | SSIM-Y |\n|---|---|---|---|" if reference is not None else "\n|---|---|")
     if reference is not None:

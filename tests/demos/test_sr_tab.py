@@ -39,3 +39,15 @@ def test_pruning_further_costs_quality_and_bad_inputs_are_explained():
     assert "smaller than the input" in sr_tab.compare(lr, np.zeros((60, 60, 3), np.uint8), 0.9)[1]
     images, table = sr_tab.compare(lr, None, 0.9)
     assert images[0][0].shape == (100, 100, 3) and "PSNR" not in table
+
+
+def test_small_or_grey_references_are_scored_or_explained():
+    # a 1x1 or 3x3 reference, a 4x4 input with its 8x8 reference and a grey reference raised before
+    assert "smaller than the scale" in sr_tab.compare(None, np.zeros((1, 1, 3), np.uint8), 0.9)[1]
+    assert "crop_border=2 leaves nothing" in sr_tab.compare(None, np.zeros((3, 3, 3), np.uint8), 0.9)[1]
+    images, table = sr_tab.compare(np.zeros((4, 4, 3), np.uint8), np.zeros((8, 8, 3), np.uint8), 0.9)
+    assert len(images) == 7 and table.count("n/a") == 6 and "SSIM window" in table
+    grey = reference()[..., 0]
+    _, table = sr_tab.compare(None, grey, 0.9)
+    psnrs = [float(row.split("|")[3]) for row in table.splitlines()[2:]]
+    assert len(psnrs) == 3 and psnrs[1] > psnrs[0]
