@@ -58,6 +58,23 @@ def allow_mmengine_checkpoints() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _naming(filename: str) -> Iterator[None]:
+    """torch's errors for a damaged checkpoint (a truncated zip, a bad pickle) become a
+    CheckpointError that names the file; other errors pass unchanged."""
+    import pickle
+
+    from mnemovision.vision.errors import CheckpointError
+
+    try:
+        yield
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        if "PytorchStreamReader" not in str(err) and not isinstance(err, (EOFError, pickle.UnpicklingError)):
+            raise
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{filename}: a damaged checkpoint, cannot be loaded ({first})") from err
+
+
 class MnemoRunner(Runner):
     """``mmengine.runner.Runner`` that resumes under weights-only loading, loads strictly by default,
     writes checkpoints atomically (temporary file, then rename), and runs distributed on CPUs too
@@ -85,11 +102,11 @@ class MnemoRunner(Runner):
         return super().wrap_model(model_wrapper_cfg, model)
 
     def load_checkpoint(self, filename: str, map_location="cpu", strict: bool = True, revise_keys=((r"^module\.", ""),)):
-        with allow_mmengine_checkpoints():
+        with allow_mmengine_checkpoints(), _naming(filename):
             return super().load_checkpoint(filename, map_location=map_location, strict=strict, revise_keys=list(revise_keys))
 
     def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True, map_location="default") -> None:
-        with allow_mmengine_checkpoints():
+        with allow_mmengine_checkpoints(), _naming(filename):
             super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
 
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
