@@ -195,17 +195,20 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, sequences: list[s
 
 
 def write_csvs(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """``global_results.csv`` and ``per-sequence_results.csv`` in the toolkit's column layout."""
+    """``global_results.csv`` and ``per-sequence_results.csv`` in the toolkit's column layout (each
+    written atomically)."""
     import csv
+
+    from mnemovision.vision.checkpoints import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     global_path, seq_path = out_dir / "global_results.csv", out_dir / "per-sequence_results.csv"
-    with open(global_path, "w", newline="") as handle:
+    with atomic_write(global_path, "w") as handle:
         writer = csv.writer(handle)
         writer.writerow(["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"])
         writer.writerow([f"{report[k]:.6f}" for k in ("JF", "J", "J_recall", "J_decay", "F", "F_recall", "F_decay")])
-    with open(seq_path, "w", newline="") as handle:
+    with atomic_write(seq_path, "w") as handle:
         writer = csv.writer(handle)
         writer.writerow(["Sequence", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"])
         for name, row in report["per_object"].items():
