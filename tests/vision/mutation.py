@@ -25,3 +25,20 @@ def mutated(data: bytes, seed: int) -> bytes:
         tokens[r.randrange(len(tokens))] = r.choice([b"nan", b"-1", b"1e400", b"x", b"", b"300", b"99999999999999999999", b"0", b"inf", b"1.5"])
         data = bytearray(b" ".join(tokens))
     return bytes(data)
+
+
+def refusals(path, read, error: type, seeds: int) -> int:
+    """Write ``seeds`` random edits of ``path``'s content to it in turn and call ``read()`` after
+    each; every ``error`` raised must name the file (any other exception fails the test). Returns how
+    many edits were refused; the file is left as it was."""
+    original = path.read_bytes()
+    refused = 0
+    for seed in range(seeds):
+        path.write_bytes(mutated(original, seed))
+        try:
+            read()
+        except error as err:
+            assert str(path) in str(err), err
+            refused += 1
+    path.write_bytes(original)
+    return refused

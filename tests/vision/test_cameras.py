@@ -30,7 +30,7 @@ from mnemovision.vision.cameras.colmap import (
     rotmat_to_quat,
 )
 from mnemovision.vision.errors import FileFormatError
-from tests.vision.mutation import mutated
+from tests.vision.mutation import refusals
 
 
 def random_rotation(rng):
@@ -416,33 +416,18 @@ def test_mutated_colmap_files_load_or_name_the_file(tmp_path, file):
     # 1,500 mutations of each file found the cases above; these 80 per file keep the property
     ext = file.rsplit(".", 1)[1]
     write_model(tmp_path, small_colmap_model(), f".{ext}")
-    path = tmp_path / file
-    original = path.read_bytes()
-    refused = 0
-    for seed in range(80):
-        path.write_bytes(mutated(original, seed))
-        try:
-            model = read_model(tmp_path)
-        except FileFormatError as err:
-            assert str(path) in str(err), err
-            refused += 1
-            continue
+
+    def read():
+        model = read_model(tmp_path)
         try:
             model_to_cameras(model)
         except ValueError as err:  # a readable model that is not one camera set: its own messages
             assert "several sizes" in str(err) or "no registered images" in str(err), err
-    assert refused >= 10  # the mutations do reach the checks
+
+    assert refusals(tmp_path / file, read, FileFormatError, 80) >= 10  # the edits do reach the checks
 
 
 def test_mutated_transforms_json_loads_or_names_the_file(tmp_path):
     path = tmp_path / "transforms.json"
-    original = json.dumps({"fl_x": 50, "w": 64, "h": 48, "frames": [{"file_path": f"im{i}.png", "transform_matrix": np.eye(4).tolist()} for i in range(2)]}).encode()
-    refused = 0
-    for seed in range(150):
-        path.write_bytes(mutated(original, seed))
-        try:
-            read_transforms(path)
-        except FileFormatError as err:
-            assert str(path) in str(err), err
-            refused += 1
-    assert refused >= 30
+    path.write_text(json.dumps({"fl_x": 50, "w": 64, "h": 48, "frames": [{"file_path": f"im{i}.png", "transform_matrix": np.eye(4).tolist()} for i in range(2)]}))
+    assert refusals(path, lambda: read_transforms(path), FileFormatError, 150) >= 30
