@@ -409,6 +409,7 @@ def test_cameras_refuse_non_finite_entries():
     viewmats[1, 0, 3] = np.nan
     with pytest.raises(ValueError, match="viewmats must be finite; camera b"):
         Cameras(viewmats, np.stack([np.eye(3)] * 2), 4, 4, names=("a", "b"))
+    assert len(Cameras(np.zeros((0, 4, 4)), np.zeros((0, 3, 3)), 4, 4)) == 0  # an empty set stays valid
 
 
 @pytest.mark.parametrize("file", ["cameras.bin", "images.bin", "points3D.bin", "cameras.txt", "images.txt", "points3D.txt"])

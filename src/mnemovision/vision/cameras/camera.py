@@ -96,7 +96,7 @@ class Cameras:
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"width and height must be positive, got {self.width}x{self.height}")
         for name in ("viewmats", "Ks", "dist"):
-            bad = np.flatnonzero(~np.isfinite(getattr(self, name)).reshape(v, -1).all(axis=1))
+            bad = np.flatnonzero(~np.isfinite(getattr(self, name)).all(axis=(1, 2) if name != "dist" else 1))
             if bad.size:
                 which = self.names[bad[0]] if self.names else f"index {bad[0]}"
                 raise ValueError(f"{name} must be finite; camera {which} has a NaN or infinite entry")
