@@ -385,7 +385,8 @@ def test_model_to_cameras_names_missing_cameras():
 
 @pytest.mark.parametrize(
     "matrix, fl_x",
-    [([[1, 0, 0, 0], [0, 1, 0], [0, 0, 1, 0]], 50), ([["1", 0, 0, 0]] * 4, 50), (np.eye(4).tolist(), float("nan"))],
+    [([[1, 0, 0, 0], [0, 1, 0], [0, 0, 1, 0]], 50), ([["1", 0, 0, 0]] * 4, 50), (np.eye(4).tolist(), float("nan")),
+     ([[10**400, 0, 0, 0]] + np.eye(4)[1:].tolist(), 50), (np.eye(4).tolist(), 10**400)],  # 400-digit JSON integers: TypeError before
 )
 def test_transforms_ragged_text_or_nan_values_name_the_field(tmp_path, matrix, fl_x):
     path = tmp_path / "transforms.json"

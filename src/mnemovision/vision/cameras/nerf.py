@@ -9,6 +9,7 @@ world-to-camera ``viewmats``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +49,22 @@ def _resolve_image(root: Path, file_path: str) -> Path:
     return path.with_name(path.name + ".png")
 
 
+def _finite_number(x) -> bool:
+    """A JSON number that is finite as a float (JSON integers can have any number of digits)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
 def _number(source: dict, key: str, path: Path, where: str) -> float | None:
     value = source.get(key)
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
-        raise FileFormatError(path, f"{where}.{key}", "a finite number", repr(value))
+    if not _finite_number(value):
+        raise FileFormatError(path, f"{where}.{key}", "a finite number", repr(value)[:80])
     return float(value)
 
 
@@ -100,7 +111,7 @@ def _matrix(value) -> np.ndarray | None:
     """[4, 4] or [3, 4] float64 of a JSON value, or None where it is not such a matrix of finite numbers."""
     if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
         return None
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for row in value for x in row):
+    if not all(_finite_number(x) for row in value for x in row):
         return None
     if {len(row) for row in value} != {4} or len(value) not in (3, 4):
         return None
