@@ -79,6 +79,8 @@ def test_cfg_options_and_config_lookup():
         "optim_wrapper.optimizer.lr": 0.5,
         "model.channels": 8,
     }
+    with pytest.raises(ValueError, match=r"cfg options must be KEY=VALUE .*got \['foo', '=1'\]"):
+        parse_cfg_options(["a=1", "foo", "=1"])  # mmengine's own: "not enough values to unpack"
     assert resolve_config("denoise_tiny").name == "denoise_tiny.py"
     with pytest.raises(FileNotFoundError, match="bundled: .*denoise_tiny"):
         resolve_config("no_such_recipe")

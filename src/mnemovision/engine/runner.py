@@ -199,6 +199,9 @@ def parse_cfg_options(items: Sequence[str] | None) -> dict:
         return {}
     import argparse
 
+    malformed = [item for item in items if "=" not in item or item.startswith("=")]
+    if malformed:
+        raise ValueError(f"cfg options must be KEY=VALUE (e.g. train_cfg.max_iters=10), got {malformed}")
     namespace = argparse.Namespace()
     DictAction(option_strings=["--cfg-options"], dest="cfg_options")(None, namespace, list(items))
     return dict(namespace.cfg_options)
