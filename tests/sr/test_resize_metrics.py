@@ -52,6 +52,13 @@ def test_imresize_basics():
         imresize(flat)
     with pytest.raises(ValueError, match="smaller than the scale 4"):
         bicubic_lr(flat[:3], 4)
+    # NaN and infinite scales raised numpy's conversion errors, a float scale a TypeError in a slice
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale must be a positive finite number"):
+            imresize(flat, bad)
+    for bad in (2.0, 1.5, 0, True):
+        with pytest.raises(ValueError, match="bicubic_lr: scale must be a positive int"):
+            bicubic_lr(flat, bad)
 
 
 def test_benchmark_errors_name_the_file(tmp_path):

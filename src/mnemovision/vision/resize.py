@@ -74,8 +74,8 @@ def imresize(image: np.ndarray, scale: float | None = None, size: tuple[int, int
         raise ValueError(f"imresize: image must be [H, W] or [H, W, C] and non-empty, got {list(image.shape)}")
     h, w = image.shape[:2]
     if scale is not None:
-        if scale <= 0:
-            raise ValueError(f"imresize: scale must be positive, got {scale}")
+        if not 0 < scale < math.inf:  # also refuses NaN
+            raise ValueError(f"imresize: scale must be a positive finite number, got {scale}")
         scales, out = (float(scale), float(scale)), (math.ceil(h * scale), math.ceil(w * scale))
     else:
         out = (int(size[0]), int(size[1]))
@@ -94,7 +94,9 @@ def imresize(image: np.ndarray, scale: float | None = None, size: tuple[int, int
 def bicubic_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """The benchmark LR image of ``hr`` [H, W, C] uint8 at integer ``scale``: ``hr`` cropped to a
     multiple of ``scale`` (returned too, as the ground truth), then ``imresize(1 / scale)``."""
-    if scale < 1 or hr.shape[0] < scale or hr.shape[1] < scale:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"bicubic_lr: scale must be a positive int, got {scale!r}")
+    if hr.shape[0] < scale or hr.shape[1] < scale:
         raise ValueError(f"bicubic_lr: image {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
     h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
     gt = hr[:h, :w]
