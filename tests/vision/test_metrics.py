@@ -49,6 +49,15 @@ def test_image_metrics_round_float_inputs_to_uint8_first():
     img = photo()
     as_float = img.astype(np.float32) / 255.0 + 0.4 / 255.0  # rounds back to img
     assert image_psnr(as_float, img) == math.inf
+    overshoot = as_float * 1.5 - 0.25  # -0.25..1.26: a network's output, clipped rather than refused
+    assert image_psnr(overshoot, img) == image_psnr(np.clip(overshoot, 0.0, 1.0), img)
+    # a 0-255 image passed as float was clipped to white and scored; NaN was cast to 0 and scored
+    with pytest.raises(ValueError, match=r"pred is float with values in 0\.\.255; float images are read as \[0, 1\]"):
+        image_psnr(img.astype(np.float64), img)
+    nan = as_float.copy()
+    nan[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="target has NaN or infinite values"):
+        image_ssim(img, nan)
 
 
 def test_image_ssim_matches_skimage_gaussian_ssim():

@@ -98,10 +98,23 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     return (y / np.float32(255.0) * np.float32(255.0)).astype(np.float64)
 
 
-def _prepare(pred: np.ndarray, target: np.ndarray, crop_border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+def _as_uint8(name: str, image) -> np.ndarray:
+    """uint8 as given; float read as [0, 1] and rounded. NaN, and floats far outside [0, 1] (an image
+    in 0-255 passed as float would be clipped to white), are errors rather than a wrong score."""
     from mnemovision.vision.io.image import to_uint8
 
-    a, b = to_uint8(np.asarray(pred)), to_uint8(np.asarray(target))
+    image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.floating) and image.size:
+        if not np.isfinite(image).all():
+            raise ValueError(f"{name} has NaN or infinite values")
+        low, high = float(image.min()), float(image.max())
+        if low < -1.0 or high > 2.0:
+            raise ValueError(f"{name} is float with values in {low:g}..{high:g}; float images are read as [0, 1] (pass uint8 for 0-255 images)")
+    return to_uint8(image)
+
+
+def _prepare(pred: np.ndarray, target: np.ndarray, crop_border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _as_uint8("pred", pred), _as_uint8("target", target)
     if a.shape != b.shape:
         raise ValueError(f"pred and target must have one shape, got {a.shape} and {b.shape}")
     if a.ndim == 2:
@@ -122,6 +135,7 @@ def _prepare(pred: np.ndarray, target: np.ndarray, crop_border: int, y_channel: 
 
 def image_psnr(pred: np.ndarray, target: np.ndarray, crop_border: int = 0, y_channel: bool = False) -> float:
     """PSNR in dB of two images (uint8, or float in [0, 1] rounded to uint8 first), BasicSR convention.
+    Float images with NaN, or far outside [0, 1] (below -1 or above 2), raise ValueError.
 
     Args:
         pred, target: [H, W, 3] RGB or [H, W] gray. crop_border: pixels removed on each side
