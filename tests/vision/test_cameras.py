@@ -397,6 +397,24 @@ def test_transforms_ragged_text_or_nan_values_name_the_field(tmp_path, matrix, f
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        # a ValueError from focal_from_fov or Cameras without the file, or (fl_x = 0) accepted
+        (dict(camera_angle_x=5, w=4, h=4), r"frames\[0\].camera_angle_x: expected a field of view in radians, in \(0, pi\), found 5.0"),
+        (dict(fl_x=5, w=-4, h=4), r"frames\[0\].w/h: expected an image size of at least 1x1 pixel, found -4.0x4.0"),
+        (dict(fl_x=5, w=0.2, h=4), "w/h: expected an image size of at least 1x1 pixel"),
+        (dict(fl_x=0, w=4, h=4), r"frames\[0\].fl_x: expected a positive focal length in pixels, found 0.0"),
+    ],
+)
+def test_transforms_out_of_range_intrinsics_name_the_field(tmp_path, fields, message):
+    path = tmp_path / "transforms.json"
+    path.write_text(json.dumps({**fields, "frames": [{"file_path": "x.png", "transform_matrix": np.eye(4).tolist()}]}))
+    with pytest.raises(FileFormatError, match=message) as info:
+        read_transforms(path)
+    assert str(path) in str(info.value)
+
+
 def test_transforms_that_is_not_utf8_names_the_file(tmp_path):
     path = tmp_path / "transforms.json"
     path.write_bytes(b'{"frames": ["\xad"]}')

@@ -81,8 +81,16 @@ def _frame_intrinsics(meta: dict, frame: dict, path: Path, index: int, size: tup
         if size is None:
             raise FileFormatError(path, f"{where}.w/h", "image size fields w and h (or a readable image)", "neither")
         w, h = size
+    if not (round(w) >= 1 and round(h) >= 1):
+        raise FileFormatError(path, f"{where}.w/h", "an image size of at least 1x1 pixel", f"{w}x{h}")
     fx, fy = get("fl_x"), get("fl_y")
     angle_x, angle_y = get("camera_angle_x"), get("camera_angle_y")
+    for key, value in (("fl_x", fx), ("fl_y", fy)):
+        if value is not None and not value > 0:
+            raise FileFormatError(path, f"{where}.{key}", "a positive focal length in pixels", repr(value))
+    for key, value in (("camera_angle_x", angle_x), ("camera_angle_y", angle_y)):
+        if value is not None and not 0 < value < math.pi:
+            raise FileFormatError(path, f"{where}.{key}", "a field of view in radians, in (0, pi)", repr(value))
     if fx is None and angle_x is not None:
         fx = focal_from_fov(angle_x, w)
     if fy is None and angle_y is not None:
