@@ -35,13 +35,6 @@ def _check(name: str, t, ndim: int, expected: str) -> None:
         raise ValueError(f"{name} must be floating point, got {t.dtype}")
 
 
-def _extra_count(extra_q_kv) -> int | None:
-    """Ne of a well-formed ``extra_q_kv`` pair, None where it is not one (``_validate`` says why)."""
-    if isinstance(extra_q_kv, (tuple, list)) and len(extra_q_kv) == 2 and isinstance(extra_q_kv[0], torch.Tensor) and extra_q_kv[0].ndim == 4:
-        return extra_q_kv[0].shape[2]
-    return None
-
-
 def _validate(q, k, v, top_k, similarity, scale, temperature, key_padding_mask, extra_q_kv):
     _check("q", q, 4, "[B, H, Nq, D]")
     _check("k", k, 4, "[B, H, M, D]")
@@ -54,8 +47,6 @@ def _validate(q, k, v, top_k, similarity, scale, temperature, key_padding_mask, 
         raise ValueError(f"v must have shape [B={b}, H={h}, M={m}, Dv], got {tuple(v.shape)}")
     if nq == 0 or d == 0 or v.shape[3] == 0:
         raise ValueError(f"q, k, v need Nq, D, Dv >= 1, got q {tuple(q.shape)}, v {tuple(v.shape)}")
-    if m == 0 and (extra_q_kv is None or _extra_count(extra_q_kv) == 0):
-        raise ValueError("k and v have M = 0 memory slots and there are no extra keys to attend to")
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if not (q.device == k.device == v.device):
@@ -86,6 +77,8 @@ def _validate(q, k, v, top_k, similarity, scale, temperature, key_padding_mask, 
             raise ValueError(f"extra_q_kv must be ([{b}, {h}, Ne, {d}], [{b}, {h}, Ne, {v.shape[3]}]), got {tuple(ke.shape)}, {tuple(ve.shape)}")
         if ke.dtype != q.dtype or ve.dtype != q.dtype:
             raise ValueError(f"extra_q_kv must have q's dtype {q.dtype}")
+    if m == 0 and (extra_q_kv is None or extra_q_kv[0].shape[2] == 0):
+        raise ValueError("k and v have M = 0 memory slots and there are no extra keys to attend to")
 
 
 def memory_attention(
@@ -123,7 +116,7 @@ def memory_attention(
         keys are all masked gets zeros.
     """
     _validate(q, k, v, top_k, similarity, scale, temperature, key_padding_mask, extra_q_kv)
-    if extra_q_kv is not None and _extra_count(extra_q_kv) == 0:
+    if extra_q_kv is not None and extra_q_kv[0].shape[2] == 0:
         extra_q_kv = None  # no extra tokens: the memory alone
     top_k = None if top_k is None else int(top_k)  # numpy integers too
     chosen = resolve_backend(backend, q.device.type)
