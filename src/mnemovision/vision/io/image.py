@@ -34,6 +34,28 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def load_pillow(path: Path, kind: str, expected: str, exif: bool = False):
+    """The decoded Pillow image at ``path``, with its EXIF orientation applied when ``exif``.
+
+    Raises:
+        FileNotFoundError: ``<path>: <kind> not found``. FileFormatError: data Pillow cannot decode;
+            it raises UnidentifiedImageError, OSError, SyntaxError (a misread PNG chunk) or
+            ValueError ("Truncated IHDR chunk") for those.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {kind} not found")
+    try:
+        with Image.open(path) as img:
+            if exif:
+                img = ImageOps.exif_transpose(img)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise FileFormatError(path, "image data", expected, str(err)) from err
+    return img
+
+
 def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
     """Read an image file as uint8, with its EXIF orientation applied.
 
@@ -45,17 +67,8 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
     Raises:
         FileNotFoundError: no such file. FileFormatError: not a readable image.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: image not found")
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:  # ValueError: Pillow's 'Truncated IHDR chunk'
-        raise FileFormatError(path, "image data", "an image Pillow can decode", str(err)) from err
+    img = load_pillow(path, "image", "an image Pillow can decode", exif=True)
     if img.mode.startswith("I") or img.mode == "F":
         img = _gray_to_eight_bits(path, img)
     if mode == "keep":

@@ -42,18 +42,11 @@ def read_mask(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
     Raises:
         FileFormatError: unreadable file, unknown colours, or a size other than ``expected_shape``.
     """
-    from PIL import Image, UnidentifiedImageError
+    from mnemovision.vision.io.image import load_pillow
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: mask not found")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:  # Pillow: SyntaxError for broken chunks, ValueError for a short IHDR
-        raise FileFormatError(path, "image data", "a PNG mask", str(err)) from err
+    img = load_pillow(path, "mask", "a PNG mask")
+    mode, array = img.mode, np.asarray(img)
     if mode == "P":
         mask = array.astype(np.uint8)
     elif mode in ("L", "1", "I", "I;16"):
