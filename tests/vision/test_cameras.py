@@ -415,6 +415,14 @@ def test_transforms_out_of_range_intrinsics_name_the_field(tmp_path, fields, mes
     assert str(path) in str(info.value)
 
 
+def test_transforms_without_size_and_a_damaged_first_image_names_the_image(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"not a png")  # Pillow's UnidentifiedImageError escaped before
+    path = tmp_path / "transforms.json"
+    path.write_text(json.dumps({"fl_x": 50, "frames": [{"file_path": "x.png", "transform_matrix": np.eye(4).tolist()}]}))
+    with pytest.raises(FileFormatError, match="x.png: image data: expected an image Pillow can decode"):
+        read_transforms(path)
+
+
 def test_transforms_that_is_not_utf8_names_the_file(tmp_path):
     path = tmp_path / "transforms.json"
     path.write_bytes(b'{"frames": ["\xad"]}')

@@ -107,12 +107,12 @@ def _frame_intrinsics(meta: dict, frame: dict, path: Path, index: int, size: tup
 
 
 def _image_size(image_path: Path) -> tuple[int, int] | None:
+    """(W, H) of a frame's image, None when it is missing; an unreadable one is a FileFormatError."""
     if not image_path.exists():
         return None
-    from PIL import Image
+    from mnemovision.vision.io.image import load_pillow
 
-    with Image.open(image_path) as img:
-        return img.size
+    return load_pillow(image_path, "image", "an image Pillow can decode").size
 
 
 def _matrix(value) -> np.ndarray | None:
