@@ -69,8 +69,8 @@ def _naming(filename: str) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        if "PytorchStreamReader" not in str(err) and not isinstance(err, (EOFError, pickle.UnpicklingError)):
-            raise
+        if isinstance(err, RuntimeError) and "PytorchStreamReader" not in str(err):
+            raise  # a RuntimeError of something else than the file's zip
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{filename}: a damaged checkpoint, cannot be loaded ({first})") from err
 
