@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from mnemovision.vision.errors import FileFormatError
-from tests.vision.mutation import refusals
 from mnemovision.vision.io import (
     composite_alpha,
     davis_palette,
@@ -20,6 +19,7 @@ from mnemovision.vision.io import (
     write_ply,
     write_video,
 )
+from tests.vision.mutation import refusals
 
 
 def photo():
