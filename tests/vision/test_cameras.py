@@ -115,6 +115,14 @@ def test_cameras_scaled_and_projection():
         Cameras(np.eye(4)[None], np.eye(3)[None].repeat(2, 0), 64, 48)
 
 
+@pytest.mark.parametrize("factor, message", [(float("nan"), "positive finite"), (float("inf"), "positive finite"), (0.0, "positive finite"), (65.0, "leaves no pixel of 64x48 images")])
+def test_cameras_scaled_refuses_a_factor_that_leaves_no_image(factor, message):
+    cams = Cameras(np.eye(4)[None], np.array([[[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]]]), 64, 48)
+    with pytest.raises(ValueError, match=message):
+        cams.scaled(factor)
+    assert (cams.scaled(0.5).width, cams.scaled(48.0).height) == (128, 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # transforms.json
 

@@ -116,9 +116,11 @@ class Cameras:
 
     def scaled(self, factor: float) -> "Cameras":
         """The same cameras for images downscaled by ``factor`` (size rounded down, K scaled)."""
-        if factor <= 0:
-            raise ValueError(f"factor must be positive, got {factor}")
+        if not 0 < factor < math.inf:  # also refuses NaN
+            raise ValueError(f"factor must be a positive finite number, got {factor}")
         w, h = int(self.width // factor), int(self.height // factor)
+        if w < 1 or h < 1:
+            raise ValueError(f"factor {factor} leaves no pixel of {self.width}x{self.height} images ({w}x{h})")
         ks = self.Ks.copy()
         ks[:, 0, :] *= w / self.width
         ks[:, 1, :] *= h / self.height
