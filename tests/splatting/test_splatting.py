@@ -53,6 +53,12 @@ def test_load_transforms_scene_splits_every_8th_and_composites_alpha(tiny_scene)
     torch.testing.assert_close(half.train[0].K[:2], scene.train[0].K[:2] / 2)
 
 
+@pytest.mark.parametrize("downscale", [0.0001, 0.5, float("nan"), float("inf"), -2.0])
+def test_load_scene_only_makes_images_smaller(tiny_scene, downscale):
+    with pytest.raises(ValueError, match="downscale must be a finite number >= 1"):  # 0.0001 once asked OpenCV for 300 GB
+        load_scene(tiny_scene, downscale=downscale)
+
+
 def test_missing_image_is_skipped_with_a_warning(tiny_scene, tmp_path):
     import shutil
 

@@ -8,6 +8,7 @@ the test set (the convention of the literature: every 8th).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +125,8 @@ def read_scene_cameras(folder: str | Path) -> SceneCameras:
 def load_scene(folder: str | Path, downscale: float = 1.0, test_every: int = 8, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> SceneData:
     """Load a transforms.json scene or a COLMAP scene (``sparse/0`` or ``sparse`` plus ``images/``)."""
     folder = Path(folder)
-    if downscale <= 0:
-        raise ValueError(f"downscale must be positive, got {downscale}")
+    if not 1 <= downscale < math.inf:  # also refuses NaN; upsampling photos adds no detail, only memory
+        raise ValueError(f"downscale must be a finite number >= 1 (images are only made smaller), got {downscale}")
     found = read_scene_cameras(folder)
     cams, paths, points, colors, source = found.cameras, found.image_paths, found.points, found.colors, found.source
     views, scaled = _load_views(cams, paths, downscale, background)
