@@ -296,8 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command. Bad input (a missing file, a malformed file, a wrong value) ends with a one-line
-    ``mnemovision: error: ...`` and exit status 2; ``MNEMOVISION_DEBUG=1`` shows the traceback."""
+    """Run a command. Bad input (a missing file, a malformed file, a wrong value, a result too large
+    for memory) ends with a one-line ``mnemovision: error: ...`` and exit status 2;
+    ``MNEMOVISION_DEBUG=1`` shows the traceback."""
     import os
 
     from mnemovision.vision.errors import CheckpointError, FileFormatError
@@ -305,10 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, FileFormatError, CheckpointError) as err:
+    except (FileNotFoundError, ValueError, FileFormatError, CheckpointError, MemoryError) as err:
         if os.environ.get("MNEMOVISION_DEBUG"):
             raise
-        print(f"mnemovision: error: {err}", file=sys.stderr)
+        reason = f"out of memory ({err or 'no details'}): ask for a smaller result" if isinstance(err, MemoryError) else err
+        print(f"mnemovision: error: {reason}", file=sys.stderr)
         return 2
 
 

@@ -24,6 +24,7 @@ SHIPPED = {  # written by ``bench/sr.py --ship`` with the shipped CPU recipe
     "shipped": WEIGHTS / "edsr_baseline_x2_issp90.safetensors",  # ISS-P, 90% sparse, compressed
     "shipped-dense": WEIGHTS / "edsr_baseline_x2_dense_fp16.safetensors",  # the dense model, float16
 }
+MAX_BICUBIC_SCALE = 16  # beyond it a typo such as x20000000 would take all memory before failing
 
 
 @dataclass
@@ -45,15 +46,19 @@ class Upscaler:
 
 def load_upscaler(model: str | Path = "shipped", scale: int | None = None, sparse: bool = False) -> Upscaler:
     """``model``: ``bicubic``, ``shipped`` (the packaged ISS-P x2 model), ``shipped-dense`` (the
-    packaged dense x2 model, float16) or a file written by ``save_sr_model``. ``scale`` must match the model's (required for bicubic). ``sparse`` runs
+    packaged dense x2 model, float16) or a file written by ``save_sr_model``. ``scale`` must match
+    the model's (required for bicubic, at most ``MAX_BICUBIC_SCALE``). ``sparse`` runs
     pruned convolutions through CSR matrices.
 
     Raises:
-        ValueError: a scale that the model does not have. FileNotFoundError: a missing model file.
+        ValueError: a scale that is not a positive int, or that the model does not have.
+        FileNotFoundError: a missing model file.
     """
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1):
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
     if str(model) == "bicubic":
-        if scale is None:
-            raise ValueError("bicubic needs a scale (2, 3 or 4)")
+        if scale is None or scale > MAX_BICUBIC_SCALE:
+            raise ValueError(f"bicubic needs a scale from 1 to {MAX_BICUBIC_SCALE} (SR benchmarks use 2, 3, 4 and 8), got {scale}")
         return Upscaler(int(scale), "bicubic")
     from mnemovision.sr.export import load_sr_model, to_sparse_inference
 
