@@ -61,6 +61,14 @@ def test_the_getattr_stand_in_allows_only_history_buffer_statistics():
         _history_buffer_getattr(HistoryBuffer, "__init__")
 
 
+@pytest.mark.timeout(120)  # before the check, this run waited for its first batch forever
+def test_training_data_without_a_batch_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="the training data gives no batch: PatchDenoiseDataset holds 0 samples for batches of 8"):
+        train(tmp_path, 5, **{"train_dataloader.dataset.length": 0})
+    with pytest.raises(ValueError, match="holds 3 samples for batches of 8"):
+        train(tmp_path, 5, **{"train_dataloader.dataset.length": 3, "train_dataloader.drop_last": True})
+
+
 def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path):
     train(tmp_path, 30)
     ckpt = tmp_path / "iter_30.pth"

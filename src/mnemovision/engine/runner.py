@@ -101,6 +101,20 @@ class MnemoRunner(Runner):
             )
         return super().wrap_model(model_wrapper_cfg, model)
 
+    def build_train_loop(self, loop):
+        """mmengine's loop, refused when its dataloader yields no batch: an iteration-based loop
+        would otherwise restart the empty dataloader forever, waiting for its first batch."""
+        built = super().build_train_loop(loop)
+        dataloader = getattr(built, "dataloader", None)
+        try:
+            batches = len(dataloader)
+        except TypeError:  # no dataloader, or a sampler without a length (an infinite one)
+            return built
+        if batches == 0:
+            dataset = dataloader.dataset
+            raise ValueError(f"the training data gives no batch: {type(dataset).__name__} holds {len(dataset)} samples for batches of {dataloader.batch_size}")
+        return built
+
     def load_checkpoint(self, filename: str, map_location="cpu", strict: bool = True, revise_keys=((r"^module\.", ""),)):
         with allow_mmengine_checkpoints(), _naming(filename):
             return super().load_checkpoint(filename, map_location=map_location, strict=strict, revise_keys=list(revise_keys))
