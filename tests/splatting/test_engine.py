@@ -58,6 +58,13 @@ def test_fit_overrides_are_checked():
         configure(100, 64, 64, {"lr_mean": 1.0})
 
 
+def test_scene_config_refuses_a_negative_run_length_or_orbit(scene):
+    with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
+        scene_config(scene, iterations=0)
+    with pytest.raises(ValueError, match="orbit_frames must be >= 0 .0: no orbit video., got -1"):  # once silently no video
+        scene_config(scene, iterations=10, orbit_frames=-1)
+
+
 def test_a_scene_fit_refuses_torchrun(scene, tmp_path, monkeypatch):
     from mnemovision.splatting.engine import SplatResultsHook
 

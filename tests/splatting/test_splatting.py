@@ -53,6 +53,15 @@ def test_load_transforms_scene_splits_every_8th_and_composites_alpha(tiny_scene)
     torch.testing.assert_close(half.train[0].K[:2], scene.train[0].K[:2] / 2)
 
 
+def test_a_scene_with_one_view_is_refused_for_training(tmp_path):
+    from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
+
+    make_scene(tmp_path, SceneSpec(n_views=1, size=16))
+    with pytest.raises(ValueError, match="1 view.s. with images, all held out for testing .every 8th view is.; a scene needs at least 2"):
+        load_scene(tmp_path)  # fitting it once waited forever for a training view
+    assert len(load_scene(tmp_path, test_every=0).train) == 1
+
+
 @pytest.mark.parametrize("downscale", [0.0001, 0.5, float("nan"), float("inf"), -2.0])
 def test_load_scene_only_makes_images_smaller(tiny_scene, downscale):
     with pytest.raises(ValueError, match="downscale must be a finite number >= 1"):  # 0.0001 once asked OpenCV for 300 GB

@@ -136,5 +136,7 @@ def load_scene(folder: str | Path, downscale: float = 1.0, test_every: int = 8, 
     views = [views[i] for i in order]
     test = [v for i, v in enumerate(views) if test_every and i % test_every == 0]
     train = [v for i, v in enumerate(views) if not (test_every and i % test_every == 0)]
+    if not train:
+        raise ValueError(f"{folder}: {len(views)} view(s) with images, all held out for testing (every {test_every}th view is); a scene needs at least 2")
     extent = camera_extent(np.stack([v.viewmat.double().numpy() for v in views]))
     return SceneData(train, test, points, colors, extent, scaled.width, scaled.height, source)

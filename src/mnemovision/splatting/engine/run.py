@@ -18,6 +18,8 @@ def scene_config(data_root: str | Path, iterations: int = 1000, downscale: float
     length, the validation (10 times per run) and checkpoint (4 times) intervals set consistently."""
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if orbit_frames < 0:
+        raise ValueError(f"orbit_frames must be >= 0 (0: no orbit video), got {orbit_frames}")
     cfg = load_config("splat_bundled")
     data = dict(data_root=str(data_root), downscale=float(downscale), make_if_missing=make_if_missing)
     cfg.model.update(data, iterations=int(iterations), fit=dict(fit or {}))
