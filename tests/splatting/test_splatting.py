@@ -53,6 +53,12 @@ def test_load_transforms_scene_splits_every_8th_and_composites_alpha(tiny_scene)
     torch.testing.assert_close(half.train[0].K[:2], scene.train[0].K[:2] / 2)
 
 
+@pytest.mark.parametrize("field, value, message", [("n_views", 0, "an int >= 1"), ("n_views", -1, "an int >= 1"), ("size", 2.0, "an int >= 1"), ("seed", -3, "an int >= 0"), ("radius", float("nan"), "a positive finite"), ("fov_deg", 180.0, "in .0, 180.")])
+def test_scene_spec_names_a_bad_field(field, value, message):
+    with pytest.raises(ValueError, match=f"SceneSpec.{field} must be {message}"):  # -1 views once failed in np.stack
+        SceneSpec(**{field: value})
+
+
 def test_a_scene_with_one_view_is_refused_for_training(tmp_path):
     from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
 

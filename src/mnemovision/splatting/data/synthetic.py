@@ -40,6 +40,16 @@ class SceneSpec:
     supersample: int = 3  # rays per pixel side, box-filtered (anti-aliasing, like a rendered dataset)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name, low in (("n_views", 1), ("size", 1), ("n_points", 1), ("supersample", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"SceneSpec.{name} must be an int >= {low}, got {value!r}")
+        if not 0 < self.radius < math.inf:
+            raise ValueError(f"SceneSpec.radius must be a positive finite distance, got {self.radius!r}")
+        if not 0 < self.fov_deg < 180:
+            raise ValueError(f"SceneSpec.fov_deg must be in (0, 180) degrees, got {self.fov_deg!r}")
+
 
 def _texture(name: str) -> np.ndarray:
     import skimage.data
