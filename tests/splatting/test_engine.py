@@ -65,6 +65,13 @@ def test_scene_config_refuses_a_negative_run_length_or_orbit(scene):
         scene_config(scene, iterations=10, orbit_frames=-1)
 
 
+
+def test_images_smaller_than_the_ssim_window_are_refused_before_training(scene, tmp_path):
+    cfg = scene_config(scene, iterations=10, downscale=3, orbit_frames=0, progress=False)  # 32 px -> 10 px
+    with pytest.raises(ValueError, match="images of 10x10 .downscale 3.0. are smaller than the 11x11 window of the SSIM"):
+        build_runner(cfg, work_dir=tmp_path, cfg_options={"log_level": "ERROR"})
+
+
 def test_a_scene_fit_refuses_torchrun(scene, tmp_path, monkeypatch):
     from mnemovision.splatting.engine import SplatResultsHook
 

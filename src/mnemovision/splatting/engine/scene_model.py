@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from mnemovision.splatting.data.scene import SceneData, View, load_scene
 from mnemovision.splatting.fit import FitConfig, configure, initial_model, make_optimizer, render_view, train_iteration
 from mnemovision.splatting.gaussians.density import DensityController
-from mnemovision.vision.metrics import psnr, ssim
+from mnemovision.vision.metrics import SSIM_WINDOW, psnr, ssim
 
 
 def scene_background(fit: dict | None) -> tuple[float, float, float]:
@@ -75,6 +75,8 @@ class GaussianScene(BaseModel):
     def __init__(self, data_root: str, downscale: float = 1.0, iterations: int = 1000, fit: dict | None = None, make_if_missing: bool = False, data_preprocessor: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         scene = scene_for(data_root, downscale, scene_background(fit), make_if_missing)
+        if min(scene.width, scene.height) < SSIM_WINDOW:  # found at the first validation, after training, otherwise
+            raise ValueError(f"{data_root}: images of {scene.width}x{scene.height} (downscale {downscale}) are smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} window of the SSIM that scores the test views; use a smaller downscale")
         self.data_root, self.downscale, self.width, self.height, self.extent = str(data_root), downscale, scene.width, scene.height, scene.extent
         self.config = configure(iterations, scene.width, scene.height, fit)
         self.gaussians = initial_model(scene, self.config)

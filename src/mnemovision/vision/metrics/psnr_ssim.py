@@ -33,7 +33,10 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+SSIM_WINDOW = 11  # the side of SSIM's Gaussian window (Wang et al. 2004, and every table since)
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Normalised 1-D Gaussian [size] centred on the middle tap (as ``cv2.getGaussianKernel``)."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
     g = torch.exp(-(x**2) / (2.0 * sigma**2))
@@ -44,7 +47,7 @@ def ssim(
     pred: torch.Tensor,
     target: torch.Tensor,
     data_range: float = 1.0,
-    window_size: int = 11,
+    window_size: int = SSIM_WINDOW,
     sigma: float = 1.5,
     padding: str = "valid",
 ) -> torch.Tensor:
