@@ -105,6 +105,36 @@ def test_stored_inference_settings_apply_unless_overridden(tmp_path):
         load_model(str(tmp_path / "bad.safetensors"))
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("internal_size", 0, "internal_size must be an int >= 16, got 0"),
+    ("internal_size", 2.5, "internal_size must be an int >= 16"),
+    ("mem_every", 0, "mem_every must be an int >= 1, got 0"),  # once a ZeroDivisionError at the second frame
+    ("mem_every", -1, "mem_every must be an int >= 1, got -1"),  # once memorised every frame, silently
+    ("mem_every", None, "mem_every must be an int >= 1, got None"),
+    ("max_memory_frames", 1.5, "max_memory_frames must be an int >= 0"),
+    ("max_memory_frames", None, "max_memory_frames must be an int >= 0"),
+    ("adapt_steps", 2.5, "adapt_steps must be an int >= 0"),
+    ("top_k", 0, "top_k must be None .dense. or an int >= 1, got 0"),
+    ("adapt_lr", float("nan"), "adapt_lr must be a positive finite number, got nan"),
+])
+def test_propagator_options_out_of_range_are_named(option, value, message):
+    net = build_jointformer("tiny")
+    with pytest.raises(ValueError, match=f"JointFormerPropagator: {message}"):
+        JointFormerPropagator(net, **{option: value})
+    assert JointFormerPropagator(net, internal_size=16, max_memory_frames=0, top_k=None).max_memory_frames == 0
+
+
+def test_stored_inference_settings_out_of_range_name_the_file(tmp_path):
+    from mnemovision.vision.checkpoints import save_safetensors
+    from mnemovision.vision.errors import CheckpointError
+    from mnemovision.vos.jointformer_model import FORMAT
+
+    net = build_jointformer("tiny")
+    save_safetensors(tmp_path / "bad.safetensors", net.state_dict(), {"format": FORMAT, "size": "tiny", "inference": '{"mem_every": -1}'})
+    with pytest.raises(CheckpointError, match="bad.safetensors: metadata field 'inference': mem_every must be an int >= 1, got -1"):
+        load_model(str(tmp_path / "bad.safetensors"))
+
+
 def test_a_few_training_steps_lower_the_loss(tmp_path):
     from mnemovision.engine import build_runner, load_config
 

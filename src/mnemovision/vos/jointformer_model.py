@@ -14,6 +14,7 @@ given at later frames are memorised without adapting again.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -67,8 +68,10 @@ class JointFormerPropagator:
     name = "jointformer"
 
     def __init__(self, net: JointFormer, internal_size: int = 480, top_k: int | None = 60, mem_every: int = 5, max_memory_frames: int = 1, adapt_steps: int = 0, adapt_lr: float = 1e-4, adapt_seed: int = 0) -> None:
-        if adapt_steps < 0 or adapt_lr <= 0:
-            raise ValueError(f"JointFormerPropagator: adapt_steps must be >= 0 and adapt_lr > 0, got {adapt_steps} and {adapt_lr}")
+        try:
+            check_inference_settings({"internal_size": internal_size, "top_k": top_k, "mem_every": mem_every, "max_memory_frames": max_memory_frames, "adapt_steps": adapt_steps, "adapt_lr": adapt_lr})
+        except ValueError as err:
+            raise ValueError(f"JointFormerPropagator: {err}") from None
         self.net = net.eval()
         self.internal_size, self.top_k, self.mem_every, self.max_memory_frames = internal_size, top_k, mem_every, max_memory_frames
         self.adapt_steps, self.adapt_lr, self.adapt_seed = adapt_steps, adapt_lr, adapt_seed
@@ -143,6 +146,25 @@ FORMAT = "mnemovision-jointformer/1"
 
 
 INFERENCE_KEYS = ("internal_size", "top_k", "mem_every", "max_memory_frames", "adapt_steps", "adapt_lr")
+LOWEST = {"internal_size": 16, "mem_every": 1, "max_memory_frames": 0, "adapt_steps": 0}  # each an int
+
+
+def check_inference_settings(settings: dict) -> None:
+    """ValueError naming the first of ``settings`` out of its range: ``internal_size`` an int >= 16
+    (the network's stride), ``mem_every`` >= 1, ``max_memory_frames`` and ``adapt_steps`` >= 0,
+    ``top_k`` None (dense) or an int >= 1, ``adapt_lr`` a positive finite number."""
+    def whole(x) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    for name, low in LOWEST.items():
+        if name in settings and not (whole(settings[name]) and settings[name] >= low):
+            raise ValueError(f"{name} must be an int >= {low}, got {settings[name]!r}")
+    top_k = settings.get("top_k")
+    if top_k is not None and not (whole(top_k) and top_k >= 1):
+        raise ValueError(f"top_k must be None (dense) or an int >= 1, got {top_k!r}")
+    lr = settings.get("adapt_lr", 1.0)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not 0 < lr < math.inf:
+        raise ValueError(f"adapt_lr must be a positive finite number, got {lr!r}")
 
 
 def save_jointformer(path, net: JointFormer, size: str, dtype: torch.dtype = torch.float16, inference: dict | None = None) -> None:
@@ -164,7 +186,8 @@ def inference_settings(path) -> dict:
     """The propagator settings stored by ``save_jointformer`` (empty for files without them).
 
     Raises:
-        CheckpointError: the ``inference`` metadata field is not a JSON object of known settings.
+        CheckpointError: the ``inference`` metadata field is not a JSON object of known settings in
+            their ranges (``check_inference_settings``).
     """
     import json
 
@@ -178,6 +201,10 @@ def inference_settings(path) -> dict:
         raise CheckpointError(f"{path}: metadata field 'inference' is not JSON ({err})") from None
     if not isinstance(settings, dict) or set(settings) - set(INFERENCE_KEYS):
         raise CheckpointError(f"{path}: metadata field 'inference' must be a JSON object with keys among {INFERENCE_KEYS}, got {text!r}")
+    try:
+        check_inference_settings(settings)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: metadata field 'inference': {err}") from None
     return settings
 
 
