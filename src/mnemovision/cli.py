@@ -177,7 +177,7 @@ def _cmd_vos_run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, **options)
     except TypeError as err:  # the only option given here is adapt_steps
-        raise SystemExit(f"--adapt-steps applies to JointFormer models: {err}") from None
+        raise ValueError(f"--adapt-steps applies to JointFormer models: {err}") from None
     for seq in track(sequences_in(args.frames, args.masks), "segmenting sequences"):
         run_sequence(model, seq, args.out)
         print(Path(args.out) / seq.name)

@@ -129,3 +129,11 @@ def test_load_model_names_an_option_the_model_does_not_take():
     with pytest.raises(TypeError, match=r"'flow' does not take the option\(s\) \['adapt_steps'\]; it takes \['method'\]"):
         load_model("flow", adapt_steps=2)
     assert load_model("flow", method="farneback").method == "farneback"
+
+
+def test_cli_refuses_adaptation_for_a_baseline_in_one_line(tmp_path, capsys):
+    from mnemovision.cli import main
+
+    args = ["vos", "run", "--frames", str(tmp_path), "--masks", str(tmp_path), "--out", str(tmp_path / "out"), "--model", "flow", "--adapt-steps", "2"]
+    assert main(args) == 2  # once a bare SystemExit: status 1, without the CLI's error prefix
+    assert capsys.readouterr().err.startswith("mnemovision: error: --adapt-steps applies to JointFormer models: VOS model 'flow' does not take")

@@ -101,7 +101,7 @@ def test_cli_adapts_jointformer_and_refuses_adaptation_for_baselines(davis_subse
     shutil.copy(davis_subset / "Annotations" / "dog" / "00000.png", first_only / "dog" / "00000.png")
     args = ["--frames", str(davis_subset / "JPEGImages" / "dog"), "--masks", str(first_only / "dog"), "--out", str(tmp_path / "out")]
     refused = subprocess.run([sys.executable, "-m", "mnemovision", "vos", "run", *args, "--model", "flow", "--adapt-steps", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert refused.returncode != 0 and "--adapt-steps applies to JointFormer" in refused.stderr
+    assert refused.returncode == 2 and "mnemovision: error: --adapt-steps applies to JointFormer" in refused.stderr
     if not SHIPPED_JOINTFORMER.exists():
         pytest.skip(f"{SHIPPED_JOINTFORMER} not built")
     run("run", *args, "--model", "jointformer", "--adapt-steps", "2", cwd=tmp_path)
