@@ -67,6 +67,24 @@ def test_remove_reset_and_errors():
     assert session.step(frames[0]).max() == 0  # nothing to track yet
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda s, m: s.add_mask(1.5, m), "frame_index must be an int, got 1.5"),  # once kept forever, never applied
+    (lambda s, m: s.add_mask(0, m * 1.7), "whole-number ids in 0..255, got dtype float64 with values from 0.0 to 1.7"),  # once truncated to 1
+    (lambda s, m: s.add_mask(0, m.astype(np.int32) * 257, object_ids=[1]), "values from 0 to 257"),  # once wrapped to id 1
+    (lambda s, m: s.add_mask(0, np.where(m > 0, np.nan, 0.0)), "whole-number ids"),
+    (lambda s, m: s.add_mask(0, m, object_ids=[1.5]), "object ids must be ints, got \\[1.5\\]"),  # once read as 1
+    (lambda s, m: s.step(np.zeros((0, 8, 3), np.uint8)), "H, W >= 1, got shape \\[0, 8, 3\\]"),  # once an empty answer
+])
+def test_masks_frames_and_indices_that_would_be_misread_are_refused(call, message):
+    session = VOSSession(load_model("copy-first"))
+    mask = np.zeros((6, 8), np.uint8)
+    mask[:3, :4] = 1
+    with pytest.raises(ValueError, match=message):
+        call(session, mask)
+    session.add_mask(np.int64(0), mask.astype(np.float32), object_ids=[np.uint8(1)])  # whole floats and numpy ints are fine
+    assert (session.step(np.zeros((6, 8, 3), np.uint8)) == mask).all()
+
+
 @pytest.mark.parametrize("model", ["copy-first", "flow"])
 def test_a_frame_of_another_size_is_refused_until_reset(model):
     # copy-first returned the first frame's mask at the old size; flow failed inside OpenCV

@@ -53,6 +53,11 @@ def aggregate_probs(probs, dim: int = 1):
     return torch.softmax(torch.log(stacked / (1 - stacked)), dim=dim)
 
 
+def _whole(x) -> bool:
+    """An integer (Python's or numpy's), not a bool."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
 class VOSSession:
     """Segments one video frame by frame. Object ids are the values of the masks given (1..254)."""
 
@@ -75,8 +80,15 @@ class VOSSession:
         mask = np.asarray(mask)
         if mask.ndim != 2:
             raise ValueError(f"mask must be [H, W] ids, got shape {list(mask.shape)}")
+        if mask.dtype != bool and (mask.dtype.kind not in "uif" or (mask.size and not (np.all(mask == np.round(mask)) and 0 <= mask.min() and mask.max() <= 255))):
+            low, high = (mask.min(), mask.max()) if mask.size and mask.dtype.kind in "uif" else (None, None)
+            raise ValueError(f"mask must hold whole-number ids in 0..255, got dtype {mask.dtype} with values from {low} to {high}")
+        if not _whole(frame_index):
+            raise ValueError(f"frame_index must be an int, got {frame_index!r}")
         if frame_index < self.next_index:
             raise ValueError(f"frame {frame_index} is already processed (next is {self.next_index}); masks can be given for the next frame or later")
+        if object_ids is not None and not all(_whole(i) for i in object_ids):
+            raise ValueError(f"object ids must be ints, got {list(object_ids)}")
         ids = sorted(int(i) for i in np.unique(mask) if i != 0) if object_ids is None else [int(i) for i in object_ids]
         if any(not 0 < i < 255 for i in ids):
             raise ValueError(f"object ids must be in 1..254, got {ids}")
@@ -92,8 +104,8 @@ class VOSSession:
     def step(self, frame: np.ndarray) -> np.ndarray:
         """Segment the next frame [H, W, 3] uint8 -> [H, W] uint8 ids."""
         frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be [H, W, 3] uint8, got shape {list(frame.shape)} dtype {frame.dtype}")
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or frame.size == 0:
+            raise ValueError(f"frame must be [H, W, 3] uint8 with H, W >= 1, got shape {list(frame.shape)} dtype {frame.dtype}")
         t = self.next_index
         h, w = frame.shape[:2]
         if self.frame_size is None:
