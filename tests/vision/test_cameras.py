@@ -91,6 +91,30 @@ def test_look_at_puts_target_on_the_optical_axis_with_up_upward():
         look_at([0, 0, 5], [0, 0, 0], up=(0, 0, 1))
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_views=2.5), "n_views must be an int >= 1, got 2.5"),  # once numpy's TypeError
+    (dict(radius=float("nan")), "radius must be a positive finite number, got nan"),
+    (dict(start_deg=float("nan")), "elevation_deg and start_deg must be finite"),  # once NaN cameras, rendered
+    (dict(elevation_deg=float("inf")), "elevation_deg and start_deg must be finite"),
+    (dict(center=[0.0, float("inf"), 0.0]), "center and up must be finite 3-vectors"),
+    (dict(up=[0.0, 0.0, 0.0]), "up non-zero"),
+])
+def test_orbit_refuses_what_would_give_non_finite_cameras(kwargs, message):
+    args = dict(center=np.zeros(3), radius=2.0, n_views=4, **{"up": (0.0, 0.0, 1.0)}) | kwargs
+    with pytest.raises(ValueError, match=message):
+        orbit(**args)
+
+
+def test_orbit_from_cameras_refuses_non_finite_cameras():
+    from mnemovision.vision.cameras import orbit_from_cameras
+
+    poses = orbit(np.zeros(3), 2.0, 4)
+    assert orbit_from_cameras(poses, 3).shape == (3, 4, 4)
+    poses[1, 0, 3] = np.nan
+    with pytest.raises(ValueError, match="viewmats must be finite"):  # once numpy's "SVD did not converge"
+        orbit_from_cameras(poses, 3)
+
+
 def test_orbit_circles_the_centre_at_the_radius():
     center = np.array([1.0, 2.0, 0.5])
     poses = orbit(center, radius=4.0, n_views=12, elevation_deg=30.0)

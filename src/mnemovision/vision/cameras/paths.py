@@ -50,12 +50,16 @@ def orbit(
     orthogonal to ``up``, evenly spaced in azimuth starting at ``start_deg`` (the circle is open:
     the last view does not repeat the first).
     """
-    if n_views < 1:
-        raise ValueError(f"n_views must be >= 1, got {n_views}")
-    if radius <= 0:
-        raise ValueError(f"radius must be positive, got {radius}")
+    if isinstance(n_views, bool) or not isinstance(n_views, (int, np.integer)) or n_views < 1:
+        raise ValueError(f"n_views must be an int >= 1, got {n_views!r}")
+    if not 0 < radius < np.inf:  # also refuses NaN
+        raise ValueError(f"radius must be a positive finite number, got {radius}")
+    if not (np.isfinite(elevation_deg) and np.isfinite(start_deg)):
+        raise ValueError(f"elevation_deg and start_deg must be finite, got {elevation_deg} and {start_deg}")
     center = np.asarray(center, dtype=np.float64)
     up = np.asarray(up, dtype=np.float64)
+    if center.shape != (3,) or up.shape != (3,) or not (np.isfinite(center).all() and np.isfinite(up).all()) or not np.linalg.norm(up) > 0:
+        raise ValueError(f"center and up must be finite 3-vectors (up non-zero), got {center.tolist()} and {up.tolist()}")
     up = up / np.linalg.norm(up)
     # An orthonormal basis (a, b) of the plane orthogonal to up.
     helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
@@ -83,6 +87,8 @@ def orbit_from_cameras(viewmats: np.ndarray, n_views: int, start_deg: float = 0.
     viewmats = np.asarray(viewmats, dtype=np.float64)
     if viewmats.ndim != 3 or viewmats.shape[1:] != (4, 4) or len(viewmats) < 2:
         raise ValueError(f"viewmats must be [V >= 2, 4, 4], got {list(viewmats.shape)}")
+    if not np.isfinite(viewmats).all():
+        raise ValueError("viewmats must be finite, got NaN or infinity")
     c2w = np.linalg.inv(viewmats)
     eyes, forwards, ups = c2w[:, :3, 3], c2w[:, :3, 2], -c2w[:, :3, 1]
     # sum_i (I - f_i f_i^T) (x - e_i) = 0: the point nearest every optical axis.
