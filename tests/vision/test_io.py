@@ -138,6 +138,12 @@ def test_video_errors(tmp_path):
     with pytest.raises(ValueError, match="frame 1"):
         write_video(tmp_path / "a.mp4", [np.zeros((8, 8, 3), np.uint8), np.zeros((10, 8, 3), np.uint8)])
     assert not (tmp_path / "a.mp4").exists()  # nothing half-written is left behind
+    for fps in (0, float("nan"), float("inf")):  # 0 once wrote a file, NaN failed in Fraction
+        with pytest.raises(ValueError, match="a.mp4: fps must be a positive finite number"):
+            write_video(tmp_path / "a.mp4", moving_frames(2), fps=fps)
+    with pytest.raises(ValueError, match="a.mp4: crf must be an int in 0..51, got 52"):
+        write_video(tmp_path / "a.mp4", moving_frames(2), crf=52)
+    assert not (tmp_path / "a.mp4").exists()
     (tmp_path / "junk.mp4").write_bytes(b"\x00" * 100)
     with pytest.raises(FileFormatError, match="junk.mp4"):
         next(iter_video(tmp_path / "junk.mp4"))
