@@ -179,6 +179,31 @@ def test_knn_scales_of_few_points_use_the_others_and_refuse_nan():
         knn_scales(torch.tensor([[0.0, 0.0, 0.0], [float("nan"), 0.0, 0.0]]))  # scipy's own message before
 
 
+def test_gaussian_model_and_orbit_rendering_refuse_arguments_they_would_misuse(tmp_path):
+    from mnemovision.splatting.render import orbit_frame, render_path
+
+    with pytest.raises(ValueError, match="max_sh_degree must be 0, 1, 2 or 3"):  # 4 once built, then failed in the rasterizer
+        GaussianModel.from_points(torch.rand(5, 3), torch.zeros(5, 3), max_sh_degree=4)
+    with pytest.raises(ValueError, match="max_sh_degree must be 0, 1, 2 or 3"):  # -1 once torch's negative dimension
+        GaussianModel.from_points(torch.rand(5, 3), torch.zeros(5, 3), max_sh_degree=-1)
+    for opacity in (0.0, 1.0):  # infinite logits
+        with pytest.raises(ValueError, match="init_opacity must be in .0, 1."):
+            GaussianModel.from_points(torch.rand(5, 3), torch.zeros(5, 3), init_opacity=opacity)
+    with pytest.raises(ValueError, match="n must be an int >= 0, got -1"):
+        GaussianModel.random_in_box(-1, torch.zeros(3), torch.ones(3))
+    model = GaussianModel.random_in_box(50, torch.zeros(3), torch.ones(3), max_sh_degree=0)
+    with pytest.raises(ValueError, match="fov_deg must be in .0, 180. degrees, got 0"):  # once ZeroDivisionError
+        render_path(model, np.eye(4)[None], (8, 8), fov_deg=0, progress=False)
+    with pytest.raises(ValueError, match="background must be 3 values"):
+        render_path(model, np.eye(4)[None], (8, 8), background=(1.0, 1.0), progress=False)
+    empty = GaussianModel(*(getattr(model, name).detach()[:0] for name in ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")), 0)
+    with pytest.raises(ValueError, match="no Gaussians to orbit around"):  # once an IndexError
+        orbit_frame(empty, 0.0, (8, 8))
+    cameras = np.stack([np.eye(4), np.eye(4)])
+    cameras[1, 0, 3] = 1.0
+    assert orbit_frame(empty, 0.0, (8, 8), cameras=cameras).min() == 255  # the background, on the cameras' orbit
+
+
 def test_density_control_clones_splits_and_prunes_a_constructed_case():
     # Gaussians 0-1 small with big gradients (clone), 2-3 large with big gradients (split),
     # 4 transparent (prune), 5 untouched.

@@ -14,6 +14,8 @@ from mnemovision.vision.cameras import intrinsics_matrix, orbit, orbit_from_came
 
 def auto_orbit(model: GaussianModel, n_frames: int, elevation_deg: float = 25.0, up: tuple[float, float, float] = (0.0, 0.0, 1.0), start_deg: float = 0.0):
     """An orbit around the robust centre of the Gaussians (median), at 2.2x their 90th-percentile radius."""
+    if len(model) == 0:
+        raise ValueError("the model has no Gaussians to orbit around; give the scene's cameras")
     means = model.means.detach().double().cpu().numpy()
     center = np.median(means, axis=0)
     radius = 2.2 * float(np.percentile(np.linalg.norm(means - center, axis=1), 90)) + 1e-6
@@ -34,6 +36,10 @@ def render_path(model: GaussianModel, viewmats: np.ndarray, size: tuple[int, int
     from mnemovision.vision.progress import track
 
     width, height = size
+    if not 0 < fov_deg < 180:  # also refuses NaN
+        raise ValueError(f"fov_deg must be in (0, 180) degrees, got {fov_deg}")
+    if len(background) != 3:
+        raise ValueError(f"background must be 3 values (RGB), got {background!r}")
     focal = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
     K = torch.from_numpy(intrinsics_matrix(focal, focal, width / 2, height / 2)).float()
     bg = torch.tensor(background, dtype=torch.float32)[None]
