@@ -59,9 +59,9 @@ def test_fit_overrides_are_checked():
 
 
 def test_scene_config_refuses_a_negative_run_length_or_orbit(scene):
-    with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="iterations must be an int >= 1, got 0"):
         scene_config(scene, iterations=0)
-    with pytest.raises(ValueError, match="orbit_frames must be >= 0 .0: no orbit video., got -1"):  # once silently no video
+    with pytest.raises(ValueError, match="orbit_frames must be an int >= 0, got -1"):  # once silently no video
         scene_config(scene, iterations=10, orbit_frames=-1)
 
 

@@ -57,7 +57,7 @@ def test_imresize_basics():
         with pytest.raises(ValueError, match="scale must be a positive finite number"):
             imresize(flat, bad)
     for bad in (2.0, 1.5, 0, True):
-        with pytest.raises(ValueError, match="bicubic_lr: scale must be a positive int"):
+        with pytest.raises(ValueError, match="bicubic_lr: scale must be an int >= 1"):
             bicubic_lr(flat, bad)
 
 

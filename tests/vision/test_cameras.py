@@ -94,8 +94,8 @@ def test_look_at_puts_target_on_the_optical_axis_with_up_upward():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n_views=2.5), "n_views must be an int >= 1, got 2.5"),  # once numpy's TypeError
     (dict(radius=float("nan")), "radius must be a positive finite number, got nan"),
-    (dict(start_deg=float("nan")), "elevation_deg and start_deg must be finite"),  # once NaN cameras, rendered
-    (dict(elevation_deg=float("inf")), "elevation_deg and start_deg must be finite"),
+    (dict(start_deg=float("nan")), "start_deg must be a finite number, got nan"),  # once NaN cameras, rendered
+    (dict(elevation_deg=float("inf")), "elevation_deg must be a finite number, got inf"),
     (dict(center=[0.0, float("inf"), 0.0]), "center and up must be finite 3-vectors"),
     (dict(up=[0.0, 0.0, 0.0]), "up non-zero"),
 ])

@@ -10,6 +10,7 @@ import torch
 
 from mnemovision.splatting.gaussians.model import GaussianModel
 from mnemovision.vision.cameras import intrinsics_matrix, orbit, orbit_from_cameras
+from mnemovision.vision.checks import check_real
 
 
 def auto_orbit(model: GaussianModel, n_frames: int, elevation_deg: float = 25.0, up: tuple[float, float, float] = (0.0, 0.0, 1.0), start_deg: float = 0.0):
@@ -36,8 +37,7 @@ def render_path(model: GaussianModel, viewmats: np.ndarray, size: tuple[int, int
     from mnemovision.vision.progress import track
 
     width, height = size
-    if not 0 < fov_deg < 180:  # also refuses NaN
-        raise ValueError(f"fov_deg must be in (0, 180) degrees, got {fov_deg}")
+    check_real("fov_deg", fov_deg, 0, 180, low_open=True, high_open=True)
     if len(background) != 3:
         raise ValueError(f"background must be 3 values (RGB), got {background!r}")
     focal = 0.5 * width / math.tan(math.radians(fov_deg) / 2)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mnemovision.sr.data import as_rgb_uint8, benchmark_pairs, to_tensor, to_uint8
+from mnemovision.vision.checks import check_int
 from mnemovision.vision.metrics import image_psnr, image_ssim
 from mnemovision.vision.resize import imresize
 
@@ -54,8 +55,8 @@ def load_upscaler(model: str | Path = "shipped", scale: int | None = None, spars
         ValueError: a scale that is not a positive int, or that the model does not have.
         FileNotFoundError: a missing model file.
     """
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1):
-        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    if scale is not None:
+        check_int("scale", scale, 1)
     if str(model) == "bicubic":
         if scale is None or scale > MAX_BICUBIC_SCALE:
             raise ValueError(f"bicubic needs a scale from 1 to {MAX_BICUBIC_SCALE} (SR benchmarks use 2, 3, 4 and 8), got {scale}")

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from mnemovision.vision.checks import check_int
+
 
 def cubic(x: np.ndarray) -> np.ndarray:
     """Keys' cubic convolution kernel with a = -0.5 (MATLAB's ``cubic``)."""
@@ -94,8 +96,7 @@ def imresize(image: np.ndarray, scale: float | None = None, size: tuple[int, int
 def bicubic_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """The benchmark LR image of ``hr`` [H, W, C] uint8 at integer ``scale``: ``hr`` cropped to a
     multiple of ``scale`` (returned too, as the ground truth), then ``imresize(1 / scale)``."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise ValueError(f"bicubic_lr: scale must be a positive int, got {scale!r}")
+    check_int("bicubic_lr: scale", scale, 1)
     if hr.shape[0] < scale or hr.shape[1] < scale:
         raise ValueError(f"bicubic_lr: image {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
     h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mnemovision.vision.checks import is_int
+
 
 class VOSModel(Protocol):
     name: str
@@ -53,11 +55,6 @@ def aggregate_probs(probs, dim: int = 1):
     return torch.softmax(torch.log(stacked / (1 - stacked)), dim=dim)
 
 
-def _whole(x) -> bool:
-    """An integer (Python's or numpy's), not a bool."""
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
 class VOSSession:
     """Segments one video frame by frame. Object ids are the values of the masks given (1..254)."""
 
@@ -83,11 +80,11 @@ class VOSSession:
         if mask.dtype != bool and (mask.dtype.kind not in "uif" or (mask.size and not (np.all(mask == np.round(mask)) and 0 <= mask.min() and mask.max() <= 255))):
             low, high = (mask.min(), mask.max()) if mask.size and mask.dtype.kind in "uif" else (None, None)
             raise ValueError(f"mask must hold whole-number ids in 0..255, got dtype {mask.dtype} with values from {low} to {high}")
-        if not _whole(frame_index):
+        if not is_int(frame_index):
             raise ValueError(f"frame_index must be an int, got {frame_index!r}")
         if frame_index < self.next_index:
             raise ValueError(f"frame {frame_index} is already processed (next is {self.next_index}); masks can be given for the next frame or later")
-        if object_ids is not None and not all(_whole(i) for i in object_ids):
+        if object_ids is not None and not all(is_int(i) for i in object_ids):
             raise ValueError(f"object ids must be ints, got {list(object_ids)}")
         ids = sorted(int(i) for i in np.unique(mask) if i != 0) if object_ids is None else [int(i) for i in object_ids]
         if any(not 0 < i < 255 for i in ids):

@@ -14,7 +14,6 @@ given at later frames are memorised without adapting again.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mnemovision.vision.checks import check_int, check_real, is_int
 from mnemovision.vos.clips import IMAGENET_MEAN, IMAGENET_STD
 from mnemovision.vos.memory import MemoryBank
 from mnemovision.vos.models.jointformer import JointFormer
@@ -153,18 +153,14 @@ def check_inference_settings(settings: dict) -> None:
     """ValueError naming the first of ``settings`` out of its range: ``internal_size`` an int >= 16
     (the network's stride), ``mem_every`` >= 1, ``max_memory_frames`` and ``adapt_steps`` >= 0,
     ``top_k`` None (dense) or an int >= 1, ``adapt_lr`` a positive finite number."""
-    def whole(x) -> bool:
-        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
     for name, low in LOWEST.items():
-        if name in settings and not (whole(settings[name]) and settings[name] >= low):
-            raise ValueError(f"{name} must be an int >= {low}, got {settings[name]!r}")
+        if name in settings:
+            check_int(name, settings[name], low)
     top_k = settings.get("top_k")
-    if top_k is not None and not (whole(top_k) and top_k >= 1):
+    if top_k is not None and not (is_int(top_k) and top_k >= 1):
         raise ValueError(f"top_k must be None (dense) or an int >= 1, got {top_k!r}")
-    lr = settings.get("adapt_lr", 1.0)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not 0 < lr < math.inf:
-        raise ValueError(f"adapt_lr must be a positive finite number, got {lr!r}")
+    if "adapt_lr" in settings:
+        check_real("adapt_lr", settings["adapt_lr"], 0, low_open=True)
 
 
 def save_jointformer(path, net: JointFormer, size: str, dtype: torch.dtype = torch.float16, inference: dict | None = None) -> None:

@@ -8,7 +8,6 @@ the test set (the convention of the literature: every 8th).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from mnemovision.vision.cameras import Cameras, model_to_cameras, read_model, read_transforms
+from mnemovision.vision.checks import check_real
 from mnemovision.vision.errors import FileFormatError
 from mnemovision.vision.io import composite_alpha, read_image, read_ply, to_float
 
@@ -125,8 +125,7 @@ def read_scene_cameras(folder: str | Path) -> SceneCameras:
 def load_scene(folder: str | Path, downscale: float = 1.0, test_every: int = 8, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> SceneData:
     """Load a transforms.json scene or a COLMAP scene (``sparse/0`` or ``sparse`` plus ``images/``)."""
     folder = Path(folder)
-    if not 1 <= downscale < math.inf:  # also refuses NaN; upsampling photos adds no detail, only memory
-        raise ValueError(f"downscale must be a finite number >= 1 (images are only made smaller), got {downscale}")
+    check_real("downscale", downscale, 1)  # images are only made smaller: upsampling photos adds memory, no detail
     found = read_scene_cameras(folder)
     cams, paths, points, colors, source = found.cameras, found.image_paths, found.points, found.colors, found.source
     views, scaled = _load_views(cams, paths, downscale, background)

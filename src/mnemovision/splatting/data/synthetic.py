@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mnemovision.vision.cameras import Cameras, intrinsics_matrix, look_at, write_transforms
+from mnemovision.vision.checks import check_int, check_real
 from mnemovision.vision.io import write_image, write_ply
 
 LIGHT_DIR = np.array([0.45, -0.35, 0.82]) / np.linalg.norm([0.45, -0.35, 0.82])
@@ -42,13 +43,9 @@ class SceneSpec:
 
     def __post_init__(self) -> None:
         for name, low in (("n_views", 1), ("size", 1), ("n_points", 1), ("supersample", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"SceneSpec.{name} must be an int >= {low}, got {value!r}")
-        if not 0 < self.radius < math.inf:
-            raise ValueError(f"SceneSpec.radius must be a positive finite distance, got {self.radius!r}")
-        if not 0 < self.fov_deg < 180:
-            raise ValueError(f"SceneSpec.fov_deg must be in (0, 180) degrees, got {self.fov_deg!r}")
+            check_int(f"SceneSpec.{name}", getattr(self, name), low)
+        check_real("SceneSpec.radius", self.radius, 0, low_open=True)
+        check_real("SceneSpec.fov_deg", self.fov_deg, 0, 180, low_open=True, high_open=True)
 
 
 def _texture(name: str) -> np.ndarray:

@@ -11,15 +11,14 @@ from mnemovision.engine import build_runner, load_config
 from mnemovision.engine.hooks import CallbackHook, RichProgressHook
 from mnemovision.splatting.fit import FitResult
 from mnemovision.splatting.engine.hooks import SplatResultsHook
+from mnemovision.vision.checks import check_int
 
 
 def scene_config(data_root: str | Path, iterations: int = 1000, downscale: float = 1.0, fit: dict | None = None, orbit_frames: int = 60, progress: bool = True, make_if_missing: bool = False):
     """The ``splat_bundled`` config for ``data_root``: every place that names the data, the run
     length, the validation (10 times per run) and checkpoint (4 times) intervals set consistently."""
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
-    if orbit_frames < 0:
-        raise ValueError(f"orbit_frames must be >= 0 (0: no orbit video), got {orbit_frames}")
+    check_int("iterations", iterations, 1)
+    check_int("orbit_frames", orbit_frames, 0)  # 0: no orbit video
     cfg = load_config("splat_bundled")
     data = dict(data_root=str(data_root), downscale=float(downscale), make_if_missing=make_if_missing)
     cfg.model.update(data, iterations=int(iterations), fit=dict(fit or {}))

@@ -14,6 +14,7 @@ from torch import nn
 
 from mnemovision.kernels import rasterize_gaussians
 from mnemovision.kernels.gaussians.ref import SH_C0
+from mnemovision.vision.checks import check_int, check_real
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")
 
@@ -38,17 +39,12 @@ def knn_scales(points: torch.Tensor, k: int = 3) -> torch.Tensor:
     return torch.from_numpy(dist[:, 1:].mean(1)).to(points.dtype).clamp_min(1e-7)
 
 
-def _check_sh_degree(degree) -> None:
-    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or not 0 <= degree <= 3:
-        raise ValueError(f"max_sh_degree must be 0, 1, 2 or 3 (what the rasterizer evaluates), got {degree!r}")
-
-
 class GaussianModel(nn.Module):
     """N anisotropic Gaussians with SH colour up to ``max_sh_degree``."""
 
     def __init__(self, means, quats, log_scales, opacity_logits, sh_dc, sh_rest, max_sh_degree: int) -> None:
         super().__init__()
-        _check_sh_degree(max_sh_degree)
+        check_int("max_sh_degree", max_sh_degree, 0, 3)  # what the rasterizer evaluates
         n = means.shape[0]
         k = (max_sh_degree + 1) ** 2
         expected = {"means": (n, 3), "quats": (n, 4), "log_scales": (n, 3), "opacity_logits": (n,), "sh_dc": (n, 1, 3), "sh_rest": (n, k - 1, 3)}
@@ -65,11 +61,9 @@ class GaussianModel(nn.Module):
         """Isotropic Gaussians at ``points`` [N, 3] with ``colors`` [N, 3] in [0, 1]; scale = mean 3-NN distance."""
         if points.ndim != 2 or points.shape[-1] != 3 or colors.shape != points.shape:
             raise ValueError(f"points and colors must both be [N, 3], got {tuple(points.shape)} and {tuple(colors.shape)}")
-        _check_sh_degree(max_sh_degree)
-        if not 0 < init_opacity < 1:  # 0 and 1 have infinite logits
-            raise ValueError(f"init_opacity must be in (0, 1), got {init_opacity}")
-        if not 0 < scale_factor < float("inf"):
-            raise ValueError(f"scale_factor must be a positive finite number, got {scale_factor}")
+        check_int("max_sh_degree", max_sh_degree, 0, 3)
+        check_real("init_opacity", init_opacity, 0, 1, low_open=True, high_open=True)  # 0 and 1 have infinite logits
+        check_real("scale_factor", scale_factor, 0, low_open=True)
         n = points.shape[0]
         scales = knn_scales(points) * scale_factor
         quats = torch.zeros(n, 4)
@@ -81,8 +75,7 @@ class GaussianModel(nn.Module):
     @classmethod
     def random_in_box(cls, n: int, lo: torch.Tensor, hi: torch.Tensor, max_sh_degree: int = 3, seed: int = 0) -> "GaussianModel":
         """``n`` random grey Gaussians uniformly inside the axis-aligned box [lo, hi]."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        check_int("n", n, 0)
         g = torch.Generator().manual_seed(seed)
         points = lo + (hi - lo) * torch.rand(n, 3, generator=g)
         return cls.from_points(points, torch.full((n, 3), 0.5), max_sh_degree)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mnemovision.vision.checks import check_real
+
 # Diagonal that maps OpenCV camera axes to OpenGL/Blender camera axes (and back: it is its own inverse).
 _CV_GL_FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -116,8 +118,7 @@ class Cameras:
 
     def scaled(self, factor: float) -> "Cameras":
         """The same cameras for images downscaled by ``factor`` (size rounded down, K scaled)."""
-        if not 0 < factor < math.inf:  # also refuses NaN
-            raise ValueError(f"factor must be a positive finite number, got {factor}")
+        check_real("factor", factor, 0, low_open=True)
         w, h = int(self.width // factor), int(self.height // factor)
         if w < 1 or h < 1:
             raise ValueError(f"factor {factor} leaves no pixel of {self.width}x{self.height} images ({w}x{h})")

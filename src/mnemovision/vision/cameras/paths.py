@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnemovision.vision.cameras.camera import invert_pose
+from mnemovision.vision.checks import check_int, check_real
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0)) -> np.ndarray:
@@ -50,12 +51,10 @@ def orbit(
     orthogonal to ``up``, evenly spaced in azimuth starting at ``start_deg`` (the circle is open:
     the last view does not repeat the first).
     """
-    if isinstance(n_views, bool) or not isinstance(n_views, (int, np.integer)) or n_views < 1:
-        raise ValueError(f"n_views must be an int >= 1, got {n_views!r}")
-    if not 0 < radius < np.inf:  # also refuses NaN
-        raise ValueError(f"radius must be a positive finite number, got {radius}")
-    if not (np.isfinite(elevation_deg) and np.isfinite(start_deg)):
-        raise ValueError(f"elevation_deg and start_deg must be finite, got {elevation_deg} and {start_deg}")
+    check_int("n_views", n_views, 1)
+    check_real("radius", radius, 0, low_open=True)
+    check_real("elevation_deg", elevation_deg)
+    check_real("start_deg", start_deg)
     center = np.asarray(center, dtype=np.float64)
     up = np.asarray(up, dtype=np.float64)
     if center.shape != (3,) or up.shape != (3,) or not (np.isfinite(center).all() and np.isfinite(up).all()) or not np.linalg.norm(up) > 0:

@@ -5,7 +5,6 @@ Frames are uint8 RGB ``[T, H, W, 3]``; float frames in [0, 1] are converted on w
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnemovision.vision.checks import check_int, check_real
 from mnemovision.vision.errors import FileFormatError
 from mnemovision.vision.io.image import to_uint8
 
@@ -36,10 +36,8 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"{path}: write_video writes .mp4 files")
-    if isinstance(fps, bool) or not 0 < fps < math.inf:  # also refuses NaN
-        raise ValueError(f"{path}: fps must be a positive finite number, got {fps!r}")
-    if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
-        raise ValueError(f"{path}: crf must be an int in 0..51, got {crf!r}")
+    check_real(f"{path}: fps", fps, 0, low_open=True)
+    check_int(f"{path}: crf", crf, 0, 51)
     count = 0
     with atomic_write(path, "wb") as handle:
         container = av.open(handle, mode="w", format="mp4")
