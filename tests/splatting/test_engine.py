@@ -58,6 +58,20 @@ def test_fit_overrides_are_checked():
         configure(100, 64, 64, {"lr_mean": 1.0})
 
 
+@pytest.mark.parametrize("override, message", [
+    ({"sh_every": 0}, "FitConfig.sh_every must be an int >= 1, got 0"),  # once a ZeroDivisionError at the first step
+    ({"density": {"refine_every": 0}}, "DensityConfig.refine_every must be an int >= 1, got 0"),  # likewise, at refine_start
+    ({"lambda_dssim": 1.5}, "FitConfig.lambda_dssim must be a number in \\[0, 1\\], got 1.5"),
+    ({"lr_means": float("nan")}, "FitConfig.lr_means must be a finite number >= 0, got nan"),
+    ({"max_sh_degree": 4}, "FitConfig.max_sh_degree must be an int in 0..3, got 4"),
+    ({"background": (1.0, 1.0)}, "FitConfig.background must be 3 values"),
+    ({"density": {"min_opacity": -0.1}}, "DensityConfig.min_opacity must be a number in \\[0, 1\\], got -0.1"),
+])
+def test_fit_values_out_of_range_are_named(override, message):
+    with pytest.raises(ValueError, match=message):
+        configure(100, 64, 64, override)
+
+
 def test_scene_config_refuses_a_negative_run_length_or_orbit(scene):
     with pytest.raises(ValueError, match="iterations must be an int >= 1, got 0"):
         scene_config(scene, iterations=0)

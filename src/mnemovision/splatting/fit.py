@@ -23,6 +23,7 @@ from mnemovision.splatting.data.scene import SceneData, View
 from mnemovision.splatting.gaussians.density import DensityConfig, DensityController
 from mnemovision.splatting.gaussians.model import GaussianModel
 from mnemovision.splatting.gaussians.ply import save_ply
+from mnemovision.vision.checks import check_int, check_real
 from mnemovision.vision.metrics import psnr, ssim
 
 
@@ -47,6 +48,21 @@ class FitConfig:
     lpips_weights: str | None = None  # local LPIPS linear-layer weights (.pth); LPIPS is scored when set
     lpips_backbone: str | None = None  # local AlexNet weights for LPIPS (torchvision layout)
     density: DensityConfig = field(default_factory=DensityConfig)
+
+    def __post_init__(self) -> None:
+        for name, low in (("iterations", 1), ("sh_every", 1), ("random_init_points", 1), ("eval_every", 1), ("seed", 0)):
+            check_int(f"FitConfig.{name}", getattr(self, name), low)
+        check_int("FitConfig.max_sh_degree", self.max_sh_degree, 0, 3)
+        for name in ("lr_means", "lr_means_final", "lr_sh_dc", "lr_sh_rest", "lr_opacity", "lr_scales", "lr_quats"):
+            check_real(f"FitConfig.{name}", getattr(self, name), 0)
+        check_real("FitConfig.lambda_dssim", self.lambda_dssim, 0, 1)
+        check_real("FitConfig.init_opacity", self.init_opacity, 0, 1, low_open=True, high_open=True)
+        if len(self.background) != 3:
+            raise ValueError(f"FitConfig.background must be 3 values (RGB), got {self.background!r}")
+        for value in self.background:
+            check_real("FitConfig.background", value, 0, 1)
+        if not isinstance(self.density, DensityConfig):
+            raise ValueError(f"FitConfig.density must be a DensityConfig, got {type(self.density).__name__}")
 
 
 def recipe(iterations: int, width: int, height: int) -> FitConfig:

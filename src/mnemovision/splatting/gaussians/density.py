@@ -17,6 +17,7 @@ import torch
 
 from mnemovision.splatting.gaussians.model import PARAM_NAMES, GaussianModel
 from mnemovision.kernels.gaussians.ref import quat_to_rotmat
+from mnemovision.vision.checks import check_int, check_real
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,16 @@ class DensityConfig:
     reset_every: int = 3000
     reset_opacity: float = 0.01
     max_gaussians: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name, low in (("refine_start", 0), ("refine_stop", 0), ("refine_every", 1), ("reset_every", 1), ("max_gaussians", 1)):
+            check_int(f"DensityConfig.{name}", getattr(self, name), low)
+        for name in ("grad_threshold", "max_screen_radius"):
+            check_real(f"DensityConfig.{name}", getattr(self, name), 0)
+        for name in ("percent_dense", "split_factor", "max_world_scale"):
+            check_real(f"DensityConfig.{name}", getattr(self, name), 0, low_open=True)
+        for name in ("min_opacity", "reset_opacity"):
+            check_real(f"DensityConfig.{name}", getattr(self, name), 0, 1)
 
 
 class DensityController:
