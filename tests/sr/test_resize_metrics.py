@@ -8,6 +8,23 @@ from mnemovision.sr.data import benchmark_pairs
 from mnemovision.vision.io import read_image
 from mnemovision.vision.resize import bicubic_lr, contributions, imresize
 
+def test_training_patches_benchmark_scale_and_further_pruning_refuse_bad_values(tmp_path):
+    from mnemovision.sr.api import pruned_further
+    from mnemovision.sr.data import SRPatches
+    from mnemovision.vision.io import write_image
+
+    with pytest.raises(ValueError, match="SRPatches.patch must be an int >= 1, got 0"):  # once empty patches
+        SRPatches(patch=0)
+    with pytest.raises(ValueError, match="SRPatches.length must be an int >= 1, got 0"):
+        SRPatches(length=0)
+    write_image(tmp_path / "HR" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "LR_bicubic" / "X0").mkdir(parents=True)
+    with pytest.raises(ValueError, match="scale must be an int >= 1, got 0"):
+        benchmark_pairs(tmp_path, 0)
+    with pytest.raises(ValueError, match="sparsity must be a number in \\[0, 1\\), got nan"):  # once a no-op named "pruned to nan%"
+        pruned_further(load_upscaler("shipped"), float("nan"))
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_downscaling_reproduces_the_set5_lr_files(shared_data, scale):

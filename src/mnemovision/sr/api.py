@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mnemovision.sr.data import as_rgb_uint8, benchmark_pairs, to_tensor, to_uint8
-from mnemovision.vision.checks import check_int
+from mnemovision.vision.checks import check_int, check_real
 from mnemovision.vision.metrics import image_psnr, image_ssim
 from mnemovision.vision.resize import imresize
 
@@ -84,6 +84,7 @@ def pruned_further(upscaler: Upscaler, sparsity: float) -> Upscaler:
 
     if upscaler.net is None:
         raise ValueError("bicubic has no weights to prune")
+    check_real("sparsity", sparsity, 0, 1, high_open=True)
     net = copy.deepcopy(upscaler.net)
     with torch.no_grad():
         for weight in prunable_weights(net).values():

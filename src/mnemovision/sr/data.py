@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mnemovision.vision.checks import check_int
 from mnemovision.vision.io import read_image
 from mnemovision.vision.photos import as_rgb_uint8, skimage_photos
 from mnemovision.vision.resize import bicubic_lr
@@ -69,7 +70,9 @@ class SRPatches(Dataset):
     """
 
     def __init__(self, scale: int = 2, patch: int = 24, length: int = 1000, images: str | None = None, lr_images: str | None = None, seed: int = 0) -> None:
-        self.scale, self.patch, self.length, self.seed = scale, patch, length, seed
+        for name, value in (("scale", scale), ("patch", patch), ("length", length)):
+            check_int(f"SRPatches.{name}", value, 1)
+        self.scale, self.patch, self.length, self.seed = scale, patch, length, check_int("SRPatches.seed", seed, 0)
         named = skimage_photos() if images is None else folder_images(images)
         self.pairs = []
         for name, hr in named:
@@ -110,6 +113,7 @@ def benchmark_pairs(folder: str | Path, scale: int) -> list[tuple[str, np.ndarra
     Raises:
         ValueError: an LR file whose size does not match its HR image at this scale.
     """
+    check_int("scale", scale, 1)
     folder = Path(folder)
     hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
     out = []
