@@ -26,6 +26,35 @@ def test_speed_range_spans_slow_and_fast_clips():
     assert not np.array_equal(fast[0], fast[-1])
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(size=0), "SyntheticClips.size must be an int >= 1, got 0"),  # once a ZeroDivisionError
+    (dict(frames=0), "SyntheticClips.frames must be an int >= 1, got 0"),  # once empty clips
+    (dict(objects=0), "SyntheticClips.objects must be an int >= 1, got 0"),
+    (dict(motion=(0.6, 0.1)), "low <= high"),  # once numpy's "high - low < 0"
+    (dict(motion=float("nan")), "SyntheticClips.motion must be a finite number >= 0, got nan"),
+])
+def test_clip_options_out_of_range_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        SyntheticClips(length=1, **options)
+
+
+def test_the_clip_loss_refuses_clips_it_cannot_learn_from():
+    import torch
+
+    from mnemovision.vos.losses import clip_loss
+    from mnemovision.vos.models import build_jointformer
+
+    net = build_jointformer("tiny")
+    with pytest.raises(ValueError, match="T >= 2 frames, K >= 1 objects and H, W multiples of 16 .the network's stride., got T=1, K=1, 32x32"):
+        clip_loss(net, torch.zeros(1, 1, 3, 32, 32), torch.zeros(1, 1, 1, 32, 32), 1.0)  # once a loss without gradient
+    with pytest.raises(ValueError, match="got T=2, K=1, 40x32"):
+        clip_loss(net, torch.zeros(1, 2, 3, 40, 32), torch.zeros(1, 2, 1, 40, 32), 1.0)
+    with pytest.raises(ValueError, match="frames .B, T, 3, H, W. and masks .B, T, K, H, W., got .1, 2, 3, 32, 32. and .1, 3, 1, 32, 32."):
+        clip_loss(net, torch.zeros(1, 2, 3, 32, 32), torch.zeros(1, 3, 1, 32, 32), 1.0)
+    loss = clip_loss(net, torch.zeros(1, 2, 3, 32, 32), torch.zeros(1, 2, 1, 32, 32), 1.0)
+    assert loss["loss_ce"].requires_grad
+
+
 def write_bright_box_video(root, name="box", frames=6, size=(80, 140)):
     """A DAVIS-format video: a white box on black, left of centre, drifting right a pixel a frame."""
     from PIL import Image

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mnemovision.vision.checks import check_int, check_real
+
 # The shared DAVIS-2016 sequences split for stage-2 training and held-out evaluation (bench/vos.py).
 DAVIS16_TRAIN = ("bmx-trees", "breakdance", "camel", "car-roundabout", "cows")
 DAVIS16_HELD_OUT = ("blackswan", "car-shadow", "dance-twirl", "dog", "goat")
@@ -39,6 +41,17 @@ def denormalise(inputs: torch.Tensor) -> np.ndarray:
 def pair(size: int | tuple[int, int]) -> tuple[int, int]:
     """``size`` as (height, width): an int means a square."""
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _check_clip_options(owner: str, length, size, frames, objects, seed) -> None:
+    """ValueError naming the first option of a clip dataset out of range (sizes: an int or (H, W))."""
+    for name, value, low in (("length", length, 1), ("frames", frames, 1), ("objects", objects, 1), ("seed", seed, 0)):
+        check_int(f"{owner}.{name}", value, low)
+    sides = size if isinstance(size, (tuple, list)) else (size,)
+    if len(sides) not in (1, 2):
+        raise ValueError(f"{owner}.size must be an int or (H, W), got {size!r}")
+    for side in sides:
+        check_int(f"{owner}.size", side, 1)
 
 
 def blob_mask(rng: np.random.Generator, size: int | tuple[int, int]) -> np.ndarray:
@@ -117,6 +130,11 @@ class SyntheticClips(Dataset):
     def __init__(self, length: int = 1000, size: int = 96, frames: int = 3, objects: int = 2, photos: tuple[str, ...] | None = None, motion: float | tuple[float, float] = 1.0, seed: int = 0) -> None:
         from mnemovision.vision.photos import SKIMAGE_PHOTOS, skimage_photos
 
+        _check_clip_options("SyntheticClips", length, size, frames, objects, seed)
+        for step in (motion if isinstance(motion, (tuple, list)) else (motion,)):
+            check_real("SyntheticClips.motion", step, 0)
+        if isinstance(motion, (tuple, list)) and (len(motion) != 2 or motion[0] > motion[1]):
+            raise ValueError(f"SyntheticClips.motion must be a number or (low, high) with low <= high, got {motion!r}")
         self.length, self.size, self.frames, self.objects, self.motion, self.seed = length, size, frames, objects, motion, seed
         self.photos = [img for _, img in skimage_photos(photos or SKIMAGE_PHOTOS)]
         self.metainfo = {"size": size, "frames": frames, "objects": objects}
@@ -163,6 +181,9 @@ class VideoClips(Dataset):
             root = shared_data_path("vos", "davis2016")
             if root is None:
                 raise FileNotFoundError("VideoClips: no root given and vos/davis2016 not found in the shared data (set $MNEMOVISION_DATA)")
+        _check_clip_options("VideoClips", length, size, frames, objects, seed)
+        check_int("VideoClips.max_jump", max_jump, 1)
+        check_real("VideoClips.min_crop", min_crop, 0, 1, low_open=True)
         self.sequences = [davis_sequence(root, name) for name in (sequences or list_sequences(root))]
         self.length, self.size, self.frames, self.objects, self.max_jump, self.seed = length, size, frames, objects, max_jump, seed
         self.min_crop = min_crop

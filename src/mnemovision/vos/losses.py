@@ -31,8 +31,17 @@ def dice_loss(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def clip_pass(net, frames: torch.Tensor, masks: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Run a ``JointFormer`` through a clip: frames [B, T, 3, H, W] (H, W multiples of 16), masks
     [B, T, K, H, W] (only frame 0's are read). Returns the aggregated probabilities [B, K+1, H, W] of
-    frames 1..T-1 and the final compressed tokens [B*K, 1, d]."""
+    frames 1..T-1 and the final compressed tokens [B*K, 1, d].
+
+    Raises:
+        ValueError: shapes other than these, fewer than 2 frames or no object (nothing to learn
+            from), or a size that is not a multiple of 16.
+    """
+    if frames.ndim != 5 or masks.ndim != 5 or frames.shape[2] != 3 or frames.shape[:2] != masks.shape[:2] or frames.shape[3:] != masks.shape[3:]:
+        raise ValueError(f"clips must be frames [B, T, 3, H, W] and masks [B, T, K, H, W], got {list(frames.shape)} and {list(masks.shape)}")
     b, t_len, k_len, h, w = masks.shape
+    if t_len < 2 or k_len < 1 or h % 16 or w % 16 or not h * w:
+        raise ValueError(f"clips need T >= 2 frames, K >= 1 objects and H, W multiples of 16 (the network's stride), got T={t_len}, K={k_len}, {h}x{w}")
     rep = lambda x: x.repeat_interleave(k_len, dim=0)  # noqa: E731  [B, ...] -> [B*K, ...]
 
     def memory_masks(per_object: torch.Tensor) -> torch.Tensor:  # [B, K, H, W] -> [B*K, 2, H, W]
