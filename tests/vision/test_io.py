@@ -187,6 +187,33 @@ def test_palette_mask_round_trip(tmp_path):
     np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), mask)
 
 
+@pytest.mark.parametrize("mask, message", [
+    (np.full((3, 4), 1.5), "whole-number ids in 0..255, got dtype float64 with values from 1.5 to 1.5"),  # once truncated to 1
+    (np.full((3, 4), -1), "values from -1 to -1"),
+    (np.zeros((3, 4, 3), np.uint8), "mask must be \\[H, W\\] ids, got shape \\[3, 4, 3\\]"),
+])
+def test_mask_writers_refuse_values_that_are_not_ids(tmp_path, mask, message):
+    with pytest.raises(ValueError, match=message):
+        write_mask(tmp_path / "m.png", mask)
+    with pytest.raises(ValueError, match=message):
+        overlay_mask(np.zeros((3, 4, 3), np.uint8), mask)
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_writers_refuse_what_they_would_silently_change(tmp_path):
+    with pytest.raises(ValueError, match="m.jpg: write_mask writes palette PNGs"):  # once a PNG named .jpg
+        write_mask(tmp_path / "m.jpg", np.zeros((3, 4), np.uint8))
+    with pytest.raises(ValueError, match="image holds NaN in 12 of 36 values"):  # once written as black
+        write_image(tmp_path / "n.png", np.where(np.arange(36).reshape(3, 4, 3) % 3 == 0, np.nan, 0.5))
+    with pytest.raises(ValueError, match="r.jpg: JPEG has no alpha channel"):  # once Pillow's OSError, no file named
+        write_image(tmp_path / "r.jpg", np.zeros((3, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="image must be \\[H, W, 3\\] uint8, got shape \\[3, 4, 3\\] dtype float64"):  # once [0, 1] floats read as 0..255
+        overlay_mask(np.full((3, 4, 3), 0.5), np.ones((3, 4), np.uint8))
+    with pytest.raises(ValueError, match="alpha must be a number in \\[0, 1\\], got 2.0"):
+        overlay_mask(np.zeros((3, 4, 3), np.uint8), np.ones((3, 4), np.uint8), alpha=2.0)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_binary_and_rgb_masks(tmp_path):
     from PIL import Image
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mnemovision.vision.checks import is_int
+from mnemovision.vision.io import mask_ids
 
 
 class VOSModel(Protocol):
@@ -74,12 +75,7 @@ class VOSSession:
         """Give the masks of ``object_ids`` (default: every nonzero id in ``mask``) at ``frame_index``
         (the frame ``step`` processes next, or a later one). Known ids are corrected there; new ids
         join the video from that frame on."""
-        mask = np.asarray(mask)
-        if mask.ndim != 2:
-            raise ValueError(f"mask must be [H, W] ids, got shape {list(mask.shape)}")
-        if mask.dtype != bool and (mask.dtype.kind not in "uif" or (mask.size and not (np.all(mask == np.round(mask)) and 0 <= mask.min() and mask.max() <= 255))):
-            low, high = (mask.min(), mask.max()) if mask.size and mask.dtype.kind in "uif" else (None, None)
-            raise ValueError(f"mask must hold whole-number ids in 0..255, got dtype {mask.dtype} with values from {low} to {high}")
+        mask = mask_ids(mask)
         if not is_int(frame_index):
             raise ValueError(f"frame_index must be an int, got {frame_index!r}")
         if frame_index < self.next_index:
@@ -89,7 +85,7 @@ class VOSSession:
         ids = sorted(int(i) for i in np.unique(mask) if i != 0) if object_ids is None else [int(i) for i in object_ids]
         if any(not 0 < i < 255 for i in ids):
             raise ValueError(f"object ids must be in 1..254, got {ids}")
-        self.pending.setdefault(frame_index, []).append((mask.astype(np.uint8), ids))
+        self.pending.setdefault(frame_index, []).append((mask, ids))
 
     def remove_object(self, object_id: int) -> None:
         if object_id not in self.object_ids:

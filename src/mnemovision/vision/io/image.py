@@ -25,12 +25,14 @@ def to_float(image: np.ndarray) -> np.ndarray:
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """float [0, 1] -> uint8 by clipping and rounding half to even (``(x * 255).round()``, as BasicSR's
-    ``tensor2img``). uint8 input is returned unchanged."""
+    ``tensor2img``). uint8 input is returned unchanged; NaN is refused (it would be written as black)."""
     image = np.asarray(image)
     if image.dtype == np.uint8:
         return image
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"image must be uint8 or float, got dtype {image.dtype}")
+    if np.isnan(image).any():
+        raise ValueError(f"image holds NaN in {int(np.isnan(image).sum())} of {image.size} values")
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -111,6 +113,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unsupported image suffix {path.suffix!r} (png, jpg, jpeg, webp, bmp)")
+    if fmt in ("JPEG", "BMP") and array.ndim == 3 and array.shape[-1] == 4:
+        raise ValueError(f"{path}: {fmt} has no alpha channel; write RGBA as .png or .webp, or drop the alpha")
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     with atomic_write(path, "wb") as handle:
         Image.fromarray(array).save(handle, format=fmt, **kwargs)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnemovision.vision.checks import check_real
 from mnemovision.vision.errors import FileFormatError
 
 
@@ -80,17 +81,31 @@ def _rgb_to_indices(path: Path, rgb: np.ndarray) -> np.ndarray:
     return np.array([lookup[int(u)] for u in unique], dtype=np.uint8)[inverse].reshape(rgb.shape[:2])
 
 
+def mask_ids(mask) -> np.ndarray:
+    """``mask`` as [H, W] uint8 object ids (bool, integer or whole-valued float input).
+
+    Raises:
+        ValueError: not [H, W], or values that are not whole numbers in 0..255 (which a cast to
+            uint8 would truncate or wrap into other ids).
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be [H, W] ids, got shape {list(mask.shape)}")
+    if mask.dtype != bool and (mask.dtype.kind not in "uif" or (mask.size and not (np.all(mask == np.round(mask)) and 0 <= mask.min() and mask.max() <= 255))):
+        low, high = (mask.min(), mask.max()) if mask.size and mask.dtype.kind in "uif" else (None, None)
+        raise ValueError(f"mask must hold whole-number ids in 0..255, got dtype {mask.dtype} with values from {low} to {high}")
+    return mask.astype(np.uint8)
+
+
 def write_mask(path: str | os.PathLike, mask: np.ndarray, palette: np.ndarray | None = None) -> None:
     """Write [H, W] integer object indices (0..255) as an indexed-palette PNG, atomically."""
     from PIL import Image
 
     from mnemovision.vision.checkpoints import atomic_write
 
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be [H, W], got {mask.shape}")
-    if mask.size and (mask.min() < 0 or mask.max() > 255):
-        raise ValueError(f"mask values must be in 0..255, got {mask.min()}..{mask.max()}")
+    if Path(path).suffix.lower() != ".png":
+        raise ValueError(f"{path}: write_mask writes palette PNGs (.png); a lossy format would change the ids")
+    mask = mask_ids(mask)
     img = Image.fromarray(mask.astype(np.uint8), mode="P")
     img.putpalette((davis_palette() if palette is None else np.asarray(palette, dtype=np.uint8)).reshape(-1).tolist())
     with atomic_write(path, "wb") as handle:
@@ -99,8 +114,12 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, palette: np.ndarray | 
 
 def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend palette colours of ``mask`` [H, W] onto ``image`` [H, W, 3] uint8 (background untouched)."""
+    image, mask = np.asarray(image), mask_ids(mask)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image must be [H, W, 3] uint8, got shape {list(image.shape)} dtype {image.dtype}")
     if image.shape[:2] != mask.shape:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} sizes differ")
+    check_real("alpha", alpha, 0, 1)
     colours = davis_palette()[mask].astype(np.float32)
     out = image.astype(np.float32)
     fg = mask > 0
