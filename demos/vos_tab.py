@@ -42,20 +42,24 @@ def load_frames(video: str | None, use_bundled: bool) -> np.ndarray:
 
 
 def painted_mask(editor: dict | None, shape: tuple[int, int]) -> np.ndarray:
-    """The brush strokes of an ImageEditor value as a [H, W] bool mask of the frame's size."""
-    if not editor or not editor.get("layers"):
-        return np.zeros(shape, bool)
-    layer = np.asarray(editor["layers"][0])
-    if layer.ndim == 3 and layer.shape[-1] == 4:
-        strokes = layer[..., 3] > 0  # painted pixels are opaque on a transparent layer
-    elif layer.ndim == 3:
-        strokes = layer.any(-1)
-    else:
-        strokes = layer > 0
-    if strokes.shape != shape:
-        import cv2
+    """The brush strokes of an ImageEditor value (every layer it holds; a missing layer is empty) as a
+    [H, W] bool mask of the frame's size."""
+    strokes = np.zeros(shape, bool)
+    for layer in (editor or {}).get("layers") or []:
+        if layer is None:
+            continue
+        layer = np.asarray(layer)
+        if layer.ndim == 3 and layer.shape[-1] == 4:
+            painted = layer[..., 3] > 0  # painted pixels are opaque on a transparent layer
+        elif layer.ndim == 3:
+            painted = layer.any(-1)
+        else:
+            painted = layer > 0
+        if painted.shape != shape:
+            import cv2
 
-        strokes = cv2.resize(strokes.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+            painted = cv2.resize(painted.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+        strokes |= painted
     return strokes
 
 
