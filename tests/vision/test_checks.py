@@ -32,3 +32,8 @@ def test_check_real_bounds_open_and_closed_and_never_nan(kwargs, good, bad, mess
     for value in bad:
         with pytest.raises(ValueError, match=f"x must be {message}, got"):
             check_real("x", value, **kwargs)
+
+
+def test_check_real_refuses_an_int_too_large_for_a_float_by_name():
+    with pytest.raises(ValueError, match="fps must be a positive finite number, got 1000000"):  # once OverflowError
+        check_real("fps", 10**400, 0, low_open=True)

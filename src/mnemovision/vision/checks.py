@@ -27,10 +27,14 @@ def check_real(name: str, value, low: float = -math.inf, high: float = math.inf,
     """``value`` as a float; ValueError naming ``name`` unless it is a finite real number (not a
     bool) between ``low`` and ``high``, each bound excluded when ``*_open``. NaN never passes."""
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    above = real and (value > low if low_open else value >= low)
-    below = real and (value < high if high_open else value <= high)
-    if not (above and below and math.isfinite(value)):
-        raise ValueError(f"{name} must be {_describe(low, high, low_open, high_open)}, got {value!r}")
+    try:
+        finite = real and math.isfinite(value)
+    except OverflowError:  # an int with more digits than a float holds
+        finite = False
+    above = finite and (value > low if low_open else value >= low)
+    below = finite and (value < high if high_open else value <= high)
+    if not (above and below):
+        raise ValueError(f"{name} must be {_describe(low, high, low_open, high_open)}, got {value!r:.80}")
     return float(value)
 
 
