@@ -203,8 +203,12 @@ def test_mask_writers_refuse_values_that_are_not_ids(tmp_path, mask, message):
 def test_writers_refuse_what_they_would_silently_change(tmp_path):
     with pytest.raises(ValueError, match="m.jpg: write_mask writes palette PNGs"):  # once a PNG named .jpg
         write_mask(tmp_path / "m.jpg", np.zeros((3, 4), np.uint8))
-    with pytest.raises(ValueError, match="image holds NaN in 12 of 36 values"):  # once written as black
+    with pytest.raises(ValueError, match="n.png: image holds NaN in 12 of 36 values"):  # once written as black
         write_image(tmp_path / "n.png", np.where(np.arange(36).reshape(3, 4, 3) % 3 == 0, np.nan, 0.5))
+    with pytest.raises(ValueError, match="e.png: image is empty, shape \\[0, 4, 3\\]"):  # once Pillow's message, no file named
+        write_image(tmp_path / "e.png", np.zeros((0, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="s.png: image must be \\[H, W\\], \\[H, W, 3\\] or \\[H, W, 4\\], got \\[4, 4, 2\\]"):
+        write_image(tmp_path / "s.png", np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(ValueError, match="r.jpg: JPEG has no alpha channel"):  # once Pillow's OSError, no file named
         write_image(tmp_path / "r.jpg", np.zeros((3, 4, 4), np.uint8))
     with pytest.raises(ValueError, match="image must be \\[H, W, 3\\] uint8, got shape \\[3, 4, 3\\] dtype float64"):  # once [0, 1] floats read as 0..255

@@ -99,17 +99,26 @@ def _gray_to_eight_bits(path: Path, img):
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
-    """Write ``[H, W]``, ``[H, W, 3]`` or ``[H, W, 4]`` uint8 (or float [0, 1]) to PNG/JPEG, atomically."""
+    """Write ``[H, W]``, ``[H, W, 3]`` or ``[H, W, 4]`` uint8 (or float [0, 1]) to PNG/JPEG, atomically.
+
+    Raises:
+        ValueError: ``<path>: ...`` for a shape, dtype, NaN, suffix or alpha the file cannot hold.
+    """
     from PIL import Image
 
     from mnemovision.vision.checkpoints import atomic_write
 
-    array = to_uint8(np.asarray(image))
+    path = Path(path)
+    try:
+        array = to_uint8(np.asarray(image))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-        raise ValueError(f"image must be [H, W], [H, W, 3] or [H, W, 4], got {array.shape}")
-    path = Path(path)
+        raise ValueError(f"{path}: image must be [H, W], [H, W, 3] or [H, W, 4], got {list(array.shape)}")
+    if array.size == 0:
+        raise ValueError(f"{path}: image is empty, shape {list(array.shape)}")
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unsupported image suffix {path.suffix!r} (png, jpg, jpeg, webp, bmp)")
