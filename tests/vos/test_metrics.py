@@ -61,3 +61,36 @@ def test_protocol_drops_first_and_last_frames_and_pads_objects():
     assert np.array_equal(evaluate_sequence("s", gt, only_one)[1].j, [0, 0, 0])
     with pytest.raises(ValueError, match="object id 3"):
         evaluate_sequence("s", gt, np.full_like(gt, 3))
+
+
+def test_a_radius_past_the_diagonal_is_cut_there_with_the_same_f():
+    import cv2
+
+    gt, pred = square(h=20, w=20, y=2, x=2, size=5), square(h=20, w=20, y=12, x=12, size=5)
+    assert boundary_radius((20, 20), 1e9) == 29.0  # ceil(hypot(20, 20)); once a 2e9-wide disk (out of memory)
+    wide = disk(60)  # any radius past the diagonal dilates a boundary over the whole image
+    assert cv2.dilate(seg2bmap(gt).astype(np.uint8), wide).all()
+    assert f_measure(pred, gt, bound_th=1e9) == f_measure(pred, gt, bound_th=60) == 1.0
+    assert f_measure(pred, gt, bound_th=3) == 0.0
+    for bad in (-1.0, float("nan"), float("inf")):  # once a negative disk or "cannot convert float NaN"
+        with pytest.raises(ValueError, match="bound_th must be a finite number >= 0"):
+            boundary_radius((20, 20), bad)
+
+
+@pytest.mark.parametrize(
+    "gt_dtype, pred, message",
+    [
+        (np.uint8, lambda m: m.astype(np.float32) + 0.5, "s: prediction mask must hold whole-number ids in 0..255, got dtype float32"),
+        (np.uint8, lambda m: m.astype(np.int64) - 1, "s: prediction mask must hold whole-number ids .* from -1 to 0"),
+        (np.int16, lambda m: m, "s: ground-truth mask must hold whole-number ids .* from 0 to 300"),
+        (np.uint8, lambda m: m[0], "s: prediction masks must be \\[T, H, W\\] ids, got shape \\[20, 20\\]"),
+    ],
+)
+def test_masks_that_are_not_ids_are_refused_by_sequence_and_role(gt_dtype, pred, message):
+    """Once scored silently: fractional or negative ids matched no object (J = 0), 300 became 300 objects."""
+    gt = np.zeros((4, 20, 20), gt_dtype)
+    gt[:, 5:10, 5:10] = 300 if gt_dtype == np.int16 else 1
+    with pytest.raises(ValueError, match=message):
+        evaluate_sequence("s", gt, pred(np.where(gt > 0, 1, 0).astype(np.uint8)))
+    ids = np.where(gt > 0, 1, 0)
+    assert np.array_equal(evaluate_sequence("s", ids.astype(float), ids.astype(bool))[0].j, [1, 1])  # whole floats and bools are ids

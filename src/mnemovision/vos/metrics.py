@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnemovision.vision.io import read_mask
+from mnemovision.vision.checks import check_real
+from mnemovision.vision.io import mask_ids, read_mask
 from mnemovision.vos.data import read_masks
 
 BOUND_TH = 0.008
@@ -60,8 +61,18 @@ def disk(radius: float) -> np.ndarray:
 
 
 def boundary_radius(shape: tuple[int, int], bound_th: float = BOUND_TH) -> float:
-    """Dilation radius in pixels: ``bound_th`` itself when >= 1, else ceil(bound_th * diagonal)."""
-    return bound_th if bound_th >= 1 else float(math.ceil(bound_th * math.hypot(*shape)))
+    """Dilation radius in pixels: ``bound_th`` itself when >= 1, else ceil(bound_th * diagonal).
+
+    A radius past the image diagonal dilates any boundary over the whole image, so it is cut there
+    (the same F, without a disk as large as the radius).
+
+    Raises:
+        ValueError: ``bound_th`` negative, NaN or infinite.
+    """
+    bound_th = check_real("bound_th", bound_th, 0)
+    diagonal = math.hypot(*shape)
+    radius = bound_th if bound_th >= 1 else float(math.ceil(bound_th * diagonal))
+    return min(radius, float(math.ceil(diagonal)))
 
 
 def f_measure(segmentation: np.ndarray, annotation: np.ndarray, bound_th: float = BOUND_TH) -> float:
@@ -125,13 +136,26 @@ def one_hot(masks: np.ndarray, n_objects: int) -> np.ndarray:
     return np.arange(1, n_objects + 1)[:, None, None, None] == masks[None]
 
 
+def _index_masks(name: str, role: str, masks) -> np.ndarray:
+    """``masks`` as [T, H, W] uint8 ids; ValueError naming the sequence and role otherwise."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"{name}: {role} masks must be [T, H, W] ids, got shape {list(masks.shape)}")
+    try:
+        return np.stack([mask_ids(frame) for frame in masks]) if len(masks) else masks.astype(np.uint8)
+    except ValueError as err:
+        raise ValueError(f"{name}: {role} {err}") from None
+
+
 def evaluate_sequence(name: str, gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> list[ObjectScore]:
     """Scores of every object of one sequence; ``gt`` and ``pred`` are [T, H, W] uint8 index masks.
 
     Raises:
-        ValueError: shapes differ, fewer than 3 frames, or the prediction has more objects than the
-            first ground-truth frame.
+        ValueError: masks not [T, H, W] whole-number ids in 0..255 (fractional or negative ids would
+            silently match no object), shapes differ, fewer than 3 frames, or the prediction has more
+            objects than the first ground-truth frame.
     """
+    gt, pred = _index_masks(name, "ground-truth", gt), _index_masks(name, "prediction", pred)
     if gt.shape != pred.shape:
         raise ValueError(f"{name}: prediction masks {list(pred.shape)} and ground truth {list(gt.shape)} differ in shape")
     if gt.shape[0] < 3:
