@@ -18,11 +18,13 @@ def image_report(pred: np.ndarray | None, target: np.ndarray | None, crop_border
     """Markdown table of the image metrics and the path of an error-map PNG."""
     if pred is None or target is None:
         return "Upload a prediction and a reference image.", None
+    if crop_border is None:
+        return "Enter a crop border (0 or more pixels).", None
     pred, target = _rgb(pred), _rgb(target)
     if pred.shape != target.shape:
         return f"**Sizes differ**: prediction {pred.shape[1]}x{pred.shape[0]}, reference {target.shape[1]}x{target.shape[0]}.", None
     try:
-        metrics = compare_images(pred, target, crop_border=int(crop_border))
+        metrics = compare_images(pred, target, crop_border=_whole(crop_border))
     except ValueError as err:
         return f"**Error**: {err}", None
     workdir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,12 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
     return image[..., :3].astype(np.uint8)
+
+
+def _whole(value):
+    """A Gradio number as an int when it is a whole float (the field sends 2.0); anything else as it came,
+    for the metric's own check to refuse by name."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _fmt(value: float) -> str:

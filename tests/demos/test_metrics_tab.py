@@ -27,6 +27,13 @@ def test_image_report_explains_bad_input(tmp_path):
     assert "Upload" in text
     text, _ = metrics_tab.image_report(photo(), photo(), 500, tmp_path)
     assert "crop_border=500" in text
+    text, _ = metrics_tab.image_report(photo(), photo(), None, tmp_path)  # a cleared number field; once a TypeError
+    assert text == "Enter a crop border (0 or more pixels)."
+    for crop in (2.5, float("inf")):  # once truncated to 2, and an OverflowError
+        text, error_map = metrics_tab.image_report(photo(), photo(), crop, tmp_path)
+        assert text == f"**Error**: crop_border must be an int >= 0, got {crop!r}" and error_map is None
+    text, _ = metrics_tab.image_report(photo(), photo()[::-1], 2.0, tmp_path)  # the field sends whole floats
+    assert f"| psnr | {image_psnr(photo(), photo()[::-1], crop_border=2):.4f} |" in text
 
 
 def test_video_report_curve(tmp_path):

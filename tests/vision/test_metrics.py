@@ -60,6 +60,15 @@ def test_image_metrics_round_float_inputs_to_uint8_first():
         image_ssim(img, nan)
 
 
+@pytest.mark.parametrize("crop", [2.5, True, -1, None])
+def test_crop_border_must_be_an_int_of_zero_or_more(crop):
+    """Once a TypeError from slicing (2.5, None), a crop of 1 (True), or "-1 leaves nothing" of a large image."""
+    img = photo()
+    with pytest.raises(ValueError, match=f"crop_border must be an int >= 0, got {crop!r}"):
+        image_psnr(img, img, crop_border=crop)
+    assert image_psnr(img[1:-1, 1:-1], img[::-1][1:-1, 1:-1]) == image_psnr(img, img[::-1], crop_border=np.int64(1))
+
+
 def test_image_ssim_matches_skimage_gaussian_ssim():
     from skimage.metrics import structural_similarity
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mnemovision.vision.checks import check_int
+
 _Y_WEIGHTS_RGB = (65.481, 128.553, 24.966)
 
 
@@ -124,7 +126,8 @@ def _prepare(pred: np.ndarray, target: np.ndarray, crop_border: int, y_channel: 
         a, b = a[..., None], b[..., None]
     if a.ndim != 3:
         raise ValueError(f"images must be [H, W] or [H, W, C], got {a.shape}")
-    if crop_border < 0 or 2 * crop_border >= min(a.shape[:2]):
+    crop_border = check_int("crop_border", crop_border, 0)
+    if 2 * crop_border >= min(a.shape[:2]):
         raise ValueError(f"crop_border={crop_border} leaves nothing of a {a.shape[0]}x{a.shape[1]} image")
     if crop_border:
         a = a[crop_border:-crop_border, crop_border:-crop_border]
