@@ -94,3 +94,18 @@ def test_masks_that_are_not_ids_are_refused_by_sequence_and_role(gt_dtype, pred,
         evaluate_sequence("s", gt, pred(np.where(gt > 0, 1, 0).astype(np.uint8)))
     ids = np.where(gt > 0, 1, 0)
     assert np.array_equal(evaluate_sequence("s", ids.astype(float), ids.astype(bool))[0].j, [1, 1])  # whole floats and bools are ids
+
+
+def test_folders_score_and_name_what_is_missing(tmp_path):
+    from mnemovision.vision.io import write_mask
+    from mnemovision.vos.metrics import evaluate_folders
+
+    for folder in ("gt", "pred"):
+        (tmp_path / folder / "seq").mkdir(parents=True)
+        for t in range(4):
+            write_mask(tmp_path / folder / "seq" / f"{t:05d}.png", square(20, 24, 5, 5, 6).astype(np.uint8))
+    assert evaluate_folders(tmp_path / "pred", tmp_path / "gt")["JF"] == 1.0
+    with pytest.raises(FileNotFoundError, match="nogt: ground-truth folder not found"):  # once a bare [Errno 2]
+        evaluate_folders(tmp_path / "pred", tmp_path / "nogt")
+    with pytest.raises(FileNotFoundError, match="nopred: prediction folder not found"):
+        evaluate_folders(tmp_path / "nopred", tmp_path / "gt")

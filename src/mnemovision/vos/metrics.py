@@ -197,8 +197,12 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, sequences: list[s
     ``Annotations/``, or a folder of ``<seq>/`` mask folders) for every sequence (or ``sequences``).
 
     Raises:
-        FileNotFoundError: a sequence or a predicted mask missing (named).
+        FileNotFoundError: either folder, a sequence or a predicted mask missing (named).
     """
+    if not Path(gt_dir).is_dir():
+        raise FileNotFoundError(f"{gt_dir}: ground-truth folder not found")
+    if not Path(pred_dir).is_dir():
+        raise FileNotFoundError(f"{pred_dir}: prediction folder not found")
     gt_root = Path(gt_dir) / "Annotations" if (Path(gt_dir) / "Annotations").is_dir() else Path(gt_dir)
     if (gt_root / "480p").is_dir():
         gt_root = gt_root / "480p"
