@@ -7,6 +7,7 @@ Markers (declared in pyproject.toml, run with --strict-markers): ``gpu`` skips w
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -43,13 +44,11 @@ def _device_calls_without_repatching() -> None:
     if not all(hasattr(interpreter, name) for name in ("GridExecutor", "InterpretedFunction", "_patch_lang", "_LangPatchScope")):
         return
     launch, device_call, patch_lang = interpreter.GridExecutor.__call__, interpreter.InterpretedFunction.__call__, interpreter._patch_lang
-    launches: list[set[int]] = []  # the language modules patched by each running launch
-    seen: dict[int, set[int]] = {}
+    launches: list[frozenset[int]] = []  # the language modules patched by each running launch
 
-    def languages(fn) -> set[int]:
-        if id(fn) not in seen:
-            seen[id(fn)] = {id(value) for value in getattr(fn, "__globals__", {}).values() if value is tl or value is tl.core}
-        return seen[id(fn)]
+    @functools.cache
+    def languages(fn) -> frozenset[int]:
+        return frozenset(id(value) for value in getattr(fn, "__globals__", {}).values() if value is tl or value is tl.core)
 
     def counted_launch(self, *args, **kwargs):
         launches.append(languages(self.fn))
