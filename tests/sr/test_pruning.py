@@ -25,6 +25,27 @@ def test_selections():
         smallest_n_of_m(w, 1, 3, name="conv.weight")
 
 
+def test_selection_edges():
+    """Ties go by position, every layer keeps some weights, filters rank by L1 and only exact zeros count."""
+    ties = torch.full((1000,), -0.5)
+    assert smallest_fraction(ties, 0.3).nonzero().flatten().tolist() == list(range(300))
+    assert smallest_n_of_m(torch.full((2, 100), 2.0), 3, 100).nonzero()[:, 1].tolist() == [0, 1, 2] * 2
+    filters = smallest_filters(torch.ones(200, 3), 0.5)[:, 0]
+    assert filters.nonzero().flatten().tolist() == list(range(100))
+    assert int(smallest_fraction(torch.randn(1000), 0.999).sum()) == 995  # ceil(999) capped at floor(0.995 n)
+    assert int(smallest_filters(torch.randn(4, 3), 0.99)[:, 0].sum()) == 3  # one filter always stays
+    l1 = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 0.0, 0.0, 0.0]])  # L1 4 and 3 (L2 2 and 3)
+    assert smallest_filters(l1, 0.5)[:, 0].tolist() == [False, True]
+    with pytest.raises(ValueError, match="alpha must be in"):
+        soft_shrink({"w": torch.ones(4)}, 0.5, 1.0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.ReLU(), torch.nn.Linear(2, 3))
+    assert list(prunable_weights(net)) == ["0.weight", "2.weight"]
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[2].weight.fill_(1e-6)  # tiny is not zero
+    assert sparsity_of(net) == pytest.approx(2 / 8)
+
+
 def test_smallest_filters_counts():
     w = torch.randn(10, 4, 3, 3)
     rows = smallest_filters(w, 0.9)
