@@ -141,6 +141,43 @@ def test_permanent_entries_stay():
         MemoryBank(policy="random")
 
 
+def test_memory_bank_usage_is_a_mean_per_read_and_ties_evict_the_oldest():
+    """An entry's score is the mean usage of its slots per read since it was added, so a new entry with
+    one good read outranks an old one with many weak reads; equal scores evict the older frame."""
+    bank = MemoryBank(capacity=3, policy="usage")
+    bank.add(0, {"keys": torch.zeros(1, 2)})
+    bank.add(1, {"keys": torch.zeros(4, 2)})  # four slots: its mean, not its sum, counts
+    for _ in range(3):
+        bank.record_usage(torch.tensor([0.0, 0.3, 0.3, 0.3, 0.3]))
+    bank.add(2, {"keys": torch.zeros(1, 2)})
+    bank.record_usage(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.5]))  # frame 1: 0.9 over 4 reads; frame 2: 0.5 over 1
+    assert [(e.usage, e.reads) for e in bank.entries] == [(0.0, 4), (pytest.approx(0.9), 4), (0.5, 1)]
+    bank.add(3, {"keys": torch.zeros(1, 2)})  # frame 0 is kept (first); frame 1 scores 0.225 < 0.5
+    assert [e.frame_index for e in bank.entries] == [0, 2, 3]
+    bank.add(4, {"keys": torch.zeros(1, 2)})  # frames 2 (0.5) and 3 (never read: 0) -> 3 goes
+    assert [e.frame_index for e in bank.entries] == [0, 2, 4]
+    bank.record_usage(torch.tensor([0.0, 0.0, 0.0]))
+    bank.add(5, {"keys": torch.zeros(1, 2)})  # frame 2 at 0.25, frame 4 at 0
+    tie = MemoryBank(capacity=3, policy="usage")
+    for t in (0, 7, 3):
+        tie.add(t, {"keys": torch.zeros(1, 2)})
+    tie.add(9, {"keys": torch.zeros(1, 2)})  # frames 7 and 3 both unread: the older frame (3) goes
+    assert [e.frame_index for e in bank.entries] == [0, 2, 5] and [e.frame_index for e in tie.entries] == [0, 7, 9]
+    with pytest.raises(ValueError, match=r"usage must be \[M\] with M = 3 slots of 'keys' in the bank, got \[4\]"):
+        bank.record_usage(torch.zeros(4))
+    with pytest.raises(ValueError, match="capacity must be an int >= 1, got 0"):
+        MemoryBank(capacity=0)
+    bank.clear()
+    assert len(bank) == 0 and bank.evicted == 0
+
+
+def test_when_every_entry_is_permanent_the_oldest_goes():
+    bank = MemoryBank(capacity=2, policy="usage")
+    for t in range(3):
+        bank.add(t, {"keys": torch.zeros(1, 1)}, permanent=True)
+    assert [e.frame_index for e in bank.entries] == [1, 2] and bank.evicted == 1
+
+
 def test_load_model_names_an_option_the_model_does_not_take():
     with pytest.raises(TypeError, match=r"'copy-first' does not take the option\(s\) \['top_k'\]"):
         load_model("copy-first", top_k=3)

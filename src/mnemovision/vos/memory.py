@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mnemovision.vision.checks import check_int
+
 POLICIES = ("fifo", "keep_first", "usage")
 
 
@@ -45,8 +47,7 @@ class MemoryBank:
     evicted: int = 0
 
     def __post_init__(self) -> None:
-        if self.capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {self.capacity}")
+        check_int("capacity", self.capacity, 1)
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
 
@@ -81,7 +82,10 @@ class MemoryBank:
 
     def record_usage(self, usage: torch.Tensor, name: str = "keys") -> None:
         """Add the per-slot usage [M] of one read (M = total slots, in ``stacked`` order) to the entries."""
-        for entry, part in zip(self.entries, torch.split(usage.detach().float().cpu(), self.slot_counts(name))):
+        counts = self.slot_counts(name)
+        if usage.ndim != 1 or usage.shape[0] != sum(counts):
+            raise ValueError(f"usage must be [M] with M = {sum(counts)} slots of {name!r} in the bank, got {list(usage.shape)}")
+        for entry, part in zip(self.entries, torch.split(usage.detach().float().cpu(), counts)):
             entry.usage += float(part.mean())
             entry.reads += 1
 
