@@ -105,7 +105,57 @@ def test_folders_score_and_name_what_is_missing(tmp_path):
         for t in range(4):
             write_mask(tmp_path / folder / "seq" / f"{t:05d}.png", square(20, 24, 5, 5, 6).astype(np.uint8))
     assert evaluate_folders(tmp_path / "pred", tmp_path / "gt")["JF"] == 1.0
+    davis = tmp_path / "davis" / "Annotations" / "480p"  # a DAVIS root: Annotations/480p/<seq>/
+    davis.mkdir(parents=True)
+    (tmp_path / "gt" / "seq").rename(davis / "seq")
+    assert evaluate_folders(tmp_path / "pred", tmp_path / "davis")["per_sequence"] == {"seq": {"J": 1.0, "F": 1.0}}
+    (davis / "seq").rename(tmp_path / "gt" / "seq")
     with pytest.raises(FileNotFoundError, match="nogt: ground-truth folder not found"):  # once a bare [Errno 2]
         evaluate_folders(tmp_path / "pred", tmp_path / "nogt")
     with pytest.raises(FileNotFoundError, match="nopred: prediction folder not found"):
         evaluate_folders(tmp_path / "nopred", tmp_path / "gt")
+
+
+def test_boundaries_at_the_image_border_and_a_one_pixel_radius():
+    """seg2bmap's last row and column compare only along the border, and its corner is never a
+    boundary, so a mask filling the image has none; bound_th = 1 is already a radius in pixels."""
+    assert not seg2bmap(np.ones((5, 6), bool)).any()
+    corner = np.zeros((4, 4), bool)
+    corner[2:, 2:] = True  # touches the bottom and right borders
+    expected = np.array([[0, 0, 0, 0], [0, 1, 1, 1], [0, 1, 0, 0], [0, 1, 0, 0]], bool)
+    assert np.array_equal(seg2bmap(corner), expected)
+    assert boundary_radius((20, 20), 1.0) == 1.0 and boundary_radius((20, 20), 0.5) == 15.0  # ceil(0.5 * 28.3)
+    assert f_measure(square(x=42), square(), bound_th=1.0) < 1.0 == f_measure(square(x=41), square(), bound_th=1.0)
+
+
+def test_objects_come_from_the_first_frame_and_three_frames_are_needed():
+    gt = np.zeros((4, 20, 20), np.uint8)
+    gt[:, 2:8, 2:8] = 1
+    gt[2:, 12:18, 12:18] = 2  # appears after the first frame: not an object of the protocol
+    assert [s.object_id for s in evaluate_sequence("s", gt, np.where(gt == 2, 0, gt))] == [1]
+    with pytest.raises(ValueError, match="s: 2 frames; .* at least 3"):
+        evaluate_sequence("s", gt[:2], gt[:2])
+
+
+def test_summary_averages_each_statistic_over_objects_and_the_csvs_hold_them(tmp_path):
+    import csv
+
+    from mnemovision.vos.metrics import ObjectScore, write_csvs
+
+    a = ObjectScore("a", 1, j=np.array([1.0, 0.8, 0.6, 0.4]), f=np.array([0.2, 0.2, 0.9, 0.9]))
+    b = ObjectScore("b", 1, j=np.array([0.0, 0.0, 0.0, 0.0]), f=np.array([1.0, 1.0, 1.0, 0.0]))
+    report = summarize([a, b])
+    # four frames: the toolkit's first bin is frames [0:2], its last [2:4]
+    # a: J mean 0.7, recall 0.75, decay 0.9 - 0.5; F 0.55, 0.5, 0.2 - 0.9
+    # b: J 0, 0, 0; F 0.75, 0.75, 1.0 - 0.5
+    expected = {"J": 0.35, "J_recall": 0.375, "J_decay": 0.2, "F": 0.65, "F_recall": 0.625, "F_decay": -0.1, "JF": 0.5}
+    assert {k: report[k] for k in expected} == pytest.approx(expected)
+    assert report["per_sequence"]["a"] == pytest.approx({"J": 0.7, "F": 0.55})
+    assert report["per_sequence"]["b"] == pytest.approx({"J": 0.0, "F": 0.75})
+    global_csv, seq_csv = write_csvs(report, tmp_path)
+    header, values = list(csv.reader(global_csv.open()))
+    assert dict(zip(header, map(float, values))) == pytest.approx(
+        {"J&F-Mean": 0.5, "J-Mean": 0.35, "J-Recall": 0.375, "J-Decay": 0.2, "F-Mean": 0.65, "F-Recall": 0.625, "F-Decay": -0.1})
+    rows = list(csv.reader(seq_csv.open()))
+    assert rows[0] == ["Sequence", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+    assert rows[1][0] == "a_1" and list(map(float, rows[1][1:])) == pytest.approx([0.7, 0.75, 0.4, 0.55, 0.5, -0.7])
