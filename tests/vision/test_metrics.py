@@ -26,6 +26,9 @@ def test_psnr_known_value_and_identity():
     assert torch.isinf(psnr(a, a)).all()
     with pytest.raises(ValueError, match="one shape"):
         psnr(a, b[:1])
+    torch.testing.assert_close(psnr(a * 255, b * 255, data_range=255.0), psnr(a, b))  # the peak is squared
+    with pytest.raises(ValueError, match=r"images must be \[\.\.\., C, H, W\], got shape \(8, 8\)"):
+        psnr(a[0, 0], b[0, 0])
 
 
 def test_y_channel_matches_the_bt601_matlab_constants():
@@ -54,6 +57,8 @@ def test_image_metrics_round_float_inputs_to_uint8_first():
     # a 0-255 image passed as float was clipped to white and scored; NaN was cast to 0 and scored
     with pytest.raises(ValueError, match=r"pred is float with values in 0\.\.255; float images are read as \[0, 1\]"):
         image_psnr(img.astype(np.float64), img)
+    with pytest.raises(ValueError, match=r"pred is float with values in 0\.\.2\.5;"):  # just past the [-1, 2] allowance
+        image_psnr(img / 102.0, img)
     nan = as_float.copy()
     nan[3, 4, 1] = np.nan
     with pytest.raises(ValueError, match="target has NaN or infinite values"):
@@ -67,6 +72,10 @@ def test_crop_border_must_be_an_int_of_zero_or_more(crop):
     with pytest.raises(ValueError, match=f"crop_border must be an int >= 0, got {crop!r}"):
         image_psnr(img, img, crop_border=crop)
     assert image_psnr(img[1:-1, 1:-1], img[::-1][1:-1, 1:-1]) == image_psnr(img, img[::-1], crop_border=np.int64(1))
+    small = img[:10, :12]
+    with pytest.raises(ValueError, match="crop_border=5 leaves nothing of a 10x12 image"):  # an empty crop would score NaN
+        image_psnr(small, small, crop_border=5)
+    assert image_psnr(small, small[::-1], crop_border=4) == image_psnr(small[4:-4, 4:-4], small[::-1][4:-4, 4:-4])
 
 
 def test_image_ssim_matches_skimage_gaussian_ssim():
