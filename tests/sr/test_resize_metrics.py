@@ -62,6 +62,10 @@ def test_imresize_basics():
     weights, indices = contributions(8, 4, 0.5)
     np.testing.assert_allclose(weights.sum(1), 1.0)
     assert indices.min() >= 0 and indices.max() <= 7
+    np.testing.assert_allclose(contributions(10, 6, 0.6)[0].sum(1), 1.0, rtol=0, atol=1e-12)  # raw taps sum to 1 +- 0.013 here
+    assert imresize(np.zeros((5, 5)), 0.5).shape == (3, 3)  # ceil(2.5), as MATLAB
+    with pytest.raises(ValueError, match=r"size must be positive, got \(0, 4\)"):
+        imresize(np.zeros((5, 5)), size=(0, 4))
     flat = np.full((9, 7, 3), 77, np.uint8)
     assert np.array_equal(imresize(flat, 3), np.full((27, 21, 3), 77, np.uint8))  # constants stay constant
     assert imresize(flat, size=(4, 5)).shape == (4, 5, 3)
@@ -111,3 +115,22 @@ def test_paired_training_patches_from_folders(shared_data):
     ref = read_image(folder / "LR_bicubic" / "X3" / "babyx3.png")
     assert np.array_equal(made.pairs[0][0], ref)
     assert torch.equal(paired[3]["inputs"], paired[3]["inputs"])  # deterministic per index
+
+
+def test_imresize_to_a_size_resizes_the_smaller_scale_first_and_rounds_each_pass():
+    """MATLAB resizes the dimension with the smaller scale first and rounds uint8 after each pass, so
+    the order shows in the result: here rows shrink (x 0.5) before columns grow (x 1.5)."""
+    from mnemovision.vision.resize import _resize_axis
+
+    image = np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+
+    def passes(first, second):
+        out = image
+        for axis, length, scale in (first, second):
+            out = np.clip(np.round(_resize_axis(out, axis, length, scale, True)), 0, 255).astype(np.uint8)
+        return out
+
+    rows, cols = (0, 6, 0.5), (1, 15, 1.5)
+    resized = imresize(image, size=(6, 15))
+    assert resized.shape == (6, 15, 3) and np.array_equal(resized, passes(rows, cols))
+    assert not np.array_equal(resized, passes(cols, rows))  # the order matters for these pixels
