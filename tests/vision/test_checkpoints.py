@@ -34,6 +34,20 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     with atomic_write(path, "w") as handle:
         handle.write("new")
     assert path.read_text() == "new"
+    with pytest.raises(ValueError, match="mode must be 'w' or 'wb', got 'a'"):  # appending cannot be atomic
+        with atomic_write(path, "a"):
+            pass
+
+
+def test_atomic_write_syncs_the_data_before_the_rename(tmp_path, monkeypatch):
+    import os
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    save_torch(tmp_path / "x.pth", {"w": torch.ones(2)})
+    assert events == ["fsync", "replace"]  # a crash after the rename cannot leave a file that is not on disk
 
 
 def test_safetensors_round_trip_with_metadata(tmp_path):
@@ -44,6 +58,8 @@ def test_safetensors_round_trip_with_metadata(tmp_path):
     for key, value in net.state_dict().items():
         assert torch.equal(loaded[key], value)
     assert read_safetensors_metadata(path) == {"arch": "small_net"}
+    save_safetensors(tmp_path / "bare.safetensors", {"w": torch.ones(1)})
+    assert read_safetensors_metadata(tmp_path / "bare.safetensors") == {}
     fresh = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2))
     load_state_dict_strict(fresh, load_checkpoint(path), source=str(path))
     assert torch.equal(fresh[0].weight, net[0].weight)
@@ -69,6 +85,9 @@ def test_strict_loading_names_missing_unexpected_and_shape_mismatch():
     assert "missing keys (1): 0.bias" in message
     assert "unexpected keys (1): head.weight" in message
     assert "2.weight: checkpoint (3, 4) vs model (2, 4)" in message
+    many = nn.Sequential(*[nn.Linear(1, 1, bias=False) for _ in range(25)])
+    with pytest.raises(CheckpointError, match=r"missing keys \(25\): 0\.weight, 1\.weight, 10\.weight, .*, 3\.weight, 4\.weight \.\.\.$"):
+        load_state_dict_strict(many, {}, source="empty.pth")  # the first 20 (sorted) named, the rest elided
 
 
 def test_pth_loads_weights_only(tmp_path):
@@ -76,6 +95,9 @@ def test_pth_loads_weights_only(tmp_path):
     save_torch(tmp_path / "net.pth", {"state_dict": net.state_dict(), "step": 3})
     out = load_checkpoint(tmp_path / "net.pth")
     assert out["step"] == 3 and torch.equal(out["state_dict"]["0.weight"], net[0].weight)
+    save_torch(tmp_path / "list.pth", [net[0].weight.detach()])
+    with pytest.raises(CheckpointError, match="list.pth: expected a dict of tensors, found list"):
+        load_checkpoint(tmp_path / "list.pth")
 
 
 class Payload:
