@@ -262,3 +262,117 @@ def test_density_control_respects_the_gaussian_budget():
     report = control.step(1, model, optimizer)
     assert report["cloned"] == 2 and len(model) == 8  # only the two largest gradients fit the budget
     torch.testing.assert_close(model.means[-2:], torch.tensor([[12.0, 13.0, 14.0], [15.0, 16.0, 17.0]]))
+
+
+def density_case(n=3, log_scale=np.log(0.005), **config):
+    """``n`` Gaussians one unit apart (opacity 0.88), their optimizer and a controller refining every step from step 1."""
+    model = GaussianModel.from_points(torch.arange(3.0 * n).reshape(n, 3), torch.rand(n, 3), max_sh_degree=0)
+    with torch.no_grad():
+        model.log_scales[:] = log_scale
+        model.opacity_logits[:] = 2.0
+    optimizer = make_optimizer(model, FitConfig(), extent=1.0)
+    settings = dict(refine_start=0, refine_every=1, grad_threshold=1e-3, reset_every=10**9) | config
+    return model, optimizer, DensityController(DensityConfig(**settings), extent=1.0)
+
+
+def observe(control, grads, visible, radii, width=64, height=32):
+    """One step's statistics: pixel gradients of the 2-D means [V, N, 2], visibility [V, N], radii [V, N]."""
+    means2d = torch.tensor(grads, dtype=torch.float32).requires_grad_(True)
+    (means2d * means2d.detach()).sum().backward()  # the gradient of x * x.detach() is x's value
+    radii = torch.tensor(radii, dtype=torch.int32)[..., None].expand(-1, -1, 2)
+    control.observe({"means2d": means2d, "visible": torch.tensor(visible), "radii": radii}, width=width, height=height)
+
+
+def test_density_statistics_average_ndc_gradient_norms_over_the_views_that_see_each_gaussian():
+    _, _, control = density_case()
+    # 64 x 32 pixels: NDC gradients are pixel gradients x (32, 16)
+    grads = [[[0.01, 0.0], [0.0, 0.02], [0.03, 0.04]], [[0.01, 0.0], [1.0, 1.0], [0.0, 0.0]]]
+    observe(control, grads, [[True, True, True], [True, False, True]], [[3, 5, 1], [4, 0, 2]])
+    observe(control, [[[0.0, 0.0]] * 3], [[False, True, True]], [[0, 1, 1]])
+    torch.testing.assert_close(control.grad_accum, torch.tensor([0.64, 0.32, (0.96**2 + 0.64**2) ** 0.5]))
+    torch.testing.assert_close(control.count, torch.tensor([2.0, 2.0, 3.0]))  # the unseen 1.0 gradient is not counted
+    torch.testing.assert_close(control.max_radius, torch.tensor([4.0, 5.0, 2.0]))  # the largest over views and steps
+
+
+def test_density_control_runs_on_its_schedule_and_its_thresholds_are_inclusive():
+    size = float(density_case()[0].scales.detach().amax())  # the Gaussians' size exactly: they count as small
+    at_limit = float(torch.sigmoid(torch.tensor(-2.0)))  # Gaussian 2's opacity exactly: it is kept
+    model, optimizer, control = density_case(refine_start=2, refine_stop=4, refine_every=2, grad_threshold=0.5, percent_dense=size, min_opacity=at_limit)
+    with torch.no_grad():
+        model.opacity_logits[2] = -2.0
+    for step, grown in ((2, False), (4, True), (6, False)):  # after refine_start, up to refine_stop
+        observe(control, [[[1 / 64, 0.0], [0.0, 1 / 64], [0.0, 0.0]]], [[True, True, True]], [[1, 1, 1]])  # NDC norms 0.5, 0.25, 0
+        before = len(model)
+        report = control.step(step, model, optimizer)
+        assert (len(model) > before) == grown, step
+        if grown:
+            assert report == {"cloned": 1, "split": 0, "pruned": 0, "reset": False}  # 0.5 reaches the 0.5 threshold; 0.25 does not
+
+
+def test_large_gaussians_are_pruned_only_after_an_opacity_reset_and_the_most_opaque_survives():
+    model, optimizer, control = density_case(n=4, grad_threshold=10.0, reset_every=3, max_world_scale=0.05, max_screen_radius=20.0, reset_opacity=0.01)
+    with torch.no_grad():
+        model.log_scales[1] = np.log(0.1)  # larger than 0.05 x extent
+        model.opacity_logits[3] = 3.0
+    radii = [[1, 1, 30, 1]]  # Gaussian 2 covers 30 pixels
+    observe(control, [[[0.0, 0.0]] * 4], [[True] * 4], radii)
+    assert control.step(1, model, optimizer)["pruned"] == 0  # no reset yet: large is allowed
+    optimizer.state[model.opacity_logits] = {"step": torch.tensor(1.0), "exp_avg": torch.ones(4), "exp_avg_sq": torch.ones(4)}
+    with torch.no_grad():
+        model.opacity_logits[0] = -6.0  # already below the reset value: stays where it is
+    before = model.opacity_logits.detach().clone()
+    assert control.step(3, model, optimizer)["reset"] and control.resets == 1
+    torch.testing.assert_close(model.opacity_logits.detach(), torch.minimum(before, torch.logit(torch.tensor(0.01))))
+    assert not optimizer.state[model.opacity_logits]["exp_avg"].any() and not optimizer.state[model.opacity_logits]["exp_avg_sq"].any()
+    observe(control, [[[0.0, 0.0]] * 4], [[True] * 4], radii)
+    report = control.step(4, model, optimizer)
+    assert report["pruned"] == 3 and len(model) == 1  # 0 transparent, 1 too large in the world, 2 on screen
+    torch.testing.assert_close(model.means.detach(), torch.tensor([[9.0, 10.0, 11.0]]))
+    with torch.no_grad():
+        model.opacity_logits[:] = -10.0
+    observe(control, [[[0.0, 0.0]]], [[True]], [[1]])
+    assert control.step(5, model, optimizer)["pruned"] == 0 and len(model) == 1  # never an empty scene
+    model2, optimizer2, control2 = density_case(n=3, grad_threshold=10.0)
+    with torch.no_grad():
+        model2.opacity_logits[:] = torch.tensor([-9.0, -7.0, -8.0])
+    observe(control2, [[[0.0, 0.0]] * 3], [[True] * 3], [[1, 1, 1]])
+    control2.step(1, model2, optimizer2)
+    torch.testing.assert_close(model2.means.detach(), torch.tensor([[3.0, 4.0, 5.0]]))  # the most opaque is kept
+    assert control2.step(2 * 10**9, model2, optimizer2)["reset"] is False  # a multiple of reset_every, past refine_stop
+
+
+def test_splits_sample_along_the_rotated_axes_clones_copy_and_new_adam_state_is_zero():
+    model, optimizer, control = density_case(n=2, grad_threshold=0.1, percent_dense=0.01, max_world_scale=10.0)
+    control.resets = 1  # the size limits apply (and see the split Gaussians' radii)
+    with torch.no_grad():
+        model.log_scales[1] = torch.log(torch.tensor([0.5, 1e-4, 1e-4]))  # long along its own x
+        model.quats[1] = torch.tensor([np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)])  # rotated 90 degrees about z
+    for p in model.parameters():
+        optimizer.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.ones_like(p), "exp_avg_sq": torch.ones_like(p)}
+    observe(control, [[[0.01, 0.0], [0.01, 0.0]]], [[True, True]], [[1, 1]])
+    report = control.step(1, model, optimizer)
+    assert (report["cloned"], report["split"]) == (1, 1) and len(model) == 4
+    means = model.means.detach()
+    torch.testing.assert_close(means[:2], torch.tensor([[0.0, 1.0, 2.0]] * 2))  # the original and its clone
+    offsets = means[2:] - torch.tensor([3.0, 4.0, 5.0])
+    assert (offsets[:, 1].abs() > 20 * offsets[:, [0, 2]].abs().amax(1)).all()  # along world y, the rotated x
+    assert not torch.allclose(offsets[0], offsets[1])  # two samples
+    torch.testing.assert_close(model.scales[2:].detach(), torch.tensor([[0.5, 1e-4, 1e-4]] * 2) / 1.6)
+    for p in model.parameters():
+        state = optimizer.state[p]
+        assert state["exp_avg"][0].eq(1).all() and not state["exp_avg"][1:].any(), "kept: its moments; new: zero"
+
+
+def test_density_state_resumes_the_split_samples_and_the_reset_count():
+    model, optimizer, control = density_case(n=1, log_scale=np.log(0.5), grad_threshold=0.1, reset_every=1)
+    observe(control, [[[0.01, 0.0]]], [[True]], [[1]])
+    state = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in control.state_dict().items()}
+    control.step(1, model, optimizer)
+    model_b, optimizer_b, control_b = density_case(n=1, log_scale=np.log(0.5), grad_threshold=0.1, reset_every=1)
+    control_b.generator.manual_seed(123)
+    control_b.load_state_dict(state)
+    control_b.step(1, model_b, optimizer_b)
+    assert control_b.resets == control.resets == 1 and torch.equal(model_b.means, model.means)
+    control_c = density_case(n=1)[2]
+    control_c.load_state_dict(control.state_dict())
+    assert control_c.resets == 1
