@@ -137,9 +137,31 @@ def test_ply_round_trip_is_bit_exact_for_every_sh_degree(tmp_path):
             model.quats.normal_()
         save_ply(tmp_path / "g.ply", model)
         back = load_ply(tmp_path / "g.ply")
-        assert back.max_sh_degree == degree
+        assert back.max_sh_degree == back.active_sh_degree == degree  # a loaded scene renders every band it has
         for name in ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest"):
             assert torch.equal(getattr(back, name), getattr(model, name)), name
+
+
+def test_ply_fields_follow_the_3dgs_layout(tmp_path):
+    """The file itself, not only the round trip: the header's property order, and f_rest channel-major
+    (3DGS writes features_rest [N, K', 3] transposed: all of red's coefficients, then green's, then blue's)."""
+    from mnemovision.vision.io import read_ply
+
+    model = GaussianModel.from_points(torch.randn(4, 3), torch.rand(4, 3), max_sh_degree=1)
+    with torch.no_grad():
+        model.sh_rest.copy_(torch.arange(3.0)[:, None] + 10 * torch.arange(3.0)[None, :])  # value 10 c + j at coefficient j, channel c
+        model.quats.copy_(torch.tensor([0.5, 0.1, 0.2, 0.3]))
+        model.log_scales.copy_(torch.tensor([-1.0, -2.0, -3.0]))
+    save_ply(tmp_path / "g.ply", model)
+    header = (tmp_path / "g.ply").read_bytes().split(b"end_header")[0].decode()
+    names = [line.split()[-1] for line in header.splitlines() if line.startswith("property")]
+    assert names == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"] + [f"f_rest_{i}" for i in range(9)] + [
+        "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    props = read_ply(tmp_path / "g.ply")
+    assert [float(props[f"f_rest_{i}"][0]) for i in range(9)] == [0.0, 1.0, 2.0, 10.0, 11.0, 12.0, 20.0, 21.0, 22.0]
+    assert [float(props[f"rot_{i}"][0]) for i in range(4)] == pytest.approx([0.5, 0.1, 0.2, 0.3])  # wxyz, as stored
+    assert [float(props[f"scale_{i}"][0]) for i in range(3)] == [-1.0, -2.0, -3.0]  # log scales
+    assert float(props["opacity"][0]) == pytest.approx(float(model.opacity_logits[0].detach()))  # the logit
 
 
 def test_ply_without_gaussian_fields_is_rejected(tmp_path):
@@ -157,6 +179,10 @@ def test_ply_with_a_gap_in_f_rest_or_non_finite_values_is_rejected(tmp_path):
     props = read_ply(tmp_path / "g.ply")
     gap = {k: v for k, v in props.items() if k != "f_rest_4"}
     gap["f_rest_9"] = props["f_rest_4"]  # nine f_rest fields, but not 0-8: KeyError before
+    degree4 = {k: v for k, v in props.items() if not k.startswith("f_rest_")} | {f"f_rest_{i}": props["x"] for i in range(72)}
+    write_ply(tmp_path / "degree4.ply", degree4)  # a whole SH degree, but 4: past what the rasterizer evaluates
+    with pytest.raises(FileFormatError, match="degree4.ply: f_rest_.*SH degree d in 0..3.*72 fields"):
+        load_ply(tmp_path / "degree4.ply")
     write_ply(tmp_path / "gap.ply", gap)
     with pytest.raises(FileFormatError, match="gap.ply: f_rest_.*f_rest_4 missing"):
         load_ply(tmp_path / "gap.ply")
