@@ -54,6 +54,8 @@ def test_focal_fov_round_trip():
     assert fov_from_focal(focal_from_fov(0.7, 640), 640) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="fov_rad"):
         focal_from_fov(0.0, 10)
+    with pytest.raises(ValueError, match="focal_px must be positive, got 0"):
+        fov_from_focal(0, 10)
 
 
 def test_invert_pose_is_exact_inverse():
@@ -137,6 +139,13 @@ def test_cameras_scaled_and_projection():
     np.testing.assert_allclose(half.Ks[0], [[50, 0, 16], [0, 50, 12], [0, 0, 1]])
     with pytest.raises(ValueError, match="Ks"):
         Cameras(np.eye(4)[None], np.eye(3)[None].repeat(2, 0), 64, 48)
+    odd = Cameras(np.eye(4)[None], k, 101, 75, names=("cam0",)).scaled(2)  # 50 x 37: K follows the pixels kept
+    assert (odd.width, odd.height, odd.names) == (50, 37, ("cam0",))
+    np.testing.assert_allclose(odd.Ks[0], [[100 * 50 / 101, 0, 32 * 50 / 101], [0, 100 * 37 / 75, 24 * 37 / 75], [0, 0, 1]])
+    with pytest.raises(ValueError, match="width and height must be positive, got 0x48"):
+        Cameras(np.eye(4)[None], k, 0, 48)
+    with pytest.raises(ValueError, match="names must have 1 entries, got 2"):
+        Cameras(np.eye(4)[None], k, 64, 48, names=("a", "b"))
 
 
 @pytest.mark.parametrize("factor, message", [(float("nan"), "positive finite"), (float("inf"), "positive finite"), (0.0, "positive finite"), (65.0, "leaves no pixel of 64x48 images")])
