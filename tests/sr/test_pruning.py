@@ -216,3 +216,45 @@ def test_bad_sparse_shapes_are_named(tmp_path, shapes, message):
     rewrite_metadata(path, tmp_path / "bad.safetensors", shapes=shapes.replace('"w"', json.dumps(name)))
     with pytest.raises(CheckpointError, match=f"bad.safetensors: .*{message}"):
         read_sr_file(tmp_path / "bad.safetensors")
+
+
+def test_sparse_files_refuse_parts_that_disagree_and_half_precision_files_load_as_float32(tmp_path):
+    from safetensors import safe_open
+
+    from mnemovision.sr.export import SparseConv2d
+    from mnemovision.vision.checkpoints import load_safetensors, save_safetensors
+
+    net = build_sr_model("edsr", "tiny", 2).eval()
+    with torch.no_grad():
+        for w in prunable_weights(net).values():
+            w.mul_(~smallest_fraction(w, 0.9))
+    path = save_sr_model(tmp_path / "sparse.safetensors", net, "edsr", "tiny", 2, "iss-p")
+    with safe_open(str(path), "pt") as handle:
+        meta = dict(handle.metadata())
+    tensors = load_safetensors(path)
+    name = next(k[: -len(".__values")] for k in tensors if k.endswith(".__values"))
+
+    def broken(label, **changes):
+        edited = {k: v for k, v in tensors.items() if changes.get(k, 0) is not None}
+        edited |= {k: v for k, v in changes.items() if v is not None}
+        save_safetensors(tmp_path / f"{label}.safetensors", edited, meta)
+        return tmp_path / f"{label}.safetensors"
+
+    values = tensors[f"{name}.__values"]
+    with pytest.raises(CheckpointError, match=f"short.safetensors: sparse weight '{name}': bitmask has {values.numel()} ones for {values.numel() - 1} values"):
+        read_sr_file(broken("short", **{f"{name}.__values": values[:-1]}))
+    with pytest.raises(CheckpointError, match=f"nomask.safetensors: sparse weight '{name}' lacks its __bitmask or __values"):
+        read_sr_file(broken("nomask", **{f"{name}.__bitmask": None}))
+    dense_name = next(k for k in tensors if k.endswith("bias"))
+    with pytest.raises(CheckpointError, match=f"nobias.safetensors: does not match .*missing keys \\(1\\): {dense_name}"):
+        load_sr_model(broken("nobias", **{dense_name: None}))
+    half = save_sr_model(tmp_path / "half.safetensors", net, "edsr", "tiny", 2, "iss-p", dtype=torch.float16)
+    assert half.stat().st_size < 0.75 * path.stat().st_size and read_safetensors_metadata(half)["dtype"] == "torch.float16"
+    back, _ = load_sr_model(half)
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert all(p.dtype == torch.float32 for p in back.parameters())
+        torch.testing.assert_close(back(x), net(x), atol=2e-2, rtol=0)  # weights rounded to float16
+        sparse = to_sparse_inference(load_sr_model(path)[0])
+        assert sum(isinstance(m, SparseConv2d) for m in sparse.modules()) >= 4  # the 90%-sparse body convs
+        torch.testing.assert_close(sparse(x), net(x), atol=1e-5, rtol=1e-5)
