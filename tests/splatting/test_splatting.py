@@ -179,13 +179,13 @@ def test_ply_with_a_gap_in_f_rest_or_non_finite_values_is_rejected(tmp_path):
     props = read_ply(tmp_path / "g.ply")
     gap = {k: v for k, v in props.items() if k != "f_rest_4"}
     gap["f_rest_9"] = props["f_rest_4"]  # nine f_rest fields, but not 0-8: KeyError before
+    write_ply(tmp_path / "gap.ply", gap)
+    with pytest.raises(FileFormatError, match="gap.ply: f_rest_.*f_rest_4 missing"):
+        load_ply(tmp_path / "gap.ply")
     degree4 = {k: v for k, v in props.items() if not k.startswith("f_rest_")} | {f"f_rest_{i}": props["x"] for i in range(72)}
     write_ply(tmp_path / "degree4.ply", degree4)  # a whole SH degree, but 4: past what the rasterizer evaluates
     with pytest.raises(FileFormatError, match="degree4.ply: f_rest_.*SH degree d in 0..3.*72 fields"):
         load_ply(tmp_path / "degree4.ply")
-    write_ply(tmp_path / "gap.ply", gap)
-    with pytest.raises(FileFormatError, match="gap.ply: f_rest_.*f_rest_4 missing"):
-        load_ply(tmp_path / "gap.ply")
     props["scale_1"][[3, 7]] = np.nan
     write_ply(tmp_path / "nan.ply", props)
     with pytest.raises(FileFormatError, match="nan.ply: vertex values: .*2 Gaussians, the first at row 3"):
@@ -230,22 +230,33 @@ def test_gaussian_model_and_orbit_rendering_refuse_arguments_they_would_misuse(t
     assert orbit_frame(empty, 0.0, (8, 8), cameras=cameras).min() == 255  # the background, on the cameras' orbit
 
 
+def density_case(n=3, log_scale=np.log(0.005), **config):
+    """``n`` Gaussians one unit apart (opacity 0.88), their optimizer and a controller refining every step from step 1."""
+    model = GaussianModel.from_points(torch.arange(3.0 * n).reshape(n, 3), torch.rand(n, 3), max_sh_degree=0)
+    with torch.no_grad():
+        model.log_scales[:] = log_scale
+        model.opacity_logits[:] = 2.0
+    optimizer = make_optimizer(model, FitConfig(), extent=1.0)
+    settings = dict(refine_start=0, refine_every=1, grad_threshold=1e-3, reset_every=10**9) | config
+    return model, optimizer, DensityController(DensityConfig(**settings), extent=1.0)
+
+
+def observe(control, grads, visible, radii, width=64, height=32):
+    """One step's statistics: pixel gradients of the 2-D means [V, N, 2], visibility [V, N], radii [V, N]."""
+    means2d = torch.tensor(grads, dtype=torch.float32).requires_grad_(True)
+    (means2d * means2d.detach()).sum().backward()  # the gradient of x * x.detach() is x's value
+    radii = torch.tensor(radii, dtype=torch.int32)[..., None].expand(-1, -1, 2)
+    control.observe({"means2d": means2d, "visible": torch.tensor(visible), "radii": radii}, width=width, height=height)
+
+
 def test_density_control_clones_splits_and_prunes_a_constructed_case():
     # Gaussians 0-1 small with big gradients (clone), 2-3 large with big gradients (split),
     # 4 transparent (prune), 5 untouched.
-    means = torch.zeros(6, 3)
-    model = GaussianModel.from_points(means + torch.arange(6.0)[:, None], torch.rand(6, 3), max_sh_degree=0)
+    model, optimizer, control = density_case(n=6)
     with torch.no_grad():
-        model.log_scales[:] = np.log(0.005)
         model.log_scales[2:4] = np.log(0.5)
-        model.opacity_logits[:] = 2.0
         model.opacity_logits[4] = -10.0
-    optimizer = make_optimizer(model, FitConfig(), extent=1.0)
-    control = DensityController(DensityConfig(refine_start=0, refine_every=1, grad_threshold=1e-3, reset_every=10**9), extent=1.0)
-    means2d = torch.zeros(1, 6, 2, requires_grad=True)
-    (means2d * torch.tensor([[1.0], [1.0], [1.0], [1.0], [0.0], [0.0]]) * 0.01).sum().backward()
-    info = {"means2d": means2d, "visible": torch.ones(1, 6, dtype=torch.bool), "radii": torch.ones(1, 6, 2, dtype=torch.int32)}
-    control.observe(info, width=64, height=64)
+    observe(control, [[[0.01, 0.01]] * 4 + [[0.0, 0.0]] * 2], [[True] * 6], [[1] * 6], width=64, height=64)
     report = control.step(1, model, optimizer)
     assert report == {"cloned": 2, "split": 2, "pruned": 1, "reset": False}
     assert len(model) == 6 + 2 + 2 - 1  # +2 clones, 2 splits replace 2 by 4, -1 pruned
@@ -275,38 +286,11 @@ def test_a_short_fit_lowers_the_loss_and_reaches_a_psnr_floor(tiny_scene, tmp_pa
 
 
 def test_density_control_respects_the_gaussian_budget():
-    model = GaussianModel.from_points(torch.arange(18.0).reshape(6, 3), torch.rand(6, 3), max_sh_degree=0)
-    with torch.no_grad():
-        model.log_scales[:] = np.log(0.005)
-        model.opacity_logits[:] = 2.0
-    optimizer = make_optimizer(model, FitConfig(), extent=1.0)
-    control = DensityController(DensityConfig(refine_start=0, refine_every=1, grad_threshold=1e-3, reset_every=10**9, max_gaussians=8), extent=1.0)
-    means2d = torch.zeros(1, 6, 2, requires_grad=True)
-    (means2d * torch.arange(1.0, 7.0)[:, None] * 0.01).sum().backward()  # every Gaussian qualifies
-    info = {"means2d": means2d, "visible": torch.ones(1, 6, dtype=torch.bool), "radii": torch.ones(1, 6, 2, dtype=torch.int32)}
-    control.observe(info, width=64, height=64)
+    model, optimizer, control = density_case(n=6, max_gaussians=8)
+    observe(control, [[[0.01 * i, 0.01 * i] for i in range(1, 7)]], [[True] * 6], [[1] * 6], width=64, height=64)  # every Gaussian qualifies
     report = control.step(1, model, optimizer)
     assert report["cloned"] == 2 and len(model) == 8  # only the two largest gradients fit the budget
     torch.testing.assert_close(model.means[-2:], torch.tensor([[12.0, 13.0, 14.0], [15.0, 16.0, 17.0]]))
-
-
-def density_case(n=3, log_scale=np.log(0.005), **config):
-    """``n`` Gaussians one unit apart (opacity 0.88), their optimizer and a controller refining every step from step 1."""
-    model = GaussianModel.from_points(torch.arange(3.0 * n).reshape(n, 3), torch.rand(n, 3), max_sh_degree=0)
-    with torch.no_grad():
-        model.log_scales[:] = log_scale
-        model.opacity_logits[:] = 2.0
-    optimizer = make_optimizer(model, FitConfig(), extent=1.0)
-    settings = dict(refine_start=0, refine_every=1, grad_threshold=1e-3, reset_every=10**9) | config
-    return model, optimizer, DensityController(DensityConfig(**settings), extent=1.0)
-
-
-def observe(control, grads, visible, radii, width=64, height=32):
-    """One step's statistics: pixel gradients of the 2-D means [V, N, 2], visibility [V, N], radii [V, N]."""
-    means2d = torch.tensor(grads, dtype=torch.float32).requires_grad_(True)
-    (means2d * means2d.detach()).sum().backward()  # the gradient of x * x.detach() is x's value
-    radii = torch.tensor(radii, dtype=torch.int32)[..., None].expand(-1, -1, 2)
-    control.observe({"means2d": means2d, "visible": torch.tensor(visible), "radii": radii}, width=width, height=height)
 
 
 def test_density_statistics_average_ndc_gradient_norms_over_the_views_that_see_each_gaussian():

@@ -219,8 +219,6 @@ def test_bad_sparse_shapes_are_named(tmp_path, shapes, message):
 
 
 def test_sparse_files_refuse_parts_that_disagree_and_half_precision_files_load_as_float32(tmp_path):
-    from safetensors import safe_open
-
     from mnemovision.sr.export import SparseConv2d
     from mnemovision.vision.checkpoints import load_safetensors, save_safetensors
 
@@ -229,9 +227,7 @@ def test_sparse_files_refuse_parts_that_disagree_and_half_precision_files_load_a
         for w in prunable_weights(net).values():
             w.mul_(~smallest_fraction(w, 0.9))
     path = save_sr_model(tmp_path / "sparse.safetensors", net, "edsr", "tiny", 2, "iss-p")
-    with safe_open(str(path), "pt") as handle:
-        meta = dict(handle.metadata())
-    tensors = load_safetensors(path)
+    meta, tensors = read_safetensors_metadata(path), load_safetensors(path)
     name = next(k[: -len(".__values")] for k in tensors if k.endswith(".__values"))
 
     def broken(label, **changes):

@@ -35,7 +35,8 @@ class RecordingNet:
 
     blocks3 = [None]  # one memory layer
 
-    def __init__(self):
+    def __init__(self, k):
+        self.k = k  # objects per clip
         self.encoded, self.reads, self.tokens_in = [], [], []
 
     def new_token(self, n):
@@ -67,8 +68,7 @@ def clip(t_len=4, k_len=2, size=16):
 
 
 def test_clip_pass_reads_every_earlier_frame_and_memorises_its_own_predictions():
-    net = RecordingNet()
-    net.k = 2
+    net = RecordingNet(k=2)
     frames, masks = clip()
     outputs, token = clip_pass(net, frames, masks)
     assert len(outputs) == 3 and outputs[0].shape == (1, 3, 16, 16)
@@ -87,8 +87,7 @@ def test_clip_pass_reads_every_earlier_frame_and_memorises_its_own_predictions()
 
 
 def test_clip_loss_sums_both_terms_over_the_frames_after_the_first():
-    net = RecordingNet()
-    net.k = 2
+    net = RecordingNet(k=2)
     frames, masks = clip(t_len=3)
     masks[:, 2] = 0
     masks[:, 2, 1, 6:10] = 0.7  # frame 2: only object 2, soft
