@@ -80,3 +80,93 @@ def test_propagator_adapts_a_copy_once_per_video():
     assert session.state.net is None
     with pytest.raises(ValueError, match="adapt_steps"):
         JointFormerPropagator(net, adapt_steps=-1)
+
+
+def two_tone_frame(size=(32, 48)) -> tuple[np.ndarray, np.ndarray]:
+    """A flat grey-50 frame with a bright (200) square object and its [1, H, W] mask."""
+    frame = np.full((*size, 3), 50, np.uint8)
+    frame[8:20, 6:18] = 200
+    masks = np.zeros((1, *size), np.float32)
+    masks[0, 8:20, 6:18] = 1.0
+    return frame, masks
+
+
+def test_dream_clip_brightness_is_one_gain_and_bias_per_frame_within_ten_percent_and_ten_levels():
+    frame, masks = two_tone_frame()
+    gains, biases, mirrors = [], [], []
+    for seed in range(6):
+        clip, clip_masks = dream_clip(frame, masks, 4, np.random.default_rng(seed), speed=(0.0, 0.0))
+        mirrored = not np.array_equal(clip_masks[0, 0], masks[0])
+        mirrors.append(mirrored)
+        np.testing.assert_array_equal(clip_masks[0, 0], masks[0, :, ::-1] if mirrored else masks[0])
+        for image, mask in zip(clip.astype(np.float64), clip_masks[:, 0] > 0.5):
+            inside, outside = np.unique(image[mask]), np.unique(image[24:])  # rows 24+: away from the inpainted patch
+            assert len(inside) == 1 and len(outside) == 1  # the whole frame shares one gain and one bias
+            gain = (inside[0] - outside[0]) / 150
+            gains.append(gain)
+            biases.append(outside[0] - 50 * gain)
+    assert 0.89 <= min(gains) < 0.95 and 1.05 < max(gains) <= 1.11  # uint8 truncation: about 1/150 in gain
+    assert -11.5 <= min(biases) < -4 and 4 < max(biases) <= 11.5
+    assert any(mirrors) and not all(mirrors)  # mirrored half of the time, masks with the frame
+
+
+def test_dream_clip_takes_soft_masks_at_one_half_and_inpaints_what_the_objects_leave():
+    frame, masks = two_tone_frame()
+    halo = np.zeros_like(masks)
+    halo[0, 6:22, 4:20] = 0.4  # a soft edge, not the object
+    frame[6:22, 4:20][halo[0, 6:22, 4:20] > 0] = np.maximum(frame[6:22, 4:20][halo[0, 6:22, 4:20] > 0], 170)  # a blurred rim
+    frame[8:20, 6:18] = 200
+    soft = np.maximum(masks, halo)
+    still, still_masks = dream_clip(frame, soft, 2, np.random.default_rng(0), speed=(0.0, 0.0))
+    assert still_masks[0, 0].sum() == masks[0].sum()  # > 0.5 is the object
+    for seed in range(3):
+        clip, clip_masks = dream_clip(frame, soft, 4, np.random.default_rng(seed), speed=(0.8, 0.8))
+        last, covered = clip[-1].astype(np.float64), clip_masks[-1, 0] > 0.5
+        assert covered.sum() > 0
+        # the object moved away: where it and its rim were, the inpainted grey shows, no ghost
+        assert last[~covered].max() <= 50 * 1.1 + 10 + 1, seed
+
+
+class StandIn(torch.nn.Module):
+    """A network for ``adapt_jointformer`` with a recording ``clip_loss``: one weight the loss moves
+    with a gradient of norm 1000, one it touches with zero gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.moved = torch.nn.Parameter(torch.zeros(4))
+        self.idle = torch.nn.Parameter(torch.ones(4))
+        self.calls = []
+
+    def loss(self, net, inputs, targets, bootstrap_p):
+        self.calls.append({"inputs": inputs.clone(), "targets": targets.clone(), "p": bootstrap_p, "grad": None if self.moved.grad is None else self.moved.grad.clone(), "training": net.training})
+        ce = (self.moved * 500.0).sum() + 0.0 * self.idle.sum() + 1.0
+        return {"loss_ce": ce, "loss_dice": 0.25 + (self.moved * 0).sum()}
+
+
+def test_adaptation_feeds_distinct_clips_sums_both_terms_clips_gradients_and_does_not_decay(monkeypatch):
+    import mnemovision.vos.adapt as adapt
+
+    video, masks = synthetic_video()
+    net = StandIn()
+    monkeypatch.setattr(adapt, "clip_loss", net.loss)
+    losses = adapt_jointformer(net, video[0], masks[:1], (32, 48), steps=3, lr=0.1, batch=3, frames=4, bootstrap_p=0.3, seed=2)
+    assert len(net.calls) == 3 and all(call["p"] == 0.3 and call["training"] for call in net.calls)
+    first = net.calls[0]
+    assert first["inputs"].shape == (3, 4, 3, 32, 48) and first["targets"].shape == (3, 4, 1, 32, 48)
+    assert not torch.equal(first["inputs"][0], first["inputs"][1]) and not torch.equal(first["inputs"][1], first["inputs"][2])
+    assert losses[0] == pytest.approx(1.25)  # loss_ce + loss_dice at zero weights
+    for call in net.calls[1:]:
+        assert call["grad"].norm() == pytest.approx(1.0, rel=1e-5)  # 1000 clipped to 1
+    torch.testing.assert_close(net.idle.detach(), torch.ones(4), rtol=0, atol=0)  # no weight decay
+    assert not net.training
+
+
+def test_adaptation_refuses_sizes_batches_and_clips_it_cannot_train_on():
+    video, masks = synthetic_video()
+    net = StandIn()
+    for size in ((40, 48), (32, 40)):
+        with pytest.raises(ValueError, match="size must be multiples of 16"):
+            adapt_jointformer(net, video[0], masks[:1], size, steps=1)
+    for options in (dict(steps=-1), dict(batch=0), dict(frames=1)):
+        with pytest.raises(ValueError, match="need steps >= 0, batch >= 1, frames >= 2"):
+            adapt_jointformer(net, video[0], masks[:1], (32, 48), **{"steps": 1, **options})
