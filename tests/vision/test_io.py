@@ -351,3 +351,116 @@ def test_mutated_files_load_or_name_the_file(tmp_path, kind):
         write_image(path, photo()[:32, :32])
         reader = read_image
     assert refusals(path, lambda: reader(path), FileFormatError, 60) >= 5  # the edits do reach the checks
+
+
+# ---------------------------------------------------------------------------------------------
+# what the round trips above leave open (found by source mutation)
+
+
+def test_grayscale_masks_binary_indices_and_too_large_values(tmp_path):
+    from PIL import Image
+
+    binary = np.array([[0, 1, 255, 0]], np.uint8)  # 0/1/255: a binary mask, any value > 0 is the object
+    Image.fromarray(binary, mode="L").save(tmp_path / "b.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "b.png"), [[0, 1, 1, 0]])
+    indices = np.array([[0, 1, 2, 3]], np.uint8)  # several values: indices
+    Image.fromarray(indices, mode="L").save(tmp_path / "i.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "i.png"), indices)
+    Image.fromarray(np.array([[0, 2, 300]], np.uint16)).save(tmp_path / "w.png")  # 16-bit
+    with pytest.raises(FileFormatError, match=r"w.png: pixel values: expected indices below 256, found max 300"):
+        read_mask(tmp_path / "w.png")
+    Image.fromarray(np.zeros((2, 3, 2), np.uint8), mode="LA").save(tmp_path / "la.png")
+    with pytest.raises(FileFormatError, match=r"la.png: mode: expected P, L or RGB, found LA"):
+        read_mask(tmp_path / "la.png")
+
+
+def test_mask_ids_refuse_256_and_write_mask_keeps_a_given_palette(tmp_path):
+    from PIL import Image
+
+    assert len(np.unique(davis_palette(), axis=0)) == 256  # one index per colour, so RGB masks read back
+    with pytest.raises(ValueError, match="values from 0 to 256"):
+        write_mask(tmp_path / "m.png", np.array([[0, 256]]))  # a cast would wrap it to 0
+    palette = np.zeros((256, 3), np.uint8)
+    palette[1] = (10, 20, 30)
+    write_mask(tmp_path / "m.png", np.array([[0, 1]], np.uint8), palette=palette)
+    with Image.open(tmp_path / "m.png") as img:
+        assert img.getpalette()[3:6] == [10, 20, 30]
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), [[0, 1]])
+
+
+def test_overlay_blends_object_pixels_only_and_rounds():
+    image = np.full((2, 2, 3), 102, np.uint8)
+    mask = np.array([[0, 1], [2, 0]], np.uint8)
+    out = overlay_mask(image, mask, alpha=0.3)
+    np.testing.assert_array_equal(out[0, 0], [102, 102, 102])  # background untouched
+    np.testing.assert_array_equal(out[0, 1], [110, 71, 71])  # 0.7 x 102 + 0.3 x (128, 0, 0) = (109.8, 71.4, 71.4)
+    np.testing.assert_array_equal(out[1, 0], [71, 110, 71])  # object 2 is green
+    with pytest.raises(ValueError, match=r"image \(2, 2\) and mask \(2, 3\) sizes differ"):
+        overlay_mask(image, np.zeros((2, 3), np.uint8))
+
+
+def test_video_keeps_fractional_frame_rates_pads_by_the_edge_and_stops_at_max_frames(tmp_path):
+    frames = np.full((4, 33, 51, 3), 200, np.uint8)
+    write_video(tmp_path / "ntsc.mp4", frames, fps=30000 / 1001)
+    assert video_fps(tmp_path / "ntsc.mp4") == pytest.approx(30000 / 1001, rel=1e-6)
+    back, _ = read_video(tmp_path / "ntsc.mp4")
+    assert np.abs(back[:, 33].astype(int) - 200).max() <= 6 and np.abs(back[:, :, 51].astype(int) - 200).max() <= 6  # edge-replicated
+    short, _ = read_video(tmp_path / "ntsc.mp4", max_frames=2)
+    assert short.shape == (2, 34, 52, 3)
+
+
+def test_video_writer_refuses_frames_without_three_channels_and_no_frames(tmp_path):
+    with pytest.raises(ValueError, match=r"frame 0 must be \[H, W, 3\], got \(8, 8, 4\)"):
+        write_video(tmp_path / "a.mp4", [np.zeros((8, 8, 4), np.uint8)])
+    with pytest.raises(ValueError, match="a.mp4: no frames to write"):
+        write_video(tmp_path / "a.mp4", [])
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_image_keep_mode_and_conversions_as_documented(tmp_path):
+    from PIL import Image
+
+    np.testing.assert_array_equal(to_float(np.array([-0.5, 1.5])), np.array([-0.5, 1.5], np.float32))  # floats unchanged
+    palette = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.save(tmp_path / "p.png", transparency=0)
+    assert read_image(tmp_path / "p.png", mode="keep").shape == (2, 2, 4)  # a transparent palette keeps alpha
+    Image.fromarray(np.zeros((2, 3, 2), np.uint8), mode="LA").save(tmp_path / "la.png")
+    assert read_image(tmp_path / "la.png", mode="keep").shape == (2, 3, 4)
+    with pytest.raises(ValueError, match="mode must be RGB, RGBA, L or keep, got 'CMYK'"):
+        read_image(tmp_path / "la.png", mode="CMYK")
+    Image.fromarray(np.array([[0, 70000]], np.int32)).save(tmp_path / "i32.tiff")
+    with pytest.raises(FileFormatError, match=r"i32.tiff: mode: expected an 8- or 16-bit image, found I with values 0..70000"):
+        read_image(tmp_path / "i32.tiff")
+    rgba = np.zeros((1, 2, 4), np.float32)
+    rgba[..., 3] = 0.25
+    np.testing.assert_allclose(composite_alpha(rgba), np.full((1, 2, 3), 0.75))  # 0 x 0.25 + white x 0.75
+    with pytest.raises(ValueError, match=r"rgba must be \[H, W, 4\]"):
+        composite_alpha(np.zeros((1, 2, 3), np.float32))
+
+
+def test_image_writer_single_channel_quality_and_refusals(tmp_path):
+    write_image(tmp_path / "g.png", np.full((4, 5, 1), 9, np.uint8))
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png", mode="keep"), np.full((4, 5), 9, np.uint8))  # [H, W, 1] is grey
+    write_image(tmp_path / "lo.jpg", photo(), quality=30)
+    write_image(tmp_path / "hi.jpg", photo(), quality=95)
+    assert (tmp_path / "lo.jpg").stat().st_size < 0.6 * (tmp_path / "hi.jpg").stat().st_size
+    with pytest.raises(ValueError, match=r"a.gif: unsupported image suffix '.gif'"):
+        write_image(tmp_path / "a.gif", photo())
+    with pytest.raises(ValueError, match="b.bmp: BMP has no alpha channel"):
+        write_image(tmp_path / "b.bmp", np.zeros((3, 4, 4), np.uint8))
+    assert not (tmp_path / "a.gif").exists() and not (tmp_path / "b.bmp").exists()
+
+
+def test_ply_keeps_wide_types_and_refuses_nothing_and_missing_files(tmp_path):
+    # float32 would flush 1e-300 to zero and round the wide integers
+    props = {"x": np.array([0.1, 1e-300], np.float64), "i": np.array([-5, 2**31 - 1], np.int32), "u": np.array([1, 2**32 - 1], np.uint32)}
+    write_ply(tmp_path / "w.ply", props)
+    back = read_ply(tmp_path / "w.ply")
+    for name, values in props.items():
+        assert back[name].dtype == values.dtype, name
+        np.testing.assert_array_equal(back[name], values)
+    with pytest.raises(ValueError, match="properties must not be empty"):
+        write_ply(tmp_path / "e.ply", {})
+    with pytest.raises(FileNotFoundError, match="missing.ply: PLY file not found"):
+        read_ply(tmp_path / "missing.ply")

@@ -71,7 +71,7 @@ def read_mask(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
 def _rgb_to_indices(path: Path, rgb: np.ndarray) -> np.ndarray:
     palette = davis_palette().astype(np.int64)
     codes = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
-    lookup = {int(c): i for i, c in reversed(list(enumerate(codes)))}
+    lookup = {int(c): i for i, c in enumerate(codes)}  # the 256 colours are distinct
     pixels = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     unique, inverse = np.unique(pixels, return_inverse=True)
     unknown = [int(u) for u in unique if int(u) not in lookup]
