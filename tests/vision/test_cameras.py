@@ -500,3 +500,88 @@ def test_mutated_transforms_json_loads_or_names_the_file(tmp_path):
     path = tmp_path / "transforms.json"
     path.write_text(json.dumps({"fl_x": 50, "w": 64, "h": 48, "frames": [{"file_path": f"im{i}.png", "transform_matrix": np.eye(4).tolist()} for i in range(2)]}))
     assert refusals(path, lambda: read_transforms(path), FileFormatError, 150) >= 30
+
+
+# camera paths and transforms.json: what the tests above left open (found by source mutation)
+
+
+def turn_about(up, first, second) -> float:
+    """Signed angle in degrees from ``first`` to ``second`` about ``up`` (right-handed)."""
+    up = np.asarray(up, float) / np.linalg.norm(up)
+    a, b = first - (first @ up) * up, second - (second @ up) * up
+    return float(np.degrees(np.arctan2(np.cross(a, b) @ up, a @ b)))
+
+
+def test_orbit_turns_right_handed_about_any_up_from_start_deg():
+    center = np.array([0.5, -1.0, 2.0])
+    for up in ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 0.0, 5.0), (0.3, -0.2, 0.9)):
+        poses = orbit(center, 3.0, 4, elevation_deg=20.0, up=up)
+        eyes = invert_pose(poses)[:, :3, 3] - center
+        unit = np.asarray(up) / np.linalg.norm(up)
+        assert np.isfinite(poses).all(), up
+        np.testing.assert_allclose(np.linalg.norm(eyes, axis=1), 3.0, err_msg=str(up))
+        np.testing.assert_allclose(eyes @ unit, 3.0 * np.sin(np.radians(20.0)), err_msg=str(up))  # up need not be a unit vector
+        turns = [turn_about(up, eyes[i], eyes[(i + 1) % 4]) for i in range(4)]
+        np.testing.assert_allclose(turns, 90.0, err_msg=str(up))  # evenly spaced, open circle, counter-clockwise seen from up
+    np.testing.assert_allclose(orbit(center, 3.0, 4, start_deg=90.0), orbit(center, 3.0, 4)[[1, 2, 3, 0]], atol=1e-12)  # degrees
+    with pytest.raises(ValueError, match="eye .* and target .* coincide"):
+        look_at([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+
+
+def test_orbit_from_cameras_recovers_the_orbit_they_were_taken_on():
+    from mnemovision.vision.cameras import orbit_from_cameras
+
+    center, up = np.array([1.0, 2.0, -0.5]), np.array([0.1, -0.2, 1.0])
+    poses = orbit(center, 3.0, 8, elevation_deg=25.0, up=up)
+    np.testing.assert_allclose(orbit_from_cameras(poses, 8), poses, atol=1e-9)  # centre, up, radius, elevation
+    np.testing.assert_allclose(orbit_from_cameras(poses, 8, start_deg=45.0), np.roll(poses, -1, axis=0), atol=1e-9)
+    eyes = [center + r * np.array([np.cos(t), np.sin(t), 0.0]) for r, t in zip((2.0, 4.0, 2.0, 4.0), np.radians([0, 90, 180, 270]))]
+    level = np.stack([look_at(eye, center, up=(0.0, 0.0, 1.0)) for eye in eyes])  # distances 2 and 4 at elevation 0
+    back = invert_pose(orbit_from_cameras(level, 6))[:, :3, 3] - center
+    np.testing.assert_allclose(np.linalg.norm(back, axis=1), 3.0)  # the mean distance
+    np.testing.assert_allclose(back[:, 2], 0.0, atol=1e-9)
+    for shape in ((1, 4, 4), (2, 3, 4)):
+        with pytest.raises(ValueError, match=r"viewmats must be \[V >= 2, 4, 4\]"):
+            orbit_from_cameras(np.zeros(shape), 3)
+
+
+def test_transforms_image_names_suffixes_angles_and_3x4_matrices(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "train").mkdir()
+    Image.new("RGB", (80, 60)).save(tmp_path / "train" / "r_0.jpg")
+    c2w_gl = random_pose(np.random.default_rng(5))
+    frames = [
+        {"file_path": "./train/r_0", "transform_matrix": c2w_gl.tolist()},  # a .jpg on disk
+        {"file_path": "./train/r_1", "transform_matrix": c2w_gl[:3].tolist()},  # no file: .png assumed; 3x4 matrix
+        {"file_path": "images/a.png", "transform_matrix": c2w_gl.tolist()},  # missing, named with its suffix
+    ]
+    meta = {"camera_angle_x": 0.8, "camera_angle_y": 0.5, "w": 80, "frames": frames}  # no h: read from the image
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    read = read_transforms(tmp_path / "transforms.json")
+    root = tmp_path.resolve()
+    assert read.image_paths == (root / "train" / "r_0.jpg", root / "train" / "r_1.png", root / "images" / "a.png")
+    assert read.cameras.names == ("r_0.jpg", "r_1.png", "a.png")
+    cams = read.cameras
+    assert (cams.width, cams.height) == (80, 60)
+    assert cams.Ks[0, 0, 0] == pytest.approx(focal_from_fov(0.8, 80)) and cams.Ks[0, 1, 1] == pytest.approx(focal_from_fov(0.5, 60))
+    np.testing.assert_allclose(cams.viewmats[1], cams.viewmats[0], atol=1e-12)
+    meta = {"fl_x": 50.0, "frames": [{"file_path": "a.png", "transform_matrix": c2w_gl.tolist(), "w": 80, "h": 60}, {"file_path": "b.png", "transform_matrix": c2w_gl.tolist(), "w": 80, "h": 64}]}
+    (tmp_path / "sizes.json").write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match=r"sizes.json: w/h: expected one image size for all frames, found sizes \[\(80, 60\), \(80, 64\)\]"):
+        read_transforms(tmp_path / "sizes.json")
+
+
+def test_write_transforms_keeps_distortion_and_writes_the_angle_and_extra_fields(tmp_path):
+    rng = np.random.default_rng(6)
+    ks = np.array([[[500.0, 0, 320], [0, 510, 240], [0, 0, 1]]] * 2)
+    dist = np.array([[-0.1, 0.01, 0.001, -0.002], [0.0, 0.0, 0.0, 0.0]])
+    cams = Cameras(np.stack([invert_pose(random_pose(rng)) for _ in range(2)]), ks, 640, 480, dist)
+    write_transforms(tmp_path / "t.json", cams, ["a.png", "b.png"], extra={"aabb_scale": 16})
+    meta = json.loads((tmp_path / "t.json").read_text())
+    assert meta["aabb_scale"] == 16 and meta["camera_angle_x"] == pytest.approx(fov_from_focal(500.0, 640))
+    assert "k1" in meta["frames"][0] and "k1" not in meta["frames"][1]  # zero distortion is left out
+    np.testing.assert_allclose(read_transforms(tmp_path / "t.json").cameras.dist, dist)
+    with pytest.raises(ValueError, match="file_paths must have 2 entries, got 1"):
+        write_transforms(tmp_path / "u.json", cams, ["a.png"])
+    assert not (tmp_path / "u.json").exists()
