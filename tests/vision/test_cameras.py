@@ -585,3 +585,92 @@ def test_write_transforms_keeps_distortion_and_writes_the_angle_and_extra_fields
     with pytest.raises(ValueError, match="file_paths must have 2 entries, got 1"):
         write_transforms(tmp_path / "u.json", cams, ["a.png"])
     assert not (tmp_path / "u.json").exists()
+
+
+# COLMAP: what the tests above left open (found by source mutation)
+
+
+def test_rotmat_to_quat_returns_w_non_negative_and_the_same_rotation():
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        q = rng.standard_normal(4)
+        q[0] = -abs(q[0])  # rotations whose direct quaternion has w < 0
+        rot = quat_to_rotmat(q)
+        back = rotmat_to_quat(rot)
+        assert back[0] >= 0
+        np.testing.assert_allclose(back, -q / np.linalg.norm(q), atol=1e-12)
+
+
+def test_colmap_intrinsics_of_each_perspective_model():
+    from mnemovision.vision.cameras.colmap import camera_intrinsics
+
+    cases = {
+        "SIMPLE_PINHOLE": ([50.0, 30.0, 20.0], [50, 50, 30, 20], [0, 0, 0, 0]),
+        "PINHOLE": ([50.0, 51.0, 30.0, 20.0], [50, 51, 30, 20], [0, 0, 0, 0]),
+        "SIMPLE_RADIAL": ([50.0, 30.0, 20.0, 0.1], [50, 50, 30, 20], [0.1, 0, 0, 0]),
+        "RADIAL": ([50.0, 30.0, 20.0, 0.1, -0.02], [50, 50, 30, 20], [0.1, -0.02, 0, 0]),
+        "OPENCV": ([50.0, 51.0, 30.0, 20.0, 0.1, -0.02, 0.003, -0.004], [50, 51, 30, 20], [0.1, -0.02, 0.003, -0.004]),
+    }
+    for model, (params, (fx, fy, cx, cy), dist) in cases.items():
+        k, d = camera_intrinsics(ColmapCamera(1, model, 64, 48, np.array(params)))
+        np.testing.assert_array_equal(k, [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], err_msg=model)
+        np.testing.assert_array_equal(d, dist, err_msg=model)
+    with pytest.raises(ValueError, match="model OPENCV_FISHEYE is not supported"):
+        camera_intrinsics(ColmapCamera(3, "OPENCV_FISHEYE", 64, 48, np.zeros(8)))
+
+
+def test_model_to_cameras_sorts_by_name_and_refuses_an_empty_model():
+    model = small_colmap_model()
+    model.images[1].name, model.images[2].name = "b.png", "a.png"
+    cams = model_to_cameras(model)
+    assert cams.names == ("a.png", "b.png")
+    np.testing.assert_allclose(cams.viewmats[0], model.images[2].viewmat)
+    model.images.clear()
+    with pytest.raises(ValueError, match="COLMAP model has no registered images"):
+        model_to_cameras(model)
+
+
+def test_colmap_text_images_without_keypoints_round_trip(tmp_path):
+    model = small_colmap_model()
+    for image in model.images.values():  # their second lines are empty
+        image.xys, image.point3d_ids = np.zeros((0, 2)), np.zeros(0, np.int64)
+    write_model(tmp_path, model, ".txt")
+    back = read_model(tmp_path)
+    assert sorted(back.images) == [1, 2] and all(len(image.xys) == 0 for image in back.images.values())
+
+
+@pytest.mark.parametrize("file, old, new, field", [
+    ("cameras.txt", b"32.0 24.0\n", b"32.0 24.0 7.0\n", r"line \d+ PARAMS: expected 4 params for PINHOLE, found 5"),
+    ("images.txt", b"im1.png", b"im 1.png", r"line \d+ \(IMAGE_ID .* NAME\): expected 10 fields, found 11"),
+    ("images.txt", b"3.5 4.5 0", b"3.5 4.5 0 9.0", r"line \d+ \(POINTS2D\[\] as X Y POINT3D_ID\): expected a multiple of 3 fields, found 7"),
+])
+def test_colmap_text_fields_beyond_the_layout_are_refused(tmp_path, file, old, new, field):
+    write_model(tmp_path, small_colmap_model(), ".txt")
+    replace_once(tmp_path / file, old, new)
+    with pytest.raises(FileFormatError, match=field):
+        read_model(tmp_path)
+
+
+def test_colmap_binary_name_without_its_nul_is_named(tmp_path):
+    model = small_colmap_model()
+    del model.images[2]
+    write_model(tmp_path, model, ".bin")
+    path = tmp_path / "images.bin"
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"im1.png") + 5])  # cut inside the name
+    with pytest.raises(FileFormatError, match="image record 0 name: expected a NUL-terminated name, found end of file"):
+        read_model(tmp_path)
+
+
+def test_colmap_folder_prefers_binary_files_and_writers_check_their_input(tmp_path):
+    model = small_colmap_model()
+    write_model(tmp_path, model, ".bin")
+    other = small_colmap_model()
+    other.cameras[1].width = other.cameras[2].width = 99
+    write_model(tmp_path, other, ".txt")
+    assert read_model(tmp_path).cameras[1].width == 64  # .bin when both are there
+    with pytest.raises(ValueError, match="ext must be '.bin' or '.txt', got '.json'"):
+        write_model(tmp_path / "j", model, ".json")
+    model.cameras[1].params = np.array([50.0, 51.0, 32.0])
+    with pytest.raises(ValueError, match="camera 1: model PINHOLE needs 4 params, got 3"):
+        write_model(tmp_path / "p", model, ".bin")
