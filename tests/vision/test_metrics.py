@@ -125,6 +125,55 @@ def test_compare_images_reports_every_metric():
         compare_images(img, img[:32])
 
 
+def test_compare_images_values_are_the_single_metrics_and_lpips_gets_float_nchw():
+    img = photo()[:48, :48]
+    pred = noisy(img, 8.0)
+    seen = []
+
+    def stand_in(a, b):  # an LPIPS module's call: [1, 3, H, W] floats in [0, 1]
+        seen.append((a.shape, a.dtype, float(a.max()), float((a - b).abs().mean())))
+        return torch.tensor([0.25])
+
+    out = compare_images(pred, img, crop_border=3, lpips_model=stand_in)
+    assert out["psnr"] == image_psnr(pred, img, 3) and out["ssim"] == image_ssim(pred, img, 3)
+    assert out["psnr_y"] == image_psnr(pred, img, 3, y_channel=True) and out["ssim_y"] == image_ssim(pred, img, 3, y_channel=True)
+    assert out["lpips"] == 0.25
+    (shape, dtype, peak, gap), = seen
+    assert shape == (1, 3, 48, 48) and dtype == torch.float32 and peak <= 1.0
+    assert gap == pytest.approx(np.abs(pred.astype(float) - img).mean() / 255, rel=1e-5)
+    rgba = np.dstack([img, img[..., :1]])
+    with pytest.raises(ValueError, match=r"images must be \[H, W, 3\] RGB, got \(48, 48, 4\)"):
+        compare_images(rgba, rgba)
+
+
+def test_compare_videos_over_the_common_length(tmp_path, monkeypatch):
+    from mnemovision.vision.io import read_video, write_video
+    from mnemovision.vision.metrics import compare_videos
+
+    frames = np.stack([np.roll(photo()[::4, ::4], 3 * t, axis=1)[:64, :96] for t in range(4)])
+    write_video(tmp_path / "ref.mp4", frames[:3], fps=12, crf=0)
+    write_video(tmp_path / "pred.mp4", [noisy(f, 6.0, seed=t) for t, f in enumerate(frames)], fps=30, crf=10)
+    result = compare_videos(tmp_path / "pred.mp4", tmp_path / "ref.mp4")
+    assert result.frames == 3 and result.fps == pytest.approx(12.0)  # the shorter video's length, the reference's rate
+    pred, _ = read_video(tmp_path / "pred.mp4")
+    ref, _ = read_video(tmp_path / "ref.mp4")
+    np.testing.assert_allclose(result.psnr, [image_psnr(a, b) for a, b in zip(pred, ref)])
+    np.testing.assert_allclose(result.ssim, [image_ssim(a, b) for a, b in zip(pred, ref)])
+    assert result.mean_psnr == pytest.approx(np.mean(result.psnr)) and result.mean_ssim == pytest.approx(np.mean(result.ssim))
+    assert compare_videos(tmp_path / "pred.mp4", tmp_path / "ref.mp4", max_frames=2).frames == 2
+    same = compare_videos(tmp_path / "ref.mp4", tmp_path / "ref.mp4")
+    assert same.mean_psnr == float("inf") and same.mean_ssim == pytest.approx(1.0)
+    mixed = type(result)(psnr=[30.0, float("inf"), 40.0], ssim=[0.9, 1.0, 0.95], frames=3, fps=12.0)
+    assert mixed.mean_psnr == 35.0  # identical frames are left out of the mean
+    monkeypatch.setattr("mnemovision.vision.io.video.iter_video", lambda path: iter(()))
+    with pytest.raises(ValueError, match="no frames to compare"):
+        compare_videos(tmp_path / "pred.mp4", tmp_path / "ref.mp4")
+    monkeypatch.undo()
+    write_video(tmp_path / "small.mp4", frames[:2, :32, :48], fps=12)
+    with pytest.raises(ValueError, match=r"small.mp4: frame 0 is 48x32, but .*ref.mp4 has 96x64"):
+        compare_videos(tmp_path / "small.mp4", tmp_path / "ref.mp4")
+
+
 # ---------------------------------------------------------------------------------------------
 # LPIPS
 
