@@ -131,3 +131,38 @@ def test_torchrun_two_processes_gloo_matches_one_process_with_the_global_batch(t
         ddp_state = torch.load(tmp_path / "ddp" / "iter_20.pth", weights_only=True)["state_dict"]
     for key, value in single.model.state_dict().items():
         torch.testing.assert_close(ddp_state[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_load_checkpoint_is_strict_strips_ddp_prefixes_and_passes_state_errors_on(tmp_path):
+    runner = build_runner("denoise_tiny", work_dir=tmp_path, cfg_options=QUIET)
+    state = {key: torch.full_like(value, 0.5) for key, value in runner.model.state_dict().items()}
+    torch.save({"state_dict": {f"module.{key}": value for key, value in state.items()}, "meta": {}}, tmp_path / "ddp.pth")
+    runner.load_checkpoint(str(tmp_path / "ddp.pth"))  # a DistributedDataParallel checkpoint's keys
+    for key, value in runner.model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    torch.save({"state_dict": {**state, "extra.weight": torch.zeros(1)}, "meta": {}}, tmp_path / "extra.pth")
+    with pytest.raises(RuntimeError, match="unexpected key in source state_dict: extra.weight"):  # strict, and not "damaged"
+        runner.load_checkpoint(str(tmp_path / "extra.pth"))
+
+
+def test_build_runner_keeps_what_the_config_sets_and_takes_loaded_configs(tmp_path):
+    from mnemovision.engine import load_config
+
+    runner = build_runner("denoise_tiny", cfg_options={**QUIET, "work_dir": str(tmp_path / "set"), "experiment_name": "mine"})
+    assert runner.work_dir == str(tmp_path / "set") and runner.experiment_name.startswith("mine_")  # mmengine adds the time
+    loaded = build_runner(load_config("denoise_tiny"), work_dir=tmp_path / "loaded", cfg_options={**QUIET, "train_cfg.max_iters": 3})
+    assert loaded.cfg.train_cfg.max_iters == 3 and loaded.experiment_name.startswith("denoise_tiny_")
+    again = build_runner(load_config("denoise_tiny"), work_dir=tmp_path / "loaded", cfg_options=QUIET)
+    assert again.experiment_name != loaded.experiment_name  # unique per run, so their loggers do not clash
+    assert resolve_config("denoise_tiny.py") == resolve_config("denoise_tiny")
+    local = tmp_path / "denoise_tiny.py"
+    local.write_text(resolve_config("denoise_tiny").read_text().replace("max_iters=60", "max_iters=5"))
+    assert resolve_config(local) == local  # a file that exists wins over the bundled config of its name
+    assert build_runner(local, work_dir=tmp_path / "local", cfg_options=QUIET).cfg.train_cfg.max_iters == 5
+
+
+def test_resume_from_a_given_checkpoint_outside_the_work_dir(tmp_path):
+    other = train(tmp_path / "other", 30, **{"randomness.seed": 1})
+    resumed = train(tmp_path / "fresh", 30, resume=str(tmp_path / "other" / "iter_30.pth"))  # seed 0, nothing to train
+    for key, value in other.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
