@@ -193,3 +193,92 @@ def test_cli_refuses_adaptation_for_a_baseline_in_one_line(tmp_path, capsys):
     args = ["vos", "run", "--frames", str(tmp_path), "--masks", str(tmp_path), "--out", str(tmp_path / "out"), "--model", "flow", "--adapt-steps", "2"]
     assert main(args) == 2  # once a bare SystemExit: status 1, without the CLI's error prefix
     assert capsys.readouterr().err.startswith("mnemovision: error: --adapt-steps applies to JointFormer models: VOS model 'flow' does not take")
+
+
+class RecordingModel:
+    """A VOS model that predicts ``probability`` for every known object everywhere and records what the
+    session asks of it."""
+
+    name = "recording"
+
+    def __init__(self, probability: float = 0.9):
+        self.probability = probability
+
+    def new_state(self):
+        return {"propagated": [], "memorised": [], "removed": []}
+
+    def propagate(self, state, frame, frame_index, n_objects):
+        state["propagated"].append((frame_index, n_objects))
+        return np.full((n_objects, *frame.shape[:2]), self.probability)
+
+    def memorize(self, state, frame, frame_index, masks, annotated):
+        state["memorised"].append((frame_index, masks.copy(), annotated))
+
+    def remove_object(self, state, index):
+        state["removed"].append(index)
+
+
+def test_aggregate_hand_values():
+    agg = aggregate(np.array([0.9, 0.2]).reshape(2, 1, 1))[:, 0, 0]
+    odds = np.array([0.1 * 0.8 / (1 - 0.08), 0.9 / 0.1, 0.2 / 0.8])  # background = prod(1 - p); softmax of logits = odds normalised
+    np.testing.assert_allclose(agg, odds / odds.sum(), rtol=1e-9)
+
+
+def test_session_corrections_own_their_pixels_and_annotated_frames_are_flagged():
+    frame = np.zeros((4, 6, 3), np.uint8)
+    session = VOSSession(RecordingModel(0.9))
+    first = np.zeros((4, 6), np.uint8)
+    first[:2, :2], first[3, 5] = 1, 2
+    session.add_mask(0, first)
+    np.testing.assert_array_equal(session.step(frame), first)
+    assert np.all(session.step(frame) == 1)  # 0.9 for both objects everywhere: the first wins the tie
+    correction = np.zeros((4, 6), np.uint8)
+    correction[:, 3:] = 2
+    session.add_mask(2, correction, object_ids=[2])
+    correction_1 = np.zeros((4, 6), np.uint8)
+    correction_1[0, 0] = 1
+    session.add_mask(2, correction_1, object_ids=[1])  # a second mask for the same frame adds to the first
+    out = session.step(frame)
+    expected = np.zeros((4, 6), np.uint8)
+    expected[:, 3:], expected[0, 0] = 2, 1  # object 1 drops to its corrected pixel; object 2 owns its mask's pixels
+    np.testing.assert_array_equal(out, expected)
+    state = session.state
+    assert [t for t, _, _ in state["memorised"]] == [0, 1, 2] and [a for _, _, a in state["memorised"]] == [True, False, True]
+    np.testing.assert_array_equal(state["memorised"][2][1], np.stack([expected == 1, expected == 2]))  # final masks, per object
+    assert state["propagated"] == [(1, 2), (2, 2)]  # nothing to propagate before the first mask
+    session.remove_object(2)
+    assert state["removed"] == [1] and session.object_ids == [1]  # the model forgets position 1
+
+
+def test_a_given_mask_overrides_every_object_under_it():
+    frame = np.zeros((4, 6, 3), np.uint8)
+    session = VOSSession(RecordingModel(1.0))  # certain of every object everywhere
+    both = np.zeros((4, 6), np.uint8)
+    both[0, 0], both[0, 1] = 1, 2
+    session.add_mask(0, both)
+    session.step(frame)
+    region = np.zeros((4, 6), np.uint8)
+    region[2:, :] = 2
+    session.add_mask(1, region, object_ids=[2])
+    out = session.step(frame)
+    assert np.all(out[2:] == 2)  # object 1's certainty does not reach under object 2's mask
+    assert np.all(out[:2] == 1)
+
+
+def test_session_frame_bookkeeping_and_refusals():
+    frame = np.zeros((4, 6, 3), np.uint8)
+    session = VOSSession(RecordingModel())
+    assert session.step(frame).max() == 0  # no object yet, frame 0 is still done
+    with pytest.raises(ValueError, match="frame 0 is already processed .next is 1."):
+        session.add_mask(0, np.ones((4, 6), np.uint8))
+    mask = np.ones((4, 6), np.uint8)
+    session.add_mask(1, mask)
+    session.step(frame)
+    with pytest.raises(ValueError, match="frame 1 is already processed .next is 2."):  # the frame just done
+        session.add_mask(1, mask)
+    for bad in (dict(mask=mask, object_ids=[255]), dict(mask=mask * 255)):
+        with pytest.raises(ValueError, match=r"object ids must be in 1..254, got \[255\]"):
+            session.add_mask(3, **bad)
+    session.add_mask(2, np.ones((3, 6), np.uint8))
+    with pytest.raises(ValueError, match="mask for frame 2 is 6x3, the frame 6x4"):
+        session.step(frame)
