@@ -110,6 +110,33 @@ def test_point_cloud_without_xyz_names_the_file_and_colours_need_all_three(tiny_
         read_scene_cameras(copy)
 
 
+def test_scene_views_are_sorted_averaged_down_grey_expanded_and_checked_for_size(tiny_scene, tmp_path):
+    import shutil
+
+    from mnemovision.vision.io import read_ply
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_scene, copy)
+    meta = json.loads((copy / "transforms.json").read_text())
+    meta["frames"] = meta["frames"][::-1]  # file order is not the split order
+    (copy / "transforms.json").write_text(json.dumps(meta))
+    grey = read_image(copy / "images" / "r_001.png", mode="L")
+    write_image(copy / "images" / "r_001.png", grey)  # a greyscale image among RGBA ones
+    scene = load_scene(copy / "transforms.json")  # the file itself, not only its folder
+    assert [v.name for v in scene.test] == ["r_000.png", "r_008.png"] and scene.train[0].name == "r_001.png"
+    torch.testing.assert_close(scene.train[0].image, torch.from_numpy(grey / 255.0).float()[..., None].expand(40, 40, 3))
+    half = load_scene(copy, downscale=2)
+    full = scene.train[1].image
+    torch.testing.assert_close(half.train[1].image, full.reshape(20, 2, 20, 2, 3).mean((1, 3)), atol=1e-6, rtol=0)  # area averaging
+    centres = torch.linalg.inv(torch.stack([v.viewmat.double() for v in scene.train + scene.test]))[:, :3, 3]
+    assert scene.extent == pytest.approx(1.1 * float((centres - centres.mean(0)).norm(dim=1).max()), rel=1e-6)
+    props = read_ply(copy / "points3d.ply")
+    torch.testing.assert_close(scene.colors[:, 0], torch.from_numpy(props["red"] / 255.0).float())
+    write_image(copy / "images" / "r_002.png", np.zeros((30, 40, 4), np.uint8))
+    with pytest.raises(ValueError, match="r_002.png: image is 40x30, its camera says 40x40"):
+        load_scene(copy)
+
+
 @pytest.mark.parametrize("ext", [".bin", ".txt"])
 def test_colmap_scene_with_distortion(tmp_path, ext):
     rng = np.random.default_rng(0)
@@ -125,8 +152,15 @@ def test_colmap_scene_with_distortion(tmp_path, ext):
     scene = load_scene(tmp_path)
     assert scene.source == "colmap" and len(scene.train) == 7 and len(scene.test) == 2
     assert scene.points.shape == (5, 3)
+    torch.testing.assert_close(scene.colors, torch.from_numpy(pts.rgb / 255.0).float())
     raw = read_image(tmp_path / "images" / "img_01.png").astype(np.float32) / 255
     assert not np.allclose(scene.train[0].image.numpy(), raw)  # undistorted, not the raw pixels
+    import shutil
+
+    shutil.move(tmp_path / "sparse" / "0", tmp_path / "model")
+    shutil.rmtree(tmp_path / "sparse")
+    shutil.move(tmp_path / "model", tmp_path / "sparse")  # the model directly in sparse/
+    assert len(load_scene(tmp_path).train) == 7
 
 
 def test_ply_round_trip_is_bit_exact_for_every_sh_degree(tmp_path):
