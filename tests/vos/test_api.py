@@ -282,3 +282,39 @@ def test_session_frame_bookkeeping_and_refusals():
     session.add_mask(2, np.ones((3, 6), np.uint8))
     with pytest.raises(ValueError, match="mask for frame 2 is 6x3, the frame 6x4"):
         session.step(frame)
+
+
+@pytest.mark.parametrize("model", ["copy-first", "flow"])
+def test_baselines_forget_the_removed_object_not_another(model):
+    frames, masks = moving_square_video(3)
+    two = masks[0].copy()
+    two[34:44, 40:50] = 2  # a still second object
+    session = VOSSession(load_model(model))
+    session.add_mask(0, two)
+    session.step(frames[0])
+    session.remove_object(1)
+    out = session.step(frames[1])
+    assert (out == 2).sum() > 80 and (out[34:44, 40:50] == 2).mean() > 0.9 and (out[10:26] != 2).all()
+
+
+@pytest.mark.parametrize("model", ["copy-first", "flow"])
+def test_baselines_propagate_exactly_the_objects_asked_for(model):
+    frames, masks = moving_square_video(2)
+    built = load_model(model)
+    state = built.new_state()
+    objects = np.stack([masks[0] == 1, masks[0] == 0])
+    built.memorize(state, frames[0], 0, objects, True)
+    assert built.propagate(state, frames[1], 1, 1).shape == (1, 48, 64)
+
+
+def test_farneback_flow_follows_the_motion_and_unknown_methods_are_named():
+    from mnemovision.vos.baselines import FlowPropagation
+
+    frames, masks = moving_square_video()
+    session = VOSSession(FlowPropagation("farneback"))
+    session.add_mask(0, masks[0])
+    last = [session.step(f) for f in frames][-1]
+    iou = ((last == 1) & (masks[-1] == 1)).sum() / ((last == 1) | (masks[-1] == 1)).sum()
+    assert iou > 0.7  # copying the first mask scores under 0.4 here
+    with pytest.raises(ValueError, match="method must be 'dis' or 'farneback', got 'lk'"):
+        FlowPropagation("lk")
