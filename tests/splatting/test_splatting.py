@@ -155,11 +155,9 @@ def test_colmap_scene_with_distortion(tmp_path, ext):
     torch.testing.assert_close(scene.colors, torch.from_numpy(pts.rgb / 255.0).float())
     raw = read_image(tmp_path / "images" / "img_01.png").astype(np.float32) / 255
     assert not np.allclose(scene.train[0].image.numpy(), raw)  # undistorted, not the raw pixels
-    import shutil
-
-    shutil.move(tmp_path / "sparse" / "0", tmp_path / "model")
-    shutil.rmtree(tmp_path / "sparse")
-    shutil.move(tmp_path / "model", tmp_path / "sparse")  # the model directly in sparse/
+    (tmp_path / "sparse" / "0").rename(tmp_path / "model")
+    (tmp_path / "sparse").rmdir()
+    (tmp_path / "model").rename(tmp_path / "sparse")  # the model directly in sparse/
     assert len(load_scene(tmp_path).train) == 7
 
 

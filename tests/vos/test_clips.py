@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mnemovision.vos.clips import IMAGENET_MEAN, IMAGENET_STD, SyntheticClips, VideoClips
+from tests.vos.test_data import write_davis_video
 
 
 def test_synthetic_clips_are_rectangular_deterministic_and_move():
@@ -57,15 +58,10 @@ def test_the_clip_loss_refuses_clips_it_cannot_learn_from():
 
 def write_bright_box_video(root, name="box", frames=6, size=(80, 140)):
     """A DAVIS-format video: a white box on black, left of centre, drifting right a pixel a frame."""
-    from PIL import Image
-
-    (root / "JPEGImages" / name).mkdir(parents=True)
-    (root / "Annotations" / name).mkdir(parents=True)
-    for t in range(frames):
-        mask = np.zeros(size, np.uint8)
+    masks = {t: np.zeros(size, np.uint8) for t in range(frames)}
+    for t, mask in masks.items():
         mask[20:60, 15 + t : 55 + t] = 1
-        Image.fromarray(np.repeat(mask[..., None] * 255, 3, axis=2)).save(root / "JPEGImages" / name / f"{t:05d}.jpg", quality=95)
-        Image.fromarray(mask).save(root / "Annotations" / name / f"{t:05d}.png")
+    write_davis_video(root, name, [np.repeat(m[..., None] * 255, 3, axis=2) for m in masks.values()], masks)
 
 
 def test_video_clips_crop_and_mirror_frames_and_masks_together(tmp_path):
@@ -204,15 +200,9 @@ def test_synthetic_crops_keep_the_aspect_and_span_a_third_to_all_of_the_photo():
 def write_counting_video(root, name="count", frames=10, size=(32, 48)):
     """A DAVIS-format video whose frame t is a flat grey of level 20 t + 10, with objects 1 and 2 and a
     void (255) band in every mask."""
-    from PIL import Image
-
-    (root / "JPEGImages" / name).mkdir(parents=True)
-    (root / "Annotations" / name).mkdir(parents=True)
     mask = np.zeros(size, np.uint8)
     mask[4:12, 4:20], mask[16:28, 24:44], mask[:, 46:] = 1, 2, 255
-    for t in range(frames):
-        Image.fromarray(np.full((*size, 3), 20 * t + 10, np.uint8)).save(root / "JPEGImages" / name / f"{t:05d}.jpg", quality=95)
-        Image.fromarray(mask).save(root / "Annotations" / name / f"{t:05d}.png")
+    write_davis_video(root, name, [np.full((*size, 3), 20 * t + 10, np.uint8) for t in range(frames)], dict.fromkeys(range(frames), mask))
 
 
 def test_video_clips_pick_random_starts_and_forward_jumps_up_to_max_jump(tmp_path):

@@ -9,17 +9,24 @@ from mnemovision.vision.io import read_mask, write_image, write_mask
 from mnemovision.vos.data import davis_sequence, frame_files, list_sequences, load_sequence, read_masks, write_masks
 
 
-def write_video_folder(root, name, frames=4, size=(6, 8), annotated=(0, 2), resolution=""):
-    """``JPEGImages[/480p]/<name>/0000t.jpg`` and ``Annotations[/480p]/<name>/0000t.png`` for the
-    ``annotated`` frames (object 1 at row t)."""
+def write_davis_video(root, name, frames, masks, resolution=""):
+    """``frames`` ([H, W, 3] uint8 each) as ``JPEGImages[/480p]/<name>/0000t.jpg`` and ``masks``
+    ({t: [H, W] ids}) as ``Annotations[/480p]/<name>/0000t.png``; returns the two folders."""
     images, annotations = root / "JPEGImages" / resolution / name, root / "Annotations" / resolution / name
-    for t in range(frames):
-        write_image(images / f"{t:05d}.jpg", np.full((*size, 3), 10 * t, np.uint8))
-    for t in annotated:
-        mask = np.zeros(size, np.uint8)
-        mask[t] = 1
+    for t, frame in enumerate(frames):
+        write_image(images / f"{t:05d}.jpg", frame, quality=95)
+    for t, mask in masks.items():
         write_mask(annotations / f"{t:05d}.png", mask)
     return images, annotations
+
+
+def write_video_folder(root, name, frames=4, size=(6, 8), annotated=(0, 2), resolution=""):
+    """A DAVIS-format video of flat grey frames (level 10 t) with masks for the ``annotated`` frames
+    (object 1 at row t)."""
+    masks = {t: np.zeros(size, np.uint8) for t in annotated}
+    for t, mask in masks.items():
+        mask[t] = 1
+    return write_davis_video(root, name, [np.full((*size, 3), 10 * t, np.uint8) for t in range(frames)], masks, resolution)
 
 
 def test_sequences_map_sparse_annotations_to_their_frames(tmp_path):
