@@ -8,7 +8,9 @@ from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
 from mnemovision.splatting.engine import scene_config
 from mnemovision.splatting.fit import configure
 
-FIT = {"density": {"refine_start": 5, "refine_stop": 50, "refine_every": 10, "grad_threshold": 1e-4}}
+# densifies at steps 10, 20, ..., 50 with splits at each (a budget of 1.25 Gaussians per pixel, 1280,
+# would be full after step 10 and leave the steps after a resume nothing to densify)
+FIT = {"density": {"refine_start": 5, "refine_stop": 50, "refine_every": 10, "grad_threshold": 4e-4, "max_gaussians": 20000}}
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +30,12 @@ def run(scene, work_dir, max_iters, resume=False):
 
 def test_resume_through_density_control_matches_an_uninterrupted_run_exactly(scene, tmp_path):
     full = run(scene, tmp_path / "full", 60)
-    run(scene, tmp_path / "split", 35)  # stops between two densification steps
+    first_half = run(scene, tmp_path / "split", 35)  # stops between two densification steps
     resumed = run(scene, tmp_path / "split", 60, resume=True)
     a, b = full.model, resumed.model
-    assert a.step == b.step == 60 and len(b.gaussians) == len(a.gaussians) > 800  # densified, in both halves
+    # densified in both halves: the second half's steps need the statistics gathered since step 30 and
+    # the split sampler's state, both restored from the checkpoint
+    assert a.step == b.step == 60 and len(b.gaussians) == len(a.gaussians) > len(first_half.model.gaussians) > 800
     for name, value in a.gaussians.state_dict().items():
         assert torch.equal(b.gaussians.state_dict()[name], value), name
     state_a, state_b = full.optim_wrapper.optimizer.state_dict()["state"], resumed.optim_wrapper.optimizer.state_dict()["state"]
@@ -48,6 +52,8 @@ def test_checkpoints_load_weights_only_and_hold_the_run_state(scene, tmp_path):
         checkpoint = torch.load(tmp_path / "iter_30.pth", weights_only=True)
     extra = checkpoint["state_dict"]["_extra_state"]
     assert extra["step"] == 30 and extra["density"]["generator"].dtype == torch.uint8
+    # validated every 6 steps; mmengine writes step 30's checkpoint before validating step 30
+    assert extra["train_seconds"] > 0 and extra["curve"][:, 0].tolist() == [6, 12, 18, 24]
     assert checkpoint["state_dict"]["gaussians.means"].shape[0] > 800
 
 
@@ -105,3 +111,13 @@ def test_lpips_is_scored_when_local_weights_are_given(scene, tmp_path):
     _, backbone_path, lin_path = write_official_layout(tmp_path)
     result = fit_scene(scene, tmp_path / "fit", iterations=2, fit={"lpips_weights": str(lin_path), "lpips_backbone": str(backbone_path)}, orbit_frames=0, progress=False)
     assert 0.0 < result.metrics["lpips"] < 1.5 and "psnr" in result.metrics
+
+
+def test_a_run_resumed_from_a_validation_step_gets_that_step_validated(scene, tmp_path):
+    full = run(scene, tmp_path / "full", 36)
+    run(scene, tmp_path / "split", 30)
+    resumed = run(scene, tmp_path / "split", 36, resume=tmp_path / "split" / "iter_30.pth")
+    assert [s for s, _ in resumed.model.curve] == [s for s, _ in full.model.curve] == [6, 12, 18, 24, 30, 36]
+    torch.testing.assert_close(torch.tensor(resumed.model.curve), torch.tensor(full.model.curve), rtol=0, atol=0)
+    finished = run(scene, tmp_path / "split", 36, resume=True)  # nothing left to train: the last step's point is restored
+    assert [s for s, _ in finished.model.curve] == [6, 12, 18, 24, 30, 36]

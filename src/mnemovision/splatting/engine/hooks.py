@@ -31,6 +31,7 @@ class SplatResultsHook(Hook):
     def before_train(self, runner) -> None:
         if runner.distributed:
             raise ValueError("a Gaussian scene fit runs in one process (density control edits the parameters); launch it without torchrun")
+        revalidate_resumed_step(runner)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._tick = time.perf_counter()
@@ -54,6 +55,22 @@ class SplatResultsHook(Hook):
 
             render_orbit_video(model.gaussians, out_dir / "orbit.mp4", n_frames=self.orbit_frames, size=self.orbit_size, cameras=scene_cameras(scene))
         runner.message_hub.update_info("splat_metrics", result.metrics)
+
+
+def revalidate_resumed_step(runner) -> None:
+    """Validate the step a run resumes from when it is a validation step missing from the curve.
+
+    mmengine writes a step's checkpoint at the end of the step and validates after it, so the
+    checkpoint of a step that is also a validation step lacks that step's curve point; validating
+    again here (the restored model is the one that was validated) gives the resumed run the curve
+    of an uninterrupted one."""
+    loop, step = runner.train_loop, runner.iter
+    if step == 0 or runner.val_loop is None:
+        return
+    interval = getattr(loop, "val_interval", 0)
+    due = interval > 0 and step >= getattr(loop, "val_begin", 1) and (step % interval == 0 or step == loop.max_iters)
+    if due and all(s != step for s, _ in _scene_model(runner).curve):
+        runner.val_loop.run()
 
 
 def scene_cameras(scene) -> np.ndarray:
