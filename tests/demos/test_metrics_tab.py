@@ -43,3 +43,52 @@ def test_video_report_curve(tmp_path):
     text, curve = metrics_tab.video_report(str(tmp_path / "pred.mp4"), str(tmp_path / "ref.mp4"), tmp_path)
     assert "| frames | 6 |" in text and "| fps | 12.00 |" in text
     assert read_image(curve).shape[2] == 3
+
+
+def test_error_map_colours_the_mean_error_up_to_its_99th_percentile():
+    from matplotlib import colormaps
+
+    inferno = colormaps["inferno"]
+    target = np.zeros((10, 10, 3), np.uint8)
+    pred = np.full((10, 10, 3), 10, np.uint8)
+    pred[0, :3] = 100  # 3% of the pixels: the 99th percentile is 100
+    pred[9, 9] = [30, 0, 0]  # mean over the channels: 10
+    got = metrics_tab.error_map(pred, target)
+    assert got.shape == (10, 10, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got[0, 0], inferno(1.0)[:3], atol=1e-6)
+    np.testing.assert_allclose(got[5, 5], inferno(0.1)[:3], atol=1e-6)
+    np.testing.assert_allclose(got[9, 9], inferno(0.1)[:3], atol=1e-6)
+    # errors below one level are not stretched: the scale is at least 1
+    small = target.copy()
+    small[..., 0] = 1
+    np.testing.assert_allclose(metrics_tab.error_map(small, target)[3, 3], inferno(1 / 3)[:3], atol=1e-6)
+    np.testing.assert_allclose(metrics_tab.error_map(target, target)[3, 3], inferno(0.0)[:3], atol=1e-6)
+
+
+def test_grey_and_rgba_uploads_are_scored_as_rgb(tmp_path):
+    ref = photo()
+    grey = ref[..., 1]
+    rgba = np.dstack([ref, np.full(ref.shape[:2], 7, np.uint8)])
+    want, _ = metrics_tab.image_report(np.repeat(grey[..., None], 3, -1), ref, 0, tmp_path / "a")
+    assert metrics_tab.image_report(grey, ref, 0, tmp_path / "b")[0] == want
+    text, _ = metrics_tab.image_report(rgba, ref, 0, tmp_path / "c")
+    assert "| psnr | inf |" in text and "| ssim | 1.0000 |" in text
+
+
+def test_identical_videos_report_infinite_psnr_and_a_capped_curve(tmp_path, monkeypatch):
+    frames = np.stack([np.roll(photo()[:64, :96], 5 * t, axis=1) for t in range(4)])
+    write_video(tmp_path / "ref.mp4", frames, fps=10)
+    plotted = {}
+    real_save_curve = metrics_tab.save_curve
+
+    def recording_save_curve(path, series, *args):
+        plotted.update(series)
+        real_save_curve(path, series, *args)
+
+    monkeypatch.setattr(metrics_tab, "save_curve", recording_save_curve)
+    text, curve = metrics_tab.video_report(str(tmp_path / "ref.mp4"), str(tmp_path / "ref.mp4"), tmp_path)
+    assert "| mean psnr | inf |" in text and "| mean ssim | 1.0000 |" in text
+    assert plotted == {"PSNR": ([0, 1, 2, 3], [100.0] * 4)}  # inf would leave the plot empty
+    text, curve = metrics_tab.video_report(str(tmp_path / "ref.mp4"), str(tmp_path / "missing.mp4"), tmp_path)
+    assert text.startswith("**Error**") and curve is None
+    assert metrics_tab.video_report(None, str(tmp_path / "ref.mp4"), tmp_path) == ("Upload a prediction and a reference video.", None)
