@@ -36,6 +36,7 @@ def test_painted_strokes_propagate_into_masks_and_a_video(tmp_path):
         assert sum(1 for _ in container.decode(video=0)) == 24
     from mnemovision.vision.io import read_mask
 
+    np.testing.assert_array_equal(read_mask(tmp_path / "masks" / "00000.png"), mask.astype(np.uint8))  # the painting is frame 0's mask
     last = read_mask(tmp_path / "masks" / "00023.png") == 1
     iou = (last & truth[-1]).sum() / (last | truth[-1]).sum()
     assert iou > 0.6  # flow follows the deforming object through 23 frames (measured 0.75; copying the first mask: 0.24)
@@ -66,3 +67,38 @@ def test_jointformer_choices_with_and_without_adaptation(tmp_path):
     assert "24 frames" in summary and "adapting the model to the first frame" not in calls and len(calls) == 24
     with zipfile.ZipFile(archive) as handle:
         assert len(handle.namelist()) == 24
+
+
+def test_uploaded_videos_are_cut_to_the_frame_cap_and_shrunk_to_the_side_cap(tmp_path, monkeypatch):
+    import cv2
+
+    from mnemovision.vision.io import write_video
+
+    frames = vos_tab.bundled_clip(n_frames=8, size=128)
+    wide = np.concatenate([frames, frames[:, :, :64]], axis=2)[:, :96]  # [8, 96, 192, 3]
+    write_video(tmp_path / "clip.mp4", wide, fps=10, crf=0)
+    monkeypatch.setattr(vos_tab, "MAX_FRAMES", 5)
+    monkeypatch.setattr(vos_tab, "MAX_SIDE", 96)
+    loaded = vos_tab.load_frames(str(tmp_path / "clip.mp4"), use_bundled=False)
+    assert loaded.shape == (5, 48, 96, 3) and loaded.dtype == np.uint8  # the longer side 192 -> 96, the aspect kept
+    want = np.stack([cv2.resize(f, (96, 48), interpolation=cv2.INTER_AREA) for f in wide[:5]])
+    assert np.abs(loaded.astype(int) - want.astype(int)).mean() < 2.0  # lossless H.264 from RGB: colour rounding only
+    monkeypatch.setattr(vos_tab, "MAX_SIDE", 480)
+    assert vos_tab.load_frames(str(tmp_path / "clip.mp4"), use_bundled=False).shape == (5, 96, 192, 3)  # small enough: untouched
+    assert vos_tab.load_frames(str(tmp_path / "clip.mp4"), use_bundled=True).shape == (24, 192, 192, 3)
+    assert vos_tab.load_frames(None, use_bundled=False).shape == (24, 192, 192, 3)
+
+
+def test_painted_layers_of_any_kind_and_size_become_one_mask():
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[0, 0, 2] = 9  # any painted channel
+    grey = np.zeros((4, 6), np.uint8)
+    grey[3, 5] = 1
+    small = np.zeros((2, 3, 4), np.uint8)
+    small[1, 0, 3] = 255  # half size: one pixel covers a 2 x 2 block
+    small[0, 2, :3] = 200  # colour without alpha is not paint
+    mask = vos_tab.painted_mask({"layers": [rgb, grey, small]}, (4, 6))
+    want = np.zeros((4, 6), bool)
+    want[0, 0] = want[3, 5] = True
+    want[2:4, 0:2] = True
+    np.testing.assert_array_equal(mask, want)
