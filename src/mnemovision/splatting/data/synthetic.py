@@ -89,8 +89,8 @@ class _Scene:
         # ground square z = 0
         with np.errstate(divide="ignore", invalid="ignore"):
             t = -origins[:, 2] / dirs[:, 2]
-        p = origins + t[:, None] * dirs
-        hit = (t > 1e-6) & (np.abs(p[:, 0]) <= GROUND_HALF) & (np.abs(p[:, 1]) <= GROUND_HALF)
+        p = origins + np.where(np.isfinite(t), t, 0)[:, None] * dirs  # rays parallel to the plane never meet it
+        hit = np.isfinite(t) & (t > 1e-6) & (np.abs(p[:, 0]) <= GROUND_HALF) & (np.abs(p[:, 1]) <= GROUND_HALF)
         t = np.where(hit, t, np.inf)
         take(t, np.tile([0.0, 0.0, 1.0], (n, 1)), _sample(self.tex["brick"], p[:, 0] / 1.3, p[:, 1] / 1.3))
         # spheres (equirectangular texture)
