@@ -86,7 +86,7 @@ def test_identical_videos_report_infinite_psnr_and_a_capped_curve(tmp_path, monk
         real_save_curve(path, series, *args)
 
     monkeypatch.setattr(metrics_tab, "save_curve", recording_save_curve)
-    text, curve = metrics_tab.video_report(str(tmp_path / "ref.mp4"), str(tmp_path / "ref.mp4"), tmp_path)
+    text, _ = metrics_tab.video_report(str(tmp_path / "ref.mp4"), str(tmp_path / "ref.mp4"), tmp_path)
     assert "| mean psnr | inf |" in text and "| mean ssim | 1.0000 |" in text
     assert plotted == {"PSNR": ([0, 1, 2, 3], [100.0] * 4)}  # inf would leave the plot empty
     text, curve = metrics_tab.video_report(str(tmp_path / "ref.mp4"), str(tmp_path / "missing.mp4"), tmp_path)

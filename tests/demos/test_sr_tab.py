@@ -68,7 +68,7 @@ def test_zoom_crops_stay_inside_the_image_and_enlarge_by_repeating_pixels():
 
 def test_the_zoom_centre_moves_every_crop_and_the_reference_crop_comes_last():
     images, _ = sr_tab.compare(None, reference(), 0.9, zoom_y=0.0, zoom_x=1.0)
-    lr, gt = bicubic_lr(reference(), 2)
+    _, gt = bicubic_lr(reference(), 2)
     names = [caption for _, caption in images[:3]]
     assert names[0] == "bicubic" and [caption for _, caption in images[3:]] == [f"zoom: {name}" for name in names] + ["zoom: reference"]
     np.testing.assert_array_equal(images[6][0], sr_tab.zoom_crop(gt, (0.0, 1.0)))

@@ -68,7 +68,7 @@ def revalidate_resumed_step(runner) -> None:
     if step == 0 or runner.val_loop is None:
         return
     interval = getattr(loop, "val_interval", 0)
-    due = interval > 0 and step >= getattr(loop, "val_begin", 1) and (step % interval == 0 or step == loop.max_iters)
+    due = interval > 0 and step >= getattr(loop, "val_begin", 1) and (step % interval == 0 or step == getattr(loop, "max_iters", None))
     if due and all(s != step for s, _ in _scene_model(runner).curve):
         runner.val_loop.run()
 
