@@ -2,15 +2,21 @@
 scene model's prediction, the metric, the config plumbing of backgrounds, and generating the bundled
 scene on first use."""
 
+import json
+import time
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from mmengine.dataset import default_collate
 
+from mnemovision.engine import build_runner
 from mnemovision.splatting.data import synthetic
 from mnemovision.splatting.data.scene import load_scene
 from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
-from mnemovision.splatting.engine import GaussianScene, SceneMetric, SceneViews, scene_config
+from mnemovision.splatting.engine import GaussianScene, SceneMetric, SceneViews, SplatResultsHook, scene_config
+from mnemovision.splatting.engine.hooks import scene_cameras
 from mnemovision.vision.io import read_image
 
 SMALL = SceneSpec(n_views=10, size=24, n_points=300)
@@ -103,11 +109,6 @@ class FakeRunner:
 
 
 def test_the_results_hook_times_steps_and_keeps_one_curve_point_per_validated_step():
-    import time
-    from types import SimpleNamespace
-
-    from mnemovision.splatting.engine import SplatResultsHook
-
     model = SimpleNamespace(train_seconds=1.0, curve=[(5, 10.0)])
     hook = SplatResultsHook()
     hook.before_train_iter(FakeRunner(model, 9), 0)
@@ -124,11 +125,6 @@ def test_the_results_hook_times_steps_and_keeps_one_curve_point_per_validated_st
 
 
 def test_a_finished_run_reports_its_views_time_and_metrics_to_the_message_hub(scene, tmp_path):
-    import json
-
-    from mnemovision.engine import build_runner
-    from mnemovision.splatting.engine.hooks import scene_cameras
-
     cfg = scene_config(scene, iterations=4, orbit_frames=0, progress=False)
     runner = build_runner(cfg, work_dir=tmp_path, cfg_options={"log_level": "ERROR"})
     runner.train()
