@@ -227,7 +227,9 @@ def main() -> None:
     parser.add_argument("--kernels", default="raster,attention")
     parser.add_argument("--channels", default="3,160", help="compositor channel counts")
     args = parser.parse_args()
-    if os.environ.get("TRITON_INTERPRET") == "1":
+    from mnemovision.kernels import triton_interpreter_enabled
+
+    if triton_interpreter_enabled():
         raise SystemExit("unset TRITON_INTERPRET: the kernels must be compiled")
     wanted = args.kernels.split(",")
     rows = raster_rows([int(c) for c in args.channels.split(",")], args.arch) if "raster" in wanted else []

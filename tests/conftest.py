@@ -36,7 +36,9 @@ def _device_calls_without_repatching() -> None:
     Gaussian). Here a device call inside a launch skips that walk when the launching kernel's
     globals already hold every language module the helper's do; the kernels run unchanged. On a
     Triton without these internals, nothing changes."""
-    if os.environ.get("TRITON_INTERPRET") != "1" or importlib.util.find_spec("triton") is None:
+    from mnemovision.kernels import triton_interpreter_enabled
+
+    if importlib.util.find_spec("triton") is None or not triton_interpreter_enabled():
         return
     import triton.language as tl
     from triton.runtime import interpreter

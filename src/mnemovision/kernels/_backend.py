@@ -22,12 +22,25 @@ def triton_importable() -> bool:
 
 
 def triton_interpreter_enabled() -> bool:
-    """True when ``TRITON_INTERPRET=1`` is set, so Triton kernels run on CPU through the interpreter.
+    """True when ``TRITON_INTERPRET`` is set to a value the installed Triton reads as on, so Triton
+    kernels run on CPU through the interpreter.
 
     The variable is read by Triton when ``@triton.jit`` decorates a kernel, so it must be set before a
-    kernel module is imported; this function only reports the current setting.
+    kernel module is imported; this function only reports the current setting, read the way Triton
+    reads it: through ``triton.knobs`` where Triton has them (3.3 and later: ``1``, ``true``, ``on``,
+    ``yes`` in any case), else as older Triton did (``1`` only). A stricter reading here than
+    Triton's would refuse ``backend="triton"`` on CPU and autotune without a GPU driver while the
+    kernels themselves are interpreted.
     """
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    value = os.environ.get("TRITON_INTERPRET")
+    if not value:
+        return False
+    if not triton_importable():
+        return value == "1"
+    import triton
+
+    knobs = getattr(triton, "knobs", None)
+    return bool(knobs.runtime.interpret) if knobs is not None else value == "1"
 
 
 def triton_autotune_enabled() -> bool:
