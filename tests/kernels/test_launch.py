@@ -1,7 +1,6 @@
 """Host-side launch helpers: grid arithmetic, the interpreter probe, the autotuner's once-per-signature
 wrapper (under TRITON_INTERPRET=1 on CPU, set by conftest; natively on a GPU)."""
 
-import os
 
 import pytest
 import torch
@@ -33,7 +32,9 @@ def test_carve_gives_consecutive_contiguous_views_of_one_buffer():
 
 
 def test_interpreted_reports_how_kernels_were_decorated():
-    assert INTERPRETED == (os.environ.get("TRITON_INTERPRET", "0") == "1")
+    from mnemovision.kernels import triton_interpreter_enabled
+
+    assert INTERPRETED == triton_interpreter_enabled()  # per value in a fresh process: tests/kernels/test_backend.py
 
 
 @triton.jit
@@ -62,8 +63,8 @@ def _tuned(bench):
     return TunedKernel(triton.autotune(configs, key=["N"], do_bench=bench)(_stamp_kernel))
 
 
-def _launch(kernel, bench, n, shift):
-    out = torch.zeros(n, dtype=torch.int32, device=DEVICE)
+def _launch(kernel, bench, n, shift, dtype=torch.int32):
+    out = torch.zeros(n, dtype=dtype, device=DEVICE)
     bench.out = out
     kernel[lambda meta: (cdiv(n, meta["BLOCK"]),)](out, n, SHIFT=shift)
     return out
@@ -86,6 +87,18 @@ def test_tuned_kernel_asks_the_autotuner_once_per_signature():
     assert bench.calls == 2
     out = _launch(kernel, bench, 50, 100)  # a new key of the autotuner's: benchmarked anew
     assert asked == [1, 1] and bench.calls == 4 and torch.all(out == 108)
+    out = _launch(kernel, bench, 50, 100, torch.int64)  # another dtype: the autotuner's key has dtypes too
+    assert asked == [1, 1, 1] and out.dtype == torch.int64 and torch.all(out == 108)
+    _launch(kernel, bench, 50, 100, torch.int64)
+    assert asked == [1, 1, 1]
+
+
+def test_a_tuned_kernel_copies_and_shares_its_autotuner():
+    import copy
+
+    kernel = _tuned(_Bench())
+    clone = copy.copy(kernel)  # copying builds the object without __init__: attribute lookups must not recurse
+    assert clone.autotuner is kernel.autotuner and clone.configs is kernel.configs
 
 
 def test_tuned_kernel_keeps_launching_through_the_autotuner_for_configs_with_hooks():
