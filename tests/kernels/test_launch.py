@@ -1,7 +1,6 @@
 """Host-side launch helpers: grid arithmetic, the interpreter probe, the autotuner's once-per-signature
 wrapper (under TRITON_INTERPRET=1 on CPU, set by conftest; natively on a GPU)."""
 
-
 import pytest
 import torch
 
