@@ -247,6 +247,100 @@ def test_bad_shapes_are_named():
         memory_attention(q.half(), k.half(), v.half())
 
 
+
+def _bad_call(case):
+    """q [2, 3, 4, 5], k [2, 3, 6, 5], v [2, 3, 6, 7] float32 with one argument made wrong."""
+    q, k, v = (t.detach().float() for t in make(2, 3, 4, 6, 5, 7))
+    ke, ve = k[:, :, :2].clone(), v[:, :, :2].clone()
+    kwargs = {}
+    if case == "q not a tensor":
+        q = q.numpy()
+    elif case == "integer keys":
+        k = k.long()
+    elif case == "k batch":
+        k = k[:1]
+    elif case == "k heads":
+        k = k[:, :2]
+    elif case == "v batch":
+        v = v[:1]
+    elif case == "v heads":
+        v = v[:, :1]
+    elif case == "no queries":
+        q = q[:, :, :0]
+    elif case == "no value channels":
+        v = v[..., :0]
+    elif case == "v dtype":
+        v = v.double()
+    elif case == "top_k float":
+        kwargs = dict(top_k=2.0)
+    elif case == "top_k bool":
+        kwargs = dict(top_k=True)
+    elif case == "temperature zero":
+        kwargs = dict(temperature=0.0)
+    elif case == "mask not bool":
+        kwargs = dict(key_padding_mask=torch.zeros(2, 6, dtype=torch.uint8))
+    elif case == "mask shape":
+        kwargs = dict(key_padding_mask=torch.zeros(2, 5, dtype=torch.bool))
+    elif case == "extra not a pair":
+        kwargs = dict(extra_q_kv=ke)
+    elif case == "extra values' tokens":
+        kwargs = dict(extra_q_kv=(ke, ve[:, :, :1]))
+    elif case == "extra values' channels":
+        kwargs = dict(extra_q_kv=(ke, ve[..., :3]))
+    elif case == "extra keys' dtype":
+        kwargs = dict(extra_q_kv=(ke.double(), ve))
+    elif case == "extra values' dtype":
+        kwargs = dict(extra_q_kv=(ke, ve.double()))
+    elif case == "meta device":
+        k, v = k.to("meta"), v.to("meta")
+    return q, k, v, kwargs
+
+
+@pytest.mark.parametrize("case, message", [
+    ("q not a tensor", r"q must be a torch.Tensor \[B, H, Nq, D\], got ndarray"),
+    ("integer keys", "k must be floating point, got torch.int64"),
+    ("k batch", r"k must have shape \[B=2, H=3, M, D=5\], got \(1, 3, 6, 5\)"),
+    ("k heads", r"k must have shape \[B=2, H=3, M, D=5\], got \(2, 2, 6, 5\)"),
+    ("v batch", r"v must have shape \[B=2, H=3, M=6, Dv\], got \(1, 3, 6, 7\)"),
+    ("v heads", r"v must have shape \[B=2, H=3, M=6, Dv\]"),
+    ("no queries", r"need Nq, D, Dv >= 1, got q \(2, 3, 0, 5\)"),
+    ("no value channels", r"need Nq, D, Dv >= 1, got q \(2, 3, 4, 5\), v \(2, 3, 6, 0\)"),
+    ("v dtype", "q, k, v must share a dtype, got torch.float32, torch.float32, torch.float64"),
+    ("meta device", "q, k, v must be on one device, got cpu, meta, meta"),
+    ("top_k float", "top_k must be a positive int or None, got 2.0"),
+    ("top_k bool", "top_k must be a positive int or None, got True"),
+    ("temperature zero", "temperature must be positive, got 0.0"),
+    ("mask not bool", r"key_padding_mask must be a bool tensor \[B=2, M=6\] \(True = padded\), got \(2, 6\)"),
+    ("mask shape", r"key_padding_mask must be a bool tensor \[B=2, M=6\] \(True = padded\), got \(2, 5\)"),
+    ("extra not a pair", "extra_q_kv must be a pair"),
+    ("extra values' tokens", r"extra_q_kv must be \(\[2, 3, Ne, 5\], \[2, 3, Ne, 7\]\), got \(2, 3, 2, 5\), \(2, 3, 1, 7\)"),
+    ("extra values' channels", r"extra_q_kv must be \(\[2, 3, Ne, 5\], \[2, 3, Ne, 7\]\), got \(2, 3, 2, 5\), \(2, 3, 2, 3\)"),
+    ("extra keys' dtype", "extra_q_kv must have q's dtype torch.float32"),
+    ("extra values' dtype", "extra_q_kv must have q's dtype torch.float32"),
+])
+def test_every_argument_check_names_the_argument_and_what_it_expected(case, message):
+    q, k, v, kwargs = _bad_call(case)
+    with pytest.raises(ValueError, match=message):
+        memory_attention(q, k, v, backend="torch", **kwargs)
+
+
+def test_top_k_of_every_key_runs_dense_and_an_empty_memory_reports_empty_usage(monkeypatch):
+    q, k, v = (t.detach() for t in make(1, 2, 3, 5, 4, 6))
+    selected = []
+    real = ref.topk_readout
+    monkeypatch.setattr(ref, "topk_readout", lambda *a, **kw: selected.append(a[4]) or real(*a, **kw))
+    dense = memory_attention(q, k, v)
+    for top_k in (5, 9):  # keeping every key is dense attention: no selection pass
+        torch.testing.assert_close(memory_attention(q, k, v, top_k=top_k), dense, rtol=0, atol=0)
+    assert selected == []
+    memory_attention(q, k, v, top_k=4)
+    assert selected == [4]
+    for dtype in (torch.float32, torch.float64):  # no memory yet, only the current frame's tokens
+        qd, kd, vd = q.to(dtype), k.to(dtype), v.to(dtype)
+        got = memory_attention(qd, kd[:, :, :0], vd[:, :, :0], extra_q_kv=(kd, vd), return_usage=True)
+        assert got.usage.shape == (1, 2, 0) and got.usage.dtype == dtype
+        torch.testing.assert_close(got.out, memory_attention(qd, kd, vd), rtol=0, atol=0)
+
 # ---------------------------------------------------------------------------------------------
 # triton path: under TRITON_INTERPRET=1 on CPU (set by conftest), natively on a GPU
 
