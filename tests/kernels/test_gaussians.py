@@ -430,6 +430,22 @@ def test_bad_shapes_and_dtypes_are_named():
         rasterize_gaussians(means, quats, scales, opac, torch.rand(4, 513, dtype=torch.float64), viewmats, Ks, W, H)
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(quats=np.zeros((4, 4))), r"quats must be a torch.Tensor \[4, 4\], got ndarray"),
+    (dict(scales=torch.ones(4, 2, dtype=torch.float64)), r"scales must have shape \[4, 3\], got \(4, 2\)"),
+    (dict(height=0), "width and height must be positive ints, got 37 x 0"),
+    (dict(height=29.0), "width and height must be positive ints, got 37 x 29.0"),
+    (dict(sh_degree=-1), "sh_degree must be an int in 0..3, got -1"),
+    (dict(sh_degree=2, colors=torch.zeros(4, 4, 3, dtype=torch.float64)), "colors has 4 SH coefficients; sh_degree=2 needs 9"),
+    (dict(colors=torch.zeros(4, 0, dtype=torch.float64)), "colors must have 1..512 channels, got 0"),
+])
+def test_each_input_check_names_the_argument_and_what_it_expected(change, message):
+    means, quats, scales, opac, colors, viewmats, Ks = scene(n=4)
+    args = {"quats": quats, "scales": scales, "colors": colors, "height": H, **change}
+    with pytest.raises(ValueError, match=message):
+        rasterize_gaussians(means, args["quats"], args["scales"], opac, args["colors"], viewmats, Ks, W, args["height"], sh_degree=change.get("sh_degree"))
+
+
 # ---------------------------------------------------------------------------------------------
 # stages: float64 gradcheck
 
