@@ -92,3 +92,35 @@ def test_window_helpers():
     assert index.shape == (16, 16) and index.max() == 48 and torch.all(index.diagonal() == 24)
     mask = shift_mask(8, 8, 4, 2)
     assert mask.shape == (4, 16, 16) and (mask[0] == 0).all() and (mask[-1] == -100).any()
+
+
+def test_edsr_computes_the_published_network_from_its_weights():
+    """EDSR written out from the paper with functional ops on the module's own weights: shift by the
+    DIV2K mean and scale to [0, 255], head conv, residual blocks x + s * conv(relu(conv(x))), a conv
+    after the body plus the global skip, conv + pixel shuffle per factor of 2, tail conv, undo."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = build_sr_model("edsr", "tiny", 4)
+    for block in net.body:
+        block.res_scale = 0.3  # a scale other than 1, so that it is seen
+    w = net.state_dict()
+    conv = lambda x, name: F.conv2d(x, w[f"{name}.weight"], w[f"{name}.bias"], padding=1)  # noqa: E731
+    mean = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1)
+    x = torch.rand(2, 3, 7, 5)
+    head = conv((x - mean) * 255.0, "conv_first")
+    body = head
+    for i in range(2):
+        body = body + 0.3 * conv(torch.relu(conv(body, f"body.{i}.conv1")), f"body.{i}.conv2")
+    up = conv(body, "conv_after_body") + head
+    for j in (0, 2):  # x4 = two stages of conv + PixelShuffle(2)
+        up = F.pixel_shuffle(conv(up, f"upsample.{j}"), 2)
+    want = conv(up, "conv_last") / 255.0 + mean
+    with torch.no_grad():
+        got = net(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    three = build_sr_model("edsr", "tiny", 3)  # x3: one conv to 9x the features and PixelShuffle(3)
+    assert [type(m).__name__ for m in three.upsample] == ["Conv2d", "PixelShuffle"]
+    assert three.upsample[0].out_channels == 9 * 16 and three.upsample[1].upscale_factor == 3
+    sizes = {size: (len(m.body), m.conv_first.out_channels, m.body[0].res_scale) for size in ("tiny", "baseline", "large") for m in [build_sr_model("edsr", size, 2)]}
+    assert sizes == {"tiny": (2, 16, 1.0), "baseline": (16, 64, 1.0), "large": (32, 256, 0.1)}  # EDSR paper: res_scale 0.1 for the large model
