@@ -62,7 +62,7 @@ def test_the_interpreter_switch_is_read_the_way_triton_reads_it(monkeypatch, val
 
     monkeypatch.setenv("TRITON_INTERPRET", value)
     monkeypatch.delenv("MNEMOVISION_TRITON_AUTOTUNE", raising=False)
-    expected = on if _triton_has_knobs() else value == "1"  # Triton before 3.3 took "1" only
+    expected = on if _triton_has_knobs() else value == "1"  # Triton without knobs took "1" only
     assert triton_interpreter_enabled() is expected
     assert triton_autotune_enabled() is (not expected)  # no GPU driver to tune with under the interpreter
     if expected:

@@ -27,10 +27,10 @@ def triton_interpreter_enabled() -> bool:
 
     The variable is read by Triton when ``@triton.jit`` decorates a kernel, so it must be set before a
     kernel module is imported; this function only reports the current setting, read the way Triton
-    reads it: through ``triton.knobs`` where Triton has them (3.3 and later: ``1``, ``true``, ``on``,
-    ``yes`` in any case), else as older Triton did (``1`` only). A stricter reading here than
-    Triton's would refuse ``backend="triton"`` on CPU and autotune without a GPU driver while the
-    kernels themselves are interpreted.
+    reads it: through ``triton.knobs`` in the releases that have them (Triton 3.8 takes ``1``,
+    ``true``, ``on``, ``yes`` and ``y`` in any case), else as older Triton did (``1`` only). A
+    stricter reading here than Triton's would refuse ``backend="triton"`` on CPU and autotune
+    without a GPU driver while the kernels themselves are interpreted.
     """
     value = os.environ.get("TRITON_INTERPRET")
     if not value:
