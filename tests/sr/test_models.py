@@ -124,3 +124,74 @@ def test_edsr_computes_the_published_network_from_its_weights():
     assert three.upsample[0].out_channels == 9 * 16 and three.upsample[1].upscale_factor == 3
     sizes = {size: (len(m.body), m.conv_first.out_channels, m.body[0].res_scale) for size in ("tiny", "baseline", "large") for m in [build_sr_model("edsr", size, 2)]}
     assert sizes == {"tiny": (2, 16, 1.0), "baseline": (16, 64, 1.0), "large": (32, 256, 0.1)}  # EDSR paper: res_scale 0.1 for the large model
+
+
+def test_window_attention_adds_the_relative_position_bias_of_each_pair():
+    """With q = k = 0 the logits are the bias alone; v = x and an identity projection make the output
+    softmax(bias) @ x. The table index of (query i, key j) in a 2 x 2 window, worked out by hand:
+    (dy + 1) * 3 + (dx + 1) for the offset (dy, dx) = coords_i - coords_j."""
+    from mnemovision.sr.models.swinir import WindowAttention
+
+    attn = WindowAttention(dim=2, window=2, heads=1).double()
+    with torch.no_grad():
+        attn.qkv.weight.zero_()
+        attn.qkv.bias.zero_()
+        attn.qkv.weight[4:6] = torch.eye(2)  # the v rows
+        attn.proj.weight.copy_(torch.eye(2))
+        attn.proj.bias.zero_()
+        attn.relative_position_bias_table.copy_(torch.arange(9, dtype=torch.float64).view(9, 1) * 0.7)
+    index = torch.tensor([[4, 3, 1, 0], [5, 4, 2, 1], [7, 6, 4, 3], [8, 7, 5, 4]])
+    assert torch.equal(relative_position_index(2), index)
+    x = torch.randn(3, 4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        got = attn(x, None)
+    torch.testing.assert_close(got, torch.softmax(index.double() * 0.7, dim=-1) @ x)
+
+
+def _receptive_field(block, pixel, size=8):
+    """The input pixels of an [size x size] grid that the block's output at ``pixel`` depends on."""
+    x = torch.randn(1, size * size, block.norm1.normalized_shape[0], dtype=torch.float64, requires_grad=True)
+    mask = shift_mask(size, size, block.window, block.shift) if block.shift else None
+    y = block(x, (size, size), None if mask is None else mask.double())
+    (grad,) = torch.autograd.grad(y[0, pixel[0] * size + pixel[1]].sum(), x)
+    touched = (grad.abs().sum(-1) > 1e-30).view(size, size)
+    return {(int(r), int(c)) for r, c in touched.nonzero()}
+
+
+def test_shifted_windows_attend_within_the_cyclically_shifted_window_and_its_region():
+    """Swin blocks of window 4 on an 8 x 8 grid. Unshifted, a pixel attends to its own 4 x 4 window.
+    Shifted by 2 (the grid rolled by -2), the window around pixel (3, 3) covers rows and columns 2-5;
+    the window around (0, 0) wraps around the corner, and the mask keeps it to the 2 x 2 block of
+    pixels that really neighbour it, not the wrapped-in rows and columns 6-7."""
+    from mnemovision.sr.models.swinir import SwinBlock
+
+    torch.manual_seed(0)
+    square = lambda rows, cols: {(r, c) for r in rows for c in cols}  # noqa: E731
+    plain = SwinBlock(dim=8, heads=2, window=4, shift=0, mlp_ratio=2.0).double()
+    assert _receptive_field(plain, (3, 3)) == square(range(4), range(4))
+    assert _receptive_field(plain, (5, 2)) == square(range(4, 8), range(4))
+    shifted = SwinBlock(dim=8, heads=2, window=4, shift=2, mlp_ratio=2.0).double()
+    assert _receptive_field(shifted, (3, 3)) == square(range(2, 6), range(2, 6))
+    assert _receptive_field(shifted, (0, 0)) == square(range(2), range(2))
+    assert _receptive_field(shifted, (7, 3)) == square(range(6, 8), range(2, 6))
+
+
+def test_swin_blocks_alternate_shifts_and_keep_their_residual_paths():
+    from mnemovision.sr.models.swinir import RSTB, SwinBlock
+
+    light = build_sr_model("swinir", "light", 2)
+    assert [[block.shift for block in layer.residual_group.blocks] for layer in light.layers] == [[0, 4, 0, 4, 0, 4]] * 4
+    torch.manual_seed(0)
+    block = SwinBlock(dim=8, heads=2, window=4, shift=2, mlp_ratio=2.0).double()
+    rstb = RSTB(dim=8, depth=2, heads=2, window=4, mlp_ratio=2.0).double()
+    with torch.no_grad():
+        for b in (block, *rstb.residual_group.blocks):  # both branches of every block output zero ...
+            for layer in (b.attn.proj, b.mlp.fc2):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        rstb.conv.weight.zero_()
+        rstb.conv.bias.zero_()
+        x = torch.randn(2, 64, 8, dtype=torch.float64)
+        mask = shift_mask(8, 8, 4, 2).double()
+        assert torch.equal(block(x, (8, 8), mask), x)  # ... so each block is its skip connections
+        assert torch.equal(rstb(x, (8, 8), mask), x)  # and the group is its own
