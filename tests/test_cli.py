@@ -20,7 +20,7 @@ from mnemovision import cli
 from mnemovision.cli import main
 from mnemovision.sr.api import load_upscaler
 from mnemovision.vision.io import read_image, read_mask, write_image, write_mask
-from tests.vos.test_run import H, T, W, write_video_folders
+from tests.vos.test_run import H, T, W, _box, write_video_folders
 
 
 class Calls:
@@ -174,9 +174,8 @@ def _gt_folders(root):
     """``root/gt/<seq>/`` with every frame annotated, for ``write_video_folders``' video annotated at
     frame 0 only: in ``right`` object 1 stays where frame 0 has it (what copy-first predicts), in
     ``moved`` it moves at frame 2."""
-    still, moved = np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8)
-    still[4:12, 4:20] = 1
-    moved[16:28, 30:44] = 1
+    still = _box(np.zeros((H, W), np.uint8), 1, 4, 12, 4, 20)
+    moved = _box(np.zeros((H, W), np.uint8), 1, 16, 28, 30, 44)
     for seq, later in (("right", still), ("moved", moved)):
         for t in range(T):
             write_mask(root / "gt" / seq / f"{t:05d}.png", still if t < 2 else later)

@@ -13,6 +13,7 @@ from mnemovision.sr.api import Upscaler, evaluate_folder
 from mnemovision.sr.engine import SRMetric, SRModel
 from mnemovision.sr.models import build_sr_model
 from mnemovision.vision.io import write_image
+from tests.sr.test_pruning import TINY
 
 Y_GAIN = (65.481 + 128.553 + 24.966) / 255  # a grey step of 1 moves BT.601 luma by this much
 
@@ -75,10 +76,9 @@ def test_validation_under_the_runner_scores_exactly_like_evaluate_folder(tmp_pat
     for name, photo in (("astronaut.png", skimage.data.astronaut()[::6, ::6]), ("coffee.png", skimage.data.coffee()[1::5, ::5]), ("chelsea.png", skimage.data.chelsea()[::4, 1::4])):
         write_image(tmp_path / "Set" / "HR" / name, photo)
     cfg = load_config("sr_edsr_x2", {
-        "model.size": "tiny", "train_dataloader.batch_size": 2, "train_dataloader.dataset.patch": 12,
-        "val_dataloader.dataset.folder": str(tmp_path / "Set"), "train_cfg.max_iters": 4, "train_cfg.val_interval": 4,
+        **TINY, "train_dataloader.batch_size": 2, "val_dataloader.dataset.folder": str(tmp_path / "Set"),
+        "train_cfg.max_iters": 4, "train_cfg.val_interval": 4,
         "default_hooks.checkpoint.interval": 4, "param_scheduler.0.T_max": 4, "param_scheduler.0.end": 4,
-        "log_level": "ERROR", "default_hooks.logger.interval": 1000,
     })
     cfg.custom_hooks = []
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
