@@ -179,6 +179,19 @@ def test_when_every_entry_is_permanent_the_oldest_goes():
     assert [e.frame_index for e in bank.entries] == [1, 2] and bank.evicted == 1
 
 
+def test_a_bank_full_of_permanent_entries_declines_a_frame_that_is_not():
+    bank = MemoryBank(capacity=1, policy="keep_first")
+    assert bank.add(0, {"keys": torch.zeros(1, 1)}, permanent=True)
+    assert not bank.add(1, {"keys": torch.zeros(1, 1)})  # once it evicted frame 0 to make room
+    assert [e.frame_index for e in bank.entries] == [0] and bank.evicted == 0
+    assert bank.add(2, {"keys": torch.zeros(1, 1)}, permanent=True)  # a permanent frame: the oldest goes
+    assert [e.frame_index for e in bank.entries] == [2] and bank.evicted == 1
+    mixed = MemoryBank(capacity=2, policy="fifo")
+    mixed.add(0, {"keys": torch.zeros(1, 1)}, permanent=True)
+    assert mixed.add(1, {"keys": torch.zeros(1, 1)}) and mixed.add(2, {"keys": torch.zeros(1, 1)})  # room is made from frame 1
+    assert [e.frame_index for e in mixed.entries] == [0, 2] and mixed.evicted == 1
+
+
 def test_load_model_names_an_option_the_model_does_not_take():
     with pytest.raises(TypeError, match=r"'copy-first' does not take the option\(s\) \['top_k'\]"):
         load_model("copy-first", top_k=3)

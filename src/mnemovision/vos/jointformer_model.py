@@ -3,7 +3,8 @@
 Memory policy as the official inference: each object's bank keeps the frame where it was first
 annotated (never dropped), frames memorised every ``mem_every`` frames or annotated, up to
 ``max_memory_frames`` beside the first (oldest non-first dropped: ``keep_first``), plus a temporary
-slot with the last frame. Frames are resized so the shorter side is ``internal_size``, padded to a
+slot with the last frame when the bank did not store it (with ``max_memory_frames`` 0 the bank holds
+the first frame only and every later frame passes through the temporary slot). Frames are resized so the shorter side is ``internal_size``, padded to a
 multiple of 16 and ImageNet-normalised; probabilities are resized back to the frame.
 
 With ``adapt_steps`` > 0, the first annotated frame of a video fine-tunes a copy of the network for
@@ -132,11 +133,9 @@ class JointFormerPropagator:
             own = masks_t[:, k : k + 1]
             cache, obj.token = net.encode_memory(image, torch.cat([own, total - own], 1), obj.token)
             first = len(obj.bank) == 0
-            if first or annotated or frame_index % self.mem_every == 0:
-                obj.bank.add(frame_index, {f"layer{i}": c[0] for i, c in enumerate(cache)}, permanent=first)
-                obj.last = None
-            else:
-                obj.last = [c[0] for c in cache]
+            stored = (first or annotated or frame_index % self.mem_every == 0) and obj.bank.add(
+                frame_index, {f"layer{i}": c[0] for i, c in enumerate(cache)}, permanent=first)
+            obj.last = None if stored else [c[0] for c in cache]  # the temporary memory: the last frame
 
     def remove_object(self, state: _State, index: int) -> None:
         del state.objects[index]

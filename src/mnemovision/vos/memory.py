@@ -10,8 +10,9 @@ Policies, when full:
   permanent memory);
 - ``usage``: never the first entry; drop the one with the lowest mean usage per read since it was
   added (least frequently used, XMem's long-term rule applied per frame).
-Entries marked ``permanent`` (frames where the user gave a mask) are never evicted unless every
-entry is permanent, in which case the oldest permanent one goes.
+Entries marked ``permanent`` (frames where the user gave a mask) are never evicted to make room for
+an entry that is not (a full bank of permanent entries declines it); when a permanent entry arrives
+and every entry is permanent, the oldest permanent one goes.
 """
 
 from __future__ import annotations
@@ -54,11 +55,17 @@ class MemoryBank:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, frame_index: int, tensors: dict[str, torch.Tensor], permanent: bool = False) -> None:
-        """Memorise a frame, evicting first if the bank is full."""
+    def add(self, frame_index: int, tensors: dict[str, torch.Tensor], permanent: bool = False) -> bool:
+        """Memorise a frame, evicting first if the bank is full. Returns whether it was stored: a frame
+        that is not permanent never displaces a permanent one, so a bank full of permanent entries
+        declines it (before, it evicted the oldest of them: a one-slot bank lost its annotated frame
+        to the next frame memorised)."""
+        if not permanent and len(self.entries) >= self.capacity and all(e.permanent for e in self.entries):
+            return False
         while len(self.entries) >= self.capacity:
             self._evict()
         self.entries.append(MemoryEntry(frame_index, dict(tensors), permanent))
+        return True
 
     def _evict(self) -> None:
         candidates = [i for i, e in enumerate(self.entries) if not e.permanent]
