@@ -720,21 +720,42 @@ def test_triton_extra_tokens_and_lse_gradient():
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("used", ["out", "lse"])
-def test_triton_topk_gradients_when_one_output_is_unused(used):
-    """The top-k readout's backward gets None for an output the loss does not use (no zeros are
-    materialised): through out alone and through lse alone, the gradients of the PyTorch path."""
-    from mnemovision.kernels.attention import triton_topk
+@pytest.mark.parametrize("readout", ["top-k", "dense"])
+def test_triton_gradients_when_one_output_is_unused(used, readout):
+    """The dense and the top-k readouts' backward gets None for an output the loss does not use (no
+    zeros are materialised): through out alone and through lse alone, the gradients of the PyTorch path."""
+    from mnemovision.kernels.attention import triton_impl, triton_topk
 
     q, k, v = make(1, 2, 11, 37, 16, 8, dtype=torch.float32, device=DEVICE)
     bias = torch.randn(1, 2, 37, generator=torch.Generator().manual_seed(5)).to(DEVICE).requires_grad_(True)
+    pair = (triton_topk.topk_readout, ref.topk_readout) if readout == "top-k" else (triton_impl.dense_attention, ref.dense_attention)
 
-    def loss_grads(readout):
-        out, lse, _ = readout(q, k, v, bias, 5, 0.25)
+    def loss_grads(function):
+        out, lse = function(q, k, v, bias, 5, 0.25)[:2] if readout == "top-k" else function(q, k, v, bias, 0.25)
         picked = out if used == "out" else lse
         return grads(picked, (q, k, v, bias))
 
-    for got, want in zip(loss_grads(triton_topk.topk_readout), loss_grads(ref.topk_readout)):
+    for got, want in zip(loss_grads(pair[0]), loss_grads(pair[1])):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_triton_all_keys_masked_gives_zeros_not_nan(top_k):
+    """A batch whose every memory key is masked reads zeros (and finite zero gradients), as the
+    PyTorch path does; the other batch is unaffected."""
+    q, k, v = make(2, 1, 5, 21, 16, 8, dtype=torch.float32, device=DEVICE)
+    mask = torch.zeros(2, 21, dtype=torch.bool, device=DEVICE)
+    mask[0] = True
+    mask[1, ::3] = True
+    got = memory_attention(q, k, v, top_k=top_k, key_padding_mask=mask, backend="triton")
+    same = memory_attention(q, k, v, top_k=top_k, key_padding_mask=mask, backend="torch")
+    assert torch.equal(got[0], torch.zeros_like(got[0]))
+    torch.testing.assert_close(got, same, rtol=1e-4, atol=1e-5)
+    for a, b_ in zip(grads(got, (q, k, v)), grads(same, (q, k, v))):
+        assert torch.isfinite(a).all() and torch.equal(a[0], torch.zeros_like(a[0]))
+        torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.gpu
