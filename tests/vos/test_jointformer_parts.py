@@ -228,17 +228,17 @@ def net():
     return randomized(build_jointformer("tiny"), seed=2)
 
 
-def conv_stages(net, x, embed):
-    """f4, f8 and the 1/16 tokens: ConvMAE's stages, then patch_embed4 plus the sin-cos embedding."""
-    f4 = embed(x)
-    for blk in net.blocks1:
-        f4 = blk(f4)
-    f8 = net.patch_embed2(f4)
-    for blk in net.blocks2:
-        f8 = blk(f8)
-    g = net.patch_embed3(f8)
-    tokens = linear(g.flatten(2).transpose(1, 2), net.patch_embed4) + sincos_pos_embed(*g.shape[-2:], g.shape[1]).double()
-    return f4, f8, tokens
+def test_conv_stages_feed_f4_and_f8_on_and_add_the_sincos_embedding_to_the_tokens(net):
+    image = torch.randn(1, 3, 32, 48, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    assert len(net.blocks1) == len(net.blocks2) == 1  # the tiny size
+    f4 = net.blocks1[0](net.patch_embed1_query(image))
+    f8 = net.blocks2[0](net.patch_embed2(f4))
+    grid = net.patch_embed3(f8)
+    tokens = linear(grid.flatten(2).transpose(1, 2), net.patch_embed4) + sincos_pos_embed(2, 3, 96).double()
+    with torch.no_grad():
+        got = net._conv_stages(image, net.patch_embed1_query)
+    for a, b in zip(got, (f4, f8, tokens)):
+        torch.testing.assert_close(a, b, **TOL)
 
 
 def final_norm(net, x):
@@ -249,7 +249,7 @@ def test_memory_encoding_caches_each_layers_input_and_the_token_rides_along(net)
     gen = torch.Generator().manual_seed(3)
     image, masks = torch.randn(1, 3, 32, 48, generator=gen, dtype=torch.float64), torch.rand(1, 2, 32, 48, generator=gen, dtype=torch.float64)
     token = torch.randn(1, 1, 96, generator=gen, dtype=torch.float64)
-    _, _, x = conv_stages(net, torch.cat([image, masks], 1), net.patch_embed1_memory)
+    _, _, x = net._conv_stages(torch.cat([image, masks], 1), net.patch_embed1_memory)  # pinned above
     want_cache = []
     want_token = token
     for blk in net.blocks3:
@@ -270,7 +270,7 @@ def test_query_layer_i_reads_layer_i_memory_and_ends_with_the_final_norm(net):
     gen = torch.Generator().manual_seed(4)
     image = torch.randn(1, 3, 32, 32, generator=gen, dtype=torch.float64)
     memory = [torch.randn(1, 10, 96, generator=gen, dtype=torch.float64) for _ in range(3)]
-    f4, f8, x = conv_stages(net, image, net.patch_embed1_query)
+    f4, f8, x = net._conv_stages(image, net.patch_embed1_query)
     for blk, mem in zip(net.blocks3, memory):
         x = blk.joint_read(x, mem, 4)
     with torch.no_grad():
