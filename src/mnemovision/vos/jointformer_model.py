@@ -4,8 +4,9 @@ Memory policy as the official inference: each object's bank keeps the frame wher
 annotated (never dropped), frames memorised every ``mem_every`` frames or annotated, up to
 ``max_memory_frames`` beside the first (oldest non-first dropped: ``keep_first``), plus a temporary
 slot with the last frame when the bank did not store it (with ``max_memory_frames`` 0 the bank holds
-the first frame only and every later frame passes through the temporary slot). Frames are resized so the shorter side is ``internal_size``, padded to a
-multiple of 16 and ImageNet-normalised; probabilities are resized back to the frame.
+the first frame only and every later frame passes through the temporary slot). Frames are resized so
+the shorter side is ``internal_size``, padded to a multiple of 16 and ImageNet-normalised;
+probabilities are resized back to the frame.
 
 With ``adapt_steps`` > 0, the first annotated frame of a video fine-tunes a copy of the network for
 that video (``vos.adapt``: clips dreamed from the frame and its masks) before it is memorised; masks
