@@ -724,18 +724,17 @@ def test_triton_extra_tokens_and_lse_gradient():
 def test_triton_gradients_when_one_output_is_unused(used, readout):
     """The dense and the top-k readouts' backward gets None for an output the loss does not use (no
     zeros are materialised): through out alone and through lse alone, the gradients of the PyTorch path."""
-    from mnemovision.kernels.attention import triton_impl, triton_topk
+    from mnemovision.kernels.attention import triton_impl
 
     q, k, v = make(1, 2, 11, 37, 16, 8, dtype=torch.float32, device=DEVICE)
     bias = torch.randn(1, 2, 37, generator=torch.Generator().manual_seed(5)).to(DEVICE).requires_grad_(True)
-    pair = (triton_topk.topk_readout, ref.topk_readout) if readout == "top-k" else (triton_impl.dense_attention, ref.dense_attention)
 
-    def loss_grads(function):
-        out, lse = function(q, k, v, bias, 5, 0.25)[:2] if readout == "top-k" else function(q, k, v, bias, 0.25)
+    def loss_grads(backend):  # triton_impl or ref: the same two functions
+        out, lse = backend.topk_readout(q, k, v, bias, 5, 0.25)[:2] if readout == "top-k" else backend.dense_attention(q, k, v, bias, 0.25)
         picked = out if used == "out" else lse
         return grads(picked, (q, k, v, bias))
 
-    for got, want in zip(loss_grads(pair[0]), loss_grads(pair[1])):
+    for got, want in zip(loss_grads(triton_impl), loss_grads(ref)):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 

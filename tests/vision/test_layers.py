@@ -9,6 +9,11 @@ from torch import nn
 from mnemovision.vision.layers import Mlp, vit_init
 
 
+def exact_gelu(x):
+    """GELU in its erf form (not the tanh approximation)."""
+    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+
+
 def test_mlp_is_linear_exact_gelu_linear_with_fc1_fc2_keys():
     torch.manual_seed(0)
     mlp = Mlp(6, 24).double()
@@ -16,8 +21,7 @@ def test_mlp_is_linear_exact_gelu_linear_with_fc1_fc2_keys():
     assert mlp.fc1.weight.shape == (24, 6) and mlp.fc2.weight.shape == (6, 24)
     x = torch.randn(3, 5, 6, dtype=torch.float64)
     hidden = x @ mlp.fc1.weight.T + mlp.fc1.bias
-    gelu = 0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))  # the erf form, not the tanh approximation
-    torch.testing.assert_close(mlp(x), gelu @ mlp.fc2.weight.T + mlp.fc2.bias, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(mlp(x), exact_gelu(hidden) @ mlp.fc2.weight.T + mlp.fc2.bias, rtol=1e-12, atol=1e-12)
 
 
 def test_vit_init_sets_linear_weights_to_std_002_zero_biases_and_unit_layernorms():

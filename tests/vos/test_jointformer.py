@@ -85,8 +85,8 @@ def test_session_runs_with_bounded_memory_and_weights_round_trip(tmp_path):
     assert torch.allclose(back.cls_token, net.cls_token, atol=1e-3)  # float16 storage
 
 
-@pytest.mark.parametrize("max_memory_frames, bank, last", [(0, [0], 6), (1, [0, 6], None), (2, [0, 4, 6], None)])
-def test_bank_keeps_the_first_frame_and_the_last_frame_is_temporary_memory(max_memory_frames, bank, last):
+@pytest.mark.parametrize("max_memory_frames, bank, temporary", [(0, [0], True), (1, [0, 6], False), (2, [0, 4, 6], False)])
+def test_bank_keeps_the_first_frame_and_the_last_frame_is_temporary_memory(max_memory_frames, bank, temporary):
     """mem_every 2 over 7 frames memorises frames 0, 2, 4, 6; with no room beside the first frame,
     frame 6 is read as the temporary last frame instead (it once evicted the annotated frame 0)."""
     from tests.vos.test_api import moving_square_video
@@ -100,10 +100,10 @@ def test_bank_keeps_the_first_frame_and_the_last_frame_is_temporary_memory(max_m
         session.step(frame)
     (obj,) = session.state.objects
     assert [e.frame_index for e in obj.bank.entries] == bank and [e.permanent for e in obj.bank.entries] == [True] + [False] * (len(bank) - 1)
-    assert (obj.last is None) == (last is None)
+    assert (obj.last is not None) == temporary
     tokens = 3 * 4  # 48 x 64 frames at 1/16
     memory = model._memory(obj)
-    assert len(memory) == 3 and all(m.shape == (1, tokens * (len(bank) + (last is not None)), 96) for m in memory)
+    assert len(memory) == 3 and all(m.shape == (1, tokens * (len(bank) + temporary), 96) for m in memory)
 
 
 def test_stored_inference_settings_apply_unless_overridden(tmp_path):

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from mnemovision.vos.models import build_jointformer
 from mnemovision.vos.models.jointformer import CBAM, Block, CBlock, Decoder, PatchEmbed, ResBlock, UpBlock, sincos_pos_embed
+from tests.vision.test_layers import exact_gelu as gelu
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 
@@ -26,10 +27,6 @@ def randomized(module, seed=0):
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.4)
     return module.eval()
-
-
-def gelu(x):
-    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
 
 
 def layer_norm(x, norm, eps):
