@@ -976,6 +976,48 @@ def test_triton_backward_sums_in_one_reduction(channels, monkeypatch):
     assert_parity_with_float64(scene(n=6, c=channels), 16, 16)
 
 
+def stacked_layers(channels):
+    """Fourteen layers of opacity 0.5, then eight of opacity 0.05 (a second colour), stacked in
+    depth on the image centre (float64 inputs, ``scene``'s camera). At the centre pixel the first
+    13 layers leave T = 2^-13 (1.2e-4), the 14th would take it below 1e-4, so the walk stops there:
+    a faint layer after it would leave T = 1.16e-4 >= 1e-4, yet shows nowhere the pixel stopped."""
+    n_half, n_faint = 14, 8
+    n = n_half + n_faint
+    means = torch.tensor([[0.0, 0.0, 4.0 + 0.05 * i] for i in range(n)], dtype=torch.float64)
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * n, dtype=torch.float64)
+    scales = torch.full((n, 3), 0.5, dtype=torch.float64)
+    opac = torch.tensor([0.5] * n_half + [0.05] * n_faint, dtype=torch.float64)
+    colors = torch.zeros(n, channels, dtype=torch.float64)
+    colors[:n_half, 0] = 1.0
+    colors[n_half:, 1] = 1.0
+    return [t.requires_grad_(True) for t in (means, quats, scales, opac, colors)] + scene()[5:]
+
+
+def test_a_stopped_pixel_takes_no_later_gaussian():
+    """The stopping rule on ``stacked_layers``: the centre pixel's render is the 13 half layers'
+    (red 1 - 2^-13, none of the faint layers' green), its alpha 1 - 2^-13, though a faint layer
+    alone would have kept T above 1e-4; and the render and gradients match the dense oracle."""
+    r, a, _ = check_against_oracle(stacked_layers(3), backend="torch")
+    torch.testing.assert_close(r[0, 14, 18], torch.tensor([1 - 2.0**-13, 0.0, 0.0], dtype=torch.float64), rtol=0, atol=1e-12)
+    assert a[0, 14, 18, 0].item() == pytest.approx(1 - 2.0**-13, abs=1e-12)
+    assert r[0, 14, 10, 1] > 0.005, "8 pixels from the centre the faint layers show"
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("channels, sequential, split_wide", [(3, False, True), (3, True, True), (8, False, True), (8, False, False)])
+def test_triton_stops_each_pixel_where_the_reference_does(channels, sequential, split_wide, monkeypatch):
+    """``stacked_layers`` on every compositor path (the batched small-C and matmul kernels, the
+    one-Gaussian-at-a-time kernels, the wide passes): the pixel stops at its 14th entry and the
+    faint layers from entry 16 on (the second batch of 16 under the interpreter) stay out of it,
+    in the render and in the gradients, as in the float64 PyTorch path."""
+    from mnemovision.kernels.gaussians import triton_impl
+
+    monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
+    monkeypatch.setattr(triton_impl, "SPLIT_WIDE", split_wide)
+    assert_parity_with_float64(stacked_layers(channels), W, H)
+
+
 @pytest.mark.gpu
 @pytest.mark.triton
 @pytest.mark.parametrize("channels", [3, 40])
