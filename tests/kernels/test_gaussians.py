@@ -1018,6 +1018,66 @@ def test_triton_stops_each_pixel_where_the_reference_does(channels, sequential, 
     assert_parity_with_float64(stacked_layers(channels), W, H)
 
 
+def curtain_scene(channels):
+    """``scene``'s 40 Gaussians behind a curtain of 20 wide, flat layers of opacity 0.7 (float64):
+    near-constant alpha over the image, so every pixel's transmittance is 0.3^7 = 2.2e-4 after seven
+    of them and 6.6e-5 after eight, and every tile stops at its eighth entry, short of its list's end."""
+    means, quats, scales, opac, colors, viewmats, Ks = (t.detach() for t in scene(n=40, c=channels))
+    k = 20
+    curtain_means = torch.tensor([[0.0, 0.0, 1.0 + 0.01 * i] for i in range(k)], dtype=torch.float64)
+    curtain_quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * k, dtype=torch.float64)
+    curtain_scales = torch.tensor([[50.0, 50.0, 0.01]] * k, dtype=torch.float64)
+    curtain_colors = torch.rand(k, channels, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    parts = [(curtain_means, means), (curtain_quats, quats), (curtain_scales, scales), (torch.full((k,), 0.7, dtype=torch.float64), opac), (curtain_colors, colors)]
+    return [torch.cat(pair).requires_grad_(True) for pair in parts] + [viewmats, Ks]
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("forward_block, backward_block", [(4, 4), (16, 4), (4, 16)])
+def test_triton_wide_passes_stop_where_the_walks_stopped(forward_block, backward_block, monkeypatch):
+    """``curtain_scene`` at C = 8 (the wide passes): the forward walk records where each tile stopped,
+    past its eighth entry and short of its list's end, and the passes after it read no scratch row
+    beyond that (rows there are stale); the backward walk, checking liveness at other intervals than
+    the forward (the autotuner picks each separately), records where it stopped for the feature pass,
+    whose rows past it hold G . f, not weights. Render and gradients: the float64 PyTorch path's."""
+    from mnemovision.kernels.gaussians import triton_impl
+
+    monkeypatch.setenv("MNEMOVISION_TRITON_AUTOTUNE", "0")
+    monkeypatch.setattr(triton_impl, "_fixed_settings", lambda c, backward, sequential: {"BLOCK_G": backward_block if backward else forward_block, "NW": 8, "SUB": 1, "num_warps": 8})
+    wide_backward, seen = triton_impl._wide_backward, []
+
+    def spy(inputs, grads, stops, *args):
+        seen.append((inputs[0].clone(), stops.clone()))
+        return wide_backward(inputs, grads, stops, *args)
+
+    monkeypatch.setattr(triton_impl, "_wide_backward", spy)
+    assert_parity_with_float64(curtain_scene(8), W, H)
+    (offsets, stops), = seen
+    start, end = offsets[:-1], offsets[1:]
+    stopped_at = stops.long() - start
+    assert bool((end - start >= 20).all()), "every tile lists the whole curtain"
+    # every pixel stops at entry 8 (the 8th layer), found at the end of the block that holds it
+    assert stopped_at.tolist() == [-(-8 // forward_block) * forward_block] * len(stopped_at)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("channels, sequential, split_wide", [(3, False, True), (3, True, True), (8, False, True), (8, False, False)])
+def test_triton_clamped_alpha_takes_no_gradient(channels, sequential, split_wide, monkeypatch):
+    """Half the Gaussians fully opaque, so alpha = min(0.99, o exp(-sigma)) clamps near their
+    centres, where it passes no gradient to opacity, conic or 2-D mean: every compositor path's
+    render and gradients match the float64 PyTorch path (none of the other triton scenes clamps)."""
+    from mnemovision.kernels.gaussians import triton_impl
+
+    monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
+    monkeypatch.setattr(triton_impl, "SPLIT_WIDE", split_wide)
+    inputs = scene(n=40, c=channels, seed=3)
+    with torch.no_grad():
+        inputs[3][::2] = 1.0
+    assert_parity_with_float64(inputs, W, H)
+
+
 @pytest.mark.gpu
 @pytest.mark.triton
 @pytest.mark.parametrize("channels", [3, 40])
