@@ -691,6 +691,40 @@ def test_split_tiles_keeps_every_entry_a_pixel_of_the_sub_tile_shows():
     assert shortened > 0 and sub_ids.numel() > ids.numel()
 
 
+def test_composite_stage_takes_lists_that_were_not_culled():
+    """The compositing stage called on ``isect_tiles``' lists as they come (not through
+    ``drop_unseen``; 8x8 tiles, which it composites without splitting them into culled sub-tiles),
+    with Gaussians of opacity 0 and 1e-4 in them (below 1/255: alpha never counts):
+    the render and every gradient equal those on the culled lists and are finite, the faint
+    Gaussians' opacity gradients 0 (the gradient's 1 / opacity is taken at 1/255 at least)."""
+    inputs = scene(n=40, v=2)
+    means, quats, scales = (t.detach() for t in inputs[:3])
+    views, ks = inputs[5:]
+    m2, con, dep, rad, _ = ref.project_gaussians(means, ref.quat_scale_to_covar(quats, scales), views, ks, W, H)
+    opac = torch.rand(dep.shape, generator=torch.Generator().manual_seed(4), dtype=dep.dtype) * 0.9 + 0.05
+    opac[:, :5], opac[:, 5:10] = 0.0, 1e-4
+    colors = torch.rand(dep.numel(), 3, generator=torch.Generator().manual_seed(5), dtype=dep.dtype)
+    tiles_x, tiles_y = math.ceil(W / 8), math.ceil(H / 8)
+    keys, ids, offsets = ref.isect_tiles(m2, rad, dep, W, H, 8)
+    culled = ref.drop_unseen(keys, ids, m2.reshape(-1, 2), con.reshape(-1, 3), opac.reshape(-1), 2, tiles_x * tiles_y, tiles_x, 8)[1:]
+    assert bool(torch.isin(ids, torch.arange(5)).any()), "the lists hold opacity-0 Gaussians"
+    assert ids.numel() > culled[0].numel()
+
+    def run(lists):
+        meta = {"views": 2, "width": W, "height": H, "tile_size": 8, "tiles_x": tiles_x, "tiles_y": tiles_y, "block": 64,
+                "chunk_elems": 1 << 17, "absgrad": False, "absgrad_holder": None}
+        leaves = [t.clone().requires_grad_(True) for t in (m2, con, opac, colors, dep)]
+        r, a = ref.composite(*leaves, None, lists[0], lists[0], lists[1], meta)
+        g = torch.randn(r.shape, generator=torch.Generator().manual_seed(6), dtype=r.dtype)
+        return [r, a, *torch.autograd.grad((r * g).sum() + a.sum(), leaves)]
+
+    got, want = run((ids, offsets)), run(culled)
+    for name, x, y in zip(["render", "alpha", "dmeans2d", "dconics", "dopacities", "dcolors", "ddepths"], got, want):
+        assert bool(torch.isfinite(x).all()), name
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
+    assert not bool(got[4][:, :10].any()), "no gradient reaches opacities below 1/255"
+
+
 def test_sub_tiles_do_not_change_the_render(monkeypatch):
     """Compositing whole 16x16 tiles, 8x8 sub-tiles (the default) or 4x4 ones gives the same render
     and gradients (float64; two views, depth, a background, an image whose edges cut sub-tiles), up
