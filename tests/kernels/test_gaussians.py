@@ -1042,9 +1042,9 @@ def test_a_stopped_pixel_takes_no_later_gaussian():
 @pytest.mark.parametrize("channels, sequential, split_wide", [(3, False, True), (3, True, True), (8, False, True), (8, False, False)])
 def test_triton_stops_each_pixel_where_the_reference_does(channels, sequential, split_wide, monkeypatch):
     """``stacked_layers`` on every compositor path (the batched small-C and matmul kernels, the
-    one-Gaussian-at-a-time kernels, the wide passes): the pixel stops at its 14th entry and the
-    faint layers from entry 16 on (the second batch of 16 under the interpreter) stay out of it,
-    in the render and in the gradients, as in the float64 PyTorch path."""
+    one-Gaussian-at-a-time kernels, the wide passes): the centre pixel stops at list index 13 and
+    the faint layers after it (indices 14 to 21; 16 on in the second batch of 16 under the
+    interpreter) stay out of it, in the render and in the gradients, as in the float64 PyTorch path."""
     from mnemovision.kernels.gaussians import triton_impl
 
     monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
@@ -1091,7 +1091,7 @@ def test_triton_wide_passes_stop_where_the_walks_stopped(forward_block, backward
     start, end = offsets[:-1], offsets[1:]
     stopped_at = stops.long() - start
     assert bool((end - start >= 20).all()), "every tile lists the whole curtain"
-    # every pixel stops at entry 8 (the 8th layer), found at the end of the block that holds it
+    # every pixel stops at list index 7 (the 8th layer), found at the end of the block that holds it
     assert stopped_at.tolist() == [-(-8 // forward_block) * forward_block] * len(stopped_at)
 
 
