@@ -36,6 +36,24 @@ def test_y_channel_matches_the_bt601_matlab_constants():
     np.testing.assert_allclose(rgb_to_y(colours)[0], [16.0, 235.0, 81.481, 144.553, 40.966], atol=1e-4)
 
 
+def test_y_channel_and_scores_do_not_depend_on_the_memory_layout():
+    """The same pixels as a C-order, Fortran-order, transposed-back or strided array: identical
+    luma bits and identical PSNR-Y and SSIM-Y (a BLAS matmul gave some pixels' luma a float32
+    rounding step apart, and the SR runner's scores differed from evaluate_folder's in the 10th
+    digit); the luma is the float64 BT.601 value to float32 rounding."""
+    img = np.ascontiguousarray(photo())
+    other = noisy(img, 8.0)
+    layouts = [np.asfortranarray(img), np.ascontiguousarray(img.transpose(1, 0, 2)).transpose(1, 0, 2), np.repeat(img, 2, axis=1)[:, ::2]]
+    want_y = rgb_to_y(img)
+    exact = img.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255.0 + 16.0
+    np.testing.assert_allclose(want_y, exact, rtol=0, atol=4 * np.spacing(np.float32(235.0)))
+    for image in layouts:
+        assert np.array_equal(image, img)
+        assert np.array_equal(rgb_to_y(image), want_y)
+        assert image_psnr(other, image, crop_border=2, y_channel=True) == image_psnr(other, img, crop_border=2, y_channel=True)
+        assert image_ssim(other, image, crop_border=2, y_channel=True) == image_ssim(other, img, crop_border=2, y_channel=True)
+
+
 def test_image_psnr_matches_skimage_on_a_real_photo():
     from skimage.metrics import peak_signal_noise_ratio
 
