@@ -158,10 +158,20 @@ def test_export_round_trip_is_exact_and_small(tmp_path):
     with torch.no_grad():
         for w in weights.values():
             w.mul_(~smallest_fraction(w, 0.9))
+        next(p for n, p in net.named_parameters() if n.endswith("bias")).zero_()  # a zero bias: stored plain all the same
     dense_path = save_sr_model(tmp_path / "dense.safetensors", build_sr_model("edsr", "baseline", 2), "edsr", "baseline", 2)
     path = save_sr_model(tmp_path / "sparse.safetensors", net, "edsr", "baseline", 2, "iss-p")
     back, meta = load_sr_model(path)
     assert meta["method"] == "iss-p" and float(meta["sparsity"]) == pytest.approx(0.9, abs=1e-3)
+    assert meta["sparsity"] == f"{sparsity_of(net):.6f}"  # the model's own figure, to six places
+    # weights at most 95% nonzero go as bitmask + values; 1-D tensors (biases) stay plain even when zero
+    from mnemovision.vision.checkpoints import load_safetensors
+
+    stored = load_safetensors(path)
+    for key, value in net.state_dict().items():
+        sparse = value.ndim >= 2 and float((value != 0).float().mean()) <= 0.95
+        assert (key in stored) != sparse and (f"{key}.__bitmask" in stored) == sparse, key
+    assert any(v.ndim == 1 and not v.any() for v in net.state_dict().values()), "a zero bias, stored plain"
     for key, value in net.state_dict().items():
         assert torch.equal(back.state_dict()[key], value), key
     x = torch.rand(1, 3, 20, 17)
@@ -171,6 +181,18 @@ def test_export_round_trip_is_exact_and_small(tmp_path):
         sparse = to_sparse_inference(load_sr_model(path)[0])(x)
     torch.testing.assert_close(sparse, ref, atol=1e-5, rtol=1e-5)
     assert path.stat().st_size <= 0.2 * dense_path.stat().st_size
+
+
+@pytest.mark.parametrize("conv", [
+    torch.nn.Conv2d(4, 4, 3, stride=2, padding=1), torch.nn.Conv2d(4, 4, 3, dilation=2, padding=2),
+    torch.nn.Conv2d(4, 4, 3, groups=2, padding=1), torch.nn.Conv2d(4, 4, 3, padding="same"),
+], ids=["stride", "dilation", "groups", "same-padding"])
+def test_sparse_convolution_refuses_what_it_does_not_compute(conv):
+    """SparseConv2d computes stride-1, undilated, ungrouped convolutions with numeric padding only."""
+    from mnemovision.sr.export import SparseConv2d
+
+    with pytest.raises(ValueError, match="SparseConv2d supports stride 1, dilation 1, groups 1 and numeric padding"):
+        SparseConv2d(conv)
 
 
 def test_bad_model_files_are_named(tmp_path):
@@ -204,6 +226,8 @@ def rewrite_metadata(src, dst, **fields) -> None:
         ("[1, 2]", "'shapes' must map weight names to lists of sizes"),
         ('{"w": ["a"]}', "'shapes' must map weight names to lists of sizes"),
         ('{"w": [99999, 99999]}', r"needs a \d+-byte __bitmask"),
+        ('{"w": [true, 3]}', "'shapes' must map weight names to lists of sizes"),  # JSON true is no size
+        ('{"w": [2147483648, 1]}', "'shapes' must map weight names to lists of sizes"),
     ],
 )
 def test_bad_sparse_shapes_are_named(tmp_path, shapes, message):
@@ -241,6 +265,9 @@ def test_sparse_files_refuse_parts_that_disagree_and_half_precision_files_load_a
         read_sr_file(broken("short", **{f"{name}.__values": values[:-1]}))
     with pytest.raises(CheckpointError, match=f"nomask.safetensors: sparse weight '{name}' lacks its __bitmask or __values"):
         read_sr_file(broken("nomask", **{f"{name}.__bitmask": None}))
+    wide = tensors[f"{name}.__bitmask"].to(torch.int16)
+    with pytest.raises(CheckpointError, match=f"int16mask.safetensors: sparse weight '{name}': expected a 1-D uint8 __bitmask and 1-D __values, found torch.int16"):
+        read_sr_file(broken("int16mask", **{f"{name}.__bitmask": wide}))
     dense_name = next(k for k in tensors if k.endswith("bias"))
     with pytest.raises(CheckpointError, match=f"nobias.safetensors: does not match .*missing keys \\(1\\): {dense_name}"):
         load_sr_model(broken("nobias", **{dense_name: None}))
