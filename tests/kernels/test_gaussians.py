@@ -225,16 +225,24 @@ def test_edge_cases_give_finite_output():
     torch.testing.assert_close(r0, bg.view(1, 1, 1, 3).expand(1, H, W, 3))
 
 
+def axis_layers(depths, scale, opacities, colors):
+    """Gaussians on the optical axis of ``scene``'s cameras (the image centre) at ``depths``, with
+    identity rotations and the same ``scale`` [3]: float64 (means, quats, scales, opacities, colors)
+    for the given opacities [n] and colors [n, C]."""
+    n = len(depths)
+    means = torch.tensor([[0.0, 0.0, z] for z in depths], dtype=torch.float64)
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * n, dtype=torch.float64)
+    scales = torch.tensor([scale] * n, dtype=torch.float64)
+    return means, quats, scales, torch.as_tensor(opacities, dtype=torch.float64), colors
+
+
 def test_early_termination_and_alpha_clamp():
     """Ten identical opaque Gaussians stacked in depth: alpha clamps at 0.99, and compositing stops
     before the transmittance drops below 1e-4, so the third layer onward adds nothing."""
     n = 10
-    means = torch.tensor([[0.0, 0.0, 4.0 + 0.1 * i] for i in range(n)], dtype=torch.float64)
-    quats = torch.tensor([[1.0, 0, 0, 0]] * n, dtype=torch.float64)
-    scales = torch.full((n, 3), 0.5, dtype=torch.float64)
-    opac = torch.ones(n, dtype=torch.float64)
     colors = torch.zeros(n, 3, dtype=torch.float64)
     colors[0, 0], colors[1, 1], colors[2:, 2] = 1.0, 1.0, 1.0
+    means, quats, scales, opac, colors = axis_layers([4.0 + 0.1 * i for i in range(n)], [0.5] * 3, [1.0] * n, colors)
     viewmats, Ks = scene()[5:]
     r, a, _ = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H)
     centre = r[0, 14, 18]
@@ -1010,6 +1018,19 @@ def test_triton_backward_sums_in_one_reduction(channels, monkeypatch):
     assert_parity_with_float64(scene(n=6, c=channels), 16, 16)
 
 
+# (channels, SEQUENTIAL_SMALL_C, SPLIT_WIDE): the batched small-C kernels, the one-Gaussian-at-a-time
+# ones, the wide passes and the batched matmul kernels
+COMPOSITOR_PATHS = [(3, False, True), (3, True, True), (8, False, True), (8, False, False)]
+
+
+def use_compositor(monkeypatch, sequential: bool, split_wide: bool) -> None:
+    """Route the triton backend's compositing through the path ``COMPOSITOR_PATHS`` names."""
+    from mnemovision.kernels.gaussians import triton_impl
+
+    monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
+    monkeypatch.setattr(triton_impl, "SPLIT_WIDE", split_wide)
+
+
 def stacked_layers(channels):
     """Fourteen layers of opacity 0.5, then eight of opacity 0.05 (a second colour), stacked in
     depth on the image centre (float64 inputs, ``scene``'s camera). At the centre pixel the first
@@ -1017,14 +1038,11 @@ def stacked_layers(channels):
     a faint layer after it would leave T = 1.16e-4 >= 1e-4, yet shows nowhere the pixel stopped."""
     n_half, n_faint = 14, 8
     n = n_half + n_faint
-    means = torch.tensor([[0.0, 0.0, 4.0 + 0.05 * i] for i in range(n)], dtype=torch.float64)
-    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * n, dtype=torch.float64)
-    scales = torch.full((n, 3), 0.5, dtype=torch.float64)
-    opac = torch.tensor([0.5] * n_half + [0.05] * n_faint, dtype=torch.float64)
     colors = torch.zeros(n, channels, dtype=torch.float64)
     colors[:n_half, 0] = 1.0
     colors[n_half:, 1] = 1.0
-    return [t.requires_grad_(True) for t in (means, quats, scales, opac, colors)] + scene()[5:]
+    layers = axis_layers([4.0 + 0.05 * i for i in range(n)], [0.5] * 3, [0.5] * n_half + [0.05] * n_faint, colors)
+    return [t.requires_grad_(True) for t in layers] + scene()[5:]
 
 
 def test_a_stopped_pixel_takes_no_later_gaussian():
@@ -1039,16 +1057,13 @@ def test_a_stopped_pixel_takes_no_later_gaussian():
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-@pytest.mark.parametrize("channels, sequential, split_wide", [(3, False, True), (3, True, True), (8, False, True), (8, False, False)])
+@pytest.mark.parametrize("channels, sequential, split_wide", COMPOSITOR_PATHS)
 def test_triton_stops_each_pixel_where_the_reference_does(channels, sequential, split_wide, monkeypatch):
     """``stacked_layers`` on every compositor path (the batched small-C and matmul kernels, the
     one-Gaussian-at-a-time kernels, the wide passes): the centre pixel stops at list index 13 and
     the faint layers after it (indices 14 to 21; 16 on in the second batch of 16 under the
     interpreter) stay out of it, in the render and in the gradients, as in the float64 PyTorch path."""
-    from mnemovision.kernels.gaussians import triton_impl
-
-    monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
-    monkeypatch.setattr(triton_impl, "SPLIT_WIDE", split_wide)
+    use_compositor(monkeypatch, sequential, split_wide)
     assert_parity_with_float64(stacked_layers(channels), W, H)
 
 
@@ -1058,12 +1073,9 @@ def curtain_scene(channels):
     of them and 6.6e-5 after eight, and every tile stops at its eighth entry, short of its list's end."""
     means, quats, scales, opac, colors, viewmats, Ks = (t.detach() for t in scene(n=40, c=channels))
     k = 20
-    curtain_means = torch.tensor([[0.0, 0.0, 1.0 + 0.01 * i] for i in range(k)], dtype=torch.float64)
-    curtain_quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * k, dtype=torch.float64)
-    curtain_scales = torch.tensor([[50.0, 50.0, 0.01]] * k, dtype=torch.float64)
     curtain_colors = torch.rand(k, channels, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    parts = [(curtain_means, means), (curtain_quats, quats), (curtain_scales, scales), (torch.full((k,), 0.7, dtype=torch.float64), opac), (curtain_colors, colors)]
-    return [torch.cat(pair).requires_grad_(True) for pair in parts] + [viewmats, Ks]
+    curtain = axis_layers([1.0 + 0.01 * i for i in range(k)], [50.0, 50.0, 0.01], [0.7] * k, curtain_colors)
+    return [torch.cat(pair).requires_grad_(True) for pair in zip(curtain, (means, quats, scales, opac, colors))] + [viewmats, Ks]
 
 
 @pytest.mark.triton
@@ -1097,15 +1109,12 @@ def test_triton_wide_passes_stop_where_the_walks_stopped(forward_block, backward
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-@pytest.mark.parametrize("channels, sequential, split_wide", [(3, False, True), (3, True, True), (8, False, True), (8, False, False)])
+@pytest.mark.parametrize("channels, sequential, split_wide", COMPOSITOR_PATHS)
 def test_triton_clamped_alpha_takes_no_gradient(channels, sequential, split_wide, monkeypatch):
     """Half the Gaussians fully opaque, so alpha = min(0.99, o exp(-sigma)) clamps near their
     centres, where it passes no gradient to opacity, conic or 2-D mean: every compositor path's
     render and gradients match the float64 PyTorch path (none of the other triton scenes clamps)."""
-    from mnemovision.kernels.gaussians import triton_impl
-
-    monkeypatch.setattr(triton_impl, "SEQUENTIAL_SMALL_C", sequential)
-    monkeypatch.setattr(triton_impl, "SPLIT_WIDE", split_wide)
+    use_compositor(monkeypatch, sequential, split_wide)
     inputs = scene(n=40, c=channels, seed=3)
     with torch.no_grad():
         inputs[3][::2] = 1.0

@@ -8,10 +8,10 @@ import torch
 
 from mnemovision.engine import build_runner, config_type, load_config
 from mnemovision.sr.engine import FilterPruneHook, ISSPHook, MagnitudePruneHook
-from mnemovision.sr.export import load_sr_model, read_sr_file, save_sr_model, to_sparse_inference
+from mnemovision.sr.export import SparseConv2d, load_sr_model, read_sr_file, save_sr_model, to_sparse_inference
 from mnemovision.sr.models import build_sr_model
 from mnemovision.sr.pruning import layer_sparsity_for, prunable_weights, smallest_filters, smallest_fraction, smallest_n_of_m, soft_shrink, sparsity_of
-from mnemovision.vision.checkpoints import read_safetensors_metadata
+from mnemovision.vision.checkpoints import load_safetensors, read_safetensors_metadata, save_safetensors
 from mnemovision.vision.errors import CheckpointError
 
 
@@ -165,8 +165,6 @@ def test_export_round_trip_is_exact_and_small(tmp_path):
     assert meta["method"] == "iss-p" and float(meta["sparsity"]) == pytest.approx(0.9, abs=1e-3)
     assert meta["sparsity"] == f"{sparsity_of(net):.6f}"  # the model's own figure, to six places
     # weights at most 95% nonzero go as bitmask + values; 1-D tensors (biases) stay plain even when zero
-    from mnemovision.vision.checkpoints import load_safetensors
-
     stored = load_safetensors(path)
     for key, value in net.state_dict().items():
         sparse = value.ndim >= 2 and float((value != 0).float().mean()) <= 0.95
@@ -189,8 +187,6 @@ def test_export_round_trip_is_exact_and_small(tmp_path):
 ], ids=["stride", "dilation", "groups", "same-padding"])
 def test_sparse_convolution_refuses_what_it_does_not_compute(conv):
     """SparseConv2d computes stride-1, undilated, ungrouped convolutions with numeric padding only."""
-    from mnemovision.sr.export import SparseConv2d
-
     with pytest.raises(ValueError, match="SparseConv2d supports stride 1, dilation 1, groups 1 and numeric padding"):
         SparseConv2d(conv)
 
@@ -208,13 +204,7 @@ def test_bad_model_files_are_named(tmp_path):
 
 def rewrite_metadata(src, dst, **fields) -> None:
     """Copy a safetensors file with some metadata fields replaced (tensors kept)."""
-    from safetensors import safe_open
-
-    from mnemovision.vision.checkpoints import load_safetensors, save_safetensors
-
-    with safe_open(str(src), "pt") as handle:
-        meta = dict(handle.metadata())
-    save_safetensors(dst, load_safetensors(src), {**meta, **fields})
+    save_safetensors(dst, load_safetensors(src), {**read_safetensors_metadata(src), **fields})
 
 
 @pytest.mark.parametrize(
@@ -243,9 +233,6 @@ def test_bad_sparse_shapes_are_named(tmp_path, shapes, message):
 
 
 def test_sparse_files_refuse_parts_that_disagree_and_half_precision_files_load_as_float32(tmp_path):
-    from mnemovision.sr.export import SparseConv2d
-    from mnemovision.vision.checkpoints import load_safetensors, save_safetensors
-
     net = build_sr_model("edsr", "tiny", 2).eval()
     with torch.no_grad():
         for w in prunable_weights(net).values():
