@@ -513,15 +513,48 @@ def test_analytic_projection_matches_autograd(antialiased):
     assert torch.autograd.gradcheck(outputs, tuple(leaves))
 
 
-def test_cameras_that_need_gradients_take_the_autograd_projection():
+@pytest.mark.parametrize("antialiased", [False, True])
+def test_analytic_projection_of_degenerate_gaussians(antialiased):
+    """Gaussians with one or three zero scales (a rank-1 or zero covariance: the determinant before
+    the low-pass is 0 or a rounding either side of it) and a zero quaternion: the closed-form
+    gradients are finite and equal autograd's (which are finite here too) to 1e-6 relative."""
+    from mnemovision.kernels.gaussians import analytic
+
+    means, quats, scales, _, _, viewmats, Ks = scene(n=24, v=2)
+    scales, quats = scales.detach().clone(), quats.detach().clone()
+    scales[:16, 1:] = 0.0  # 32 rank-1 projections: 14 of their determinants round below 0 here
+    scales[16:18] = 0.0
+    quats[18] = 0.0
+    leaves = [means.detach().clone().requires_grad_(True), quats.requires_grad_(True), scales.requires_grad_(True)]
+    det_orig = ref.projection_terms(leaves[0], ref.quat_scale_to_covar(*leaves[1:]), viewmats, Ks, W, H)[1].det_orig
+    assert bool((det_orig[:, :16] < 0).any()) and bool((det_orig[:, 16:18] == 0).all())
+    reference = ref.project_gaussians(leaves[0], ref.quat_scale_to_covar(*leaves[1:]), viewmats, Ks, W, H, antialiased=antialiased)
+    closed = analytic.project_gaussians(*leaves, viewmats, Ks, W, H, antialiased=antialiased)
+    g = torch.Generator().manual_seed(6)
+    weights = [torch.randn(reference[i].shape, generator=g, dtype=torch.float64) for i in (0, 1, 2, 4)]
+
+    def loss(outputs):
+        return sum((outputs[i] * w).sum() for i, w in zip((0, 1, 2, 4), weights))
+
+    for x, y in zip(torch.autograd.grad(loss(closed), leaves), torch.autograd.grad(loss(reference), leaves)):
+        assert bool(torch.isfinite(x).all())
+        # 1e-8 relative seen: a rank-1 covariance's compensation is the square root of a rounding
+        # (1e-18), and its gradient scales that rounding by 1e9
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("needs_grad", ["viewmats", "Ks", "both"])
+def test_cameras_that_need_gradients_take_the_autograd_projection(needs_grad):
     """Gradients reach viewmats and Ks through rasterize_gaussians (the autograd stages); the
-    closed-form projection refuses them by name."""
+    closed-form projection refuses either by name."""
     from mnemovision.kernels.gaussians import analytic
 
     means, quats, scales, opac, colors, viewmats, Ks = scene(n=12)
-    viewmats, Ks = viewmats.clone().requires_grad_(True), Ks.clone().requires_grad_(True)
+    viewmats, Ks = viewmats.clone(), Ks.clone()
+    cameras = {"viewmats": viewmats, "Ks": Ks}
+    leaves = [cameras[k].requires_grad_(True) for k in cameras if needs_grad in (k, "both")]
     r, a, _ = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, backend="torch")
-    grads = torch.autograd.grad(r.sum() + a.sum(), (viewmats, Ks))
+    grads = torch.autograd.grad(r.sum() + a.sum(), leaves)
     assert all(bool(t.abs().sum() > 0) for t in grads)
     with pytest.raises(ValueError, match="viewmats or Ks"):
         analytic.project_gaussians(means, quats, scales, viewmats, Ks, W, H)
