@@ -10,7 +10,8 @@ from mnemovision.splatting.data.scene import load_scene
 from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
 from mnemovision.splatting.engine import fit_scene
 from mnemovision.splatting.fit import FitConfig, make_optimizer
-from mnemovision.splatting.gaussians import GaussianModel, load_ply, save_ply
+from mnemovision.splatting.gaussians import GaussianModel, knn_scales, load_ply, save_ply
+from mnemovision.splatting.gaussians.model import PARAM_NAMES
 from mnemovision.splatting.gaussians.density import DensityConfig, DensityController
 from mnemovision.vision.cameras import write_model
 from mnemovision.vision.cameras.colmap import ColmapCamera, ColmapImage, ColmapModel, ColmapPoints, rotmat_to_quat
@@ -235,6 +236,56 @@ def test_knn_scales_of_few_points_use_the_others_and_refuse_nan():
     assert knn_scales(torch.zeros(0, 3)).shape == (0,)
     with pytest.raises(ValueError, match="points must be finite, got NaN or infinity in 1 of 2"):
         knn_scales(torch.tensor([[0.0, 0.0, 0.0], [float("nan"), 0.0, 0.0]]))  # scipy's own message before
+
+
+def test_gaussian_model_from_points_layout_and_refusals():
+    """``from_points``: identity quaternions (wxyz), log of the 3-NN scale times ``scale_factor`` on
+    every axis, duplicate points floored at 1e-7 (finite log-scales); mismatched colours, a
+    non-positive scale factor and parameters of the wrong shape are refused by name."""
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 5.0]])
+    model = GaussianModel.from_points(points, torch.rand(5, 3), max_sh_degree=1, scale_factor=2.0)
+    assert torch.equal(model.quats.detach(), torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 5))
+    torch.testing.assert_close(model.scales.detach(), 2.0 * knn_scales(points)[:, None].expand(5, 3))
+    assert bool(torch.isfinite(model.log_scales).all())
+    one_point = GaussianModel.from_points(torch.zeros(2, 3), torch.rand(2, 3), max_sh_degree=0)
+    torch.testing.assert_close(one_point.log_scales.detach(), torch.full((2, 3), float(np.log(1e-7))))  # two coincident points
+    with pytest.raises(ValueError, match=r"points and colors must both be \[N, 3\], got \(5, 3\) and \(4, 3\)"):
+        GaussianModel.from_points(points, torch.rand(4, 3))
+    for factor in (0.0, -1.0):
+        with pytest.raises(ValueError, match="scale_factor must be a positive finite number"):
+            GaussianModel.from_points(points, torch.rand(5, 3), scale_factor=factor)
+    params = {name: getattr(model, name).detach() for name in PARAM_NAMES}
+    with pytest.raises(ValueError, match=r"sh_rest must have shape \[5, 15, 3\], got \[5, 3, 3\]"):
+        GaussianModel(*params.values(), 3)
+    with pytest.raises(ValueError, match=r"quats must have shape \[5, 4\], got \[5, 3\]"):
+        GaussianModel(*(v[:, :3] if k == "quats" else v for k, v in params.items()), 1)
+    with pytest.raises(ValueError, match="max_sh_degree must be an int in 0..3, got 4"):
+        GaussianModel(*params.values(), 4)
+
+
+def test_gaussian_model_size_seeds_loading_and_active_degree():
+    """``size_mb`` is the float32 parameters in MiB; ``random_in_box`` follows its seed; a state dict
+    with another Gaussian count resizes the model, one with another SH degree is refused (strict
+    loading); rendering uses the active SH degree, not the maximum."""
+    model = GaussianModel.random_in_box(40, torch.zeros(3), torch.ones(3), max_sh_degree=2, seed=3)
+    assert model.size_mb() == 40 * (3 + 4 + 3 + 1 + 3 + 8 * 3) * 4 / 2**20
+    assert torch.equal(model.means, GaussianModel.random_in_box(40, torch.zeros(3), torch.ones(3), seed=3).means)
+    assert not torch.equal(model.means, GaussianModel.random_in_box(40, torch.zeros(3), torch.ones(3), seed=4).means)
+    smaller = GaussianModel.random_in_box(7, torch.zeros(3), torch.ones(3), max_sh_degree=2)
+    smaller.load_state_dict(model.state_dict())
+    assert len(smaller) == 40 and torch.equal(smaller.sh_rest, model.sh_rest)
+    with pytest.raises(RuntimeError, match="size mismatch for sh_rest"):  # 7 Gaussians of degree 2 get 40 of degree 1
+        GaussianModel.random_in_box(7, torch.zeros(3), torch.ones(3), max_sh_degree=2).load_state_dict(GaussianModel.random_in_box(40, torch.zeros(3), torch.ones(3), max_sh_degree=1).state_dict())
+    with torch.no_grad():
+        model.sh_rest.normal_()
+    viewmats = torch.eye(4)[None].clone()
+    viewmats[0, 2, 3] = 2.0
+    Ks = torch.tensor([[[20.0, 0.0, 8.0], [0.0, 20.0, 8.0], [0.0, 0.0, 1.0]]])
+    plain = GaussianModel(*(getattr(model, name).detach() * (name != "sh_rest") for name in PARAM_NAMES), 2)
+    assert model.active_sh_degree == 0
+    torch.testing.assert_close(model.render(viewmats, Ks, 16, 16)[0], plain.render(viewmats, Ks, 16, 16)[0])
+    model.active_sh_degree = 2
+    assert not torch.allclose(model.render(viewmats, Ks, 16, 16)[0], plain.render(viewmats, Ks, 16, 16)[0])
 
 
 def test_gaussian_model_and_orbit_rendering_refuse_arguments_they_would_misuse(tmp_path):
