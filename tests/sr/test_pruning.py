@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -135,13 +136,96 @@ def test_shipped_issp_recipe_is_what_the_bench_trains():
     assert (cosine["begin"], cosine["end"], cosine["T_max"]) == (hook["prune_iters"], cfg.train_cfg.max_iters, cfg.train_cfg.max_iters - hook["prune_iters"])
 
 
-def test_masks_survive_resume_exactly(tmp_path):
+def test_masks_survive_resume_exactly(tmp_path, monkeypatch):
+    """The checkpoint holds the masks and weights already masked at the step it was written (the hook
+    runs before the checkpoint hook); a resumed run takes the masks from it, never re-selects them,
+    and ends where an unbroken run ends."""
+    from mnemovision.engine import allow_mmengine_checkpoints
+
     hook = dict(type=config_type(ISSPHook), sparsity=0.8, alpha=0.9, prune_iters=4)
     full = tiny_run(tmp_path / "full", hook)
     tiny_run(tmp_path / "split", hook, max_iters=6)
+    with allow_mmengine_checkpoints():
+        checkpoint = torch.load(tmp_path / "split" / "iter_6.pth", weights_only=True)
+    masks = checkpoint["pruning_masks"]
+    assert set(masks) == set(prunable_weights(full.model))
+    for name, mask in masks.items():
+        assert not checkpoint["state_dict"][name][~mask].any(), name
+        assert int((~mask).sum()) == min(math.ceil(0.8 * mask.numel()), int(0.995 * mask.numel())), name
+
+    def select_again(self, runner):
+        raise AssertionError("a resumed run made new masks")
+
+    monkeypatch.setattr(ISSPHook, "make_masks", select_again)
     resumed = tiny_run(tmp_path / "split", hook, max_iters=12, resume=True)
     for key, value in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def two_convs(seed=0):
+    """Two Conv2d layers (288 and 576 weights, both in groups of 4) with seeded weights."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3), torch.nn.Conv2d(8, 8, 3))
+
+
+def runner_at(model, iteration):
+    """A stand-in for the runner as the hooks see it: ``iter`` is the steps done at ``before_train``
+    and the 0-based index of the step just taken at ``after_train_iter`` (step 3: 2)."""
+    return SimpleNamespace(model=model, iter=iteration)
+
+
+def test_one_shot_hooks_prune_at_their_step_and_apply_loaded_masks_before_training():
+    net = two_convs()
+    initial = {k: v.detach().clone() for k, v in prunable_weights(net).items()}
+    hook = MagnitudePruneHook(sparsity=0.5, prune_at=0)
+    hook.before_train(runner_at(net, 0))  # prune_at=0: the initial weights, before any step
+    for name, w in prunable_weights(net).items():
+        assert torch.equal(hook.masks[name], ~smallest_fraction(initial[name], 0.5)), name
+        assert torch.equal(w, initial[name] * hook.masks[name]), name
+    later = MagnitudePruneHook(sparsity=0.5, prune_at=3)
+    net = two_convs()
+    later.before_train(runner_at(net, 0))
+    later.after_train_iter(runner_at(net, 1), 1)  # step 2
+    assert later.masks is None
+    later.after_train_iter(runner_at(net, 2), 2)  # step 3
+    assert later.masks is not None and sparsity_of(net) == pytest.approx(0.5, abs=0.01)
+    resumed, net = MagnitudePruneHook(sparsity=0.5, prune_at=3), two_convs(seed=1)
+    resumed.after_load_checkpoint(runner_at(net, 3), {"pruning_masks": later.masks})
+    resumed.before_train(runner_at(net, 3))
+    for name, w in prunable_weights(net).items():
+        assert not w[~later.masks[name]].any(), name
+
+
+def test_issp_hook_shrinks_after_shrink_from_with_its_n_m_groups():
+    """``shrink_from=2``: step 2 leaves the weights alone, step 3 scales the selection by alpha; with
+    n_m=(2, 4) both the shrinkage and the hard mask take 2 of every 4 consecutive weights."""
+    net = two_convs()
+    hook = ISSPHook(sparsity=0.5, alpha=0.5, prune_iters=5, n_m=(2, 4), shrink_from=2)
+    before = {k: v.detach().clone() for k, v in prunable_weights(net).items()}
+    hook.after_train_iter(runner_at(net, 1), 1)  # step 2
+    assert all(torch.equal(w, before[k]) for k, w in prunable_weights(net).items())
+    hook.after_train_iter(runner_at(net, 2), 2)  # step 3
+    for name, w in prunable_weights(net).items():
+        halved = (w != before[name]).reshape(-1, 4)
+        assert halved.sum(1).eq(2).all(), name
+        torch.testing.assert_close(w.reshape(-1, 4)[halved], before[name].reshape(-1, 4)[halved] * 0.5, rtol=0, atol=0)
+    hook.after_train_iter(runner_at(net, 4), 4)  # step 5: the hard mask
+    for name, w in prunable_weights(net).items():
+        assert (w.reshape(-1, 4) == 0).sum(1).eq(2).all(), name
+
+
+def test_hooks_unwrap_model_wrappers_and_refuse_bad_settings():
+    """Under a wrapper (DataParallel here; DistributedDataParallel under torchrun) the masks are keyed
+    by the model's own names, so checkpoints of one and several processes agree."""
+    net = two_convs()
+    hook = MagnitudePruneHook(sparsity=0.5, prune_at=0)
+    hook.before_train(runner_at(torch.nn.DataParallel(net), 0))
+    assert set(hook.masks) == {"0.weight", "1.weight"} and sparsity_of(net) == pytest.approx(0.5, abs=0.01)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=f"sparsity must be in \\[0, 1\\), got {bad}"):
+            MagnitudePruneHook(sparsity=bad)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\), got 1.0"):
+        ISSPHook(alpha=1.0)
 
 
 def test_filter_pruning_zeroes_whole_filters_and_spares_the_output_convs(tmp_path):
