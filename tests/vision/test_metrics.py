@@ -212,13 +212,15 @@ def write_official_layout(tmp_path, net="alex"):
     return backbone, backbone_path, lin_path
 
 
-def test_lpips_matches_the_reference_implementation(tmp_path):
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_matches_the_reference_implementation(tmp_path, net):
     pytest.importorskip("lpips")
     import lpips
 
-    backbone, backbone_path, lin_path = write_official_layout(tmp_path)
-    ours = LPIPS.from_pretrained(lin_path, backbone_path, net="alex")
-    reference = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    backbone, backbone_path, lin_path = write_official_layout(tmp_path, net)
+    ours = LPIPS.from_pretrained(lin_path, backbone_path, net=net)
+    assert not any(p.requires_grad for p in ours.parameters())  # a metric and a loss: no weight gradients
+    reference = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
     # Put the same backbone into the reference: its slices keep torchvision's layer indices.
     features = {f"{i}.{name}": v for i, layer in enumerate(backbone.features) for name, v in layer.state_dict().items()}
     for slice_module in (reference.net.slice1, reference.net.slice2, reference.net.slice3, reference.net.slice4, reference.net.slice5):
@@ -229,8 +231,22 @@ def test_lpips_matches_the_reference_implementation(tmp_path):
     with torch.no_grad():
         expected = reference(a, b, normalize=True).flatten()
         got = ours(a, b)
+        expected_signed = reference(a * 2 - 1, b * 2 - 1).flatten()  # inputs already in [-1, 1]
+        got_signed = ours(a * 2 - 1, b * 2 - 1, normalize=False)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_signed.numpy(), expected_signed.numpy(), rtol=1e-5, atol=1e-6)
     assert torch.all(ours(a, a) == 0)
+
+
+def test_lpips_of_vanishing_features_is_zero_not_nan(tmp_path):
+    """A backbone whose activations are all zero (zero weights): the unit normalisation's 1e-10
+    keeps the distance at 0 (the reference's epsilon too) instead of 0 / 0."""
+    pytest.importorskip("lpips")
+    backbone, backbone_path, lin_path = write_official_layout(tmp_path)
+    torch.save({k: torch.zeros_like(v) for k, v in backbone.state_dict().items()}, backbone_path)
+    ours = LPIPS.from_pretrained(lin_path, backbone_path)
+    with torch.no_grad():
+        assert ours(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)).tolist() == [0.0]
 
 
 def test_lpips_never_downloads_and_says_what_it_needs(tmp_path):
@@ -244,3 +260,18 @@ def test_lpips_never_downloads_and_says_what_it_needs(tmp_path):
     torch.save(state, bad)
     with pytest.raises(CheckpointError, match="unexpected keys.*extra.weight"):
         LPIPS.from_pretrained(bad, backbone_path)
+    del state["extra.weight"], state["lin4.model.1.weight"]
+    torch.save(state, bad)
+    with pytest.raises(CheckpointError, match=r"bad_lin.pth: LPIPS linear layers: missing keys \['lin4.model.1.weight'\]"):
+        LPIPS.from_pretrained(bad, backbone_path)
+    with pytest.raises(FileNotFoundError, match=r"backbone_path=.*nowhere.pth'\) must point to torchvision's ImageNet vgg16 weights"):
+        LPIPS.from_pretrained(lin_path, tmp_path / "nowhere.pth", net="vgg")
+    backbone = torch.load(backbone_path, map_location="cpu", weights_only=True)
+    del backbone["classifier.6.bias"]  # the whole torchvision checkpoint is loaded strictly
+    torch.save(backbone, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match="partial.pth.*classifier.6.bias"):
+        LPIPS.from_pretrained(lin_path, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match="net must be one of \\['alex', 'vgg'\\], got 'squeeze'"):
+        LPIPS(net="squeeze")
+    with pytest.raises(ValueError, match=r"pred and target must both be \[B, 3, H, W\], got \(1, 1, 8, 8\) and \(1, 1, 8, 8\)"):
+        LPIPS()(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
