@@ -11,6 +11,7 @@ def test_grey_rgb_and_rgba_become_rgb():
     np.testing.assert_array_equal(as_rgb_uint8(grey[..., None], "x"), want)  # [H, W, 1]: refused before
     rgba = np.dstack([want, np.full((3, 4), 9, np.uint8)])
     np.testing.assert_array_equal(as_rgb_uint8(rgba, "x"), want)
+    assert as_rgb_uint8(rgba, "x").flags.c_contiguous  # torch.from_numpy and image writers get plain rows
 
 
 @pytest.mark.parametrize(
