@@ -530,6 +530,27 @@ def test_triton_topk_ties_go_to_the_lowest_keys(tile):
     assert_lowest_keys_win_ties(triton_topk, tile)
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_launch_sizes_follow_the_gpu_rules():
+    """The size rules that only a GPU compile would enforce (the interpreter runs any tile): head-dim
+    tiles of at least 16 (tl.dot's minimum), value slices of 16 to 128, fp32 products in IEEE
+    precision (Triton's default is TF32: 1e-3 errors), float64 lse for float64 oracle tests, and a
+    contiguous float32 [B*H, M] bias (the kernels address it as dense rows)."""
+    from mnemovision.kernels.attention import triton_sizes
+
+    assert [triton_sizes.block_d(d) for d in (1, 16, 17, 64, 100)] == [16, 16, 32, 64, 128]
+    assert [triton_sizes.block_dv(d) for d in (3, 16, 40, 128, 300)] == [16, 16, 64, 128, 128]
+    assert [triton_sizes.precision(t) for t in (torch.float32, torch.float64, torch.float16, torch.bfloat16)] == ["ieee", "ieee", "tf32", "tf32"]
+    lse = torch.zeros(2, 3)
+    assert triton_sizes.lse_out(lse, torch.float64).dtype == torch.float64 and triton_sizes.lse_out(lse, torch.float32) is lse
+    assert triton_sizes.lse_out(None, torch.float64) is None
+    strided = torch.arange(24.0).reshape(1, 2, 12)[..., ::2]  # [1, 2, 6], stride 2 along M
+    for given in (strided, strided.double()):
+        has_bias, bias = triton_sizes.kernel_bias(given, 2, 6, lse)
+        assert has_bias and bias.dtype == torch.float32 and bias.is_contiguous() and torch.equal(bias, strided.reshape(2, 6))
+    assert triton_sizes.kernel_bias(None, 2, 6, lse) == (False, lse)
+
+
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("similarity", ["dot", "neg_l2"])
