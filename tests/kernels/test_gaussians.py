@@ -225,6 +225,24 @@ def test_edge_cases_give_finite_output():
     torch.testing.assert_close(r0, bg.view(1, 1, 1, 3).expand(1, H, W, 3))
 
 
+@pytest.mark.parametrize("tile_size", [16, 8])
+def test_torch_path_drops_tile_entries_no_pixel_can_see(tile_size, monkeypatch):
+    """Faint Gaussians (opacity 0.01: alpha reaches 1/255 only near their centres) list tiles inside
+    their 3-sigma radii where no pixel centre reaches 1/255; the PyTorch path drops those entries
+    (``ref.drop_unseen``: info's n_isects counts what is composited) and renders the same, to
+    float64 rounding, as compositing every listed entry; info reports the tile size used."""
+    means, quats, scales, opac, colors, viewmats, Ks = scene(n=40)
+    faint = torch.where(torch.arange(40) % 2 == 0, opac.detach(), torch.full((40,), 0.01, dtype=torch.float64))
+    r, a, info = rasterize_gaussians(means, quats, scales, faint, colors, viewmats, Ks, W, H, tile_size=tile_size, backend="torch")
+    assert info["tile_size"] == tile_size
+    monkeypatch.setattr(ref, "drop_unseen", lambda keys, ids, *args, **kwargs: (keys, ids, ref._tile_offsets(keys, args[3] * args[4])))
+    r_all, a_all, info_all = rasterize_gaussians(means, quats, scales, faint, colors, viewmats, Ks, W, H, tile_size=tile_size, backend="torch")
+    assert info["n_isects"] < 0.9 * info_all["n_isects"], (info["n_isects"], info_all["n_isects"])
+    # the same up to rounding: the compositor's blocks of Gaussians fall differently on shorter lists
+    torch.testing.assert_close(r, r_all, rtol=0, atol=1e-12)
+    torch.testing.assert_close(a, a_all, rtol=0, atol=1e-12)
+
+
 def axis_layers(depths, scale, opacities, colors):
     """Gaussians on the optical axis of ``scene``'s cameras (the image centre) at ``depths``, with
     identity rotations and the same ``scale`` [3]: float64 (means, quats, scales, opacities, colors)
@@ -366,6 +384,16 @@ def test_absgrad_matches_a_per_pixel_oracle():
     got = info["absgrad"].value[0]
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12 * float(want.abs().max()))
     assert float((got - info["means2d"].grad[0].abs()).max()) > 1e-3 * float(want.abs().max())  # signs do cancel here
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_triton_refuses_tiles_other_than_16():
+    """The Triton compositor's tiles are 16x16 (its kernels are compiled for them): another
+    tile_size is refused by name rather than rendered wrong."""
+    inputs = [t.to(DEVICE) for t in scene(n=4)]
+    with pytest.raises(ValueError, match="backend='triton' composites 16x16 tiles, got tile_size=8"):
+        rasterize_gaussians(*inputs, W, H, tile_size=8, backend="triton")
 
 
 @pytest.mark.triton
