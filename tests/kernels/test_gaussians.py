@@ -200,6 +200,25 @@ def test_depth_order_at_the_inputs_precision_with_ties_by_index(dtype):
     assert tied == ([1, 0] if dtype == torch.float64 else [0, 1])  # float32 rounds both depths to 4.0
     assert [i for i in first if i in (2, 3, 4)] == [2, 3, 4]
 
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=[pytest.mark.triton, pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")])])
+def test_near_and_far_planes_cull_by_camera_depth(backend):
+    """Gaussians at camera depths outside (near, far) are culled (radii 0, not rendered): the render
+    with near=3.8 and far=4.3 equals the render of the others alone, and more than one Gaussian falls
+    on each side."""
+    device = "cuda" if torch.cuda.is_available() and backend == "triton" else "cpu"
+    means, quats, scales, opac, colors, viewmats, Ks = [t.detach().to(device) for t in scene(n=40)]
+    z = means[:, 2]  # the camera sits at the origin, looking down +z
+    outside = (z <= 3.8) | (z >= 4.3)
+    assert int((z <= 3.8).sum()) > 1 and int((z >= 4.3).sum()) > 1 and int((~outside).sum()) > 1
+    r, a, info = rasterize_gaussians(means, quats, scales, opac, colors, viewmats, Ks, W, H, near=3.8, far=4.3, backend=backend)
+    assert not info["radii"][0, outside].any()
+    kept = ~outside
+    r_kept, a_kept, _ = rasterize_gaussians(means[kept], quats[kept], scales[kept], opac[kept], colors[kept], viewmats, Ks, W, H, backend=backend)
+    tol = 1e-12 if backend == "torch" else 1e-6  # triton composites in float32
+    torch.testing.assert_close(r, r_kept, rtol=0, atol=tol)
+    torch.testing.assert_close(a, a_kept, rtol=0, atol=tol)
+
+
 def test_edge_cases_give_finite_output():
     means, quats, scales, opac, colors, viewmats, Ks = scene(n=6)
     with torch.no_grad():
