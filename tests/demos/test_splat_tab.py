@@ -1,6 +1,7 @@
 """The splatting tab's functions, without a browser: upload a scene zip, train with live updates, orbit."""
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def test_a_ply_upload_goes_straight_to_the_orbit(scene_zip, tmp_path):
     assert status.startswith("Loaded **point_cloud.ply**") and frame.shape == (256, 256, 3)
     assert state["cameras"] is None and splat_tab.orbit_view(state, 45.0).shape == (256, 256, 3)
     upper = tmp_path / "SCENE.PLY"
-    upper.write_bytes(open(ply, "rb").read())
+    upper.write_bytes(Path(ply).read_bytes())
     (status, _, _, upper_state), = list(splat_tab.train(splat_tab.UPLOAD, str(upper), 10, tmp_path / "again"))
     assert status.startswith("Loaded **SCENE.PLY**")  # the extension in any case
     splat_tab.orbit_view(upper_state, 0.0)

@@ -59,9 +59,9 @@ def test_refusals_name_the_value():
 def test_the_metric_clamps_the_prediction_and_averages_over_patches():
     """PSNR of the prediction clamped to [0, 1] and of the noisy input, each averaged over the
     patches (not the best patch)."""
-    torch.manual_seed(0)
-    gt = torch.rand(2, 3, 8, 8) * 0.8 + 0.1
-    pred = gt + torch.randn(2, 3, 8, 8) * torch.tensor([0.02, 0.05]).view(2, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 3, 8, 8, generator=g) * 0.8 + 0.1
+    pred = gt + torch.randn(2, 3, 8, 8, generator=g) * torch.tensor([0.02, 0.05]).view(2, 1, 1, 1)
     pred[0, 0, 0, 0] = 3.0  # clamped to 1 before scoring
     noisy = gt + 0.1
     metric = DenoisePSNR()

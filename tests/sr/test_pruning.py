@@ -163,9 +163,13 @@ def test_masks_survive_resume_exactly(tmp_path, monkeypatch):
 
 
 def two_convs(seed=0):
-    """Two Conv2d layers (288 and 576 weights, both in groups of 4) with seeded weights."""
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3), torch.nn.Conv2d(8, 8, 3))
+    """Two Conv2d layers (288 and 576 weights, both in groups of 4) with seeded normal weights."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3), torch.nn.Conv2d(8, 8, 3))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return net
 
 
 def runner_at(model, iteration):
