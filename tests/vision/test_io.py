@@ -191,6 +191,7 @@ def test_palette_mask_round_trip(tmp_path):
     (np.full((3, 4), 1.5), "whole-number ids in 0..255, got dtype float64 with values from 1.5 to 1.5"),  # once truncated to 1
     (np.full((3, 4), -1), "values from -1 to -1"),
     (np.zeros((3, 4, 3), np.uint8), "mask must be \\[H, W\\] ids, got shape \\[3, 4, 3\\]"),
+    (np.ones((3, 4), np.complex64), "whole-number ids in 0..255, got dtype complex64"),
 ])
 def test_mask_writers_refuse_values_that_are_not_ids(tmp_path, mask, message):
     with pytest.raises(ValueError, match=message):
@@ -203,6 +204,9 @@ def test_mask_writers_refuse_values_that_are_not_ids(tmp_path, mask, message):
 def test_writers_refuse_what_they_would_silently_change(tmp_path):
     with pytest.raises(ValueError, match="m.jpg: write_mask writes palette PNGs"):  # once a PNG named .jpg
         write_mask(tmp_path / "m.jpg", np.zeros((3, 4), np.uint8))
+    write_mask(tmp_path / "upper.PNG", np.ones((3, 4), np.uint8))  # the extension in any case
+    np.testing.assert_array_equal(read_mask(tmp_path / "upper.PNG"), np.ones((3, 4), np.uint8))
+    (tmp_path / "upper.PNG").unlink()
     with pytest.raises(ValueError, match="n.png: image holds NaN in 12 of 36 values"):  # once written as black
         write_image(tmp_path / "n.png", np.where(np.arange(36).reshape(3, 4, 3) % 3 == 0, np.nan, 0.5))
     with pytest.raises(ValueError, match="e.png: image is empty, shape \\[0, 4, 3\\]"):  # once Pillow's message, no file named
@@ -233,6 +237,13 @@ def test_binary_and_rgb_masks(tmp_path):
     Image.fromarray(odd).save(tmp_path / "odd.png")
     with pytest.raises(FileFormatError, match="#010203"):
         read_mask(tmp_path / "odd.png")
+    rgba = np.dstack([davis_palette()[indices], np.full(indices.shape, 200, np.uint8)])  # alpha ignored
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "rgba.png"), indices)
+    many = np.arange(1, 9, dtype=np.uint8).reshape(2, 4, 1).repeat(3, -1)  # eight unknown greys
+    Image.fromarray(many).save(tmp_path / "many.png")
+    with pytest.raises(FileFormatError, match=r"found #010101, #020202, #030303, #040404, #050505$"):  # the first five
+        read_mask(tmp_path / "many.png")
 
 
 def test_damaged_png_data_is_read_or_reported_with_the_file(tmp_path):
