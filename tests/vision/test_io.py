@@ -147,6 +147,11 @@ def test_video_errors(tmp_path):
     (tmp_path / "junk.mp4").write_bytes(b"\x00" * 100)
     with pytest.raises(FileFormatError, match="junk.mp4"):
         next(iter_video(tmp_path / "junk.mp4"))
+    for reader in (read_video, video_fps):
+        with pytest.raises(FileNotFoundError, match="missing.mp4: video not found"):
+            reader(tmp_path / "missing.mp4")
+    assert write_video(tmp_path / "upper.MP4", moving_frames(2)) == 2  # the extension in any case
+    assert read_video(tmp_path / "upper.MP4")[0].shape[0] == 2
 
 
 def test_video_metadata_that_is_not_utf8_names_the_file(tmp_path):
