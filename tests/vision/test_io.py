@@ -484,5 +484,9 @@ def test_ply_keeps_wide_types_and_refuses_nothing_and_missing_files(tmp_path):
         np.testing.assert_array_equal(back[name], values)
     with pytest.raises(ValueError, match="properties must not be empty"):
         write_ply(tmp_path / "e.ply", {})
+    write_ply(tmp_path / "p.ply", props, element="point")  # an element of another name
+    assert list(read_ply(tmp_path / "p.ply", element="point")) == list(props)
+    with pytest.raises(FileFormatError, match="p.ply: elements: expected an element named 'vertex', found \\['point'\\]"):
+        read_ply(tmp_path / "p.ply")
     with pytest.raises(FileNotFoundError, match="missing.ply: PLY file not found"):
         read_ply(tmp_path / "missing.ply")
