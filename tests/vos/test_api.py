@@ -192,6 +192,24 @@ def test_a_bank_full_of_permanent_entries_declines_a_frame_that_is_not():
     assert [e.frame_index for e in mixed.entries] == [0, 2] and mixed.evicted == 1
 
 
+def test_memory_bank_order_its_own_dicts_and_keep_first_spares_only_the_first_entry():
+    """``keep_first`` spares the bank's first entry, not the first non-permanent one: with frame 0
+    permanent, the oldest other frame goes. ``stacked`` is oldest first; an entry keeps its own dict
+    (the caller's later changes do not reach it); ``remove_frames`` keeps what the predicate keeps."""
+    bank = MemoryBank(capacity=3, policy="keep_first")
+    bank.add(0, {"keys": torch.zeros(1, 1)}, permanent=True)
+    for t in (1, 2, 3):
+        bank.add(t, {"keys": torch.full((1, 1), float(t))})
+    assert [e.frame_index for e in bank.entries] == [0, 2, 3]
+    assert bank.stacked("keys").flatten().tolist() == [0.0, 2.0, 3.0]
+    given = {"keys": torch.full((1, 1), 4.0)}
+    bank.add(4, given)
+    given["keys"], given["values"] = torch.zeros(5, 1), torch.zeros(5, 1)
+    assert bank.slot_counts("keys") == [1, 1, 1] and "values" not in bank.entries[-1].tensors
+    bank.remove_frames(lambda entry: entry.frame_index != 3)
+    assert [e.frame_index for e in bank.entries] == [0, 4]
+
+
 def test_load_model_names_an_option_the_model_does_not_take():
     with pytest.raises(TypeError, match=r"'copy-first' does not take the option\(s\) \['top_k'\]"):
         load_model("copy-first", top_k=3)
