@@ -216,6 +216,11 @@ def test_load_model_names_an_option_the_model_does_not_take():
     with pytest.raises(TypeError, match=r"'flow' does not take the option\(s\) \['adapt_steps'\]; it takes \['method'\]"):
         load_model("flow", adapt_steps=2)
     assert load_model("flow", method="farneback").method == "farneback"
+    # the network a JointFormer file holds is not an option: only the keywords after it are
+    with pytest.raises(TypeError, match=r"'jointformer' does not take the option\(s\) \['net'\]; it takes \['internal_size'"):
+        load_model("jointformer", net=None)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors: no such JointFormer weights file"):
+        load_model("missing.safetensors")
 
 
 def test_cli_refuses_adaptation_for_a_baseline_in_one_line(tmp_path, capsys):
