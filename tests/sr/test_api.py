@@ -51,8 +51,21 @@ def test_pruning_further_copies_prunes_only_denser_layers_and_says_so(tmp_path):
         assert (torch.equal(weight, kept) if name == first else zeros >= 0.6), name
     for key, value in upscaler.net.state_dict().items():  # the original is untouched
         assert torch.equal(value, kept if key == first else before[key]), key
+    assert more.meta == upscaler.meta and more.meta is not upscaler.meta  # its own metadata
     with pytest.raises(ValueError, match="bicubic has no weights to prune"):
         pruned_further(load_upscaler("bicubic", scale=2), 0.5)
+    with pytest.raises(ValueError, match=r"sparsity must be a number in \[0, 1\), got 1.0"):
+        pruned_further(upscaler, 1.0)
+
+
+def test_missing_model_files_are_named(tmp_path, monkeypatch):
+    from mnemovision.sr import api
+
+    with pytest.raises(FileNotFoundError, match=r"nope.safetensors: no such model file$"):
+        load_upscaler(tmp_path / "nope.safetensors")
+    monkeypatch.setitem(api.SHIPPED, "shipped", tmp_path / "gone.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"gone.safetensors: no such model file \(the shipped models are written by bench/sr.py --ship\)"):
+        load_upscaler("shipped")
 
 
 def test_folder_scores_are_the_means_of_basicsr_y_metrics(tmp_path):
