@@ -15,7 +15,7 @@ from mnemovision.engine import build_runner
 from mnemovision.splatting.data import synthetic
 from mnemovision.splatting.data.scene import load_scene
 from mnemovision.splatting.data.synthetic import SceneSpec, make_scene
-from mnemovision.splatting.engine import GaussianScene, SceneMetric, SceneViews, SplatResultsHook, scene_config
+from mnemovision.splatting.engine import GaussianOptimConstructor, GaussianScene, SceneMetric, SceneViews, SplatResultsHook, scene_config
 from mnemovision.splatting.engine.hooks import scene_cameras
 from mnemovision.vision.io import read_image
 
@@ -68,6 +68,23 @@ def test_predictions_are_clamped_renders_on_the_configured_background(scene):
     assert float(out[0]["pred"].max()) == 1.0 and float(out[0]["pred"].min()) >= 0.0
     with pytest.raises(ValueError, match="mode='predict' with data_samples"):
         model(batch["inputs"], batch["data_samples"], mode="loss")
+
+
+def test_run_state_round_trips_and_the_optimizer_builder_takes_wrapped_scenes(scene):
+    """The run state beyond the parameters (step, SH degree, training time, PSNR curve, density
+    statistics) comes back from ``get_extra_state``; the optimizer builder unwraps a model wrapper
+    (DistributedDataParallel under torchrun) and names any other model it is given."""
+    model = GaussianScene(str(scene), iterations=10)
+    model.step, model.train_seconds, model.curve = 7, 12.5, [(6, 21.25)]
+    model.gaussians.active_sh_degree = 2
+    other = GaussianScene(str(scene), iterations=10)
+    other.set_extra_state(model.get_extra_state())
+    assert (other.step, other.train_seconds, other.curve, other.gaussians.active_sh_degree) == (7, 12.5, [(6, 21.25)], 2)
+    build = GaussianOptimConstructor({})
+    groups = build(torch.nn.DataParallel(model)).optimizer.param_groups
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.gaussians.parameters()}
+    with pytest.raises(TypeError, match="GaussianOptimConstructor needs a GaussianScene model, got Linear"):
+        build(torch.nn.Linear(2, 2))
 
 
 def test_the_metric_averages_psnr_and_ssim_over_the_views():
