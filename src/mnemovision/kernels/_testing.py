@@ -40,7 +40,8 @@ def assert_kernel_close(got: torch.Tensor, same_precision: torch.Tensor, referen
     base = max_abs_error(same_precision, reference64)
     if base == math.inf:
         raise AssertionError(f"{name}: the same-precision PyTorch path is NaN or infinitely far from float64, so it sets no tolerance")
-    finite = reference64.detach()[torch.isfinite(reference64.detach())]  # an infinite entry does not widen the floor
+    ref = reference64.detach()
+    finite = ref[torch.isfinite(ref)]  # an infinite entry does not widen the floor
     allowed = factor * base + FLOORS[got.dtype] * max(1.0, float(finite.abs().max()) if finite.numel() else 1.0)
     if not err <= allowed:
         raise AssertionError(f"{name}: error {err:.3e} vs float64 exceeds {factor} x reference error {base:.3e} + floor ({allowed:.3e})")
