@@ -12,6 +12,8 @@ import torch
 from mnemovision.kernels.gaussians import rasterize_gaussians, ref
 
 W, H = 37, 29  # not multiples of the 16-pixel tile
+# both backends; triton marked (the interpreter's subset) and skipped where it is not installed
+BACKENDS = ["torch", pytest.param("triton", marks=[pytest.mark.triton, pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")])]
 
 
 def scene(n=40, c=3, batch=(), v=1, seed=0, dtype=torch.float64, sh_degree=None):
@@ -200,12 +202,13 @@ def test_depth_order_at_the_inputs_precision_with_ties_by_index(dtype):
     assert tied == ([1, 0] if dtype == torch.float64 else [0, 1])  # float32 rounds both depths to 4.0
     assert [i for i in first if i in (2, 3, 4)] == [2, 3, 4]
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=[pytest.mark.triton, pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")])])
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_near_and_far_planes_cull_by_camera_depth(backend):
     """Gaussians at camera depths outside (near, far) are culled (radii 0, not rendered): the render
     with near=3.8 and far=4.3 equals the render of the others alone, and more than one Gaussian falls
     on each side."""
-    device = "cuda" if torch.cuda.is_available() and backend == "triton" else "cpu"
+    device = DEVICE if backend == "triton" else "cpu"  # on a GPU machine the Triton path takes CUDA tensors
     means, quats, scales, opac, colors, viewmats, Ks = [t.detach().to(device) for t in scene(n=40)]
     z = means[:, 2]  # the camera sits at the origin, looking down +z
     outside = (z <= 3.8) | (z >= 4.3)
@@ -347,7 +350,7 @@ def test_chunking_does_not_change_the_render(monkeypatch):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=[pytest.mark.triton, pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")])])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_means2d_gradient_and_absgrad(backend):
     """Unbatched inputs: info's means2d is the projection's own output (no reshape in between), and
     its gradient is there after backward, bounded by the absolute gradient."""

@@ -16,6 +16,12 @@ from mnemovision.vision.checkpoints import load_safetensors, read_safetensors_me
 from mnemovision.vision.errors import CheckpointError
 
 
+def selection_size(n: int, sparsity: float) -> int:
+    """How many of a layer's ``n`` weights a per-layer selection takes: ceil(sparsity * n), at most
+    floor(0.995 * n) (the ISS-P code's cap, so a layer always keeps some weights)."""
+    return min(math.ceil(sparsity * n), int(0.995 * n))
+
+
 def test_selections():
     w = torch.tensor([[0.5, -0.1, 0.3, -0.9], [0.2, 0.0, -0.7, 0.4]])
     assert smallest_fraction(w, 0.5).tolist() == [[False, True, True, False], [True, True, False, False]]  # 0.0, 0.1, 0.2, 0.3
@@ -60,7 +66,7 @@ def test_soft_shrink_scales_only_the_selection():
     chosen = soft_shrink(weights, 0.9, 0.5)
     for name, w in weights.items():
         n = w.numel()
-        assert int(chosen[name].sum()) == min(math.ceil(0.9 * n), int(0.995 * n))
+        assert int(chosen[name].sum()) == selection_size(n, 0.9)
         torch.testing.assert_close(w[chosen[name]], before[name][chosen[name]] * 0.5)
         assert torch.equal(w[~chosen[name]], before[name][~chosen[name]])
     assert "body.0.conv1.weight" in weights and not any(k.endswith("bias") for k in weights)
@@ -91,7 +97,7 @@ def test_hooks_keep_the_requested_sparsity_after_masking(tmp_path, hook):
     weights = prunable_weights(runner.model)
     for name, w in weights.items():
         n = w.numel()
-        assert int((w == 0).sum()) >= min(math.ceil(0.9 * n), int(0.995 * n)) - 1, name  # the mask held through 6 fine-tuning steps
+        assert int((w == 0).sum()) >= selection_size(n, 0.9) - 1, name  # the mask held through 6 fine-tuning steps
     assert sparsity_of(runner.model) == pytest.approx(0.9, abs=0.01)
 
 
@@ -151,7 +157,7 @@ def test_masks_survive_resume_exactly(tmp_path, monkeypatch):
     assert set(masks) == set(prunable_weights(full.model))
     for name, mask in masks.items():
         assert not checkpoint["state_dict"][name][~mask].any(), name
-        assert int((~mask).sum()) == min(math.ceil(0.8 * mask.numel()), int(0.995 * mask.numel())), name
+        assert int((~mask).sum()) == selection_size(mask.numel(), 0.8), name
 
     def select_again(self, runner):
         raise AssertionError("a resumed run made new masks")

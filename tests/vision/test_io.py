@@ -82,7 +82,8 @@ def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
     from PIL import Image
 
     # 16-bit values over the full range, a third of them past a half step (v / 257 rounds up there)
-    gray = np.minimum(photo()[..., 0], 254).astype(np.uint16) * 257 + np.array([0, 100, 200], np.uint16)[np.arange(photo().shape[1]) % 3]
+    red = np.minimum(photo()[..., 0], 254).astype(np.uint16)
+    gray = red * 257 + np.array([0, 100, 200], np.uint16)[np.arange(red.shape[1]) % 3]
     Image.fromarray(gray).save(tmp_path / "g16.png")
     with Image.open(tmp_path / "g16.png") as img:
         assert img.mode == "I;16"
@@ -462,11 +463,12 @@ def test_image_writer_single_channel_quality_and_refusals(tmp_path):
     write_image(tmp_path / "lo.jpg", photo(), quality=30)
     write_image(tmp_path / "hi.jpg", photo(), quality=95)
     assert (tmp_path / "lo.jpg").stat().st_size < 0.6 * (tmp_path / "hi.jpg").stat().st_size
-    rgba = np.dstack([photo(), np.full(photo().shape[:2], 77, np.uint8)])
+    rgb = photo()
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 77, np.uint8)])
     write_image(tmp_path / "a.webp", rgba)  # WebP: lossy colour at the quality given, with alpha
     back = read_image(tmp_path / "a.webp", mode="keep")
     assert back.shape == rgba.shape and np.abs(back[..., 3].astype(int) - 77).max() <= 1
-    assert np.abs(back[..., :3].astype(int) - photo()).mean() < 4.0
+    assert np.abs(back[..., :3].astype(int) - rgb).mean() < 4.0
     with pytest.raises(ValueError, match=r"a.gif: unsupported image suffix '.gif'"):
         write_image(tmp_path / "a.gif", photo())
     with pytest.raises(ValueError, match="b.bmp: BMP has no alpha channel"):
