@@ -159,3 +159,48 @@ def test_summary_averages_each_statistic_over_objects_and_the_csvs_hold_them(tmp
     rows = list(csv.reader(seq_csv.open()))
     assert rows[0] == ["Sequence", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
     assert rows[1][0] == "a_1" and list(map(float, rows[1][1:])) == pytest.approx([0.7, 0.75, 0.4, 0.55, 0.5, -0.7])
+
+
+def test_folders_read_the_prediction_pick_sequences_and_name_empty_folders(tmp_path):
+    from mnemovision.vision.io import write_mask
+    from mnemovision.vos.metrics import evaluate_folders
+
+    for seq, shift in (("good", 0), ("off", 10)):  # "off" predicts the square 10 px to the right
+        for t in range(4):
+            write_mask(tmp_path / "gt" / seq / f"{t:05d}.png", square(20, 24, 5, 2, 6).astype(np.uint8))
+            write_mask(tmp_path / "pred" / seq / f"{t:05d}.png", square(20, 24, 5, 2 + shift, 6).astype(np.uint8))
+    report = evaluate_folders(tmp_path / "pred", tmp_path / "gt")
+    assert report["per_sequence"]["good"] == {"J": 1.0, "F": 1.0}
+    assert report["per_sequence"]["off"]["J"] == 0.0 and report["per_sequence"]["off"]["F"] < 1.0
+    assert report["J"] == 0.5
+    assert evaluate_folders(tmp_path / "pred", tmp_path / "gt", sequences=["off"])["J"] == 0.0
+    (tmp_path / "gt" / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: no ground-truth masks"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "gt")
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(FileNotFoundError, match="bare: no sequence folders"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "bare")
+
+
+def test_statistics_skip_nan_frames_and_empty_inputs_are_named():
+    """The toolkit's nanmean: a frame scored NaN (an ObjectScore a user builds) does not count."""
+    mean, recall, _ = db_statistics(np.array([1.0, np.nan, 0.5, 0.25]))
+    assert mean == pytest.approx(1.75 / 3)
+    assert recall == 0.25  # as in the toolkit: NaN > 0.5 is False, so the NaN frame counts as a miss here
+    with pytest.raises(ValueError, match="no objects to summarize"):
+        summarize([])
+    none = np.zeros((0, 20, 20), np.uint8)  # zero frames: the frame-count rule speaks, not np.stack
+    with pytest.raises(ValueError, match="s: 0 frames; .* at least 3"):
+        evaluate_sequence("s", none, none)
+
+
+def test_csv_values_keep_six_decimals(tmp_path):
+    import csv
+
+    from mnemovision.vos.metrics import ObjectScore, write_csvs
+
+    third = ObjectScore("a", 1, j=np.array([1.0, 0.0, 0.0]), f=np.array([1.0, 1.0, 0.0]))
+    global_csv, seq_csv = write_csvs(summarize([third]), tmp_path)
+    _, values = list(csv.reader(global_csv.open()))
+    assert values[1] == "0.333333" and values[4] == "0.666667"  # J-Mean, F-Mean
+    assert list(csv.reader(seq_csv.open()))[1][1] == "0.333333"
