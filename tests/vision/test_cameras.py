@@ -674,3 +674,25 @@ def test_colmap_folder_prefers_binary_files_and_writers_check_their_input(tmp_pa
     model.cameras[1].params = np.array([50.0, 51.0, 32.0])
     with pytest.raises(ValueError, match="camera 1: model PINHOLE needs 4 params, got 3"):
         write_model(tmp_path / "p", model, ".bin")
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda m: m.cameras[2].params.__setitem__(3, np.nan), "camera record 1 params: expected finite numbers"),
+    (lambda m: m.images[2].tvec.__setitem__(1, np.inf), "image record 1 QW QX QY QZ TX TY TZ: expected finite numbers"),
+    (lambda m: m.images[1].qvec.__setitem__(slice(None), 0.0), "image record 0 QW QX QY QZ: expected a non-zero quaternion"),
+])
+def test_colmap_binary_non_finite_params_and_poses_are_named(tmp_path, change, field):
+    """The binary readers check what the text readers check (the writers store any float)."""
+    model = small_colmap_model()
+    change(model)
+    write_model(tmp_path, model, ".bin")
+    with pytest.raises(FileFormatError, match=field):
+        read_model(tmp_path)
+
+
+def test_colmap_text_blank_lines_between_images_and_exact_errors(tmp_path):
+    model = small_colmap_model()
+    model.points.error[:] = [0.123456789012345, 1 / 3]  # repr keeps every digit of a reprojection error
+    write_model(tmp_path, model, ".txt")
+    replace_once(tmp_path / "images.txt", b"\n2 ", b"\n\n\n2 ")  # hand-edited: blank lines before image 2's header
+    assert_models_equal(model, read_model(tmp_path))  # errors included, to the last bit
