@@ -220,6 +220,9 @@ def test_transforms_round_trip_on_the_real_garden_cameras(tmp_path, shared_data)
         (json.dumps({"camera_angle_x": 0.5, "w": 4, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": [[1, 0], [0, 1]]}]}), "transform_matrix"),
         (json.dumps({"w": 4, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": np.eye(4).tolist()}]}), "intrinsics"),
         (json.dumps({"camera_angle_x": "wide", "w": 4, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": np.eye(4).tolist()}]}), "camera_angle_x"),
+        (json.dumps({"camera_angle_x": 0.5, "frames": []}), "frames: expected a non-empty list of frames, found list"),
+        (json.dumps({"camera_angle_x": 0.5, "w": True, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": np.eye(4).tolist()}]}), r"top level.w: expected a finite number, found True"),
+        (json.dumps({"camera_angle_x": 0.5, "w": 4, "h": 4, "frames": [{"file_path": "x.png", "transform_matrix": np.eye(4).ravel().tolist()}]}), r"frames\[0\].transform_matrix: expected a 4x4"),
     ],
 )
 def test_transforms_errors_name_the_file_and_field(tmp_path, content, field):
@@ -696,3 +699,34 @@ def test_colmap_text_blank_lines_between_images_and_exact_errors(tmp_path):
     write_model(tmp_path, model, ".txt")
     replace_once(tmp_path / "images.txt", b"\n2 ", b"\n\n\n2 ")  # hand-edited: blank lines before image 2's header
     assert_models_equal(model, read_model(tmp_path))  # errors included, to the last bit
+
+
+def test_transforms_focal_lengths_win_over_angles_and_sizes_come_from_the_first_readable_image(tmp_path):
+    from PIL import Image
+
+    eye = np.eye(4).tolist()
+    Image.new("RGB", (80, 60)).save(tmp_path / "b.png")
+    Image.new("RGB", (80, 60)).save(tmp_path / "c.tif")  # an existing file keeps its own suffix
+    frames = [
+        {"file_path": "a.png", "transform_matrix": eye},  # missing: the size comes from b.png
+        {"file_path": "b.png", "transform_matrix": eye},
+        {"file_path": "c.tif", "transform_matrix": eye, "w": 80, "h": 60},  # one frame with a size is not enough
+    ]
+    meta = {"fl_x": 70.0, "fl_y": 71.0, "camera_angle_x": 0.8, "camera_angle_y": 0.5, "frames": frames}
+    (tmp_path / "t.json").write_text(json.dumps(meta))
+    read = read_transforms(tmp_path / "t.json")
+    assert (read.cameras.width, read.cameras.height) == (80, 60)
+    np.testing.assert_array_equal(read.cameras.Ks[:, 0, 0], 70.0)  # fl_x, not focal_from_fov(0.8, 80)
+    np.testing.assert_array_equal(read.cameras.Ks[:, 1, 1], 71.0)
+    assert read.image_paths[2] == (tmp_path / "c.tif").resolve()
+    meta = {"fl_x": 70.0, "w": 63.6, "h": 47.5, "frames": frames[:1]}  # fractional sizes round to the nearest pixel
+    (tmp_path / "round.json").write_text(json.dumps(meta))
+    rounded = read_transforms(tmp_path / "round.json").cameras
+    assert (rounded.width, rounded.height) == (64, 48)
+
+
+def test_write_transforms_keeps_a_single_non_zero_distortion_term(tmp_path):
+    ks = np.array([[[500.0, 0, 320], [0, 510, 240], [0, 0, 1]]])
+    cams = Cameras(np.eye(4)[None], ks, 640, 480, np.array([[0.0, 0.0, 0.0, 0.003]]))  # p2 alone
+    write_transforms(tmp_path / "t.json", cams, ["a.png"])
+    np.testing.assert_array_equal(read_transforms(tmp_path / "t.json").cameras.dist, [[0.0, 0.0, 0.0, 0.003]])
