@@ -72,6 +72,10 @@ def test_fit_overrides_are_checked():
     ({"max_sh_degree": 4}, "FitConfig.max_sh_degree must be an int in 0..3, got 4"),
     ({"background": (1.0, 1.0)}, "FitConfig.background must be 3 values"),
     ({"density": {"min_opacity": -0.1}}, "DensityConfig.min_opacity must be a number in \\[0, 1\\], got -0.1"),
+    ({"density": {"reset_every": 0}}, "DensityConfig.reset_every must be an int >= 1, got 0"),  # step % 0 at every step
+    ({"density": {"max_gaussians": 0}}, "DensityConfig.max_gaussians must be an int >= 1, got 0"),
+    ({"density": {"split_factor": 0.0}}, "DensityConfig.split_factor must be a positive finite number, got 0.0"),  # log(0) scales
+    ({"density": {"percent_dense": 0.0}}, "DensityConfig.percent_dense must be a positive finite number, got 0.0"),
 ])
 def test_fit_values_out_of_range_are_named(override, message):
     with pytest.raises(ValueError, match=message):

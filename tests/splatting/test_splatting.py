@@ -469,3 +469,40 @@ def test_density_state_resumes_the_split_samples_and_the_reset_count():
     control_c = density_case(n=1)[2]
     control_c.load_state_dict(control.state_dict())
     assert control_c.resets == 1
+
+
+def test_density_statistics_restart_when_the_model_changes_size_and_skip_steps_without_gradients():
+    _, _, control = density_case()
+    observe(control, [[[0.01, 0.0]] * 3], [[True] * 3], [[1, 1, 1]])
+    observe(control, [[[0.02, 0.0]] * 5], [[True] * 5], [[2] * 5])  # five Gaussians now (a model loaded in between)
+    torch.testing.assert_close(control.grad_accum, torch.full((5,), 0.64))  # this step's alone, not a shape error
+    torch.testing.assert_close(control.count, torch.ones(5))
+    means2d = torch.zeros(1, 5, 2, requires_grad=True)  # no backward through it: nothing to add
+    control.observe({"means2d": means2d, "visible": torch.ones(1, 5, dtype=torch.bool), "radii": torch.ones(1, 5, 2, dtype=torch.int32)}, width=64, height=32)
+    torch.testing.assert_close(control.count, torch.ones(5))
+    radii = torch.tensor([[[3, 9], [7, 2], [1, 1], [1, 1], [1, 1]]], dtype=torch.int32)  # x and y radii differ
+    means2d = torch.zeros(1, 5, 2, requires_grad=True)
+    means2d.sum().backward()
+    control.observe({"means2d": means2d, "visible": torch.ones(1, 5, dtype=torch.bool), "radii": radii}, width=64, height=32)
+    torch.testing.assert_close(control.max_radius, torch.tensor([9.0, 7.0, 2.0, 2.0, 2.0]))  # the larger of the two
+
+
+def test_a_model_already_over_the_budget_grows_no_further():
+    model, optimizer, control = density_case(n=6, max_gaussians=4)  # e.g. a checkpoint from a larger budget
+    observe(control, [[[0.01, 0.01]] * 6], [[True] * 6], [[1] * 6])
+    report = control.step(1, model, optimizer)  # once torch.topk with k = -2
+    assert (report["cloned"], report["split"], len(model)) == (0, 0, 6)
+
+
+def test_new_gaussians_are_not_pruned_for_their_parents_screen_radius():
+    """A clone or split child has not been rendered yet: its radius is unknown (0), not its parent's."""
+    model, optimizer, control = density_case(n=3, grad_threshold=0.1, max_screen_radius=20.0, max_world_scale=10.0)
+    control.resets = 1  # the size limits apply
+    with torch.no_grad():
+        model.log_scales[1] = np.log(0.5)  # large: split; Gaussian 0 small: cloned; 2 has no gradient
+    observe(control, [[[0.01, 0.0], [0.01, 0.0], [0.0, 0.0]]], [[True] * 3], [[30, 30, 30]])  # all 30 px wide
+    report = control.step(1, model, optimizer)
+    assert (report["cloned"], report["split"]) == (1, 1)
+    assert report["pruned"] == 2 and len(model) == 3  # Gaussians 0 and 2; the clone and both children stay
+    torch.testing.assert_close(model.means[0].detach(), torch.tensor([0.0, 1.0, 2.0]))  # the clone, at its parent's place
+    assert (model.means[1:].detach() - torch.tensor([3.0, 4.0, 5.0])).abs().amax() < 3.0  # the two children of 1
