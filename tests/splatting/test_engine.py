@@ -76,6 +76,12 @@ def test_fit_overrides_are_checked():
     ({"density": {"max_gaussians": 0}}, "DensityConfig.max_gaussians must be an int >= 1, got 0"),
     ({"density": {"split_factor": 0.0}}, "DensityConfig.split_factor must be a positive finite number, got 0.0"),  # log(0) scales
     ({"density": {"percent_dense": 0.0}}, "DensityConfig.percent_dense must be a positive finite number, got 0.0"),
+    ({"iterations": 0}, "FitConfig.iterations must be an int >= 1, got 0"),
+    ({"eval_every": 0}, "FitConfig.eval_every must be an int >= 1, got 0"),
+    ({"random_init_points": 0}, "FitConfig.random_init_points must be an int >= 1, got 0"),
+    ({"init_opacity": 1.0}, "FitConfig.init_opacity must be a number in \\(0, 1\\), got 1.0"),  # an infinite opacity logit
+    ({"background": (0.0, 1.5, 0.0)}, "FitConfig.background must be a number in \\[0, 1\\], got 1.5"),
+    ({"density": "dense"}, "FitConfig.density must be a DensityConfig, got str"),
 ])
 def test_fit_values_out_of_range_are_named(override, message):
     with pytest.raises(ValueError, match=message):

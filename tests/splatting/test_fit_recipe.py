@@ -38,6 +38,7 @@ def test_recipe_scales_3dgs_schedule_to_the_run_and_the_image():
     short = recipe(1000, 2000, 1000)
     assert short.density.reset_every == 10**9  # no opacity reset below 3000 steps
     assert short.density.max_gaussians == 1_000_000  # 2.5 million capped
+    assert recipe(3000, 8, 8).density.reset_every == 1000 and recipe(2999, 8, 8).density.reset_every == 10**9
     tiny = recipe(10, 8, 8)
     assert (tiny.density.refine_start, tiny.density.refine_stop, tiny.eval_every, tiny.sh_every) == (1, 5, 1, 2)
 
@@ -84,6 +85,8 @@ def test_initial_model_takes_the_point_cloud_or_fills_the_cameras_view_volume():
     assert bool((means.min(0).values < lo + 0.05).all() and (means.max(0).values > hi - 0.05).all())
     again = initial_model(scene_of(views, extent=1.1), config)
     torch.testing.assert_close(again.means, random.means)  # seeded
+    no_points = initial_model(scene_of(views, points[:0], colors[:0], extent=1.1), config)  # an empty point cloud
+    torch.testing.assert_close(no_points.means, random.means)  # fills the view volume too
 
 
 def test_the_optimizer_has_3dgs_rates_per_parameter_and_the_position_rate_decays_log_linearly():
@@ -207,3 +210,15 @@ def test_outputs_hold_the_metrics_config_curve_renders_beside_the_truth_and_the_
 
     write_outputs(FitResult(model, metrics, [(1, 10.0), (2, 11.0)]), scene, config, tmp_path / "b", background)
     assert read_image(tmp_path / "b" / "psnr_curve.png").shape[2] == 3
+
+
+def test_render_fps_counts_the_views_rendered_over_the_rendering_time(monkeypatch):
+    import time
+
+    size = 16
+    grey = torch.full((size, size, 3), 0.5)
+    views = [view(f"v{x}", [float(x), 0.0, 3.0], size, grey) for x in range(3)]
+    ticks = iter(np.arange(0.0, 100.0, 0.25))  # every clock read 0.25 s later: each render takes 0.25 s
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))
+    scores = evaluate(FixedRenders({x: grey for x in range(3)}), views, size, size, torch.ones(3))
+    assert scores["render_fps"] == pytest.approx(3 / 0.75)
