@@ -253,3 +253,64 @@ def test_mixed_clips_take_synthetic_clips_in_order_and_check_their_shapes(tmp_pa
             MixedClips(video=video, synthetic=other)
     with pytest.raises(ValueError, match="every must be >= 1, got 0"):
         MixedClips(video=video, synthetic=synthetic, every=0)
+
+
+def test_blobs_are_one_compact_region_near_the_middle():
+    import cv2
+
+    from mnemovision.vos.clips import blob_mask
+
+    single, centres = 0, []
+    for seed in range(100):
+        mask = blob_mask(np.random.default_rng(seed), (48, 80))
+        single += cv2.connectedComponents(mask.astype(np.uint8))[0] == 2  # background and one blob
+        ys, xs = np.nonzero(mask)
+        centres.append((ys.mean() / 48, xs.mean() / 80))
+    assert single >= 90  # 94 of these 100; noise thresholded alone gives scattered islands
+    assert 0.2 < np.min(centres) and np.max(centres) < 0.8  # centred in [0.3, 0.7] of each side
+
+
+def test_moved_layer_masks_keep_pixels_more_than_half_covered():
+    from mnemovision.vos.clips import compose_clip
+
+    size = (12, 40)
+    layer_mask = np.zeros(size, np.float32)
+    layer_mask[:, 10:20] = 1.0
+    texture = np.full((*size, 3), 250, np.uint8)
+    background = np.zeros((*size, 3), np.uint8)
+    _, masks = compose_clip(background, shift_motion(0.0, size), [(texture, layer_mask, shift_motion(10.3, size))], 1.0, 2)
+    expected = np.zeros(size, np.float32)
+    expected[:, 20:30] = 1.0  # column 30 is 0.3 covered: out; column 20 is 0.7 covered: in
+    np.testing.assert_array_equal(masks[1, 0], expected)
+
+
+def test_each_synthetic_clip_draws_its_own_content_and_speed():
+    data = SyntheticClips(length=8, size=32, frames=3, objects=1, motion=(0.0, 1.0), photos=("astronaut", "coffee"), seed=0)
+    clips = [data[i] for i in range(8)]
+    assert not np.array_equal(clips[0]["inputs"].numpy(), clips[1]["inputs"].numpy())  # (seed, index), not seed alone
+    moved = [np.logical_xor(c["data_samples"][0, 0].numpy() > 0, c["data_samples"][-1, 0].numpy() > 0).mean() for c in clips]
+    assert max(moved) > 0.01  # speeds drawn in [0, 1], not all at the low end
+
+
+def test_video_clips_draw_each_crop_side_and_read_masks_by_nearest_id(tmp_path, monkeypatch):
+    import cv2
+
+    from mnemovision.vos.clips import denormalise
+
+    ramp = np.zeros((32, 256, 3), np.uint8)
+    ramp[..., 0] = np.arange(256)[None, :]  # red = column
+    mask = np.zeros((32, 256), np.uint8)
+    mask[4:12, 4:60], mask[16:28, 100:200] = 1, 2
+    write_davis_video(tmp_path, "ramp", [ramp] * 4, dict.fromkeys(range(4), mask))
+    data = VideoClips(root=str(tmp_path), length=20, size=(20, 30), frames=2, objects=2, min_crop=0.5, seed=0)
+    spans = []
+    for i in range(20):
+        clip = data[i]
+        spans.append(np.ptp(denormalise(clip["inputs"])[0, ..., 0].astype(int)))
+        for one, two in clip["data_samples"].numpy().astype(np.uint8):  # the objects are >= 4 px apart in every crop
+            near_two = cv2.dilate(two, np.ones((5, 5), np.uint8))  # bilinear ids would give 1s on object 2's edge
+            assert two.any() and not (one & near_two).any()
+    assert min(spans) < 160 and max(spans) > 220  # crop widths from half to all of the 256 columns
+    monkeypatch.setattr("mnemovision.vision.data.shared_data_path", lambda *parts, start=None: None)
+    with pytest.raises(FileNotFoundError, match="VideoClips: no root given and vos/davis2016 not found"):
+        VideoClips()
