@@ -52,7 +52,7 @@ class SceneViews(Dataset):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         scene = scene_for(data_root, downscale, background, make_if_missing)
-        self.views = scene.train if split == "train" else (scene.test or scene.train[:4])
+        self.views = scene.train if split == "train" else scene.test  # load_scene always holds out view 0
         self.metainfo = {"data_root": str(data_root), "split": split, "views": len(self.views)}
 
     def __len__(self) -> int:
