@@ -91,6 +91,7 @@ def test_clip_loss_sums_both_terms_over_the_frames_after_the_first():
     frames, masks = clip(t_len=3)
     masks[:, 2] = 0
     masks[:, 2, 1, 6:10] = 0.7  # frame 2: only object 2, soft
+    masks[:, 2, 0, 12:14] = 0.3  # and object 1 at under a half: background for the cross-entropy, not for Dice
     losses = clip_loss(net, frames, masks, 1.0)
     agg = aggregate_probs(torch.sigmoid(torch.tensor([-0.5, 0.5]))[None, :, None, None].expand(1, 2, 16, 16), dim=1)
     labels = [torch.zeros(1, 16, 16, dtype=torch.long) for _ in range(2)]
@@ -99,3 +100,17 @@ def test_clip_loss_sums_both_terms_over_the_frames_after_the_first():
     expected_dice = sum(1 - ((2 * (agg[:, 1:] * masks[:, t]).flatten(2).sum(-1) + 1) / (agg[:, 1:].flatten(2).sum(-1) + masks[:, t].flatten(2).sum(-1) + 1)).mean() for t in (1, 2))
     torch.testing.assert_close(losses["loss_ce"], expected_ce)
     torch.testing.assert_close(losses["loss_dice"], expected_dice)
+    hardest = clip_loss(net, frames, masks, 0.25)["loss_ce"]  # p reaches the cross-entropy
+    expected_hardest = sum((-agg.log().gather(1, lab[:, None])).flatten().topk(64).values.mean() for lab in labels)
+    torch.testing.assert_close(hardest, expected_hardest)
+    assert hardest > losses["loss_ce"]
+
+
+@pytest.mark.parametrize("frames, masks", [
+    ((1, 2, 4, 16, 16), (1, 2, 1, 16, 16)),  # RGBA frames
+    ((1, 2, 3, 32, 16), (1, 2, 1, 16, 16)),  # frames and masks of different sizes
+    ((1, 2, 3, 16, 16), (1, 2, 0, 16, 16)),  # no object
+])
+def test_clip_pass_refuses_clips_of_other_shapes(frames, masks):
+    with pytest.raises(ValueError, match="clips"):
+        clip_pass(RecordingNet(k=1), torch.zeros(frames), torch.zeros(masks))
