@@ -170,3 +170,5 @@ def test_adaptation_refuses_sizes_batches_and_clips_it_cannot_train_on():
     for options in (dict(steps=-1), dict(batch=0), dict(frames=1)):
         with pytest.raises(ValueError, match="need steps >= 0, batch >= 1, frames >= 2"):
             adapt_jointformer(net, video[0], masks[:1], (32, 48), **{"steps": 1, **options})
+    with pytest.raises(ValueError, match="adapt_jointformer: bootstrap_p must be a number in \\(0, 1\\], got 1.5"):
+        adapt_jointformer(net, video[0], masks[:1], (32, 48), steps=1, bootstrap_p=1.5)

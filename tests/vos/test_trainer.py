@@ -40,3 +40,16 @@ def test_the_loss_gets_the_current_fraction_and_only_training_counts_steps(monke
     with pytest.raises(ValueError, match="trains only"):
         model(frames, None)
     assert "steps" in model.state_dict()  # the schedule resumes with the checkpoint
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(bootstrap_p=15), "JointFormerTrainer.bootstrap_p must be a number in \\(0, 1\\], got 15"),  # a percentage
+    (dict(bootstrap_p=0.0), "JointFormerTrainer.bootstrap_p must be a number in \\(0, 1\\], got 0.0"),
+    (dict(bootstrap_p=float("nan")), "bootstrap_p must be"),  # once int(nan) at the first bootstrapped step
+    (dict(warm_start=-1), "JointFormerTrainer.warm_start must be an int >= 0, got -1"),
+    (dict(warm_start=10, warm_end=5), "JointFormerTrainer.warm_end must be an int >= 10, got 5"),
+])
+def test_the_bootstrap_schedule_out_of_range_is_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        JointFormerTrainer("tiny", **options)
+    assert JointFormerTrainer("tiny", bootstrap_p=1.0, warm_start=5, warm_end=5).current_p() == 1.0  # plain CE throughout

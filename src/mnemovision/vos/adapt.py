@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mnemovision.vision.checks import check_real
 from mnemovision.vos.clips import compose_clip, normalise, random_motion
 from mnemovision.vos.losses import clip_loss
 
@@ -58,6 +59,7 @@ def adapt_jointformer(net, frame: np.ndarray, masks: np.ndarray, size: tuple[int
         raise ValueError(f"adapt_jointformer: size must be multiples of 16, got {size}")
     if steps < 0 or batch < 1 or frames < 2:
         raise ValueError(f"adapt_jointformer: need steps >= 0, batch >= 1, frames >= 2; got {steps}, {batch}, {frames}")
+    check_real("adapt_jointformer: bootstrap_p", bootstrap_p, 0, 1, low_open=True)
     image = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
     small = np.stack([cv2.resize(np.asarray(m, np.float32), (w, h), interpolation=cv2.INTER_LINEAR) for m in masks])
     rng = np.random.default_rng(seed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from mmengine.model import BaseModel
 
+from mnemovision.vision.checks import check_int, check_real
 from mnemovision.vos.losses import clip_loss
 from mnemovision.vos.models import build_jointformer
 from mnemovision.vos.models.jointformer import SIZES
@@ -14,9 +15,18 @@ from mnemovision.vos.models.jointformer import SIZES
 
 class JointFormerTrainer(BaseModel):
     """Wraps ``build_jointformer(size)`` as ``self.net``; ``forward(inputs [B, T, 3, H, W],
-    data_samples [B, T, K, H, W], mode="loss")`` with H and W multiples of 16."""
+    data_samples [B, T, K, H, W], mode="loss")`` with H and W multiples of 16.
+
+    Raises:
+        ValueError: ``bootstrap_p`` outside (0, 1] (a percentage such as 15 would silently train with
+            plain cross-entropy once the warm-up ends), or warm steps that are not ints with
+            0 <= ``warm_start`` <= ``warm_end``.
+    """
 
     def __init__(self, size: str = "tiny", bootstrap_p: float = 0.15, warm_start: int = 200, warm_end: int = 1000, data_preprocessor: dict | None = None) -> None:
+        check_real("JointFormerTrainer.bootstrap_p", bootstrap_p, 0, 1, low_open=True)
+        check_int("JointFormerTrainer.warm_start", warm_start, 0)
+        check_int("JointFormerTrainer.warm_end", warm_end, warm_start)
         super().__init__(data_preprocessor=data_preprocessor)
         self.size = size
         self.net = build_jointformer(size)
