@@ -95,6 +95,7 @@ def test_dream_clip_brightness_is_one_gain_and_bias_per_frame_within_ten_percent
     frame, masks = two_tone_frame()
     gains, biases, mirrors = [], [], []
     for seed in range(6):
+        assert len(gains) == 4 * seed and (seed == 0 or len(set(np.round(gains[-4:], 3))) > 1)  # each frame its own gain
         clip, clip_masks = dream_clip(frame, masks, 4, np.random.default_rng(seed), speed=(0.0, 0.0))
         mirrored = not np.array_equal(clip_masks[0, 0], masks[0])
         mirrors.append(mirrored)
@@ -172,3 +173,28 @@ def test_adaptation_refuses_sizes_batches_and_clips_it_cannot_train_on():
             adapt_jointformer(net, video[0], masks[:1], (32, 48), **{"steps": 1, **options})
     with pytest.raises(ValueError, match="adapt_jointformer: bootstrap_p must be a number in \\(0, 1\\], got 1.5"):
         adapt_jointformer(net, video[0], masks[:1], (32, 48), steps=1, bootstrap_p=1.5)
+
+
+def test_dream_clip_draws_its_speed_within_the_range_and_saturates_bright_pixels():
+    frame, masks = two_tone_frame()
+    differs = []
+    for seed in range(4):  # the same motions (same seed), the step drawn in [0, 0.8] or fixed at 0.8
+        drawn = dream_clip(frame, masks, 4, np.random.default_rng(seed), speed=(0.0, 0.8))[1]
+        fastest = dream_clip(frame, masks, 4, np.random.default_rng(seed), speed=(0.8, 0.8))[1]
+        differs.append(not np.array_equal(drawn, fastest))
+    assert all(differs)
+    bright = np.full((32, 48, 3), 250, np.uint8)  # gain up to 1.1 and bias up to +10: past 255
+    clips = np.stack([dream_clip(bright, masks, 4, np.random.default_rng(seed), speed=(0.0, 0.0))[0] for seed in range(4)])
+    assert clips.min() >= 250 * 0.9 - 10 - 1 and clips.max() == 255  # saturated at 255, not wrapped around to dark values
+
+
+def test_dream_clip_keeps_the_background_under_faint_mask_values():
+    frame, masks = two_tone_frame()
+    frame[::2, 30:] = 150  # striped background on the right, rows 100 levels apart
+    soft = masks.copy()
+    soft[0, :, 30:] = 0.2  # a faint smear of probability there: not the object, so not inpainted
+    for seed in range(2):
+        clip, clip_masks = dream_clip(frame, soft, 2, np.random.default_rng(seed), speed=(0.0, 0.0))
+        mirrored = clip_masks[0, 0, :, 6:18].sum() == 0
+        side = (clip[0][:, :18] if mirrored else clip[0][:, 30:]).astype(np.float64)
+        assert np.abs(np.diff(side.mean(axis=(1, 2)))).min() >= 100 * 0.9 - 1  # every row still differs by the gain x 100
