@@ -84,6 +84,9 @@ def test_missing_image_is_skipped_with_a_warning(tiny_scene, tmp_path):
     with pytest.warns(UserWarning, match="r_005.png: image missing"):
         scene = load_scene(copy)
     assert len(scene.train) + len(scene.test) == 15
+    shutil.rmtree(copy / "images")
+    with pytest.warns(UserWarning), pytest.raises(FileNotFoundError, match="copy: no frame has its image file"):
+        load_scene(copy)  # not "0 views, all held out for testing"
 
 
 def test_malformed_transforms_names_the_file(tmp_path):
