@@ -38,6 +38,7 @@ def test_sequences_map_sparse_annotations_to_their_frames(tmp_path):
     assert sorted(seq.annotations) == [0, 2]
     assert seq.frame(2).mean() == pytest.approx(20, abs=2) and seq.mask(2)[2].all() and seq.mask(2).sum() == 8
     assert load_sequence(images, None).annotations == {} and load_sequence(images, tmp_path / "none").annotations == {}
+    assert load_sequence(images, None, name="walk-2").name == "walk-2"  # a name other than the folder's
     write_mask(annotations / "00009.png", np.zeros((6, 8), np.uint8))
     with pytest.raises(FileNotFoundError, match=r"00009.png: no frame named 00009 in .*walk"):
         load_sequence(images, annotations)
