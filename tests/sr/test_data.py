@@ -82,3 +82,15 @@ def test_benchmark_uses_the_lr_files_it_has_and_images_without_an_hr_folder(tmp_
 def test_to_uint8_clamps_and_rounds():
     values = torch.tensor([-0.5, 100.6 / 255, 100.4 / 255, 1.5]).view(1, 1, 4).expand(3, 1, 4)
     np.testing.assert_array_equal(to_uint8(values)[0, :, 0], [0, 101, 100, 255])
+
+
+def test_image_suffixes_in_any_case_and_a_missing_default_benchmark_is_named(tmp_path, monkeypatch):
+    from mnemovision.sr.data import folder_images, resolve_benchmark
+
+    write_image(tmp_path / "imgs" / "a.PNG", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    assert [name for name, _ in folder_images(tmp_path / "imgs")] == ["a.PNG"]
+    assert resolve_benchmark(tmp_path / "imgs") == tmp_path / "imgs"
+    monkeypatch.setattr("mnemovision.vision.data.shared_data_path", lambda *parts, start=None: None)
+    with pytest.raises(FileNotFoundError, match="benchmark folder not given and sr/Set5 not found in the shared data"):
+        resolve_benchmark(None)
