@@ -362,3 +362,36 @@ def test_sparse_files_refuse_parts_that_disagree_and_half_precision_files_load_a
         sparse = to_sparse_inference(load_sr_model(path)[0])
         assert sum(isinstance(m, SparseConv2d) for m in sparse.modules()) >= 4  # the 90%-sparse body convs
         torch.testing.assert_close(sparse(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+class WithBuffers(torch.nn.Module):
+    """A weight exactly 95% nonzero, a sparse integer table and a 50%-sparse and a dense convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.at_limit = torch.nn.Parameter(torch.arange(1.0, 21.0).reshape(4, 5))
+        with torch.no_grad():
+            self.at_limit[0, 0] = 0.0  # 19 of 20 nonzero
+        self.register_buffer("table", torch.eye(8, dtype=torch.int64) * 3000)  # 3000 is not a float16
+        self.sparse_conv, self.dense_conv = torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.Conv2d(2, 2, 3, padding=1)
+        with torch.no_grad():
+            self.sparse_conv.weight.view(-1)[::2] = 0.0
+
+
+def test_only_floating_weights_at_most_95_percent_dense_go_sparse_and_integers_keep_their_type(tmp_path):
+    net = WithBuffers()
+    path = save_sr_model(tmp_path / "b.safetensors", net, "edsr", "tiny", 2, dtype=torch.float16)
+    stored = load_safetensors(path)
+    assert "at_limit.__bitmask" in stored and "at_limit" not in stored  # 95% exactly is sparse
+    assert stored["table"].dtype == torch.int64 and "table.__bitmask" not in stored  # 7/8 zeros, but not a float weight
+    state, _ = read_sr_file(path)
+    assert torch.equal(state["table"], net.table)
+    converted = to_sparse_inference(net, max_density=0.5)
+    assert isinstance(converted.sparse_conv, SparseConv2d) and type(converted.dense_conv) is torch.nn.Conv2d
+
+
+def test_a_file_naming_an_unknown_architecture_is_a_checkpoint_error(tmp_path):
+    path = save_sr_model(tmp_path / "a.safetensors", build_sr_model("edsr", "tiny", 2), "edsr", "tiny", 2)
+    rewrite_metadata(path, tmp_path / "other.safetensors", arch="unet")
+    with pytest.raises(CheckpointError, match="other.safetensors: metadata does not name a buildable model .arch/size/scale.: arch must be one of"):
+        load_sr_model(tmp_path / "other.safetensors")
