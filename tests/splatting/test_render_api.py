@@ -67,6 +67,23 @@ def test_render_path_uses_a_pinhole_of_the_given_field_of_view_and_rounds_to_uin
     assert abs(col + 0.5 - (32 + focal / 2)) <= 1 and abs(row + 0.5 - (16 + focal / 4)) <= 1
 
 
+def test_render_path_shows_its_progress_unless_told_not_to(monkeypatch):
+    from mnemovision.vision import progress
+
+    shown = []
+
+    def track(items, description, **options):
+        shown.append((len(items), description))
+        return items
+
+    monkeypatch.setattr(progress, "track", track)
+    model = gaussians([[1.0, 0.5, 2.0]], [[2.0, 2.0, 2.0]], scale=0.02)
+    quiet = render_path(model, np.stack([np.eye(4)] * 3), (16, 8), progress=False)
+    assert shown == []
+    np.testing.assert_array_equal(render_path(model, np.stack([np.eye(4)] * 3), (16, 8)), quiet)
+    assert shown == [(3, "rendering frames")]
+
+
 def test_orbit_frame_turns_with_the_angle_and_the_video_holds_the_orbit(tmp_path):
     model = gaussians([[0.6, 0.0, 0.0], [-0.6, 0.0, 0.0], [0.0, 0.6, 0.0]], [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], scale=0.15)
     cameras = orbit(np.zeros(3), 3.0, 4, elevation_deg=20.0)
