@@ -114,6 +114,8 @@ def test_find_scene_root_takes_the_shallowest_scene_and_climbs_out_of_colmap_fol
     (nested / "inner").mkdir(parents=True)
     (nested / "transforms.json").write_text("{}")
     (nested / "inner" / "transforms.json").write_text("{}")
+    (tmp_path / "zip_c" / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "zip_c" / "a" / "deep" / "transforms.json").write_text("{}")  # first by name, but deeper
     assert api.find_scene_root(tmp_path / "zip_c") == nested
     (tmp_path / "zip_d").mkdir()
     (tmp_path / "zip_d" / "points.bin").write_bytes(b"")
