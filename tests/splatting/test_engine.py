@@ -131,3 +131,50 @@ def test_a_run_resumed_from_a_validation_step_gets_that_step_validated(scene, tm
     torch.testing.assert_close(torch.tensor(resumed.model.curve), torch.tensor(full.model.curve), rtol=0, atol=0)
     finished = run(scene, tmp_path / "split", 36, resume=True)  # nothing left to train: the last step's point is restored
     assert [s for s, _ in finished.model.curve] == [6, 12, 18, 24, 30, 36]
+
+
+def test_the_orbit_video_follows_the_scenes_own_cameras(scene, tmp_path, monkeypatch):
+    import numpy as np
+
+    from mnemovision.splatting import render
+    from mnemovision.splatting.api import scene_cameras_of
+    from mnemovision.splatting.engine import fit_scene
+
+    seen = {}
+    monkeypatch.setattr(render, "render_orbit_video", lambda model, out, n_frames, size, cameras: seen.update(n=n_frames, size=size, cameras=cameras))
+    fit_scene(scene, tmp_path / "fit", iterations=2, orbit_frames=3, progress=False)
+    assert seen["n"] == 3 and seen["size"] == (256, 256)
+    cameras = scene_cameras_of(scene)  # all ten, train and test views alike (not an orbit around the Gaussians)
+    assert len(seen["cameras"]) == 10
+    assert sorted(map(tuple, seen["cameras"].reshape(10, 16).round(5))) == sorted(map(tuple, cameras.reshape(10, 16).round(5)))
+
+
+class ResumeStandIn:
+    """What ``revalidate_resumed_step`` reads of a runner: the loop's schedule, the step, the curve."""
+
+    def __init__(self, step, curve, interval=6, val_begin=1, max_iters=40):
+        from types import SimpleNamespace
+
+        self.iter, self.validated = step, 0
+        self.train_loop = SimpleNamespace(val_interval=interval, val_begin=val_begin, max_iters=max_iters)
+        self.val_loop = SimpleNamespace(run=self.count)
+        self.model = SimpleNamespace(curve=curve)
+
+    def count(self):
+        self.validated += 1
+
+
+@pytest.mark.parametrize("step, curve, options, again", [
+    (30, [(24, 1.0)], {}, True),  # a validation step missing from the curve
+    (30, [(24, 1.0), (30, 2.0)], {}, False),  # already there: not validated twice
+    (29, [(24, 1.0)], {}, False),  # not a validation step
+    (40, [(36, 1.0)], {}, True),  # the last step is validated though not a multiple of the interval
+    (6, [], {"val_begin": 12}, False),  # before validation begins
+    (0, [], {"val_begin": 0}, False),  # a fresh run: nothing to restore
+])
+def test_a_resumed_step_is_validated_only_when_its_curve_point_is_due_and_missing(step, curve, options, again):
+    from mnemovision.splatting.engine.hooks import revalidate_resumed_step
+
+    runner = ResumeStandIn(step, curve, **options)
+    revalidate_resumed_step(runner)
+    assert runner.validated == int(again)
