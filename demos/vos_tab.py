@@ -109,6 +109,31 @@ def propagate(frames: np.ndarray, first_mask: np.ndarray, model_name: str, workd
     return str(video), str(archive), f"{len(frames)} frames segmented with **{model_name}**; masks in `{archive.name}`"
 
 
+def first_frame(video: str | None, use_bundled: bool) -> tuple[np.ndarray | None, dict | None, str]:
+    """The Load button: (frames, the editor's value with the first frame to paint on, status)."""
+    try:
+        frames = load_frames(video, use_bundled)
+    except (OSError, ValueError) as err:
+        return None, None, f"**Error**: {err}"
+    return frames, {"background": frames[0], "layers": [], "composite": frames[0]}, f"{len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}: paint the object on the first frame."
+
+
+def segment(frames: np.ndarray | None, painting: dict | None, model_name: str, sam: bool, workdir: Path, progress=None) -> tuple[str | None, str | None, str]:
+    """The Propagate button: (overlay video, masks zip, status) of a run in a fresh folder under
+    ``workdir``; what is missing or fails is explained in the status instead."""
+    if frames is None:
+        return None, None, "Load a video (or the bundled clip) first."
+    mask = painted_mask(painting, frames.shape[1:3])
+    if not mask.any():
+        return None, None, "Paint the object on the first frame first."
+    try:
+        if sam:
+            mask = refine_with_sam(frames[0], mask)
+        return propagate(frames, mask, model_name, workdir / f"run_{np.random.default_rng().integers(1 << 30)}", progress)
+    except (OSError, ValueError) as err:
+        return None, None, f"**Error**: {err}"
+
+
 def build(workdir: Path) -> None:
     import gradio as gr
 
@@ -134,26 +159,8 @@ def build(workdir: Path) -> None:
             result = gr.Video(label="Overlay", elem_id="vos-result")
             masks = gr.File(label="Masks (zip of palette PNGs)", elem_id="vos-masks")
 
-    def on_load(path, use_bundled):
-        try:
-            frames = load_frames(path, use_bundled)
-        except (OSError, ValueError) as err:
-            return None, None, f"**Error**: {err}"
-        return frames, {"background": frames[0], "layers": [], "composite": frames[0]}, f"{len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}: paint the object on the first frame."
-
     def on_run(frames, painting, model_name, sam, progress=gr.Progress()):
-        if frames is None:
-            return None, None, "Load a video (or the bundled clip) first."
-        mask = painted_mask(painting, frames.shape[1:3])
-        if not mask.any():
-            return None, None, "Paint the object on the first frame first."
-        try:
-            if sam:
-                mask = refine_with_sam(frames[0], mask)
-            video_path, zip_path, summary = propagate(frames, mask, model_name, workdir / f"run_{np.random.default_rng().integers(1 << 30)}", progress)
-        except (OSError, ValueError) as err:
-            return None, None, f"**Error**: {err}"
-        return video_path, zip_path, summary
+        return segment(frames, painting, model_name, sam, workdir, progress)
 
-    load.click(on_load, inputs=[video, bundled], outputs=[frames_state, editor, status])
+    load.click(first_frame, inputs=[video, bundled], outputs=[frames_state, editor, status])
     run.click(on_run, inputs=[frames_state, editor, model, use_sam], outputs=[result, masks, status])

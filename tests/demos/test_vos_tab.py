@@ -1,6 +1,7 @@
 """The video segmentation tab's functions, without a browser."""
 
 import zipfile
+from pathlib import Path
 
 import av
 import numpy as np
@@ -32,8 +33,12 @@ def test_painted_strokes_propagate_into_masks_and_a_video(tmp_path):
     assert "24 frames" in summary
     with zipfile.ZipFile(archive) as handle:
         assert len(handle.namelist()) == 24
-    with av.open(video) as container:
-        assert sum(1 for _ in container.decode(video=0)) == 24
+    with zipfile.ZipFile(archive) as handle:
+        assert handle.namelist() == [f"{t:05d}.png" for t in range(24)]  # flat names, not the run folder's path
+    decoded = [f.to_ndarray(format="rgb24").astype(int) for f in av.open(video).decode(video=0)]
+    assert len(decoded) == 24
+    tint = np.abs(decoded[0] - frames[0].astype(int)).mean(-1)
+    assert tint[mask].mean() > 20 and tint[~mask].mean() < 4  # the overlay: frame 0's object tinted, the rest as it was
     from mnemovision.vision.io import read_mask
 
     np.testing.assert_array_equal(read_mask(tmp_path / "masks" / "00000.png"), mask.astype(np.uint8))  # the painting is frame 0's mask
@@ -51,6 +56,42 @@ def test_empty_painting_and_missing_sam_are_explained(tmp_path, monkeypatch):
     monkeypatch.delenv(vos_tab.SAM_ENV, raising=False)
     with pytest.raises(FileNotFoundError, match="MNEMOVISION_SAM_CHECKPOINT"):
         vos_tab.refine_with_sam(np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), bool))
+    monkeypatch.setenv(vos_tab.SAM_ENV, str(tmp_path / "sam_vit_b.pth"))  # set, but no such file
+    with pytest.raises(FileNotFoundError, match="MNEMOVISION_SAM_CHECKPOINT"):
+        vos_tab.refine_with_sam(np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), bool))
+
+
+def test_the_buttons_explain_what_is_missing_and_what_failed(tmp_path, monkeypatch):
+    frames, editor, status = vos_tab.first_frame(None, use_bundled=True)
+    assert frames.shape == (24, 192, 192, 3) and np.array_equal(editor["background"], frames[0]) and status.startswith("24 frames, 192x192")
+    assert vos_tab.first_frame(str(tmp_path / "none.mp4"), use_bundled=False)[2].startswith("**Error**: ")
+    painting = {"layers": [np.pad(np.full((10, 10, 4), 255, np.uint8), ((90, 92), (90, 92), (0, 0)))]}
+    assert vos_tab.segment(None, painting, "flow", False, tmp_path) == (None, None, "Load a video (or the bundled clip) first.")
+    assert vos_tab.segment(frames, {"layers": []}, "flow", False, tmp_path) == (None, None, "Paint the object on the first frame first.")
+    monkeypatch.delenv(vos_tab.SAM_ENV, raising=False)
+    video, archive, status = vos_tab.segment(frames[:3], painting, "flow", True, tmp_path)
+    assert (video, archive) == (None, None) and status.startswith("**Error**: SAM needs a local checkpoint")
+    video, archive, status = vos_tab.segment(frames[:3], painting, "unet", False, tmp_path)
+    assert (video, archive) == (None, None) and "unknown VOS model 'unet'" in status
+    first = vos_tab.segment(frames[:3], painting, "copy-first", False, tmp_path)
+    second = vos_tab.segment(frames[:3], painting, "copy-first", False, tmp_path)
+    assert "3 frames segmented" in first[2] and Path(first[1]).parent != Path(second[1]).parent  # each run its own folder
+
+
+def test_a_model_that_adapts_first_says_so_before_propagating(tmp_path, monkeypatch):
+    from mnemovision.vos import api
+
+    make = api.load_model
+
+    def adapting(name, **options):
+        model = make("copy-first")
+        model.adapt_steps = 5  # what the shipped JointFormer reports
+        return model
+
+    monkeypatch.setattr(vos_tab.api, "load_model", adapting)
+    frames, calls = vos_tab.bundled_clip(n_frames=3, size=32), []
+    vos_tab.propagate(frames, np.ones((32, 32), bool), "jointformer", tmp_path, progress=lambda done, desc: calls.append((done, desc)))
+    assert calls[0] == ((0, 3), "adapting the model to the first frame") and calls[1:] == [((t, 3), "propagating") for t in (1, 2, 3)]
 
 
 def test_jointformer_choices_with_and_without_adaptation(tmp_path):
