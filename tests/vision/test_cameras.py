@@ -481,6 +481,30 @@ def test_cameras_refuse_non_finite_entries():
     with pytest.raises(ValueError, match="viewmats must be finite; camera b"):
         Cameras(viewmats, np.stack([np.eye(3)] * 2), 4, 4, names=("a", "b"))
     assert len(Cameras(np.zeros((0, 4, 4)), np.zeros((0, 3, 3)), 4, 4)) == 0  # an empty set stays valid
+    ks = np.stack([np.eye(3)] * 3)
+    ks[2, 1, 1] = np.inf  # camera 2 (the flat index into [V, 3] rows would say 7)
+    with pytest.raises(ValueError, match="Ks must be finite; camera index 2 has"):
+        Cameras(np.stack([np.eye(4)] * 3), ks, 4, 4)
+
+
+@pytest.mark.parametrize("viewmats, ks, size, dist, message", [
+    (np.zeros((2, 3, 4)), np.zeros((2, 3, 3)), (4, 4), None, r"viewmats must have shape \[V, 4, 4\], got \(2, 3, 4\)"),
+    (np.zeros((2, 4, 4)), np.zeros((2, 3, 3)), (4, 4), np.zeros((2, 5)), r"dist must have shape \[2, 4\], got \(2, 5\)"),
+    (np.zeros((2, 4, 4)), np.zeros((2, 3, 3)), (4, 0), None, "width and height must be positive, got 4x0"),
+])
+def test_cameras_refuse_shapes_and_sizes_they_cannot_hold(viewmats, ks, size, dist, message):
+    extra = {} if dist is None else {"dist": dist}
+    with pytest.raises(ValueError, match=message):
+        Cameras(viewmats, ks, *size, **extra)
+
+
+def test_fields_of_view_are_below_half_a_turn_and_projection_divides_by_depth():
+    with pytest.raises(ValueError, match="fov_rad must be in \\(0, pi\\), got 3.14"):
+        focal_from_fov(np.pi, 100)
+    cams = Cameras(np.eye(4)[None], np.array([[[10.0, 0, 5], [0, 10.0, 4], [0, 0, 1]]]), 10, 8)
+    uv, depth = cams.project(np.array([[1.0, 2.0, 2.0], [1.0, 2.0, -2.0]]))
+    np.testing.assert_allclose(uv[0], [[10.0, 14.0], [0.0, -6.0]])  # behind the camera: mirrored, with depth < 0 to tell
+    np.testing.assert_array_equal(depth[0], [2.0, -2.0])
 
 
 @pytest.mark.parametrize("file", ["cameras.bin", "images.bin", "points3D.bin", "cameras.txt", "images.txt", "points3D.txt"])
