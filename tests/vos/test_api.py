@@ -354,3 +354,33 @@ def test_farneback_flow_follows_the_motion_and_unknown_methods_are_named():
     assert iou > 0.7  # copying the first mask scores under 0.4 here
     with pytest.raises(ValueError, match="method must be 'dis' or 'farneback', got 'lk'"):
         FlowPropagation("lk")
+
+
+def test_copy_first_keeps_the_given_masks_until_new_ones_are_given():
+    from mnemovision.vos.baselines import CopyFirst
+
+    model, frame = CopyFirst(), np.zeros((4, 4, 3), np.uint8)
+    first, predicted, corrected = (np.full((1, 4, 4), v, np.float32) for v in (1.0, 0.3, 0.0))
+    state = model.new_state()
+    model.memorize(state, frame, 0, first, annotated=True)
+    model.memorize(state, frame, 1, predicted, annotated=False)  # its own output: not a new mask
+    assert np.array_equal(model.propagate(state, frame, 2, 1), first)
+    model.memorize(state, frame, 2, corrected, annotated=True)  # a correction replaces it
+    assert np.array_equal(model.propagate(state, frame, 3, 1), corrected)
+
+
+def test_flow_brings_in_nothing_from_outside_the_frame():
+    import cv2
+
+    from mnemovision.vos.baselines import FlowPropagation
+
+    texture = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (64, 90, 3), dtype=np.uint8), (5, 5), 1.5)
+    before, after = texture[:, 10:74].copy(), texture[:, 5:69].copy()  # the view pans: content moves 5 px right
+    mask = np.zeros((1, 64, 64), np.float32)
+    mask[0, :, :10] = 1.0  # touching the left border
+    model = FlowPropagation()
+    state = model.new_state()
+    model.memorize(state, before, 0, mask, annotated=True)
+    out = model.propagate(state, after, 1, 1)[0]
+    assert out[:, :5].max() == 0.0  # new pixels at the left come from outside: not the object (replicating the edge would say so)
+    assert out[:, 5:15].mean() > 0.9 and out[:, 16:].max() == 0.0  # the object moved with the content
