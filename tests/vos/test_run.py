@@ -113,3 +113,17 @@ def test_only_frames_whose_annotation_adds_objects_are_memorized_as_annotated(tm
     # Frame 3's mask would move object 2; it is not applied, so frame 3 is a prediction, not ground truth.
     assert model.annotated == [True, False, True, False, False]
     assert np.array_equal(masks[3], masks[2])
+
+
+def test_outputs_are_named_like_the_frames_and_a_mask_a_pixel_off_is_resized(tmp_path):
+    y, x = np.mgrid[0:H, 0:W]
+    names = ["shot_a", "shot_b", "shot_c"]  # not 00000, 00001, ...
+    for t, name in enumerate(names):
+        write_image(tmp_path / "frames" / f"{name}.png", np.stack([4 * x + 10 * t, 6 * y, np.full_like(x, 100)], -1).astype(np.uint8))
+    given = _box(np.zeros((H + 1, W), np.uint8), 1, 4, 12, 4, 20)  # one row more than the frames
+    write_mask(tmp_path / "masks" / "shot_a.png", given)
+    (seq,) = sequences_in(tmp_path / "frames", tmp_path / "masks")
+    with pytest.warns(UserWarning, match="shot_a.png: mask is 48x33, its frame 48x32; resized"):
+        masks = run_sequence(CopyFirst(), seq, tmp_path / "out")
+    assert masks.shape == (3, H, W) and masks[0, 4:12, 4:20].all() and masks[0].sum() == 8 * 16
+    assert sorted(p.name for p in (tmp_path / "out" / "frames").iterdir()) == [f"{name}.png" for name in names]
