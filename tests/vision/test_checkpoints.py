@@ -37,6 +37,26 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(ValueError, match="mode must be 'w' or 'wb', got 'a'"):  # appending cannot be atomic
         with atomic_write(path, "a"):
             pass
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C mid-write: the same clean-up
+        with atomic_write(path, "w") as handle:
+            handle.write("interrupted")
+            raise KeyboardInterrupt
+    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    with atomic_write(tmp_path / "runs" / "a" / "b.txt", "w") as handle:  # folders made as needed
+        handle.write("deep")
+    assert (tmp_path / "runs" / "a" / "b.txt").read_text() == "deep"
+
+
+def test_safetensors_entry_points_name_what_they_cannot_take(tmp_path):
+    with pytest.raises(TypeError, match="save_safetensors: 'step' is a int, expected a torch.Tensor"):
+        save_safetensors(tmp_path / "a.safetensors", {"w": torch.ones(2), "step": 3})
+    assert not (tmp_path / "a.safetensors").exists()
+    (tmp_path / "folder.safetensors").mkdir()  # safetensors raises OSError here
+    with pytest.raises(CheckpointError, match="folder.safetensors: not a readable safetensors file"):
+        load_safetensors(tmp_path / "folder.safetensors")
+    save_safetensors(tmp_path / "b.safetensors", {"w": torch.arange(3.0)})
+    loaded = load_checkpoint(tmp_path / "b.safetensors")
+    assert list(loaded) == ["w"] and torch.equal(loaded["w"], torch.arange(3.0))
 
 
 def test_atomic_write_syncs_the_data_before_the_rename(tmp_path, monkeypatch):
