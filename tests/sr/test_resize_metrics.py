@@ -134,3 +134,21 @@ def test_imresize_to_a_size_resizes_the_smaller_scale_first_and_rounds_each_pass
     resized = imresize(image, size=(6, 15))
     assert resized.shape == (6, 15, 3) and np.array_equal(resized, passes(rows, cols))
     assert not np.array_equal(resized, passes(cols, rows))  # the order matters for these pixels
+    grow_rows, shrink_cols = (0, 18, 1.5), (1, 5, 0.5)  # now the columns have the smaller scale: they go first
+    assert np.array_equal(imresize(image, size=(18, 5)), passes(shrink_cols, grow_rows))
+    assert not np.array_equal(imresize(image, size=(18, 5)), passes(grow_rows, shrink_cols))
+
+
+def test_imresize_without_antialiasing_samples_the_cubic_at_unit_width_and_refuses_what_it_cannot_resize():
+    row = np.random.default_rng(4).normal(size=(1, 12))
+    sharp = imresize(row, size=(1, 6), antialias=False)
+    # x 0.5: output x (1-based) sits at source 2x - 0.5, between pixels 2x - 1 and 2x: taps at
+    # distances 0.5 (weight 0.5625) and 1.5 (-0.0625), mirrored at the edges
+    padded = np.concatenate([row[0, :1], row[0], row[0, -1:]])  # symmetric padding by one
+    expected = [0.5625 * (padded[2 * i + 1] + padded[2 * i + 2]) - 0.0625 * (padded[2 * i] + padded[2 * i + 3]) for i in range(6)]
+    np.testing.assert_allclose(sharp[0], expected, rtol=0, atol=1e-12)
+    assert not np.allclose(imresize(row, size=(1, 6)), sharp)  # antialiased: a kernel twice as wide
+    with pytest.raises(ValueError, match="exactly one of scale and size"):
+        imresize(row, 0.5, size=(1, 6))
+    with pytest.raises(ValueError, match=r"non-empty, got \[0, 4\]"):
+        imresize(np.zeros((0, 4)), 0.5)
