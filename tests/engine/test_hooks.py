@@ -37,6 +37,20 @@ def test_progress_bar_starts_where_a_resumed_run_stopped_and_shows_the_named_sca
         assert task.completed == 5 and task.fields["status"] == "loss 0.1235  psnr 31.5"
         hook.after_train_iter(runner, 4, outputs={"loss": "not a number"})
         assert task.fields["status"] == ""
+        hook.after_train_iter(runner, 5, outputs=None)  # a step that returned nothing
+        assert task.fields["status"] == ""
     finally:
         hook.after_train(runner)
     assert hook._bar is None and not bar.live.is_started  # stopped, ready for another run
+
+
+def test_only_the_main_process_shows_a_bar(monkeypatch):
+    import mmengine.dist
+
+    monkeypatch.setattr(mmengine.dist, "is_main_process", lambda: False)  # a torchrun worker of rank > 0
+    hook = RichProgressHook()
+    runner = SimpleNamespace(iter=0, max_iters=3)
+    hook.before_train(runner)
+    assert hook._bar is None
+    run_steps(hook, runner, outputs=lambda step: {"loss": 1.0})  # and its steps draw nothing
+    hook.after_train(runner)
