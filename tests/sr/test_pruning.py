@@ -395,3 +395,15 @@ def test_a_file_naming_an_unknown_architecture_is_a_checkpoint_error(tmp_path):
     rewrite_metadata(path, tmp_path / "other.safetensors", arch="unet")
     with pytest.raises(CheckpointError, match="other.safetensors: metadata does not name a buildable model .arch/size/scale.: arch must be one of"):
         load_sr_model(tmp_path / "other.safetensors")
+
+
+def test_sparsity_counts_exact_zeros_only_and_n_of_m_needs_0_lt_n_lt_m():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4, bias=False))
+    with torch.no_grad():
+        net[0].weight.fill_(1e-9)  # tiny, not pruned
+        net[0].weight[0] = 0.0
+    assert sparsity_of(net) == 0.25
+    assert sparsity_of(torch.nn.Sequential(torch.nn.ReLU())) == 0.0  # nothing prunable: no division by zero
+    for n, m in ((0, 4), (4, 4), (5, 4)):
+        with pytest.raises(ValueError, match=f"N:M selection needs 0 < n < m, got {n}:{m}"):
+            smallest_n_of_m(torch.ones(8), n, m)
