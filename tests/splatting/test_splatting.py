@@ -222,6 +222,9 @@ def test_ply_with_a_gap_in_f_rest_or_non_finite_values_is_rejected(tmp_path):
     write_ply(tmp_path / "degree4.ply", degree4)  # a whole SH degree, but 4: past what the rasterizer evaluates
     with pytest.raises(FileFormatError, match="degree4.ply: f_rest_.*SH degree d in 0..3.*72 fields"):
         load_ply(tmp_path / "degree4.ply")
+    write_ply(tmp_path / "ten.ply", props | {"f_rest_9": props["x"]})  # 10 fields: 10 // 3 + 1 = 4 looks like degree 1
+    with pytest.raises(FileFormatError, match="ten.ply: f_rest_.*10 fields"):
+        load_ply(tmp_path / "ten.ply")
     props["scale_1"][[3, 7]] = np.nan
     write_ply(tmp_path / "nan.ply", props)
     with pytest.raises(FileFormatError, match="nan.ply: vertex values: .*2 Gaussians, the first at row 3"):
