@@ -392,6 +392,17 @@ def test_triton_matches_the_reference(similarity, top_k, shape):
 
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_takes_a_numpy_top_k():
+    """The launchers do integer arithmetic on top_k (a numpy int has no bit_length): it is made an int first."""
+    q, k, v = (t.detach() for t in make(1, 1, 5, 9, 16, 16, dtype=torch.float32, device=DEVICE))
+    got = memory_attention(q, k, v, top_k=np.int64(3), return_usage=True, backend="triton")
+    want = memory_attention(q, k, v, top_k=3, return_usage=True, backend="triton")
+    torch.testing.assert_close(got.out, want.out, rtol=0, atol=0)
+    torch.testing.assert_close(got.usage, want.usage, rtol=0, atol=0)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize("m", [64, 70])
 def test_triton_dense_with_whole_key_blocks_masked(m):
     """The dense forward runs whole key blocks without key masks and checks keys against M only in
