@@ -88,6 +88,17 @@ def test_fit_values_out_of_range_are_named(override, message):
         configure(100, 64, 64, override)
 
 
+def test_scene_config_passes_make_if_missing_and_drops_the_bar_when_asked(tmp_path):
+    from mnemovision.engine.hooks import RichProgressHook
+
+    cfg = scene_config(tmp_path / "new", iterations=10, make_if_missing=True)
+    assert cfg.model.make_if_missing and all(
+        loader.dataset.make_if_missing for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader))
+    assert RichProgressHook in [hook["type"] for hook in cfg.custom_hooks]
+    quiet = scene_config(tmp_path / "new", iterations=10, progress=False)
+    assert RichProgressHook not in [hook["type"] for hook in quiet.custom_hooks] and not quiet.model.make_if_missing
+
+
 def test_scene_config_refuses_a_negative_run_length_or_orbit(scene):
     with pytest.raises(ValueError, match="iterations must be an int >= 1, got 0"):
         scene_config(scene, iterations=0)
