@@ -91,6 +91,7 @@ def test_image_suffixes_in_any_case_and_a_missing_default_benchmark_is_named(tmp
     (tmp_path / "imgs" / "notes.txt").write_text("not an image")
     assert [name for name, _ in folder_images(tmp_path / "imgs")] == ["a.PNG"]
     assert resolve_benchmark(tmp_path / "imgs") == tmp_path / "imgs"
-    monkeypatch.setattr("mnemovision.vision.data.shared_data_path", lambda *parts, start=None: None)
+    (tmp_path / "no_data").mkdir()
+    monkeypatch.setenv("MNEMOVISION_DATA", str(tmp_path / "no_data"))  # a shared data folder without it
     with pytest.raises(FileNotFoundError, match="benchmark folder not given and sr/Set5 not found in the shared data"):
         resolve_benchmark(None)

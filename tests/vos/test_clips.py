@@ -311,6 +311,7 @@ def test_video_clips_draw_each_crop_side_and_read_masks_by_nearest_id(tmp_path, 
             near_two = cv2.dilate(two, np.ones((5, 5), np.uint8))  # bilinear ids would give 1s on object 2's edge
             assert two.any() and not (one & near_two).any()
     assert min(spans) < 160 and max(spans) > 220  # crop widths from half to all of the 256 columns
-    monkeypatch.setattr("mnemovision.vision.data.shared_data_path", lambda *parts, start=None: None)
+    (tmp_path / "no_data").mkdir()
+    monkeypatch.setenv("MNEMOVISION_DATA", str(tmp_path / "no_data"))  # a shared data folder without it
     with pytest.raises(FileNotFoundError, match="VideoClips: no root given and vos/davis2016 not found"):
         VideoClips()

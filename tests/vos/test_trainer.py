@@ -15,6 +15,7 @@ def test_the_bootstrap_fraction_falls_linearly_from_1_between_the_warm_steps():
         model.steps.fill_(step)
         schedule[step] = model.current_p()
     assert schedule == pytest.approx({0: 1.0, 10: 1.0, 11: 0.92, 15: 0.6, 19: 0.28, 20: 0.2, 21: 0.2, 50: 0.2})
+    assert JointFormerTrainer("tiny", bootstrap_p=1.0, warm_start=5, warm_end=5).current_p() == 1.0  # the bounds themselves: plain CE throughout
 
 
 def test_the_loss_gets_the_current_fraction_and_only_training_counts_steps(monkeypatch):
@@ -52,4 +53,3 @@ def test_the_loss_gets_the_current_fraction_and_only_training_counts_steps(monke
 def test_the_bootstrap_schedule_out_of_range_is_named(options, message):
     with pytest.raises(ValueError, match=message):
         JointFormerTrainer("tiny", **options)
-    assert JointFormerTrainer("tiny", bootstrap_p=1.0, warm_start=5, warm_end=5).current_p() == 1.0  # plain CE throughout
