@@ -1,11 +1,13 @@
 """Training entry points on the bundled ``denoise_tiny`` recipe (real photo patches, seconds on CPU)."""
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,6 +60,8 @@ def test_the_getattr_stand_in_allows_only_history_buffer_statistics():
     with pytest.raises(ValueError, match="only HistoryBuffer"):
         _history_buffer_getattr(os, "system")
     with pytest.raises(ValueError, match="only HistoryBuffer"):
+        _history_buffer_getattr(np, "mean")  # an allowed name on another object
+    with pytest.raises(ValueError, match="only HistoryBuffer"):
         _history_buffer_getattr(HistoryBuffer, "__init__")
 
 
@@ -77,8 +81,32 @@ def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path):
 
     # before, torch's RuntimeError (a zip's central directory) reached the user without the file
     for resume in (str(ckpt), True):  # the path given, and the latest found in the work dir
-        with pytest.raises(CheckpointError, match=r"iter_30.pth: a damaged checkpoint, cannot be loaded \(PytorchStreamReader"):
+        with pytest.raises(CheckpointError, match=r"iter_30.pth: a damaged checkpoint, cannot be loaded \(RuntimeError: PytorchStreamReader"):
             train(tmp_path, 60, resume=resume)
+    # files that are no zip at all: torch reads them as legacy pickles and fails with EOFError
+    # (empty, cut short) or KeyError / IndexError (other bytes), none of which named the file
+    legacy = io.BytesIO()
+    torch.save({"state_dict": {}}, legacy, _use_new_zipfile_serialization=False)
+    for name, content, error in (("empty.pth", b"", "EOFError"), ("cut.pth", legacy.getvalue()[:50], "EOFError"), ("text.pth", b"hello, not a checkpoint", "KeyError")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=rf"{name}: a damaged checkpoint, cannot be loaded \({error}"):
+            train(tmp_path, 60, resume=str(tmp_path / name))
+    # a pickle that would run code when loaded is refused by weights-only loading, and named
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": {}, "meta": TouchOnLoad(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match=r"evil.pth: a damaged checkpoint, cannot be loaded \(UnpicklingError: Weights only load failed"):
+        train(tmp_path, 60, resume=str(tmp_path / "evil.pth"))
+    assert not marker.exists()
+
+
+class TouchOnLoad:
+    """Unpickles as ``open(path, "w")``: a stand-in for code a hostile checkpoint would run."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
 
 
 def test_cfg_options_and_config_lookup():
@@ -89,6 +117,7 @@ def test_cfg_options_and_config_lookup():
     }
     with pytest.raises(ValueError, match=r"cfg options must be KEY=VALUE .*got \['foo', '=1'\]"):
         parse_cfg_options(["a=1", "foo", "=1"])  # mmengine's own: "not enough values to unpack"
+    assert parse_cfg_options(None) == {} and parse_cfg_options([]) == {}
     assert resolve_config("denoise_tiny").name == "denoise_tiny.py"
     with pytest.raises(FileNotFoundError, match="bundled: .*denoise_tiny"):
         resolve_config("no_such_recipe")
@@ -150,8 +179,10 @@ def test_build_runner_keeps_what_the_config_sets_and_takes_loaded_configs(tmp_pa
 
     runner = build_runner("denoise_tiny", cfg_options={**QUIET, "work_dir": str(tmp_path / "set"), "experiment_name": "mine"})
     assert runner.work_dir == str(tmp_path / "set") and runner.experiment_name.startswith("mine_")  # mmengine adds the time
-    loaded = build_runner(load_config("denoise_tiny"), work_dir=tmp_path / "loaded", cfg_options={**QUIET, "train_cfg.max_iters": 3})
+    config = load_config("denoise_tiny")
+    loaded = build_runner(config, work_dir=tmp_path / "loaded", cfg_options={**QUIET, "train_cfg.max_iters": 3})
     assert loaded.cfg.train_cfg.max_iters == 3 and loaded.experiment_name.startswith("denoise_tiny_")
+    assert config.train_cfg.max_iters == 60 and "experiment_name" not in config and "work_dir" not in config  # the caller's config is untouched
     again = build_runner(load_config("denoise_tiny"), work_dir=tmp_path / "loaded", cfg_options=QUIET)
     assert again.experiment_name != loaded.experiment_name  # unique per run, so their loggers do not clash
     assert resolve_config("denoise_tiny.py") == resolve_config("denoise_tiny")
@@ -166,3 +197,13 @@ def test_resume_from_a_given_checkpoint_outside_the_work_dir(tmp_path):
     resumed = train(tmp_path / "fresh", 30, resume=str(tmp_path / "other" / "iter_30.pth"))  # seed 0, nothing to train
     for key, value in other.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_distributed_runs_on_cpu_take_gloo_and_refuse_other_backends(monkeypatch):
+    from mnemovision.engine import MnemoRunner
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runner = MnemoRunner.__new__(MnemoRunner)  # only setup_env's check, before any process group starts
+    runner._distributed = True
+    with pytest.raises(ValueError, match="env_cfg.dist_cfg.backend='nccl' needs CUDA; on CPU use 'gloo'"):
+        runner.setup_env({"dist_cfg": {"backend": "nccl"}})

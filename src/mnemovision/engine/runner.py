@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -58,21 +59,27 @@ def allow_mmengine_checkpoints() -> Iterator[None]:
         yield
 
 
+def _raised_by_torch_load(err: BaseException) -> bool:
+    """Whether ``err`` came from inside ``torch.load`` (the file could not be read), not from the
+    code that used what it loaded (a state dict that does not fit the model)."""
+    return any(Path(frame.filename).parts[-2:] == ("torch", "serialization.py") for frame in traceback.extract_tb(err.__traceback__))
+
+
 @contextlib.contextmanager
 def _naming(filename: str) -> Iterator[None]:
-    """torch's errors for a damaged checkpoint (a truncated zip, a bad pickle) become a
-    CheckpointError that names the file; other errors pass unchanged."""
-    import pickle
-
+    """Errors that ``torch.load`` raises for a file it cannot read (a truncated zip, an empty file,
+    bytes that are no pickle, a global that weights-only loading refuses) become a CheckpointError
+    that names the file; other errors pass unchanged."""
     from mnemovision.vision.errors import CheckpointError
 
     try:
         yield
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        if isinstance(err, RuntimeError) and "PytorchStreamReader" not in str(err):
-            raise  # a RuntimeError of something else than the file's zip
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{filename}: a damaged checkpoint, cannot be loaded ({first})") from err
+    except Exception as err:
+        if not _raised_by_torch_load(err):
+            raise
+        lines = str(err).splitlines()
+        reason = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+        raise CheckpointError(f"{filename}: a damaged checkpoint, cannot be loaded ({reason})") from err
 
 
 class MnemoRunner(Runner):
