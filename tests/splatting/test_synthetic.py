@@ -2,6 +2,7 @@
 describes: ray hits worked out by hand, camera geometry, shading, and the SfM-like point cloud lying
 on the objects' surfaces with the colours those surfaces are shaded with."""
 
+import json
 import math
 
 import numpy as np
@@ -59,9 +60,95 @@ def test_rays_hit_the_near_surface_of_each_object(scene, origin, direction, t, n
     assert (albedo > 0).any() == math.isfinite(t)
 
 
+def hit_along(scene, normal, center, radius):
+    """Cast a ray straight down ``normal`` at the surface point ``center + radius * normal``."""
+    normal = np.asarray(normal, dtype=np.float64) / np.linalg.norm(normal)
+    return cast(scene, center + (radius + 2.0) * normal, -normal), normal
+
+
+def test_each_surface_shows_its_own_texture_where_the_ray_meets_it(scene):
+    """The texel each object's mapping puts at a known surface point: the ground tiles the brick every
+    1.3 units, spheres are equirectangular (u around z from +x, v from the top pole), box faces
+    span the photo, the cylinder's side runs the photo top-down from its rim, its top is the photo
+    at (x, y) darkened to 0.8."""
+    tex = scene.tex
+    point = np.array([2.0, -1.7])
+    _, _, albedo = cast(scene, (*point, 5.0), (0, 0, -1))
+    np.testing.assert_allclose(albedo, synthetic._sample(tex["brick"], point[:1] / 1.3, point[1:] / 1.3)[0])
+
+    center, radius, name = scene.spheres[0]
+    (t, normal, albedo), n = hit_along(scene, (0.3, 0.5, 0.6), center, radius)  # the upper, +y side: nothing in front
+    assert t == pytest.approx(2.0) and np.allclose(normal, n)
+    u, v = 0.5 + math.atan2(n[1], n[0]) / (2 * math.pi), 0.5 - math.asin(n[2]) / math.pi
+    np.testing.assert_allclose(albedo, synthetic._sample(tex[name], np.array([u]), np.array([v]))[0])
+
+    cos, sin = math.cos(scene.box_angle), math.sin(scene.box_angle)
+    rot = np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]])
+    for axis, sign in ((0, -1.0), (1, -1.0)):  # the two faces that look away from the other objects
+        local = np.zeros(3)
+        local[axis] = sign
+        world_normal = rot @ local
+        local_point = scene.box_half[axis] * local + np.array([0.13, 0.13, 0.1]) * (local == 0)  # on the face, off its middle (no texel edge)
+        world_point = scene.box_center + rot @ local_point
+        t, normal, albedo = cast(scene, world_point + 1.5 * world_normal, -world_normal)
+        assert t == pytest.approx(1.5)
+        np.testing.assert_allclose(normal, world_normal, atol=1e-12)  # outward, and turned with the box
+        uv = local_point / (2 * scene.box_half) + 0.5
+        u, v = (uv[1] if axis == 0 else uv[0]), 1.0 - uv[2]
+        np.testing.assert_allclose(albedo, synthetic._sample(tex["coffee"], np.array([u]), np.array([v]))[0])
+
+    _, _, albedo = cast(scene, (-0.35, 5.0, 1.0), (0, -1, 0))  # the side 1.0 up: 0.2 of the way down the photo
+    np.testing.assert_allclose(albedo, synthetic._sample(tex["rocket"], np.array([0.75]), np.array([1.0 - 1.0 / 1.25]))[0])
+    _, _, albedo = cast(scene, (-0.3, 1.2, 5.0), (0, 0, -1))
+    np.testing.assert_allclose(albedo, 0.8 * synthetic._sample(tex["rocket"], np.array([-0.3]), np.array([1.2]))[0])
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("n_views", 0, "SceneSpec.n_views"),
+        ("size", 0, "SceneSpec.size"),
+        ("supersample", 0, "SceneSpec.supersample"),
+        ("seed", -1, "SceneSpec.seed"),
+        ("radius", 0.0, "SceneSpec.radius"),
+        ("fov_deg", 180.0, "SceneSpec.fov_deg"),
+        ("fov_deg", 0.0, "SceneSpec.fov_deg"),
+    ],
+)
+def test_scene_options_out_of_range_are_refused_by_name(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        SceneSpec(**{field: value})
+
+
+def test_renders_follow_each_pixels_ray_with_separate_focal_lengths(scene):
+    """Depth is the camera z of the hit along the ray through each pixel centre, fx and fy apart."""
+    viewmat = look_at(np.array([3.0, -2.0, 2.5]), np.array([0.0, 0.0, 0.4]), up=(0.0, 0.0, 1.0))
+    K = np.array([[12.0, 0, 4.0], [0, 7.0, 3.5], [0, 0, 1]])
+    rgba, depth = synthetic._render(scene, viewmat, K, 8)
+    c2w = np.linalg.inv(viewmat)
+    ys, xs = np.meshgrid(np.arange(8) + 0.5, np.arange(8) + 0.5, indexing="ij")
+    cam = np.stack([(xs - 4.0) / 12.0, (ys - 3.5) / 7.0, np.ones_like(xs)], -1).reshape(-1, 3)
+    rays = cam @ c2w[:3, :3].T
+    unit = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    t, _, _ = scene.intersect(np.broadcast_to(c2w[:3, 3], rays.shape).copy(), unit)
+    hit = np.isfinite(t)
+    assert 0.5 < hit.mean() < 1.0  # the scene and some sky
+    np.testing.assert_allclose(depth.reshape(-1)[hit], t[hit] / np.linalg.norm(cam, axis=1)[hit], rtol=1e-9)
+    assert np.isinf(depth.reshape(-1)[~hit]).all()
+    np.testing.assert_array_equal(rgba[..., 3].reshape(-1), hit.astype(float))
+
+
+def test_the_point_cloud_has_exactly_the_points_asked_for(tmp_path):
+    path = make_scene(tmp_path, SceneSpec(n_views=3, size=12, n_points=100, supersample=1, seed=4))  # 100 / 3 is no whole number
+    assert len(read_ply(tmp_path / "points3d.ply")["x"]) == 100
+    assert json.loads(path.read_text())["seed"] == 4
+
+
 def test_textures_wrap_and_grey_photos_get_the_stone_tint():
     texture = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
     np.testing.assert_array_equal(synthetic._sample(texture, np.array([0.3, 1.3, -0.7]), np.array([0.6, 0.6, 2.6])), texture[[1, 1, 1], [1, 1, 1]])
+    # -1e-20 % 1.0 is exactly 1.0 in floating point: the last texel, not one past it
+    np.testing.assert_array_equal(synthetic._sample(texture, np.array([-1e-20]), np.array([-1e-20])), texture[[1], [3]])
     brick = synthetic._texture("brick")
     import skimage.data
 
@@ -184,3 +271,4 @@ def test_written_views_match_the_cameras_and_are_transparent_where_rays_miss(sce
     alpha = image[..., 3]
     assert (alpha[hit] > 0).mean() > 0.97 and (alpha[~hit] < 255).mean() > 0.97  # supersampled edges are partial
     assert (alpha[~hit] == 0).mean() > 0.8
+    assert ((alpha > 0) & (alpha < 255)).sum() > 10  # supersampled: object edges cover part of a pixel
