@@ -1024,6 +1024,20 @@ def test_triton_wide_path_edge_cases(width, height, count):
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_triton_wide_backward_runs_twice_through_one_graph():
+    """The wide backward's middle pass writes its stopping points over a copy: a second backward
+    through the same graph (``retain_graph``) starts from the forward's, and gives the same gradients."""
+    leaves = [t.detach().float().to(DEVICE).requires_grad_(i < 5) for i, t in enumerate(scene(n=80, c=40, v=2))]
+    r, a, _ = rasterize_gaussians(*leaves, W, H, render_mode="RGB+D", backend="triton")
+    loss = r.square().sum() + a.sum()
+    first = torch.autograd.grad(loss, leaves[:5], retain_graph=True)
+    second = torch.autograd.grad(loss, leaves[:5])
+    for name, g1, g2 in zip(("means", "quats", "scales", "opacities", "colors"), first, second):
+        torch.testing.assert_close(g2, g1, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.parametrize("sequential", [False, True])
 @pytest.mark.parametrize("loss, background", [("render only", True), ("alpha only", False), ("sums", True), ("sums", False)])
 def test_triton_gradients_when_one_output_is_unused(loss, background, sequential, monkeypatch):
