@@ -151,8 +151,8 @@ def test_window_attention_adds_the_relative_position_bias_of_each_pair():
 def _receptive_field(block, pixel, size=8):
     """The input pixels of an [size x size] grid that the block's output at ``pixel`` depends on."""
     x = torch.randn(1, size * size, block.norm1.normalized_shape[0], dtype=torch.float64, requires_grad=True)
-    mask = shift_mask(size, size, block.window, block.shift) if block.shift else None
-    y = block(x, (size, size), None if mask is None else mask.double())
+    mask = shift_mask(size, size, block.window, block.window // 2).double()  # SwinIR hands it to every block; unshifted ones ignore it
+    y = block(x, (size, size), mask)
     (grad,) = torch.autograd.grad(y[0, pixel[0] * size + pixel[1]].sum(), x)
     touched = (grad.abs().sum(-1) > 1e-30).view(size, size)
     return {(int(r), int(c)) for r, c in touched.nonzero()}
@@ -195,3 +195,72 @@ def test_swin_blocks_alternate_shifts_and_keep_their_residual_paths():
         mask = shift_mask(8, 8, 4, 2).double()
         assert torch.equal(block(x, (8, 8), mask), x)  # ... so each block is its skip connections
         assert torch.equal(rstb(x, (8, 8), mask), x)  # and the group is its own
+
+
+def test_swinir_computes_the_published_network_from_its_weights():
+    """SwinIR-light's forward written out around its (separately tested) Swin blocks: reflect-pad to
+    the window, shift by the DIV2K mean, conv, LayerNorm'd tokens, per RSTB the blocks (masked when
+    shifted) then a 3x3 conv on the grid plus the RSTB's input, LayerNorm, a conv after the body plus
+    the global skip, conv + pixel shuffle, undo the shift, crop."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = build_sr_model("swinir", "tiny", 3).eval()
+    net.layers.append(type(net.layers[0])(12, 2, 2, 4, 2.0))  # two RSTBs, so that each one's skip is seen
+    net.layers[1].residual_group.blocks[1].shift = 2
+    with torch.no_grad():
+        for p in net.parameters():  # away from the init: LayerNorm affine and biases non-trivial
+            p.add_(0.05 * torch.randn_like(p))
+    w = net.state_dict()
+    conv = lambda x, name: F.conv2d(x, w[f"{name}.weight"], w[f"{name}.bias"], padding=1)  # noqa: E731
+    norm = lambda t, name: F.layer_norm(t, (12,), w[f"{name}.weight"], w[f"{name}.bias"])  # noqa: E731
+    mean = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1)
+    x = torch.rand(2, 3, 7, 6)
+    padded = F.pad(x, (0, 2, 0, 1), mode="reflect")  # to 8 x 8
+    feat = conv(padded - mean, "conv_first")
+    tokens = norm(feat.flatten(2).transpose(1, 2), "patch_embed.norm")
+    mask = shift_mask(8, 8, 4, 2)
+    with torch.no_grad():
+        for layer in net.layers:
+            y = tokens
+            for block in layer.residual_group.blocks:
+                y = block(y, (8, 8), mask)
+            grid = y.transpose(1, 2).reshape(2, 12, 8, 8)
+            tokens = F.conv2d(grid, layer.conv.weight, layer.conv.bias, padding=1).flatten(2).transpose(1, 2) + tokens
+        body = norm(tokens, "norm").transpose(1, 2).reshape(2, 12, 8, 8)
+        up = F.pixel_shuffle(conv(conv(body, "conv_after_body") + feat, "upsample.0"), 3)
+        want = (up + mean)[..., :21, :18]
+        got = net(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_swinir_starts_from_the_vit_initialisation_and_refuses_mismatched_stages():
+    torch.manual_seed(0)
+    net = build_sr_model("swinir", "light", 2)
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    weights = torch.cat([m.weight.detach().flatten() for m in linears])
+    assert abs(float(weights.std()) - 0.02) < 0.0005  # torch's default for these layers: std 1 / sqrt(3 fan_in), 0.075 at 60
+    assert all(float(m.bias.abs().max()) == 0 for m in linears)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) and float(m.bias.abs().max()) == 0 for m in norms)
+    from mnemovision.sr.models.swinir import SwinIR
+
+    with pytest.raises(ValueError, match=r"depths and heads must have the same length, got \(2, 2\) and \(2,\)"):
+        SwinIR(2, embed=12, depths=(2, 2), heads=(2,), window=4)
+
+
+def test_official_swinir_files_give_their_ema_weights_when_they_hold_both():
+    plain, ema = {"w": torch.zeros(1)}, {"w": torch.ones(1)}
+    assert convert_official_swinir({"params": plain, "params_ema": ema}) == ema
+    assert convert_official_swinir({"params": plain}) == plain and convert_official_swinir(plain) == plain
+
+
+def test_edsr_conversion_needs_the_right_block_count_and_upsamplers_come_in_powers_of_two():
+    from mnemovision.sr.models.edsr import pixel_shuffle_upsampler
+
+    official = official_edsr_layout(build_sr_model("edsr", "tiny", 4), 2)
+    with pytest.raises(KeyError, match="body.2.weight: not a key of the official EDSR layout"):
+        convert_official_edsr(official, num_blocks=3)  # body.2 is the conv after the body of a 2-block file
+    assert [type(m).__name__ for m in pixel_shuffle_upsampler(8, 8)] == ["Conv2d", "PixelShuffle"] * 3
+    with pytest.raises(ValueError, match="scale must be 2, 3, 4 or 8, got 6"):
+        pixel_shuffle_upsampler(8, 6)
