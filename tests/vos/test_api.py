@@ -166,6 +166,8 @@ def test_memory_bank_usage_is_a_mean_per_read_and_ties_evict_the_oldest():
     assert [e.frame_index for e in tie.entries] == [0, 7, 9]
     with pytest.raises(ValueError, match=r"usage must be \[M\] with M = 3 slots of 'keys' in the bank, got \[4\]"):
         bank.record_usage(torch.zeros(4))
+    with pytest.raises(ValueError, match=r"usage must be \[M\] with M = 3 slots of 'keys' in the bank, got \[3, 1\]"):
+        bank.record_usage(torch.zeros(3, 1))
     with pytest.raises(ValueError, match="capacity must be an int >= 1, got 0"):
         MemoryBank(capacity=0)
     bank.clear()
@@ -208,6 +210,12 @@ def test_memory_bank_order_its_own_dicts_and_keep_first_spares_only_the_first_en
     assert bank.slot_counts("keys") == [1, 1, 1] and "values" not in bank.entries[-1].tensors
     bank.remove_frames(lambda entry: entry.frame_index != 3)
     assert [e.frame_index for e in bank.entries] == [0, 4]
+    bank.capacity = 4
+    for t in (5, 6):
+        bank.add(t, {"keys": torch.zeros(1, 1)})
+    bank.capacity = 2  # a smaller capacity set on a fuller bank: the next add evicts down to it
+    bank.add(7, {"keys": torch.zeros(1, 1)})
+    assert [e.frame_index for e in bank.entries] == [0, 7]
 
 
 def test_load_model_names_an_option_the_model_does_not_take():
