@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnemovision.vos.api import VOSSession, aggregate, load_model
+from mnemovision.vos.api import VOSSession, aggregate, aggregate_probs, load_model
 from mnemovision.vos.memory import MemoryBank
 
 
@@ -73,6 +73,7 @@ def test_remove_reset_and_errors():
     (lambda s, m: s.add_mask(0, m.astype(np.int32) * 257, object_ids=[1]), "values from 0 to 257"),  # once wrapped to id 1
     (lambda s, m: s.add_mask(0, np.where(m > 0, np.nan, 0.0)), "whole-number ids"),
     (lambda s, m: s.add_mask(0, m, object_ids=[1.5]), "object ids must be ints, got \\[1.5\\]"),  # once read as 1
+    (lambda s, m: s.add_mask(0, m, object_ids=[0, 1]), "object ids must be in 1..254, got \\[0, 1\\]"),  # 0 is the background
     (lambda s, m: s.step(np.zeros((0, 8, 3), np.uint8)), "H, W >= 1, got shape \\[0, 8, 3\\]"),  # once an empty answer
 ])
 def test_masks_frames_and_indices_that_would_be_misread_are_refused(call, message):
@@ -117,6 +118,15 @@ def test_aggregate_is_a_distribution_with_background_first():
     probs = np.stack([np.full((2, 2), 0.9), np.full((2, 2), 0.2)])
     agg = aggregate(probs)
     assert agg.shape == (3, 2, 2) and np.allclose(agg.sum(0), 1) and (agg.argmax(0) == 1).all()
+
+
+def test_aggregate_probs_works_along_the_object_dim_of_a_batch():
+    """[B, K, H, W] along dim 1 (what training uses): each batch item as ``aggregate`` scores it alone."""
+    probs = torch.rand(3, 2, 4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    got = aggregate_probs(probs, dim=1)
+    assert got.shape == (3, 3, 4, 5)
+    for b in range(3):
+        np.testing.assert_allclose(got[b].numpy(), aggregate(probs[b].numpy()), rtol=1e-12)
 
 
 @pytest.mark.parametrize("policy,kept", [("fifo", [3, 4, 5]), ("keep_first", [0, 4, 5]), ("usage", [0, 2, 5])])
