@@ -6,6 +6,7 @@ from mnemovision.vision.io import (
     composite_alpha,
     davis_palette,
     iter_video,
+    mask_ids,
     overlay_mask,
     read_image,
     read_mask,
@@ -381,7 +382,9 @@ def test_grayscale_masks_binary_indices_and_too_large_values(tmp_path):
     binary = np.array([[0, 1, 255, 0]], np.uint8)  # 0/1/255: a binary mask, any value > 0 is the object
     Image.fromarray(binary, mode="L").save(tmp_path / "b.png")
     np.testing.assert_array_equal(read_mask(tmp_path / "b.png"), [[0, 1, 1, 0]])
-    indices = np.array([[0, 1, 2, 3]], np.uint8)  # several values: indices
+    Image.fromarray(binary).convert("1").save(tmp_path / "bit.png")  # a 1-bit PNG
+    np.testing.assert_array_equal(read_mask(tmp_path / "bit.png"), [[0, 0, 1, 0]])  # Pillow thresholds at 128
+    indices = np.array([[0, 1, 2, 3, 200]], np.uint8)  # several values: indices, also above 127
     Image.fromarray(indices, mode="L").save(tmp_path / "i.png")
     np.testing.assert_array_equal(read_mask(tmp_path / "i.png"), indices)
     Image.fromarray(np.array([[0, 2, 300]], np.uint16)).save(tmp_path / "w.png")  # 16-bit
@@ -404,6 +407,10 @@ def test_mask_ids_refuse_256_and_write_mask_keeps_a_given_palette(tmp_path):
     with Image.open(tmp_path / "m.png") as img:
         assert img.getpalette()[3:6] == [10, 20, 30]
     np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), [[0, 1]])
+    # bool masks are ids 0/1 and an empty float mask is an empty id map (min() of nothing fails)
+    np.testing.assert_array_equal(mask_ids(np.array([[True, False]])), np.array([[1, 0]], np.uint8))
+    empty = mask_ids(np.zeros((0, 4), np.float32))
+    assert empty.shape == (0, 4) and empty.dtype == np.uint8
 
 
 def test_overlay_blends_object_pixels_only_and_rounds():

@@ -1,6 +1,6 @@
 """DAVIS-style masks: indexed-palette PNGs where pixel value k is object k (0 = background).
 
-Reading also accepts binary masks (grayscale 0/255: any value > 0 is object 1) and RGB masks
+Reading also accepts binary masks (grayscale 0/1/255: any value > 0 is object 1) and RGB masks
 coloured with the DAVIS palette.
 """
 
@@ -36,8 +36,9 @@ def read_mask(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
     """Read a mask as [H, W] uint8 object indices.
 
     Args:
-        path: a palette ("P") PNG, a grayscale PNG (binary: > 0 becomes 1; multi-valued grayscale with
-            values < 128 is taken as indices), or an RGB PNG in the DAVIS palette.
+        path: a palette ("P") PNG, a grayscale PNG (binary, values in {0, 1, 255}: > 0 becomes 1;
+            other 8- or 16-bit grayscale is taken as indices, which must be below 256), or an RGB PNG
+            in the DAVIS palette.
         expected_shape: (H, W) the mask must have, e.g. its frame's size.
 
     Raises:
@@ -53,7 +54,7 @@ def read_mask(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
     elif mode in ("L", "1", "I", "I;16"):
         array = array.astype(np.int64)
         values = np.unique(array)
-        if set(values.tolist()) <= {0, 1, 255} or (mode == "1"):
+        if set(values.tolist()) <= {0, 1, 255}:  # also every 1-bit image (read as 0/1)
             mask = (array > 0).astype(np.uint8)
         elif values.max() < 256:
             mask = array.astype(np.uint8)
