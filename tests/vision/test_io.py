@@ -445,7 +445,9 @@ def test_video_writer_refuses_frames_without_three_channels_and_no_frames(tmp_pa
 def test_image_keep_mode_and_conversions_as_documented(tmp_path):
     from PIL import Image
 
-    np.testing.assert_array_equal(to_float(np.array([-0.5, 1.5])), np.array([-0.5, 1.5], np.float32))  # floats unchanged
+    floats = to_float(np.array([-0.5, 1.5]))  # float64 in: the values unchanged, as float32
+    assert floats.dtype == np.float32
+    np.testing.assert_array_equal(floats, np.array([-0.5, 1.5], np.float32))
     palette = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), mode="P")
     palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
     palette.save(tmp_path / "p.png", transparency=0)
