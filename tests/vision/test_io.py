@@ -434,6 +434,14 @@ def test_video_keeps_fractional_frame_rates_pads_by_the_edge_and_stops_at_max_fr
     assert short.shape == (2, 34, 52, 3)
 
 
+def test_a_still_gif_reads_as_one_frame_at_no_frame_rate(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((6, 8, 3), 90, np.uint8)).save(tmp_path / "still.gif")  # FFmpeg knows no average rate for it
+    frames, fps = read_video(tmp_path / "still.gif")
+    assert frames.shape == (1, 6, 8, 3) and fps == 0.0
+
+
 def test_video_writer_refuses_frames_without_three_channels_and_no_frames(tmp_path):
     with pytest.raises(ValueError, match=r"frame 0 must be \[H, W, 3\], got \(8, 8, 4\)"):
         write_video(tmp_path / "a.mp4", [np.zeros((8, 8, 4), np.uint8)])
