@@ -267,6 +267,11 @@ def test_gaussian_model_from_points_layout_and_refusals():
         GaussianModel(*(v[:, :3] if k == "quats" else v for k, v in params.items()), 1)
     with pytest.raises(ValueError, match="max_sh_degree must be an int in 0..3, got 4"):
         GaussianModel(*params.values(), 4)
+    given = params["means"].clone()
+    copy = GaussianModel(*params.values(), 1)  # float32 tensors in: the model holds its own copies
+    with torch.no_grad():
+        copy.means.add_(1.0)
+    assert torch.equal(params["means"], given)
 
 
 def test_gaussian_model_size_seeds_loading_and_active_degree():
@@ -278,8 +283,10 @@ def test_gaussian_model_size_seeds_loading_and_active_degree():
     assert torch.equal(model.means, GaussianModel.random_in_box(40, torch.zeros(3), torch.ones(3), seed=3).means)
     assert not torch.equal(model.means, GaussianModel.random_in_box(40, torch.zeros(3), torch.ones(3), seed=4).means)
     smaller = GaussianModel.random_in_box(7, torch.zeros(3), torch.ones(3), max_sh_degree=2)
+    before = list(smaller.parameters())
     smaller.load_state_dict(model.state_dict())
     assert len(smaller) == 40 and torch.equal(smaller.sh_rest, model.sh_rest)
+    assert all(a is b for a, b in zip(smaller.parameters(), before))  # the same Parameters: an optimizer on them stays valid
     with pytest.raises(RuntimeError, match="size mismatch for sh_rest"):  # 7 Gaussians of degree 2 get 40 of degree 1
         GaussianModel.random_in_box(7, torch.zeros(3), torch.ones(3), max_sh_degree=2).load_state_dict(GaussianModel.random_in_box(40, torch.zeros(3), torch.ones(3), max_sh_degree=1).state_dict())
     with torch.no_grad():
