@@ -112,6 +112,20 @@ def test_the_bundled_scene_is_generated_where_it_is_missing(tmp_path, monkeypatc
     assert np.isfinite(views[0]["inputs"].numpy()).all()
 
 
+def test_scenes_are_cached_by_their_absolute_folder(tmp_path, monkeypatch):
+    """The same relative path from two working directories is two scenes, not one cached answer."""
+    from mnemovision.splatting.engine.scene_model import scene_for
+
+    for name, views in (("a", 9), ("b", 10)):
+        make_scene(tmp_path / name / "scene", SceneSpec(n_views=views, size=24, n_points=200))
+    monkeypatch.chdir(tmp_path / "a")
+    first = scene_for("scene")
+    monkeypatch.chdir(tmp_path / "b")
+    second = scene_for("scene")
+    assert (len(first.train), len(second.train)) == (7, 8)
+    assert scene_for(str(tmp_path / "b" / "scene")) is second  # loaded once, however the folder is named
+
+
 class FakeLoop:
     def __init__(self, iteration):
         self.iter = iteration
@@ -149,5 +163,6 @@ def test_a_finished_run_reports_its_views_time_and_metrics_to_the_message_hub(sc
     assert (metrics["iterations"], metrics["train_views"], metrics["test_views"], metrics["width"], metrics["height"]) == (4, 8, 2, 24, 24)
     assert 0 < metrics["train_seconds"] < 60 and metrics["n_gaussians"] == len(runner.model.gaussians)
     assert runner.message_hub.get_info("splat_metrics") == metrics
+    assert runner.message_hub.get_scalar("train/n_gaussians").current() == len(runner.model.gaussians)  # logged each step
     cameras = scene_cameras(runner.model.scene())
     assert cameras.shape == (10, 4, 4)  # the train and the test views: the orbit of the whole capture
