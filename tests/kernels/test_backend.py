@@ -110,6 +110,36 @@ def test_triton_is_chosen_only_where_it_can_be_imported(monkeypatch):
             resolve_backend("triton", device)
     monkeypatch.setattr(backend, "triton_importable", lambda: True)
     assert resolve_backend("auto", "cuda") == "triton" and resolve_backend("triton", "cuda") == "triton"
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert resolve_backend("triton", "cuda") == "triton"  # CUDA tensors need no interpreter
+
+
+def test_the_interpreter_switch_without_triton_is_read_as_older_triton_did(monkeypatch):
+    """Without triton to ask, ``1`` alone is on (and nothing tries to import it)."""
+    import mnemovision.kernels._backend as backend
+
+    monkeypatch.setattr(backend, "triton_importable", lambda: False)
+    for value, on in (("1", True), ("true", False), ("", False)):
+        monkeypatch.setenv("TRITON_INTERPRET", value)
+        assert backend.triton_interpreter_enabled() is on
+
+
+def test_the_cpu_path_never_imports_triton():
+    """Without TRITON_INTERPRET, choosing a backend for CPU tensors and asking about the interpreter
+    or autotuning import no triton (its import costs a second or more)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mnemovision.kernels import resolve_backend, triton_interpreter_enabled;"
+        "from mnemovision.kernels._backend import triton_autotune_enabled\n"
+        "assert resolve_backend('auto', 'cpu') == 'torch' and not triton_interpreter_enabled() and triton_autotune_enabled()\n"
+        "print('triton' in sys.modules)"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("TRITON_INTERPRET", "MNEMOVISION_TRITON_AUTOTUNE")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False"]
 
 
 def test_the_backend_report_names_versions_devices_and_the_interpreter(monkeypatch):
