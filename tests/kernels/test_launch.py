@@ -90,6 +90,12 @@ def test_tuned_kernel_asks_the_autotuner_once_per_signature():
     assert asked == [1, 1, 1] and out.dtype == torch.int64 and torch.all(out == 108)
     _launch(kernel, bench, 50, 100, torch.int64)
     assert asked == [1, 1, 1]
+    for _ in range(2):  # tensors given by keyword count by their dtype, not as objects: one signature
+        out = torch.zeros(50, dtype=torch.int32, device=DEVICE)
+        bench.out = out
+        kernel[lambda meta: (cdiv(50, meta["BLOCK"]),)](Out=out, N=50, SHIFT=300)
+        assert torch.all(out == 308)
+    assert asked == [1, 1, 1, 1]
 
 
 def test_a_tuned_kernel_copies_and_shares_its_autotuner():
