@@ -4,6 +4,7 @@ stand-ins for training and scene fitting, whose own tests run them end to end), 
 
 import importlib.metadata
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -122,7 +123,7 @@ def test_splat_render_passes_frames_and_width_by_height(monkeypatch, capsys):
     assert capsys.readouterr().out == "o.mp4\n"
 
 
-def test_sr_upscale_writes_one_png_per_image_of_a_folder_and_one_file_for_a_file(tmp_path, capsys):
+def test_sr_upscale_writes_one_png_per_image_of_a_folder_and_one_file_for_a_file(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     images = {"a.png": rng.integers(0, 256, (9, 11, 3), dtype=np.uint8), "b.PNG": rng.integers(0, 256, (6, 5), dtype=np.uint8)}
     for name, image in images.items():
@@ -136,6 +137,14 @@ def test_sr_upscale_writes_one_png_per_image_of_a_folder_and_one_file_for_a_file
     assert capsys.readouterr().out.splitlines() == [str(tmp_path / "out" / "a.png"), str(tmp_path / "out" / "b.png")]
     assert main(["sr", "upscale", str(tmp_path / "in" / "a.png"), str(tmp_path / "one.png"), "--model", "bicubic", "--scale", "3"]) == 0
     assert read_image(tmp_path / "one.png").shape == (27, 33, 3)
+    import mnemovision.sr.api
+
+    loads = Calls(bicubic)
+    monkeypatch.setattr(mnemovision.sr.api, "load_upscaler", loads)
+    for extra, sparse in (([], False), (["--sparse"], True)):
+        assert main(["sr", "upscale", str(tmp_path / "in" / "a.png"), str(tmp_path / "s.png"), "--model", "m.safetensors", *extra]) == 0
+        assert loads.calls[-1] == (("m.safetensors", None), {"sparse": sparse})
+    monkeypatch.undo()
     (tmp_path / "empty").mkdir()
     assert main(["sr", "upscale", str(tmp_path / "empty"), str(tmp_path / "o"), "--model", "bicubic", "--scale", "2"]) == 2
     assert capsys.readouterr().err == f"mnemovision: error: {tmp_path / 'empty'}: no image files\n"
@@ -168,6 +177,10 @@ def test_vos_run_segments_every_sequence_and_passes_adapt_steps_only_when_given(
     for extra, options in (([], {}), (["--adapt-steps", "0"], {"adapt_steps": 0}), (["--adapt-steps", "5"], {"adapt_steps": 5})):
         assert main([*args[:-2], "--model", "jointformer", *extra]) == 0
         assert load.calls[-1] == (("jointformer",), options)
+    monkeypatch.setattr(mnemovision.vos.api, "load_model", real)
+    capsys.readouterr()
+    assert main([*args[:-2], "--model", "flow", "--adapt-steps", "3"]) == 2  # flow takes no adaptation
+    assert capsys.readouterr().err.startswith("mnemovision: error: --adapt-steps applies to JointFormer models: VOS model 'flow' does not take")
 
 
 def _gt_folders(root):
@@ -218,6 +231,12 @@ def test_info_reports_what_is_usable_as_json_and_as_a_table(monkeypatch, capsys)
     assert main(["info"]) == 0
     table = capsys.readouterr().out
     assert "backend: triton" in table and "usable" in table and "gsplat" in table and "1.5.3" in table
+    monkeypatch.setattr(mnemovision.kernels, "backend_report", lambda: dict(report))  # no CUDA, no gsplat
+    assert main(["info"]) == 0
+    cells = [re.split(r"[│┃|]", line) for line in capsys.readouterr().out.splitlines()]  # rich draws ASCII bars without UTF-8
+    rows = {c[1].strip(): c[2].strip() for c in cells if len(c) == 4}
+    assert rows["backend: gsplat"] == "not usable" and rows["backend: triton"] == "not usable" and rows["backend: torch"] == "usable"
+    assert rows["cuda_devices"] == "-" and rows["gsplat"] == "-"  # nothing there: a dash, not None or []
 
 
 def test_versions_come_from_the_distributions_that_ship_the_modules():
@@ -227,6 +246,14 @@ def test_versions_come_from_the_distributions_that_ship_the_modules():
     assert cv2.__version__.split(".")[:2] == cli._version_of("cv2").split(".")[:2]
     assert cli._version_of("numpy") == np.__version__
     assert cli._version_of("no_module_of_this_name") is None
+
+
+
+def test_a_module_without_package_metadata_is_reported_as_installed(tmp_path, monkeypatch):
+    (tmp_path / "loose_module_here").mkdir()
+    (tmp_path / "loose_module_here" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli._version_of("loose_module_here") == "installed"
 
 
 def test_input_errors_are_one_line_with_status_2_and_a_traceback_on_request(tmp_path, monkeypatch, capsys):
