@@ -124,6 +124,51 @@ def test_ssim_same_padding_and_small_images():
     with pytest.raises(ValueError, match="smaller than"):
         ssim(a, a)
     assert ssim(a, a, padding="same").item() == pytest.approx(1.0)
+    wide = torch.rand(1, 3, 16, 8, dtype=torch.float64)  # tall enough, too narrow
+    with pytest.raises(ValueError, match="images of 16x8 are smaller than the 11x11 SSIM window"):
+        ssim(wide, wide)
+    with pytest.raises(ValueError, match="padding must be 'valid' or 'same', got 'reflect'"):
+        ssim(a, a, padding="reflect")
+
+
+def test_the_ssim_window_is_opencvs_gaussian_kernel_and_even_ones_are_symmetric():
+    import cv2
+
+    from mnemovision.vision.metrics.psnr_ssim import gaussian_window
+
+    for size in (7, 11):
+        np.testing.assert_allclose(gaussian_window(size, 1.5).numpy(), cv2.getGaussianKernel(size, 1.5).ravel(), rtol=1e-12)
+    even = gaussian_window(4, 1.5)  # centred between the two middle taps
+    assert torch.equal(even, even.flip(0)) and float(even.sum()) == pytest.approx(1.0)
+
+
+def test_luma_is_basicsrs_float32_chain_to_the_bit():
+    """BasicSR's ``to_y_channel``: [0, 1] float32, the weighted sum plus 16, divided by 255 (its output
+    range conversion) and multiplied back by 255, every step in float32 (done here channel by channel
+    in the same order); the divide-and-multiply moves some pixels by a float32 step."""
+    img = photo()
+    unit = img.astype(np.float32) / np.float32(255.0)
+    w = np.array([65.481, 128.553, 24.966], np.float32)
+    summed = unit[..., 0] * w[0] + unit[..., 1] * w[1] + unit[..., 2] * w[2] + np.float32(16.0)
+    want = summed / np.float32(255.0) * np.float32(255.0)
+    assert np.array_equal(rgb_to_y(img), want.astype(np.float64))
+    assert (want != summed).any()  # the round trip is visible: the test can tell the two apart
+
+
+def test_grey_images_are_scored_and_their_luma_is_refused():
+    """[H, W] images are one channel; floats below -1 are refused like those above 2; an empty image
+    is named by its size."""
+    grey, other = photo("camera"), noisy(photo("camera"), 6.0)
+    expected = 10 * math.log10(255**2 / np.mean((grey.astype(np.float64) - other) ** 2))
+    assert image_psnr(other, grey) == pytest.approx(expected, abs=1e-10)
+    assert image_ssim(other, grey) == image_ssim(other[..., None], grey[..., None])
+    with pytest.raises(ValueError, match="y_channel=True needs RGB images, got 1 channels"):
+        image_psnr(other, grey, y_channel=True)
+    with pytest.raises(ValueError, match=r"pred is float with values in -1\.5\.\.-0\.5;"):
+        image_psnr(grey / 255.0 - 1.5, grey)
+    empty = np.zeros((0, 4, 3), np.float32)
+    with pytest.raises(ValueError, match="crop_border=0 leaves nothing of a 0x4 image"):
+        image_psnr(empty, empty)
 
 
 def test_ssim_gradcheck():
