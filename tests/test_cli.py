@@ -16,6 +16,7 @@ import mnemovision.splatting.data.synthetic
 import mnemovision.splatting.engine
 import mnemovision.splatting.gaussians
 import mnemovision.splatting.render
+import mnemovision.sr.api
 import mnemovision.vos.api
 from mnemovision import cli
 from mnemovision.cli import main
@@ -137,8 +138,6 @@ def test_sr_upscale_writes_one_png_per_image_of_a_folder_and_one_file_for_a_file
     assert capsys.readouterr().out.splitlines() == [str(tmp_path / "out" / "a.png"), str(tmp_path / "out" / "b.png")]
     assert main(["sr", "upscale", str(tmp_path / "in" / "a.png"), str(tmp_path / "one.png"), "--model", "bicubic", "--scale", "3"]) == 0
     assert read_image(tmp_path / "one.png").shape == (27, 33, 3)
-    import mnemovision.sr.api
-
     loads = Calls(bicubic)
     monkeypatch.setattr(mnemovision.sr.api, "load_upscaler", loads)
     for extra, sparse in (([], False), (["--sparse"], True)):
@@ -246,7 +245,6 @@ def test_versions_come_from_the_distributions_that_ship_the_modules():
     assert cv2.__version__.split(".")[:2] == cli._version_of("cv2").split(".")[:2]
     assert cli._version_of("numpy") == np.__version__
     assert cli._version_of("no_module_of_this_name") is None
-
 
 
 def test_a_module_without_package_metadata_is_reported_as_installed(tmp_path, monkeypatch):

@@ -33,9 +33,9 @@ def test_painted_strokes_propagate_into_masks_and_a_video(tmp_path):
     assert "24 frames" in summary
     with zipfile.ZipFile(archive) as handle:
         assert len(handle.namelist()) == 24
-    with zipfile.ZipFile(archive) as handle:
         assert handle.namelist() == [f"{t:05d}.png" for t in range(24)]  # flat names, not the run folder's path
-    decoded = [f.to_ndarray(format="rgb24").astype(int) for f in av.open(video).decode(video=0)]
+    with av.open(video) as container:
+        decoded = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
     assert len(decoded) == 24
     tint = np.abs(decoded[0] - frames[0].astype(int)).mean(-1)
     assert tint[mask].mean() > 20 and tint[~mask].mean() < 4  # the overlay: frame 0's object tinted, the rest as it was

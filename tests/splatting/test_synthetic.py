@@ -34,6 +34,24 @@ def cast(scene, origin, direction):
     return float(t[0]), normal[0], albedo[0]
 
 
+def box_rotation(scene) -> np.ndarray:
+    """[3, 3] the box's turn about z: world offsets @ it are box-frame coordinates, it @ box-frame
+    directions are world ones."""
+    cos, sin = math.cos(scene.box_angle), math.sin(scene.box_angle)
+    return np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]])
+
+
+def cast_pixel_rays(scene, viewmat, K, size):
+    """One ray through each pixel centre of a ``size`` x ``size`` camera: (hit distances [P],
+    camera-space directions [P, 3] with z = 1), row-major."""
+    c2w = np.linalg.inv(viewmat)
+    ys, xs = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
+    cam = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], np.ones_like(xs)], -1).reshape(-1, 3)
+    rays = cam @ c2w[:3, :3].T
+    t, _, _ = scene.intersect(np.broadcast_to(c2w[:3, 3], rays.shape).copy(), rays / np.linalg.norm(rays, axis=1, keepdims=True))
+    return t, cam
+
+
 @pytest.mark.parametrize(
     "origin, direction, t, normal",
     [
@@ -82,11 +100,10 @@ def test_each_surface_shows_its_own_texture_where_the_ray_meets_it(scene):
     u, v = 0.5 + math.atan2(n[1], n[0]) / (2 * math.pi), 0.5 - math.asin(n[2]) / math.pi
     np.testing.assert_allclose(albedo, synthetic._sample(tex[name], np.array([u]), np.array([v]))[0])
 
-    cos, sin = math.cos(scene.box_angle), math.sin(scene.box_angle)
-    rot = np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]])
-    for axis, sign in ((0, -1.0), (1, -1.0)):  # the two faces that look away from the other objects
+    rot = box_rotation(scene)
+    for axis in (0, 1):  # the two faces that look away from the other objects (-x and -y in the box's frame)
         local = np.zeros(3)
-        local[axis] = sign
+        local[axis] = -1.0
         world_normal = rot @ local
         local_point = scene.box_half[axis] * local + np.array([0.13, 0.13, 0.1]) * (local == 0)  # on the face, off its middle (no texel edge)
         world_point = scene.box_center + rot @ local_point
@@ -125,12 +142,7 @@ def test_renders_follow_each_pixels_ray_with_separate_focal_lengths(scene):
     viewmat = look_at(np.array([3.0, -2.0, 2.5]), np.array([0.0, 0.0, 0.4]), up=(0.0, 0.0, 1.0))
     K = np.array([[12.0, 0, 4.0], [0, 7.0, 3.5], [0, 0, 1]])
     rgba, depth = synthetic._render(scene, viewmat, K, 8)
-    c2w = np.linalg.inv(viewmat)
-    ys, xs = np.meshgrid(np.arange(8) + 0.5, np.arange(8) + 0.5, indexing="ij")
-    cam = np.stack([(xs - 4.0) / 12.0, (ys - 3.5) / 7.0, np.ones_like(xs)], -1).reshape(-1, 3)
-    rays = cam @ c2w[:3, :3].T
-    unit = rays / np.linalg.norm(rays, axis=1, keepdims=True)
-    t, _, _ = scene.intersect(np.broadcast_to(c2w[:3, 3], rays.shape).copy(), unit)
+    t, cam = cast_pixel_rays(scene, viewmat, K, 8)
     hit = np.isfinite(t)
     assert 0.5 < hit.mean() < 1.0  # the scene and some sky
     np.testing.assert_allclose(depth.reshape(-1)[hit], t[hit] / np.linalg.norm(cam, axis=1)[hit], rtol=1e-9)
@@ -206,8 +218,7 @@ def surface_distances(scene, points):
     inf = np.inf
     ground = np.where((np.abs(points[:, :2]) <= GROUND_HALF + 1e-9).all(1), np.abs(points[:, 2]), inf)
     spheres = [np.abs(np.linalg.norm(points - c, axis=1) - r) for c, r, _ in scene.spheres]
-    cos, sin = math.cos(scene.box_angle), math.sin(scene.box_angle)
-    local = (points - scene.box_center) @ np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]])
+    local = (points - scene.box_center) @ box_rotation(scene)
     excess = np.abs(local) - scene.box_half  # on the box: all <= 0 and the largest is 0
     box = np.where((excess <= 1e-9).all(1), np.abs(excess.max(1)), inf)
     radial = np.linalg.norm(points[:, :2] - scene.cyl_center, axis=1)
@@ -235,8 +246,7 @@ def test_the_point_cloud_lies_on_the_surfaces_with_their_shaded_colours(scene, w
     normals[kind == 0] = [0, 0, 1]
     for index, (center, radius, _) in enumerate(scene.spheres, start=1):
         normals[kind == index] = (points[kind == index] - center) / radius
-    cos, sin = math.cos(scene.box_angle), math.sin(scene.box_angle)
-    rot = np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]])
+    rot = box_rotation(scene)
     local = (points[kind == 3] - scene.box_center) @ rot
     axis = np.argmax(np.abs(local) / scene.box_half, axis=1)
     face = np.zeros_like(local)
@@ -261,12 +271,7 @@ def test_written_views_match_the_cameras_and_are_transparent_where_rays_miss(sce
     assert image.shape == (32, 32, 4)
     # one ray per pixel centre at the written resolution: where it hits nothing, alpha is 0
     cams = hemisphere_cameras(SPEC)
-    c2w = np.linalg.inv(cams.viewmats[5])
-    K = cams.Ks[5]
-    ys, xs = np.meshgrid(np.arange(32) + 0.5, np.arange(32) + 0.5, indexing="ij")
-    rays = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], np.ones_like(xs)], -1).reshape(-1, 3) @ c2w[:3, :3].T
-    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
-    t, _, _ = scene.intersect(np.broadcast_to(c2w[:3, 3], rays.shape).copy(), rays)
+    t, _ = cast_pixel_rays(scene, cams.viewmats[5], cams.Ks[5], 32)
     hit = np.isfinite(t).reshape(32, 32)
     alpha = image[..., 3]
     assert (alpha[hit] > 0).mean() > 0.97 and (alpha[~hit] < 255).mean() > 0.97  # supersampled edges are partial
