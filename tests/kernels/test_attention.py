@@ -577,7 +577,7 @@ def test_triton_dense_backward_with_query_splits(similarity, dv, fused, monkeypa
     fuse = triton_impl._fused_key_grads(dv)
     assert fuse == (fused and dv <= 256)
     b, h, nq, m, d = 1, 2, 200, 15, 16
-    cfg = triton_impl._blocks(triton_impl.triton_sizes.block_d(d))
+    cfg = triton_impl._blocks(triton_impl.key_side_width(d, dv))
     splits, _ = triton_impl._query_splits(nq, cfg["BLOCK_M"], math.ceil(m / cfg["BLOCK_N"]) * b * h, DEVICE, 1 if fuse else 2)
     assert splits > 1
     inputs64 = make(b, h, nq, m, d, dv)

@@ -339,13 +339,27 @@ def _attn_usage_kernel(
 # launchers
 
 
-def _blocks(block_d: int) -> dict:
-    """Fixed tile sizes: small under the interpreter (it is slow), else sized for shared memory."""
-    if triton_sizes.interpreting():
-        return {"BLOCK_M": 16, "BLOCK_N": 16}
-    if block_d > 128:
+def gpu_blocks(width: int) -> dict:
+    """Fixed tile sizes on a GPU for a kernel whose widest row (head or value dim, padded) is
+    ``width``: sized for shared memory (an H100 / H200 program has at most 227 KB)."""
+    if width > 128:
         return {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 4}
     return {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4}
+
+
+def key_side_width(d: int, dv: int) -> int:
+    """The widest row the key-side backward holds: the padded head dim, or with dK and dV in one
+    kernel (``_fused_key_grads``) the wider of it and the padded value width (that kernel keeps the
+    whole value width in one slice)."""
+    block_d = triton_sizes.block_d(d)
+    return max(block_d, triton_sizes.block_d(dv)) if _fused_key_grads(dv) else block_d
+
+
+def _blocks(width: int) -> dict:
+    """Fixed tile sizes: small under the interpreter (it is slow), else ``gpu_blocks``."""
+    if triton_sizes.interpreting():
+        return {"BLOCK_M": 16, "BLOCK_N": 16}
+    return gpu_blocks(width)
 
 
 _rows = triton_sizes.dense_rows
@@ -408,9 +422,12 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     block_d, block_dv = triton_sizes.block_d(d), triton_sizes.block_dv(dv)
     cfg = _blocks(block_d)
     sizes = dict(HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
-    n_blocks = cdiv(m, cfg["BLOCK_N"])
     fuse = _fused_key_grads(dv)
-    splits, chunk = _query_splits(nq, cfg["BLOCK_M"], n_blocks * b * h, q.device, 1 if fuse else 2)
+    # the fused kernel's tiles are sized by the wider of D and Dv (D = 64, Dv = 130 in float32 on
+    # 64 x 64 tiles asked for 263 KB of shared memory on an H200, over its 227 KB)
+    key_cfg = _blocks(key_side_width(d, dv))
+    n_blocks = cdiv(m, key_cfg["BLOCK_N"])
+    splits, chunk = _query_splits(nq, key_cfg["BLOCK_M"], n_blocks * b * h, q.device, 1 if fuse else 2)
     dq = torch.empty_like(qf)
     if splits == 1:  # the gradients in their shapes and the input dtype, written directly (tl.store casts)
         dk, dvv = torch.empty_like(kf), torch.empty_like(vf)
@@ -422,7 +439,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     # split s of (batch, head) bh writes partial number bh * splits + s of each buffer
     if fuse:  # dK, d(bias) and dV in one pass over the queries
         # the whole value width in one slice, padded as a head dim is
-        fused = {**sizes, "BLOCK_DV": triton_sizes.block_d(dv), "num_warps": 4 if triton_sizes.interpreting() else FUSED_WARPS}
+        fused = {**sizes, **key_cfg, "BLOCK_DV": triton_sizes.block_d(dv), "num_warps": 4 if triton_sizes.interpreting() else FUSED_WARPS}
         _attn_bwd_dkdv_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dvv, dbias, nq, m, d, dv, chunk, splits, scale, **fused)
     else:
         _attn_bwd_dv_kernel[(n_blocks, b * h * splits, cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
