@@ -1026,14 +1026,18 @@ def test_triton_wide_path_edge_cases(width, height, count):
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 def test_triton_wide_backward_runs_twice_through_one_graph():
     """The wide backward's middle pass writes its stopping points over a copy: a second backward
-    through the same graph (``retain_graph``) starts from the forward's, and gives the same gradients."""
+    through the same graph (``retain_graph``) starts from the forward's, and gives the same gradients:
+    bit for bit in the interpreter; on a GPU the per-Gaussian sums are atomic adds in whatever order
+    the programs run (an H200 gave different bits, 2026-11-29), so there to 1e-5 of the largest."""
     leaves = [t.detach().float().to(DEVICE).requires_grad_(i < 5) for i, t in enumerate(scene(n=80, c=40, v=2))]
     r, a, _ = rasterize_gaussians(*leaves, W, H, render_mode="RGB+D", backend="triton")
     loss = r.square().sum() + a.sum()
     first = torch.autograd.grad(loss, leaves[:5], retain_graph=True)
     second = torch.autograd.grad(loss, leaves[:5])
     for name, g1, g2 in zip(("means", "quats", "scales", "opacities", "colors"), first, second):
-        torch.testing.assert_close(g2, g1, rtol=0, atol=0, msg=name)
+        assert g1.abs().max() > 0, name
+        tol = 0.0 if DEVICE == "cpu" else 1e-5 * float(g1.abs().max())
+        torch.testing.assert_close(g2, g1, rtol=0, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.triton
