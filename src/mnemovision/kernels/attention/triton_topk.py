@@ -65,9 +65,10 @@ _D_CHUNK = 8
 SELECT_WARPS = 8
 # Thresholds counted per step of the selection's searches (``_take_largest``; 1: bisection). On the
 # benchmark's vos_T20 queries (``bench/topk_steps.py --probes``) the two searches take 15.5 steps
-# a query by bisection, 7.5 with 4 thresholds a step, 5.8 with 8; each step is one block-wide
-# reduction of that many counts, whose latency (shuffle levels, a barrier) hardly grows with them.
-SEARCH_PROBES = 4
+# a query by bisection, 7.5 with 4 thresholds a step, 5.8 with 8; but fewer steps did not make the
+# selection faster on a GPU: on an H200 (2026-11-29, ``bench/attention_profile.py --probes 1,4,8``)
+# the selection program took 130 / 136 / 140 us per vos_T20 forward, so bisection is the default.
+SEARCH_PROBES = 1
 # A finite floor for in-range candidate logits (masked keys have bias -inf): padding candidates
 # (-inf) then never outrank a real key.
 _FLOOR = tl.constexpr(-3.0e38)
