@@ -16,7 +16,8 @@
 # Writes JSON and one log of every step ($OUT/steps.log) under $OUT (default bench/out). Each step is cut at STEP_TIMEOUT_S (default 240).
 # QUICK=1, a follow-up on a fresh machine in about 5 minutes: phase 1 runs the benchmarks' Triton
 # rows once to compile their autotuner candidates (attention_warm, raster_warm: timings not kept)
-# and profiles the one-Gaussian-at-a-time kernels at C = 3 (raster_seq_c3, noisy: the GPU is shared)
+# and profiles the one-Gaussian-at-a-time kernels at C = 3 (raster_seq_c3, noisy: the GPU is shared;
+# SEQ_PROFILE=0 skips it)
 # beside the parity tests matching QUICK_K (default: the attention tests matching "topk or inference or splits or half or
 # whole_key_blocks" and the rasterizer's binning (with the tile order), absgrad, unused-output,
 # small-C reference, batched-variant and one-warp sub-tile variant tests);
@@ -34,7 +35,7 @@
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
 # else ../shared/data. Wheels carried in ./.whl are installed under /tmp/site: gsplat's CUDA code is
 # then compiled in the background (sm_90, GSPLAT_JOBS=6) during phase 1, and with pytest-xdist
-# (+ execnet) the tests run in 4 processes; the rasterizer benchmark includes gsplat's CUDA
+# (+ execnet) the tests run in XDIST_N (default 4) processes; the rasterizer benchmark includes gsplat's CUDA
 # rasterizer if the build finished by GSPLAT_WAIT_S (default 300) seconds into the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +85,7 @@ run_step() {  # run_step NAME CMD...: output to $LOG_DIR/NAME.log (cut at STEP_T
 }
 
 xdist=()
-$PY -c "import xdist" 2>/dev/null && xdist=(-n 4)
+$PY -c "import xdist" 2>/dev/null && xdist=(-n "${XDIST_N:-4}")
 # parity tests launch one fixed configuration per kernel (the test_*_autotuned_* tests switch the
 # autotuner back on themselves): compiling every candidate is the profiles' job
 pytest_native=(env MNEMOVISION_TRITON_AUTOTUNE=0 $PY -m pytest "${xdist[@]}" -q -p no:cacheprovider -o addopts="--strict-markers" -rs)
@@ -107,7 +108,7 @@ if [ -n "${QUICK:-}" ]; then  # beside the tests, compile the benchmarks' autotu
   wants raster && [ "${RASTER_AUTOTUNE:-1}" != "0" ] && { STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step raster_warm $PY bench/raster.py --quick --device cuda --backends triton --channels "${RASTER_CHANNELS:-3}" & pids+=($!); }
   # the one-Gaussian-at-a-time kernels at C = 3 (not the default), with their one-warp sub-tile
   # candidates: autotuner timings per candidate (the GPU is shared here) and a profile
-  wants raster && { STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step raster_seq_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --small-c sequential & pids+=($!); }
+  wants raster && [ "${SEQ_PROFILE:-1}" != "0" ] && { STEP_TIMEOUT_S=${TEST_TIMEOUT_S:-200} run_step raster_seq_c3 $PY bench/raster_profile.py --device cuda --backends triton --channels 3 --backward --calls 3 --small-c sequential & pids+=($!); }
 fi
 if wants attention && [ -z "${QUICK:-}" ]; then
   run_step attention_profile_topk $PY bench/attention_profile.py --case vos_T20 --top-k 30 --backward --calls 5 --tiles 8,16,32 & pids+=($!)

@@ -9,7 +9,8 @@ side by side for a PyTorch op, a trivial Triton kernel (plain, through ``triton.
 ``mnemovision.kernels._launch.TunedKernel``),
 ``memory_attention`` (dense and top-k, forward and forward+backward) beside SDPA (the
 forward+backward rows again with autograd's backward on the calling thread instead of its device
-thread), and ``rasterize_gaussians`` beside gsplat's ``rasterization`` (``--gsplat``). ``--cprofile``
+thread), and ``rasterize_gaussians`` beside gsplat's ``rasterization`` (``--gsplat``); some rows again
+with Triton's (empty) launch hooks set to None (``launch_hooks_off``). ``--cprofile``
 first prints where the host time of a top-k, a dense and a rasterizer forward+backward goes, by
 Python function (backward on the calling thread, so that cProfile sees it). Needs CUDA.
 """
@@ -183,6 +184,30 @@ def on_calling_thread(fn):
     return call
 
 
+class launch_hooks_off:
+    """Triton's launch hooks set to None while inside (Triton 3.5+ keeps an empty ``HookChain`` in
+    ``triton.knobs.runtime.launch_enter_hook`` / ``launch_exit_hook``: each launch builds a launch
+    metadata dict and its launcher calls both chains; None skips all three). A no-op where this
+    Triton has no such knobs. Only for measuring what they cost: other code may register hooks."""
+
+    def __enter__(self):
+        self.runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
+        self.saved = None
+        if self.runtime is not None and hasattr(self.runtime, "launch_enter_hook"):
+            self.saved = (self.runtime.launch_enter_hook, self.runtime.launch_exit_hook)
+            self.runtime.launch_enter_hook = self.runtime.launch_exit_hook = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            self.runtime.launch_enter_hook, self.runtime.launch_exit_hook = self.saved
+        return False
+
+
+# rows timed again with Triton's launch hooks off
+HOOKS_OFF_ROWS = ("triton kernel (one launch)", "memory_attention dense fwd", "memory_attention topk8 fwd", "rasterize_gaussians fwd", "rasterize_gaussians fwd+bwd")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
@@ -213,6 +238,13 @@ def main() -> None:
         row = {"case": name, **timings(fn, args.calls), "device": torch.cuda.get_device_name()}
         rows.append(row)
         print(f"{name:40s} issue {row['issue_us']:8.1f} us  sync {row['sync_us']:8.1f} us", flush=True)
+    for name in HOOKS_OFF_ROWS:
+        with launch_hooks_off() as hooks:
+            if hooks.saved is None:
+                break
+            row = {"case": f"{name}, launch hooks None", **timings(cases[name], args.calls), "device": torch.cuda.get_device_name()}
+        rows.append(row)
+        print(f"{row['case']:40s} issue {row['issue_us']:8.1f} us  sync {row['sync_us']:8.1f} us", flush=True)
     print()
     print_table(rows, ["case", "issue_us", "sync_us", "device"])
     write_json(args.json, {"results": rows})
