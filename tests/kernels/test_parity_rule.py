@@ -70,3 +70,14 @@ def test_nan_shapes_and_a_nan_same_precision_path_are_refused():
     assert_kernel_close(lse.float(), lse.float(), lse, "lse")
     with pytest.raises(AssertionError, match="lse"):
         assert_kernel_close(torch.tensor([float("-inf"), 0.5 + 2**-10]), lse.float(), lse, "lse")
+
+
+def test_all_infinite_and_empty_references_keep_the_plain_floor():
+    """Nothing finite to scale the floor by (every query of a batch fully masked, an empty output):
+    the floor stays the dtype's, and matching outputs pass."""
+    lse = torch.full((3,), float("-inf"), dtype=torch.float64)
+    assert_kernel_close(lse.float(), lse.float(), lse, "lse")
+    with pytest.raises(AssertionError, match="lse"):
+        assert_kernel_close(torch.tensor([float("-inf"), float("-inf"), 0.0]), lse.float(), lse, "lse")
+    empty = torch.empty(0, 4, dtype=torch.float64)
+    assert_kernel_close(empty.float(), empty.float(), empty, "out")
