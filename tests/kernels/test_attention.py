@@ -450,6 +450,31 @@ def test_triton_topk_selection_is_exact(shape, top_k, tile, registers, monkeypat
 
 @pytest.mark.triton
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_topk_selection_falls_back_exactly_when_one_program_cannot_hold_it(monkeypatch):
+    """The selection program holds a query's row of tile maxima (at most MAX_TILES, padded to a
+    power of two) and its candidate block (top-k tiles x tile keys, at most MAX_CANDIDATES); when
+    either would not fit, the chunked PyTorch selection runs instead, with the same keys."""
+    from mnemovision.kernels.attention import ref as attention_ref
+    from mnemovision.kernels.attention import triton_topk
+
+    calls = []
+    chunked = attention_ref.topk_select
+    monkeypatch.setattr(attention_ref, "topk_select", lambda *a, **kw: calls.append(1) or chunked(*a, **kw))
+    g = torch.Generator().manual_seed(13)
+    q, k = torch.randn(1, 1, 4, 8, generator=g).to(DEVICE), torch.randn(1, 1, 64, 8, generator=g).to(DEVICE)
+    want = torch.topk(q @ k.transpose(-1, -2), 3, dim=-1).indices.sort(-1).values
+    # tiles of 8: a row of 8 maxima, 4 x 8 = 32 candidates
+    for max_tiles, max_candidates, fallback in ((8, 32, False), (8, 16, True), (4, 32, True)):
+        monkeypatch.setattr(triton_topk, "MAX_TILES", max_tiles)
+        monkeypatch.setattr(triton_topk, "MAX_CANDIDATES", max_candidates)
+        calls.clear()
+        got = triton_topk.topk_select(q, k, None, 3, tile=8)
+        assert calls == ([1] if fallback else []), (max_tiles, max_candidates)
+        assert torch.equal(got.sort(-1).values, want)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_triton_topk_selection_candidates_the_autotuner_may_pick(monkeypatch):
     """Every gather width / warp count the GPU autotuner may pick for the selection program gives
     torch.topk's keys (run here as fixed settings)."""
@@ -590,6 +615,36 @@ def test_triton_dense_backward_with_query_splits(similarity, dv, fused, monkeypa
         assert_kernel_close(a, b_, c.to(a.device), f"d{name}")
 
 
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_takes_head_dims_up_to_256_and_names_the_limit():
+    """D = 256 (MCNet's head dim) runs on the Triton path and matches the torch path; D = 257 is
+    refused with the limit named."""
+    g = torch.Generator().manual_seed(11)
+    q, k, v = (torch.randn(1, 1, n, e, generator=g).to(DEVICE) for n, e in ((3, 256), (5, 256), (5, 4)))
+    got = memory_attention(q, k, v, backend="triton")
+    torch.testing.assert_close(got, memory_attention(q, k, v, backend="torch"), rtol=1e-4, atol=1e-5)
+    q, k = (torch.randn(1, 1, n, 257, generator=g).to(DEVICE) for n in (3, 5))
+    with pytest.raises(ValueError, match=r"the triton backend supports D <= 256, got D = 257"):
+        memory_attention(q, k, v, backend="triton")
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("top_k", [None, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_usage_has_the_documented_dtype(top_k, dtype):
+    """usage is float32, float64 for float64 inputs (the interpreter's oracle runs), dense and top-k;
+    each query spreads a weight of one, so a head's usage sums to Nq."""
+    if dtype == torch.float64 and DEVICE != "cpu":
+        pytest.skip("float64 runs through the Triton interpreter only")
+    g = torch.Generator().manual_seed(12)
+    q, k, v = (torch.randn(1, 2, n, 8, generator=g, dtype=dtype).to(DEVICE) for n in (5, 9, 9))
+    usage = memory_attention(q, k, v, top_k=top_k, return_usage=True, backend="triton").usage
+    assert usage.dtype == dtype and usage.shape == (1, 2, 9)
+    torch.testing.assert_close(usage.sum(-1), torch.full((1, 2), 5.0, dtype=dtype, device=DEVICE), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_query_splits_fill_one_wave(monkeypatch):
     """MCNet on an H100 (132 SMs; 32 key blocks of 32, 16384 queries in blocks of 32): the dK kernel
@@ -602,6 +657,12 @@ def test_query_splits_fill_one_wave(monkeypatch):
     assert triton_impl._query_splits(16384, 32, 32, None, per_sm=1) == (4, 4096)
     assert triton_impl._query_splits(40, 32, 1, None) == (2, 32)
     assert triton_impl._query_splits(1620, 64, 507, None) == (1, 1664)
+    # 10 query blocks over 8 splits round to 2 blocks a split: 5 splits, none left empty
+    assert triton_impl._query_splits(160, 16, 33, None) == (5, 32)
+    for nq in (1, 17, 160, 1000):
+        for programs in (1, 7, 33, 300):
+            splits, chunk = triton_impl._query_splits(nq, 16, programs, None)
+            assert chunk % 16 == 0 and (splits - 1) * chunk < nq <= splits * chunk, (nq, programs, splits, chunk)
 
 
 @pytest.mark.triton
