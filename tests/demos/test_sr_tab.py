@@ -5,7 +5,7 @@ import pytest
 
 from mnemovision.demos import sr_tab
 from mnemovision.sr.api import SHIPPED, load_upscaler
-from mnemovision.vision.metrics import image_psnr
+from mnemovision.vision.metrics import image_psnr, image_ssim
 from mnemovision.vision.resize import bicubic_lr
 
 pytestmark = pytest.mark.skipif(not all(p.exists() for p in SHIPPED.values()), reason="shipped SR models missing (bench/sr.py --ship writes them)")
@@ -23,8 +23,12 @@ def test_compare_scores_three_models_against_the_reference():
     assert all(img.shape == (192, 192, 3) for img, _ in images[:3])
     assert images[3][0].shape == (4 * sr_tab.ZOOM, 4 * sr_tab.ZOOM, 3)
     lr, gt = bicubic_lr(reference(), 2)
-    expected = image_psnr(load_upscaler("shipped")(lr), gt, crop_border=2, y_channel=True)
+    out = load_upscaler("shipped")(lr)
+    expected = image_psnr(out, gt, crop_border=2, y_channel=True)
     assert f"{expected:.2f}" in table and "bicubic" in table
+    # SSIM on the luma too, as BasicSR reports it (on RGB it differs from the fourth decimal)
+    ssim_y, ssim_rgb = (image_ssim(out, gt, crop_border=2, y_channel=y) for y in (True, False))
+    assert f"{ssim_y:.4f}" != f"{ssim_rgb:.4f}" and table.splitlines()[-1].split("|")[4].strip() == f"{ssim_y:.4f}"
     psnrs = [float(row.split("|")[3]) for row in table.splitlines()[2:]]
     assert psnrs[1] > psnrs[0] + 1.0 and psnrs[2] > psnrs[0] + 1.0  # both networks clearly beat bicubic
 
@@ -37,6 +41,8 @@ def test_pruning_further_costs_quality_and_bad_inputs_are_explained():
     assert sr_tab.compare(None, None, 0.9)[1].startswith("Upload")
     lr = np.zeros((50, 50, 3), np.uint8)
     assert "smaller than the input" in sr_tab.compare(lr, np.zeros((60, 60, 3), np.uint8), 0.9)[1]
+    for short in ((60, 120, 3), (120, 60, 3)):  # too small one way only: the same explanation
+        assert "smaller than the input" in sr_tab.compare(lr, np.zeros(short, np.uint8), 0.9)[1], short
     images, table = sr_tab.compare(lr, None, 0.9)
     assert images[0][0].shape == (100, 100, 3) and "PSNR" not in table
 
