@@ -22,7 +22,7 @@ def test_image_report_table_and_error_map(tmp_path):
 
 def test_image_report_explains_bad_input(tmp_path):
     text, error_map = metrics_tab.image_report(photo(), photo()[:100], 0, tmp_path)
-    assert "Sizes differ" in text and error_map is None
+    assert text == "**Sizes differ**: prediction 451x300, reference 451x100." and error_map is None  # width x height
     text, _ = metrics_tab.image_report(None, photo(), 0, tmp_path)
     assert "Upload" in text
     text, _ = metrics_tab.image_report(photo(), photo(), 500, tmp_path)
@@ -63,6 +63,15 @@ def test_error_map_colours_the_mean_error_up_to_its_99th_percentile():
     small[..., 0] = 1
     np.testing.assert_allclose(metrics_tab.error_map(small, target)[3, 3], inferno(1 / 3)[:3], atol=1e-6)
     np.testing.assert_allclose(metrics_tab.error_map(target, target)[3, 3], inferno(0.0)[:3], atol=1e-6)
+    # a prediction below its target counts as much as one above (no uint8 wrap-around), and one
+    # outlier of 250 above the 99th percentile (100 + 1% of the way to 250) is clipped, not the scale
+    pred[9, 0] = 250
+    pred[5, 5] = 0
+    target[5, 5] = 10
+    got = metrics_tab.error_map(pred, target)
+    np.testing.assert_allclose(got[5, 5], inferno(10 / 101.5)[:3], atol=1e-6)
+    np.testing.assert_allclose(got[0, 0], inferno(100 / 101.5)[:3], atol=1e-6)
+    np.testing.assert_allclose(got[9, 0], inferno(1.0)[:3], atol=1e-6)
 
 
 def test_grey_and_rgba_uploads_are_scored_as_rgb(tmp_path):
@@ -91,4 +100,6 @@ def test_identical_videos_report_infinite_psnr_and_a_capped_curve(tmp_path, monk
     assert plotted == {"PSNR": ([0, 1, 2, 3], [100.0] * 4)}  # inf would leave the plot empty
     text, curve = metrics_tab.video_report(str(tmp_path / "ref.mp4"), str(tmp_path / "missing.mp4"), tmp_path)
     assert text.startswith("**Error**") and curve is None
-    assert metrics_tab.video_report(None, str(tmp_path / "ref.mp4"), tmp_path) == ("Upload a prediction and a reference video.", None)
+    for pred, ref in ((None, "ref.mp4"), ("ref.mp4", None), ("ref.mp4", "")):  # a cleared upload field sends None or ""
+        pred, ref = (str(tmp_path / p) if p else p for p in (pred, ref))
+        assert metrics_tab.video_report(pred, ref, tmp_path) == ("Upload a prediction and a reference video.", None)
