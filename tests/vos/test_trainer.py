@@ -53,3 +53,48 @@ def test_the_loss_gets_the_current_fraction_and_only_training_counts_steps(monke
 def test_the_bootstrap_schedule_out_of_range_is_named(options, message):
     with pytest.raises(ValueError, match=message):
         JointFormerTrainer("tiny", **options)
+
+
+def _training_checkpoint(path, net, **extra):
+    """An mmengine-style checkpoint of a JointFormerTrainer: the network under ``net.``, the step
+    counter beside it."""
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    state["steps"] = torch.tensor(12)
+    torch.save({"meta": {"iter": 12}, "state_dict": {**state, **extra}}, path)
+
+
+def test_export_keeps_the_network_and_the_inference_settings(tmp_path):
+    from mnemovision.vos.api import load_model
+    from mnemovision.vos.engine import export_jointformer
+    from mnemovision.vos.jointformer_model import load_jointformer
+    from mnemovision.vos.models import build_jointformer
+
+    torch.manual_seed(0)
+    net = build_jointformer("tiny")
+    _training_checkpoint(tmp_path / "iter_12.pth", net)
+    export_jointformer(tmp_path / "iter_12.pth", tmp_path / "jf.safetensors", inference={"mem_every": 3, "internal_size": 32})
+    loaded = load_jointformer(tmp_path / "jf.safetensors").state_dict()
+    assert set(loaded) == set(net.state_dict())
+    for key, value in net.state_dict().items():  # stored in float16
+        want = value.half().float() if value.is_floating_point() else value
+        assert torch.equal(loaded[key], want), key
+    model = load_model(str(tmp_path / "jf.safetensors"))
+    assert (model.mem_every, model.internal_size) == (3, 32)
+
+
+def test_export_names_the_checkpoint_that_holds_no_fitting_network(tmp_path):
+    from mnemovision.vision.errors import CheckpointError
+    from mnemovision.vos.engine import export_jointformer
+    from mnemovision.vos.models import build_jointformer
+
+    torch.save({"state_dict": {"steps": torch.tensor(1)}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"other\.pth: field 'state_dict' must hold a JointFormerTrainer's weights"):
+        export_jointformer(tmp_path / "other.pth", tmp_path / "out.safetensors")
+    net = build_jointformer("tiny")
+    _training_checkpoint(tmp_path / "wide.pth", net, **{"net.cls_token": torch.zeros(1, 1, 50)})
+    with pytest.raises(CheckpointError, match=r"wide\.pth: net\.cls_token has width 50, expected one of \[96, 192, 768\]"):
+        export_jointformer(tmp_path / "wide.pth", tmp_path / "out.safetensors")
+    _training_checkpoint(tmp_path / "extra.pth", net, **{"net.head.extra": torch.zeros(2)})
+    with pytest.raises(CheckpointError, match=r"extra\.pth \(net\.\*, JointFormer 'tiny'\): does not match JointFormer: unexpected keys \(1\): head\.extra"):
+        export_jointformer(tmp_path / "extra.pth", tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()

@@ -53,14 +53,28 @@ class JointFormerTrainer(BaseModel):
 def export_jointformer(checkpoint, out, dtype: torch.dtype = torch.float16, inference: dict | None = None) -> None:
     """An mmengine training checkpoint (``iter_N.pth``) -> a ``.safetensors`` file that
     ``vos.api.load_model`` runs; loaded weights-only (only mmengine's bookkeeping classes allowed).
-    ``inference``: propagator settings stored beside the weights (see ``save_jointformer``)."""
+    ``inference``: propagator settings stored beside the weights (see ``save_jointformer``).
+
+    Raises:
+        CheckpointError: naming ``checkpoint``, when its ``state_dict`` holds no JointFormerTrainer
+            network (``net.*`` keys with ``net.cls_token``), a width of no known size, or weights that
+            do not fit that size's network (missing, extra or misshapen).
+    """
     from mnemovision.engine import allow_mmengine_checkpoints
+    from mnemovision.vision.checkpoints import load_state_dict_strict
+    from mnemovision.vision.errors import CheckpointError
     from mnemovision.vos.jointformer_model import save_jointformer
 
     with allow_mmengine_checkpoints():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    weights = {k.removeprefix("net."): v for k, v in state["state_dict"].items() if k.startswith("net.")}
-    size = {spec["dims"][2]: name for name, spec in SIZES.items()}[weights["cls_token"].shape[-1]]
-    net = build_jointformer(size)
-    net.load_state_dict(weights, strict=True)
-    save_jointformer(out, net, size, dtype, inference)
+    state_dict = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(state_dict, dict) or "net.cls_token" not in state_dict:
+        raise CheckpointError(f"{checkpoint}: field 'state_dict' must hold a JointFormerTrainer's weights (net.cls_token, net.*), found none")
+    weights = {k.removeprefix("net."): v for k, v in state_dict.items() if k.startswith("net.")}
+    sizes = {spec["dims"][2]: name for name, spec in SIZES.items()}
+    width = weights["cls_token"].shape[-1]
+    if width not in sizes:
+        raise CheckpointError(f"{checkpoint}: net.cls_token has width {width}, expected one of {sorted(sizes)} ({', '.join(sizes.values())})")
+    net = build_jointformer(sizes[width])
+    load_state_dict_strict(net, weights, source=f"{checkpoint} (net.*, JointFormer '{sizes[width]}')")
+    save_jointformer(out, net, sizes[width], dtype, inference)
