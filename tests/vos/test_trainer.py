@@ -97,4 +97,7 @@ def test_export_names_the_checkpoint_that_holds_no_fitting_network(tmp_path):
     _training_checkpoint(tmp_path / "extra.pth", net, **{"net.head.extra": torch.zeros(2)})
     with pytest.raises(CheckpointError, match=r"extra\.pth \(net\.\*, JointFormer 'tiny'\): does not match JointFormer: unexpected keys \(1\): head\.extra"):
         export_jointformer(tmp_path / "extra.pth", tmp_path / "out.safetensors")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "extra.pth").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"cut\.pth: cannot be loaded"):
+        export_jointformer(tmp_path / "cut.pth", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()

@@ -56,18 +56,19 @@ def export_jointformer(checkpoint, out, dtype: torch.dtype = torch.float16, infe
     ``inference``: propagator settings stored beside the weights (see ``save_jointformer``).
 
     Raises:
-        CheckpointError: naming ``checkpoint``, when its ``state_dict`` holds no JointFormerTrainer
+        FileNotFoundError: no such file.
+        CheckpointError: naming ``checkpoint``, when it cannot be loaded, when its ``state_dict`` holds no JointFormerTrainer
             network (``net.*`` keys with ``net.cls_token``), a width of no known size, or weights that
             do not fit that size's network (missing, extra or misshapen).
     """
     from mnemovision.engine import allow_mmengine_checkpoints
-    from mnemovision.vision.checkpoints import load_state_dict_strict
+    from mnemovision.vision.checkpoints import load_checkpoint, load_state_dict_strict
     from mnemovision.vision.errors import CheckpointError
     from mnemovision.vos.jointformer_model import save_jointformer
 
     with allow_mmengine_checkpoints():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state_dict = state.get("state_dict") if isinstance(state, dict) else None
+        state = load_checkpoint(checkpoint)  # a damaged file: CheckpointError naming it
+    state_dict = state.get("state_dict")
     if not isinstance(state_dict, dict) or "net.cls_token" not in state_dict:
         raise CheckpointError(f"{checkpoint}: field 'state_dict' must hold a JointFormerTrainer's weights (net.cls_token, net.*), found none")
     weights = {k.removeprefix("net."): v for k, v in state_dict.items() if k.startswith("net.")}
