@@ -57,9 +57,10 @@ def export_jointformer(checkpoint, out, dtype: torch.dtype = torch.float16, infe
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: naming ``checkpoint``, when it cannot be loaded, when its ``state_dict`` holds no JointFormerTrainer
-            network (``net.*`` keys with ``net.cls_token``), a width of no known size, or weights that
-            do not fit that size's network (missing, extra or misshapen).
+        CheckpointError: naming ``checkpoint``, when it cannot be loaded, when its ``state_dict``
+            holds no JointFormerTrainer network (``net.*`` keys with ``net.cls_token``), a width of
+            no known size, or weights that do not fit that size's network (missing, extra or
+            misshapen).
     """
     from mnemovision.engine import allow_mmengine_checkpoints
     from mnemovision.vision.checkpoints import load_checkpoint, load_state_dict_strict
