@@ -73,7 +73,7 @@ def test_training_data_without_a_batch_is_refused(tmp_path):
         train(tmp_path, 5, **{"train_dataloader.dataset.length": 3, "train_dataloader.drop_last": True})
 
 
-def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path):
+def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path, monkeypatch):
     train(tmp_path, 30)
     ckpt = tmp_path / "iter_30.pth"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
@@ -97,6 +97,15 @@ def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path):
     with pytest.raises(CheckpointError, match=r"evil.pth: a damaged checkpoint, cannot be loaded \(UnpicklingError: Weights only load failed"):
         train(tmp_path, 60, resume=str(tmp_path / "evil.pth"))
     assert not marker.exists()
+    # the file system's own errors inside torch.load (a permission refused on open: tests run as root,
+    # so it is staged) are no damaged checkpoint: they pass as they are, naming the file themselves
+    def refuse(name, mode):
+        raise PermissionError(13, "Permission denied", str(name))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "_open_file", refuse)
+        with pytest.raises(PermissionError, match=r"Permission denied: '.*text\.pth'"):
+            train(tmp_path, 60, resume=str(tmp_path / "text.pth"))
 
 
 class TouchOnLoad:

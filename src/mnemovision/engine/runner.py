@@ -69,13 +69,14 @@ def _raised_by_torch_load(err: BaseException) -> bool:
 def _naming(filename: str) -> Iterator[None]:
     """Errors that ``torch.load`` raises for a file it cannot read (a truncated zip, an empty file,
     bytes that are no pickle, a global that weights-only loading refuses) become a CheckpointError
-    that names the file; other errors pass unchanged."""
+    that names the file; other errors pass unchanged, among them the file system's (OSError: a
+    permission refused, a failing disk), whose messages name the file and are no damage to it."""
     from mnemovision.vision.errors import CheckpointError
 
     try:
         yield
     except Exception as err:
-        if not _raised_by_torch_load(err):
+        if isinstance(err, OSError) or not _raised_by_torch_load(err):
             raise
         lines = str(err).splitlines()
         reason = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
