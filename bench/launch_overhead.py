@@ -10,7 +10,8 @@ side by side for a PyTorch op, a trivial Triton kernel (plain, through ``triton.
 ``memory_attention`` (dense and top-k, forward and forward+backward) beside SDPA (the
 forward+backward rows again with autograd's backward on the calling thread instead of its device
 thread), and ``rasterize_gaussians`` beside gsplat's ``rasterization`` (``--gsplat``); some rows again
-with Triton's (empty) launch hooks set to None (``launch_hooks_off``). ``--cprofile``
+with every ``Launcher`` launch through Triton's JIT (``through_the_jit``: what the direct launches
+save) and with Triton's (empty) launch hooks set to None (``launch_hooks_off``). ``--cprofile``
 first prints where the host time of a top-k, a dense and a rasterizer forward+backward goes, by
 Python function (backward on the calling thread, so that cProfile sees it). Needs CUDA.
 """
@@ -34,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, write_json  # noqa: E402
 
 from mnemovision.kernels import memory_attention, rasterize_gaussians  # noqa: E402
-from mnemovision.kernels._launch import TunedKernel, cdiv  # noqa: E402
+from mnemovision.kernels import _launch  # noqa: E402
+from mnemovision.kernels._launch import Launcher, TunedKernel, cdiv  # noqa: E402
 
 
 @triton.jit
@@ -45,6 +47,7 @@ def _touch_kernel(X, N, BLOCK: tl.constexpr):
 
 _touch_tuned = triton.autotune([triton.Config({"BLOCK": 64}, num_warps=1), triton.Config({"BLOCK": 128}, num_warps=2)], key=["N"])(_touch_kernel)
 # the same two candidates behind the project's wrapper, which asks the autotuner once per signature
+_touch_launcher = Launcher(_touch_kernel)  # the project's launches: straight to the compiled kernel once seen
 _touch_wrapped = TunedKernel(triton.autotune([triton.Config({"BLOCK": 64}, num_warps=1), triton.Config({"BLOCK": 128}, num_warps=2)], key=["N"])(_touch_kernel))
 
 
@@ -204,6 +207,23 @@ class launch_hooks_off:
         return False
 
 
+class through_the_jit:
+    """Every ``Launcher`` launch through Triton's JIT while inside (as with
+    ``MNEMOVISION_TRITON_DIRECT_LAUNCH=0``, which a process reads once): the rows' cost before the
+    direct launches, measured in the same run."""
+
+    def __enter__(self):
+        self.saved = list(_launch._DIRECT)
+        _launch._DIRECT[:] = [False]
+        return self
+
+    def __exit__(self, *exc):
+        _launch._DIRECT[:] = self.saved
+        return False
+
+
+# rows timed again with every launch through the JIT
+JIT_ROWS = ("memory_attention dense fwd", "memory_attention topk8 fwd", "memory_attention topk8 fwd+bwd", "rasterize_gaussians fwd", "rasterize_gaussians fwd+bwd")
 # rows timed again with Triton's launch hooks off
 HOOKS_OFF_ROWS = ("triton kernel (one launch)", "memory_attention dense fwd", "memory_attention topk8 fwd", "rasterize_gaussians fwd", "rasterize_gaussians fwd+bwd")
 
@@ -221,6 +241,7 @@ def main() -> None:
     cases = {
         "torch add_ (one launch)": lambda: x.add_(1.0),
         "triton kernel (one launch)": lambda: _touch_kernel[(2,)](x, 100, BLOCK=64),
+        "triton kernel through Launcher": lambda: _touch_launcher[(2,)](x, 100, BLOCK=64),
         "triton autotuned kernel (one launch)": lambda: _touch_tuned[lambda meta: (cdiv(100, meta["BLOCK"]),)](x, 100),
         "TunedKernel-wrapped autotuned kernel": lambda: _touch_wrapped[lambda meta: (cdiv(100, meta["BLOCK"]),)](x, 100),
         **direct_launch_case(x),
@@ -238,6 +259,11 @@ def main() -> None:
         row = {"case": name, **timings(fn, args.calls), "device": torch.cuda.get_device_name()}
         rows.append(row)
         print(f"{name:40s} issue {row['issue_us']:8.1f} us  sync {row['sync_us']:8.1f} us", flush=True)
+    for name in JIT_ROWS:
+        with through_the_jit():
+            row = {"case": f"{name}, launches through the JIT", **timings(cases[name], args.calls), "device": torch.cuda.get_device_name()}
+        rows.append(row)
+        print(f"{row['case']:40s} issue {row['issue_us']:8.1f} us  sync {row['sync_us']:8.1f} us", flush=True)
     for name in HOOKS_OFF_ROWS:
         with launch_hooks_off() as hooks:
             if hooks.saved is None:

@@ -988,9 +988,9 @@ def test_triton_wide_candidates_and_chunks(index, monkeypatch):
 
     candidates = {"dots": triton_wide.dots_configs(), "feature": triton_wide.feature_configs(), "compose": triton_wide.compose_configs()}
 
-    def fixed(tuned, plain, kind):
+    def fixed(tuned, kind):
         config = candidates[kind][index % len(candidates[kind])]
-        return plain, {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+        return tuned.launcher, {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
 
     monkeypatch.setattr(triton_wide, "_launch", fixed)
     if index == 0:

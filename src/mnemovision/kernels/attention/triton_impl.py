@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import TunedKernel, cdiv, next_pow2
+from mnemovision.kernels._launch import Launcher, TunedKernel, cdiv, next_pow2
 from mnemovision.kernels.attention import ref, triton_sizes, triton_topk
 
 MAX_HEAD_DIM = 256
@@ -375,6 +375,13 @@ def _check_inputs(q, k, v, bias) -> None:
 # Tuned per head sizes only: a memory bank grows frame by frame, and re-tuning at every new M would
 # cost more than it gains.
 _attn_fwd_tuned = TunedKernel(triton.autotune(configs=_fwd_configs(), key=["D", "DV"], prune_configs_by={"early_config_prune": _prune_fwd})(_attn_fwd_kernel))
+# the kernels launched without the autotuner; on a GPU each launch of a specialization seen before
+# skips the JIT's per-launch work (``Launcher``); ``_attn_fwd_tuned.launcher`` is the forward's
+_attn_bwd_delta, _attn_bwd_dkdv, _attn_bwd_dv, _attn_bwd_dk, _attn_bwd_dq, _sum_splits, _attn_usage = (
+    Launcher(kernel) for kernel in (
+        _attn_bwd_delta_kernel, _attn_bwd_dkdv_kernel, _attn_bwd_dv_kernel, _attn_bwd_dk_kernel, _attn_bwd_dq_kernel, _sum_splits_kernel, _attn_usage_kernel,
+    )
+)
 
 
 def _fwd(q, k, v, bias, scale: float, with_lse: bool = True):
@@ -393,7 +400,7 @@ def _fwd(q, k, v, bias, scale: float, with_lse: bool = True):
     if not triton_autotune_enabled():  # the interpreter (no GPU driver to tune with) or MNEMOVISION_TRITON_AUTOTUNE=0
         cfg, block_dv = _blocks(block_d), triton_sizes.block_dv(dv)
         grid = (cdiv(nq, cfg["BLOCK_M"]), b * h, cdiv(dv, block_dv))
-        _attn_fwd_kernel[grid](qf, kf, vf, biasf, out, lse_arg, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), STORE_LSE=with_lse, **cfg)
+        _attn_fwd_tuned.launcher[grid](qf, kf, vf, biasf, out, lse_arg, nq, m, d, dv, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), STORE_LSE=with_lse, **cfg)
     else:
         def grid(meta):
             return (cdiv(nq, meta["BLOCK_M"]), b * h, cdiv(dv, meta["BLOCK_DV"]))
@@ -418,7 +425,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     has_glse = grad_lse is not None
     glse = _rows(grad_lse) if has_glse else lsef
     block_r = 16
-    _attn_bwd_delta_kernel[(cdiv(rows, block_r),)](out, dof, glse, delta, rows, dv, HAS_GLSE=has_glse, BLOCK_R=block_r, BLOCK_DV=triton_sizes.block_dv(dv))
+    _attn_bwd_delta[(cdiv(rows, block_r),)](out, dof, glse, delta, rows, dv, HAS_GLSE=has_glse, BLOCK_R=block_r, BLOCK_DV=triton_sizes.block_dv(dv))
     block_d, block_dv = triton_sizes.block_d(d), triton_sizes.block_dv(dv)
     cfg = _blocks(block_d)
     sizes = dict(HAS_BIAS=has_bias, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=triton_sizes.precision(q.dtype), **cfg)
@@ -440,11 +447,11 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     if fuse:  # dK, d(bias) and dV in one pass over the queries
         # the whole value width in one slice, padded as a head dim is
         fused = {**sizes, **key_cfg, "BLOCK_DV": triton_sizes.block_d(dv), "num_warps": 4 if triton_sizes.interpreting() else FUSED_WARPS}
-        _attn_bwd_dkdv_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dvv, dbias, nq, m, d, dv, chunk, splits, scale, **fused)
+        _attn_bwd_dkdv[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dvv, dbias, nq, m, d, dv, chunk, splits, scale, **fused)
     else:
-        _attn_bwd_dv_kernel[(n_blocks, b * h * splits, cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
-        _attn_bwd_dk_kernel[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dbias, nq, m, d, dv, chunk, splits, scale, **sizes)
-    _attn_bwd_dq_kernel[(cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, delta, dq, nq, m, d, dv, scale, **sizes)
+        _attn_bwd_dv[(n_blocks, b * h * splits, cdiv(dv, block_dv))](qf, kf, biasf, lsef, dof, dvv, nq, m, d, dv, chunk, splits, scale, **sizes)
+        _attn_bwd_dk[(n_blocks, b * h * splits)](qf, kf, vf, biasf, lsef, dof, delta, dk, dbias, nq, m, d, dv, chunk, splits, scale, **sizes)
+    _attn_bwd_dq[(cdiv(nq, cfg["BLOCK_M"]), b * h)](qf, kf, vf, biasf, lsef, dof, delta, dq, nq, m, d, dv, scale, **sizes)
 
     if splits == 1:
         return dq, dk, dvv, dbias.to(bias.dtype) if has_bias else None
@@ -453,7 +460,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     dbias_total = torch.empty(b, h, m, device=q.device, dtype=bias.dtype) if has_bias else None
     last = (dbias, dbias_total, m) if has_bias else (dk, dk_total, 0)
     grid = (cdiv(m * max(d, dv), 1024), b * h, 3 if has_bias else 2)
-    _sum_splits_kernel[grid](dk, dk_total, m * d, dvv, dv_total, m * dv, *last, splits, BLOCK=1024)
+    _sum_splits[grid](dk, dk_total, m * d, dvv, dv_total, m * dv, *last, splits, BLOCK=1024)
     return dq, dk_total, dv_total, dbias_total
 
 
@@ -524,7 +531,7 @@ def dense_usage(q, k, bias, lse, scale: float = 1.0):
     grid = (cdiv(m, cfg["BLOCK_N"]), b * h)
     qf = _rows(q)
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
-    _attn_usage_kernel[grid](qf, _rows(k), biasf, lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
+    _attn_usage[grid](qf, _rows(k), biasf, lse.reshape(-1, nq).contiguous().float(), usage, nq, m, d, scale, HAS_BIAS=has_bias, BLOCK_D=block_d, PREC=triton_sizes.precision(q.dtype), **cfg)
     return usage.view(b, h, m).to(ref.usage_dtype(q.dtype))
 
 

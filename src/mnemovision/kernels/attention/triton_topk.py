@@ -43,7 +43,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import INTERPRETED, TunedKernel, carve, cdiv, next_pow2
+from mnemovision.kernels._launch import INTERPRETED, Launcher, TunedKernel, carve, cdiv, next_pow2
 from mnemovision.kernels.attention import ref, triton_sizes
 
 # Keys per selection tile: chosen among these by ``_tile_size``,
@@ -306,6 +306,9 @@ _select_tuned = TunedKernel(triton.autotune(
     [triton.Config({"D_CHUNK": dc}, num_warps=w, maxnreg=cap) for w, dc, cap in ((SELECT_WARPS, _D_CHUNK, None), (16, 8, None), (8, 16, None), (4, 4, None), (SELECT_WARPS, _D_CHUNK, 80))],
     key=["D", "DV", "TOPK", "BLOCK_T", "READOUT"],
 )(_select_kernel))
+# the kernels launched without the autotuner (``Launcher``: on a GPU a launch of a specialization seen
+# before skips the JIT's per-launch work); ``_select_tuned.launcher`` is the selection's
+_tile_max, _topk_fwd, _topk_bwd = (Launcher(kernel) for kernel in (_tile_max_kernel, _topk_fwd_kernel, _topk_bwd_kernel))
 
 
 def _flat_inputs(q, k, v, bias):
@@ -360,7 +363,7 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None, with_l
     block_m = 16 if INTERPRETED else 64
     tpb = max(1, TILE_KEYS // tile)
     grid = (cdiv(nq, block_m), cdiv(n_tiles, tpb), b * h)
-    _tile_max_kernel[grid](
+    _tile_max[grid](
         qf, kf, biasf, tile_max, nq, m, d, n_tiles, scale,
         HAS_BIAS=has_bias, BLOCK_M=block_m, TILE_=tile, TPB=tpb, BLOCK_D=triton_sizes.block_d(d), PREC=triton_sizes.precision(q.dtype), num_warps=4,
     )
@@ -378,7 +381,7 @@ def _select(q, k, bias, flat, top_k: int, scale: float, tile: int | None, with_l
     if triton_autotune_enabled():
         _select_tuned[(b * h * nq,)](*args, **sizes)
     else:  # the interpreter, or MNEMOVISION_TRITON_AUTOTUNE=0
-        _select_kernel[(b * h * nq,)](*args, **sizes, D_CHUNK=_D_CHUNK, num_warps=SELECT_WARPS)
+        _select_tuned.launcher[(b * h * nq,)](*args, **sizes, D_CHUNK=_D_CHUNK, num_warps=SELECT_WARPS)
     return idx, (out if readout else None), lse
 
 
@@ -401,7 +404,7 @@ def _select_and_read(q, k, v, bias, top_k: int, scale: float, tile: int | None, 
         m, dv = k.shape[2], v.shape[3]
         out = torch.empty(b, h, nq, dv, device=q.device, dtype=q.dtype)
         lse = torch.empty(b, h, nq, device=q.device, dtype=torch.float32) if with_lse else None
-        _topk_fwd_kernel[(b * h * nq,)](
+        _topk_fwd[(b * h * nq,)](
             qf, kf, vf, biasf, idx, out, out if lse is None else lse, nq, m, d, dv, top_k, scale,
             HAS_BIAS=has_bias, STORE_LSE=with_lse, **_launch_sizes(top_k, d, dv), num_warps=4,
         )
@@ -441,7 +444,7 @@ class _TopkReadoutFn(torch.autograd.Function):
         # cast, and the gradients as strided views of the cast (each op costs the host microseconds)
         n_k, n_v = b * h * m * d, b * h * m * dv
         acc = torch.zeros(n_k + n_v + (b * h * m if has_bias else 0), device=qf.device, dtype=torch.float32)
-        _topk_bwd_kernel[(b * h * nq,)](
+        _topk_bwd[(b * h * nq,)](
             qf, kf, vf, biasf, idx, lse, out, go, glse, dq, acc, nq, m, d, dv, top_k, ctx.scale, n_k, n_k + n_v,
             HAS_BIAS=has_bias, HAS_GLSE=has_glse, **_launch_sizes(top_k, d, dv), num_warps=4,
         )

@@ -599,12 +599,12 @@ def _launcher(backward: bool, c: int, const: dict, wide: bool = False):
         kwargs = {k: v for k, v in const.items() if k not in ("SMALL_C", "TILE", "ORDERED")}
         kwargs["NCH"] = 0 if wide else c
         kwargs["WIDE"] = wide
-        plain, tuned = (triton_seq._seq_bwd_kernel, _seq_bwd_tuned) if backward else (triton_seq._seq_fwd_kernel, _seq_fwd_tuned)
+        tuned = _seq_bwd_tuned if backward else _seq_fwd_tuned
     else:
         kwargs = dict(const)
-        plain, tuned = (_composite_bwd_kernel, _bwd_tuned) if backward else (_composite_fwd_kernel, _fwd_tuned)
+        tuned = _bwd_tuned if backward else _fwd_tuned
     if not triton_autotune_enabled():
-        return plain, {**kwargs, **_fixed_settings(c, backward, sequential)}
+        return tuned.launcher, {**kwargs, **_fixed_settings(c, backward, sequential)}
     return tuned, kwargs
 
 
@@ -752,7 +752,7 @@ def _wide_forward(inputs, stops, st, c: int, out_c: int, n_tiles: int) -> None:
     scratch = torch.empty(max(1, max(rows for *_, rows in plan)) * triton_wide.ROW, device=out.device, dtype=torch.float32)
     shape_args = (*st["sizes"], c, out_c, *st["features"])
     walk, walk_kw = _launcher(False, c, st["const"], wide=True)
-    compose, compose_kw = triton_wide._launch(triton_wide._compose_tuned, triton_wide._compose_kernel, "compose")
+    compose, compose_kw = triton_wide._launch(triton_wide._compose_tuned, "compose")
     for t0, t1, r0, _ in plan:
         n = t1 - t0
         walk[(n,)](*inputs, scratch, stops, offsets, *shape_args, t0, r0, 1, **walk_kw)
@@ -775,8 +775,8 @@ def _wide_backward(inputs, grads, stops, st, c: int, out_c: int, n_tiles: int) -
     scratch = torch.empty(max(1, max(rows for *_, rows in plan)) * triton_wide.ROW, device=out.device, dtype=torch.float32)
     shape_args = (*st["sizes"], c, out_c, *st["features"])
     shared = st["const"]["SHARED_FEATS"]
-    dots, dots_kw = triton_wide._launch(triton_wide._dots_tuned, triton_wide._dots_kernel, "dots")
-    feats, feats_kw = triton_wide._launch(triton_wide._feature_tuned, triton_wide._feature_grad_kernel, "feature")
+    dots, dots_kw = triton_wide._launch(triton_wide._dots_tuned, "dots")
+    feats, feats_kw = triton_wide._launch(triton_wide._feature_tuned, "feature")
     walk, walk_kw = _launcher(True, c, st["const"], wide=True)
     for t0, t1, r0, _ in plan:
         n = t1 - t0

@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels._launch import cdiv
+from mnemovision.kernels._launch import Launcher, cdiv
 from mnemovision.kernels.gaussians.ref import EPS_2D, RADIUS_SIGMAS, TILE_SIZE
 
 BLOCK = 128  # Gaussians per program of the projection
@@ -296,6 +296,10 @@ def _project_bwd_kernel(
     tl.store(DQuats + g * 4 + 3, (nz - qz * dot) / norm, mask=mask)
 
 
+# on a GPU a launch of a specialization seen before skips the JIT's per-launch work (``Launcher``)
+_project_fwd, _project_bwd = Launcher(_project_fwd_kernel), Launcher(_project_bwd_kernel)
+
+
 def _tiles(width: int, height: int) -> tuple[int, int]:
     return cdiv(width, TILE_SIZE), cdiv(height, TILE_SIZE)
 
@@ -319,7 +323,7 @@ class _ProjectTritonFn(torch.autograd.Function):
         radii = torch.empty(b * v, n, 2, device=dev, dtype=torch.int32)
         comps = torch.empty(b * v, n, device=dev)
         if n > 0:
-            _project_fwd_kernel[(cdiv(n, BLOCK), b * v)](
+            _project_fwd[(cdiv(n, BLOCK), b * v)](
                 *f32, means2d, conics, depths, radii, comps, n, v, float(width), float(height), float(near), float(far),
                 ANTIALIASED=antialiased, BLOCK=BLOCK,
             )
@@ -345,7 +349,7 @@ class _ProjectTritonFn(torch.autograd.Function):
         g_o = grad_or_zeros(g_comps, (b * v, n)) if antialiased else g_m  # read only when antialiased
         d_means, d_quats, d_scales = torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales)
         if n > 0:
-            _project_bwd_kernel[(cdiv(n, BLOCK), b)](
+            _project_bwd[(cdiv(n, BLOCK), b)](
                 means, quats, scales, viewmats, Ks, g_m, g_c, g_d, g_o, d_means, d_quats, d_scales,
                 n, v, float(width), float(height), float(near), float(far), ANTIALIASED=antialiased, HAS_GD=has_gd, BLOCK=BLOCK,
             )
@@ -509,6 +513,9 @@ def _tile_ranges_kernel(Keys, Order, Ids, FlatIds, Offsets, NegLengths, TOTAL, N
         tl.store(NegLengths + i, first - after, mask=tile)
 
 
+_bin, _tile_ranges = Launcher(_bin_kernel), Launcher(_tile_ranges_kernel)
+
+
 def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: int, order: bool = False):
     """``ref.isect_tiles`` without the (tile, Gaussian) entries that cannot show: those whose tile has
     no pixel centre where alpha = o exp(-sigma) reaches 1/255 (the compositor skips such pixels, so
@@ -543,7 +550,7 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         grid = (max(1, cdiv(v * n, BIN_BLOCK)),)
         sizes = dict(TILE=TILE_SIZE, BLOCK=BIN_BLOCK, num_warps=1)
         if v * n > 0:
-            _bin_kernel[grid](*inputs, counts, counts, counts, counts, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
+            _bin[grid](*inputs, counts, counts, counts, counts, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
         ends = torch.cumsum(counts, 0, dtype=torch.int64)
         # what does not depend on the lists' size is allocated before the sync, while the GPU still
         # works: after it the GPU waits for each op the host issues
@@ -554,10 +561,10 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         keys = torch.empty(total, dtype=torch.int32, device=dev)
         ids = torch.empty(total, dtype=torch.int64, device=dev)
         if total > 0:
-            _bin_kernel[grid](*inputs, counts, ends, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
+            _bin[grid](*inputs, counts, ends, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
         tile_keys, by_tile = torch.sort(keys, stable=True)
         flat_ids = torch.empty(total, dtype=torch.int64, device=dev)
-        _tile_ranges_kernel[(cdiv(max(total, n_offsets), RANGE_BLOCK),)](
+        _tile_ranges[(cdiv(max(total, n_offsets), RANGE_BLOCK),)](
             tile_keys, by_tile, ids, flat_ids, offsets, neg_lengths, total, n_offsets, max(1, total.bit_length()), LENGTHS=order, BLOCK=RANGE_BLOCK,
         )
         if not order:

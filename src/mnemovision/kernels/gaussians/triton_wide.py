@@ -170,14 +170,14 @@ def _interpreter_settings(kind: str) -> dict:
     return {"BLOCK_L": 16, "BLOCK_C": 16, "PREC": "ieee"}
 
 
-def _launch(tuned, plain, kind: str):
-    """(kernel, keyword settings): autotuned on a GPU; fixed otherwise, under the interpreter small
-    blocks, else the first of the autotuner's candidates."""
+def _launch(tuned, kind: str):
+    """(kernel, keyword settings): autotuned on a GPU; fixed otherwise (the autotuned kernel's
+    ``launcher``), under the interpreter small blocks, else the first of the autotuner's candidates."""
     if triton_autotune_enabled():
         return tuned, {}
     if INTERPRETED:
-        return plain, _interpreter_settings(kind)
-    return plain, tuned.configs[0].all_kwargs()
+        return tuned.launcher, _interpreter_settings(kind)
+    return tuned.launcher, tuned.configs[0].all_kwargs()
 
 
 def scratch_rows(offsets: torch.Tensor, stops: torch.Tensor) -> tuple[torch.Tensor, int]:
