@@ -76,11 +76,13 @@ def test_tuned_kernel_asks_the_autotuner_once_per_signature():
     assert bench.calls == 2 and kernel.best_config.kwargs["BLOCK"] == 8  # attributes are the autotuner's
     assert torch.all(out == 108)
 
-    asked = []
+    asked, direct = [], []
     original = kernel.autotuner.run
     kernel.autotuner.run = lambda *a, **k: asked.append(1) or original(*a, **k)
-    out = _launch(kernel, bench, 37, 100)  # same signature: straight to the kernel with BLOCK = 8
-    assert not asked and torch.all(out == 108), out
+    launcher_run = kernel.launcher.run
+    kernel.launcher.run = lambda grid, args, kwargs: direct.append(kwargs["BLOCK"]) or launcher_run(grid, args, kwargs)
+    out = _launch(kernel, bench, 37, 100)  # same signature: straight to the kernel with BLOCK = 8,
+    assert not asked and direct == [8] and torch.all(out == 108), out  # through its Launcher
     out = _launch(kernel, bench, 37, 200)  # another keyword setting: through the autotuner again,
     assert asked == [1] and torch.all(out == 208)  # which has N = 37 cached (no new benchmark)
     assert bench.calls == 2
@@ -120,9 +122,10 @@ def test_tuned_kernel_keeps_launching_through_the_autotuner_for_configs_with_hoo
 # --- Launcher: direct launches of compiled kernels -------------------------------------------------
 
 
-def _probe_fn(X, Y, N, F, FLAG, BLOCK: tl.constexpr, SHIFT: tl.constexpr = 3):
-    """The parameter kinds the project's kernels take: pointers (one optional), an integer, a float,
-    a flag, constexprs (one defaulted). Never launched: its JIT function only binds arguments."""
+def _probe_fn(X, Y, N, F, FLAG, BLOCK: tl.constexpr, M, SHIFT: tl.constexpr = 3):
+    """The parameter kinds the project's kernels take: pointers (one optional), integers, a float,
+    a flag, constexprs (one defaulted; an integer after one). Never launched: its JIT function only
+    binds arguments."""
     pass
 
 
@@ -150,13 +153,14 @@ def _probe_calls():
     calls = []
     for x in tensors:
         for y in (None, tensors[1]):
-            for n in ints:
+            for n in ints + [True, False]:  # a flag where an integer goes: u1, not the integer 1
                 for f in (0.5, 1.0):
                     for flag in (True, False):
                         for block, warps in ((16, 1), (32, 1), (16, 4)):
-                            calls.append(((x, y, n, f, flag), {"BLOCK": block, "num_warps": warps}))
-                calls.append(((x, y, n, 0.5, True, 16), {}))  # BLOCK by position
-                calls.append(((x, y, n, 0.5, True, 16, 5), {}))  # and SHIFT
+                            calls.append(((x, y, n, f, flag), {"BLOCK": block, "M": 7, "num_warps": warps}))
+                for block in (16, 32):  # by position, with the integer after it
+                    calls.append(((x, y, n, 0.5, True, block, 40), {}))
+                    calls.append(((x, y, 7, 0.5, True, block, n, 5), {}))  # and SHIFT
     return calls
 
 
@@ -179,6 +183,9 @@ def test_launcher_keys_are_at_least_as_fine_as_the_jit_specialization():
     assert len(jit_keys) >= 400, len(jit_keys)
     assert len(groups) < 3 * len(jit_keys), len(groups)  # and the key splits little more: each split costs one JIT launch
     assert launcher.key(0, *_probe_calls()[0]) != launcher.key(1, *_probe_calls()[0])  # the device too
+    # an integer after a constexpr keys by its class, not its value (else every new value is a new entry)
+    x = torch.zeros(4)
+    assert launcher.key(0, (x, None, 7, 0.5, True, 16, 40), {}) == launcher.key(0, (x, None, 7, 0.5, True, 16, 56), {})
 
 
 def test_launcher_passes_every_parameter_as_the_jit_binds_it():
@@ -187,8 +194,8 @@ def test_launcher_passes_every_parameter_as_the_jit_binds_it():
     for args, kwargs in _probe_calls()[:: 97]:
         bound = tuple(binder(*args, **kwargs)[0].values())
         ours = launcher.arguments(args, kwargs)
-        assert len(ours) == len(bound) == 7 and all(a is b or a == b for a, b in zip(ours, bound)), (ours, bound)
-    assert launcher.arguments((1, 2, 3, 0.5, True), {"BLOCK": 16})[5:] == (16, 3)  # the default filled in
+        assert len(ours) == len(bound) == 8 and all(a is b or a == b for a, b in zip(ours, bound)), (ours, bound)
+    assert launcher.arguments((1, 2, 3, 0.5, True), {"BLOCK": 16, "M": 9})[5:] == (16, 9, 3)  # the default filled in
 
 
 class _FakeCompiled:
@@ -228,19 +235,19 @@ def direct_launcher(monkeypatch):
 def test_launcher_launches_a_seen_specialization_directly(direct_launcher):
     launcher, jit_calls, compiled = direct_launcher
     x, y = torch.zeros(8), torch.zeros(8)
-    launcher[(3,)](x, None, 37, 0.5, True, BLOCK=16, num_warps=1)
+    launcher[(3,)](x, None, 37, 0.5, True, BLOCK=16, M=9, num_warps=1)
     assert len(jit_calls) == 1 and compiled.launches == []  # a new key: through the JIT
     x2 = torch.zeros(20)
-    launcher[(4, 2)](x2, None, 45, 2.0, True, BLOCK=16, num_warps=1)  # same kinds: straight to the kernel
+    launcher[(4, 2)](x2, None, 45, 2.0, True, BLOCK=16, M=9, num_warps=1)  # same kinds: straight to the kernel
     assert len(jit_calls) == 1
-    assert compiled.launches == [(4, 2, 1, 77, "function", "packed", None, None, None, x2, None, 45, 2.0, True, 16, 3)]
+    assert compiled.launches == [(4, 2, 1, 77, "function", "packed", None, None, None, x2, None, 45, 2.0, True, 16, 9, 3)]
     for args in ((x2[1:], None, 45), (x2, y, 45), (x2, None, 1), (x2, None, 48), (x2, None, 2**31), (x2.half(), None, 45)):
-        launcher[(1,)](*args, 0.5, True, BLOCK=16, num_warps=1)  # unaligned, a pointer not None, N = 1, ...
+        launcher[(1,)](*args, 0.5, True, BLOCK=16, M=9, num_warps=1)  # unaligned, a pointer not None, N = 1, ...
     assert len(jit_calls) == 7 and len(compiled.launches) == 1  # each a new specialization: the JIT's
-    launcher[(1,)](x, None, 37, 0.5, True, BLOCK=32, num_warps=1)  # another constexpr
-    launcher[(1,)](x, None, 37, 0.5, True, BLOCK=16, num_warps=4)  # another option
+    launcher[(1,)](x, None, 37, 0.5, True, BLOCK=32, M=9, num_warps=1)  # another constexpr
+    launcher[(1,)](x, None, 37, 0.5, True, BLOCK=16, M=9, num_warps=4)  # another option
     assert len(jit_calls) == 9
-    launcher[lambda meta: (meta["N"] // meta["BLOCK"],)](x, None, 37, 0.5, True, BLOCK=16, num_warps=1)
+    launcher[lambda meta: (meta["N"] // meta["BLOCK"],)](x, None, 37, 0.5, True, BLOCK=16, M=9, num_warps=1)
     assert compiled.launches[-1][:3] == (2, 1, 1)  # a callable grid gets the parameters by name
 
 
@@ -249,7 +256,7 @@ def test_launcher_passes_registered_launch_hooks_with_their_metadata(direct_laun
     runtime = triton.knobs.runtime
     x = torch.zeros(8)
     for _ in range(2):
-        launcher[(1,)](x, None, 37, 0.5, True, BLOCK=16)
+        launcher[(1,)](x, None, 37, 0.5, True, BLOCK=16, M=9)
     assert compiled.launches[-1][6:9] == (None, None, None)  # empty hook chains: nothing to call
     seen = []
     hook = seen.append
@@ -258,22 +265,22 @@ def test_launcher_passes_registered_launch_hooks_with_their_metadata(direct_laun
         pytest.skip("this Triton has no hook chains")
     chain.add(hook)
     try:
-        launcher[(1,)](x, None, 37, 0.5, True, BLOCK=16)
+        launcher[(1,)](x, None, 37, 0.5, True, BLOCK=16, M=9)
     finally:
         chain.remove(hook)
     metadata, enter, leave = compiled.launches[-1][6:9]
-    assert metadata == ("metadata", (1,), 77, 7) and enter is chain and leave is runtime.launch_exit_hook
+    assert metadata == ("metadata", (1,), 77, 8) and enter is chain and leave is runtime.launch_exit_hook
 
 
 def test_launcher_leaves_tensor_keywords_and_pre_run_hooks_to_the_jit(direct_launcher):
     launcher, jit_calls, compiled = direct_launcher
     for _ in range(3):  # a tensor by keyword: keyed by identity, so never recorded (nothing kept alive)
-        launcher[(1,)](Y=None, X=torch.zeros(4), N=37, F=0.5, FLAG=True, BLOCK=16)
+        launcher[(1,)](Y=None, X=torch.zeros(4), N=37, F=0.5, FLAG=True, BLOCK=16, M=9)
     assert len(jit_calls) == 3 and launcher._seen == {} and compiled.launches == []
     launcher.kernel.pre_run_hooks.append(lambda *a, **k: None)
     x = torch.zeros(8)
     for _ in range(2):
-        launcher[(1,)](x, None, 37, 0.5, True, BLOCK=16)
+        launcher[(1,)](x, None, 37, 0.5, True, BLOCK=16, M=9)
     assert len(jit_calls) == 5 and compiled.launches == []
 
 
