@@ -33,6 +33,8 @@
 #   OUT=$OUT QUICK=1 RASTER_CHANNELS=3,160 STEP_TIMEOUT_S=35 TEST_TIMEOUT_S=240 ATTN_TIMEOUT_S=80 \
 #     RASTER_TIMEOUT_S=100 OVERHEAD_TIMEOUT_S=70 GSPLAT_WAIT_S=250 TAIL_LINES=14 bash bench/gpu_check.sh
 #   ATTN_K="topk" bash bench/gpu_check.sh attention   (only the kernel tests matching -k "triton and topk")
+# Step 0 runs tests/kernels/test_launch.py natively (a few seconds); if the direct launches fail it,
+# the rest runs with MNEMOVISION_TRITON_DIRECT_LAUNCH=0.
 # The garden data is read from $MNEMOVISION_DATA, else ./.gpu_data (a copy carried to the GPU machine),
 # else ../shared/data. Wheels carried in ./.whl are installed under /tmp/site: gsplat's CUDA code is
 # then compiled in the background (sm_90, GSPLAT_JOBS=6) during phase 1, and with pytest-xdist
@@ -96,6 +98,14 @@ wants raster && [ -z "${QUICK:-}" ] && test_files+=(tests/kernels/test_backend.p
 wants attention && test_files+=(tests/kernels/test_attention.py)
 test_k="triton${ATTN_K:+ and $ATTN_K}"
 [ -n "${QUICK:-}" ] && [ -n "${QUICK_K:-}" ] && test_k="triton and (${QUICK_K})"
+
+# 0. the direct launches (``mnemovision.kernels._launch.Launcher``) checked natively first: should
+# they fail here, every later step launches through Triton's JIT instead (and the log says so)
+STEP_TIMEOUT_S=${LAUNCH_TEST_TIMEOUT_S:-90} run_step launch_tests $PY -m pytest -q -p no:cacheprovider -o addopts="--strict-markers" tests/kernels/test_launch.py
+if [ -f "$status_dir/launch_tests" ]; then
+  export MNEMOVISION_TRITON_DIRECT_LAUNCH=0
+  stamp "direct launches failed their tests: MNEMOVISION_TRITON_DIRECT_LAUNCH=0 from here on"
+fi
 
 # 1. parallel: parity tests + profiles (compiles)
 pids=()
