@@ -62,7 +62,8 @@ def carve(buffer: torch.Tensor, shapes) -> list[torch.Tensor]:
 
 # Triton releases whose JIT launches a compiled kernel as ``Launcher`` does (``JITFunction.run``:
 # ``kernel.run(grid x3, stream, function, packed_metadata, launch_metadata, enter hook, exit hook,
-# *every parameter's value)``), read in 3.6 (torch 2.11's) and 3.8; others take the JIT's path.
+# *every parameter's value)``), read in 3.6 (torch 2.11's) and 3.8 and taken to hold for 3.7
+# between them; others take the JIT's path.
 _DIRECT_RELEASES = ((3, 6), (3, 7), (3, 8))
 
 
