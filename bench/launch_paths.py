@@ -12,7 +12,8 @@ timed ``--repeats`` times through ``kernel[grid](...)`` (the JIT: binding, speci
 key, launch metadata for the empty hook chains) and through ``Launcher(kernel)[grid](...)`` (the
 project's path on a GPU). ``jit_us`` and ``launcher_us`` are the sums over a call's launches of the
 median host time per launch; the C launcher's own work (argument parsing, ``cuLaunchKernel``) is
-absent from both, so the difference is what a GPU host saves, measured on this machine's CPU.
+absent from both, so the difference is what a GPU host saves, measured on this machine's CPU. Each replayed launch also
+checks that the compiled kernel ``Launcher`` holds for its key is the one the JIT picks.
 GPU timings of whole calls with and without the direct launches: ``bench/launch_overhead.py``.
 """
 
@@ -156,8 +157,10 @@ def replay(recorded: list[dict], repeats: int) -> list[dict]:
             args = tuple(build(k) for k in launch["args"])
             kwargs = {name: build(k) for name, k in launch["kwargs"].items()}
             grid = tuple(launch["grid"])
-            kernel[grid](*args, **kwargs)  # compiles (once per specialization)
-            launcher[grid](*args, **kwargs)  # records the compiled kernel
+            compiled = kernel[grid](*args, **kwargs)  # compiles (once per specialization)
+            launcher[grid](*args, **kwargs)  # records the compiled kernel, or finds it
+            # the kernel Launcher launches for this key is the one the JIT picks for these arguments
+            assert launcher._seen[launcher.key(0, args, kwargs)][0] is compiled, launch["kernel"]
             jit_us += median_us(lambda: kernel[grid](*args, **kwargs), repeats)
             launcher_us += median_us(lambda: launcher[grid](*args, **kwargs), repeats)
         rows.append({
