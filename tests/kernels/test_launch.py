@@ -7,7 +7,7 @@ import torch
 triton = pytest.importorskip("triton")
 import triton.language as tl  # noqa: E402
 
-from mnemovision.kernels._launch import INTERPRETED, Launcher, TunedKernel, carve, cdiv, next_pow2  # noqa: E402
+from mnemovision.kernels._launch import INTERPRETED, Launcher, TunedKernel, as_dtype, carve, cdiv, next_pow2  # noqa: E402
 
 pytestmark = pytest.mark.triton
 DEVICE = "cpu" if INTERPRETED else "cuda"
@@ -28,6 +28,15 @@ def test_carve_gives_consecutive_contiguous_views_of_one_buffer():
     torch.testing.assert_close(torch.cat([a.flatten(), b, c.flatten()]), buffer, rtol=0, atol=0)
     a.add_(100)  # views: writes reach the buffer
     assert float(buffer[5]) == 105.0 and float(buffer[6]) == 6.0
+
+
+def test_as_dtype_skips_only_conversions_that_change_nothing():
+    t = torch.arange(4.0, requires_grad=True)
+    assert as_dtype(t, torch.float32) is t
+    half = as_dtype(t, torch.float16)
+    assert half.dtype == torch.float16 and torch.equal(half.float(), t.detach())
+    half.sum().backward()  # a conversion stays differentiable
+    assert torch.equal(t.grad, torch.ones(4))
 
 
 def test_interpreted_reports_how_kernels_were_decorated():

@@ -14,6 +14,7 @@ a dense readout of a small memory), so the launchers keep their own arithmetic c
   resolved the launch's specialization (on a GPU; the JIT's own path under the interpreter).
 - ``TunedKernel``: an autotuned kernel that consults Triton's autotuner once per launch signature.
 - ``carve``: several tensors as views of one buffer (one allocation or fill, one op per view).
+- ``as_dtype``: ``t.to(dtype)`` that skips the call where ``t`` has the dtype already.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 import triton
 from triton.runtime.interpreter import InterpretedFunction
 
-__all__ = ["INTERPRETED", "Launcher", "TunedKernel", "carve", "cdiv", "next_pow2"]
+__all__ = ["INTERPRETED", "Launcher", "TunedKernel", "as_dtype", "carve", "cdiv", "next_pow2"]
 
 
 @triton.jit
@@ -43,6 +44,13 @@ def cdiv(a: int, b: int) -> int:
 def next_pow2(n: int) -> int:
     """The smallest power of two >= n for n >= 1 (0 for n = 0, as ``triton.next_power_of_2``)."""
     return 0 if n <= 0 else 1 << (n - 1).bit_length()
+
+
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)``: ``t`` itself where it has that dtype (``to`` returns it then too, after about a
+    microsecond of argument parsing and dispatch here, three on the H200's host; the launchers
+    convert every output and gradient back to the inputs' dtype at every call)."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def carve(buffer: torch.Tensor, shapes) -> list[torch.Tensor]:

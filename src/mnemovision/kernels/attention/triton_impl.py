@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import Launcher, TunedKernel, cdiv, next_pow2
+from mnemovision.kernels._launch import Launcher, TunedKernel, as_dtype, cdiv, next_pow2
 from mnemovision.kernels.attention import ref, triton_sizes, triton_topk
 
 MAX_HEAD_DIM = 256
@@ -417,7 +417,7 @@ def _bwd(q, k, v, bias, out, lse, grad_out, grad_lse, scale: float):
     b, h, nq, d = q.shape
     m, dv = k.shape[2], v.shape[3]
     qf, kf, vf = _rows(q), _rows(k), _rows(v)
-    dof = torch.zeros_like(out) if grad_out is None else _rows(grad_out.to(q.dtype))
+    dof = torch.zeros_like(out) if grad_out is None else _rows(as_dtype(grad_out, q.dtype))
     has_bias, biasf = triton_sizes.kernel_bias(bias, b * h, m, qf)
     lsef = _rows(lse)
     rows = b * h * nq

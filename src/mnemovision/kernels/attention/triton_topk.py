@@ -43,7 +43,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import INTERPRETED, Launcher, TunedKernel, carve, cdiv, next_pow2
+from mnemovision.kernels._launch import INTERPRETED, Launcher, TunedKernel, as_dtype, carve, cdiv, next_pow2
 from mnemovision.kernels.attention import ref, triton_sizes
 
 # Keys per selection tile: chosen among these by ``_tile_size``,
@@ -448,7 +448,7 @@ class _TopkReadoutFn(torch.autograd.Function):
             qf, kf, vf, biasf, idx, lse, out, go, glse, dq, acc, nq, m, d, dv, top_k, ctx.scale, n_k, n_k + n_v,
             HAS_BIAS=has_bias, HAS_GLSE=has_glse, **_launch_sizes(top_k, d, dv), num_warps=4,
         )
-        cast = (acc[: n_k + n_v] if has_bias else acc).to(qf.dtype)
+        cast = as_dtype(acc[: n_k + n_v] if has_bias else acc, qf.dtype)
         dk, dv_ = carve(cast, ((b, h, m, d), (b, h, m, dv)))
         dbias = acc[n_k + n_v:].view(b, h, m).to(bias_dtype) if has_bias else None
         return dq, dk, dv_, dbias, None, None, None

@@ -45,7 +45,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import INTERPRETED, TunedKernel, carve, cdiv
+from mnemovision.kernels._launch import INTERPRETED, TunedKernel, as_dtype, carve, cdiv
 from mnemovision.kernels.gaussians import triton_seq, triton_wide
 from mnemovision.kernels.gaussians.ref import T_MIN, add_background, background_grads
 
@@ -669,8 +669,8 @@ class _CompositeTritonFn(torch.autograd.Function):
             kernel[grid](*inputs, *st["sizes"], c, out_c, *st["features"], _order_arg(st, offsets), **kwargs)
         ctx.meta, ctx.has_depth, ctx.dtype, ctx.stops = meta, has_depth, dtype, stops
         ctx.save_for_backward(means2d, conics, opacities, values, depths, background, pids, offsets, out, alpha)
-        alpha_out = alpha.to(dtype)
-        render = out.to(dtype) if background is None else add_background(out.to(dtype), 1.0 - alpha_out, background)
+        alpha_out = as_dtype(alpha, dtype)
+        render = as_dtype(out, dtype) if background is None else add_background(as_dtype(out, dtype), 1.0 - alpha_out, background)
         return render, alpha_out
 
     @staticmethod
@@ -708,9 +708,9 @@ class _CompositeTritonFn(torch.autograd.Function):
             kernel[(n_tiles,)](*inputs, *grads, *st["sizes"], c, out_c, *st["features"], _order_arg(st, offsets), **kwargs)
         if want_abs:
             holder = meta["absgrad_holder"]
-            holder.value = absgrad.to(means2d.dtype).reshape(holder.shape)
-        grad_depths = d_depths.to(depths.dtype) if ctx.has_depth else None
-        return (d_means.to(means2d.dtype), d_conics.to(conics.dtype), d_opac.to(opacities.dtype), d_values.to(values.dtype),
+            holder.value = as_dtype(absgrad, means2d.dtype).reshape(holder.shape)
+        grad_depths = as_dtype(d_depths, depths.dtype) if ctx.has_depth else None
+        return (as_dtype(d_means, means2d.dtype), as_dtype(d_conics, conics.dtype), as_dtype(d_opac, opacities.dtype), as_dtype(d_values, values.dtype),
                 grad_depths, grad_bg, None, None, None)
 
 
@@ -729,7 +729,7 @@ def _alpha_grads(grad_render, grad_alpha, alpha, background):
     if background is None:
         return None, g_a
     grad_bg, grad_t = background_grads(grad_render, g_a, 1.0 - alpha, background)
-    return grad_bg.to(background.dtype), -grad_t
+    return as_dtype(grad_bg, background.dtype), -grad_t
 
 
 def _pixel_planes(grad_render, out, grad_a, alpha, first: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels._launch import Launcher, cdiv
+from mnemovision.kernels._launch import Launcher, as_dtype, cdiv
 from mnemovision.kernels.gaussians.ref import EPS_2D, RADIUS_SIGMAS, TILE_SIZE
 
 BLOCK = 128  # Gaussians per program of the projection
@@ -331,7 +331,7 @@ class _ProjectTritonFn(torch.autograd.Function):
         ctx.settings = (width, height, near, far, antialiased, dtype)
         ctx.mark_non_differentiable(radii)
         ctx.set_materialize_grads(False)  # outputs without a gradient (depths in RGB mode) get None, not zeros
-        return means2d.to(dtype), conics.to(dtype), depths.to(dtype), radii, comps.to(dtype)
+        return as_dtype(means2d, dtype), as_dtype(conics, dtype), as_dtype(depths, dtype), radii, as_dtype(comps, dtype)
 
     @staticmethod
     def backward(ctx, g_means2d, g_conics, g_depths, _g_radii, g_comps):
@@ -353,7 +353,7 @@ class _ProjectTritonFn(torch.autograd.Function):
                 means, quats, scales, viewmats, Ks, g_m, g_c, g_d, g_o, d_means, d_quats, d_scales,
                 n, v, float(width), float(height), float(near), float(far), ANTIALIASED=antialiased, HAS_GD=has_gd, BLOCK=BLOCK,
             )
-        return d_means.to(dtype), d_quats.to(dtype), d_scales.to(dtype), None, None, None, None, None, None, None
+        return as_dtype(d_means, dtype), as_dtype(d_quats, dtype), as_dtype(d_scales, dtype), None, None, None, None, None, None, None
 
 
 def project(means, quats, scales, viewmats, Ks, width: int, height: int, near: float, far: float, antialiased: bool):
