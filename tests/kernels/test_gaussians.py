@@ -928,6 +928,26 @@ def test_triton_binning_of_wide_rectangles():
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("n_tiles", [1, 63, 64, 65, 200])
+def test_triton_tile_order_ranks_lists_longest_first(n_tiles, monkeypatch):
+    """``tile_order``: a stable argsort of the negated list lengths, by the ranking kernel (programs
+    of 64 tiles against all of them: one block, a block and one, several) and, past
+    ``ORDER_MAX_TILES``, by ``torch.argsort``; many equal lengths, empty lists among them."""
+    from mnemovision.kernels.gaussians import triton_project
+
+    g = torch.Generator().manual_seed(n_tiles)
+    lengths = torch.randint(0, 6, (n_tiles,), generator=g) ** 2  # 0, 1, 4, ...: ties everywhere
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    expected = sorted(range(n_tiles), key=lambda t: (-int(lengths[t]), t))
+    assert len(set(lengths.tolist())) < n_tiles or n_tiles == 1
+    for limit in (triton_project.ORDER_MAX_TILES, n_tiles - 1):  # the kernel, then the fallback
+        monkeypatch.setattr(triton_project, "ORDER_MAX_TILES", limit)
+        order = triton_project.tile_order(offsets.to(DEVICE))
+        assert order.dtype == torch.int64 and order.cpu().tolist() == expected, limit
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 def test_triton_sh_antialiased_camera_gradients_and_edge_cases():
     """SH colours with antialiasing, a camera that requires grad (the PyTorch projection then takes
     over), an empty scene and a one-pixel image: the triton backend agrees with the torch backend."""

@@ -45,7 +45,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import INTERPRETED, TunedKernel, as_dtype, carve, cdiv
+from mnemovision.kernels._launch import INTERPRETED, TunedKernel, as_dtype, carve, cdiv, contiguous_f32
 from mnemovision.kernels.gaussians import triton_seq, triton_wide
 from mnemovision.kernels.gaussians.ref import T_MIN, add_background, background_grads
 
@@ -641,8 +641,8 @@ class _CompositeTritonFn(torch.autograd.Function):
         has_depth = depths is not None
         out_c = c + int(has_depth)
         dtype = values.dtype
-        f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
-        depths32 = depths.float().contiguous() if has_depth else f32[2]
+        f32 = [contiguous_f32(t) for t in (means2d, conics, opacities, values)]
+        depths32 = contiguous_f32(depths) if has_depth else f32[2]
         # every pixel of every tile is written (empty tiles write zeros and alpha = 0); the kernels
         # write alpha = 1 - T_final itself, the output (no 1 - T op after them)
         out = torch.empty(v, h, w, out_c, device=values.device, dtype=torch.float32)
@@ -679,10 +679,10 @@ class _CompositeTritonFn(torch.autograd.Function):
         meta = ctx.meta
         c = values.shape[-1]
         out_c = out.shape[-1]
-        grad_render = torch.zeros_like(out) if grad_render is None else grad_render.float().contiguous()
+        grad_render = torch.zeros_like(out) if grad_render is None else contiguous_f32(grad_render)
         grad_bg, grad_a = _alpha_grads(grad_render, grad_alpha, alpha, background)
-        f32 = [t.float().contiguous() for t in (means2d, conics, opacities, values)]
-        depths32 = depths.float().contiguous() if ctx.has_depth else f32[2]
+        f32 = [contiguous_f32(t) for t in (means2d, conics, opacities, values)]
+        depths32 = contiguous_f32(depths) if ctx.has_depth else f32[2]
         # one zeroed buffer (one fill) for the atomically summed gradients: the features, then per
         # pair means2d (2), conics (3), opacity, and where asked for depth and |d means2d| (2); the
         # kernels read neither of the last two without HAS_DEPTH / ABSGRAD (d_opac stands in)
@@ -725,7 +725,7 @@ def _alpha_grads(grad_render, grad_alpha, alpha, background):
     gradient of alpha = 1 - T_final), given the output gradients (grad_render [V, H, W, C']
     float32, grad_alpha [V, H, W, 1] or None) and the forward's alpha [V, H, W, 1]. A background
     added T_final x background to the render, so there g_A = grad_alpha - G . background."""
-    g_a = torch.zeros_like(alpha) if grad_alpha is None else grad_alpha.float().contiguous()
+    g_a = torch.zeros_like(alpha) if grad_alpha is None else contiguous_f32(grad_alpha)
     if background is None:
         return None, g_a
     grad_bg, grad_t = background_grads(grad_render, g_a, 1.0 - alpha, background)

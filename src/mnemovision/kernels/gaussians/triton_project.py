@@ -13,7 +13,8 @@ Binning (two passes of one kernel, as gsplat does): count, per Gaussian, the til
 rectangle that some pixel of it can reach with alpha >= 1/255, scan the counts, then write (view-tile
 id, flat pair id) for those tiles, each view's Gaussians nearest first; a stable ``torch.sort`` by
 tile id orders them, and one more kernel gathers the sorted pair ids and finds each tile's range
-(``_tile_ranges_kernel``). One host sync (the total count).
+(``_tile_ranges_kernel``); where the compositor wants its tiles longest list first, a last one ranks
+them (``_tile_order_kernel``). One host sync (the total count).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels._launch import Launcher, as_dtype, cdiv
+from mnemovision.kernels._launch import Launcher, as_dtype, cdiv, contiguous_f32
 from mnemovision.kernels.gaussians.ref import EPS_2D, RADIUS_SIGMAS, TILE_SIZE
 
 BLOCK = 128  # Gaussians per program of the projection
@@ -315,7 +316,7 @@ class _ProjectTritonFn(torch.autograd.Function):
         b, n, v = _batch_sizes(means, viewmats)
         dtype = means.dtype
         # inside forward nothing is recorded: no detach needed (fp32 contiguous inputs pass as they are)
-        f32 = [t.float().contiguous() for t in (means, quats, scales, viewmats, Ks)]
+        f32 = [contiguous_f32(t) for t in (means, quats, scales, viewmats, Ks)]
         dev = means.device
         means2d = torch.empty(b * v, n, 2, device=dev)
         conics = torch.empty(b * v, n, 3, device=dev)
@@ -340,12 +341,12 @@ class _ProjectTritonFn(torch.autograd.Function):
         b, n, v = _batch_sizes(means, viewmats)
 
         def grad_or_zeros(t, shape):
-            return torch.zeros(shape, device=means.device) if t is None else t.float().contiguous()
+            return torch.zeros(shape, device=means.device) if t is None else contiguous_f32(t)
 
         g_m = grad_or_zeros(g_means2d, (b * v, n, 2))
         g_c = grad_or_zeros(g_conics, (b * v, n, 3))
         has_gd = g_depths is not None
-        g_d = g_depths.float().contiguous() if has_gd else g_m  # not read without a gradient
+        g_d = contiguous_f32(g_depths) if has_gd else g_m  # not read without a gradient
         g_o = grad_or_zeros(g_comps, (b * v, n)) if antialiased else g_m  # read only when antialiased
         d_means, d_quats, d_scales = torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales)
         if n > 0:
@@ -495,11 +496,10 @@ def _first_at_least(Keys, target, lo, hi, STEPS):
 
 
 @triton.jit
-def _tile_ranges_kernel(Keys, Order, Ids, FlatIds, Offsets, NegLengths, TOTAL, N_OFFSETS, STEPS, LENGTHS: tl.constexpr, BLOCK: tl.constexpr):
+def _tile_ranges_kernel(Keys, Order, Ids, FlatIds, Offsets, TOTAL, N_OFFSETS, STEPS, BLOCK: tl.constexpr):
     """After the sort by tile (Keys [TOTAL] sorted, Order the sort's permutation): entry i's pair
     FlatIds[i] = Ids[Order[i]], and for t < N_OFFSETS the first entry of tile t, Offsets[t] = the
-    number of keys below t (a binary search of Keys in STEPS >= bit_length(TOTAL) halvings); with
-    LENGTHS also NegLengths[t] = -(entries of tile t) for t < N_OFFSETS - 1 (a second search). One
+    number of keys below t (a binary search of Keys in STEPS >= bit_length(TOTAL) halvings). One
     launch for what ``ids[order]``, ``arange`` and ``searchsorted`` took three."""
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     entry = i < TOTAL
@@ -507,13 +507,43 @@ def _tile_ranges_kernel(Keys, Order, Ids, FlatIds, Offsets, NegLengths, TOTAL, N
     # [lo, hi): where the first key >= t lies
     first = _first_at_least(Keys, i, tl.zeros([BLOCK], dtype=tl.int32), tl.where(i < N_OFFSETS, TOTAL, 0), STEPS)
     tl.store(Offsets + i, first.to(tl.int64), mask=i < N_OFFSETS)
-    if LENGTHS:
-        tile = i < N_OFFSETS - 1
-        after = _first_at_least(Keys, i + 1, first, tl.where(tile, TOTAL, first), STEPS)
-        tl.store(NegLengths + i, first - after, mask=tile)
 
 
-_bin, _tile_ranges = Launcher(_bin_kernel), Launcher(_tile_ranges_kernel)
+@triton.jit
+def _tile_order_kernel(Offsets, Order, N, BLOCK: tl.constexpr):
+    """The N tiles (lists Offsets[t] .. Offsets[t + 1]) longest list first, equal lengths by index:
+    tile t goes to Order[rank(t)], rank(t) = #{u : len(u) > len(t)} + #{u < t : len(u) = len(t)},
+    counted against every tile BLOCK at a time (a stable argsort of -len in one launch)."""
+    t = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = t < N
+    length = tl.load(Offsets + t + 1, mask=live, other=0) - tl.load(Offsets + t, mask=live, other=0)
+    rank = tl.zeros([BLOCK], dtype=tl.int32)
+    for u0 in range(0, N, BLOCK):
+        u = u0 + tl.arange(0, BLOCK)
+        # a lane past N reads length 0 at index u >= N > t: never ahead of a tile (lengths are >= 0)
+        len_u = tl.load(Offsets + u + 1, mask=u < N, other=0) - tl.load(Offsets + u, mask=u < N, other=0)
+        ahead = (len_u[None, :] > length[:, None]) | ((len_u[None, :] == length[:, None]) & (u[None, :] < t[:, None]))
+        rank += tl.sum(ahead.to(tl.int32), axis=1)
+    tl.store(Order + rank, t.to(tl.int64), mask=live)
+
+
+_bin, _tile_ranges, _tile_order = Launcher(_bin_kernel), Launcher(_tile_ranges_kernel), Launcher(_tile_order_kernel)
+# tiles per program of ``_tile_order_kernel``, and the most tiles it ranks (its work grows as their
+# square: 67M comparisons there); more go through ``torch.argsort``
+ORDER_BLOCK = 64
+ORDER_MAX_TILES = 8192
+
+
+def tile_order(offsets: torch.Tensor) -> torch.Tensor:
+    """[T] int64: the T = offsets.numel() - 1 tiles by list length (offsets [T + 1] int64), longest
+    first, equal lengths by index."""
+    n = offsets.numel() - 1
+    if n > ORDER_MAX_TILES:
+        return torch.argsort(offsets[:-1] - offsets[1:], stable=True)
+    order = torch.empty(n, dtype=torch.int64, device=offsets.device)
+    if n > 0:
+        _tile_order[(cdiv(n, ORDER_BLOCK),)](offsets, order, n, BLOCK=ORDER_BLOCK)
+    return order
 
 
 def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: int, order: bool = False):
@@ -543,7 +573,7 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
     n_tiles = tiles_x * tiles_y
     dev = depths.device
     with torch.no_grad():
-        m2, con, opac = (t.float().contiguous() for t in (means2d, conics, opacities))
+        m2, con, opac = (contiguous_f32(t) for t in (means2d, conics, opacities))
         by_depth = torch.sort(depths, stable=True).indices  # [V, N]: each view's Gaussians nearest first
         inputs = (m2, radii.contiguous(), con, opac, by_depth)
         counts = torch.empty(v * n, dtype=torch.int32, device=dev)
@@ -556,7 +586,6 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         # works: after it the GPU waits for each op the host issues
         n_offsets = v * n_tiles + 1
         offsets = torch.empty(n_offsets, dtype=torch.int64, device=dev)
-        neg_lengths = torch.empty(n_offsets - 1, dtype=torch.int32, device=dev) if order else offsets
         total = int(ends[-1]) if ends.numel() else 0  # the one host sync: the size of the lists
         keys = torch.empty(total, dtype=torch.int32, device=dev)
         ids = torch.empty(total, dtype=torch.int64, device=dev)
@@ -565,8 +594,8 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         tile_keys, by_tile = torch.sort(keys, stable=True)
         flat_ids = torch.empty(total, dtype=torch.int64, device=dev)
         _tile_ranges[(cdiv(max(total, n_offsets), RANGE_BLOCK),)](
-            tile_keys, by_tile, ids, flat_ids, offsets, neg_lengths, total, n_offsets, max(1, total.bit_length()), LENGTHS=order, BLOCK=RANGE_BLOCK,
+            tile_keys, by_tile, ids, flat_ids, offsets, total, n_offsets, max(1, total.bit_length()), BLOCK=RANGE_BLOCK,
         )
         if not order:
             return tile_keys, flat_ids, offsets
-        return tile_keys, flat_ids, offsets, torch.argsort(neg_lengths, stable=True)
+        return tile_keys, flat_ids, offsets, tile_order(offsets)
