@@ -888,13 +888,18 @@ def test_triton_projection_and_binning_match_the_reference(antialiased):
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-def test_triton_binning_of_wide_rectangles():
+@pytest.mark.parametrize("scan_block", [None, 2])
+def test_triton_binning_of_wide_rectangles(scan_block, monkeypatch):
     """Rectangles of 1 to a few hundred tiles (the binning kernel spreads each program's (Gaussian,
     tile) items over its lanes, so a wide one spans many steps and lanes), two views, culled and
     too faint Gaussians, a pair count that is no multiple of the program size: ref's entries in ref's
     order less unseen ones, and the tile offsets of the entries kept. With ``order``, the same lists
-    and the tiles longest list first (equal lengths by index)."""
+    and the tiles longest list first (equal lengths by index). With ``scan_block`` 2 the binning
+    programs' counts (three programs) are scanned two at a time."""
     from mnemovision.kernels.gaussians import triton_project
+
+    if scan_block is not None:
+        monkeypatch.setattr(triton_project, "SCAN_BLOCK", scan_block)
 
     g = torch.Generator().manual_seed(0)
     width, height, v, n = 203, 117, 2, 45
@@ -924,6 +929,24 @@ def test_triton_binning_of_wide_rectangles():
     expected = sorted(range(v * n_tiles), key=lambda t: (-int(lengths[t]), t))
     assert len(set(lengths.tolist())) < v * n_tiles, "equal lengths to order"
     assert tile_order.dtype == torch.int64 and tile_order.cpu().tolist() == expected
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize("n, block", [(1, 16), (16, 16), (17, 16), (300, 16), (1000, 1024)])
+def test_triton_binning_bases_are_the_exclusive_scan_of_the_totals(n, block):
+    """``_bases_kernel``: each binning program's first slot (the totals before it, int64) and, last,
+    the sum of all, in one program BLOCK totals a step (one step, exactly one, one and one more, many);
+    totals large enough that their sum leaves int32."""
+    from mnemovision.kernels.gaussians import triton_project
+
+    g = torch.Generator().manual_seed(n)
+    totals = torch.randint(0, 2**30, (n,), generator=g, dtype=torch.int32)
+    bases = torch.full((n + 1,), -1, dtype=torch.int64, device=DEVICE)
+    triton_project._bases[(1,)](totals.to(DEVICE), bases, n, BLOCK=block)
+    expected = torch.cat([torch.zeros(1, dtype=torch.int64), totals.long().cumsum(0)])
+    assert torch.equal(bases.cpu(), expected)
+    assert n < 3 or int(expected[-1]) > 2**31
 
 
 @pytest.mark.triton

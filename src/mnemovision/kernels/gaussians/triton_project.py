@@ -9,9 +9,10 @@ views of its batch element, so the per-Gaussian gradients need no atomics. Gradi
 quaternions and scales (and opacities through the compensation, outside); camera gradients are not
 computed here: ``rasterize_gaussians`` takes the PyTorch projection when viewmats or Ks require grad.
 
-Binning (two passes of one kernel, as gsplat does): count, per Gaussian, the tiles of its 3.33 sigma
-rectangle that some pixel of it can reach with alpha >= 1/255, scan the counts, then write (view-tile
-id, flat pair id) for those tiles, each view's Gaussians nearest first; a stable ``torch.sort`` by
+Binning (two passes of one kernel, as gsplat does): count, per program of BIN_BLOCK Gaussians, the
+tiles of their 3.33 sigma rectangles that some pixel can reach with alpha >= 1/255, scan the
+programs' counts (``_bases_kernel``), then write (view-tile id, flat pair id) for those tiles, each
+view's Gaussians nearest first; a stable ``torch.sort`` by
 tile id orders them, and one more kernel gathers the sorted pair ids and finds each tile's range
 (``_tile_ranges_kernel``); where the compositor wants its tiles longest list first, a last one ranks
 them (``_tile_order_kernel``). One host sync (the total count).
@@ -425,7 +426,7 @@ def _ranked_pair(Order, rank, mask, N):
 
 @triton.jit
 def _bin_kernel(
-    Means2d, Radii, Conics, Opac, Order, Counts, Ends, Keys, Ids,
+    Means2d, Radii, Conics, Opac, Order, Totals, Bases, Keys, Ids,
     TOTAL, N_TILES, TILES_X, TILES_Y, PAIRS_PER_VIEW,
     WRITE: tl.constexpr, TILE: tl.constexpr, BLOCK: tl.constexpr,
 ):
@@ -433,8 +434,9 @@ def _bin_kernel(
     view N + i is the view's Gaussian Order[view N + i], N = PAIRS_PER_VIEW), the tiles of each
     pair's 3.33-sigma rectangle where some pixel centre can reach alpha >= 1/255 (o exp(-min sigma)
     over the tile's pixel-centre rectangle; the compositor skips every other pixel anyway). WRITE = 0
-    counts them into Counts[rank]; WRITE = 1 writes (view-tile int32, flat pair id) from Ends[rank] -
-    Counts[rank] on: the entries come out nearest pair first.
+    counts the program's into Totals[program]; WRITE = 1 writes (view-tile int32, flat pair id) from
+    Bases[program] (the totals of the programs before it, ``_bases_kernel``) on: the entries come out
+    nearest pair first.
 
     The program's rectangles are walked as one list of (pair, tile) items in rank order, BLOCK items
     a step, one per lane: one wide rectangle spreads over the lanes instead of keeping one lane (and
@@ -454,8 +456,8 @@ def _bin_kernel(
     n_items = tl.sum(n_box, 0)
     kept = tl.zeros([BLOCK], dtype=tl.int32)
     if WRITE:
-        # the program's pairs have consecutive slot ranges: its first pair's first slot, then one per hit
-        slot = tl.load(Ends + first).to(tl.int64) - tl.load(Counts + first).to(tl.int64)
+        # the program's pairs have consecutive slot ranges: its first slot, then one per hit
+        slot = tl.load(Bases + tl.program_id(0))
     for i0 in range(0, n_items, BLOCK):
         item = i0 + lanes
         live = item < n_items
@@ -479,7 +481,20 @@ def _bin_kernel(
         else:
             kept += tl.sum((mine & hit[:, None]).to(tl.int32), axis=0)
     if not WRITE:
-        tl.store(Counts + ranks, kept, mask=in_range)
+        tl.store(Totals + tl.program_id(0), tl.sum(kept, 0))
+
+
+@triton.jit
+def _bases_kernel(Totals, Bases, N, BLOCK: tl.constexpr):
+    """One program: Bases[p] = Totals[0] + ... + Totals[p - 1] for p < N (int64) and Bases[N] = the
+    sum of all N, BLOCK totals a step (one launch for what ``torch.cumsum`` took several)."""
+    carry = tl.sum(tl.zeros([BLOCK], dtype=tl.int64), 0)
+    for start in range(0, N, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        x = tl.load(Totals + offs, mask=offs < N, other=0).to(tl.int64)
+        tl.store(Bases + offs, carry + tl.cumsum(x, 0) - x, mask=offs < N)
+        carry += tl.sum(x, 0)
+    tl.store(Bases + N, carry)
 
 
 @triton.jit
@@ -527,7 +542,8 @@ def _tile_order_kernel(Offsets, Order, N, BLOCK: tl.constexpr):
     tl.store(Order + rank, t.to(tl.int64), mask=live)
 
 
-_bin, _tile_ranges, _tile_order = Launcher(_bin_kernel), Launcher(_tile_ranges_kernel), Launcher(_tile_order_kernel)
+_bin, _bases, _tile_ranges, _tile_order = (Launcher(k) for k in (_bin_kernel, _bases_kernel, _tile_ranges_kernel, _tile_order_kernel))
+SCAN_BLOCK = 1024  # binning programs per step of ``_bases_kernel`` (4,337 on the garden view: five steps)
 # tiles per program of ``_tile_order_kernel``, and the most tiles it ranks (its work grows as their
 # square: 67M comparisons there); more go through ``torch.argsort``
 ORDER_BLOCK = 64
@@ -576,21 +592,23 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         m2, con, opac = (contiguous_f32(t) for t in (means2d, conics, opacities))
         by_depth = torch.sort(depths, stable=True).indices  # [V, N]: each view's Gaussians nearest first
         inputs = (m2, radii.contiguous(), con, opac, by_depth)
-        counts = torch.empty(v * n, dtype=torch.int32, device=dev)
-        grid = (max(1, cdiv(v * n, BIN_BLOCK)),)
+        n_programs = cdiv(v * n, BIN_BLOCK)
+        totals = torch.empty(max(1, n_programs), dtype=torch.int32, device=dev)  # entries per binning program
+        bases = torch.empty(n_programs + 1, dtype=torch.int64, device=dev)  # their first slots, then the total
+        grid = (max(1, n_programs),)
         sizes = dict(TILE=TILE_SIZE, BLOCK=BIN_BLOCK, num_warps=1)
-        if v * n > 0:
-            _bin[grid](*inputs, counts, counts, counts, counts, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
-        ends = torch.cumsum(counts, 0, dtype=torch.int64)
+        if n_programs > 0:
+            _bin[grid](*inputs, totals, bases, totals, bases, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
+            _bases[(1,)](totals, bases, n_programs, BLOCK=SCAN_BLOCK)
         # what does not depend on the lists' size is allocated before the sync, while the GPU still
         # works: after it the GPU waits for each op the host issues
         n_offsets = v * n_tiles + 1
         offsets = torch.empty(n_offsets, dtype=torch.int64, device=dev)
-        total = int(ends[-1]) if ends.numel() else 0  # the one host sync: the size of the lists
+        total = int(bases[-1]) if n_programs > 0 else 0  # the one host sync: the size of the lists
         keys = torch.empty(total, dtype=torch.int32, device=dev)
         ids = torch.empty(total, dtype=torch.int64, device=dev)
         if total > 0:
-            _bin[grid](*inputs, counts, ends, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
+            _bin[grid](*inputs, totals, bases, keys, ids, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=True, **sizes)
         tile_keys, by_tile = torch.sort(keys, stable=True)
         flat_ids = torch.empty(total, dtype=torch.int64, device=dev)
         _tile_ranges[(cdiv(max(total, n_offsets), RANGE_BLOCK),)](
