@@ -888,18 +888,22 @@ def test_triton_projection_and_binning_match_the_reference(antialiased):
 
 @pytest.mark.triton
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-@pytest.mark.parametrize("scan_block", [None, 2])
-def test_triton_binning_of_wide_rectangles(scan_block, monkeypatch):
+@pytest.mark.parametrize("scan_block, scan_max", [(None, None), (2, None), (None, 2)])
+def test_triton_binning_of_wide_rectangles(scan_block, scan_max, monkeypatch):
     """Rectangles of 1 to a few hundred tiles (the binning kernel spreads each program's (Gaussian,
     tile) items over its lanes, so a wide one spans many steps and lanes), two views, culled and
     too faint Gaussians, a pair count that is no multiple of the program size: ref's entries in ref's
     order less unseen ones, and the tile offsets of the entries kept. With ``order``, the same lists
     and the tiles longest list first (equal lengths by index). With ``scan_block`` 2 the binning
-    programs' counts (three programs) are scanned two at a time."""
+    programs' counts (three programs) are scanned two at a time; with ``scan_max`` 2 by
+    ``torch.cumsum`` (more programs than the scan kernel takes)."""
     from mnemovision.kernels.gaussians import triton_project
 
     if scan_block is not None:
         monkeypatch.setattr(triton_project, "SCAN_BLOCK", scan_block)
+    if scan_max is not None:
+        monkeypatch.setattr(triton_project, "SCAN_MAX_PROGRAMS", scan_max)
+        monkeypatch.setattr(triton_project, "_bases", None)  # the scan kernel must not be launched
 
     g = torch.Generator().manual_seed(0)
     width, height, v, n = 203, 117, 2, 45
@@ -963,10 +967,16 @@ def test_triton_tile_order_ranks_lists_longest_first(n_tiles, monkeypatch):
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
     expected = sorted(range(n_tiles), key=lambda t: (-int(lengths[t]), t))
     assert len(set(lengths.tolist())) < n_tiles or n_tiles == 1
-    for limit in (triton_project.ORDER_MAX_TILES, n_tiles - 1):  # the kernel, then the fallback
-        monkeypatch.setattr(triton_project, "ORDER_MAX_TILES", limit)
-        order = triton_project.tile_order(offsets.to(DEVICE))
-        assert order.dtype == torch.int64 and order.cpu().tolist() == expected, limit
+    offsets = offsets.to(DEVICE)
+    with monkeypatch.context() as patch:  # the kernel, up to the limit: torch.argsort must not be called
+        patch.setattr(triton_project, "ORDER_MAX_TILES", n_tiles)
+        patch.setattr(torch, "argsort", None)
+        order = triton_project.tile_order(offsets)
+    assert order.dtype == torch.int64 and order.cpu().tolist() == expected
+    monkeypatch.setattr(triton_project, "ORDER_MAX_TILES", n_tiles - 1)  # the fallback: no kernel
+    monkeypatch.setattr(triton_project, "_tile_order", None)
+    order = triton_project.tile_order(offsets)
+    assert order.dtype == torch.int64 and order.cpu().tolist() == expected
 
 
 @pytest.mark.triton

@@ -543,7 +543,20 @@ def _tile_order_kernel(Offsets, Order, N, BLOCK: tl.constexpr):
 
 
 _bin, _bases, _tile_ranges, _tile_order = (Launcher(k) for k in (_bin_kernel, _bases_kernel, _tile_ranges_kernel, _tile_order_kernel))
-SCAN_BLOCK = 1024  # binning programs per step of ``_bases_kernel`` (4,337 on the garden view: five steps)
+# binning programs per step of ``_bases_kernel`` (4,337 on the garden view: five steps), and the most
+# it scans (its steps run one after another: 64 at this limit); more go through ``torch.cumsum``
+SCAN_BLOCK = 1024
+SCAN_MAX_PROGRAMS = 1 << 16
+
+
+def _scan_totals(totals: torch.Tensor, bases: torch.Tensor) -> None:
+    """bases [P + 1] int64 = 0, totals[0], totals[0] + totals[1], ... (totals [P] int32, P >= 1)."""
+    n = totals.numel()
+    if n > SCAN_MAX_PROGRAMS:
+        bases[:1].zero_()
+        torch.cumsum(totals, 0, dtype=torch.int64, out=bases[1:])
+        return
+    _bases[(1,)](totals, bases, n, BLOCK=SCAN_BLOCK)
 # tiles per program of ``_tile_order_kernel``, and the most tiles it ranks (its work grows as their
 # square: 67M comparisons there); more go through ``torch.argsort``
 ORDER_BLOCK = 64
@@ -599,7 +612,7 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
         sizes = dict(TILE=TILE_SIZE, BLOCK=BIN_BLOCK, num_warps=1)
         if n_programs > 0:
             _bin[grid](*inputs, totals, bases, totals, bases, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
-            _bases[(1,)](totals, bases, n_programs, BLOCK=SCAN_BLOCK)
+            _scan_totals(totals, bases)
         # what does not depend on the lists' size is allocated before the sync, while the GPU still
         # works: after it the GPU waits for each op the host issues
         n_offsets = v * n_tiles + 1
