@@ -7,7 +7,7 @@ import torch
 triton = pytest.importorskip("triton")
 import triton.language as tl  # noqa: E402
 
-from mnemovision.kernels._launch import INTERPRETED, Launcher, TunedKernel, as_dtype, carve, cdiv, next_pow2  # noqa: E402
+from mnemovision.kernels._launch import INTERPRETED, Launcher, TunedKernel, as_dtype, carve, cdiv, contiguous_as, next_pow2  # noqa: E402
 
 pytestmark = pytest.mark.triton
 DEVICE = "cpu" if INTERPRETED else "cuda"
@@ -37,6 +37,14 @@ def test_as_dtype_skips_only_conversions_that_change_nothing():
     assert half.dtype == torch.float16 and torch.equal(half.float(), t.detach())
     half.sum().backward()  # a conversion stays differentiable
     assert torch.equal(t.grad, torch.ones(4))
+
+
+def test_contiguous_as_skips_only_what_changes_nothing():
+    t = torch.arange(6.0).view(2, 3)
+    assert contiguous_as(t, torch.float32) is t
+    for got in (contiguous_as(t.t(), torch.float32), contiguous_as(t, torch.int64), contiguous_as(t.t(), torch.int64)):
+        assert got.is_contiguous() and got is not t
+    assert torch.equal(contiguous_as(t.t(), torch.int64), t.t().long())
 
 
 def test_interpreted_reports_how_kernels_were_decorated():

@@ -15,7 +15,7 @@ a dense readout of a small memory), so the launchers keep their own arithmetic c
 - ``TunedKernel``: an autotuned kernel that consults Triton's autotuner once per launch signature.
 - ``carve``: several tensors as views of one buffer (one allocation or fill, one op per view).
 - ``as_dtype``: ``t.to(dtype)`` that skips the call where ``t`` has the dtype already;
-  ``contiguous_f32``: ``t.float().contiguous()`` that skips both where they would change nothing.
+  ``contiguous_as``: ``t.to(dtype).contiguous()`` that skips both where they would change nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 import triton
 from triton.runtime.interpreter import InterpretedFunction
 
-__all__ = ["INTERPRETED", "Launcher", "TunedKernel", "as_dtype", "carve", "cdiv", "contiguous_f32", "next_pow2"]
+__all__ = ["INTERPRETED", "Launcher", "TunedKernel", "as_dtype", "carve", "cdiv", "contiguous_as", "next_pow2"]
 
 
 @triton.jit
@@ -54,10 +54,10 @@ def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
-def contiguous_f32(t: torch.Tensor) -> torch.Tensor:
-    """``t.float().contiguous()``: ``t`` itself where it is contiguous float32 already (two calls
-    that return it, at about a microsecond each on a GPU's host, for each input of each launch)."""
-    return t if (t.dtype == torch.float32 and t.is_contiguous()) else t.float().contiguous()
+def contiguous_as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype).contiguous()``: ``t`` itself where it is contiguous in that dtype already (two
+    calls that return it, at about a microsecond each on a GPU's host, for each input of each launch)."""
+    return t if (t.dtype == dtype and t.is_contiguous()) else t.to(dtype).contiguous()
 
 
 def carve(buffer: torch.Tensor, shapes) -> list[torch.Tensor]:
@@ -101,10 +101,14 @@ _DIRECT: list = []  # [bool] once known
 _Tensor = torch.Tensor  # a module global: looked up faster than torch's attribute at every argument
 
 
+_CURRENT_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # absent from CPU-only builds
+
+
 def _raw_stream(device: int) -> int:
     """The current CUDA stream's handle on ``device`` (what Triton's driver passes a launch)."""
-    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    return raw(device) if raw is not None else torch.cuda.current_stream(device).cuda_stream
+    if _CURRENT_RAW_STREAM is not None:
+        return _CURRENT_RAW_STREAM(device)
+    return torch.cuda.current_stream(device).cuda_stream
 
 
 def _idle(hook) -> bool:

@@ -45,7 +45,7 @@ import triton
 import triton.language as tl
 
 from mnemovision.kernels._backend import triton_autotune_enabled
-from mnemovision.kernels._launch import INTERPRETED, TunedKernel, as_dtype, carve, cdiv, contiguous_f32
+from mnemovision.kernels._launch import INTERPRETED, TunedKernel, as_dtype, carve, cdiv, contiguous_as
 from mnemovision.kernels.gaussians import triton_seq, triton_wide
 from mnemovision.kernels.gaussians.ref import T_MIN, add_background, background_grads
 
@@ -628,7 +628,7 @@ def _order_arg(st: dict, placeholder: torch.Tensor) -> torch.Tensor:
 
 
 def _pairs(flat_ids):
-    return flat_ids if flat_ids.dtype == torch.int64 and flat_ids.is_contiguous() else flat_ids.to(torch.int64).contiguous()
+    return contiguous_as(flat_ids, torch.int64)
 
 
 class _CompositeTritonFn(torch.autograd.Function):
@@ -641,8 +641,8 @@ class _CompositeTritonFn(torch.autograd.Function):
         has_depth = depths is not None
         out_c = c + int(has_depth)
         dtype = values.dtype
-        f32 = [contiguous_f32(t) for t in (means2d, conics, opacities, values)]
-        depths32 = contiguous_f32(depths) if has_depth else f32[2]
+        f32 = [contiguous_as(t, torch.float32) for t in (means2d, conics, opacities, values)]
+        depths32 = contiguous_as(depths, torch.float32) if has_depth else f32[2]
         # every pixel of every tile is written (empty tiles write zeros and alpha = 0); the kernels
         # write alpha = 1 - T_final itself, the output (no 1 - T op after them)
         out = torch.empty(v, h, w, out_c, device=values.device, dtype=torch.float32)
@@ -679,10 +679,10 @@ class _CompositeTritonFn(torch.autograd.Function):
         meta = ctx.meta
         c = values.shape[-1]
         out_c = out.shape[-1]
-        grad_render = torch.zeros_like(out) if grad_render is None else contiguous_f32(grad_render)
+        grad_render = torch.zeros_like(out) if grad_render is None else contiguous_as(grad_render, torch.float32)
         grad_bg, grad_a = _alpha_grads(grad_render, grad_alpha, alpha, background)
-        f32 = [contiguous_f32(t) for t in (means2d, conics, opacities, values)]
-        depths32 = contiguous_f32(depths) if ctx.has_depth else f32[2]
+        f32 = [contiguous_as(t, torch.float32) for t in (means2d, conics, opacities, values)]
+        depths32 = contiguous_as(depths, torch.float32) if ctx.has_depth else f32[2]
         # one zeroed buffer (one fill) for the atomically summed gradients: the features, then per
         # pair means2d (2), conics (3), opacity, and where asked for depth and |d means2d| (2); the
         # kernels read neither of the last two without HAS_DEPTH / ABSGRAD (d_opac stands in)
@@ -725,7 +725,7 @@ def _alpha_grads(grad_render, grad_alpha, alpha, background):
     gradient of alpha = 1 - T_final), given the output gradients (grad_render [V, H, W, C']
     float32, grad_alpha [V, H, W, 1] or None) and the forward's alpha [V, H, W, 1]. A background
     added T_final x background to the render, so there g_A = grad_alpha - G . background."""
-    g_a = torch.zeros_like(alpha) if grad_alpha is None else contiguous_f32(grad_alpha)
+    g_a = torch.zeros_like(alpha) if grad_alpha is None else contiguous_as(grad_alpha, torch.float32)
     if background is None:
         return None, g_a
     grad_bg, grad_t = background_grads(grad_render, g_a, 1.0 - alpha, background)

@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mnemovision.kernels._launch import Launcher, as_dtype, cdiv, contiguous_f32
+from mnemovision.kernels._launch import Launcher, as_dtype, cdiv, contiguous_as
 from mnemovision.kernels.gaussians.ref import EPS_2D, RADIUS_SIGMAS, TILE_SIZE
 
 BLOCK = 128  # Gaussians per program of the projection
@@ -317,7 +317,7 @@ class _ProjectTritonFn(torch.autograd.Function):
         b, n, v = _batch_sizes(means, viewmats)
         dtype = means.dtype
         # inside forward nothing is recorded: no detach needed (fp32 contiguous inputs pass as they are)
-        f32 = [contiguous_f32(t) for t in (means, quats, scales, viewmats, Ks)]
+        f32 = [contiguous_as(t, torch.float32) for t in (means, quats, scales, viewmats, Ks)]
         dev = means.device
         means2d = torch.empty(b * v, n, 2, device=dev)
         conics = torch.empty(b * v, n, 3, device=dev)
@@ -342,12 +342,12 @@ class _ProjectTritonFn(torch.autograd.Function):
         b, n, v = _batch_sizes(means, viewmats)
 
         def grad_or_zeros(t, shape):
-            return torch.zeros(shape, device=means.device) if t is None else contiguous_f32(t)
+            return torch.zeros(shape, device=means.device) if t is None else contiguous_as(t, torch.float32)
 
         g_m = grad_or_zeros(g_means2d, (b * v, n, 2))
         g_c = grad_or_zeros(g_conics, (b * v, n, 3))
         has_gd = g_depths is not None
-        g_d = contiguous_f32(g_depths) if has_gd else g_m  # not read without a gradient
+        g_d = contiguous_as(g_depths, torch.float32) if has_gd else g_m  # not read without a gradient
         g_o = grad_or_zeros(g_comps, (b * v, n)) if antialiased else g_m  # read only when antialiased
         d_means, d_quats, d_scales = torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales)
         if n > 0:
@@ -557,6 +557,8 @@ def _scan_totals(totals: torch.Tensor, bases: torch.Tensor) -> None:
         torch.cumsum(totals, 0, dtype=torch.int64, out=bases[1:])
         return
     _bases[(1,)](totals, bases, n, BLOCK=SCAN_BLOCK)
+
+
 # tiles per program of ``_tile_order_kernel``, and the most tiles it ranks (its work grows as their
 # square: 67M comparisons there); more go through ``torch.argsort``
 ORDER_BLOCK = 64
@@ -602,13 +604,13 @@ def isect_tiles(means2d, radii, depths, conics, opacities, width: int, height: i
     n_tiles = tiles_x * tiles_y
     dev = depths.device
     with torch.no_grad():
-        m2, con, opac = (contiguous_f32(t) for t in (means2d, conics, opacities))
+        m2, con, opac = (contiguous_as(t, torch.float32) for t in (means2d, conics, opacities))
         by_depth = torch.sort(depths, stable=True).indices  # [V, N]: each view's Gaussians nearest first
         inputs = (m2, radii.contiguous(), con, opac, by_depth)
         n_programs = cdiv(v * n, BIN_BLOCK)
-        totals = torch.empty(max(1, n_programs), dtype=torch.int32, device=dev)  # entries per binning program
+        totals = torch.empty(n_programs, dtype=torch.int32, device=dev)  # entries per binning program
         bases = torch.empty(n_programs + 1, dtype=torch.int64, device=dev)  # their first slots, then the total
-        grid = (max(1, n_programs),)
+        grid = (n_programs,)  # launched only where there are programs (the write pass: entries)
         sizes = dict(TILE=TILE_SIZE, BLOCK=BIN_BLOCK, num_warps=1)
         if n_programs > 0:
             _bin[grid](*inputs, totals, bases, totals, bases, v * n, n_tiles, tiles_x, tiles_y, n, WRITE=False, **sizes)
